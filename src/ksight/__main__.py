@@ -1,0 +1,5 @@
+import sys
+
+from ksight.cli.main import main
+
+sys.exit(main())

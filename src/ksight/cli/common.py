@@ -1,0 +1,30 @@
+"""Options and plumbing every subcommand shares: --from, --json, reading snapshots."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+FROM_HELP = ("work on a capture (directory, .tar, .tar.gz or .tar.zst from `ksight capture`, or a "
+             "single proc/sys tree) instead of the live machine")
+
+
+def add_from(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", metavar="FILE_OR_DIR", help=FROM_HELP)
+
+
+def add_json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-j", "--json", action="store_true", help="print JSON for scripts")
+
+
+def print_json(obj: Any) -> None:
+    from ..render.jsonable import jsonable
+
+    json.dump(jsonable(obj), sys.stdout, indent=1)
+    sys.stdout.write("\n")
+
+
+def warn(msg: str) -> None:
+    print(f"ksight: {msg}", file=sys.stderr)

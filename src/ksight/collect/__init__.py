@@ -1,0 +1,1 @@
+"""Collectors: turn a Root into Snapshots (system sources, processes, sockets)."""

@@ -1,0 +1,115 @@
+"""Take a Snapshot from a Root: read every requested source, record what is unavailable.
+
+A source that cannot be read (missing, permission denied, vanished) or whose text is malformed
+does not stop the snapshot: it is listed in Snapshot.unavailable with the reason, and the rest
+is collected. This is what lets `ksight check` give a partial but honest diagnosis.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+
+from ..errors import KsightError, ParseError, Unavailable
+from ..fs import Root
+from ..model.snapshot import HostInfo, Missing, Snapshot
+from ..sources import SYSTEM
+
+
+def host_info(root: Root, hint: dict | None = None) -> HostInfo:
+    """Who the snapshot is of. Live: from the running system. Capture: from its manifest."""
+    hint = hint or {}
+
+    def text(path: str) -> str | None:
+        try:
+            return root.read_text(path).strip() or None
+        except Unavailable:
+            return None
+
+    if root.live:
+        page_size, assumed = os.sysconf("SC_PAGE_SIZE"), False
+        clk_tck = os.sysconf("SC_CLK_TCK")
+        cpus = os.cpu_count()
+    else:
+        page_size = hint.get("page_size")
+        assumed = page_size is None
+        page_size = int(page_size or 4096)
+        clk_tck = int(hint.get("clk_tck") or 100)
+        cpus = hint.get("cpus")
+    return HostInfo(
+        hostname=hint.get("hostname") or text("proc/sys/kernel/hostname"),
+        kernel=hint.get("kernel") or text("proc/sys/kernel/osrelease"),
+        kernel_version=hint.get("kernel_version") or text("proc/version"),
+        page_size=page_size,
+        page_size_assumed=assumed,
+        clk_tck=clk_tck,
+        cpus=cpus,
+    )
+
+
+def read_uptime(root: Root) -> float | None:
+    try:
+        first = root.read_text("proc/uptime").split()
+        return float(first[0]) if first else None
+    except (Unavailable, ValueError):
+        return None
+
+
+def take(
+    root: Root,
+    *,
+    sources: Iterable[str] | None = None,
+    processes: bool = False,
+    sockets: bool = False,
+    host: HostInfo | None = None,
+    host_hint: dict | None = None,
+    taken_at: float | None = None,
+    known_unavailable: Iterable[Missing] = (),
+) -> Snapshot:
+    """Read the named system sources (all of SYSTEM by default) into one Snapshot.
+
+    processes/sockets add the per-process table and the socket table. On a capture, taken_at and
+    known_unavailable come from the manifest (the original reasons beat "not captured").
+    """
+    mono = time.monotonic() if root.live else None
+    wall = taken_at if taken_at is not None else (time.time() if root.live else None)
+    names = list(SYSTEM) if sources is None else list(sources)
+    got: dict[str, object] = {}
+    missing: list[Missing] = []
+    prior = {m.source: m for m in known_unavailable}
+    for name in names:
+        src = SYSTEM.get(name)
+        if src is None:
+            missing.append(Missing(name, "unknown source"))
+            continue
+        try:
+            got[name] = src.read(root)
+        except Unavailable as u:
+            missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
+        except ParseError as e:
+            missing.append(Missing(name, f"malformed: {e}"))
+        except KsightError as e:
+            missing.append(Missing(name, str(e)))
+    procs = None
+    if processes:
+        from .processes import scan
+
+        procs, pmissing = scan(root)
+        missing.extend(pmissing)
+    socks = None
+    if sockets:
+        from .sockets import collect as collect_sockets
+
+        socks, smissing = collect_sockets(root, procs)
+        missing.extend(smissing)
+    return Snapshot(
+        taken_at=wall,
+        monotonic=mono,
+        uptime_s=read_uptime(root),
+        host=host or host_info(root, host_hint),
+        sources=got,
+        processes=procs,
+        sockets=socks,
+        unavailable=tuple(missing),
+    )

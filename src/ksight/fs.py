@@ -1,0 +1,380 @@
+"""The one seam for I/O: every read of the kernel goes through a Root.
+
+A Root answers for a filesystem tree that looks like `/`: paths are relative POSIX paths
+such as "proc/meminfo" or "sys/devices/system/cpu/online". Three kinds exist:
+
+- LiveRoot: the running machine (`/`).
+- DirRoot: a directory tree (a test fixture, an unpacked capture). Links are followed only
+  while they stay inside the tree.
+- ArchiveRoot: a capture archive (.tar, .tar.gz, .tar.zst) read into memory; members whose
+  path would escape the root are refused when the archive is opened.
+
+Parsers never open paths; `sources/*.read(root)` asks the root for text and hands it to a pure
+`parse(text)`. Failures become `errors.Unavailable` with a reason for people ("missing",
+"permission denied", "process exited"), so the collector can record them instead of crashing.
+
+Reading procfs: files report a size of 0 or 4096 whatever they hold, so we read until EOF
+instead of trusting stat(). Sysctls are read with a small buffer because the kernel's cost of a
+/proc/sys read grows with the size of the read request.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import posixpath
+import re
+import tarfile
+from abc import ABC, abstractmethod
+
+from .errors import CaptureError, Unavailable
+
+PROCFS_CHUNK = 65536
+SYSCTL_CHUNK = 128  # see module doc: small reads are measurably cheaper for /proc/sys
+_MAX_LINK_HOPS = 40
+_PID_PATH = re.compile(r"^proc/(\d+)(/|$)")
+
+
+def norm(path: str) -> str:
+    """Normalise a root-relative path; refuse one that climbs above the root."""
+    p = posixpath.normpath("/" + path.lstrip("/")).lstrip("/")
+    if p in ("", "."):
+        return ""
+    return p
+
+
+def sysctl_path(name: str) -> str:
+    """vm.min_free_kbytes -> proc/sys/vm/min_free_kbytes (the form /proc/sys uses)."""
+    return "proc/sys/" + name.replace(".", "/")
+
+
+class Root(ABC):
+    """A tree that looks like `/`. Subclasses implement the five primitives."""
+
+    live: bool = False
+    label: str = ""
+
+    @abstractmethod
+    def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes: ...
+
+    @abstractmethod
+    def listdir(self, path: str) -> list[str]: ...
+
+    @abstractmethod
+    def exists(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def isdir(self, path: str) -> bool: ...
+
+    @abstractmethod
+    def readlink(self, path: str) -> str: ...
+
+    def read_text(self, path: str, *, chunk: int = PROCFS_CHUNK) -> str:
+        # Kernel text is ASCII, but comm, cmdline and mount names may hold any bytes.
+        return self.read_bytes(path, chunk=chunk).decode("utf-8", errors="replace")
+
+    def read_sysctl(self, name: str) -> str:
+        """The value of one sysctl, whitespace-trimmed (tabs inside multi-value ones are kept)."""
+        return self.read_text(sysctl_path(name), chunk=SYSCTL_CHUNK).strip()
+
+    def sub(self, prefix: str) -> "Root":
+        """The tree below `prefix`, as a root of its own (one snapshot of a capture)."""
+        return SubRoot(self, prefix)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.label!r})"
+
+
+def _os_reason(path: str, exc: OSError, exists_pid) -> str:
+    """Turn an OSError into the short reason we show people."""
+    if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied (run as root for this source)"
+    m = _PID_PATH.match(path)
+    if exc.errno == errno.ESRCH or (m and exc.errno == errno.ENOENT and not exists_pid(m.group(1))):
+        return "process exited"
+    if exc.errno == errno.ENOENT:
+        return "missing (not on this kernel or not captured)"
+    if exc.errno == errno.EISDIR:
+        return "is a directory"
+    if exc.errno == errno.EINVAL:
+        return "not readable (kernel refused the read)"
+    return exc.strerror or str(exc)
+
+
+class DirRoot(Root):
+    """A directory tree: the live machine (base '/') or a fixture / unpacked capture."""
+
+    def __init__(self, base: str, *, live: bool = False, label: str | None = None):
+        self.base = os.path.abspath(base)
+        self.live = live
+        self.label = label or self.base
+        self._real_base = os.path.realpath(self.base)
+
+    def _full(self, path: str) -> str:
+        p = norm(path)
+        full = os.path.join(self.base, p) if p else self.base
+        if not self.live:
+            # A capture's symlinks (proc/self, fd/*) may point anywhere; never follow them out.
+            real = os.path.realpath(full)
+            if real != self._real_base and not real.startswith(self._real_base + os.sep):
+                raise Unavailable(path, "link points outside the capture")
+        return full
+
+    def _pid_exists(self, pid: str) -> bool:
+        return os.path.isdir(os.path.join(self.base, "proc", pid))
+
+    def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes:
+        full = self._full(path)
+        try:
+            fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(norm(path), exc, self._pid_exists)) from None
+        try:
+            parts = []
+            while True:
+                b = os.read(fd, chunk)
+                if not b:
+                    break
+                parts.append(b)
+            return b"".join(parts)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(norm(path), exc, self._pid_exists)) from None
+        finally:
+            os.close(fd)
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._full(path)))
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(norm(path), exc, self._pid_exists)) from None
+
+    def exists(self, path: str) -> bool:
+        try:
+            return os.path.exists(self._full(path))
+        except Unavailable:
+            return False
+
+    def isdir(self, path: str) -> bool:
+        try:
+            return os.path.isdir(self._full(path))
+        except Unavailable:
+            return False
+
+    def readlink(self, path: str) -> str:
+        p = norm(path)
+        full = os.path.join(self.base, p)
+        try:
+            return os.readlink(full)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(p, exc, self._pid_exists)) from None
+
+
+class LiveRoot(DirRoot):
+    """The running machine."""
+
+    def __init__(self) -> None:
+        super().__init__("/", live=True, label="live")
+
+
+class SubRoot(Root):
+    """The part of another root below a prefix (one snapshot inside a multi-snapshot capture)."""
+
+    def __init__(self, parent: Root, prefix: str):
+        self.parent = parent
+        self.prefix = norm(prefix)
+        self.live = parent.live
+        self.label = f"{parent.label}:{self.prefix}"
+
+    def _p(self, path: str) -> str:
+        return posixpath.join(self.prefix, norm(path)) if norm(path) else self.prefix
+
+    def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes:
+        try:
+            return self.parent.read_bytes(self._p(path), chunk=chunk)
+        except Unavailable as u:
+            raise Unavailable(path, u.reason) from None
+
+    def listdir(self, path: str) -> list[str]:
+        try:
+            return self.parent.listdir(self._p(path))
+        except Unavailable as u:
+            raise Unavailable(path, u.reason) from None
+
+    def exists(self, path: str) -> bool:
+        return self.parent.exists(self._p(path))
+
+    def isdir(self, path: str) -> bool:
+        return self.parent.isdir(self._p(path))
+
+    def readlink(self, path: str) -> str:
+        try:
+            return self.parent.readlink(self._p(path))
+        except Unavailable as u:
+            raise Unavailable(path, u.reason) from None
+
+
+class ArchiveRoot(Root):
+    """A capture archive held in memory. Opening refuses any member that escapes the root."""
+
+    def __init__(self, path: str):
+        self.label = path
+        self.live = False
+        self.files: dict[str, bytes] = {}
+        self.links: dict[str, str] = {}
+        self.dirs: set[str] = {""}
+        try:
+            fileobj = _open_archive_stream(path)
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        try:
+            with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+                for m in tar:
+                    self._add(path, m, tar)
+        except tarfile.TarError as exc:
+            raise CaptureError(f"{path}: not a capture archive (tar, tar.gz or tar.zst): {exc}") from None
+        except EOFError:
+            raise CaptureError(f"{path}: archive is truncated") from None
+        finally:
+            fileobj.close()
+
+    def _add(self, archive: str, m: tarfile.TarInfo, tar: tarfile.TarFile) -> None:
+        name = m.name
+        if name.startswith("/") or ".." in name.split("/"):
+            raise CaptureError(f"{archive}: member {name!r} escapes the capture root; refused")
+        p = norm(name)
+        if not p:
+            return
+        # record every parent directory so listdir works without explicit dir members
+        parent = posixpath.dirname(p)
+        while parent and parent not in self.dirs:
+            self.dirs.add(parent)
+            parent = posixpath.dirname(parent)
+        if m.isdir():
+            self.dirs.add(p)
+        elif m.issym():
+            target = m.linkname
+            if target.startswith("/"):
+                # absolute targets (fd -> /dev/null, socket:[123]) are kept for readlink only
+                self.links[p] = target
+                return
+            resolved = posixpath.normpath(posixpath.join(posixpath.dirname(p), target))
+            if resolved.startswith(".."):
+                self.links[p] = target  # readlink only; never followed
+                return
+            self.links[p] = target
+        elif m.isfile():
+            f = tar.extractfile(m)
+            self.files[p] = f.read() if f else b""
+        elif m.islnk():
+            self.files[p] = self.files.get(norm(m.linkname), b"")
+
+    def _resolve(self, path: str) -> str:
+        """Follow in-archive links component by component; refuse ones that leave the root."""
+        parts = norm(path).split("/") if norm(path) else []
+        cur = ""
+        hops = 0
+        i = 0
+        while i < len(parts):
+            nxt = posixpath.join(cur, parts[i]) if cur else parts[i]
+            if nxt in self.links:
+                hops += 1
+                if hops > _MAX_LINK_HOPS:
+                    raise Unavailable(path, "too many levels of links")
+                target = self.links[nxt]
+                if target.startswith("/"):
+                    raise Unavailable(path, "link points outside the capture")
+                joined = posixpath.normpath(posixpath.join(cur, target))
+                if joined.startswith(".."):
+                    raise Unavailable(path, "link points outside the capture")
+                rest = parts[i + 1:]
+                parts = (joined.split("/") if joined not in ("", ".") else []) + rest
+                cur, i = "", 0
+                continue
+            cur = nxt
+            i += 1
+        return cur
+
+    def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes:
+        p = self._resolve(path)
+        if p in self.files:
+            return self.files[p]
+        if p in self.dirs:
+            raise Unavailable(path, "is a directory")
+        m = _PID_PATH.match(p)
+        if m and f"proc/{m.group(1)}" not in self.dirs:
+            raise Unavailable(path, "process exited")
+        raise Unavailable(path, "missing (not on this kernel or not captured)")
+
+    def listdir(self, path: str) -> list[str]:
+        p = self._resolve(path)
+        if p not in self.dirs:
+            raise Unavailable(path, "missing (not on this kernel or not captured)")
+        prefix = p + "/" if p else ""
+        names = set()
+        for coll in (self.files, self.links, self.dirs):
+            for k in coll:
+                if k.startswith(prefix) and k != p:
+                    rest = k[len(prefix):]
+                    if rest:
+                        names.add(rest.split("/", 1)[0])
+        return sorted(names)
+
+    def exists(self, path: str) -> bool:
+        try:
+            p = self._resolve(path)
+        except Unavailable:
+            return False
+        return p in self.files or p in self.dirs
+
+    def isdir(self, path: str) -> bool:
+        try:
+            return self._resolve(path) in self.dirs
+        except Unavailable:
+            return False
+
+    def readlink(self, path: str) -> str:
+        p = norm(path)
+        d = self._resolve(posixpath.dirname(p)) if posixpath.dirname(p) else ""
+        key = posixpath.join(d, posixpath.basename(p)) if d else posixpath.basename(p)
+        if key in self.links:
+            return self.links[key]
+        raise Unavailable(path, "not a link in the capture")
+
+
+def _open_archive_stream(path: str):
+    """A readable stream of the tar data, whatever the compression (zstd needs `zstandard`)."""
+    f = open(path, "rb")
+    magic = f.read(4)
+    f.seek(0)
+    if magic == b"\x28\xb5\x2f\xfd":
+        import zstandard  # only capture bundles need it; keep it off the startup path
+
+        return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
+    return f
+
+
+def open_root(spec: str | None = None) -> Root:
+    """A root for a spec: None or '/' is the live machine; a directory is a tree; a file an archive."""
+    if spec in (None, "", "/"):
+        return LiveRoot()
+    if os.path.isdir(spec):
+        return DirRoot(spec)
+    if os.path.isfile(spec):
+        return ArchiveRoot(spec)
+    raise CaptureError(f"{spec}: no such file or directory")
+
+
+def file_mode(root: Root, path: str) -> int | None:
+    """st_mode of a live path, or None (used only by capture to keep links as links)."""
+    if not isinstance(root, DirRoot):
+        return None
+    try:
+        return os.lstat(root._full(path)).st_mode
+    except OSError:
+        return None
+
+
+__all__ = [
+    "Root", "DirRoot", "LiveRoot", "SubRoot", "ArchiveRoot", "open_root", "norm", "sysctl_path",
+    "file_mode",
+]

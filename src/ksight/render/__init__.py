@@ -1,0 +1,1 @@
+"""Views of the model: text for people, JSON for machines. Models never import renderers."""

@@ -1,0 +1,63 @@
+"""Parsers for kernel files, one module per file (or per closely related family).
+
+Each module exposes:
+- PATH (or PATHS): where the text lives, relative to a Root.
+- parse(text, path=PATH) -> frozen dataclass: pure, no I/O.
+- read(root) -> frozen dataclass: fetches the text through the Root and parses it.
+
+SYSTEM lists the system-wide sources a snapshot collects, by the name used everywhere else
+(snapshot.get("vmstat"), capture manifests, `ksight show vmstat`). Modules are imported only
+when a source is collected, which keeps `ksight` quick to start.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    module: str  # under ksight.sources
+    reader: str = "read"
+    doc: str = ""
+
+    def read(self, root) -> Any:
+        return self.load()(root)
+
+    def load(self) -> Callable:
+        mod = importlib.import_module(f"ksight.sources.{self.module}")
+        return getattr(mod, self.reader)
+
+
+# name -> Source. The order is the order `ksight show` prints them in.
+SYSTEM: dict[str, Source] = {s.name: s for s in [
+    Source("uptime", "uptime", doc="/proc/uptime: seconds since boot, idle seconds"),
+    Source("loadavg", "loadavg", doc="/proc/loadavg: load averages, runnable/total tasks"),
+    Source("stat", "stat", doc="/proc/stat: per-CPU times, ctxt, intr, procs_running/blocked"),
+    Source("meminfo", "meminfo", doc="/proc/meminfo: memory accounting"),
+    Source("vmstat", "vmstat", doc="/proc/vmstat: VM event counters and page counts"),
+    Source("zoneinfo", "zoneinfo", doc="/proc/zoneinfo: per-zone free pages and watermarks"),
+    Source("buddyinfo", "buddyinfo", doc="/proc/buddyinfo: free blocks per order per zone"),
+    Source("pressure", "pressure", doc="/proc/pressure/{cpu,memory,io}: PSI stall time"),
+    Source("swaps", "swaps", doc="/proc/swaps: swap devices and use"),
+    Source("diskstats", "diskstats", doc="/proc/diskstats: block device I/O counters"),
+    Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)"),
+    Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only)"),
+    Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments"),
+    Source("numa", "numa", doc="/sys/devices/system/node: per-node meminfo and numastat"),
+    Source("cpu_topology", "cpu_topology", doc="/sys/devices/system/cpu: topology and caches"),
+    Source("cgroup_memory", "cgroup_memory", doc="memory cgroups (v2 and v1): limits, usage, events"),
+    Source("softirqs", "softirqs", doc="/proc/softirqs: softirq counts per CPU"),
+    Source("interrupts", "interrupts", doc="/proc/interrupts: interrupt counts per CPU"),
+    Source("snmp", "snmp", doc="/proc/net/snmp: Ip, Icmp, Tcp, Udp counters"),
+    Source("netstat", "netstat", doc="/proc/net/netstat: TcpExt, IpExt counters"),
+    Source("sockstat", "sockstat", doc="/proc/net/sockstat: sockets in use, TCP memory"),
+    Source("sockstat6", "sockstat", reader="read6", doc="/proc/net/sockstat6: IPv6 sockets"),
+    Source("softnet_stat", "softnet_stat", doc="/proc/net/softnet_stat: per-CPU packet processing"),
+    Source("netdev", "netdev", doc="/proc/net/dev: per-interface counters"),
+    Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len and statistics per interface"),
+    Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
+]}

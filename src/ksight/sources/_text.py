@@ -1,0 +1,66 @@
+"""Small helpers shared by the parsers: number parsing that fails with a useful ParseError,
+and the common "Key: value [kB]" and "key value" line shapes.
+
+Conventions every parser keeps (see docs/CONVENTIONS.md):
+- parse(text, path=...) is pure; read(root) only fetches the text.
+- Absent is None, never 0. Unknown lines are skipped on purpose (new kernels add fields).
+- A malformed line of a kind we know raises ParseError(path, lineno, line, why).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..errors import ParseError
+
+
+def numbered_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, line) for every non-blank line."""
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            yield i, line
+
+
+def to_int(tok: str, path: str, lineno: int | None = None, line: str | None = None) -> int:
+    try:
+        return int(tok)
+    except ValueError:
+        raise ParseError(path, lineno, line, f"expected an integer, got {tok!r}") from None
+
+
+def to_float(tok: str, path: str, lineno: int | None = None, line: str | None = None) -> float:
+    try:
+        return float(tok)
+    except ValueError:
+        raise ParseError(path, lineno, line, f"expected a number, got {tok!r}") from None
+
+
+def colon_kv(text: str, path: str, *, strip_unit: str | None = "kB") -> dict[str, int]:
+    """Parse "Name:   123 kB" lines (meminfo, node meminfo without the node prefix, status).
+
+    Returns name -> integer in the file's own unit. A line without a colon is malformed; a value
+    that is not an integer is malformed too.
+    """
+    out: dict[str, int] = {}
+    for lineno, line in numbered_lines(text):
+        name, sep, rest = line.partition(":")
+        if not sep:
+            raise ParseError(path, lineno, line, "expected 'Name: value'")
+        toks = rest.split()
+        if not toks:
+            raise ParseError(path, lineno, line, "missing value")
+        if len(toks) > 2 or (len(toks) == 2 and toks[1] != strip_unit):
+            raise ParseError(path, lineno, line, "unexpected trailing text")
+        out[name.strip()] = to_int(toks[0], path, lineno, line)
+    return out
+
+
+def space_kv(text: str, path: str) -> dict[str, int]:
+    """Parse "name 123" lines (vmstat, numastat). Lines that are not two tokens are malformed."""
+    out: dict[str, int] = {}
+    for lineno, line in numbered_lines(text):
+        toks = line.split()
+        if len(toks) != 2:
+            raise ParseError(path, lineno, line, "expected 'name value'")
+        out[toks[0]] = to_int(toks[1], path, lineno, line)
+    return out

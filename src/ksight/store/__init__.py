@@ -1,0 +1,1 @@
+"""Keeping kernel data for later: capture bundles (raw text + manifest) and recordings."""
