@@ -1,0 +1,1 @@
+"""ksight.trace"""
