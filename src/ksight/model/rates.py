@@ -8,7 +8,7 @@ Window, so the live check, replay of a capture and `sar` columns agree by constr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,8 +91,12 @@ class Window:
         a, b = self.first.uptime_s, self.last.uptime_s
         return a is not None and b is not None and b < a
 
-    def values(self, source: str, path: str | Sequence[Any]) -> tuple[Any, Any]:
-        return lookup(self.first.get(source), path), lookup(self.last.get(source), path)
+    def values(self, source: str, path: str | Sequence[Any] | Callable[[Any], Any]) -> tuple[Any, Any]:
+        """The value at `path` (or computed by `path(obj)`) in the first and last snapshot."""
+        a, b = self.first.get(source), self.last.get(source)
+        if callable(path):
+            return (None if a is None else path(a)), (None if b is None else path(b))
+        return lookup(a, path), lookup(b, path)
 
     def delta(self, source: str, path: str | Sequence[Any]) -> float | None:
         """last - first for a cumulative counter; None if absent on either side or reset."""
@@ -114,6 +118,10 @@ class Window:
         return d / s
 
     def _flag(self, source: str, path: str | Sequence[Any]) -> None:
-        key = (source, path if isinstance(path, str) else ".".join(map(str, path)))
+        if callable(path):
+            name = getattr(path, "__name__", "value")
+        else:
+            name = path if isinstance(path, str) else ".".join(map(str, path))
+        key = (source, name)
         if key not in self.resets:
             self.resets.append(key)

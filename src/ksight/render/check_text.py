@@ -1,0 +1,87 @@
+"""`ksight check` for people: a verdict line, then each finding with its evidence, why it
+matters and what to run. At most 100 columns; colour only on a terminal (rich decides)."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+
+from ..diagnose.finding import Report
+
+_STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
+
+
+def _console():
+    from rich.console import Console
+
+    tty = sys.stdout.isatty()
+    width = min(shutil.get_terminal_size((100, 24)).columns, 100) if tty else 100
+    return Console(width=width, highlight=False, soft_wrap=False, no_color=not tty,
+                   force_terminal=tty or None)
+
+
+def _num(v) -> str:
+    if isinstance(v, float):
+        if v == int(v) and abs(v) < 1e15:
+            return f"{int(v):,}"
+        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "?" if v is None else str(v)
+
+
+def render_report(report: Report, *, verbose: bool = False) -> None:
+    from rich.markup import escape
+
+    c = _console()
+    w = report.window
+    span = f"{w.get('seconds', 0):g} s window" if w.get("snapshots", 1) > 1 else "one snapshot"
+    host = report.host.get("hostname") or "?"
+    counts = {s: sum(1 for f in report.findings if f.severity == s) for s in ("critical", "warning", "info")}
+    if report.rules_run == 0:
+        verdict = "[bold]could not diagnose[/]: no rule could run (see below)"
+    elif not report.findings:
+        verdict = "[bold green]OK[/]: nothing wrong found"
+    else:
+        parts = [f"[{_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n]
+        verdict = ", ".join(parts)
+    c.print(f"ksight check: {escape(host)} (kernel {escape(report.kernel or '?')}), {span}, "
+            f"{report.rules_run} rules: {verdict}")
+    for f in report.findings:
+        c.print()
+        subj = ""
+        if f.subject is not None:
+            bits = [f"pid {f.subject.pid}" if f.subject.pid else "",
+                    f.subject.comm or "", f"cgroup {f.subject.cgroup}" if f.subject.cgroup else "",
+                    f.subject.socket or ""]
+            subj = " (" + ", ".join(b for b in bits if b) + ")"
+        c.print(f"[{_STYLE[f.severity]}]{f.severity.upper()}[/] [bold]{escape(f.title)}[/]{escape(subj)}"
+                f"  [dim]{f.id}[/]")
+        for e in f.evidence:
+            thr = f"  (threshold {_num(e.threshold)})" if e.threshold is not None else ""
+            note = f"  {e.note}" if e.note else ""
+            c.print(f"  {escape(e.name)}: {_num(e.value)} {escape(e.unit)}{thr}  [dim]{escape(e.source)}"
+                    f"{escape(note)}[/]")
+        c.print(f"  [italic]Why it matters:[/] {escape(f.explanation)}")
+        for a in f.actions:
+            if a.kind == "sysctl":
+                c.print(f"  [bold]→[/] sysctl -w {a.name}={a.recommended}   "
+                        f"[dim](now {escape(str(a.current))})[/]")
+                if a.why:
+                    c.print(f"      {escape(a.why)}")
+            else:
+                c.print(f"  [bold]→[/] {escape(a.text or '')}")
+    if report.counter_resets:
+        c.print(f"\n[yellow]counter reset in the window[/] (reboot, wrap or CPU unplug): "
+                f"{', '.join(report.counter_resets)}; those rates were not used")
+    missing = [n for n in report.not_evaluated]
+    if missing and (verbose or report.rules_run == 0):
+        c.print("\nnot evaluated:")
+        for n in missing:
+            c.print(f"  {n.rule}: {escape(n.reason)}")
+    elif missing:
+        c.print(f"\n[dim]{len(missing)} rule(s) could not run (missing data); -v shows which and why[/]")
+    if verbose and report.unavailable:
+        c.print("\nunavailable sources:")
+        for u in report.unavailable:
+            c.print(f"  {u['source']}: {escape(u['reason'])}")
