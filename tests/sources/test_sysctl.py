@@ -97,8 +97,13 @@ def test_permission_reason_kept_not_replaced_by_history():
 ])
 def test_bad_values(name, value):
     with pytest.raises(ParseError) as ei:
-        sysctl.parse({name: value})
+        sysctl.parse({name: value}, strict=True)
     assert ei.value.path == sysctl_path(name)
+    # by default one odd value becomes "missing" with the reason, and the others survive
+    s = sysctl.parse({name: value, "vm.dirty_ratio": "20"})
+    assert s.int("vm.dirty_ratio") == 20
+    assert name not in s.values
+    assert s.missing[name].startswith("malformed:") and sysctl_path(name) in s.missing[name]
 
 
 def test_int_on_a_multi_value_is_an_error():

@@ -144,24 +144,33 @@ def absent_reason(name: str, reason: str = _MISSING) -> str:
     return reason
 
 
-def parse(values: dict[str, str], missing: dict[str, str] | None = None) -> Sysctls:
+def parse(values: dict[str, str], missing: dict[str, str] | None = None, *,
+          strict: bool = False) -> Sysctls:
     """Check and keep sysctl values (name -> text as read). Pure.
 
+    A value of the wrong shape is moved to `missing` with the ParseError's message, so one odd
+    sysctl does not take the others with it (strict=True raises instead, for tests).
     Names of NAMES that are neither in `values` nor in `missing` are recorded as missing.
     Names outside NAMES are kept unchecked.
     """
     vals: dict[str, str] = {}
+    miss = dict(missing or {})
     for name, raw in values.items():
         v = raw.strip()
-        if name in TEXT:
-            if not v:
-                raise ParseError(sysctl_path(name), 1, raw, "empty value")
-        elif name in MULTI_INT:
-            _int_list(name, v)
-        elif name in NAMES:
-            _one_int(name, v)
+        try:
+            if name in TEXT:
+                if not v:
+                    raise ParseError(sysctl_path(name), 1, raw, "empty value")
+            elif name in MULTI_INT:
+                _int_list(name, v)
+            elif name in NAMES:
+                _one_int(name, v)
+        except ParseError as e:
+            if strict:
+                raise
+            miss[name] = f"malformed: {e}"
+            continue
         vals[name] = v
-    miss = dict(missing or {})
     for name in NAMES:
         if name not in vals and name not in miss:
             miss[name] = absent_reason(name)
