@@ -1,0 +1,137 @@
+"""/proc/slabinfo: kernel slab caches (mode 0400: only root can read it; others get
+Unavailable("permission denied") from the Root).
+
+Version 2.x (every kernel since 2.6):
+    name <active_objs> <num_objs> <objsize> <objperslab> <pagesperslab>
+         : tunables <limit> <batchcount> <sharedfactor> : slabdata <active_slabs> <num_slabs> <sharedavail>
+    (SLAB with CONFIG_DEBUG_SLAB adds ": globalstat ..." and ": cpustat ..." sections: skipped.)
+Version 1.1 (2.4 kernels):
+    name <active_objs> <num_objs> <objsize> <active_slabs> <num_slabs> <pagesperslab> [: limit batch]
+    objperslab is not printed there (None).
+
+The parser is pure and knows no page size: `objs_bytes` is num_objs * objsize; the memory a cache
+holds is `slab_bytes(page_size)` = num_slabs * pagesperslab * page_size (what PCP calls
+mem.slabinfo.slabs.total_size).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import ParseError
+from ..fs import Root
+from ._text import numbered_lines, to_int
+
+PATH = "proc/slabinfo"
+_SEP = re.compile(r"\s+:\s+|\s+:$")
+
+
+@dataclass(frozen=True)
+class SlabCache:
+    name: str
+    active_objs: int
+    num_objs: int
+    objsize: int  # bytes
+    objperslab: int | None
+    pagesperslab: int
+    active_slabs: int
+    num_slabs: int
+    sharedavail: int | None = None
+    limit: int | None = None
+    batchcount: int | None = None
+    sharedfactor: int | None = None
+
+    @property
+    def objs_bytes(self) -> int:
+        return self.num_objs * self.objsize
+
+    @property
+    def active_objs_bytes(self) -> int:
+        return self.active_objs * self.objsize
+
+    def slab_bytes(self, page_size: int) -> int:
+        """Memory held by the cache's slabs (num_slabs * pagesperslab pages)."""
+        return self.num_slabs * self.pagesperslab * page_size
+
+
+@dataclass(frozen=True)
+class Slabinfo:
+    version: str
+    caches: dict[str, SlabCache] = field(default_factory=dict)
+
+    def total_slab_bytes(self, page_size: int) -> int:
+        return sum(c.slab_bytes(page_size) for c in self.caches.values())
+
+
+def _sections(line: str) -> tuple[list[str], dict[str, list[str]]]:
+    """Split 'a b c : tunables x y z : slabdata p q r' into (head tokens, {section: tokens})."""
+    parts = _SEP.split(line)  # cache names may hold ':' ("iwl_cmd_pool:0000:04:00.0")
+    head = parts[0].split()
+    secs: dict[str, list[str]] = {}
+    for p in parts[1:]:
+        toks = p.split()
+        if toks:
+            secs[toks[0]] = toks[1:]
+    return head, secs
+
+
+def _row_v2(line: str, path: str, lineno: int) -> SlabCache:
+    head, secs = _sections(line)
+    if len(head) != 6:
+        raise ParseError(path, lineno, line, f"expected name and 5 numbers before ':', got {len(head)} tokens")
+    slabdata = secs.get("slabdata")
+    if slabdata is None or len(slabdata) != 3:
+        raise ParseError(path, lineno, line, "missing or short ': slabdata a b c' section")
+    tun = secs.get("tunables")
+    if tun is not None and len(tun) != 3:
+        raise ParseError(path, lineno, line, "malformed ': tunables' section")
+
+    def n(tok: str) -> int:
+        return to_int(tok, path, lineno, line)
+
+    return SlabCache(
+        name=head[0], active_objs=n(head[1]), num_objs=n(head[2]), objsize=n(head[3]),
+        objperslab=n(head[4]), pagesperslab=n(head[5]),
+        active_slabs=n(slabdata[0]), num_slabs=n(slabdata[1]), sharedavail=n(slabdata[2]),
+        limit=n(tun[0]) if tun else None, batchcount=n(tun[1]) if tun else None,
+        sharedfactor=n(tun[2]) if tun else None,
+    )
+
+
+def _row_v1(line: str, path: str, lineno: int) -> SlabCache:
+    head = _SEP.split(line)[0].split()
+    if len(head) != 7:
+        raise ParseError(path, lineno, line, f"expected name and 6 numbers (slabinfo 1.x), got {len(head)} tokens")
+    v = [to_int(t, path, lineno, line) for t in head[1:]]
+    return SlabCache(name=head[0], active_objs=v[0], num_objs=v[1], objsize=v[2], objperslab=None,
+                     active_slabs=v[3], num_slabs=v[4], pagesperslab=v[5])
+
+
+def parse(text: str, path: str = PATH) -> Slabinfo:
+    lines = list(numbered_lines(text))
+    if not lines:
+        raise ParseError(path, None, None, "empty file")
+    lineno, first = lines[0]
+    prefix = "slabinfo - version:"
+    if not first.startswith(prefix):
+        raise ParseError(path, lineno, first, "expected 'slabinfo - version: N.N' header")
+    version = first[len(prefix):].strip()
+    major = version.split(".")[0]
+    if major == "2":
+        row = _row_v2
+    elif major == "1":
+        row = _row_v1
+    else:
+        raise ParseError(path, lineno, first, f"unsupported slabinfo version {version!r}")
+    caches: dict[str, SlabCache] = {}
+    for lineno, line in lines[1:]:
+        if line.lstrip().startswith("#"):
+            continue  # the column header
+        c = row(line, path, lineno)
+        caches[c.name] = c
+    return Slabinfo(version=version, caches=caches)
+
+
+def read(root: Root) -> Slabinfo:
+    return parse(root.read_text(PATH))

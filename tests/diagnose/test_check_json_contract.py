@@ -1,0 +1,45 @@
+"""The --json document keeps the documented shape (docs/check-json.md)."""
+
+from __future__ import annotations
+
+import json
+
+from ksight.cli.main import main
+from tests.diagnose.helpers import counter, set_counter, tree
+from tests.conftest import corpus_text
+
+FINDING_KEYS = {"id", "area", "severity", "title", "subject", "evidence", "explanation", "actions"}
+EVIDENCE_KEYS = {"name", "value", "unit", "source", "threshold", "note"}
+ACTION_KEYS = {"kind", "text", "name", "current", "recommended", "why"}
+
+
+def test_json_document_shape_and_exit_status(tmp_path, capsys):
+    v = corpus_text("node_exporter", "proc", "vmstat")
+    files0 = {"proc/vmstat": v, "proc/meminfo": corpus_text("node_exporter", "proc", "meminfo"),
+              "proc/uptime": "100.00 150.00\n"}
+    files1 = dict(files0, **{"proc/vmstat": set_counter(v, "pswpout", counter(v, "pswpout") + 20_000),
+                             "proc/uptime": "102.00 153.00\n"})
+    tree(tmp_path / "0000", files0)
+    tree(tmp_path / "0001", files1)
+    status = main(["check", "--json", "--from", str(tmp_path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["version"] == 1
+    assert set(doc) >= {"version", "host", "kernel", "window", "findings", "unavailable"}
+    assert doc["window"]["seconds"] == 2.0  # from proc/uptime: no manifest
+    f = next(f for f in doc["findings"] if f["id"] == "pagecache.swap-io")
+    assert set(f) == FINDING_KEYS
+    assert f["severity"] == "critical"  # 10,000 pages/s >= 2,560
+    assert status == 2 and doc["exit_status"] == 2
+    for e in f["evidence"]:
+        assert set(e) == EVIDENCE_KEYS
+    assert {e["name"]: e["value"] for e in f["evidence"]}["pswpout"] == 10_000
+    assert all(set(a) == ACTION_KEYS for a in f["actions"])
+    assert {u["source"] for u in doc["unavailable"]} >= {"sysctl"} or doc["unavailable"]
+
+
+def test_nothing_to_read_exits_3(tmp_path, capsys):
+    (tmp_path / "proc").mkdir()
+    status = main(["check", "--json", "--from", str(tmp_path)])
+    doc = json.loads(capsys.readouterr().out)
+    assert status == 3 and doc["verdict"] == "unknown"
+    assert doc["not_evaluated"]
