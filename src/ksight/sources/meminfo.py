@@ -94,8 +94,23 @@ class Meminfo:
     fields: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
 
 
+def _drop_byte_table(text: str) -> str:
+    """2.4-era kernels (and some emulations of them) open with a table in bytes:
+    "total: used: free: shared: buffers: cached:", then "Mem: ..." and "Swap: ..." rows. The
+    same numbers follow as "Name: value kB" lines, so the table is skipped (blanked, keeping
+    line numbers for error messages)."""
+    if not text.lstrip().startswith("total:"):
+        return text
+    lines = text.splitlines()
+    for i, line in enumerate(lines[:3]):
+        toks = line.split()
+        if toks and (toks[0] == "total:" or (toks[0] in ("Mem:", "Swap:") and len(toks) > 2)):
+            lines[i] = ""
+    return "\n".join(lines)
+
+
 def parse(text: str, path: str = PATH) -> Meminfo:
-    raw = colon_kv(text, path)
+    raw = colon_kv(_drop_byte_table(text), path)
     typed = {attr: raw[name] for name, attr in _NAMES.items() if name in raw}
     return Meminfo(**typed, fields=raw)
 

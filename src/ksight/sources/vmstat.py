@@ -33,6 +33,11 @@ class Vmstat:
 
 
 def parse(text: str, path: str = PATH) -> Vmstat:
+    if "\n " in text or text.startswith(" "):
+        # A value without a name (" 176096"): some 4.x kernels printed one counter more than
+        # their name table held (PCP meminfo-root-006, node0/vmstat). Blank it, keeping line
+        # numbers, instead of failing the whole file.
+        text = "\n".join("" if ln.strip().isdigit() else ln for ln in text.split("\n"))
     counters = space_kv(text, path)
     if not counters:
         raise ParseError(path, None, None, "empty file")

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import socket
+import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
@@ -88,7 +89,7 @@ def open_capture(spec: str) -> Capture:
 def _host_manifest(host: HostInfo) -> dict:
     return {"hostname": host.hostname, "kernel": host.kernel, "kernel_version": host.kernel_version,
             "page_size": host.page_size, "clk_tck": host.clk_tck, "cpus": host.cpus,
-            "machine": platform.machine()}
+            "machine": platform.machine(), "byteorder": sys.byteorder}
 
 
 class _Writer:
