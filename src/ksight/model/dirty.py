@@ -1,97 +1,163 @@
-"""The dirty page thresholds, computed as mm/page-writeback.c does.
+"""The dirty page thresholds, computed as mm/page-writeback.c does (one place for every view
+and rule).
 
-    dirtyable = nr_free_pages - min(nr_free_pages, totalreserve) + nr_active_file + nr_inactive_file (+1)
-    totalreserve = sum over zones of min(max(protection[j] for j >= zone) + high watermark, managed)
-    thresh    = ceil(vm.dirty_bytes / PAGE_SIZE)            if vm.dirty_bytes else
-                (vm.dirty_ratio * PAGE_SIZE / 100) * dirtyable / PAGE_SIZE   (integer arithmetic)
-    bg_thresh = the same with the dirty_background_* pair;  if bg_thresh >= thresh: bg_thresh = thresh / 2
-    freerun   = (thresh + bg_thresh) / 2: below it no writer is throttled in balance_dirty_pages
+Dirty thresholds, as mm/page-writeback.c computes them (global_dirty_limits / domain_dirty_limits):
+  dirtyable = NR_FREE_PAGES - min(NR_FREE_PAGES, totalreserve_pages)
+              + NR_INACTIVE_FILE + NR_ACTIVE_FILE + 1
+  totalreserve_pages = sum over zones of min(max(lowmem_reserve[]) + high watermark, managed)
+                       (calculate_totalreserve_pages; zoneinfo's "protection" is lowmem_reserve
+                       and its "high" includes the current boost, which we take off)
+  thresh    = ceil(vm.dirty_bytes / PAGE_SIZE)            if vm.dirty_bytes
+            = (vm.dirty_ratio * PAGE_SIZE / 100) * dirtyable / PAGE_SIZE   otherwise (integers)
+  bg_thresh = the same from vm.dirty_background_bytes / _ratio
+  if bg_thresh >= thresh: bg_thresh = thresh / 2
+  (real-time tasks get +1/4; HighMem is left out unless vm.highmem_is_dirtyable, 32-bit only.)
+The flusher starts background writeback when nr_dirty > bg_thresh (wb_over_bg_thresh); writers
+are throttled in balance_dirty_pages once nr_dirty + nr_writeback passes the "freerun" ceiling
+(thresh + bg_thresh) / 2, ever harder up to thresh. The kernel prints its own result as
+nr_dirty_threshold / nr_dirty_background_threshold in /proc/vmstat; ksight shows both.
 
-The kernel uses vmstat's nr_free_pages, not meminfo's MemFree: on kernels that initialise
-memory lazily at boot (deferred struct page init) the two differ widely for a while, and the
-thresholds follow nr_free_pages. The kernel also prints its own result (vmstat
-nr_dirty_threshold / nr_dirty_background_threshold, recomputed whenever the kernel looks), which
-we show beside ours and prefer when present.
+NR_FREE_PAGES: on some kernels (memory initialised lazily at boot, or handed over late by the
+hypervisor) /proc/vmstat nr_free_pages and zoneinfo's free pages are far below MemFree. The
+kernel's dirty limits then follow MemFree (checked on this project's 6.18 VM: MemFree reproduces
+nr_dirty_threshold to a few pages; nr_free_pages is 5x too small). We therefore use MemFree and
+show nr_free_pages beside it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .snapshot import Snapshot
+
 
 @dataclass(frozen=True)
 class DirtyLimits:
-    dirtyable_pages: int | None
-    totalreserve_pages: int | None
-    thresh_pages: int | None  # foreground: writers are stopped above it
-    bg_thresh_pages: int | None  # background writeback starts above it
-    freerun_pages: int | None  # throttling of writers starts above it
-    kernel_thresh_pages: int | None  # as the kernel printed it in /proc/vmstat
-    kernel_bg_thresh_pages: int | None
-    dirty_pages: int | None  # nr_dirty + nr_writeback: what the kernel compares
-    from_bytes: bool  # vm.dirty_bytes set (it overrides the ratio)
-    bg_from_bytes: bool
+    page_size: int
+    dirty_pages: int | None
+    writeback_pages: int | None
+    free_pages: int  # NR_FREE_PAGES as used (from MemFree when known)
+    free_source: str  # "MemFree" or "vmstat nr_free_pages"
+    memfree_pages: int | None
+    vmstat_free_pages: int | None
+    totalreserve_pages: int | None  # None when zoneinfo is missing (then taken as 0)
+    file_lru_pages: int
+    dirtyable_pages: int
+    dirty_ratio: int | None
+    dirty_bytes: int | None
+    background_ratio: int | None
+    background_bytes: int | None
+    thresh_pages: int
+    bg_thresh_pages: int
+    freerun_pages: int
+    background_halved: bool  # bg >= thresh, so the kernel used thresh / 2
+    kernel_thresh_pages: int | None  # vmstat nr_dirty_threshold
+    kernel_bg_thresh_pages: int | None  # vmstat nr_dirty_background_threshold
+    state: str  # "idle", "background writeback", "throttled", "at the hard limit"
+    notes: tuple[str, ...] = ()
 
+    # The kernel's own numbers when it printed them (vmstat), else ours: rules compare with these.
     @property
-    def effective_thresh(self) -> int | None:
+    def effective_thresh(self) -> int:
         return self.kernel_thresh_pages if self.kernel_thresh_pages is not None else self.thresh_pages
 
     @property
-    def effective_bg_thresh(self) -> int | None:
+    def effective_bg_thresh(self) -> int:
         return self.kernel_bg_thresh_pages if self.kernel_bg_thresh_pages is not None else self.bg_thresh_pages
 
     @property
-    def effective_freerun(self) -> int | None:
-        t, b = self.effective_thresh, self.effective_bg_thresh
-        return None if t is None or b is None else (t + b) // 2
+    def effective_freerun(self) -> int:
+        return (self.effective_thresh + self.effective_bg_thresh) // 2
+
+    @property
+    def dirty_total_pages(self) -> int | None:
+        """nr_dirty + nr_writeback: what balance_dirty_pages compares with the limits."""
+        return None if self.dirty_pages is None else self.dirty_pages + (self.writeback_pages or 0)
 
 
-def totalreserve_pages(zoneinfo) -> int | None:
-    """calculate_totalreserve_pages(): per zone, the largest lowmem reserve plus the high
-    watermark, capped at the zone's managed pages."""
-    if zoneinfo is None:
-        return None
+def totalreserve_pages(zoneinfo) -> int:
+    """calculate_totalreserve_pages(): per zone min(max(lowmem_reserve) + high wmark, managed)."""
     total = 0
     for z in zoneinfo.zones:
-        if z.high_pages is None:
-            return None
-        prot = z.protection or (0,)
-        # lowmem_reserve[j] for j >= this zone's index: zoneinfo prints the whole array per zone
-        # and entries for lower zones are 0, so the max over the array is the same.
-        reserve = max(prot) + z.high_pages - (z.boost_pages or 0)
-        managed = z.managed_pages if z.managed_pages is not None else z.present_pages
-        if managed is not None:
-            reserve = min(reserve, managed)
-        total += max(reserve, 0)
+        managed = z.managed_pages or 0
+        high = (z.high_pages or 0) - (z.boost_pages or 0)
+        reserve = max(z.protection or (0,)) + max(high, 0)
+        total += min(reserve, managed)
     return total
 
 
-def dirty_limits(vmstat, sysctl, zoneinfo, page_size: int) -> DirtyLimits:
-    c = vmstat.counters if vmstat is not None else {}
-    free = c.get("nr_free_pages")
-    afile, ifile = c.get("nr_active_file"), c.get("nr_inactive_file")
-    reserve = totalreserve_pages(zoneinfo)
-    dirtyable = None
-    if free is not None and afile is not None and ifile is not None:
-        x = free - min(free, reserve or 0)
-        dirtyable = x + afile + ifile + 1
-    get = (lambda n: sysctl.int(n)) if sysctl is not None else (lambda n: None)
-    dbytes, dratio = get("vm.dirty_bytes"), get("vm.dirty_ratio")
-    bbytes, bratio = get("vm.dirty_background_bytes"), get("vm.dirty_background_ratio")
-
-    def limit(nbytes, ratio):
-        if nbytes:
-            return -(-nbytes // page_size)  # DIV_ROUND_UP
-        if ratio is None or dirtyable is None:
+def dirty_limits(snap: Snapshot) -> DirtyLimits | None:
+    mi, vm, zi, sc = (snap.get(n) for n in ("meminfo", "vmstat", "zoneinfo", "sysctl"))
+    if sc is None or (mi is None and vm is None):
+        return None
+    ps = snap.host.page_size or 4096
+    notes: list[str] = []
+    vget = (lambda n: vm.get(n)) if vm is not None else (lambda n: None)
+    memfree = mi.mem_free_kb * 1024 // ps if mi is not None and mi.mem_free_kb is not None else None
+    vfree = vget("nr_free_pages")
+    free = memfree if memfree is not None else vfree
+    if free is None:
+        return None
+    src = "MemFree" if memfree is not None else "vmstat nr_free_pages"
+    if memfree is not None and vfree is not None and vfree < 0.8 * memfree:
+        notes.append(f"vmstat nr_free_pages ({vfree} pages) is far below MemFree ({memfree} pages): "
+                     "memory initialised lazily at boot or added late; the kernel's dirty limits "
+                     "follow MemFree, as here")
+    active = vget("nr_active_file")
+    inactive = vget("nr_inactive_file")
+    if active is None or inactive is None:
+        if mi is None or mi.active_file_kb is None or mi.inactive_file_kb is None:
             return None
-        return (ratio * page_size // 100) * dirtyable // page_size
+        active, inactive = mi.active_file_kb * 1024 // ps, mi.inactive_file_kb * 1024 // ps
+    reserve = totalreserve_pages(zi) if zi is not None else None
+    if reserve is None:
+        notes.append("zoneinfo unavailable: totalreserve_pages taken as 0 (thresholds slightly high)")
+    x = free - min(free, reserve or 0)
+    x += active + inactive
+    dirtyable = x + 1
+    if zi is not None and any(z.name == "HighMem" for z in zi.zones):
+        notes.append("HighMem zone present (32-bit): the kernel leaves highmem out unless "
+                     "vm.highmem_is_dirtyable; not modelled here")
 
-    thresh, bg = limit(dbytes, dratio), limit(bbytes, bratio)
-    if thresh is not None and bg is not None and bg >= thresh:
+    def limit(bytes_name, ratio_name):
+        b = sc.int(bytes_name)
+        r = sc.int(ratio_name)
+        if b:
+            return -(-b // ps), b, r
+        if r is None:
+            return None, b, r
+        return (r * ps // 100) * dirtyable // ps, b, r
+
+    thresh, db, dr = limit("vm.dirty_bytes", "vm.dirty_ratio")
+    bg, bb, br = limit("vm.dirty_background_bytes", "vm.dirty_background_ratio")
+    if thresh is None or bg is None:
+        return None
+    halved = bg >= thresh
+    if halved:
         bg = thresh // 2
-    freerun = None if thresh is None or bg is None else (thresh + bg) // 2
-    dirty = None
-    if "nr_dirty" in c and "nr_writeback" in c:
-        dirty = c["nr_dirty"] + c["nr_writeback"] + c.get("nr_unstable", 0)
-    return DirtyLimits(dirtyable, reserve, thresh, bg, freerun, c.get("nr_dirty_threshold"),
-                       c.get("nr_dirty_background_threshold"), dirty, bool(dbytes), bool(bbytes))
+        notes.append("background limit >= dirty limit: the kernel uses half the dirty limit")
+    freerun = (thresh + bg) // 2
+    dirty = vget("nr_dirty")
+    wb = vget("nr_writeback")
+    if dirty is None and mi is not None and mi.dirty_kb is not None:
+        dirty = mi.dirty_kb * 1024 // ps
+    if wb is None and mi is not None and mi.writeback_kb is not None:
+        wb = mi.writeback_kb * 1024 // ps
+    state = "unknown"
+    if dirty is not None:
+        total = dirty + (wb or 0)
+        if total >= thresh:
+            state = "at the hard limit"
+        elif total > freerun:
+            state = "throttled"
+        elif dirty > bg:
+            state = "background writeback"
+        else:
+            state = "idle"
+    kt, kbg = vget("nr_dirty_threshold"), vget("nr_dirty_background_threshold")
+    if kt is not None and thresh and abs(kt - thresh) > max(64, 0.01 * thresh):
+        notes.append(f"the kernel's nr_dirty_threshold ({kt}) differs from ours ({thresh}) by more "
+                     "than 1%: free memory moved between reads, or a kernel variant")
+    return DirtyLimits(ps, dirty, wb, free, src, memfree, vfree, reserve, active + inactive,
+                       dirtyable, dr, db, br, bb, thresh, bg, freerun, halved, kt, kbg, state,
+                       tuple(notes))

@@ -210,6 +210,11 @@ def _cgroup_reclaim(ctx: Context, r: Rule) -> list:
     return out
 
 
+def _half(cur: int | None, floor: int) -> str:
+    """Half the current value, not below a floor (start background writeback sooner)."""
+    return str(max((cur or 0) // 2, floor))
+
+
 def _d(a, b):
     if a is None or b is None or b < a:
         return None
@@ -230,17 +235,17 @@ def dirty_backlog(ctx: Context, r: Rule):
     page_kb = ctx.last.host.page_size // 1024
     worst = None
     for s in ctx.snapshots:
-        lim = dirty_limits(s.get("vmstat"), s.get("sysctl"), s.get("zoneinfo"), s.host.page_size)
-        if lim.dirty_pages is None or lim.effective_freerun is None:
+        lim = dirty_limits(s)
+        if lim is None or lim.dirty_total_pages is None:
             continue
-        if worst is None or lim.dirty_pages / max(lim.effective_freerun, 1) > \
-                worst.dirty_pages / max(worst.effective_freerun, 1):
+        if worst is None or lim.dirty_total_pages / max(lim.effective_freerun, 1) > \
+                worst.dirty_total_pages / max(worst.effective_freerun, 1):
             worst = lim
-    if worst is None or worst.dirty_pages < r.t("warn_fraction_of_freerun") * worst.effective_freerun:
+    if worst is None or worst.dirty_total_pages < r.t("warn_fraction_of_freerun") * worst.effective_freerun:
         return None
-    critical = worst.dirty_pages >= r.t("critical_fraction_of_thresh") * worst.effective_thresh
+    critical = worst.dirty_total_pages >= r.t("critical_fraction_of_thresh") * worst.effective_thresh
     ev = [
-        ctx.ev("dirty + writeback (peak in window)", worst.dirty_pages * page_kb, "kB", "vmstat",
+        ctx.ev("dirty + writeback (peak in window)", worst.dirty_total_pages * page_kb, "kB", "vmstat",
                threshold=worst.effective_freerun * page_kb, note="nr_dirty + nr_writeback"),
         ctx.ev("background threshold", worst.effective_bg_thresh * page_kb, "kB", "vmstat",
                note="flusher threads start writeback above it"),
@@ -259,11 +264,12 @@ def dirty_backlog(ctx: Context, r: Rule):
         if v is not None:
             ev.append(ctx.ev(n, v, "", "/proc/sys/" + n.replace(".", "/")))
     mi = ctx.get("meminfo")
-    fg = "vm.dirty_bytes" if worst.from_bytes else "vm.dirty_ratio"
-    bgk = "vm.dirty_background_bytes" if worst.bg_from_bytes else "vm.dirty_background_ratio"
+    from_bytes, bg_from_bytes = bool(worst.dirty_bytes), bool(worst.background_bytes)
+    fg = "vm.dirty_bytes" if from_bytes else "vm.dirty_ratio"
+    bgk = "vm.dirty_background_bytes" if bg_from_bytes else "vm.dirty_background_ratio"
     actions = [
         Action("sysctl", name=bgk, current=ctx.sysctl_text(bgk),
-               recommended=("67108864" if worst.bg_from_bytes else "5"),
+               recommended=_half(ctx.sysctl(bgk), 16 << 20 if bg_from_bytes else 1),
                why="start background writeback sooner so dirty data does not pile up to the "
                    "throttle point; trade-off: more, smaller writes and less write coalescing"),
         Action("sysctl", name="vm.dirty_expire_centisecs",
@@ -271,7 +277,7 @@ def dirty_backlog(ctx: Context, r: Rule):
                why="write back data older than 10 s instead of 30 s: smoother writeback, less "
                    "lost on a crash; trade-off: short-lived files get written too"),
         Action("sysctl", name=fg, current=ctx.sysctl_text(fg),
-               recommended=(str(max((ctx.sysctl(fg) or 0) * 2, 268435456)) if worst.from_bytes else "20"),
+               recommended=(str(max((ctx.sysctl(fg) or 0) * 2, 268435456)) if from_bytes else "20"),
                why="a higher foreground limit lets bursts finish without blocking writers; "
                    "trade-off: more unwritten data in memory, longer stalls when it must be flushed"
                    + (f" (MemTotal {_fmt_kb(mi.mem_total_kb)})" if mi and mi.mem_total_kb else "")),

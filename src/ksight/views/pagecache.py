@@ -1,0 +1,305 @@
+"""`ksight pagecache`: where the page cache is, how close dirty pages are to the writeback
+limits, the zone watermarks, swap, and (with --protect) one workload's cgroup and its cache.
+
+Computed from one Snapshot (sources meminfo, vmstat, zoneinfo, sysctl, swaps, cgroup_memory);
+missing sources leave their part None and are listed in `unavailable`.
+
+Dirty thresholds: computed in ksight.model.dirty (one place for this view and the rules).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from ..model.dirty import DirtyLimits, dirty_limits, totalreserve_pages  # noqa: F401
+from ..model.snapshot import Missing, Snapshot
+
+SOURCES = ("meminfo", "vmstat", "zoneinfo", "sysctl", "swaps", "uptime")
+PROTECT_SOURCES = SOURCES + ("cgroup_memory",)
+UNLIMITED_FLOOR = 2**62
+
+IDENTITY_WHY = (
+    "Buffers + Cached + SwapCached is every page in the page cache (NR_FILE_PAGES). The LRU side "
+    "misses file pages on the unevictable list (mlocked files, ramfs, SHM_LOCKed segments: see "
+    "Unevictable/Mlocked), pages isolated by reclaim or migration at that instant, and pages "
+    "still in per-CPU LRU batches; Shmem is counted on the anon LRU, so it is added separately. "
+    "A gap of a few MB is normal; hugetlbfs pages appear on neither side (HugePages_*)."
+)
+
+
+@dataclass(frozen=True)
+class CacheBreakdown:
+    buffers_kb: int | None
+    cached_kb: int | None
+    swap_cached_kb: int | None
+    active_file_kb: int | None
+    inactive_file_kb: int | None
+    shmem_kb: int | None
+    unevictable_kb: int | None
+    mlocked_kb: int | None
+    sreclaimable_kb: int | None
+    page_cache_kb: int | None  # Buffers + Cached + SwapCached
+    lru_side_kb: int | None  # Active(file) + Inactive(file) + Shmem + SwapCached
+    gap_kb: int | None  # page_cache_kb - lru_side_kb
+    buff_cache_kb: int | None  # free(1): Buffers + Cached + SReclaimable
+    why: str = IDENTITY_WHY
+
+
+@dataclass(frozen=True)
+class ZoneState:
+    node: int
+    name: str
+    free_pages: int | None
+    min_pages: int | None
+    low_pages: int | None
+    high_pages: int | None
+    managed_pages: int | None
+    state: str  # "ok", "below high", "below low (kswapd)", "below min (direct reclaim)", "empty"
+
+
+@dataclass(frozen=True)
+class SwapState:
+    total_kb: int | None
+    free_kb: int | None
+    used_kb: int | None
+    cached_kb: int | None
+    devices: tuple = ()
+
+
+@dataclass(frozen=True)
+class ProtectReport:
+    target: str
+    pid: int | None
+    cgroup: str | None
+    version: int | None
+    current_bytes: int | None
+    min_bytes: int | None
+    low_bytes: int | None
+    high_bytes: int | None
+    max_bytes: int | None
+    soft_limit_bytes: int | None
+    file_bytes: int | None  # page cache charged to the group
+    active_file_bytes: int | None
+    anon_bytes: int | None
+    advice: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PagecacheReport:
+    page_size: int
+    cache: CacheBreakdown | None
+    dirty: DirtyLimits | None
+    zones: tuple[ZoneState, ...]
+    swap: SwapState | None
+    protect: ProtectReport | None = None
+    unavailable: tuple[Missing, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# ---- the parts -----------------------------------------------------------------------------
+
+def _sum(*vals):
+    return None if any(v is None for v in vals) else sum(vals)
+
+
+def cache_breakdown(mi) -> CacheBreakdown:
+    g = lambda n: getattr(mi, n)  # noqa: E731
+    left = _sum(g("buffers_kb"), g("cached_kb"), g("swap_cached_kb"))
+    right = _sum(g("active_file_kb"), g("inactive_file_kb"), g("shmem_kb"), g("swap_cached_kb"))
+    gap = None if left is None or right is None else left - right
+    return CacheBreakdown(
+        g("buffers_kb"), g("cached_kb"), g("swap_cached_kb"), g("active_file_kb"),
+        g("inactive_file_kb"), g("shmem_kb"), g("unevictable_kb"), g("mlocked_kb"),
+        g("sreclaimable_kb"), left, right, gap,
+        _sum(g("buffers_kb"), g("cached_kb"), g("sreclaimable_kb")))
+
+
+def zone_states(zoneinfo) -> tuple[ZoneState, ...]:
+    out = []
+    for z in zoneinfo.zones:
+        f = z.free_pages
+        if not z.managed_pages:
+            st = "empty"
+        elif f is None or z.min_pages is None:
+            st = "unknown"
+        elif f < z.min_pages:
+            st = "below min (direct reclaim)"
+        elif z.low_pages is not None and f < z.low_pages:
+            st = "below low (kswapd)"
+        elif z.high_pages is not None and f < z.high_pages:
+            st = "below high"
+        else:
+            st = "ok"
+        out.append(ZoneState(z.node, z.name, f, z.min_pages, z.low_pages, z.high_pages,
+                             z.managed_pages, st))
+    return tuple(out)
+
+
+def swap_state(mi, swaps) -> SwapState | None:
+    if mi is None and swaps is None:
+        return None
+    total = mi.swap_total_kb if mi is not None else (swaps.size_kb if swaps else None)
+    free = mi.swap_free_kb if mi is not None else None
+    used = (total - free) if total is not None and free is not None else (swaps.used_kb if swaps else None)
+    return SwapState(total, free, used, mi.swap_cached_kb if mi is not None else None,
+                     tuple(swaps.devices) if swaps is not None else ())
+
+
+# ---- --protect -------------------------------------------------------------------------------
+
+def _mib_up(b: float) -> int:
+    """Round up to a whole MiB, in bytes."""
+    return int(math.ceil(b / 2**20)) * 2**20
+
+
+def human(b: int | None) -> str:
+    if b is None:
+        return "-"
+    if b >= UNLIMITED_FLOOR:
+        return "max"
+    for unit, n in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if b >= n:
+            return f"{b / n:.1f} {unit}"
+    return f"{b} B"
+
+
+def find_group(cgm, path: str | None):
+    """The group at `path`, or its nearest ancestor the walk saw."""
+    if cgm is None or path is None:
+        return None
+    p = path.rstrip("/") or "/"
+    for _ in range(64):
+        if p in cgm.groups:
+            return cgm.groups[p]
+        if p == "/":
+            return None
+        p = p.rsplit("/", 1)[0] or "/"
+    return None
+
+
+def protect(snap: Snapshot, target: str, process=None) -> ProtectReport:
+    """One workload's memory cgroup and advice on protecting its page cache.
+
+    target: a PID (then `process` is its collect.processes.Process with .cgroup) or a cgroup path
+    as /proc/PID/cgroup shows it ('/system.slice/foo.service')."""
+    cgm = snap.get("cgroup_memory")
+    notes: list[str] = []
+    pid = int(target) if target.isdigit() else None
+    path = None
+    if pid is not None:
+        if process is None or getattr(process, "cgroup", None) is None:
+            notes.append(f"PID {pid}: not found or its /proc/{pid}/cgroup is unreadable")
+        else:
+            path = process.cgroup.path_for("memory")
+            if path is None:
+                notes.append(f"PID {pid}: no memory controller line in /proc/{pid}/cgroup")
+    else:
+        path = target if target.startswith("/") else "/" + target
+    g = find_group(cgm, path)
+    if cgm is None:
+        m = snap.missing("cgroup_memory")
+        notes.append("memory cgroups unavailable" + (f": {m.reason}" if m else ""))
+    elif path is not None and g is None:
+        notes.append(f"cgroup {path} not found under the memory hierarchy")
+    elif g is not None and g.path != path:
+        notes.append(f"{path} not read (walk bounds); showing its nearest ancestor {g.path}")
+    if g is None:
+        return ProtectReport(target, pid, path, cgm.version if cgm else None, *([None] * 9),
+                             advice=_generic_advice(), notes=tuple(notes))
+    st = g.stat or {}
+    if g.version == 2:
+        file_b, afile, anon = st.get("file"), st.get("active_file"), st.get("anon")
+    else:
+        # v1 memory.stat is in bytes; total_* include descendants (use_hierarchy)
+        file_b = st.get("total_cache", st.get("cache"))
+        afile = st.get("total_active_file", st.get("active_file"))
+        anon = st.get("total_rss", st.get("rss"))
+    advice = _advice(g, file_b, afile, anon)
+    if g.path == "/":
+        notes.append("the workload is in the root cgroup: no limits apply and none can be set "
+                     "there; move it into its own group (systemd-run --scope -p MemoryLow=...)")
+    return ProtectReport(target, pid, g.path, g.version, g.current_bytes, g.min_bytes, g.low_bytes,
+                         g.high_bytes, g.max_bytes, g.soft_limit_bytes, file_b, afile, anon,
+                         tuple(advice), tuple(notes))
+
+
+def _generic_advice() -> list[str]:
+    return [
+        "mlock critical data (mlock(2)/mlockall(MCL_CURRENT|MCL_FUTURE), or `vmtouch -l FILE`): "
+        "locked pages move to the unevictable list and are never reclaimed (RLIMIT_MEMLOCK bounds it)",
+        "drop cache that is not worth keeping so it does not push out the hot set: "
+        "posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) after streaming reads/writes (fdatasync first "
+        "for dirty pages), madvise(addr, len, MADV_DONTNEED) for mapped ranges done with, or O_DIRECT "
+        "for bulk copies",
+    ]
+
+
+def _advice(g, file_b, afile, anon) -> list[str]:
+    out: list[str] = []
+    cur = g.current_bytes
+    ws = (file_b or 0) + (anon or 0)
+    fs = "/sys/fs/cgroup" + (g.path if g.path != "/" else "")
+    if g.version == 2:
+        if file_b is not None:
+            low = _mib_up(1.1 * ws)
+            mn = _mib_up((afile or 0) + (anon or 0))
+            out.append(
+                f"memory.low = {human(low)} (its anon + page cache {human(ws)} plus 10%): reclaim "
+                f"leaves the group alone while it is under this, unless nothing else is left: "
+                f"echo {low} > {fs}/memory.low (systemd: systemctl set-property UNIT MemoryLow={low})")
+            out.append(
+                f"memory.min = {human(mn)} (anon + active file cache) only for data that must stay: "
+                f"a hard guarantee, never reclaimed even under global pressure, so the rest of the "
+                f"machine OOMs first; keep it small. echo {mn} > {fs}/memory.min")
+        out.append("protection is bounded by the ancestors: set memory.low/min on every parent up to "
+                   "the root too (each parent's value caps what its children get)")
+        if g.max_bytes is not None and g.max_bytes < UNLIMITED_FLOOR and cur is not None \
+                and cur > 0.9 * g.max_bytes:
+            out.append(f"usage {human(cur)} is within 10% of memory.max {human(g.max_bytes)}: the group "
+                       "reclaims its own cache at its limit; raise memory.max (or memory.high)")
+    else:
+        out.append(
+            "cgroup v1 has no memory.low / memory.min: nothing truly protects this group's cache. "
+            "memory.soft_limit_in_bytes only orders global reclaim (groups above their soft limit "
+            "are reclaimed first): set it at or above this group's usage"
+            + (f" ({human(_mib_up(cur))})" if cur else "")
+            + " and lower it on the groups that may lose cache; for real protection move to cgroup "
+            "v2 (systemd.unified_cgroup_hierarchy=1) and use memory.low")
+        if g.max_bytes is not None and g.max_bytes < UNLIMITED_FLOOR and cur is not None \
+                and cur > 0.9 * g.max_bytes:
+            out.append(f"usage {human(cur)} is within 10% of memory.limit_in_bytes "
+                       f"{human(g.max_bytes)}: the group reclaims its own cache at its limit; raise it")
+    out.extend(_generic_advice())
+    return out
+
+
+# ---- the report ------------------------------------------------------------------------------
+
+def report(snap: Snapshot, *, protect_target: str | None = None, process=None) -> PagecacheReport:
+    mi, zi, sw = snap.get("meminfo"), snap.get("zoneinfo"), snap.get("swaps")
+    wanted = PROTECT_SOURCES if protect_target else SOURCES
+    unavailable = tuple(m for m in snap.unavailable if m.source in wanted or m.source == "processes")
+    for n in wanted:
+        if n != "uptime" and snap.get(n) is None and snap.missing(n) is None:
+            unavailable += (Missing(n, "not collected"),)
+    notes = []
+    if snap.host.page_size_assumed:
+        notes.append("page size not recorded in the capture: 4096 assumed")
+    return PagecacheReport(
+        page_size=snap.host.page_size or 4096,
+        cache=cache_breakdown(mi) if mi is not None else None,
+        dirty=dirty_limits(snap),
+        zones=zone_states(zi) if zi is not None else (),
+        swap=swap_state(mi, sw),
+        protect=protect(snap, protect_target, process) if protect_target else None,
+        unavailable=unavailable,
+        notes=tuple(notes),
+    )
+
+
+__all__ = ["PagecacheReport", "CacheBreakdown", "DirtyLimits", "ZoneState", "SwapState",
+           "ProtectReport", "report", "cache_breakdown", "dirty_limits", "totalreserve_pages",
+           "zone_states", "swap_state", "protect", "find_group", "human", "SOURCES",
+           "PROTECT_SOURCES", "IDENTITY_WHY"]
