@@ -12,7 +12,7 @@ from tests.conftest import corpus_root
     ("0-1\n", (0, 1)),
     ("", ()),
     ("\n", ()),
-    ("0-7:2", (0, 2, 4, 6)),
+    ("0-7:2/4", (0, 1, 4, 5)),  # the kernel's used/group form (bitmap_parselist)
 ])
 def test_parse_cpulist(text, want):
     assert numa.parse_cpulist(text) == want

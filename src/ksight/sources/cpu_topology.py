@@ -20,44 +20,13 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
+from ._text import parse_cpulist
 
 BASE = "sys/devices/system/cpu"
 PATH = BASE + "/online"
 _CPU_DIR = re.compile(r"^cpu(\d+)$")
 _INDEX_DIR = re.compile(r"^index(\d+)$")
 _SIZE = re.compile(r"^(\d+)([KMG]?)$")
-
-
-def parse_cpulist(text: str, path: str = PATH) -> tuple[int, ...]:
-    """'0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11). Empty text is the empty list (no CPU).
-
-    Also accepts the stride form 'a-b:step/group' (used by isolcpus) by expanding it."""
-    s = text.strip()
-    if not s:
-        return ()
-    out: list[int] = []
-    for part in s.split(","):
-        part = part.strip()
-        try:
-            if "-" in part:
-                rng, _, stride = part.partition(":")
-                lo_s, _, hi_s = rng.partition("-")
-                lo, hi = int(lo_s), int(hi_s)
-                if hi < lo:
-                    raise ValueError
-                if stride:
-                    used_s, _, group_s = stride.partition("/")
-                    used, group = int(used_s), int(group_s)
-                    if used <= 0 or group <= 0:
-                        raise ValueError
-                    out.extend(c for c in range(lo, hi + 1) if (c - lo) % group < used)
-                else:
-                    out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise ParseError(path, 1, text, f"not a CPU list: {part!r}") from None
-    return tuple(sorted(set(out)))
 
 
 def parse_cpumask(text: str, path: str = PATH) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import numbered_lines, space_kv, to_int
+from ._text import parse_cpulist, numbered_lines, space_kv, to_int
 
 BASE = "sys/devices/system/node"
 PATH = BASE
@@ -37,25 +37,6 @@ class NumaNode:
 @dataclass(frozen=True)
 class Numa:
     nodes: dict[int, NumaNode] = field(default_factory=dict)
-
-
-def parse_cpulist(text: str, path: str = "cpulist") -> tuple[int, ...]:
-    """'0-3,8,10-11' -> (0, 1, 2, 3, 8, 10, 11). Empty text -> (). Also takes '0-7:2' strides."""
-    out: list[int] = []
-    s = text.strip()
-    if not s:
-        return ()
-    for part in s.split(","):
-        part = part.strip()
-        rng, _, stride = part.partition(":")
-        lo, dash, hi = rng.partition("-")
-        a = to_int(lo, path, 1, text.strip())
-        b = to_int(hi, path, 1, text.strip()) if dash else a
-        step = to_int(stride, path, 1, text.strip()) if stride else 1
-        if b < a or step < 1:
-            raise ParseError(path, 1, text.strip(), f"bad CPU range {part!r}")
-        out.extend(range(a, b + 1, step))
-    return tuple(out)
 
 
 def parse_meminfo(text: str, path: str, node: int | None = None) -> dict[str, int]:
