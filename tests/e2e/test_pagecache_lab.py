@@ -56,8 +56,10 @@ def test_check_finds_the_fault(scenario):
         assert rule_id in found, (rule_id, [f["id"] for f in doc["findings"]], doc["not_evaluated"])
         matching = [f for f in doc["findings"] if f["id"] == rule_id]
         if rule_id == "pagecache.direct-reclaim" and info.get("cgroup"):
-            sub = [f for f in matching if (f["subject"] or {}).get("cgroup") == info["cgroup"]]
-            assert sub, f"no direct-reclaim finding names cgroup {info['cgroup']}: {matching}"
+            cg = getattr(info["cgroup"], "path", info["cgroup"])
+            sub = [f for f in matching if (f["subject"] or {}).get("cgroup") == cg]
+            assert sub, f"no direct-reclaim finding names cgroup {cg}: {matching}"
+            assert sub[0]["evidence"][0]["source"].startswith("/sys/fs/cgroup/")
             ev = {e["name"]: e["value"] for e in sub[0]["evidence"]}
             assert ev.get("memory.failcnt") or ev.get("memory.events max") or ev.get("memory.events high"), ev
             continue

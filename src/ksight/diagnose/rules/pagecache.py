@@ -150,7 +150,8 @@ def _cgroup_reclaim(ctx: Context, r: Rule) -> list:
             continue
         limit = g.max_bytes if g.max_bytes is not None and g.max_bytes < UNLIMITED else None
         ev, hit = [], False
-        src = f"{cm_last.mount}{path}" if cm_last.mount else f"memory cgroup {path}"
+        src = f"/{cm_last.mount.strip('/')}{path if path != '/' else ''}" if cm_last.mount \
+            else f"memory cgroup {path}"
         if g.version == 1:
             d = _d(prev.failcnt, g.failcnt)
             if d:

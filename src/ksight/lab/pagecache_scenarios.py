@@ -1,0 +1,395 @@
+"""Page cache faults, reproduced for real and bounded (see docs/lab.md).
+
+- dirty-backlog: buffered writes faster than writeback, with the dirty limits lowered.
+- cgroup-reclaim: a small memory cgroup whose member cycles a file bigger than its limit.
+- drop-caches: someone writes to /proc/sys/vm/drop_caches every second.
+- swap-io: a small swap file and a cgroup whose anon working set is bigger than its limit.
+
+Files live in a directory `ksight-lab-<pid>-<scenario>` under /var/tmp (a disk filesystem:
+/tmp may be tmpfs, which has no writeback) and are removed afterwards. Load programs are tiny
+Python scripts run with this interpreter; each stops by itself at the run's deadline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+from ..errors import Unavailable
+from . import register
+from .scenario import Running, Scenario, python_worker, start_thread
+
+MiB = 1 << 20
+WORK_BASE = "/var/tmp"
+_DIR = re.compile(r"^ksight-lab-(\d+)-")
+
+
+# -- small live readers (the proof in tests uses ksight.sources; these feed the evidence line)
+def _meminfo() -> dict[str, int]:
+    out = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            out[k] = int(v.split()[0])
+    return out
+
+
+def _vmstat() -> dict[str, int]:
+    with open("/proc/vmstat") as f:
+        return {k: int(v) for k, v in (line.split() for line in f)}
+
+
+def _fstype(path: str) -> str:
+    """Filesystem type of the mount holding `path` (longest mountpoint prefix in mountinfo)."""
+    from .cgroup import parse_mountinfo
+
+    real = os.path.realpath(path)
+    with open("/proc/self/mountinfo") as f:
+        mounts = parse_mountinfo(f.read())
+    best, fstype = "", "?"
+    for m in mounts:
+        mp = m["mountpoint"]
+        if (real == mp or real.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+            best, fstype = mp, m["fstype"]
+    return fstype
+
+
+def _disk_dir_ok() -> tuple[bool, str]:
+    if not os.path.isdir(WORK_BASE):
+        return False, f"{WORK_BASE} is missing"
+    t = _fstype(WORK_BASE)
+    if t in ("tmpfs", "ramfs", "overlay", "nfs", "nfs4", "fuse"):
+        return False, f"{WORK_BASE} is on {t}: needs a local disk filesystem with writeback"
+    return True, ""
+
+
+def _workdir(run: Running, stack: contextlib.ExitStack) -> str:
+    d = tempfile.mkdtemp(prefix=f"ksight-lab-{os.getpid()}-{run.scenario.name}-", dir=WORK_BASE)
+    stack.callback(shutil.rmtree, d, True)
+    run.info["dir"] = d
+    return d
+
+
+def _fill_file(path: str, size: int) -> None:
+    """A file of `size` bytes, written and synced (so it adds no dirty pages later)."""
+    buf = os.urandom(MiB)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for _ in range(size // MiB):
+            os.write(fd, buf)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _memcg_available() -> tuple[bool, str]:
+    from .cgroup import find_memory_controller
+
+    try:
+        find_memory_controller()
+    except Unavailable as exc:
+        return False, exc.reason
+    return True, ""
+
+
+# ------------------------------------------------------------------------------------------
+# dirty-backlog
+# The background threshold is set just below the dirty limit, so the flusher only starts when
+# dirty pages are already near the limit; a writer paced at `rate` (faster than the flusher
+# likes to trickle, far below a disk's bandwidth so the volume stays bounded) then keeps
+# Dirty+Writeback at 85-100 % of vm.dirty_bytes for the whole run and is throttled in
+# balance_dirty_pages whenever it crosses the midpoint of the two thresholds.
+DIRTY_WRITER = r"""
+import os, sys, time
+path, fsize, budget, rate, seconds = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                      int(sys.argv[4]), float(sys.argv[5]))
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+buf = b"\xa5" * 65536
+start = time.monotonic()
+end = start + seconds
+written = off = 0
+while written < budget:
+    now = time.monotonic()
+    if now > end:
+        break
+    if written > rate * (now - start):
+        time.sleep(0.005)
+        continue
+    for _ in range(16):
+        os.pwrite(fd, buf, off)
+        off = (off + 65536) % fsize
+    written += 16 * 65536
+"""
+
+
+class DirtyBacklog(Scenario):
+    name = "dirty-backlog"
+    area = "pagecache"
+    summary = "buffered writes outrun writeback; writers are throttled at the dirty limit"
+    expects = ("pagecache.dirty-backlog",)
+    bounds = ("vm.dirty_background_bytes=28 MiB, vm.dirty_bytes=32 MiB (both restored), "
+              "one 256 MiB file rewritten at 64 MiB/s, <= 1 GiB written")
+    dirty_background_bytes = 28 * MiB
+    dirty_bytes = 32 * MiB
+    file_bytes = 256 * MiB
+    rate_bytes_per_s = 64 * MiB
+    write_budget = 1024 * MiB
+
+    def available(self):
+        ok, why = super().available()
+        return (ok, why) if not ok else _disk_dir_ok()
+
+    def start(self, run, stack):
+        from .sysctl import SysctlGuard
+
+        d = _workdir(run, stack)
+        guard = stack.enter_context(SysctlGuard())
+        guard.set("vm.dirty_background_bytes", self.dirty_background_bytes)
+        guard.set("vm.dirty_bytes", self.dirty_bytes)
+        run.info["sysctls_saved"] = guard.saved
+        p = subprocess.Popen(python_worker(DIRTY_WRITER, os.path.join(d, "dirty"), self.file_bytes,
+                                           self.write_budget, self.rate_bytes_per_s, run.seconds))
+        run.procs.append(p)
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        m = _meminfo()
+        v = _vmstat()
+        return (f"Dirty {m['Dirty'] / 1024:6.1f} MiB  Writeback {m['Writeback'] / 1024:5.1f} MiB  "
+                f"(dirty limit {self.dirty_bytes // MiB} MiB, background {self.dirty_background_bytes // MiB} MiB)"
+                f"  nr_dirty_threshold {v.get('nr_dirty_threshold', 0) * 4 // 1024} MiB")
+
+
+# ------------------------------------------------------------------------------------------
+# cgroup-reclaim
+RECLAIM_WORKER = r"""
+import os, sys, time
+path, fsize, anon, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+end = time.monotonic() + seconds
+hold = bytearray(anon)
+for i in range(0, anon, 4096):
+    hold[i] = 1
+buf = b"\x5a" * (1 << 20)
+fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+for off in range(0, fsize, 1 << 20):
+    os.pwrite(fd, buf, off)
+    if time.monotonic() > end:
+        break
+while time.monotonic() < end:
+    for off in range(0, fsize, 1 << 20):
+        os.pread(fd, 1 << 20, off)
+        if time.monotonic() > end:
+            break
+"""
+
+
+class CgroupReclaim(Scenario):
+    name = "cgroup-reclaim"
+    area = "pagecache"
+    summary = "a memory cgroup at its limit reclaims its own page cache synchronously"
+    expects = ("pagecache.direct-reclaim",)
+    bounds = "memory cgroup limited to 64 MiB, 32 MiB anon + one 192 MiB file written once and re-read"
+    limit_bytes = 64 * MiB
+    anon_bytes = 32 * MiB
+    file_bytes = 192 * MiB
+
+    def available(self):
+        ok, why = super().available()
+        if ok:
+            ok, why = _memcg_available()
+        return (ok, why) if not ok else _disk_dir_ok()
+
+    def start(self, run, stack):
+        from .cgroup import MemoryCgroup
+
+        d = _workdir(run, stack)
+        cg = stack.enter_context(MemoryCgroup("reclaim", max_bytes=self.limit_bytes))
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(RECLAIM_WORKER, os.path.join(d, "big"), self.file_bytes,
+                                   self.anon_bytes, run.seconds))
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        cg = run.info["cgroup"]
+        st = cg.stat()
+        if cg.version == 1:
+            return (f"usage {int(cg.read('memory.usage_in_bytes')) / MiB:5.1f} MiB of "
+                    f"{self.limit_bytes // MiB} MiB  failcnt {cg.read('memory.failcnt').strip()}  "
+                    f"pgpgout {st.get('pgpgout', 0)}  cache {st.get('cache', 0) / MiB:.1f} MiB")
+        ev = dict(line.split() for line in cg.read("memory.events").splitlines())
+        return (f"usage {int(cg.read('memory.current')) / MiB:5.1f} MiB of {self.limit_bytes // MiB} MiB  "
+                f"events max {ev.get('max')}  pgscan {st.get('pgscan', 0)}  pgsteal {st.get('pgsteal', 0)}")
+
+
+# ------------------------------------------------------------------------------------------
+# drop-caches
+class DropCaches(Scenario):
+    name = "drop-caches"
+    area = "pagecache"
+    summary = "something drops the page cache (and slab) every second, so reads go to disk again"
+    expects = ("pagecache.drop-caches",)
+    bounds = "writes 1 (every 3rd time 2) to vm.drop_caches once a second; one 64 MiB file re-read"
+    file_bytes = 64 * MiB
+    period_s = 1.0
+
+    def available(self):
+        ok, why = super().available()
+        return (ok, why) if not ok else _disk_dir_ok()
+
+    def start(self, run, stack):
+        d = _workdir(run, stack)
+        path = os.path.join(d, "cached")
+        _fill_file(path, self.file_bytes)
+        run.info["drops"] = 0
+        t = start_thread(run, self._loop, run, path)
+        stack.callback(t.join, 5)
+
+    def _loop(self, run: Running, path: str) -> None:
+        n = 0
+        while not run.stop.is_set() and run.remaining() > 0:
+            with open(path, "rb") as f:  # bring the file into the page cache
+                while f.read(MiB) and not run.stop.is_set():
+                    pass
+            if run.stop.is_set():
+                return
+            n += 1
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("2" if n % 3 == 0 else "1")
+            run.info["drops"] = n
+            run.stop.wait(self.period_s)
+
+    def evidence(self, run):
+        v = _vmstat()
+        m = _meminfo()
+        return (f"drop_pagecache {v.get('drop_pagecache')}  drop_slab {v.get('drop_slab')}  "
+                f"Cached {m['Cached'] / 1024:.0f} MiB  (drops so far {run.info.get('drops', 0)})")
+
+
+# ------------------------------------------------------------------------------------------
+# swap-io
+SWAP_WORKER = r"""
+import os, sys, time
+size, seconds = int(sys.argv[1]), float(sys.argv[2])
+end = time.monotonic() + seconds
+a = bytearray(size)
+chunk = os.urandom(1 << 20)  # incompressible, not same-filled: really goes to the swap device
+for off in range(0, size, 1 << 20):
+    a[off:off + (1 << 20)] = chunk
+    if time.monotonic() > end:
+        break
+while time.monotonic() < end:
+    for off in range(0, size, 4096):  # touch every page again: swap in, and push others out
+        a[off] = (a[off] + 1) & 255
+    time.sleep(0.05)
+"""
+
+
+def _swapon(path: str) -> None:
+    r = subprocess.run(["swapon", "-p", "32767", path], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise Unavailable("swap-io", f"swapon failed: {r.stderr.strip() or r.returncode}")
+
+
+def _swapoff(path: str) -> None:
+    if path in _active_swaps():
+        subprocess.run(["swapoff", path], capture_output=True, text=True, timeout=120)
+
+
+def _active_swaps() -> list[str]:
+    try:
+        with open("/proc/swaps") as f:
+            return [line.split()[0] for line in f.read().splitlines()[1:] if line.strip()]
+    except OSError:
+        return []
+
+
+class SwapIO(Scenario):
+    name = "swap-io"
+    area = "pagecache"
+    summary = "a cgroup whose anon working set exceeds its limit pages to swap and back"
+    expects = ("pagecache.swap-io",)
+    bounds = "256 MiB swap file (swapoff + deleted after), cgroup limited to 64 MiB, 128 MiB anon"
+    swap_bytes = 256 * MiB
+    limit_bytes = 64 * MiB
+    anon_bytes = 128 * MiB
+    warmup_s = 2.0
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if not os.path.exists("/proc/swaps"):
+            return False, "no swap support (kernel without CONFIG_SWAP)"
+        for tool in ("mkswap", "swapon", "swapoff"):
+            if shutil.which(tool) is None:
+                return False, f"`{tool}` missing (util-linux)"
+        ok, why = _memcg_available()
+        if not ok:
+            return ok, why
+        ok, why = _disk_dir_ok()
+        if ok and _fstype(WORK_BASE) in ("btrfs", "zfs"):
+            return False, f"{WORK_BASE} is on {_fstype(WORK_BASE)}: no plain swap files there"
+        return ok, why
+
+    def start(self, run, stack):
+        from .cgroup import MemoryCgroup
+
+        d = _workdir(run, stack)
+        swap = os.path.join(d, "swapfile")
+        _fill_file(swap, self.swap_bytes)
+        r = subprocess.run(["mkswap", swap], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise Unavailable("swap-io", f"mkswap failed: {r.stderr.strip()}")
+        stack.callback(_swapoff, swap)  # registered before swapon: also undoes a half swapon
+        _swapon(swap)
+        run.info["swapfile"] = swap
+        # v1: limit only memory (memsw stays unlimited); v2: memory.max, memory.swap.max stays max
+        cg = stack.enter_context(MemoryCgroup("swap", max_bytes=self.limit_bytes))
+        if cg.version == 1:
+            cg.write("memory.swappiness", 100)
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(SWAP_WORKER, self.anon_bytes, run.seconds))
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        v = _vmstat()
+        used = "?"
+        with open("/proc/swaps") as f:
+            for line in f.read().splitlines()[1:]:
+                parts = line.split()
+                if parts and parts[0] == run.info.get("swapfile"):
+                    used = f"{int(parts[3]) / 1024:.0f} MiB"
+        return f"pswpout {v.get('pswpout')}  pswpin {v.get('pswpin')}  lab swap used {used}"
+
+
+def cleanup_stale() -> list[str]:
+    """Swap off and delete work directories left by a lab run whose process is gone."""
+    from .cgroup import pid_alive
+
+    removed = []
+    try:
+        names = os.listdir(WORK_BASE)
+    except OSError:
+        return removed
+    for n in names:
+        m = _DIR.match(n)
+        if not m or pid_alive(int(m.group(1))):
+            continue
+        d = os.path.join(WORK_BASE, n)
+        for s in _active_swaps():
+            if s.startswith(d + "/"):
+                _swapoff(s)
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+for _sc in (DirtyBacklog(), CgroupReclaim(), DropCaches(), SwapIO()):
+    register(_sc)
+
+__all__ = ["DirtyBacklog", "CgroupReclaim", "DropCaches", "SwapIO", "cleanup_stale"]

@@ -1,0 +1,142 @@
+"""What a fault-lab scenario is, and the bounded run every scenario shares.
+
+A Scenario starts one fault (a load process, a sysctl change, a small cgroup, a swap file),
+lets it build for a short warm-up, keeps it going until the `with` block ends or `seconds`
+pass, and then undoes everything it did, in reverse order, whatever happened (exception,
+Ctrl-C; the CLI turns SIGTERM into KeyboardInterrupt so the same path runs).
+
+    with SCENARIOS["dirty-backlog"].running(8) as run:
+        while run.remaining() > 0:
+            print(run.evidence()); time.sleep(1)
+
+Every load process a scenario starts is bounded by itself too (it stops at its own deadline),
+so even a `kill -9` of the lab leaves no load running for longer than `seconds`; the cgroups,
+namespaces and swap files such a kill leaves behind are removed by `ksight lab cleanup` /
+`cleanup_stale()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..errors import Unavailable
+
+MAX_SECONDS = 120.0
+
+
+@dataclass
+class Running:
+    """A scenario in progress: its deadline, what it set up, and a live evidence line."""
+
+    scenario: "Scenario"
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+    info: dict = field(default_factory=dict)  # paths, pids, cgroup, for tests and the CLI
+    stop: threading.Event = field(default_factory=threading.Event)
+    procs: list = field(default_factory=list)  # subprocess.Popen started for the load
+
+    @property
+    def deadline(self) -> float:
+        return self.started + self.seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+    def wait(self, seconds: float | None = None) -> None:
+        """Sleep until the deadline (or for `seconds`, whichever comes first)."""
+        end = self.deadline if seconds is None else min(self.deadline, time.monotonic() + seconds)
+        while not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(left, 0.2))
+
+    def evidence(self) -> str:
+        try:
+            return self.scenario.evidence(self)
+        except (OSError, Unavailable) as exc:
+            return f"(evidence unavailable: {exc})"
+
+
+class Scenario:
+    """Subclasses set the class attributes and implement `start` (and `evidence`)."""
+
+    name: str = ""
+    area: str = ""
+    summary: str = ""
+    expects: tuple[str, ...] = ()
+    needs_root: bool = True
+    bounds: str = ""          # one line for people: time, memory, disk
+    warmup_s: float = 1.0
+    default_seconds: float = 8.0
+
+    def available(self) -> tuple[bool, str]:
+        if self.needs_root and os.geteuid() != 0:
+            return False, "needs root"
+        return True, ""
+
+    def start(self, run: Running, stack: contextlib.ExitStack) -> None:
+        """Start the fault; register every undo on `stack` (it unwinds in reverse)."""
+        raise NotImplementedError
+
+    def evidence(self, run: Running) -> str:
+        return ""
+
+    def describe(self) -> str:
+        return f"{self.summary} ({self.bounds})" if self.bounds else self.summary
+
+    @contextlib.contextmanager
+    def running(self, seconds: float | None = None):
+        seconds = self.default_seconds if seconds is None else float(seconds)
+        if not 0 < seconds <= MAX_SECONDS:
+            raise ValueError(f"seconds must be within (0, {MAX_SECONDS:g}]")
+        ok, why = self.available()
+        if not ok:
+            raise Unavailable(f"lab scenario {self.name}", why)
+        run = Running(self, seconds + self.warmup_s)
+        with contextlib.ExitStack() as stack:
+            stack.callback(run.stop.set)  # covers a start() that fails half-way
+            stack.callback(_kill_all, run.procs)  # covers a start() that fails half-way
+            self.start(run, stack)
+            stack.callback(_kill_all, run.procs)  # load processes die before their files go
+            stack.callback(run.stop.set)  # runs first on unwind: helper threads stop at once
+            run.wait(self.warmup_s)
+            yield run
+
+    def __repr__(self) -> str:
+        return f"<Scenario {self.name}>"
+
+
+def _kill_all(procs: list) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def python_worker(code: str, *args) -> list[str]:
+    """argv that runs a small Python load program with this interpreter (no site imports)."""
+    return [sys.executable, "-I", "-S", "-c", code, *map(str, args)]
+
+
+def start_thread(run: Running, target, *args) -> threading.Thread:
+    """A helper thread that must watch run.stop; joined on unwind (registered by the caller)."""
+    t = threading.Thread(target=target, args=args, daemon=True, name=f"lab-{run.scenario.name}")
+    t.start()
+    return t
+
+
+__all__ = ["Scenario", "Running", "python_worker", "start_thread", "MAX_SECONDS"]
