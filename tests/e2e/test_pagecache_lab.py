@@ -60,6 +60,9 @@ def test_check_finds_the_fault(scenario):
             sub = [f for f in matching if (f["subject"] or {}).get("cgroup") == cg]
             assert sub, f"no direct-reclaim finding names cgroup {cg}: {matching}"
             assert sub[0]["evidence"][0]["source"].startswith("/sys/fs/cgroup/")
+            # the scenario re-reads a file three times its limit: the refaults are this group's
+            thr = found.get("pagecache.thrashing")
+            assert thr and (thr["subject"] or {}).get("cgroup") == cg, thr
             ev = {e["name"]: e["value"] for e in sub[0]["evidence"]}
             assert ev.get("memory.failcnt") or ev.get("memory.events max") or ev.get("memory.events high"), ev
             continue

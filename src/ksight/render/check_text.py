@@ -30,6 +30,17 @@ def _num(v) -> str:
     return "?" if v is None else str(v)
 
 
+def _block(c, markup: str, indent: int, hang: int | None = None) -> None:
+    """Print wrapped to the console width, first line at `indent`, the rest at `hang`."""
+    from rich.text import Text
+
+    t = Text.from_markup(markup)
+    hang = indent if hang is None else hang
+    lines = t.wrap(c, max(c.width - hang, 20))
+    for i, line in enumerate(lines):
+        c.print(Text(" " * (indent if i == 0 else hang)) + line, soft_wrap=True)
+
+
 def render_report(report: Report, *, verbose: bool = False) -> None:
     from rich.markup import escape
 
@@ -54,23 +65,24 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
             bits = [f"pid {f.subject.pid}" if f.subject.pid else "",
                     f.subject.comm or "", f"cgroup {f.subject.cgroup}" if f.subject.cgroup else "",
                     f.subject.socket or ""]
-            subj = " (" + ", ".join(b for b in bits if b) + ")"
-        c.print(f"[{_STYLE[f.severity]}]{f.severity.upper()}[/] [bold]{escape(f.title)}[/]{escape(subj)}"
-                f"  [dim]{f.id}[/]")
+            subj = ", ".join(b for b in bits if b)
+        c.print(f"[{_STYLE[f.severity]}]{f.severity.upper()}[/] [bold]{escape(f.title)}[/]  [dim]{f.id}[/]")
+        if subj and subj not in f.title:
+            _block(c, f"subject: {escape(subj)}", 2)
         for e in f.evidence:
             thr = f"  (threshold {_num(e.threshold)})" if e.threshold is not None else ""
-            note = f"  {e.note}" if e.note else ""
-            c.print(f"  {escape(e.name)}: {_num(e.value)} {escape(e.unit)}{thr}  [dim]{escape(e.source)}"
-                    f"{escape(note)}[/]")
-        c.print(f"  [italic]Why it matters:[/] {escape(f.explanation)}")
+            note = f"; {e.note}" if e.note else ""
+            _block(c, f"{escape(e.name)}: [bold]{_num(e.value)}[/] {escape(e.unit)}{thr}"
+                      f"  [dim]{escape(e.source)}{escape(note)}[/]", 2, 6)
+        _block(c, f"[italic]Why it matters:[/] {escape(f.explanation)}", 2, 4)
         for a in f.actions:
             if a.kind == "sysctl":
-                c.print(f"  [bold]→[/] sysctl -w {a.name}={a.recommended}   "
-                        f"[dim](now {escape(str(a.current))})[/]")
+                _block(c, f"[bold]→[/] sysctl -w {a.name}={a.recommended}   "
+                          f"[dim](now {escape(str(a.current))})[/]", 2, 6)
                 if a.why:
-                    c.print(f"      {escape(a.why)}")
+                    _block(c, f"[dim]{escape(a.why)}[/]", 6)
             else:
-                c.print(f"  [bold]→[/] {escape(a.text or '')}")
+                _block(c, f"[bold]→[/] {escape(a.text or '')}", 2, 6)
     if report.counter_resets:
         c.print(f"\n[yellow]counter reset in the window[/] (reboot, wrap or CPU unplug): "
                 f"{', '.join(report.counter_resets)}; those rates were not used")

@@ -387,12 +387,14 @@ def inode_steal(ctx: Context, r: Rule):
 
 
 @rule("pagecache.thrashing", title="Page cache thrashing (workingset refaults)",
-      needs=("vmstat", "meminfo"),
+      needs=("vmstat", "meminfo"), uses=("cgroup_memory",),
       thresholds={
           "warn_refault_pages_per_s": Threshold(256, "pages/s", "1 MiB/s of evicted cache read back"),
           "warn_refault_pct_of_cache": Threshold(1, "% of file cache in the window",
                                                  "a visible part of the cache comes back"),
           "critical_refault_pages_per_s": Threshold(25600, "pages/s", "100 MiB/s read back"),
+          "cgroup_share_pct": Threshold(50, "% of the machine's refaults",
+                                        "one memory cgroup causing most of them is named as the subject"),
       })
 def thrashing(ctx: Context, r: Rule):
     """Refaults are reads of pages evicted recently enough that they belonged to the working set
@@ -420,6 +422,14 @@ def thrashing(ctx: Context, r: Rule):
     if act is not None:
         ev.append(ctx.ev("workingset activations", act, "pages/s", "vmstat",
                          note="refaulted pages put straight back on the active list"))
+    subject, title = None, None
+    top = _top_refaulting_cgroup(ctx)
+    if top is not None and delta and 100.0 * top[1] / delta >= r.t("cgroup_share_pct"):
+        path, d, src = top
+        subject = Subject(cgroup=path)
+        title = f"Page cache thrashing in memory cgroup {path}"
+        ev.append(ctx.ev("refaults in this cgroup", d / max(ctx.seconds, 1e-9), "pages/s",
+                         src + "/memory.stat", note=f"{100.0 * d / delta:.0f}% of the machine's"))
     return r.finding(
         "critical" if rate >= r.t("critical_refault_pages_per_s") else "warning", ev,
         "Pages are read back from disk soon after being evicted: the working set does not fit "
@@ -429,7 +439,31 @@ def thrashing(ctx: Context, r: Rule):
                                "protect its cache with memory.low (`ksight pagecache --protect`)"),
          Action("command", text="ksight show cgroup_memory  # which group's workingset_refault moves"),
          Action("code", text="stream large one-off reads with posix_fadvise(POSIX_FADV_DONTNEED) "
-                             "so they do not push the hot data out")])
+                             "so they do not push the hot data out")],
+        subject=subject, title=title)
+
+
+def _top_refaulting_cgroup(ctx: Context):
+    """(path, refaulted pages in the window, its directory) of the leaf-most memory cgroup with
+    the most file refaults, or None. Parents include their children's counts (hierarchical
+    memory.stat on v2; v1 'workingset_refault*' is hierarchical too), so among equal counts the
+    deepest path wins."""
+    a, b = ctx.first.get("cgroup_memory"), ctx.last.get("cgroup_memory")
+    if a is None or b is None:
+        return None
+    best = None
+    for path, g in b.groups.items():
+        if path == "/" or path not in a.groups:
+            continue
+        st0, st1 = a.groups[path].stat or {}, g.stat or {}
+        key = "workingset_refault_file" if "workingset_refault_file" in st1 else "workingset_refault"
+        d = _d(st0.get(key), st1.get(key))
+        if not d:
+            continue
+        if best is None or d > best[1] or (d == best[1] and path.count("/") > best[0].count("/")):
+            src = f"/{b.mount.strip('/')}{path}" if b.mount else f"memory cgroup {path}"
+            best = (path, d, src)
+    return best
 
 
 @rule("pagecache.compaction-stall", title="Allocations stall in memory compaction",
