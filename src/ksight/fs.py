@@ -21,6 +21,7 @@ instead of trusting stat(). Sysctls are read with a small buffer because the ker
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import posixpath
 import re
@@ -35,6 +36,7 @@ _MAX_LINK_HOPS = 40
 _PID_PATH = re.compile(r"^proc/(\d+)(/|$)")
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a snapshot normalises the same few hundred paths
 def norm(path: str) -> str:
     """Normalise a root-relative path; refuse one that climbs above the root."""
     p = posixpath.normpath("/" + path.lstrip("/")).lstrip("/")
@@ -72,6 +74,16 @@ class Root(ABC):
     def read_text(self, path: str, *, chunk: int = PROCFS_CHUNK) -> str:
         # Kernel text is ASCII, but comm, cmdline and mount names may hold any bytes.
         return self.read_bytes(path, chunk=chunk).decode("utf-8", errors="replace")
+
+    def text_reader(self, *, one_shot: bool = False):
+        """A read_text for hot loops (the process scan reads thousands of small files): takes an
+        already normalised path ("proc/123/stat"), same results and Unavailable errors as
+        read_text. Roots may return something cheaper than read_text.
+
+        one_shot=True is for files the kernel prints in one piece (seq_file single_open, as
+        /proc/PID/stat, statm, status): a read that returns less than it asked for is then the
+        whole file, and the extra read(2) that confirms EOF is skipped."""
+        return self.read_text
 
     def read_sysctl(self, name: str) -> str:
         """The value of one sysctl, whitespace-trimmed (tabs inside multi-value ones are kept)."""
@@ -141,6 +153,34 @@ class DirRoot(Root):
             raise Unavailable(path, _os_reason(norm(path), exc, self._pid_exists)) from None
         finally:
             os.close(fd)
+
+    def text_reader(self, *, one_shot: bool = False):
+        if not self.live or type(self).read_bytes is not DirRoot.read_bytes:
+            return self.read_text  # a capture's links are checked on every read; subclasses rule
+        # live: no link check and a pre-joined prefix; the path is trusted to be normalised
+        prefix = self.base.rstrip("/") + "/"
+        pid_exists = self._pid_exists
+
+        def read(path: str, _open=os.open, _read=os.read, _close=os.close,
+                 _flags=os.O_RDONLY | os.O_CLOEXEC) -> str:
+            try:
+                fd = _open(prefix + path, _flags)
+            except OSError as exc:
+                raise Unavailable(path, _os_reason(path, exc, pid_exists)) from None
+            try:
+                data = _read(fd, PROCFS_CHUNK)
+                if data and not (one_shot and len(data) < PROCFS_CHUNK):
+                    more = _read(fd, PROCFS_CHUNK)  # read to EOF: procfs sizes and short reads lie
+                    while more:
+                        data += more
+                        more = _read(fd, PROCFS_CHUNK)
+            except OSError as exc:
+                raise Unavailable(path, _os_reason(path, exc, pid_exists)) from None
+            finally:
+                _close(fd)
+            return data.decode("utf-8", "replace")
+
+        return read
 
     def listdir(self, path: str) -> list[str]:
         try:

@@ -1,0 +1,281 @@
+"""The process table: read the per-process files of every PID under proc/ through a Root.
+
+`scan(root)` returns `(dict[pid, Process], list[Missing])`. What each Process holds is chosen
+by `detail` (default: stat, statm, status: what top and ps show). Processes come and go while we
+read, so:
+- a PID that exits while we read it (the Root says "process exited", or a file comes back
+  malformed and the PID directory is gone) is dropped and counted: one
+  Missing("processes", "N processes exited during the scan") when N > 0;
+- a part that cannot be read for another reason (permission denied on smaps_rollup for another
+  user's process without root, a file a capture does not hold) is None on that Process and named
+  in Process.missing; the scan also returns one Missing("processes:<part>", ...) per part with
+  the first reason and how many processes it hit.
+
+This is the hot path of `ksight top` and of every snapshot with processes: per-file work is kept
+to one Root read and one parse, with no per-PID exists() or listdir().
+
+status is read in the scan (same instant as stat) but parsed on first use of any field
+(sources.proc_pid.status.LazyPidStatus, a PidStatus): a refresh of top parses a screenful.
+
+Units: Process stores page_size (bytes) so that virt_kb/res_kb/shr_kb/code_kb/data_kb (top's
+VIRT/RES/SHR/CODE/DATA, from statm) need no outside knowledge.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Iterable
+
+from ..errors import ParseError, Unavailable
+from ..fs import Root
+from ..model.snapshot import Missing
+from ..sources.proc_pid import cgroup as _cgroup
+from ..sources.proc_pid import cmdline as _cmdline
+from ..sources.proc_pid import oom as _oom
+from ..sources.proc_pid import smaps as _smaps
+from ..sources.proc_pid import stat as _stat
+from ..sources.proc_pid import statm as _statm
+from ..sources.proc_pid import status as _status
+from ..sources.proc_pid.cgroup import PidCgroups
+from ..sources.proc_pid.oom import OomInfo
+from ..sources.proc_pid.smaps import SmapsRollup
+from ..sources.proc_pid.stat import PidStat
+from ..sources.proc_pid.statm import PidStatm
+from ..sources.proc_pid.status import PidStatus
+
+DEFAULT_DETAIL = ("stat", "statm", "status")
+DETAILS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
+EXITED = "process exited"
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    comm: str | None  # from stat (authoritative: keeps spaces and ')'), else status Name
+    cmdline: tuple[str, ...] | None = None  # () for kernel threads; None: not read
+    stat: PidStat | None = None
+    statm: PidStatm | None = None
+    status: PidStatus | None = None
+    oom: OomInfo | None = None
+    cgroup: PidCgroups | None = None
+    smaps_rollup: SmapsRollup | None = None
+    socket_inodes: tuple[int, ...] | None = None
+    missing: tuple[str, ...] = ()  # "part: reason" for each requested part that was unavailable
+    page_size: int = 4096  # bytes per page on the host the process ran on (statm, stat rss)
+
+    # top's memory columns, in kB. From statm (as top does); falling back to status, then stat.
+    @property
+    def virt_kb(self) -> int | None:
+        if self.statm is not None:
+            return self.statm.size_pages * self.page_size // 1024
+        if self.status is not None and self.status.vm_size_kb is not None:
+            return self.status.vm_size_kb
+        return self.stat.vsize_bytes // 1024 if self.stat is not None else None
+
+    @property
+    def res_kb(self) -> int | None:
+        if self.statm is not None:
+            return self.statm.resident_pages * self.page_size // 1024
+        if self.status is not None and self.status.vm_rss_kb is not None:
+            return self.status.vm_rss_kb
+        return self.stat.rss_pages * self.page_size // 1024 if self.stat is not None else None
+
+    @property
+    def shr_kb(self) -> int | None:
+        if self.statm is not None:
+            return self.statm.shared_pages * self.page_size // 1024
+        s = self.status
+        if s is not None and s.rss_file_kb is not None and s.rss_shmem_kb is not None:
+            return s.rss_file_kb + s.rss_shmem_kb
+        return None
+
+    @property
+    def code_kb(self) -> int | None:
+        if self.statm is not None:
+            return self.statm.text_pages * self.page_size // 1024
+        return self.status.vm_exe_kb if self.status is not None else None
+
+    @property
+    def data_kb(self) -> int | None:
+        if self.statm is not None:
+            return self.statm.data_pages * self.page_size // 1024
+        s = self.status
+        if s is not None and s.vm_data_kb is not None and s.vm_stk_kb is not None:
+            return s.vm_data_kb + s.vm_stk_kb
+        return None
+
+    @property
+    def kernel_thread(self) -> bool | None:
+        """True for kernel threads (PF_KTHREAD in stat flags), None when stat was not read."""
+        return bool(self.stat.flags & 0x00200000) if self.stat is not None else None
+
+
+def _read_oom(root: Root, pid: int, base: str):
+    return _oom.read_oom(root, pid)
+
+
+def _read_sockets(root: Root, pid: int, base: str):
+    from ..sources.proc_pid import fd  # another module's; imported only when sockets are asked for
+
+    return tuple(fd.socket_inodes(root, pid))
+
+
+def _read_cmdline(root: Root, pid: int, base: str):
+    p = base + "cmdline"
+    return _cmdline.parse(root.read_bytes(p), p)
+
+
+# part -> (file name under proc/PID/, parse(text, path)) for the plain text files. status is
+# parsed on first use (status.LazyPidStatus): read now, so it is from the same instant as stat.
+_TEXT_PARTS = {
+    "stat": ("stat", _stat.parse),
+    "statm": ("statm", _statm.parse),
+    "status": ("status", _status.parse_lazy),
+    "cgroup": ("cgroup", _cgroup.parse),
+    "smaps_rollup": ("smaps_rollup", _smaps.parse_rollup),
+}
+_OTHER_PARTS = {"cmdline": _read_cmdline, "oom": _read_oom, "sockets": _read_sockets}
+_ATTR = {"sockets": "socket_inodes"}
+_FIELDS = tuple(f.name for f in fields(Process))
+_BLANK = {n: None for n in _FIELDS}
+_new = object.__new__
+
+
+def list_pids(root: Root) -> list[int]:
+    return [int(n) for n in root.listdir("proc") if n.isdigit()]
+
+
+def scan(
+    root: Root,
+    *,
+    detail: Iterable[str] = DEFAULT_DETAIL,
+    pids: Iterable[int] | None = None,
+    page_size: int | None = None,
+) -> tuple[dict[int, Process], list[Missing]]:
+    """Read the requested parts of every process (or of `pids`). See the module doc.
+
+    page_size: bytes per page, stored on each Process. None means this machine's page size on
+    a live root and 4096 on a capture (pass HostInfo.page_size when the capture recorded it).
+    """
+    detail = tuple(dict.fromkeys(detail))
+    bad = [d for d in detail if d not in DETAILS]
+    if bad:
+        raise ValueError(f"unknown process detail {bad}; choose from {', '.join(DETAILS)}")
+    if page_size is None:
+        page_size = os.sysconf("SC_PAGE_SIZE") if root.live else 4096
+    if pids is None:
+        try:
+            pids = list_pids(root)
+        except Unavailable as u:
+            return {}, [Missing("processes", f"{u.source}: {u.reason}")]
+    text_parts = [(d, _TEXT_PARTS[d][0], _TEXT_PARTS[d][1]) for d in detail if d in _TEXT_PARTS]
+    other_parts = [(_ATTR.get(d, d), d, _OTHER_PARTS[d]) for d in detail if d in _OTHER_PARTS]
+    read = root.text_reader(one_shot=True)  # every _TEXT_PARTS file is a single_open seq_file
+    procs: dict[int, Process] = {}
+    exited = 0
+    part_missing: dict[str, list] = {}  # part -> [first reason, count]
+    blank = dict(_BLANK, missing=(), page_size=page_size)
+    setattr_ = object.__setattr__
+
+    for pid in pids:
+        base = f"proc/{pid}/"
+        got = blank.copy()
+        got["pid"] = pid
+        # fast path: every part reads and parses; anything else redoes this PID carefully
+        try:
+            if other_parts:
+                raise _Careful
+            for part, fname, parse in text_parts:
+                p = base + fname
+                got[part] = parse(read(p), p)
+        except (Unavailable, ParseError, _Careful):
+            got = _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing)
+            if got is None:
+                exited += 1
+                continue
+        st = got["stat"]
+        if st is not None:
+            got["comm"] = st.comm
+        elif got["status"] is not None:
+            got["comm"] = got["status"].name
+        # a frozen dataclass given its __dict__ (every field is in `got`): this loop is the
+        # hot path, and 12 object.__setattr__ calls per process are measurable
+        proc = _new(Process)
+        setattr_(proc, "__dict__", got)
+        procs[pid] = proc
+
+    missing: list[Missing] = []
+    if exited:
+        missing.append(Missing("processes", f"{exited} processes exited during the scan"))
+    for part, (reason, n) in part_missing.items():
+        missing.append(Missing(f"processes:{part}", f"{reason} ({n} of {len(procs)} processes)"))
+    return procs, missing
+
+
+class _Careful(Exception):
+    """Internal: take the careful path for this PID."""
+
+
+def _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing) -> dict | None:
+    """Read one PID part by part, recording what is unavailable. None: the process is gone."""
+    got = blank.copy()
+    got["pid"] = pid
+    miss: list[str] | None = None
+    for part, fname, parse in text_parts:
+        p = base + fname
+        try:
+            got[part] = parse(read(p), p)
+        except Unavailable as u:
+            if u.reason == EXITED:
+                # ESRCH also means "no address space" (kernel thread, zombie): check
+                if not root.exists(base[:-1]):
+                    return None
+                miss = _no_mm(miss, part)
+            else:
+                miss = _note(miss, part_missing, part, u.reason)
+        except ParseError as e:
+            # an exiting process can leave a short or empty read behind
+            if not root.exists(base[:-1]):
+                return None
+            miss = _note(miss, part_missing, part, f"malformed: {e}")
+    for attr, part, reader in other_parts:
+        try:
+            got[attr] = reader(root, pid, base)
+        except Unavailable as u:
+            if u.reason == EXITED:
+                if not root.exists(base[:-1]):
+                    return None
+                miss = _no_mm(miss, part)
+            else:
+                miss = _note(miss, part_missing, part, u.reason)
+        except ParseError as e:
+            if not root.exists(base[:-1]):
+                return None
+            miss = _note(miss, part_missing, part, f"malformed: {e}")
+    if miss:
+        got["missing"] = tuple(miss)
+    return got
+
+
+NO_MM = "no address space (kernel thread or zombie)"
+
+
+def _no_mm(miss: list[str] | None, part: str) -> list[str]:
+    # not missing data (a kernel thread has no memory map): noted on the Process only
+    if miss is None:
+        miss = []
+    miss.append(f"{part}: {NO_MM}")
+    return miss
+
+
+def _note(miss: list[str] | None, part_missing: dict[str, list], part: str, reason: str) -> list[str]:
+    if miss is None:
+        miss = []
+    miss.append(f"{part}: {reason}")
+    pm = part_missing.get(part)
+    if pm is None:
+        part_missing[part] = [reason, 1]
+    else:
+        pm[1] += 1
+    return miss

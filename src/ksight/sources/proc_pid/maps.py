@@ -1,0 +1,67 @@
+"""/proc/PID/maps: the process's memory mappings, one per line:
+`start-end perms offset dev inode [pathname]` (pathname may hold spaces, or be '[heap]',
+'[stack]', '[vdso]', '' for anonymous memory, and may end in ' (deleted)').
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import ParseError
+from ...fs import Root
+
+PATH = "proc/PID/maps"
+
+
+def path(pid: int) -> str:
+    return f"proc/{pid}/maps"
+
+
+@dataclass(frozen=True)
+class MapRegion:
+    start: int
+    end: int
+    perms: str  # "r-xp": read, write, exec, p(rivate)/s(hared)
+    offset: int
+    dev: str  # "fd:01" (major:minor, hex)
+    inode: int
+    pathname: str
+
+    @property
+    def size_bytes(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Maps:
+    regions: tuple[MapRegion, ...]
+
+
+def parse_header(line: str, path: str, lineno: int | None) -> MapRegion:
+    """One maps line (also the header line of each smaps region)."""
+    toks = line.split(None, 5)
+    if len(toks) < 5:
+        raise ParseError(path, lineno, line, "expected 'start-end perms offset dev inode [path]'")
+    a, sep, b = toks[0].partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        start, end, offset, inode = int(a, 16), int(b, 16), int(toks[2], 16), int(toks[4])
+    except ValueError:
+        raise ParseError(path, lineno, line, "expected hex addresses, hex offset and a decimal inode") from None
+    if len(toks[1]) != 4 or ":" not in toks[3]:
+        raise ParseError(path, lineno, line, "expected perms like 'r-xp' and dev like 'fd:01'")
+    return MapRegion(start, end, toks[1], offset, toks[3], inode, toks[5].strip() if len(toks) > 5 else "")
+
+
+def parse(text: str, path: str = PATH) -> Maps:
+    regions = []
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            regions.append(parse_header(line, path, lineno))
+    return Maps(tuple(regions))
+
+
+def read(root: Root, pid: int) -> Maps:
+    p = path(pid)
+    return parse(root.read_text(p), p)

@@ -1,0 +1,37 @@
+"""/proc/PID/oom_score and /proc/PID/oom_score_adj: the OOM killer's badness score for the
+process (0..1000 in points of memory share, plus the adjustment) and the adjustment itself
+(-1000 = never kill, +1000 = kill first)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...errors import ParseError
+from ...fs import Root
+
+
+@dataclass(frozen=True)
+class OomInfo:
+    score: int
+    score_adj: int
+
+
+def _one(text: str, path: str) -> int:
+    t = text.strip()
+    try:
+        return int(t)
+    except ValueError:
+        raise ParseError(path, 1, t, "expected an integer") from None
+
+
+def parse(score_text: str, adj_text: str, score_path: str = "proc/PID/oom_score",
+          adj_path: str = "proc/PID/oom_score_adj") -> OomInfo:
+    return OomInfo(_one(score_text, score_path), _one(adj_text, adj_path))
+
+
+def read_oom(root: Root, pid: int) -> OomInfo:
+    sp, ap = f"proc/{pid}/oom_score", f"proc/{pid}/oom_score_adj"
+    return parse(root.read_text(sp), root.read_text(ap), sp, ap)
+
+
+read = read_oom
