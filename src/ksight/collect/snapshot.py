@@ -91,11 +91,14 @@ def take(
             missing.append(Missing(name, f"malformed: {e}"))
         except KsightError as e:
             missing.append(Missing(name, str(e)))
+    host = host or host_info(root, host_hint)
     procs = None
     if processes:
-        from .processes import scan
+        from .processes import DEFAULT_DETAIL, scan
 
-        procs, pmissing = scan(root)
+        # sockets need each process's socket inodes to name the owner of a connection
+        detail = DEFAULT_DETAIL + (("sockets",) if sockets else ())
+        procs, pmissing = scan(root, detail=detail, page_size=host.page_size)
         missing.extend(pmissing)
     socks = None
     if sockets:
@@ -107,7 +110,7 @@ def take(
         taken_at=wall,
         monotonic=mono,
         uptime_s=read_uptime(root),
-        host=host or host_info(root, host_hint),
+        host=host,
         sources=got,
         processes=procs,
         sockets=socks,

@@ -1,1 +1,20 @@
-"""ksight.trace"""
+"""ksight.trace: the tracing engine (tracefs first, perf for sampling, bpftrace when present).
+
+Counters say that something happens; tracepoints say who, where and how long.
+
+    from ksight.trace import trace
+    with trace(["syscalls:sys_enter_mmap"], filter="len == 7340032", seconds=5) as t:
+        workload()
+    t.events, t.lost, t.missing
+
+- tracefs (no dependency): a private instance `instances/ksight-<pid>-<n>`, kernel-side filters,
+  per-CPU binary ring buffers decoded with each event's own `format` file; see session.py.
+- perf: CPU sampling and user-space stacks of events (perf.py), folded stacks, SVG (flame.py).
+- bpftrace: optional, detected only (bpftrace.py).
+- recipes.py: traces named by the question they answer (`ksight trace RECIPE`).
+"""
+
+from .ringbuf import Event
+from .session import Missing, Trace, check_events, trace
+
+__all__ = ["trace", "Trace", "Event", "Missing", "check_events"]

@@ -1,0 +1,223 @@
+"""perf backend: CPU sampling with stacks, and user-space stacks of tracepoints.
+
+`perf record` writes a perf.data file; `perf script` prints one block per sample:
+
+    python3  4242/4242  1801.123456: cpu-clock:
+    	ffffffff8d2a1b2c clear_page_erms ([kernel.kallsyms])
+    	00007f3a12345678 __memset_avx2 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+
+`parse_script` turns that into samples (leaf first, as perf prints), `fold` into Brendan
+Gregg's folded format ("comm;root;...;leaf count"), which `flame.svg` draws.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from ..errors import ParseError, Unavailable
+
+SCRIPT_FIELDS = "comm,pid,tid,time,event,ip,sym,dso"
+_HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)\s+(?P<time>\d+\.\d+):\s+"
+                     r"(?:(?P<period>\d+)\s+)?(?P<event>\S+?):?\s*$")
+
+
+@dataclass(frozen=True)
+class Sample:
+    comm: str
+    pid: int
+    tid: int
+    time: float
+    event: str
+    stack: tuple[tuple[str, str], ...]   # (symbol, dso), leaf first
+
+    def frames(self) -> list[str]:
+        return [s for s, _ in self.stack]
+
+
+def available() -> tuple[bool, str]:
+    """(usable, reason). perf must exist and run (Debian's wrapper fails for a kernel mismatch)."""
+    exe = shutil.which("perf")
+    if exe is None:
+        return False, "perf is not installed (Debian: apt install linux-perf)"
+    try:
+        r = subprocess.run([exe, "version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return False, f"perf does not run: {exc}"
+    if r.returncode != 0:
+        return False, f"perf does not run: {(r.stderr or r.stdout).strip()[:200]}"
+    return True, r.stdout.strip()
+
+
+def parse_script(text: str, path: str = "perf script") -> list[Sample]:
+    """Parse `perf script -F comm,pid,tid,time,event,ip,sym,dso` output."""
+    out: list[Sample] = []
+    cur = None
+    stack: list[tuple[str, str]] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            if cur is not None:
+                out.append(Sample(*cur, tuple(stack)))
+                cur, stack = None, []
+            continue
+        if line[0] in " \t":
+            if cur is None:
+                raise ParseError(path, lineno, line, "stack frame before any sample header")
+            s = line.strip()
+            addr, _, rest = s.partition(" ")
+            rest = rest.strip()
+            dso = ""
+            if rest.endswith(")") and " (" in rest:
+                i = rest.rfind(" (")
+                rest, dso = rest[:i], rest[i + 2:-1]
+            elif rest.startswith("(") and rest.endswith(")"):
+                rest, dso = "", rest[1:-1]
+            sym = rest or "[unknown]"
+            if "+0x" in sym:
+                sym = sym[:sym.rfind("+0x")]
+            stack.append((sym, dso))
+            continue
+        if cur is not None:
+            out.append(Sample(*cur, tuple(stack)))
+            stack = []
+        m = _HEADER.match(line)
+        if not m:
+            raise ParseError(path, lineno, line, "expected 'comm pid/tid time: event:'")
+        cur = (m.group("comm"), int(m.group("pid")), int(m.group("tid")), float(m.group("time")),
+               m.group("event"))
+    if cur is not None:
+        out.append(Sample(*cur, tuple(stack)))
+    return out
+
+
+def fold(samples, *, with_comm: bool = True) -> Counter:
+    """Folded stacks: 'comm;root;...;leaf' -> samples (root first, as flame graphs want)."""
+    c: Counter = Counter()
+    for s in samples:
+        frames = [f.replace(";", ":") for f in reversed(s.frames())] or ["[no stack]"]
+        if with_comm:
+            frames.insert(0, s.comm.replace(";", ":") or "?")
+        c[";".join(frames)] += 1
+    return c
+
+
+def folded_text(folded: Counter) -> str:
+    return "".join(f"{k} {v}\n" for k, v in sorted(folded.items()))
+
+
+def parse_folded(text: str, path: str = "folded") -> Counter:
+    c: Counter = Counter()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            raise ParseError(path, lineno, line, "expected 'frame;frame;... COUNT'")
+        c[stack] += int(n)
+    return c
+
+
+def hottest(samples, n: int = 20) -> list[tuple[str, int]]:
+    """Functions by samples in which they are the leaf (self time)."""
+    c: Counter = Counter()
+    for s in samples:
+        c[s.stack[0][0] if s.stack else "[no stack]"] += 1
+    return c.most_common(n)
+
+
+class Record:
+    """`perf record` for at most `seconds` (or until the with-body ends), then `perf script`.
+
+        with Record(seconds=5, freq=99) as r: workload()
+        r.samples, r.folded
+    """
+
+    def __init__(self, seconds: float = 10, *, events: list[str] | None = None,
+                 filter: str | None = None, pid: int | None = None, freq: int = 99,
+                 callgraph: str = "fp", max_bytes: int = 256 << 20):
+        ok, why = available()
+        if not ok:
+            raise Unavailable("perf", why)
+        if os.geteuid() != 0:
+            raise Unavailable("perf", "system-wide sampling needs root (or kernel.perf_event_paranoid <= -1)")
+        self.seconds, self.events, self.filter, self.pid = seconds, events, filter, pid
+        self.freq, self.callgraph, self.max_bytes = freq, callgraph, max_bytes
+        self.samples: list[Sample] = []
+        self.lost: int | None = None
+        self.stderr = ""
+
+    def argv(self, out: str) -> list[str]:
+        a = ["perf", "record", "-q", "-o", out, "--call-graph", self.callgraph]
+        if self.events:
+            for e in self.events:
+                a += ["-e", e]
+                if self.filter:
+                    a += ["--filter", self.filter]
+        else:
+            a += ["-F", str(self.freq)]
+        a += ["-p", str(self.pid)] if self.pid else ["-a"]
+        a += ["--", "sleep", str(self.seconds)]
+        return a
+
+    def __enter__(self) -> "Record":
+        from .tracefs import acquire
+
+        acquire()  # perf reads tracepoint IDs from tracefs; ours to unmount afterwards
+        self._acq = True
+        self._dir = tempfile.mkdtemp(prefix="ksight-perf-")
+        self._out = os.path.join(self._dir, "perf.data")
+        self._p = subprocess.Popen(self.argv(self._out), stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        time.sleep(0.3)  # let perf open its events before the workload starts
+        return self
+
+    def wait(self) -> None:
+        try:
+            self._p.wait(timeout=self.seconds + 30)
+        except KeyboardInterrupt:
+            pass
+
+    def stop(self) -> None:
+        """End the recording early (perf writes its file on SIGINT)."""
+        if self._p.poll() is None:
+            try:
+                os.killpg(self._p.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
+
+    def __exit__(self, *exc) -> None:
+        from .tracefs import release
+
+        try:
+            if self._p.poll() is None:
+                # perf record stops cleanly on SIGINT and writes its file
+                os.killpg(self._p.pid, signal.SIGINT)
+            try:
+                _, self.stderr = self._p.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self._p.pid, signal.SIGKILL)
+                _, self.stderr = self._p.communicate()
+            m = re.search(r"Processed \d+ events and lost (\d+) chunks", self.stderr or "")
+            self.lost = int(m.group(1)) if m else None
+            if os.path.exists(self._out) and os.path.getsize(self._out) <= self.max_bytes:
+                r = subprocess.run(["perf", "script", "-i", self._out, "-F", SCRIPT_FIELDS],
+                                   capture_output=True, text=True, timeout=120)
+                self.samples = parse_script(r.stdout)
+            elif os.path.exists(self._out):
+                self.stderr += f"\nperf.data larger than {self.max_bytes} bytes: not read"
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            if self._acq:
+                self._acq = False
+                release()
+
+    @property
+    def folded(self) -> Counter:
+        return fold(self.samples)
