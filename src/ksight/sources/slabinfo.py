@@ -77,6 +77,17 @@ def _sections(line: str) -> tuple[list[str], dict[str, list[str]]]:
 
 
 def _row_v2(line: str, path: str, lineno: int) -> SlabCache:
+    # Fast path for the line every kernel prints (mm/slab_common.c: 6 head fields,
+    # ': tunables a b c : slabdata p q r'): same values as the general path below, which also
+    # handles the unusual shapes and produces the errors.
+    t = line.split()
+    if len(t) == 16 and t[6] == ":" and t[7] == "tunables" and t[11] == ":" \
+            and t[12] == "slabdata" and t[0] != ":":
+        try:
+            return SlabCache(t[0], int(t[1]), int(t[2]), int(t[3]), int(t[4]), int(t[5]),
+                             int(t[13]), int(t[14]), int(t[15]), int(t[8]), int(t[9]), int(t[10]))
+        except ValueError:
+            pass  # the general path names the bad token
     head, secs = _sections(line)
     if len(head) != 6:
         raise ParseError(path, lineno, line, f"expected name and 5 numbers before ':', got {len(head)} tokens")
