@@ -33,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of snapshots (default 1; use 2 or more for rates)")
     p.add_argument("--no-processes", action="store_true", help="skip the per-process table")
     p.add_argument("--no-sockets", action="store_true", help="skip the TCP socket table")
+    from .common import add_from_live_only
+
+    add_from_live_only(p, "capture records the live machine (to repack a capture, use tar)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,6 +43,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import CaptureError
     from ..store.capture import capture
+    from .common import refuse_from
+
+    refuse_from(args)
 
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise CaptureError(f"{args.output}: exists; choose another name (captures are never overwritten)")

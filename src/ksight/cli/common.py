@@ -15,6 +15,23 @@ def add_from(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_", metavar="FILE_OR_DIR", help=FROM_HELP)
 
 
+def add_from_live_only(p: argparse.ArgumentParser, what: str) -> None:
+    """--from for commands that act on the running kernel: accepted so every command takes it,
+    refused at run time with the reason (see refuse_from)."""
+    p.add_argument("--from", dest="from_", metavar="FILE_OR_DIR",
+                   help=f"not possible here: {what} (a capture holds counters, not live kernel state)")
+    p.set_defaults(_live_only=what)
+
+
+def refuse_from(args: argparse.Namespace) -> None:
+    if getattr(args, "from_", None):
+        from ..errors import UsageError
+
+        raise UsageError(f"--from: {args._live_only}; a capture holds the kernel's counters, not a "
+                         f"running kernel. Run `ksight check --from {args.from_}` or "
+                         f"`ksight show --from {args.from_}` to analyse it.")
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("-j", "--json", action="store_true", help="print JSON for scripts")
 

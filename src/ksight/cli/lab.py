@@ -29,6 +29,9 @@ this machine for the length of the run. See docs/lab.md for each scenario's boun
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .common import add_from_live_only
+
+    add_from_live_only(p, "the fault lab reproduces faults on this machine")
     sub = p.add_subparsers(dest="lab_command", metavar="ACTION")
     sub.add_parser("list", help="list the scenarios and whether they can run here")
     r = sub.add_parser("run", help="reproduce one scenario")
@@ -93,6 +96,9 @@ def _run(args) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .common import refuse_from
+
+    refuse_from(args)
     cmd = getattr(args, "lab_command", None)
     if cmd == "list" or cmd is None:
         return _list()

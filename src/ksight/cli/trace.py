@@ -52,7 +52,9 @@ profile samples at 99 Hz per CPU (~1% of a CPU). See docs/tracing.md for measure
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from .common import add_json
+    from .common import add_from_live_only, add_json
+
+    add_from_live_only(p, "tracing needs the live machine's tracepoints")
 
     p.add_argument("recipe", nargs="?", metavar="RECIPE", help="what to trace (see --list)")
     p.add_argument("-s", "--seconds", type=float, default=10.0,
@@ -104,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
 
     from ..errors import UsageError
     from ..trace.recipes import RECIPES, get
+    from .common import refuse_from
+
+    refuse_from(args)
 
     if args.list:
         for r in RECIPES.values():
