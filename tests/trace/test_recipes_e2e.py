@@ -236,3 +236,46 @@ def test_profile_finds_busy_process(tmp_path):
 
     out = svg(r.rec.folded)
     assert "ksburn" in out
+
+
+def test_buflimit_socket_refused_memory_in_cgroup():
+    """A receiver that never reads, in a memory cgroup whose socket memory is capped (v1:
+    memory.kmem.tcp.limit_in_bytes; v2 charges socket memory to memory.max): incoming data is
+    refused memory, and the recipe reports TCP receive-side events."""
+    import socket
+
+    from ksight.lab.cgroup import MemoryCgroup
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    port = srv.getsockname()[1]
+    with MemoryCgroup("buflimit") as cg:
+        if cg.version == 1:
+            cg.write("memory.kmem.tcp.limit_in_bytes", str(16 * 1024))
+        else:
+            cg.write("memory.max", str(24 << 20))
+        code = (f"import socket,time\ns=socket.create_connection(('127.0.0.1',{port}))\n"
+                "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)\ntime.sleep(8)\n")
+        child = cg.spawn([PY, "-c", code])
+        try:
+            conn, _ = srv.accept()
+            conn.setblocking(False)
+            r = recipes.get("buflimit")()
+            sent = 0
+            with r.session(seconds=4) as t:
+                end = time.monotonic() + 3
+                while time.monotonic() < end and sent < (64 << 20):
+                    try:
+                        sent += conn.send(b"x" * 65536)
+                    except BlockingIOError:
+                        time.sleep(0.01)
+            res = r.result(t)
+            conn.close()
+        finally:
+            child.kill()
+            child.wait()
+            srv.close()
+    recv = [s for s in res["sockets"] if s["proto"] == "TCP" and s["side"] == "receive"]
+    assert recv and sum(s["count"] for s in recv) >= 1, res
+    assert res["lost"] == 0

@@ -491,6 +491,12 @@ class Buflimit(Recipe):
             lim = s["last"].get("sysctl_mem")
             out.append(f"{s['proto']:<8} {s['side']:<8} {s['pid']:>7} {s['comm'][:16]:<16} {s['count']:>7}  "
                        f"{s['last'].get('allocated')}/{lim[2] if lim else '?'}")
+        if any(s["side"] == "receive" for s in res["sockets"]):
+            out.append("")
+            out.append("receive side: the kernel refuses memory while processing incoming packets, in "
+                       "softirq context, so PID/COMM is whatever ran on that CPU, not the socket's "
+                       "owner (the tracepoint carries no socket address). `ksight show --sockets` "
+                       "lists each socket's receive queue and owner.")
         return out
 
 
