@@ -284,3 +284,35 @@ def test_sysctl_guards_take_turns(tmp_path):
     t.join(10)
     assert seen["saved"] == orig  # it saved the real original, not the first guard's value
     assert S.read_sysctl("vm.swappiness") == orig
+
+
+def test_sysctl_guard_killed_with_sigkill_is_recovered(tmp_path):
+    """A lab run killed with -9 cannot restore; its journal lets the next guard (or `ksight lab
+    cleanup`) put the sysctls back, as tuned recovers a crash mid-apply."""
+    import signal
+    import subprocess
+    import sys
+
+    from ksight.lab import sysctl as S
+
+    lock = str(tmp_path / "lock")
+    orig = S.read_sysctl("vm.swappiness")
+    code = ("import sys, time\nfrom ksight.lab.sysctl import SysctlGuard\n"
+            f"g = SysctlGuard(lock_path={lock!r})\ng.set('vm.swappiness', 13)\n"
+            "print('set', flush=True)\ntime.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "set"
+        assert S.read_sysctl("vm.swappiness") == "13"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert S.read_sysctl("vm.swappiness") == "13"  # nobody restored it
+    g = S.SysctlGuard(lock_path=lock)
+    g._lock()
+    try:
+        assert S.read_sysctl("vm.swappiness") == orig
+        assert any("vm.swappiness" in r for r in g.recovered)
+    finally:
+        g.restore()
+    assert not (tmp_path / "lock.json").exists()

@@ -39,13 +39,14 @@ def cleanup_stale() -> list[str]:
     """Remove what a killed lab run left behind (cgroups, namespaces, swap files)."""
     from . import cgroup, netns
 
-    out = cgroup.cleanup_stale() + netns.cleanup_stale()
-    try:
-        from . import pagecache_scenarios
+    from . import pagecache_scenarios, sysctl
 
-        out += pagecache_scenarios.cleanup_stale()
-    except ImportError:
-        pass
+    out = cgroup.cleanup_stale() + netns.cleanup_stale() + pagecache_scenarios.cleanup_stale()
+    # sysctls last: a guard that is still alive holds the lock, so wait for it like a new guard
+    g = sysctl.SysctlGuard()
+    g._lock()
+    out += g.recovered
+    g._unlock()
     return out
 
 
@@ -53,10 +54,6 @@ def _load() -> None:
     from . import pagecache_scenarios  # noqa: F401  (registers its scenarios)
 
 
-try:
-    _load()
-except ImportError as _exc:  # the module is still being written
-    if "pagecache_scenarios" not in str(_exc):
-        raise
+_load()
 
 __all__ = ["SCENARIOS", "Scenario", "Running", "available", "register", "cleanup_stale"]

@@ -99,70 +99,87 @@ def _memcg_available() -> tuple[bool, str]:
 
 # ------------------------------------------------------------------------------------------
 # dirty-backlog
-# The background threshold is set just below the dirty limit, so the flusher only starts when
-# dirty pages are already near the limit; a writer paced at `rate` (faster than the flusher
-# likes to trickle, far below a disk's bandwidth so the volume stays bounded) then keeps
-# Dirty+Writeback at 85-100 % of vm.dirty_bytes for the whole run and is throttled in
-# balance_dirty_pages whenever it crosses the midpoint of the two thresholds.
+# Writeback is made genuinely slower than the writer, on a device of our own: a small ext4 on a
+# loop device (direct I/O to a sparse file under /var/tmp) whose writes the block throttle caps
+# at 8 MiB/s (cgroup v1: root blkio group, where the flusher kworkers issue writeback; v2: io.max
+# of the writer's own group). The dirty limits are lowered to 32/16 MiB so the thresholds are
+# reached at once; the writer dirties pages as fast as it can, Dirty+Writeback climbs to the
+# freerun ceiling (thresh + bg_thresh)/2 = 24 MiB within a second and stays there: the writer
+# sleeps in balance_dirty_pages. Only our device is slowed; nothing else on the machine waits.
 DIRTY_WRITER = r"""
 import os, sys, time
-path, fsize, budget, rate, seconds = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
-                                      int(sys.argv[4]), float(sys.argv[5]))
+path, fsize, budget, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
 buf = b"\xa5" * 65536
-start = time.monotonic()
-end = start + seconds
+end = time.monotonic() + seconds
 written = off = 0
-while written < budget:
-    now = time.monotonic()
-    if now > end:
-        break
-    if written > rate * (now - start):
-        time.sleep(0.005)
-        continue
-    for _ in range(16):
-        os.pwrite(fd, buf, off)
-        off = (off + 65536) % fsize
-    written += 16 * 65536
+while written < budget and time.monotonic() < end:
+    os.pwrite(fd, buf, off)
+    off = (off + 65536) % fsize
+    written += 65536
 """
 
 
 class DirtyBacklog(Scenario):
     name = "dirty-backlog"
     area = "pagecache"
-    summary = "buffered writes outrun writeback; writers are throttled at the dirty limit"
+    summary = "buffered writes outrun a slow device's writeback; writers are throttled at the dirty limit"
     expects = ("pagecache.dirty-backlog",)
-    bounds = ("vm.dirty_background_bytes=28 MiB, vm.dirty_bytes=32 MiB (both restored), "
-              "one 256 MiB file rewritten at 64 MiB/s, <= 1 GiB written")
-    dirty_background_bytes = 28 * MiB
+    bounds = ("vm.dirty_bytes=32 MiB, vm.dirty_background_bytes=16 MiB (both restored); a 512 MiB "
+              "sparse ext4 on a loop device whose writes are throttled to 8 MiB/s; one 64 MiB file "
+              "rewritten, <= 256 MiB written")
     dirty_bytes = 32 * MiB
-    file_bytes = 256 * MiB
-    rate_bytes_per_s = 64 * MiB
-    write_budget = 1024 * MiB
+    dirty_background_bytes = 16 * MiB
+    fs_bytes = 512 * MiB
+    file_bytes = 64 * MiB
+    write_bps = 8 * MiB
+    write_budget = 256 * MiB
 
     def available(self):
         ok, why = super().available()
-        return (ok, why) if not ok else _disk_dir_ok()
+        if not ok:
+            return ok, why
+        from . import blockdev
+
+        missing = blockdev.tools_missing()
+        if missing:
+            return False, f"missing tools: {' '.join(missing)} (util-linux, mount, e2fsprogs)"
+        if not os.path.exists("/dev/loop-control"):
+            return False, "no /dev/loop-control (kernel without loop device support)"
+        try:
+            blockdev.detect_throttle()
+        except Unavailable as exc:
+            return False, exc.reason
+        return _disk_dir_ok()
 
     def start(self, run, stack):
+        from .blockdev import LoopFs, WriteThrottle
         from .sysctl import SysctlGuard
 
-        d = _workdir(run, stack)
+        # unwinds in reverse: writer killed, throttle removed (so the flush is fast), unmount,
+        # detach, files deleted, sysctls restored
         guard = stack.enter_context(SysctlGuard())
+        guard.set("vm.dirty_bytes", self.dirty_bytes)  # waits here while another run holds the lock
         guard.set("vm.dirty_background_bytes", self.dirty_background_bytes)
-        guard.set("vm.dirty_bytes", self.dirty_bytes)
         run.info["sysctls_saved"] = guard.saved
-        p = subprocess.Popen(python_worker(DIRTY_WRITER, os.path.join(d, "dirty"), self.file_bytes,
-                                           self.write_budget, self.rate_bytes_per_s, run.seconds))
+        fs = stack.enter_context(LoopFs(self.fs_bytes, name=self.name, base=WORK_BASE))
+        run.info.update(dir=fs.dir, loopfs=fs, device=fs.device, majmin=fs.majmin,
+                        mountpoint=fs.mountpoint, backing=fs.backing, dio=fs.dio)
+        th = stack.enter_context(WriteThrottle(fs.majmin, self.write_bps, name=self.name))
+        run.info["throttle"] = th
+        p = th.spawn(python_worker(DIRTY_WRITER, os.path.join(fs.mountpoint, "dirty"),
+                                   self.file_bytes, self.write_budget, run.seconds))
         run.procs.append(p)
         run.info["pid"] = p.pid
 
     def evidence(self, run):
-        m = _meminfo()
         v = _vmstat()
-        return (f"Dirty {m['Dirty'] / 1024:6.1f} MiB  Writeback {m['Writeback'] / 1024:5.1f} MiB  "
-                f"(dirty limit {self.dirty_bytes // MiB} MiB, background {self.dirty_background_bytes // MiB} MiB)"
-                f"  nr_dirty_threshold {v.get('nr_dirty_threshold', 0) * 4 // 1024} MiB")
+        page_kib = os.sysconf("SC_PAGE_SIZE") // 1024
+        dirty, wb = v["nr_dirty"] * page_kib / 1024, v["nr_writeback"] * page_kib / 1024
+        th, bg = v["nr_dirty_threshold"] * page_kib / 1024, v["nr_dirty_background_threshold"] * page_kib / 1024
+        return (f"Dirty {dirty:5.1f} MiB + Writeback {wb:5.1f} MiB = {dirty + wb:5.1f} MiB  "
+                f"(freerun ceiling {(th + bg) / 2:.0f} MiB, threshold {th:.0f} MiB)  "
+                f"{run.info.get('device')} writes capped at {self.write_bps // MiB} MiB/s")
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,6 +393,12 @@ def cleanup_stale() -> list[str]:
         names = os.listdir(WORK_BASE)
     except OSError:
         return removed
+    try:  # loop devices of dead runs first: unmount + detach before their directory goes
+        from .blockdev import cleanup_stale as _stale_loops
+
+        removed += _stale_loops(WORK_BASE)
+    except (ImportError, OSError):
+        pass
     for n in names:
         m = _DIR.match(n)
         if not m or pid_alive(int(m.group(1))):

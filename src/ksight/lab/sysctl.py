@@ -15,6 +15,7 @@ partner back brings the right one back, and the kernel refuses dirty_bytes=0 any
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import time
 
@@ -26,6 +27,10 @@ PROC = "/"
 # from its first set() until restore(); another guard waits (up to LOCK_WAIT_S) for it.
 LOCK_PATH = "/run/ksight-lab-sysctl.lock"
 LOCK_WAIT_S = 180.0
+# Crash recovery (as tuned does): the saved values are also written to this journal, atomically,
+# before any change. A guard that is killed (-9) leaves it behind; the next guard to take the
+# lock, or `ksight lab cleanup`, restores from it. A clean restore deletes it.
+JOURNAL_PATH = "/run/ksight-lab-sysctl.json"
 
 # writing one of these zeroes the other; a saved 0 means "the other one was in charge"
 _PAIRS = {
@@ -45,11 +50,48 @@ def write_sysctl(name: str, value) -> None:
         f.write(str(value))
 
 
+def _restore_pairs(saved: list[tuple[str, str]]) -> list[str]:
+    """Write saved values back, newest first. Returns the errors."""
+    errors = []
+    for name, old in reversed(saved):
+        if name in _PAIRS and old.strip() == "0":
+            continue  # the partner held the setting; restoring the partner brings it back
+        try:
+            if read_sysctl(name) != old:
+                write_sysctl(name, old)
+        except OSError as exc:
+            errors.append(f"{name}: {exc}")
+    return errors
+
+
+def recover_journal(journal_path: str = JOURNAL_PATH) -> list[str]:
+    """Restore the sysctls a killed guard left changed. Call only while holding the lock (or
+    when no guard can be running). Returns the names restored."""
+    try:
+        with open(journal_path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError):
+        os.unlink(journal_path)  # a torn journal: nothing was changed after its failed write
+        return []
+    saved = [(n, v) for n, v in doc.get("saved", [])]
+    errors = _restore_pairs(saved)
+    if errors:
+        raise OSError("could not restore sysctls from " + journal_path + ": " + "; ".join(errors))
+    os.unlink(journal_path)
+    return [f"sysctl {n} restored to {v!r} (left changed by lab run pid {doc.get('pid')})"
+            for n, v in saved]
+
+
 class SysctlGuard:
-    def __init__(self, lock_path: str = LOCK_PATH) -> None:
+    def __init__(self, lock_path: str = LOCK_PATH, journal_path: str | None = None) -> None:
         self._saved: list[tuple[str, str]] = []  # (name, old value) in order of first write
         self._lock_path = lock_path
+        self._journal = journal_path or (JOURNAL_PATH if lock_path == LOCK_PATH
+                                         else lock_path + ".json")
         self._lock_fd: int | None = None
+        self.recovered: list[str] = []
 
     def _lock(self) -> None:
         if self._lock_fd is not None:
@@ -66,6 +108,16 @@ class SysctlGuard:
                     raise TimeoutError(f"another ksight lab run holds {self._lock_path}") from None
                 time.sleep(0.05)
         self._lock_fd = fd
+        # we hold the lock, so any journal left behind belongs to a guard that died
+        self.recovered = recover_journal(self._journal)
+
+    def _write_journal(self) -> None:
+        tmp = self._journal + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "saved": self._saved}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._journal)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -81,6 +133,7 @@ class SysctlGuard:
             partner = _PAIRS.get(name)
             if partner and partner not in {n for n, _ in self._saved}:
                 self._saved.insert(len(self._saved) - 1, (partner, read_sysctl(partner)))
+            self._write_journal()  # before the change: a crash after it can always be undone
         write_sysctl(name, value)
 
     @property
@@ -89,16 +142,14 @@ class SysctlGuard:
 
     def restore(self) -> list[str]:
         """Write every saved value back (newest first). Returns errors, and raises if any."""
-        errors = []
-        while self._saved:
-            name, old = self._saved.pop()
-            if name in _PAIRS and old.strip() == "0":
-                continue  # the partner held the setting; restoring the partner brings it back
-            try:
-                if read_sysctl(name) != old:
-                    write_sysctl(name, old)
-            except OSError as exc:
-                errors.append(f"{name}: {exc}")
+        errors = _restore_pairs(self._saved)
+        if not errors:
+            self._saved = []
+            if self._lock_fd is not None:
+                try:
+                    os.unlink(self._journal)
+                except FileNotFoundError:
+                    pass
         self._unlock()
         if errors:
             raise OSError("could not restore sysctls: " + "; ".join(errors))
@@ -111,4 +162,4 @@ class SysctlGuard:
         self.restore()
 
 
-__all__ = ["SysctlGuard", "read_sysctl", "write_sysctl"]
+__all__ = ["SysctlGuard", "read_sysctl", "write_sysctl", "recover_journal"]

@@ -1,0 +1,381 @@
+"""A small throw-away filesystem on a loop device, and a write throttle on that device only
+(live machine only, needs root; lab code touches /sys and /dev directly on purpose).
+
+    with LoopFs(512 << 20, name="dirty") as fs, WriteThrottle(fs.majmin, 8 << 20) as th:
+        th.spawn(argv_that_writes_into(fs.mountpoint))
+
+`LoopFs` makes a sparse backing file `img` in a private directory
+`/var/tmp/ksight-lab-<pid>-<name>-*`, attaches it with `losetup --find --show --direct-io=on`
+(direct I/O: the loop device's own writes to the backing file do not go through the page cache
+a second time), runs `mkfs.ext4 -q` on it (no journal, inode tables written at once: no jbd2 or
+ext4lazyinit traffic on the device later) and mounts it on `<dir>/mnt`. `close()` unmounts
+(lazily if busy), detaches the loop device and deletes the directory.
+
+`WriteThrottle(majmin, bps)` limits writes to that one device with the kernel's block throttle
+(CONFIG_BLK_DEV_THROTTLING), whichever way this machine offers it:
+- cgroup v1 blkio: "MAJ:MIN BPS" in the ROOT group's blkio.throttle.write_bps_device. On v1,
+  buffered writeback is issued by flusher kworkers in the root blkio group, so this is what
+  slows writeback; a rule names one device, so nothing else on the machine is affected.
+  `close()` writes "MAJ:MIN 0" (which deletes the rule).
+- cgroup v2 with the io controller: the v2 root has no io.max, and cgroup writeback charges
+  buffered writeback to the cgroup of the process that dirtied the pages; so a child group
+  `ksight-lab-<pid>-<name>` gets io.max "MAJ:MIN wbps=BPS" and the writer must be started with
+  `spawn()` (it joins the group before exec). `close()` kills what it spawned, removes the group.
+`detect_throttle()` says which, or raises Unavailable with the reason.
+
+`cleanup_stale()` undoes what a killed run left: loop devices whose backing file lies in a
+`ksight-lab-<pid>-*` directory of a dead pid (throttle rule removed, unmounted, detached).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from ..errors import Unavailable
+
+WORK_BASE = "/var/tmp"
+PREFIX = "ksight-lab-"
+_STALE = re.compile(r"^ksight-lab-(\d+)-")
+MOUNTINFO = "/proc/self/mountinfo"
+SYS_BLOCK = "/sys/block"
+TOOLS = ("losetup", "mkfs.ext4", "mount", "umount")
+
+
+def _run(argv: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _unescape(s: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+
+
+def mounts() -> list[dict]:
+    """/proc/self/mountinfo rows: majmin, mountpoint, fstype, source, super_opts."""
+    out = []
+    for line in _read(MOUNTINFO).splitlines():
+        left, sep, right = line.partition(" - ")
+        lf, rf = left.split(), right.split()
+        if not sep or len(lf) < 5 or len(rf) < 3:
+            continue
+        out.append({"majmin": lf[2], "mountpoint": _unescape(lf[4]), "fstype": rf[0],
+                    "source": _unescape(rf[1]), "super_opts": rf[2].split(",")})
+    return out
+
+
+def tools_missing() -> list[str]:
+    return [t for t in TOOLS if shutil.which(t) is None]
+
+
+# ------------------------------------------------------------------------------------------
+# loop devices
+def loop_devices() -> dict[str, str]:
+    """{'/dev/loopN': backing file} for every attached loop device (from /sys/block)."""
+    out = {}
+    try:
+        names = os.listdir(SYS_BLOCK)
+    except OSError:
+        return out
+    for n in names:
+        if not n.startswith("loop"):
+            continue
+        try:
+            bf = _read(os.path.join(SYS_BLOCK, n, "loop", "backing_file")).strip()
+        except OSError:
+            continue  # not attached
+        out["/dev/" + n] = bf
+    return out
+
+
+def _majmin(dev: str) -> str:
+    return _read(os.path.join(SYS_BLOCK, os.path.basename(dev), "dev")).strip()
+
+
+def _umount(mountpoint: str) -> str | None:
+    """Unmount; lazily if busy. Returns an error text or None."""
+    r = _run(["umount", mountpoint], timeout=120)
+    if r.returncode == 0:
+        return None
+    r2 = _run(["umount", "-l", mountpoint], timeout=30)
+    if r2.returncode == 0:
+        return None
+    return f"umount {mountpoint}: {r.stderr.strip() or r2.stderr.strip()}"
+
+
+def _detach(dev: str) -> str | None:
+    r = _run(["losetup", "-d", dev], timeout=30)
+    if r.returncode == 0 or not os.path.exists(os.path.join(SYS_BLOCK, os.path.basename(dev), "loop")):
+        return None
+    return f"losetup -d {dev}: {r.stderr.strip()}"
+
+
+class LoopFs:
+    """An ext4 filesystem on a loop device over a sparse file; exists for the `with` block."""
+
+    def __init__(self, size_bytes: int = 512 << 20, *, name: str = "loop", base: str = WORK_BASE):
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"name {name!r}: use letters, digits, '_', '.', '-'")
+        missing = tools_missing()
+        if missing:
+            raise Unavailable("loop filesystem", f"missing tools: {' '.join(missing)}")
+        self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{name}-", dir=base)
+        self.backing = os.path.join(self.dir, "img")
+        self.mountpoint = os.path.join(self.dir, "mnt")
+        self.device: str | None = None
+        self.majmin: str | None = None
+        self.dio = False
+        self.mounted = False
+        self._closed = False
+        try:
+            self._setup(size_bytes)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, size_bytes: int) -> None:
+        with open(self.backing, "wb") as f:
+            f.truncate(size_bytes)  # sparse
+        os.mkdir(self.mountpoint, 0o700)
+        r = _run(["losetup", "--find", "--show", "--direct-io=on", self.backing])
+        dev = r.stdout.strip()
+        if r.returncode != 0 or not dev.startswith("/dev/"):
+            # a half attach (device found, dio refused) still shows up in /sys: detach it
+            for d, bf in loop_devices().items():
+                if bf == self.backing:
+                    _detach(d)
+            raise Unavailable("loop filesystem", f"losetup failed: {r.stderr.strip() or r.returncode}")
+        self.device = dev
+        self.majmin = _majmin(dev)
+        try:
+            self.dio = _read(os.path.join(SYS_BLOCK, os.path.basename(dev), "loop", "dio")).strip() == "1"
+        except OSError:
+            self.dio = False
+        r = _run(["mkfs.ext4", "-q", "-O", "^has_journal",
+                  "-E", "lazy_itable_init=0,lazy_journal_init=0", dev], timeout=120)
+        if r.returncode != 0:
+            raise Unavailable("loop filesystem", f"mkfs.ext4 failed: {r.stderr.strip()}")
+        r = _run(["mount", "-t", "ext4", "-o", "noatime", dev, self.mountpoint])
+        if r.returncode != 0:
+            raise Unavailable("loop filesystem", f"mount failed: {r.stderr.strip()}")
+        self.mounted = True
+
+    def close(self) -> None:
+        """Unmount (lazy if busy), detach, delete. Raises OSError listing what failed."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = []
+        if self.mounted or any(m["mountpoint"] == self.mountpoint for m in mounts()):
+            err = _umount(self.mountpoint)
+            if err:
+                errors.append(err)
+            self.mounted = False
+        if self.device:
+            err = _detach(self.device)
+            if err:
+                errors.append(err)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if errors:
+            raise OSError("; ".join(errors))
+
+    def __enter__(self) -> "LoopFs":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LoopFs({self.device} {self.majmin} on {self.mountpoint})"
+
+
+# ------------------------------------------------------------------------------------------
+# block throttle
+def detect_throttle() -> tuple[int, str]:
+    """(1, root blkio dir) or (2, cgroup2 mountpoint); or raise Unavailable saying why not."""
+    ms = mounts()
+    for m in ms:
+        if m["fstype"] == "cgroup" and "blkio" in m["super_opts"]:
+            if os.path.exists(os.path.join(m["mountpoint"], "blkio.throttle.write_bps_device")):
+                return 1, m["mountpoint"]
+            raise Unavailable("block throttle", f"{m['mountpoint']} has no blkio.throttle.* "
+                                                "(kernel without CONFIG_BLK_DEV_THROTTLING)")
+    for m in ms:
+        if m["fstype"] != "cgroup2":
+            continue
+        try:
+            ctrls = _read(os.path.join(m["mountpoint"], "cgroup.controllers")).split()
+        except OSError:
+            continue
+        if "io" in ctrls and "memory" in ctrls:  # cgroup writeback needs both
+            return 2, m["mountpoint"]
+    raise Unavailable("block throttle", "neither a cgroup v1 blkio hierarchy nor cgroup v2 "
+                                        "with the io and memory controllers is mounted")
+
+
+class WriteThrottle:
+    """Writes to one block device limited to `bps` bytes/s. See the module doc."""
+
+    def __init__(self, majmin: str, bps: int, *, name: str = "io"):
+        if not re.fullmatch(r"\d+:\d+", majmin) or bps <= 0:
+            raise ValueError(f"bad throttle {majmin!r} {bps!r}")
+        self.majmin, self.bps = majmin, int(bps)
+        self.version, self.mount = detect_throttle()
+        self.group: str | None = None
+        self._spawned: list[subprocess.Popen] = []
+        self._closed = False
+        try:
+            if self.version == 1:
+                self.rule_file = os.path.join(self.mount, "blkio.throttle.write_bps_device")
+                _write(self.rule_file, f"{majmin} {self.bps}")
+            else:
+                sc = os.path.join(self.mount, "cgroup.subtree_control")
+                on = _read(sc).split()
+                for c in ("memory", "io"):
+                    if c not in on:
+                        _write(sc, "+" + c)
+                self.group = os.path.join(self.mount, f"{PREFIX}{os.getpid()}-{name}")
+                os.mkdir(self.group)
+                self.rule_file = os.path.join(self.group, "io.max")
+                _write(self.rule_file, f"{majmin} wbps={self.bps}")
+        except BaseException:
+            self.close()
+            raise
+
+    def rules(self) -> list[str]:
+        """The lines of the rule file that name our device (empty once removed)."""
+        try:
+            text = _read(self.rule_file)
+        except OSError:
+            return []
+        return [ln for ln in text.splitlines() if ln.split()[:1] == [self.majmin]]
+
+    def spawn(self, argv, **popen_kwargs) -> subprocess.Popen:
+        """Start a writer whose writeback is throttled (v2: it joins the group before exec)."""
+        if self.version == 1:
+            p = subprocess.Popen(argv, **popen_kwargs)
+        else:
+            procs = os.path.join(self.group, "cgroup.procs")
+
+            def enter():
+                fd = os.open(procs, os.O_WRONLY)
+                try:
+                    os.write(fd, str(os.getpid()).encode())
+                finally:
+                    os.close(fd)
+
+            p = subprocess.Popen(argv, preexec_fn=enter, **popen_kwargs)
+        self._spawned.append(p)
+        return p
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for p in self._spawned:
+            if p.poll() is None:
+                try:
+                    p.send_signal(signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        for p in self._spawned:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.version == 1:
+            if self.rules():
+                _write(self.rule_file, f"{self.majmin} 0")  # 0 deletes the rule
+        elif self.group and os.path.isdir(self.group):
+            try:
+                _write(self.rule_file, f"{self.majmin} wbps=max")
+            except OSError:
+                pass
+            deadline = time.monotonic() + 5
+            while True:
+                try:
+                    os.rmdir(self.group)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    def __enter__(self) -> "WriteThrottle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"WriteThrottle(v{self.version} {self.majmin} {self.bps} B/s)"
+
+
+# ------------------------------------------------------------------------------------------
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stale_loops(base: str = WORK_BASE) -> dict[str, str]:
+    """{device: backing file} of loop devices a dead lab run left attached."""
+    out = {}
+    for dev, bf in loop_devices().items():
+        path = bf.removesuffix(" (deleted)")
+        parent = os.path.dirname(os.path.dirname(path))
+        m = _STALE.match(os.path.basename(os.path.dirname(path)))
+        if parent == base and m and not _pid_alive(int(m.group(1))):
+            out[dev] = path
+    return out
+
+
+def cleanup_stale(base: str = WORK_BASE) -> list[str]:
+    """Throttle rule off, unmount, detach every loop device of a dead lab run."""
+    removed = []
+    try:
+        version, mount = detect_throttle()
+    except (Unavailable, OSError):
+        version, mount = 0, ""
+    for dev, path in stale_loops(base).items():
+        try:
+            mm = _majmin(dev)
+        except OSError:
+            mm = None
+        if version == 1 and mm:
+            rf = os.path.join(mount, "blkio.throttle.write_bps_device")
+            try:
+                if any(ln.split()[:1] == [mm] for ln in _read(rf).splitlines()):
+                    _write(rf, f"{mm} 0")
+            except OSError:
+                pass
+        for m in mounts():
+            if m["source"] == dev or (mm and m["majmin"] == mm):
+                _umount(m["mountpoint"])
+        if _detach(dev) is None:
+            removed.append(f"{dev} ({path})")
+    return removed
+
+
+__all__ = ["LoopFs", "WriteThrottle", "detect_throttle", "loop_devices", "mounts",
+           "stale_loops", "cleanup_stale", "tools_missing"]
