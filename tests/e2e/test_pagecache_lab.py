@@ -21,6 +21,7 @@ MOVED = {
     "pagecache.drop-caches": ("drop_pagecache",),
     "pagecache.swap-io": ("pswpout",),
     "pagecache.thrashing": ("workingset refaults",),
+    "pagecache.inode-steal": ("pginodesteal",),
 }
 
 

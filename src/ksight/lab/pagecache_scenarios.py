@@ -4,6 +4,7 @@
 - cgroup-reclaim: a small memory cgroup whose member cycles a file bigger than its limit.
 - drop-caches: someone writes to /proc/sys/vm/drop_caches every second.
 - swap-io: a small swap file and a cgroup whose anon working set is bigger than its limit.
+- inode-steal: many small cached files in a small memory cgroup; inode reclaim drops their cache.
 
 Files live in a directory `ksight-lab-<pid>-<scenario>` under /var/tmp (a disk filesystem:
 /tmp may be tmpfs, which has no writeback) and are removed afterwards. Load programs are tiny
@@ -244,6 +245,66 @@ class CgroupReclaim(Scenario):
 
 
 # ------------------------------------------------------------------------------------------
+# inode-steal
+INODE_WORKER = r"""
+import os, sys, time
+d, nfiles, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+page = b"\x5a" * 4096
+for i in range(nfiles):
+    with open(f"{d}/f{i}", "wb") as f:
+        f.write(page)
+    if time.monotonic() > end:
+        break
+while time.monotonic() < end:
+    for i in range(nfiles):
+        try:
+            with open(f"{d}/f{i}", "rb") as f:
+                f.read()
+        except FileNotFoundError:
+            pass
+        if time.monotonic() > end:
+            break
+"""
+
+
+class InodeSteal(Scenario):
+    """Many small cached files in a small memory cgroup: its reclaim shrinks the inode cache,
+    and every inode it frees takes its page cache with it (vmstat pginodesteal)."""
+
+    name = "inode-steal"
+    area = "pagecache"
+    summary = "reclaiming inodes of many small cached files throws their page cache away"
+    expects = ("pagecache.inode-steal",)
+    bounds = "memory cgroup limited to 48 MiB, 40,000 files of 4 KiB (160 MiB on disk) read in turn"
+    limit_bytes = 48 * MiB
+    nfiles = 40_000
+    warmup_s = 3.0  # creating the files comes first
+
+    def available(self):
+        ok, why = super().available()
+        if ok:
+            ok, why = _memcg_available()
+        return (ok, why) if not ok else _disk_dir_ok()
+
+    def start(self, run, stack):
+        from .cgroup import MemoryCgroup
+
+        d = _workdir(run, stack)
+        cg = stack.enter_context(MemoryCgroup("inodes", max_bytes=self.limit_bytes))
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(INODE_WORKER, d, self.nfiles, run.seconds))
+        run.info["pid"] = p.pid
+        run.info["vmstat0"] = _vmstat()
+
+    def evidence(self, run):
+        v, v0 = _vmstat(), run.info.get("vmstat0", {})
+        return (f"pginodesteal +{v.get('pginodesteal', 0) - v0.get('pginodesteal', 0)}  "
+                f"kswapd_inodesteal +{v.get('kswapd_inodesteal', 0) - v0.get('kswapd_inodesteal', 0)}  "
+                f"slabs_scanned +{v.get('slabs_scanned', 0) - v0.get('slabs_scanned', 0)}")
+
+
+# ------------------------------------------------------------------------------------------
 # drop-caches
 class DropCaches(Scenario):
     name = "drop-caches"
@@ -412,7 +473,7 @@ def cleanup_stale() -> list[str]:
     return removed
 
 
-for _sc in (DirtyBacklog(), CgroupReclaim(), DropCaches(), SwapIO()):
+for _sc in (DirtyBacklog(), CgroupReclaim(), InodeSteal(), DropCaches(), SwapIO()):
     register(_sc)
 
-__all__ = ["DirtyBacklog", "CgroupReclaim", "DropCaches", "SwapIO", "cleanup_stale"]
+__all__ = ["DirtyBacklog", "CgroupReclaim", "InodeSteal", "DropCaches", "SwapIO", "cleanup_stale"]
