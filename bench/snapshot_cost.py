@@ -12,7 +12,7 @@ Four measurements, one run, one table with a verdict per target (issue 2):
    floor, snapshot, ...) so drift hits both alike. CPU time (time.process_time) and wall time
    (time.perf_counter), median of REPS rounds. Target: snapshot <= 2.5x floor.
    For information, a second floor also replays the snapshot's directory lookups (listdir,
-   isdir, exists), which are I/O the snapshot must do but the issue's floor leaves out.
+   listdirs, isdir, exists), which are I/O the snapshot must do but the issue's floor leaves out.
 
 2. node_exporter and atop (optional: skipped with a clear line when not installed).
    - node_exporter: started by us on 127.0.0.1:<free port> with its default collectors, one
@@ -88,6 +88,10 @@ class _SizedRecorder(RecordingRoot):
         self.lookups.append(("listdir", "/" + path.lstrip("/")))
         return super().listdir(path)
 
+    def listdirs(self, path):
+        self.lookups.append(("listdirs", "/" + path.lstrip("/")))
+        return super().listdirs(path)
+
     def isdir(self, path):
         self.lookups.append(("isdir", "/" + path.lstrip("/")))
         return super().isdir(path)
@@ -123,6 +127,9 @@ def _lookups(lookups) -> None:
         try:
             if kind == "listdir":
                 sorted(os.listdir(path))
+            elif kind == "listdirs":
+                with os.scandir(path) as it:
+                    sorted(e.name for e in it if e.is_dir(follow_symlinks=False))
             elif kind == "isdir":
                 os.path.isdir(path)
             else:

@@ -158,3 +158,51 @@ def test_zstd_archive(tmp_path):
 def test_open_root_of_nothing(tmp_path):
     with pytest.raises(CaptureError):
         open_root(str(tmp_path / "nope"))
+
+
+def test_listdirs_alike_on_every_root(tmp_path):
+    # a tree with files, subdirectories, a link to a directory and a dangling link
+    t = tmp_path / "t"
+    for d in ("g/a/x", "g/b", "g/c"):
+        os.makedirs(t / d)
+    (t / "g" / "memory.max").write_text("max\n")
+    (t / "g" / "a" / "f").write_text("1\n")
+    os.symlink("b", t / "g" / "lnk")
+    os.symlink("nowhere", t / "g" / "dangling")
+    tar = tmp_path / "t.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(t, arcname=".")
+    from ksight.fs import Root
+    from ksight.store.recording_root import RecordingRoot
+
+    class Plain(Root):  # only the five primitives: the generic listdirs
+        def __init__(self, inner):
+            self.inner = inner
+
+        def read_bytes(self, path, *, chunk=65536):
+            return self.inner.read_bytes(path, chunk=chunk)
+
+        def listdir(self, path):
+            return self.inner.listdir(path)
+
+        def exists(self, path):
+            return self.inner.exists(path)
+
+        def isdir(self, path):
+            return self.inner.isdir(path)
+
+        def readlink(self, path):
+            return self.inner.readlink(path)
+
+    dr = DirRoot(str(t))
+    assert sorted(os.listdir(t / "g")) == ["a", "b", "c", "dangling", "lnk", "memory.max"]
+    roots = [dr, ArchiveRoot(str(tar)), DirRoot(str(tmp_path)).sub("t"), RecordingRoot(dr), Plain(dr)]
+    for r in roots:
+        assert r.listdirs("g") == ["a", "b", "c"], r
+        assert r.listdirs("g/a") == ["x"] and r.listdirs("g/b") == [], r
+        with pytest.raises(Unavailable):
+            r.listdirs("g/nope")
+    rec = roots[3]
+    assert {"g", "g/a", "g/b", "g/c"} <= rec.dirs  # a capture holds what listdirs saw
+    live = LiveRoot().listdirs("proc")  # /proc/self is a link, /proc/meminfo a file
+    assert "self" not in live and "meminfo" not in live and "1" in live and "sys" in live

@@ -146,6 +146,31 @@ class _VanishingRoot(DirRoot):
             raise Unavailable(path, "missing (not on this kernel or not captured)")
         return super().listdir(path)
 
+    def listdirs(self, path):  # the walk lists subdirectories with listdirs
+        if path.rstrip("/").endswith(self.gone):
+            raise Unavailable(path, "missing (not on this kernel or not captured)")
+        return super().listdirs(path)
+
+
+class _RemovedMidReadRoot(DirRoot):
+    """Group /a is removed after it was listed: its files read as missing, isdir says gone."""
+
+    def read_bytes(self, path, **kw):
+        if "/memory/a/" in path:
+            raise Unavailable(path, "missing (not on this kernel or not captured)")
+        return super().read_bytes(path, **kw)
+
+    def isdir(self, path):
+        return False if path.rstrip("/").endswith("memory/a") else super().isdir(path)
+
+
+def test_group_removed_mid_read_is_dropped(tmp_path):
+    root = _hybrid_tree(str(tmp_path), "")
+    os.makedirs(tmp_path / "sys/fs/cgroup/memory/b")
+    assert sorted(cgm.read(root).groups) == ["/", "/a", "/b"]
+    c = cgm.read(_RemovedMidReadRoot(str(tmp_path)))
+    assert sorted(c.groups) == ["/", "/b"]
+
 
 def test_group_vanishing_mid_walk_is_skipped(tmp_path):
     root = _hybrid_tree(str(tmp_path), "")

@@ -34,6 +34,32 @@ def test_node_exporter_e2e():
     assert nc.interfaces["eth0"].speed_mbps * 1_000_000 / 8 == want['node_network_speed_bytes{device="eth0"}']
     assert nc.interfaces["bond0"].speed_mbps is None
     assert 'node_network_speed_bytes{device="bond0"}' not in want
+    assert nc.interfaces["eth0"].statistics == {}  # statistics/* is opt-in
+
+
+def _procnetdev_lo() -> tuple[int, int]:
+    for line in open("/proc/net/dev"):
+        if line.strip().startswith("lo:"):
+            f = line.split(":", 1)[1].split()
+            return int(f[0]), int(f[1])  # rx bytes, rx packets
+    raise AssertionError("no lo in /proc/net/dev")
+
+
+def test_statistics_opt_in_live_against_proc_net_dev():
+    # statistics/* only on request; checked against /proc/net/dev (another kernel interface)
+    # read just before and just after: the sysfs counters must fall in between
+    before = _procnetdev_lo()
+    for nc in (netclass.read(LiveRoot(), statistics=True), netclass.read_stats(LiveRoot())):
+        lo = nc.interfaces["lo"].statistics
+        after = _procnetdev_lo()
+        assert before[0] <= lo["rx_bytes"] <= after[0] and before[1] <= lo["rx_packets"] <= after[1]
+    assert netclass.read(LiveRoot()).interfaces["lo"].statistics == {}
+    old = netclass.STATISTICS
+    try:
+        netclass.STATISTICS = True  # the module option
+        assert "rx_bytes" in netclass.read(LiveRoot()).interfaces["lo"].statistics
+    finally:
+        netclass.STATISTICS = old
 
 
 def test_procfs_corpus():
@@ -45,10 +71,11 @@ def test_procfs_corpus():
 
 
 def test_live_loopback():
-    nc = netclass.read(LiveRoot())
+    nc = netclass.read(LiveRoot(), statistics=True)
     lo = nc.interfaces["lo"]
     assert lo.mtu == int(open("/sys/class/net/lo/mtu").read())
     assert "rx_bytes" in lo.statistics
+    assert netclass.read(LiveRoot()).interfaces["lo"].statistics == {}
     assert lo.speed_mbps is None  # lo has no speed (EINVAL)
 
 
@@ -64,7 +91,7 @@ def _iface(tmp_path, name, **files):
 def test_links_into_devices_and_absent_fields(tmp_path):
     _iface(tmp_path, "veth0", mtu="1500\n", tx_queue_len="1000\n", operstate="down\n",
            speed="-1\n", statistics__rx_bytes="42\n")
-    nc = netclass.read(DirRoot(str(tmp_path)))
+    nc = netclass.read(DirRoot(str(tmp_path)), statistics=True)
     v = nc.interfaces["veth0"]
     assert (v.mtu, v.speed_mbps, v.carrier, v.operstate) == (1500, None, None, "down")
     assert v.statistics == {"rx_bytes": 42}

@@ -37,9 +37,20 @@ def add_json(p: argparse.ArgumentParser) -> None:
 
 
 def print_json(obj: Any) -> None:
+    """JSON on stdout: indented for a person at a terminal; compact otherwise (pipes, files),
+    which lets json use its C encoder (indent forces the pure-Python one, ~5x slower)."""
     from ..render.jsonable import jsonable
 
-    json.dump(jsonable(obj), sys.stdout, indent=1)
+    data = jsonable(obj)
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    if tty:
+        text = json.dumps(data, indent=1)
+    else:
+        text = json.dumps(data, separators=(",", ":"))
+    sys.stdout.write(text)
     sys.stdout.write("\n")
 
 

@@ -14,8 +14,9 @@ read, so:
 This is the hot path of `ksight top` and of every snapshot with processes: per-file work is kept
 to one Root read and one parse, with no per-PID exists() or listdir().
 
-status is read in the scan (same instant as stat) but parsed on first use of any field
-(sources.proc_pid.status.LazyPidStatus, a PidStatus): a refresh of top parses a screenful.
+Every part is read and fully parsed in the scan (no deferred parsing): the parsers' fast paths
+(one split per file, bulk int conversion, frozen dataclasses filled through __dict__) are what
+keep a 1,000-process scan cheap; see docs/benchmarks.md, "process scan".
 
 Units: Process stores page_size (bytes) so that virt_kb/res_kb/shr_kb/code_kb/data_kb (top's
 VIRT/RES/SHR/CODE/DATA, from statm) need no outside knowledge.
@@ -126,12 +127,11 @@ def _read_cmdline(root: Root, pid: int, base: str):
     return _cmdline.parse(root.read_bytes(p), p)
 
 
-# part -> (file name under proc/PID/, parse(text, path)) for the plain text files. status is
-# parsed on first use (status.LazyPidStatus): read now, so it is from the same instant as stat.
+# part -> (file name under proc/PID/, parse(text, path)) for the plain text files.
 _TEXT_PARTS = {
     "stat": ("stat", _stat.parse),
     "statm": ("statm", _statm.parse),
-    "status": ("status", _status.parse_lazy),
+    "status": ("status", _status.parse),
     "cgroup": ("cgroup", _cgroup.parse),
     "smaps_rollup": ("smaps_rollup", _smaps.parse_rollup),
 }

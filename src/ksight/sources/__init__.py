@@ -58,6 +58,6 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("sockstat6", "sockstat", reader="read6", doc="/proc/net/sockstat6: IPv6 sockets"),
     Source("softnet_stat", "softnet_stat", doc="/proc/net/softnet_stat: per-CPU packet processing"),
     Source("netdev", "netdev", doc="/proc/net/dev: per-interface counters"),
-    Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len and statistics per interface"),
+    Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)"),
     Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
 ]}

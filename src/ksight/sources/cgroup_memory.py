@@ -8,7 +8,7 @@ Hybrid machines (systemd's "unified" layout: cgroup2 at /sys/fs/cgroup/unified w
 memory controller, v1 memory at /sys/fs/cgroup/memory) therefore use v1.
 
 Groups are keyed by their path as /proc/PID/cgroup shows it: '/' for the root group,
-'/system.slice/foo.service' below it. The walk goes through root.listdir, depth-first, bounded to
+'/system.slice/foo.service' below it. The walk goes through root.listdirs, depth-first, bounded to
 MAX_DEPTH levels below the root group and MAX_GROUPS groups; `truncated` says when a bound was hit.
 A group that disappears while being read is skipped.
 
@@ -240,16 +240,16 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
             truncated = True
             break
         try:
-            names = root.listdir(d)
+            subdirs = root.listdirs(d)  # one directory read, no isdir per entry
         except Unavailable:
             if not groups:
                 raise  # the hierarchy's own directory is unreadable
             continue  # removed while we walked
         g = read_group(root, d, cg)
-        if groups and not root.isdir(d):
-            continue  # vanished mid-read: its files read as None, drop it
+        # a group removed mid-read has files that read as None: only then ask whether it is gone
+        if groups and (g.nprocs is None or g.stat is None) and not root.isdir(d):
+            continue
         groups[cg] = g
-        subdirs = [n for n in names if root.isdir(posixpath.join(d, n))]
         if subdirs and depth >= max_depth:
             truncated = True
             continue

@@ -2,7 +2,14 @@
 
 Each entry of sys/class/net is a link into sys/devices (or, for bonding, a plain directory); we
 read through the root, which follows links that stay inside it (captures keep links). Read per
-interface: tx_queue_len, mtu, operstate, speed (Mb/s), carrier and statistics/*.
+interface: tx_queue_len, mtu, operstate, speed (Mb/s), carrier, and, on request only,
+statistics/*.
+
+statistics/* is opt-in (`read(root, statistics=True)`, `read_stats(root)`, or the module option
+STATISTICS = True): its ~25 files per interface repeat what /proc/net/dev already gives in one
+read (bytes, packets, errs, drop, fifo, frame, compressed, multicast, colls, carrier), and
+they were a third of a full snapshot's reads. The few it adds (rx_crc_errors, tx_aborted_errors,
+rx_missed_errors, ...) are for when a diagnosis asks for them. Without it, `statistics` is {}.
 
 speed reads -1 (or fails with EINVAL) when the link is down or the driver does not know it; carrier
 fails with EINVAL when the interface is down: both are None then, never 0. Entries that are not
@@ -20,6 +27,7 @@ from ._text import to_int
 
 DIR = "sys/class/net"
 PATH = DIR
+STATISTICS = False  # read statistics/* by default? (see the module doc)
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,7 @@ def _iface_dir(root: Root, name: str) -> str | None:
     return None
 
 
-def read_iface(root: Root, name: str) -> NetIface | None:
+def read_iface(root: Root, name: str, statistics: bool = True) -> NetIface | None:
     base = _iface_dir(root, name)
     if base is None or not (root.exists(f"{base}/mtu") or root.exists(f"{base}/operstate")):
         return None  # bonding_masters and the like
@@ -81,7 +89,7 @@ def read_iface(root: Root, name: str) -> NetIface | None:
     op = _text(root, f"{base}/operstate")
     stats: dict[str, int] = {}
     try:
-        names = root.listdir(f"{base}/statistics")
+        names = root.listdir(f"{base}/statistics") if statistics else []
     except Unavailable:
         names = []
     for n in names:
@@ -99,10 +107,18 @@ def read_iface(root: Root, name: str) -> NetIface | None:
     )
 
 
-def read(root: Root) -> NetClass:
+def read(root: Root, statistics: bool | None = None) -> NetClass:
+    """Every interface; statistics/* only when asked (None: the module option STATISTICS)."""
+    if statistics is None:
+        statistics = STATISTICS
     out: dict[str, NetIface] = {}
     for name in root.listdir(DIR):
-        iface = read_iface(root, name)
+        iface = read_iface(root, name, statistics)
         if iface is not None:
             out[name] = iface
     return NetClass(out)
+
+
+def read_stats(root: Root) -> NetClass:
+    """read() with statistics/* of every interface (the opt-in source)."""
+    return read(root, statistics=True)

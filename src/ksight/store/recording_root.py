@@ -31,6 +31,14 @@ class RecordingRoot(Root):
         self.dirs.add(norm(path))
         return names
 
+    def listdirs(self, path: str) -> list[str]:
+        names = self.inner.listdirs(path)
+        d = norm(path)
+        self.dirs.add(d)
+        # the subdirectories are part of what was seen: a replay's listdirs must find them
+        self.dirs.update(f"{d}/{n}" if d else n for n in names)
+        return names
+
     def exists(self, path: str) -> bool:
         return self.inner.exists(path)
 
