@@ -13,7 +13,8 @@ _FIELDS: dict[type, tuple[str, ...] | None] = {}  # class -> dataclass field nam
 def _field_names(cls: type) -> tuple[str, ...] | None:
     names = _FIELDS.get(cls, False)
     if names is False:
-        names = (tuple(f.name for f in dataclasses.fields(cls))
+        # a field declared with metadata={"json": False} (raw text kept for lookups) is left out
+        names = (tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("json", True))
                  if dataclasses.is_dataclass(cls) else None)
         _FIELDS[cls] = names
     return names

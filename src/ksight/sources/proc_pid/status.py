@@ -71,12 +71,32 @@ class PidStatus:
     threads: int | None = None
     voluntary_ctxt_switches: int | None = None
     nonvoluntary_ctxt_switches: int | None = None
-    # every line, value as printed (whitespace-trimmed), including ones not typed above
-    fields: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # the file as read: `fields` gives every line (typed above or not) from it on demand
+    text: str = field(default="", compare=False, repr=False, metadata={"json": False})
+
+    @property
+    def fields(self) -> Mapping[str, str]:
+        """Every line as "Key: value" text (whitespace-trimmed), including untyped ones."""
+        f = self.__dict__.get("_fields")
+        if f is None:
+            f = {}
+            for line in self.text.split("\n"):
+                k, sep, v = line.partition(":")
+                if sep:
+                    f[k] = v.strip()
+            self.__dict__["_fields"] = f
+        return f
 
 
 _new = object.__new__
 _NONE: dict = {}  # every dataclass field -> None (filled below the class)
+
+# (the key as it starts a line, attribute, kind) for every typed line. Found with str.find on
+# the whole text instead of splitting it into ~55 lines: the scan of 1,000 processes parses
+# 1,000 status files per refresh, and building a dict of every line was most of its cost.
+_TYPED = tuple(("\n" + k + ":", a, "int") for k, a in _INT.items()) + \
+    tuple(("\n" + k + ":", a, "kb") for k, a in _KB.items()) + \
+    (("\nUid:", "uid", "ids"), ("\nGid:", "gid", "ids"), ("\nState:", "state", "state"))
 
 
 def _is_kb(v: str) -> bool:
@@ -84,86 +104,68 @@ def _is_kb(v: str) -> bool:
     return len(t) == 2 and t[1] == "kB" and t[0].isdigit()
 
 
-_INT_KEYS = tuple(_INT)
-_INT_ATTRS = tuple(_INT.values())
-_get_ints = itemgetter(*_INT_KEYS)
-# VmPMD (4.0 to 4.14) is gone from current kernels: the bulk path takes the others
-_KB_KEYS = tuple(k for k in _KB if k != "VmPMD")
-_KB_ATTRS = tuple(_KB[k] for k in _KB_KEYS)
-_get_kbs = itemgetter(*_KB_KEYS)
-_NKB = len(_KB_KEYS)
-
-
 def parse(text: str, path: str = PATH) -> PidStatus:
-    """Fast path for what a current kernel prints: every line "Key:<tab>value", all typed keys
-    present (or, for a kernel thread, no Vm*/Rss* line at all). The text is split once (every
-    ":<tab>" and newline is a separator), numbers are converted in bulk, and anything unusual
-    (other spacing, a missing key, a malformed value, a comm holding ":<tab>") goes to the
-    general parser below, which gives the same result or the precise ParseError."""
-    toks = text.replace(":\t", "\n").split("\n")
-    if len(toks) != 2 * text.count("\n") + 1 or toks[-1]:
+    """Typed lines are found by their "\\nKey:" prefix and converted; anything unusual (a
+    malformed value, no Name line) goes to the general parser, which gives the same result or
+    the precise ParseError."""
+    # the kernel prints every line as "Key:<tab>value": fewer ":<tab>" than lines means other
+    # spacing (a hand-made file) or a line that is not "Key: value" -> the careful parser
+    if not text.startswith("Name:") or text.count(":\t") < text.count("\n"):
         return _parse_general(text, path)
-    fields = dict(zip(toks[:-1:2], toks[1::2]))
+    find = text.find
     d = _NONE.copy()
+    e = find("\n")
+    d["name"] = text[5:e].strip() if e > 0 else text[5:].strip()
     try:
-        d["name"] = fields["Name"]
-        d["state"] = fields["State"][:1] or None
-        d.update(zip(_INT_ATTRS, map(int, _get_ints(fields))))
-        d["uid"] = tuple(map(int, fields["Uid"].split()))
-        d["gid"] = tuple(map(int, fields["Gid"].split()))
-        if "VmSize" in fields:
-            raw = _get_kbs(fields)
-            kb = " ".join(raw).split()  # "N kB N kB ..."
-            if len(kb) != 2 * _NKB or kb[1::2].count("kB") != _NKB:
-                return _parse_general(text, path)
-            d.update(zip(_KB_ATTRS, map(int, kb[::2])))
-            fields.update(zip(_KB_KEYS, map(str.lstrip, raw)))  # the kernel pads them
-            pmd = fields.get("VmPMD")
-            if pmd is not None:
-                pmd = pmd.split()
-                if len(pmd) != 2 or pmd[1] != "kB":
-                    return _parse_general(text, path)
-                d["vm_pmd_kb"] = int(pmd[0])
-                fields["VmPMD"] = " ".join(pmd)
-        elif "VmRSS" in fields or "RssAnon" in fields:
-            return _parse_general(text, path)
-    except (KeyError, ValueError):
+        for key, attr, kind in _TYPED:
+            i = find(key)
+            if i < 0:
+                continue
+            i += len(key)
+            j = find("\n", i)
+            v = text[i:j] if j >= 0 else text[i:]
+            if kind == "int":
+                d[attr] = int(v)
+            elif kind == "kb":
+                n, unit = v.split()
+                if unit != "kB":
+                    raise ValueError(v)
+                d[attr] = int(n)
+            elif kind == "ids":
+                d[attr] = tuple(map(int, v.split()))
+            else:
+                d[attr] = v.strip()[:1] or None
+    except ValueError:
         return _parse_general(text, path)
-    d["fields"] = fields
+    d["text"] = text
     o = _new(PidStatus)  # a frozen dataclass filled through __dict__ (every field is set)
     o.__dict__.update(d)
     return o
 
 
 def _parse_general(text: str, path: str) -> PidStatus:
-    # The kernel prints "Key:<tab>value"; other spacing (hand-made fixtures) takes the slow branch.
+    """Line by line, for any spacing; raises a ParseError that names the bad line."""
     fields: dict[str, str] = {}
     for line in text.split("\n"):
-        k, sep, v = line.partition(":\t")
+        k, sep, v = line.partition(":")
         if sep:
-            fields[k] = v
-        elif line:
-            k, sep, v = line.partition(":")
-            if sep:
-                fields[k] = v.strip()
-            elif line.strip():
-                raise ParseError(path, _lineno(text, line), line, "expected 'Name: value'")
+            fields[k] = v.strip()
+        elif line.strip():
+            raise ParseError(path, _lineno(text, line), line, "expected 'Name: value'")
     if not fields:
         raise ParseError(path, None, None, "empty file")
     d = dict(_NONE)
     d["name"] = fields.get("Name")
     st = fields.get("State")
     if st:
-        d["state"] = st.strip()[:1] or None
-    # numbers are converted in bulk (map(int) over one list) and checked afterwards: the
-    # per-line try/int/slice of a plain loop cost twice as much, and this runs per process
-    keys = [k for k in _INT if k in fields]
-    if keys:
-        try:
-            d.update(zip([_INT[k] for k in keys], map(int, [fields[k] for k in keys])))
-        except ValueError:
-            k = next(k for k in keys if not fields[k].strip().lstrip("-").isdigit())
-            raise ParseError(path, _lineno(text, k + ":"), f"{k}:{fields[k]}", "expected an integer") from None
+        d["state"] = st[:1] or None
+    for k, attr in _INT.items():
+        v = fields.get(k)
+        if v is not None:
+            try:
+                d[attr] = int(v)
+            except ValueError:
+                raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected an integer") from None
     for k, attr in (("Uid", "uid"), ("Gid", "gid")):
         v = fields.get(k)
         if v is not None:
@@ -171,23 +173,16 @@ def _parse_general(text: str, path: str) -> PidStatus:
                 d[attr] = tuple(map(int, v.split()))
             except ValueError:
                 raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected integers") from None
-    keys = [k for k in _KB if k in fields]
-    if keys:
-        raw = [fields[k] for k in keys]
-        toks = " ".join(raw).split()  # "N kB N kB ..."
-        try:
-            if len(toks) != 2 * len(raw) or toks[1::2].count("kB") != len(raw):
-                raise ValueError
-            d.update(zip([_KB[k] for k in keys], map(int, toks[::2])))
-        except ValueError:
-            k = next(k for k in keys if not _is_kb(fields[k]))
-            raise ParseError(path, _lineno(text, k + ":"), f"{k}:{fields[k]}", "expected 'N kB'") from None
-        fields.update(zip(keys, map(str.lstrip, raw)))  # the kernel pads them
-    d["fields"] = fields
-    # a frozen dataclass filled through __dict__ (30 object.__setattr__ calls cost more than
-    # the parse: this runs once per process per refresh). Every field is set here.
+    for k, attr in _KB.items():
+        v = fields.get(k)
+        if v is not None:
+            if not _is_kb(v):
+                raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected 'N kB'")
+            d[attr] = int(v.split()[0])
+    d["text"] = text
     o = _new(PidStatus)
     o.__dict__.update(d)
+    o.__dict__["_fields"] = fields
     return o
 
 
