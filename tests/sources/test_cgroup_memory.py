@@ -173,7 +173,7 @@ def test_group_removed_mid_read_is_dropped(tmp_path):
 
 
 def test_group_vanishing_mid_walk_is_skipped(tmp_path):
-    root = _hybrid_tree(str(tmp_path), "")
+    _hybrid_tree(str(tmp_path), "")
     os.makedirs(tmp_path / "sys/fs/cgroup/memory/b")
     c = cgm.read(_VanishingRoot(str(tmp_path), "memory/a"))
     assert sorted(c.groups) == ["/", "/b"]

@@ -20,7 +20,7 @@ import re
 
 import pytest
 
-from ksight.errors import ParseError
+
 from ksight.sources import buddyinfo, meminfo, numa, pressure, vmstat, zoneinfo
 from tests.conftest import corpus, corpus_root
 

@@ -2,7 +2,7 @@ import pytest
 
 from ksight.errors import ParseError
 from ksight.sources.proc_pid import statm, status
-from tests.conftest import corpus_root, corpus_text
+from tests.conftest import corpus_root
 
 
 def test_procfs_26231():

@@ -32,12 +32,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
 from ..errors import Unavailable
+from ..pids import kill_and_wait, pid_alive
 
 WORK_BASE = "/var/tmp"
 PREFIX = "ksight-lab-"
@@ -286,17 +286,7 @@ class WriteThrottle:
         if self._closed:
             return
         self._closed = True
-        for p in self._spawned:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for p in self._spawned:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
+        kill_and_wait(self._spawned, timeout=10)
         if self.version == 1:
             if self.rules():
                 _write(self.rule_file, f"{self.majmin} 0")  # 0 deletes the rule
@@ -328,16 +318,6 @@ class WriteThrottle:
 
 
 # ------------------------------------------------------------------------------------------
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def stale_loops(base: str = WORK_BASE) -> dict[str, str]:
     """{device: backing file} of loop devices a dead lab run left attached."""
     out = {}
@@ -345,7 +325,7 @@ def stale_loops(base: str = WORK_BASE) -> dict[str, str]:
         path = bf.removesuffix(" (deleted)")
         parent = os.path.dirname(os.path.dirname(path))
         m = _STALE.match(os.path.basename(os.path.dirname(path)))
-        if parent == base and m and not _pid_alive(int(m.group(1))):
+        if parent == base and m and not pid_alive(int(m.group(1))):
             out[dev] = path
     return out
 

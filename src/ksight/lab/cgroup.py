@@ -33,6 +33,7 @@ import subprocess
 import time
 
 from ..errors import Unavailable
+from ..pids import kill_and_wait, pid_alive
 
 PREFIX = "ksight-lab-"
 _STALE = re.compile(r"^ksight-lab-(\d+)-")
@@ -81,16 +82,6 @@ def find_memory_controller(mountinfo_text: str | None = None) -> tuple[int, str,
         if m["fstype"] == "cgroup" and "memory" in m["super_opts"]:
             return 1, m["mountpoint"], m["root"]
     raise Unavailable("memory cgroup", "no memory controller mounted (neither cgroup v2 nor v1)")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _procs_file(version: int) -> str:
@@ -221,17 +212,8 @@ class MemoryCgroup:
         if self._closed:
             return
         self._closed = True
+        kill_and_wait(self._spawned)
         for p in self._spawned:
-            if p.poll() is None:
-                try:
-                    p.send_signal(signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        for p in self._spawned:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
             for f in (p.stdin, p.stdout, p.stderr):
                 if f:
                     try:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 
 from ..errors import Unavailable
-from .cgroup import pid_alive
+from ..pids import pid_alive
 
 PREFIX = "ksl"
 _STALE = re.compile(r"^ksl(\d+)[ab]$")

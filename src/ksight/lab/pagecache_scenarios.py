@@ -19,7 +19,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 
 from ..errors import Unavailable
 from . import register
@@ -447,7 +446,7 @@ class SwapIO(Scenario):
 
 def cleanup_stale() -> list[str]:
     """Swap off and delete work directories left by a lab run whose process is gone."""
-    from .cgroup import pid_alive
+    from ..pids import pid_alive
 
     removed = []
     try:

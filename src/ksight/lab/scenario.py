@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 
 from ..errors import Unavailable
+from ..pids import kill_and_wait
 
 MAX_SECONDS = 120.0
 
@@ -102,29 +102,15 @@ class Scenario:
         run = Running(self, seconds + self.warmup_s)
         with contextlib.ExitStack() as stack:
             stack.callback(run.stop.set)  # covers a start() that fails half-way
-            stack.callback(_kill_all, run.procs)  # covers a start() that fails half-way
+            stack.callback(kill_and_wait, run.procs)  # covers a start() that fails half-way
             self.start(run, stack)
-            stack.callback(_kill_all, run.procs)  # load processes die before their files go
+            stack.callback(kill_and_wait, run.procs)  # load processes die before their files go
             stack.callback(run.stop.set)  # runs first on unwind: helper threads stop at once
             run.wait(self.warmup_s)
             yield run
 
     def __repr__(self) -> str:
         return f"<Scenario {self.name}>"
-
-
-def _kill_all(procs: list) -> None:
-    for p in procs:
-        if p.poll() is None:
-            try:
-                p.kill()
-            except ProcessLookupError:
-                pass
-    for p in procs:
-        try:
-            p.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
 
 
 def python_worker(code: str, *args) -> list[str]:

@@ -20,6 +20,7 @@ import re
 import threading
 
 from ..errors import Unavailable, UsageError
+from ..pids import pid_alive
 from .format import Decoder, EventFormat, compile_format, parse as parse_format
 
 DEFAULT_MOUNT = "/sys/kernel/tracing"
@@ -134,16 +135,6 @@ def mounted_by_us() -> bool:
     return _we_mounted is not None
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
@@ -191,7 +182,7 @@ def remove_stale(mnt: str) -> list[str]:
     removed = []
     for name in our_instances(mnt):
         pid = int(_STALE.match(name).group(1))
-        if pid == os.getpid() or _pid_alive(pid):
+        if pid == os.getpid() or pid_alive(pid):
             continue
         if remove_instance(os.path.join(mnt, "instances", name)):
             removed.append(name)

@@ -9,7 +9,6 @@ malformed (a Vm* value that is not "N kB", a Uid that is not numbers) raises Par
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from operator import itemgetter
 from typing import Mapping
 
 from ...errors import ParseError
