@@ -67,9 +67,10 @@ def _timed_write(path: str, size: int) -> float:
 
 # -- detect_throttle on made-up mount tables ------------------------------------------------
 def _fake_mounts(monkeypatch, tmp_path, lines: list[str]) -> None:
-    mi = tmp_path / "mountinfo"
-    mi.write_text("".join(ln + "\n" for ln in lines))
-    monkeypatch.setattr(blockdev, "MOUNTINFO", str(mi))
+    from ksight.sources import mounts
+
+    table = mounts.parse("".join(ln + "\n" for ln in lines))
+    monkeypatch.setattr(blockdev, "mounts", lambda: table.entries)
 
 
 def test_detect_throttle_v1_blkio(monkeypatch, tmp_path):
@@ -105,7 +106,7 @@ def test_detect_throttle_v2_needs_io_and_memory(monkeypatch, tmp_path):
 
 
 def test_detect_throttle_nothing_mounted(monkeypatch, tmp_path):
-    _fake_mounts(monkeypatch, tmp_path, ["22 1 253:0 / / rw - ext4 /dev/vda rw", "garbage line"])
+    _fake_mounts(monkeypatch, tmp_path, ["22 1 253:0 / / rw - ext4 /dev/vda rw"])
     with pytest.raises(Unavailable):
         blockdev.detect_throttle()
 

@@ -166,10 +166,10 @@ def test_json_output_and_headline_on_stderr():
 
 
 def test_unmounts_tracefs_it_mounted():
-    from ksight.trace.tracefs import _read_mountinfo, parse_mountinfo
+    from ksight.trace.tracefs import _read_mountinfo, tracefs_mount_point
 
-    if parse_mountinfo(_read_mountinfo()) is not None:
+    if tracefs_mount_point(_read_mountinfo()) is not None:
         pytest.skip("tracefs already mounted by someone else: ksight must (and does) leave it")
     p = subprocess.run(CLI + ["softirq", "--seconds", "0.3"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
-    assert parse_mountinfo(_read_mountinfo()) is None
+    assert tracefs_mount_point(_read_mountinfo()) is None

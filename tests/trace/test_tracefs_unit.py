@@ -1,6 +1,6 @@
 """Pure helpers of the tracefs module: finding the mount point, per-CPU stats."""
 
-from ksight.trace.tracefs import parse_mountinfo, parse_stats
+from ksight.trace.tracefs import tracefs_mount_point, parse_stats
 
 MI = """\
 22 27 0:21 / /proc rw,relatime - proc proc rw
@@ -9,11 +9,11 @@ MI = """\
 
 
 def test_mountinfo():
-    assert parse_mountinfo(MI) is None
-    assert parse_mountinfo(MI + "42 23 0:13 / /sys/kernel/tracing rw,relatime - tracefs nodev rw\n") == "/sys/kernel/tracing"
+    assert tracefs_mount_point(MI) is None
+    assert tracefs_mount_point(MI + "42 23 0:13 / /sys/kernel/tracing rw,relatime - tracefs nodev rw\n") == "/sys/kernel/tracing"
     # old kernels: only debugfs, tracing lives below it
-    assert parse_mountinfo(MI + "40 23 0:7 / /sys/kernel/debug rw - debugfs debugfs rw\n") == "/sys/kernel/debug/tracing"
-    assert parse_mountinfo("garbage\n\n") is None
+    assert tracefs_mount_point(MI + "40 23 0:7 / /sys/kernel/debug rw - debugfs debugfs rw\n") == "/sys/kernel/debug/tracing"
+    assert tracefs_mount_point("garbage\n\n") is None
 
 
 def test_stats():

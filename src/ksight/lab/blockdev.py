@@ -42,7 +42,6 @@ from ..pids import kill_and_wait, pid_alive
 WORK_BASE = "/var/tmp"
 PREFIX = "ksight-lab-"
 _STALE = re.compile(r"^ksight-lab-(\d+)-")
-MOUNTINFO = "/proc/self/mountinfo"
 SYS_BLOCK = "/sys/block"
 TOOLS = ("losetup", "mkfs.ext4", "mount", "umount")
 
@@ -61,21 +60,11 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _unescape(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
+def mounts():
+    """This process's mounts (ksight.sources.mounts.Mount entries)."""
+    from ..sources.mounts import live
 
-
-def mounts() -> list[dict]:
-    """/proc/self/mountinfo rows: majmin, mountpoint, fstype, source, super_opts."""
-    out = []
-    for line in _read(MOUNTINFO).splitlines():
-        left, sep, right = line.partition(" - ")
-        lf, rf = left.split(), right.split()
-        if not sep or len(lf) < 5 or len(rf) < 3:
-            continue
-        out.append({"majmin": lf[2], "mountpoint": _unescape(lf[4]), "fstype": rf[0],
-                    "source": _unescape(rf[1]), "super_opts": rf[2].split(",")})
-    return out
+    return live().entries
 
 
 def tools_missing() -> list[str]:
@@ -180,7 +169,7 @@ class LoopFs:
             return
         self._closed = True
         errors = []
-        if self.mounted or any(m["mountpoint"] == self.mountpoint for m in mounts()):
+        if self.mounted or any(m.mount_point == self.mountpoint for m in mounts()):
             err = _umount(self.mountpoint)
             if err:
                 errors.append(err)
@@ -209,20 +198,20 @@ def detect_throttle() -> tuple[int, str]:
     """(1, root blkio dir) or (2, cgroup2 mountpoint); or raise Unavailable saying why not."""
     ms = mounts()
     for m in ms:
-        if m["fstype"] == "cgroup" and "blkio" in m["super_opts"]:
-            if os.path.exists(os.path.join(m["mountpoint"], "blkio.throttle.write_bps_device")):
-                return 1, m["mountpoint"]
+        if m.fstype == "cgroup" and "blkio" in m.super_options:
+            if os.path.exists(os.path.join(m.mount_point, "blkio.throttle.write_bps_device")):
+                return 1, m.mount_point
             raise Unavailable("block throttle", f"{m['mountpoint']} has no blkio.throttle.* "
                                                 "(kernel without CONFIG_BLK_DEV_THROTTLING)")
     for m in ms:
-        if m["fstype"] != "cgroup2":
+        if m.fstype != "cgroup2":
             continue
         try:
-            ctrls = _read(os.path.join(m["mountpoint"], "cgroup.controllers")).split()
+            ctrls = _read(os.path.join(m.mount_point, "cgroup.controllers")).split()
         except OSError:
             continue
         if "io" in ctrls and "memory" in ctrls:  # cgroup writeback needs both
-            return 2, m["mountpoint"]
+            return 2, m.mount_point
     raise Unavailable("block throttle", "neither a cgroup v1 blkio hierarchy nor cgroup v2 "
                                         "with the io and memory controllers is mounted")
 
@@ -350,8 +339,8 @@ def cleanup_stale(base: str = WORK_BASE) -> list[str]:
             except OSError:
                 pass
         for m in mounts():
-            if m["source"] == dev or (mm and m["majmin"] == mm):
-                _umount(m["mountpoint"])
+            if m.source == dev or (mm and m.devno == mm):
+                _umount(m.mount_point)
         if _detach(dev) is None:
             removed.append(f"{dev} ({path})")
     return removed

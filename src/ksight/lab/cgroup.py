@@ -37,29 +37,6 @@ from ..pids import kill_and_wait, pid_alive
 
 PREFIX = "ksight-lab-"
 _STALE = re.compile(r"^ksight-lab-(\d+)-")
-MOUNTINFO = "/proc/self/mountinfo"
-
-
-def _unescape(s: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
-def parse_mountinfo(text: str) -> list[dict]:
-    """Minimal /proc/self/mountinfo parse: root, mountpoint, fstype, super options."""
-    out = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        lf, rf = left.split(), right.split()
-        if len(lf) < 5 or len(rf) < 3:
-            continue
-        out.append({"root": _unescape(lf[3]), "mountpoint": _unescape(lf[4]), "fstype": rf[0],
-                    "super_opts": rf[2].split(",")})
-    return out
-
-
 def _read(path: str) -> str:
     with open(path) as f:
         return f.read()
@@ -67,20 +44,20 @@ def _read(path: str) -> str:
 
 def find_memory_controller(mountinfo_text: str | None = None) -> tuple[int, str, str]:
     """(version, mountpoint, mount root as /proc/PID/cgroup shows it), or raise Unavailable."""
-    if mountinfo_text is None:
-        mountinfo_text = _read(MOUNTINFO)
-    mounts = parse_mountinfo(mountinfo_text)
-    for m in mounts:
-        if m["fstype"] == "cgroup2":
+    from ..sources import mounts as mounts_src
+
+    ms = mounts_src.live() if mountinfo_text is None else mounts_src.parse(mountinfo_text)
+    for m in ms.entries:
+        if m.fstype == "cgroup2":
             try:
-                ctrls = _read(os.path.join(m["mountpoint"], "cgroup.controllers")).split()
+                ctrls = _read(os.path.join(m.mount_point, "cgroup.controllers")).split()
             except OSError:
                 continue
             if "memory" in ctrls:
-                return 2, m["mountpoint"], m["root"]
-    for m in mounts:
-        if m["fstype"] == "cgroup" and "memory" in m["super_opts"]:
-            return 1, m["mountpoint"], m["root"]
+                return 2, m.mount_point, m.root or "/"
+    for m in ms.entries:
+        if m.fstype == "cgroup" and "memory" in m.super_options:
+            return 1, m.mount_point, m.root or "/"
     raise Unavailable("memory cgroup", "no memory controller mounted (neither cgroup v2 nor v1)")
 
 
@@ -270,4 +247,4 @@ def cleanup_stale() -> list[str]:
 
 
 __all__ = ["MemoryCgroup", "cleanup_stale", "find_memory_controller", "list_lab_groups",
-           "parse_mountinfo", "pid_alive"]
+           "pid_alive"]

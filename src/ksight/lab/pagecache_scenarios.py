@@ -45,18 +45,11 @@ def _vmstat() -> dict[str, int]:
 
 
 def _fstype(path: str) -> str:
-    """Filesystem type of the mount holding `path` (longest mountpoint prefix in mountinfo)."""
-    from .cgroup import parse_mountinfo
+    """Filesystem type of the mount holding `path`."""
+    from ..sources.mounts import live
 
-    real = os.path.realpath(path)
-    with open("/proc/self/mountinfo") as f:
-        mounts = parse_mountinfo(f.read())
-    best, fstype = "", "?"
-    for m in mounts:
-        mp = m["mountpoint"]
-        if (real == mp or real.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
-            best, fstype = mp, m["fstype"]
-    return fstype
+    m = live().containing(os.path.realpath(path))
+    return m.fstype if m else "?"
 
 
 def _disk_dir_ok() -> tuple[bool, str]:

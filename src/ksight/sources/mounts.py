@@ -48,6 +48,7 @@ class Mount:
     # mountinfo's 4th field: the directory of the filesystem mounted here ('/' usually; a cgroup
     # path for a bind-mounted or namespaced cgroup). None when read from /proc/mounts.
     root: str | None = None
+    devno: str | None = None  # mountinfo's "major:minor" of the filesystem (None from /proc/mounts)
 
     @property
     def rel(self) -> str:
@@ -75,6 +76,24 @@ class Mounts:
         return found
 
 
+    def containing(self, path: str) -> Mount | None:
+        """The mount that holds an absolute path (longest mount point prefix, last one wins)."""
+        best = None
+        for m in self.entries:
+            mp = m.mount_point
+            if path == mp or path.startswith(mp.rstrip("/") + "/"):
+                if best is None or len(mp) >= len(best.mount_point):
+                    best = m
+        return best
+
+
+def live() -> Mounts:
+    """This process's mounts on the running machine (for the lab and tracing, which act live)."""
+    from ..fs import LiveRoot
+
+    return read(LiveRoot())
+
+
 def _opts(s: str) -> tuple[str, ...]:
     return tuple(unescape(o) for o in s.split(",") if o)
 
@@ -98,6 +117,7 @@ def parse(text: str, path: str = PATH) -> Mounts:
             options=_opts(toks[5]),
             super_options=_opts(after[2]) if len(after) > 2 else (),
             root=unescape(toks[3]),
+            devno=toks[2],
         ))
     if not out:
         raise ParseError(path, None, None, "no mounts listed")

@@ -32,25 +32,24 @@ _mount_users = 0
 _we_mounted: str | None = None
 
 
-def parse_mountinfo(text: str) -> str | None:
+def tracefs_mount_point(text: str) -> str | None:
     """The tracefs mount point from /proc/self/mountinfo text, or None.
 
     Prefers a tracefs mount; falls back to `<debugfs>/tracing` (old kernels mount it there).
     """
+    from ..errors import ParseError
+    from ..sources.mounts import parse
+
+    try:
+        entries = parse(text).entries
+    except ParseError:
+        return None
     debugfs = None
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fstype = right.split(" ", 1)[0]
-        toks = left.split()
-        if len(toks) < 5:
-            continue
-        mnt = toks[4].replace("\\040", " ")
-        if fstype == "tracefs":
-            return mnt
-        if fstype == "debugfs" and debugfs is None:
-            debugfs = mnt
+    for m in entries:
+        if m.fstype == "tracefs":
+            return m.mount_point
+        if m.fstype == "debugfs" and debugfs is None:
+            debugfs = m.mount_point
     if debugfs is not None:
         return debugfs.rstrip("/") + "/tracing"
     return None
@@ -86,7 +85,7 @@ def acquire() -> str:
     """
     global _mount_users, _we_mounted
     with _mount_lock:
-        mnt = parse_mountinfo(_read_mountinfo())
+        mnt = tracefs_mount_point(_read_mountinfo())
         if mnt is None:
             if os.geteuid() != 0:
                 raise Unavailable("tracefs", "not mounted, and mounting it needs root")
@@ -322,7 +321,7 @@ def parse_stats(text: str) -> dict[str, int]:
 
 def saved_cmdlines() -> dict[int, str]:
     """PID -> comm as tracefs remembered it (covers processes that exited before we looked)."""
-    mnt = parse_mountinfo(_read_mountinfo())
+    mnt = tracefs_mount_point(_read_mountinfo())
     out: dict[int, str] = {}
     if mnt is None:
         return out
