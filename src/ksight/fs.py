@@ -26,6 +26,7 @@ import os
 import posixpath
 import re
 import tarfile
+import zlib
 from abc import ABC, abstractmethod
 
 from .errors import CaptureError, Unavailable
@@ -320,10 +321,16 @@ class ArchiveRoot(Root):
             with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
                 for m in tar:
                     self._add(path, m, tar)
+                # tar stops at its end-of-archive block; read the compressed stream to its own
+                # end so an archive cut at a member boundary is reported, not silently short
+                while tar.fileobj.read(1 << 16):
+                    pass
         except tarfile.TarError as exc:
             raise CaptureError(f"{path}: not a capture archive (tar, tar.gz or tar.zst): {exc}") from None
-        except EOFError:
-            raise CaptureError(f"{path}: archive is truncated") from None
+        except (EOFError, zlib.error, OSError, _ZstdError) as exc:
+            # a cut gzip/zstd stream fails in the decompressor (EOFError, zlib.error,
+            # gzip.BadGzipFile, zstandard.ZstdError: all but zlib's are OSError or EOFError)
+            raise CaptureError(f"{path}: archive is truncated or corrupt: {exc}") from None
         finally:
             fileobj.close()
 
@@ -440,6 +447,10 @@ class ArchiveRoot(Root):
         raise Unavailable(path, "not a link in the capture")
 
 
+class _ZstdError(Exception):
+    """Stands for zstandard.ZstdError until that module is imported (only for .tar.zst)."""
+
+
 def _open_archive_stream(path: str):
     """A readable stream of the tar data, whatever the compression (zstd needs `zstandard`)."""
     f = open(path, "rb")
@@ -448,6 +459,8 @@ def _open_archive_stream(path: str):
     if magic == b"\x28\xb5\x2f\xfd":
         import zstandard  # only capture bundles need it; keep it off the startup path
 
+        global _ZstdError
+        _ZstdError = zstandard.ZstdError
         return zstandard.ZstdDecompressor().stream_reader(f, closefd=True)
     return f
 

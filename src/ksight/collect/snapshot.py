@@ -56,6 +56,17 @@ def read_uptime(root: Root) -> float | None:
         return None
 
 
+_READERS: dict[tuple[str, str], object] = {}  # (module, reader) -> function: import once per process
+
+
+def _reader(src):
+    key = (src.module, src.reader)
+    fn = _READERS.get(key)
+    if fn is None:
+        fn = _READERS[key] = src.load()
+    return fn
+
+
 def take(
     root: Root,
     *,
@@ -84,7 +95,7 @@ def take(
             missing.append(Missing(name, "unknown source"))
             continue
         try:
-            got[name] = src.read(root)
+            got[name] = _reader(src)(root)
         except Unavailable as u:
             missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
         except ParseError as e:

@@ -201,7 +201,7 @@ def detect_throttle() -> tuple[int, str]:
         if m.fstype == "cgroup" and "blkio" in m.super_options:
             if os.path.exists(os.path.join(m.mount_point, "blkio.throttle.write_bps_device")):
                 return 1, m.mount_point
-            raise Unavailable("block throttle", f"{m['mountpoint']} has no blkio.throttle.* "
+            raise Unavailable("block throttle", f"{m.mount_point} has no blkio.throttle.* "
                                                 "(kernel without CONFIG_BLK_DEV_THROTTLING)")
     for m in ms:
         if m.fstype != "cgroup2":

@@ -96,3 +96,31 @@ def parse_cpulist(text: str, path: str = "cpulist") -> tuple[int, ...]:
         except ValueError:
             raise ParseError(path, 1, text, f"not a CPU list: {part!r}") from None
     return tuple(sorted(set(out)))
+
+
+# ---- fast paths (same results as the line-by-line helpers above, or None to use them) --------
+
+import re as _re
+
+# "name value\n" lines, one space, '\n' the only line break, every line ended
+_SPACE_KV_TEXT = _re.compile(r"(?:[^\s]+ -?[0-9]+\n)+")
+
+
+def fast_space_kv(text: str) -> dict[str, int] | None:
+    """space_kv for the common case, in bulk: the dict when every line is 'name value' with one
+    space and an integer value, else None (then call the line-by-line parser, which gives the
+    same dict or the ParseError)."""
+    if not _SPACE_KV_TEXT.fullmatch(text):
+        return None
+    toks = text.split()
+    return dict(zip(toks[::2], map(int, toks[1::2])))
+
+
+_INT_LINES = _re.compile(r"(?:[0-9]+\n)*")
+
+
+def fast_count_int_lines(text: str) -> int | None:
+    """How many lines, when every line is a plain non-negative integer (cgroup.procs); else None."""
+    if not _INT_LINES.fullmatch(text):
+        return None
+    return text.count("\n")

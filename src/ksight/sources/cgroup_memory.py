@@ -35,9 +35,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ParseError, Unavailable
-from ..fs import Root
+from ..fs import Root, norm
 from . import mounts as _mounts
-from ._text import numbered_lines, to_int
+from ._text import fast_count_int_lines, fast_space_kv, numbered_lines, to_int
 
 if TYPE_CHECKING:
     from .pressure import PsiResource
@@ -108,6 +108,12 @@ def parse_value(text: str, path: str) -> int:
 
 def parse_stat(text: str, path: str) -> dict[str, int]:
     """memory.stat (v1 and v2): 'name value' lines."""
+    out = fast_space_kv(text)  # the usual text in bulk; None sends it line by line
+    return out if out is not None else _parse_stat_lines(text, path)
+
+
+def _parse_stat_lines(text: str, path: str) -> dict[str, int]:
+    """parse_stat line by line: the reference, and the ParseErrors."""
     out: dict[str, int] = {}
     for lineno, line in numbered_lines(text):
         toks = line.split()
@@ -126,6 +132,12 @@ def parse_events(text: str, path: str) -> dict[str, int]:
 
 def parse_procs(text: str, path: str) -> int:
     """cgroup.procs: one PID per line -> how many processes."""
+    n = fast_count_int_lines(text)
+    return n if n is not None else _parse_procs_lines(text, path)
+
+
+def _parse_procs_lines(text: str, path: str) -> int:
+    """parse_procs line by line: the reference, and the ParseErrors."""
     n = 0
     for lineno, line in numbered_lines(text):
         to_int(line.strip(), path, lineno, line)
@@ -165,10 +177,14 @@ class _Gone(Exception):
 
 
 def _reader(root: Root, d: str):
+    read_text = root.text_reader()  # live: a pre-joined open/read, same results and errors
+    d = norm(d)
+    prefix = d + "/" if d else ""
+
     def get(name: str, parser):
-        path = posixpath.join(d, name)
+        path = prefix + name
         try:
-            text = root.read_text(path)
+            text = read_text(path)
         except Unavailable:
             return None
         return parser(text, path)

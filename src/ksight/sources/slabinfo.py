@@ -119,7 +119,44 @@ def _row_v1(line: str, path: str, lineno: int) -> SlabCache:
                      active_slabs=v[3], num_slabs=v[4], pagesperslab=v[5])
 
 
+_FIELDS = ("name", "active_objs", "num_objs", "objsize", "objperslab", "pagesperslab",
+           "limit", "batchcount", "sharedfactor", "active_slabs", "num_slabs", "sharedavail")
+_INT_COLS = (1, 2, 3, 4, 5, 8, 9, 10, 13, 14, 15)  # of the 16 tokens, in _FIELDS order
+_PREFIX = "slabinfo - version:"
+_new = object.__new__
+
+
 def parse(text: str, path: str = PATH) -> Slabinfo:
+    """Fast path for the usual file: a version 2.x header, the column header, then only rows of
+    the 16 tokens every kernel prints (mm/slab_common.c: 'name a b c d e : tunables x y z :
+    slabdata p q r'), checked and converted a column at a time. Anything else goes line by
+    line (_parse_lines), which gives the same result and raises the errors."""
+    lines = text.splitlines()
+    if len(lines) > 2 and lines[0].startswith(_PREFIX) and lines[1].startswith("#"):
+        version = lines[0][len(_PREFIX):].strip()
+        rows = [line.split() for line in lines[2:]]
+        if version.split(".")[0] == "2" and set(map(len, rows)) == {16}:
+            cols = list(zip(*rows))
+            names = cols[0]
+            if set(cols[6]) == set(cols[11]) == {":"} and set(cols[7]) == {"tunables"} \
+                    and set(cols[12]) == {"slabdata"} and ":" not in names \
+                    and not any(n.startswith("#") for n in names):
+                try:
+                    ints = [map(int, cols[i]) for i in _INT_COLS]
+                    caches: dict[str, SlabCache] = {}
+                    fields = _FIELDS
+                    for vals in zip(names, *ints):
+                        c = _new(SlabCache)  # frozen dataclass without 12 object.__setattr__
+                        c.__dict__.update(zip(fields, vals))
+                        caches[vals[0]] = c
+                    return Slabinfo(version=version, caches=caches)
+                except ValueError:
+                    pass  # a token that is not a number: the reference names it
+    return _parse_lines(text, path)
+
+
+def _parse_lines(text: str, path: str = PATH) -> Slabinfo:
+    """The line-by-line reference: every shape, and the ParseErrors."""
     lines = list(numbered_lines(text))
     if not lines:
         raise ParseError(path, None, None, "empty file")

@@ -61,7 +61,94 @@ def caller_name(sym: str) -> str:
     return _SYM_OFF.sub("", sym)
 
 
+# What every line looks like (mm/vmalloc.c s_show): range, size, then the rest (caller, pages=,
+# phys=, flags, N0=...) after one space; '\n' is the only line break. Checked over the whole text
+# in one match, so the per-line work below is a split and a dict lookup.
+_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
+_STANDARD = re.compile(r"(?:0x[0-9a-fA-F]+-0x[0-9a-fA-F]+ +[0-9]+(?: [^" + _BREAKS + r"]*)?\n)+")
+_new = object.__new__
+
+
+class _Slow(Exception):
+    """The fast path met something only the reference path handles (it gives the error)."""
+
+
 def parse(text: str, path: str = PATH) -> Vmallocinfo:
+    """Aggregate the areas by caller.
+
+    Fast path: when the whole text has the standard line shape, lines are grouped by everything
+    after the size (most repeat: 'unpurged vm_area' is often 3/4 of the file) and each distinct
+    tail is read once. Anything else goes line by line (_parse_lines), which raises the errors.
+    Both give identical results (tests/sources/test_vmallocinfo.py checks them against each other).
+    """
+    if not _STANDARD.fullmatch(text):
+        return _parse_lines(text, path)
+    tails: dict[str, list[str]] = {}
+    get = tails.get
+    try:
+        for line in text.splitlines():
+            _rng, size, tail = line.split(None, 2)
+            sizes = get(tail)
+            if sizes is None:
+                tails[tail] = [size]
+            else:
+                sizes.append(size)
+        return _aggregate(tails)
+    except (ValueError, _Slow):
+        return _parse_lines(text, path)  # a line with nothing after the size, or a bad pages=
+
+
+def _aggregate(tails: dict[str, list[str]]) -> Vmallocinfo:
+    acc: dict[str, list] = {}  # caller -> [count, bytes, pages, kinds, module]
+    total = areas = pages_total = unpurged = 0
+    for tail, sizes in tails.items():
+        toks = tail.split()
+        n = len(sizes)
+        nbytes = sum(map(int, sizes))
+        caller, module, kind0, i = UNKNOWN, None, None, 0
+        t0 = toks[0] if toks else None
+        if t0 == "unpurged" and len(toks) > 1 and toks[1] == "vm_area":
+            caller, i = UNPURGED, 2
+            unpurged += nbytes
+        elif t0 == "vm_map_ram":
+            caller, i, kind0 = VM_MAP_RAM, 1, "vm_map_ram"
+        elif t0 is not None and not (t0 in FLAGS or "=" in t0):
+            caller, i = caller_name(t0), 1
+            if len(toks) > 1 and toks[1].startswith("[") and toks[1].endswith("]"):
+                module, i = toks[1][1:-1], 2
+        a = acc.get(caller)
+        if a is None:
+            a = acc[caller] = [0, 0, 0, set(), module]
+        kinds = a[3]
+        if kind0 is not None:
+            kinds.add(kind0)
+        pages = 0
+        for tok in toks[i:]:
+            if tok.startswith("pages="):
+                try:
+                    pages = int(tok[6:])
+                except ValueError:
+                    raise _Slow from None
+            elif tok in FLAGS:
+                kinds.add(tok)
+        a[0] += n
+        a[1] += nbytes
+        a[2] += pages * n
+        total += nbytes
+        areas += n
+        pages_total += pages * n
+    by_caller = {}
+    for k, v in acc.items():
+        c = _new(VmallocCaller)  # frozen dataclass without its per-field object.__setattr__
+        c.__dict__.update(caller=k, count=v[0], bytes=v[1], pages=v[2],
+                          kinds=tuple(sorted(v[3])), module=v[4])
+        by_caller[k] = c
+    return Vmallocinfo(by_caller=by_caller, total_bytes=total, areas=areas,
+                       vmalloc_pages=pages_total, unpurged_bytes=unpurged)
+
+
+def _parse_lines(text: str, path: str = PATH) -> Vmallocinfo:
+    """The line-by-line reference: any shape split() can read, and the ParseErrors."""
     # Hot loop (1,000+ lines on a small machine): per-caller accumulators are lists
     # [count, bytes, pages, kinds, module], created only for a new caller.
     acc: dict[str, list] = {}
