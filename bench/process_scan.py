@@ -3,8 +3,10 @@
 Starts idle children (`sleep`), so the machine holds about N processes, then times, several
 times each with the tools interleaved (so drift hits them alike), reporting the median:
 
-- ksight: `ksight.collect.processes.scan(LiveRoot())`: stat, statm and status of every PID
-  read and fully parsed, in-process;
+- ksight-C: `ksight.collect.processes.scan(LiveRoot())`: stat, statm and status of every PID
+  read and fully parsed, in-process, through the C fast path (ksight._procscan; left out, with
+  a note, when the extension is not built);
+- ksight-py: the same with `c_path=False`: the pure-Python path (the reference);
 - ps: `ps -eo pid,rss,vsz,comm` run as a command (what a user or script pays, start-up included);
 - psutil-same: `[p.info for p in psutil.process_iter(['pid', 'name', 'memory_info', 'status',
   'num_threads', 'uids', 'num_ctx_switches'])]`, which makes psutil read the same three files
@@ -29,7 +31,7 @@ import subprocess
 import sys
 import time
 
-from ksight.collect.processes import list_pids, scan
+from ksight.collect.processes import PROCSCAN_ERROR, _procscan, list_pids, scan
 from ksight.fs import LiveRoot
 
 MAX_CHILDREN = 2000
@@ -72,9 +74,15 @@ def kill_all(children: list[subprocess.Popen]) -> None:
             pass
 
 
-def t_ksight() -> tuple[float, int]:
+def t_ksight_c() -> tuple[float, int]:
     t0 = time.perf_counter()
     procs, _ = scan(LiveRoot())
+    return time.perf_counter() - t0, len(procs)
+
+
+def t_ksight_py() -> tuple[float, int]:
+    t0 = time.perf_counter()
+    procs, _ = scan(LiveRoot(), c_path=False)
     return time.perf_counter() - t0, len(procs)
 
 
@@ -104,8 +112,10 @@ def t_psutil_narrow() -> tuple[float, int]:
     return time.perf_counter() - t0, len(rows)
 
 
-TOOLS = {"ksight": t_ksight, "ps": t_ps, "psutil-same": t_psutil_same,
-         "psutil-narrow": t_psutil_narrow}
+TOOLS = {"ksight-C": t_ksight_c, "ksight-py": t_ksight_py, "ps": t_ps,
+         "psutil-same": t_psutil_same, "psutil-narrow": t_psutil_narrow}
+if _procscan is None:
+    del TOOLS["ksight-C"]
 
 
 def bench(reps: int) -> dict[str, tuple[float, float, float, int]]:
@@ -135,21 +145,28 @@ def main() -> None:
     reps = int(args[0]) if args else 7
     targets = [int(a) for a in args[1:]] or [100, 1000]
     signal.signal(signal.SIGTERM, _sigterm)
+    if _procscan is None:
+        print(f"no C path ({PROCSCAN_ERROR}): ksight-py only")
     children: list[subprocess.Popen] = []
     try:
         for target in targets:
             spawn_to(target, children)
             res = bench(reps)
-            n = res["ksight"][3]
+            n = res["ksight-py"][3]
             print(f"\n{n} processes ({len(children)} sleep children), {reps} rounds, median [min-max] ms;"
                   f" load {open('/proc/loadavg').read().split()[:3]}")
-            base = res["ksight"][0]
+            ref = "ksight-C" if "ksight-C" in res else "ksight-py"
+            base = res[ref][0]
             for name, (med, lo, hi, cnt) in res.items():
                 print(f"  {name:13s} {med * 1e3:8.2f} [{lo * 1e3:.2f}-{hi * 1e3:.2f}]  {med / n * 1e6:6.1f} µs/process"
-                      f"  {med / base:5.2f}x ksight  ({cnt} rows)")
-            k, ps, same = (res[x][0] for x in ("ksight", "ps", "psutil-same"))
-            print(f"  targets: ps/ksight {ps / k:.2f}x (need > 1), psutil-same/ksight {same / k:.2f}x"
-                  f" (need >= 2): {'MET' if ps > k and same >= 2 * k else 'MISSED'}")
+                      f"  {med / base:5.2f}x {ref}  ({cnt} rows)")
+            ps, same = res["ps"][0], res["psutil-same"][0]
+            for name in ("ksight-C", "ksight-py"):
+                if name not in res:
+                    continue
+                k = res[name][0]
+                print(f"  targets for {name}: ps/ksight {ps / k:.2f}x (need > 1), psutil-same/ksight"
+                      f" {same / k:.2f}x (need >= 2): {'MET' if ps > k and same >= 2 * k else 'MISSED'}")
     except KeyboardInterrupt:
         print("interrupted; killing children", file=sys.stderr)
     finally:

@@ -14,9 +14,26 @@ read, so:
 This is the hot path of `ksight top` and of every snapshot with processes: per-file work is kept
 to one Root read and one parse, with no per-PID exists() or listdir().
 
-Every part is read and fully parsed in the scan (no deferred parsing): the parsers' fast paths
-(one split per file, bulk int conversion, frozen dataclasses filled through __dict__) are what
-keep a 1,000-process scan cheap; see docs/benchmarks.md, "process scan".
+Two paths give the same Process table:
+- the Python path, the reference: every part read through the Root and fully parsed by the
+  parsers in sources/proc_pid/ (their fast paths: one split per file, bulk int conversion,
+  frozen dataclasses filled through __dict__);
+- a C fast path, ksight._procscan (an optional extension built by setup.py). Why: per process,
+  CPython spent ~30 us opening and reading the three files and ~50 us parsing and building
+  objects, which left a 1,000-process scan slower than `ps` and short of the issue's "2x faster
+  than psutil" (docs/benchmarks.md, "process scan"); C reads and parses them in a few us on top
+  of the kernel's own cost. It is used only when all of these hold: the extension imported
+  (PROCSCAN_ERROR says why not), `c_path` is True, `detail` is the default (stat, statm,
+  status, in any order), and `root` is exactly a LiveRoot or a DirRoot (not a RecordingRoot,
+  which must record the text it hands out; not an ArchiveRoot or SubRoot). On a capture tree
+  (DirRoot, not live) it follows no link below the tree's base; a PID with a link is read by
+  Python, which checks where the link goes.
+  The C code accepts only the plain form the kernel prints and gives exactly what the Python
+  parsers give for it (tests/collect/test_procscan_c.py compares both on the corpora, on bad
+  input and live). Any PID it does not answer for (a read error, the process gone, a file that
+  is not the plain form or is larger than its buffer, non-ASCII in status) goes through the
+  Python path, which reports it as above: exited PIDs dropped and counted, other trouble
+  recorded with its reason. `scan(..., c_path=False)` forces the Python path.
 
 Units: Process stores page_size (bytes) so that virt_kb/res_kb/shr_kb/code_kb/data_kb (top's
 VIRT/RES/SHR/CODE/DATA, from statm) need no outside knowledge.
@@ -29,7 +46,7 @@ from dataclasses import dataclass, fields
 from typing import Iterable
 
 from ..errors import ParseError, Unavailable
-from ..fs import Root
+from ..fs import DirRoot, LiveRoot, Root
 from ..model.snapshot import Missing
 from ..sources.proc_pid import cgroup as _cgroup
 from ..sources.proc_pid import cmdline as _cmdline
@@ -44,6 +61,13 @@ from ..sources.proc_pid.smaps import SmapsRollup
 from ..sources.proc_pid.stat import PidStat
 from ..sources.proc_pid.statm import PidStatm
 from ..sources.proc_pid.status import PidStatus
+
+try:
+    from .. import _procscan  # the optional C fast path (setup.py); absent: Python only
+    PROCSCAN_ERROR = ""
+except ImportError as _exc:  # not built (no compiler at install time) or built for another Python
+    _procscan = None
+    PROCSCAN_ERROR = f"ksight._procscan not importable: {_exc}"
 
 DEFAULT_DETAIL = ("stat", "statm", "status")
 DETAILS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
@@ -152,6 +176,7 @@ def scan(
     detail: Iterable[str] = DEFAULT_DETAIL,
     pids: Iterable[int] | None = None,
     page_size: int | None = None,
+    c_path: bool = True,
 ) -> tuple[dict[int, Process], list[Missing]]:
     """Read the requested parts of every process (or of `pids`). See the module doc.
 
@@ -178,32 +203,34 @@ def scan(
     blank = dict(_BLANK, missing=(), page_size=page_size)
     setattr_ = object.__setattr__
 
-    for pid in pids:
-        base = f"proc/{pid}/"
-        got = blank.copy()
-        got["pid"] = pid
-        # fast path: every part reads and parses; anything else redoes this PID carefully
-        try:
-            if other_parts:
-                raise _Careful
-            for part, fname, parse in text_parts:
-                p = base + fname
-                got[part] = parse(read(p), p)
-        except (Unavailable, ParseError, _Careful):
-            got = _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing)
+    if _use_c(root, detail, c_path):
+        pids = list(pids)
+        spec = _C_SPEC or _c_spec()
+        for pid, r in zip(pids, _procscan.scan(root.base, pids, root.live, spec)):
+            if r.__class__ is tuple:  # read and parsed in C
+                got = blank.copy()
+                got["pid"] = pid
+                got["stat"], got["statm"], got["status"] = r
+                got["comm"] = r[0].comm
+            else:  # an errno or "not the plain form": this PID on the Python path
+                got = _one(root, pid, read, text_parts, other_parts, blank, part_missing)
+                if got is None:
+                    exited += 1
+                    continue
+            proc = _new(Process)
+            setattr_(proc, "__dict__", got)
+            procs[pid] = proc
+    else:
+        for pid in pids:
+            got = _one(root, pid, read, text_parts, other_parts, blank, part_missing)
             if got is None:
                 exited += 1
                 continue
-        st = got["stat"]
-        if st is not None:
-            got["comm"] = st.comm
-        elif got["status"] is not None:
-            got["comm"] = got["status"].name
-        # a frozen dataclass given its __dict__ (every field is in `got`): this loop is the
-        # hot path, and 12 object.__setattr__ calls per process are measurable
-        proc = _new(Process)
-        setattr_(proc, "__dict__", got)
-        procs[pid] = proc
+            # a frozen dataclass given its __dict__ (every field is in `got`): this loop is the
+            # hot path, and 12 object.__setattr__ calls per process are measurable
+            proc = _new(Process)
+            setattr_(proc, "__dict__", got)
+            procs[pid] = proc
 
     missing: list[Missing] = []
     if exited:
@@ -213,8 +240,55 @@ def scan(
     return procs, missing
 
 
+def _one(root, pid, read, text_parts, other_parts, blank, part_missing) -> dict | None:
+    """One PID on the Python path: the Process fields, or None when the process is gone."""
+    base = f"proc/{pid}/"
+    got = blank.copy()
+    got["pid"] = pid
+    # fast path: every part reads and parses; anything else redoes this PID carefully
+    try:
+        if other_parts:
+            raise _Careful
+        for part, fname, parse in text_parts:
+            p = base + fname
+            got[part] = parse(read(p), p)
+    except (Unavailable, ParseError, _Careful):
+        got = _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing)
+        if got is None:
+            return None
+    st = got["stat"]
+    if st is not None:
+        got["comm"] = st.comm
+    elif got["status"] is not None:
+        got["comm"] = got["status"].name
+    return got
+
+
 class _Careful(Exception):
     """Internal: take the careful path for this PID."""
+
+
+def _use_c(root: Root, detail: tuple[str, ...], c_path: bool) -> bool:
+    """The C path: asked for, built, the default parts, and a root whose reads are plain file
+    reads below a directory (not a RecordingRoot, which must record the text it hands out, nor
+    an archive or a SubRoot)."""
+    return (c_path and _procscan is not None and type(root) in (LiveRoot, DirRoot)
+            and set(detail) == _DEFAULT_SET)
+
+
+_DEFAULT_SET = set(DEFAULT_DETAIL)
+_C_SPEC: tuple | None = None
+_KIND = {"int": 0, "kb": 1, "ids": 2, "state": 3}
+
+
+def _c_spec() -> tuple:
+    """What _procscan.scan needs to give exactly the Python parsers' objects: their classes,
+    field names, stat's picked token indices, status's typed keys (from the parsers' own tables)."""
+    global _C_SPEC
+    typed = tuple((k.encode(), a, _KIND[kind]) for k, a, kind in _status._TYPED)
+    _C_SPEC = (PidStat, _stat._NAMES, tuple(_stat._PICK(range(_stat._FULL))), _stat._REQUIRED,
+               PidStatm, _statm._NAMES, PidStatus, dict(_status._NONE), typed)
+    return _C_SPEC
 
 
 def _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing) -> dict | None:

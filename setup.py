@@ -1,0 +1,11 @@
+"""Build the optional C fast path of the process scan (ksight._procscan).
+
+pyproject.toml holds the project metadata; this file only adds the extension module. It is
+optional: when it cannot be compiled (no C compiler or no Python headers), the install carries
+on without it and ksight uses its pure-Python process scan (see ksight/collect/processes.py).
+"""
+
+from setuptools import Extension, setup
+
+setup(ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], optional=True,
+                             extra_compile_args=["-O2", "-Wall", "-Wextra"])])

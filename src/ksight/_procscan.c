@@ -1,0 +1,687 @@
+/* ksight._procscan: read and parse /proc/PID/{stat,statm,status} of many PIDs in C.
+ *
+ * The fast path of ksight.collect.processes.scan (see its module doc). The Python parsers in
+ * ksight/sources/proc_pid/{stat,statm,status}.py are the reference: this file accepts only the
+ * plain form the kernel prints and, for that form, gives exactly what they give. Anything else
+ * (a read error, a file larger than the buffer, a token Python's int() might read differently,
+ * non-ASCII where it matters, a status layout that makes the Python parser take its general
+ * path) returns a code for that PID, and Python redoes the PID on its own careful path.
+ *
+ * scan(base, pids, live, spec) -> list, one entry per pid:
+ *   (PidStat, PidStatm, PidStatus)   all three read and parsed
+ *   int > 0                          errno of an open/read (Python re-reads through the Root)
+ *   int < 0                          PARSE (-1): not the plain form; BIG (-2): over the buffer
+ * base: the root directory ("/" live). live=False (a capture tree): no symbolic link is
+ * followed below base (proc, PID, file opened with O_NOFOLLOW), so a link, which DirRoot checks
+ * stays inside the tree, goes to Python; live=True: one read is the whole file when it is
+ * shorter than asked for (single_open seq_files), as Root.text_reader(one_shot=True).
+ * spec: (stat_cls, stat_names, stat_pick, stat_required, statm_cls, statm_names,
+ *        status_cls, status_none, status_typed)
+ *   stat_names: field names (pid, comm, state, then one per stat_pick index);
+ *   stat_pick: indices into the tokens after "comm) " (token 0 is state);
+ *   stat_required: fewer tokens than this is malformed; missing picked tokens are None;
+ *   status_none: {field: None} for every PidStatus field (copied, then filled);
+ *   status_typed: ((b"\nKey:", attr, kind), ...), kind 0 int, 1 "N kB", 2 ids, 3 state letter.
+ * The GIL is released while a PID's files are read and parsed into C structs; Python objects
+ * are built after.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CODE_PARSE (-1)
+#define CODE_BIG (-2)
+
+#define SMALL_BUF 4096   /* stat, statm: ~300 and ~40 bytes from the kernel */
+#define STATUS_BUF 16384 /* status: ~1.4 KB */
+#define MAX_TOKENS 64
+#define MAX_PICK 64
+#define MAX_TYPED 64
+#define MAX_IDS 16
+
+typedef struct {
+    unsigned long long mag;
+    char neg;
+    char present; /* 0: None */
+} num_t;
+
+/* The ASCII characters Python's str.split(), str.strip() and int() treat as whitespace. */
+static inline int py_space(unsigned char c) {
+    return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+}
+
+static int all_ascii(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            return 0;
+    return 1;
+}
+
+/* "-?[0-9]+" that fits: unsigned 64-bit, or down to -2**63. Anything else (a sign '+',
+ * underscores, overflow) is left to Python's int(). */
+static int strict_int(const char *s, size_t n, num_t *out) {
+    size_t i = 0;
+    int neg = 0;
+    if (n && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i >= n)
+        return -1;
+    unsigned long long v = 0;
+    for (; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9)
+            return -1;
+        if (v > (ULLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (neg && v > (unsigned long long)LLONG_MAX + 1ULL)
+        return -1;
+    out->mag = v;
+    out->neg = (char)neg;
+    out->present = 1;
+    return 0;
+}
+
+static PyObject *num_obj(const num_t *n) {
+    if (!n->present)
+        Py_RETURN_NONE;
+    if (n->neg) {
+        if (n->mag == (unsigned long long)LLONG_MAX + 1ULL)
+            return PyLong_FromLongLong(LLONG_MIN);
+        return PyLong_FromLongLong(-(long long)n->mag);
+    }
+    return PyLong_FromUnsignedLongLong(n->mag);
+}
+
+/* Split s[0:n] on Python whitespace; at most `max` tokens are kept, *count is the total. */
+static void split_ws(const char *s, size_t n, const char **tok, size_t *tlen, int max, int *count) {
+    int c = 0;
+    size_t i = 0;
+    while (i < n) {
+        while (i < n && py_space((unsigned char)s[i]))
+            i++;
+        if (i >= n)
+            break;
+        size_t j = i;
+        while (j < n && !py_space((unsigned char)s[j]))
+            j++;
+        if (c < max) {
+            tok[c] = s + i;
+            tlen[c] = j - i;
+        }
+        c++;
+        i = j;
+    }
+    *count = c;
+}
+
+static void strip_ws(const char **s, size_t *n) {
+    while (*n && py_space((unsigned char)(*s)[0])) {
+        (*s)++;
+        (*n)--;
+    }
+    while (*n && py_space((unsigned char)(*s)[*n - 1]))
+        (*n)--;
+}
+
+/* ---- reading --------------------------------------------------------------------------- */
+
+/* Read dirfd/name to EOF into buf. 0, an errno, or CODE_BIG. */
+static int read_file(int dirfd, const char *name, int live, char *buf, size_t cap, size_t *len) {
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | (live ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return errno ? errno : EIO;
+    size_t n = 0;
+    int rc = 0;
+    for (;;) {
+        if (n == cap) {
+            char c;
+            ssize_t r = read(fd, &c, 1);
+            if (r < 0 && errno == EINTR)
+                continue;
+            rc = r == 0 ? 0 : (r < 0 ? errno : CODE_BIG);
+            break;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = errno ? errno : EIO;
+            break;
+        }
+        if (r == 0)
+            break;
+        size_t asked = cap - n;
+        n += (size_t)r;
+        if (live && (size_t)r < asked)
+            break; /* a single_open seq_file printed all of it in one read */
+    }
+    close(fd);
+    *len = n;
+    return rc;
+}
+
+/* ---- parsing (no Python objects, no GIL) ------------------------------------------------ */
+
+typedef struct {
+    num_t pid;
+    const char *comm;
+    size_t comm_len;
+    const char *state;
+    size_t state_len;
+    num_t pick[MAX_PICK];
+} stat_res;
+
+static int parse_stat(const char *t, size_t n, const Py_ssize_t *pick, int npick, int required,
+                      stat_res *r) {
+    const char *lp = memchr(t, '(', n);
+    const char *rp = NULL;
+    for (size_t i = n; i > 0; i--)
+        if (t[i - 1] == ')') {
+            rp = t + i - 1;
+            break;
+        }
+    if (!lp || lp == t || !rp || rp < lp)
+        return CODE_PARSE;
+    /* pid: digits then spaces */
+    size_t pl = (size_t)(lp - t);
+    while (pl && t[pl - 1] == ' ')
+        pl--;
+    if (strict_int(t, pl, &r->pid) || r->pid.neg)
+        return CODE_PARSE;
+    r->comm = lp + 1;
+    r->comm_len = (size_t)(rp - lp - 1);
+    size_t start = (size_t)(rp - t) + 2;
+    if (start > n)
+        start = n;
+    const char *eol = memchr(t + start, '\n', n - start);
+    size_t rn = eol ? (size_t)(eol - t) - start : n - start;
+    const char *rest = t + start;
+    if (!all_ascii(rest, rn)) /* non-ASCII whitespace would split differently */
+        return CODE_PARSE;
+    const char *tok[MAX_TOKENS];
+    size_t tl[MAX_TOKENS];
+    int nt;
+    split_ws(rest, rn, tok, tl, MAX_TOKENS, &nt);
+    if (nt < required || nt < 1)
+        return CODE_PARSE;
+    if (nt > MAX_TOKENS)
+        nt = MAX_TOKENS;
+    r->state = tok[0];
+    r->state_len = tl[0];
+    for (int k = 0; k < npick; k++) {
+        Py_ssize_t i = pick[k];
+        num_t *o = &r->pick[k];
+        if (i >= nt) {
+            if (i >= MAX_TOKENS) /* cannot happen with MAX_TOKENS > highest pick */
+                return CODE_PARSE;
+            o->present = 0; /* not printed by this kernel */
+        } else if (tl[i] == 1 && tok[i][0] == '-') {
+            o->present = 0; /* the Python parser reads "-" as absent */
+        } else if (strict_int(tok[i], tl[i], o)) {
+            return CODE_PARSE;
+        }
+    }
+    return 0;
+}
+
+static int parse_statm(const char *t, size_t n, num_t out[7]) {
+    if (!all_ascii(t, n))
+        return CODE_PARSE;
+    const char *tok[8];
+    size_t tl[8];
+    int nt;
+    split_ws(t, n, tok, tl, 8, &nt);
+    if (nt != 7)
+        return CODE_PARSE;
+    for (int i = 0; i < 7; i++)
+        if (strict_int(tok[i], tl[i], &out[i]))
+            return CODE_PARSE;
+    return 0;
+}
+
+typedef struct {
+    const char *key;
+    size_t key_len;
+    int kind;
+} typed_t;
+
+typedef struct {
+    char present;
+    num_t v;             /* int, kb */
+    int nids;            /* ids */
+    num_t ids[MAX_IDS];  /* ids */
+    char letter;         /* state */
+} typed_res;
+
+typedef struct {
+    const char *name;
+    size_t name_len;
+    typed_res typed[MAX_TYPED];
+} status_res;
+
+/* The Python fast path of status.parse, for ASCII text only; whatever would send it to its
+ * general parser (or is outside the strict forms here) is CODE_PARSE. */
+static int parse_status(const char *t, size_t n, const typed_t *typed, int ntyped, status_res *r) {
+    if (n < 5 || memcmp(t, "Name:", 5) != 0)
+        return CODE_PARSE;
+    /* ASCII only (a non-ASCII Name goes to Python), a word at a time */
+    uint64_t high = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, t + i, 8);
+        high |= w;
+    }
+    for (; i < n; i++)
+        high |= (unsigned char)t[i];
+    if (high & 0x8080808080808080ULL)
+        return CODE_PARSE;
+    /* one walk over the lines: text.count("\n"), text.count(":\t"), and text.find("\nKey:")
+     * for every typed key, i.e. the first line after the first that starts with "Key:" (keys
+     * hold no ':') */
+    const char *at[MAX_TYPED];
+    for (int k = 0; k < ntyped; k++)
+        at[k] = NULL;
+    size_t lines = 0, colon_tabs = 0;
+    const char *end = t + n, *line = t;
+    const char *e = NULL; /* end of the first line */
+    while (line < end) {
+        const char *nl = memchr(line, '\n', (size_t)(end - line));
+        const char *le = nl ? nl : end;
+        lines += nl != NULL;
+        const char *colon = memchr(line, ':', (size_t)(le - line));
+        if (colon && line != t) {
+            size_t kl = (size_t)(colon - line);
+            for (int k = 0; k < ntyped; k++)
+                if (typed[k].key_len == kl + 2 && !at[k] && memcmp(typed[k].key + 1, line, kl) == 0) {
+                    at[k] = colon + 1;
+                    break;
+                }
+        }
+        for (const char *c = colon; c; c = memchr(c + 1, ':', (size_t)(le - c - 1)))
+            colon_tabs += c + 1 < end && c[1] == '\t';
+        if (line == t)
+            e = nl;
+        line = le + 1;
+    }
+    if (colon_tabs < lines)
+        return CODE_PARSE;
+    r->name = t + 5;
+    r->name_len = (e ? (size_t)(e - t) : n) - 5;
+    strip_ws(&r->name, &r->name_len);
+    for (int k = 0; k < ntyped; k++) {
+        typed_res *o = &r->typed[k];
+        o->present = 0;
+        const char *v = at[k];
+        if (!v)
+            continue;
+        const char *ve = memchr(v, '\n', (size_t)(t + n - v));
+        size_t vl = ve ? (size_t)(ve - v) : (size_t)(t + n - v);
+        const char *tok[MAX_IDS + 1];
+        size_t tl[MAX_IDS + 1];
+        int nt;
+        switch (typed[k].kind) {
+        case 0: /* int(v) */
+            strip_ws(&v, &vl);
+            if (strict_int(v, vl, &o->v))
+                return CODE_PARSE;
+            break;
+        case 1: /* "N kB" */
+            split_ws(v, vl, tok, tl, 3, &nt);
+            if (nt != 2 || tl[1] != 2 || memcmp(tok[1], "kB", 2) != 0 ||
+                strict_int(tok[0], tl[0], &o->v))
+                return CODE_PARSE;
+            break;
+        case 2: /* tuple(map(int, v.split())) */
+            split_ws(v, vl, tok, tl, MAX_IDS + 1, &nt);
+            if (nt > MAX_IDS)
+                return CODE_PARSE;
+            for (int i = 0; i < nt; i++)
+                if (strict_int(tok[i], tl[i], &o->ids[i]))
+                    return CODE_PARSE;
+            o->nids = nt;
+            break;
+        case 3: /* v.strip()[:1] or None */
+            strip_ws(&v, &vl);
+            if (vl == 0)
+                continue; /* present stays 0: None */
+            o->letter = v[0];
+            break;
+        default:
+            return CODE_PARSE;
+        }
+        o->present = 1;
+    }
+    return 0;
+}
+
+/* ---- building Python objects -------------------------------------------------------------- */
+
+static PyObject *str___dict__, *str_name, *str_text; /* interned at import, kept */
+
+/* object.__new__(cls) with `d` as its __dict__ (how the Python parsers fill frozen dataclasses).
+ * Steals d. */
+static PyObject *new_with_dict(PyTypeObject *cls, PyObject *d) {
+    if (!d)
+        return NULL;
+    PyObject *o = cls->tp_alloc(cls, 0);
+    if (!o || PyObject_GenericSetAttr(o, str___dict__, d) < 0) {
+        Py_XDECREF(o);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(d);
+    return o;
+}
+
+/* d[key] = value, stealing value. */
+static int set_steal(PyObject *d, PyObject *key, PyObject *value) {
+    if (!value)
+        return -1;
+    int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+typedef struct {
+    PyTypeObject *stat_cls, *statm_cls, *status_cls;
+    PyObject *stat_names, *statm_names, *status_none;
+    PyObject *status_attr[MAX_TYPED];
+    PyObject *str_name, *str_text;
+} builders;
+
+static PyObject *build_stat(const builders *b, const stat_res *r, int npick) {
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    PyObject *names = b->stat_names;
+    if (set_steal(d, PyTuple_GET_ITEM(names, 0), num_obj(&r->pid)) ||
+        set_steal(d, PyTuple_GET_ITEM(names, 1),
+                  PyUnicode_DecodeUTF8(r->comm, (Py_ssize_t)r->comm_len, "replace")) ||
+        set_steal(d, PyTuple_GET_ITEM(names, 2),
+                  PyUnicode_FromStringAndSize(r->state, (Py_ssize_t)r->state_len)))
+        goto fail;
+    for (int k = 0; k < npick; k++)
+        if (set_steal(d, PyTuple_GET_ITEM(names, 3 + k), num_obj(&r->pick[k])))
+            goto fail;
+    return new_with_dict(b->stat_cls, d);
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *build_statm(const builders *b, const num_t v[7]) {
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    for (int i = 0; i < 7; i++)
+        if (set_steal(d, PyTuple_GET_ITEM(b->statm_names, i), num_obj(&v[i]))) {
+            Py_DECREF(d);
+            return NULL;
+        }
+    return new_with_dict(b->statm_cls, d);
+}
+
+static PyObject *build_status(const builders *b, const typed_t *typed, int ntyped, const char *t,
+                              size_t n, const status_res *r) {
+    PyObject *d = PyDict_Copy(b->status_none);
+    if (!d)
+        return NULL;
+    if (set_steal(d, b->str_name, PyUnicode_DecodeASCII(r->name, (Py_ssize_t)r->name_len, NULL)))
+        goto fail;
+    for (int k = 0; k < ntyped; k++) {
+        const typed_res *o = &r->typed[k];
+        if (!o->present)
+            continue;
+        PyObject *v;
+        if (typed[k].kind == 2) {
+            v = PyTuple_New(o->nids);
+            if (!v)
+                goto fail;
+            for (int i = 0; i < o->nids; i++) {
+                PyObject *x = num_obj(&o->ids[i]);
+                if (!x) {
+                    Py_DECREF(v);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(v, i, x);
+            }
+        } else if (typed[k].kind == 3) {
+            v = PyUnicode_FromStringAndSize(&o->letter, 1);
+        } else {
+            v = num_obj(&o->v);
+        }
+        if (set_steal(d, b->status_attr[k], v))
+            goto fail;
+    }
+    if (set_steal(d, b->str_text, PyUnicode_DecodeASCII(t, (Py_ssize_t)n, NULL)))
+        goto fail;
+    return new_with_dict(b->status_cls, d);
+fail:
+    Py_DECREF(d);
+    return NULL;
+}
+
+/* ---- scan --------------------------------------------------------------------------------- */
+
+typedef struct {
+    char stat[SMALL_BUF], statm[SMALL_BUF], status[STATUS_BUF];
+    size_t stat_n, statm_n, status_n;
+    stat_res st;
+    num_t sm[7];
+    status_res ss;
+} pid_work;
+
+/* Read and parse one PID (no GIL). 0 or a code. */
+static int do_pid(int procfd, long pid, int live, pid_work *w, const Py_ssize_t *pick, int npick,
+                  int required, const typed_t *typed, int ntyped) {
+    char name[48];
+    int dirfd = procfd, rc;
+    const char *f_stat = "stat", *f_statm = "statm", *f_status = "status";
+    char p_stat[40], p_statm[40], p_status[40];
+    if (live) {
+        /* one openat per file, the path relative to proc/ (as open("/proc/PID/stat")) */
+        snprintf(p_stat, sizeof p_stat, "%ld/stat", pid);
+        snprintf(p_statm, sizeof p_statm, "%ld/statm", pid);
+        snprintf(p_status, sizeof p_status, "%ld/status", pid);
+        f_stat = p_stat;
+        f_statm = p_statm;
+        f_status = p_status;
+    } else {
+        /* a capture tree: the PID directory itself must not be a link either */
+        snprintf(name, sizeof name, "%ld", pid);
+        dirfd = openat(procfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dirfd < 0)
+            return errno ? errno : EIO;
+    }
+    rc = read_file(dirfd, f_stat, live, w->stat, sizeof w->stat, &w->stat_n);
+    if (!rc)
+        rc = read_file(dirfd, f_statm, live, w->statm, sizeof w->statm, &w->statm_n);
+    if (!rc)
+        rc = read_file(dirfd, f_status, live, w->status, sizeof w->status, &w->status_n);
+    if (!live)
+        close(dirfd);
+    if (rc)
+        return rc;
+    rc = parse_stat(w->stat, w->stat_n, pick, npick, required, &w->st);
+    if (!rc)
+        rc = parse_statm(w->statm, w->statm_n, w->sm);
+    if (!rc)
+        rc = parse_status(w->status, w->status_n, typed, ntyped, &w->ss);
+    return rc;
+}
+
+static PyObject *procscan_scan(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *base;
+    PyObject *pids, *spec;
+    int live;
+    if (!PyArg_ParseTuple(args, "sOpO!:scan", &base, &pids, &live, &PyTuple_Type, &spec))
+        return NULL;
+    builders b;
+    PyObject *pick_t, *typed_t_obj;
+    int required;
+    if (!PyArg_ParseTuple(spec, "O!O!O!iO!O!O!O!O!:spec", &PyType_Type, &b.stat_cls,
+                          &PyTuple_Type, &b.stat_names, &PyTuple_Type, &pick_t, &required,
+                          &PyType_Type, &b.statm_cls, &PyTuple_Type, &b.statm_names,
+                          &PyType_Type, &b.status_cls, &PyDict_Type, &b.status_none,
+                          &PyTuple_Type, &typed_t_obj))
+        return NULL;
+    Py_ssize_t npick = PyTuple_GET_SIZE(pick_t), ntyped = PyTuple_GET_SIZE(typed_t_obj);
+    if (npick > MAX_PICK || ntyped > MAX_TYPED || PyTuple_GET_SIZE(b.stat_names) != 3 + npick ||
+        PyTuple_GET_SIZE(b.statm_names) != 7) {
+        PyErr_SetString(PyExc_ValueError, "scan: spec does not fit");
+        return NULL;
+    }
+    Py_ssize_t pick[MAX_PICK];
+    for (Py_ssize_t i = 0; i < npick; i++) {
+        pick[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(pick_t, i));
+        if (pick[i] == -1 && PyErr_Occurred())
+            return NULL;
+        if (pick[i] < 1 || pick[i] >= MAX_TOKENS) {
+            PyErr_SetString(PyExc_ValueError, "scan: stat pick index out of range");
+            return NULL;
+        }
+    }
+    typed_t typed[MAX_TYPED];
+    for (Py_ssize_t i = 0; i < ntyped; i++) {
+        PyObject *e = PyTuple_GET_ITEM(typed_t_obj, i);
+        char *key;
+        Py_ssize_t kl;
+        PyObject *keyb;
+        if (!PyArg_ParseTuple(e, "O!Ui:typed", &PyBytes_Type, &keyb, &b.status_attr[i],
+                              &typed[i].kind))
+            return NULL;
+        if (PyBytes_AsStringAndSize(keyb, &key, &kl) < 0)
+            return NULL;
+        if (kl < 3 || key[0] != '\n' || key[kl - 1] != ':' || memchr(key + 1, ':', (size_t)kl - 2) ||
+            memchr(key + 1, '\n', (size_t)kl - 2)) {
+            PyErr_SetString(PyExc_ValueError, "scan: a status key must be b'\\nKey:'");
+            return NULL;
+        }
+        typed[i].key = key;
+        typed[i].key_len = (size_t)kl;
+    }
+    b.str_name = str_name;
+    b.str_text = str_text;
+
+    PyObject *seq = PySequence_Fast(pids, "scan: pids must be a sequence of ints");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject *out = PyList_New(n);
+    pid_work *w = PyMem_RawMalloc(sizeof *w);
+    int procfd = -1, err = 0;
+    if (!out || !w)
+        goto fail;
+
+    size_t bl = strlen(base);
+    char *procdir = PyMem_RawMalloc(bl + 8);
+    if (!procdir)
+        goto fail;
+    memcpy(procdir, base, bl);
+    strcpy(procdir + bl, bl && base[bl - 1] == '/' ? "proc" : "/proc");
+    Py_BEGIN_ALLOW_THREADS
+    if (live) {
+        procfd = open(procdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    } else {
+        int bfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (bfd >= 0) {
+            procfd = openat(bfd, "proc", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (procfd < 0)
+                err = errno;
+            close(bfd);
+        } else {
+            err = errno;
+        }
+    }
+    if (procfd < 0 && !err)
+        err = errno ? errno : EIO;
+    Py_END_ALLOW_THREADS
+    PyMem_RawFree(procdir);
+
+    for (Py_ssize_t i = 0; i < n; i++) {
+        long pid = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (pid == -1 && PyErr_Occurred())
+            goto fail;
+        int rc;
+        if (procfd < 0) {
+            rc = err;
+        } else if (pid < 0) {
+            rc = ENOENT;
+        } else {
+            Py_BEGIN_ALLOW_THREADS
+            rc = do_pid(procfd, pid, live, w, pick, (int)npick, required, typed, (int)ntyped);
+            Py_END_ALLOW_THREADS
+        }
+        PyObject *item;
+        if (rc) {
+            item = PyLong_FromLong(rc);
+        } else {
+            PyObject *a = build_stat(&b, &w->st, (int)npick);
+            PyObject *m = a ? build_statm(&b, w->sm) : NULL;
+            PyObject *s = m ? build_status(&b, typed, (int)ntyped, w->status, w->status_n, &w->ss)
+                            : NULL;
+            item = s ? PyTuple_Pack(3, a, m, s) : NULL;
+            Py_XDECREF(a);
+            Py_XDECREF(m);
+            Py_XDECREF(s);
+        }
+        if (!item)
+            goto fail;
+        PyList_SET_ITEM(out, i, item);
+    }
+    if (procfd >= 0)
+        close(procfd);
+    PyMem_RawFree(w);
+    Py_DECREF(seq);
+    return out;
+fail:
+    if (procfd >= 0)
+        close(procfd);
+    PyMem_RawFree(w);
+    Py_XDECREF(out);
+    Py_DECREF(seq);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", procscan_scan, METH_VARARGS,
+     "scan(base, pids, live, spec) -> list: per PID (PidStat, PidStatm, PidStatus), or an int\n"
+     "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "ksight._procscan",
+    "C fast path of ksight.collect.processes.scan (stat, statm, status); the Python parsers "
+    "are the reference.",
+    -1, methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__procscan(void) {
+    str___dict__ = PyUnicode_InternFromString("__dict__");
+    str_name = PyUnicode_InternFromString("name");
+    str_text = PyUnicode_InternFromString("text");
+    if (!str___dict__ || !str_name || !str_text)
+        return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (!m)
+        return NULL;
+    if (PyModule_AddIntConstant(m, "PARSE", CODE_PARSE) < 0 ||
+        PyModule_AddIntConstant(m, "BIG", CODE_BIG) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
