@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import to_int
 
 PATH = "proc/zoneinfo"
 
@@ -113,24 +113,25 @@ def parse(text: str, path: str = PATH) -> Zoneinfo:
         if cur is not None:
             zones.append(Zone(**cur))
 
-    for lineno, line in numbered_lines(text):
+    for lineno, line in enumerate(text.split("\n"), 1):
         stripped = line.strip()
-        m = _HEADER.match(stripped)
-        if m:
+        if not stripped:
+            continue
+        if stripped[0] == "N" and stripped.startswith("Node"):  # cheap test before the regex
+            m = _HEADER.match(stripped)
+            if not m:
+                raise ParseError(path, lineno, line, "expected 'Node N, zone NAME'")
             finish()
             cur = {"node": int(m.group(1)), "name": m.group(2), "counters": {}, "attrs": {}}
             section = "zone"
             continue
-        if stripped.startswith("Node"):
-            raise ParseError(path, lineno, line, "expected 'Node N, zone NAME'")
         if cur is None:
             raise ParseError(path, lineno, line, "line before the first 'Node N, zone' header")
-        indent = len(line) - len(line.lstrip())
 
         if section == "pagesets":
             # per-CPU pageset lines are indented 4+; "vm stats threshold" sits at 2 and belongs
             # to them too. Any other 2-space line ends the pagesets block.
-            if indent >= 4 or stripped.startswith("vm stats threshold"):
+            if line.startswith("    ") or stripped.startswith("vm stats threshold"):
                 continue
             section = "zone"
 
