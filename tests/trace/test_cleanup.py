@@ -15,7 +15,8 @@ from ksight.trace import tracefs
 from tests.conftest import needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
-CLI = [sys.executable, "-m", "ksight", "trace"]
+# these tests check the tracefs instance: pin the backend (auto would pick bpftrace when installed)
+CLI = [sys.executable, "-m", "ksight", "trace", "--backend", "tracefs"]
 
 
 @pytest.fixture

@@ -12,6 +12,10 @@ tracepoints, with kernel-side filters, in a private tracefs instance (never the 
 buffer), aggregates as events arrive, and prints a summary at the end. `profile` samples CPU
 stacks with perf and can write folded stacks and an SVG flame graph.
 
+reclaim and softirq can also run as a bpftrace program (--backend, default auto: bpftrace
+when it is installed and runs, else tracefs): the latency/time histograms are then built in
+the kernel and only the final maps are read. The output says which backend ran and why.
+
 Every trace is bounded: --seconds, --max-events, --buffer-kb (kernel memory per CPU). Lost
 events (ring buffer full) are counted and shown. Events missing on this kernel are named,
 with the alternative used. On exit, Ctrl-C, SIGTERM, and at the next run after a crash,
@@ -39,6 +43,7 @@ examples:
   ksight trace oom --seconds 0              # wait for OOM kills until Ctrl-C
   ksight trace profile --svg cpu.svg --folded cpu.folded   # flame graph of 10 s
   ksight trace softirq --json               # for scripts
+  ksight trace softirq --backend tracefs    # without bpftrace even when it is installed
   ksight trace --list                       # recipes, their events and overhead
   ksight trace --check                      # which backends and events work here
 
@@ -68,6 +73,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="ring buffer per CPU in KiB (default depends on the recipe)")
     p.add_argument("--svg", metavar="FILE", help="profile: write an SVG flame graph")
     p.add_argument("--folded", metavar="FILE", help="profile: write folded stacks")
+    p.add_argument("--backend", choices=("auto", "tracefs", "bpftrace"), default="auto",
+                   help="reclaim, softirq: aggregate in the kernel with bpftrace (auto: when "
+                        "bpftrace is installed and runs, else tracefs; default auto)")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
     p.add_argument("--check", action="store_true", help="say which backends and events work here")
     add_json(p)
@@ -104,7 +112,7 @@ def _check(args) -> int:
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from ..errors import UsageError
+    from ..errors import Unavailable, UsageError
     from ..trace.recipes import RECIPES, get
     from .common import refuse_from
 
@@ -125,6 +133,16 @@ def run(args: argparse.Namespace) -> int:
         opts = {"size": args.size, "pid": args.pid}
     elif args.recipe == "profile":
         opts = {"pid": args.pid}
+    backend, why = "perf" if args.recipe == "profile" else "tracefs", None
+    fallback = None
+    if args.recipe != "profile":
+        from ..trace import bpftrace
+
+        backend, why = bpftrace.choose(args.backend, hasattr(cls, "bpftrace_program"))
+        if backend == "bpftrace":
+            opts["backend"] = "bpftrace"
+    elif args.backend == "bpftrace":
+        raise UsageError("profile uses perf; --backend bpftrace applies to reclaim and softirq")
     recipe = cls(**opts)
     seconds = args.seconds if args.seconds > 0 else None
     kw = {"max_events": args.max_events}
@@ -157,16 +175,37 @@ def run(args: argparse.Namespace) -> int:
 
     old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with recipe.session(seconds, **kw) as t:
+        try:
+            sess = recipe.session(seconds, **kw)
+            t = sess.__enter__()
+        except Unavailable as exc:
+            if backend != "bpftrace" or args.backend == "bpftrace":
+                raise
+            # auto: bpftrace runs but this program does not (e.g. a probe missing on this
+            # kernel): say so and trace with tracefs instead
+            fallback = f"bpftrace failed ({exc.reason}); used tracefs instead"
+            recipe = cls(**{**opts, "backend": "tracefs"})
+            backend, why = "tracefs", fallback
+            print(f"ksight: {fallback}", file=sys.stderr, flush=True)
+            sess = recipe.session(seconds, **kw)
+            t = sess.__enter__()
+        try:
             live.append(t)
             if not stop.is_set():
                 t.wait()
+        except BaseException:
+            sess.__exit__(*sys.exc_info())
+            raise
+        sess.__exit__(None, None, None)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
         if stack_rec is not None:
             stack_rec.__exit__(None, None, None)
     res = recipe.result(t)
+    res["backend_why"] = why
+    if fallback:
+        res.setdefault("notes", []).append(fallback)
     if stack_rec is not None:
         from collections import Counter
 
@@ -194,4 +233,5 @@ def run(args: argparse.Namespace) -> int:
         print_json(res)
     else:
         print(recipe.render(res))
+        print(f"backend: {backend}" + (f" ({why})" if why else ""))
     return 0

@@ -10,7 +10,8 @@ Counters say that something happens; tracepoints say who, where and how long.
 - tracefs (no dependency): a private instance `instances/ksight-<pid>-<n>`, kernel-side filters,
   per-CPU binary ring buffers decoded with each event's own `format` file; see session.py.
 - perf: CPU sampling and user-space stacks of events (perf.py), folded stacks, SVG (flame.py).
-- bpftrace: optional, detected only (bpftrace.py).
+- bpftrace: optional, used when installed and working, for in-kernel aggregation: the `reclaim`
+  and `softirq` recipes build their latency histograms in the kernel (bpftrace.py).
 - recipes.py: traces named by the question they answer (`ksight trace RECIPE`).
 """
 

@@ -287,8 +287,59 @@ class Retrans(Recipe):
         return out if res["flows"] else []
 
 
+# --- the bpftrace backend of a recipe ---------------------------------------------------------
+class _BpftraceBackend:
+    """Lets a recipe run as one bpftrace program instead of a tracefs session.
+
+    `backend="tracefs"` (the default) leaves the recipe's tracefs path exactly as it is. With
+    `backend="bpftrace"`, `session()` returns a `bpftrace.Run` (same `with ... as t: t.wait()`
+    shape) and `result()` builds the same top-level keys from the maps bpftrace aggregated in
+    the kernel, plus `histogram` (bpftrace's own buckets: min, max, count) and `program`.
+    """
+    backend = "tracefs"
+    bpftrace_overhead = ""
+
+    def session(self, seconds=10, **kw):
+        if self.backend != "bpftrace":
+            return super().session(seconds, **kw)
+        from .bpftrace import Run
+
+        return Run(self.bpftrace_program(), seconds, on_printf=self.bpftrace_printf)
+
+    def bpftrace_program(self) -> str:
+        raise NotImplementedError
+
+    def bpftrace_printf(self, msg: str) -> None:
+        pass
+
+    def bpftrace_summary(self, out) -> dict:
+        raise NotImplementedError
+
+    def result(self, t) -> dict:
+        if self.backend != "bpftrace":
+            return super().result(t)
+        out = t.output
+        ev = out.maps.get("@events", 0)
+        return {"recipe": self.name, "question": self.question, "backend": "bpftrace",
+                "seconds": round(t.duration_s, 3), "events": ev if isinstance(ev, int) else 0,
+                "lost": t.lost, "truncated": False, "enabled": list(self.events), "filters": {},
+                "missing": [], "overhead": self.bpftrace_overhead, "errors": list(t.errors),
+                **self.bpftrace_summary(out), "program": t.program}
+
+    def render(self, res: dict) -> str:
+        text = super().render(res)
+        if res.get("backend") != "bpftrace":
+            return text
+        extra = []
+        if self.name != "reclaim":  # reclaim's body already draws its histograms
+            for kind, h in res.get("histogram_usec", {}).items():
+                extra.append(f"{kind} time:")
+                extra += hist_text(h)
+        return "\n".join(extra + ([""] if extra else []) + [text])
+
+
 # --- reclaim ---------------------------------------------------------------------------------
-class Reclaim(Recipe):
+class Reclaim(_BpftraceBackend, Recipe):
     name = "reclaim"
     question = "direct and memory-cgroup reclaim"
     events = ("vmscan:mm_vmscan_direct_reclaim_begin", "vmscan:mm_vmscan_direct_reclaim_end",
@@ -296,9 +347,13 @@ class Reclaim(Recipe):
               "vmscan:mm_vmscan_wakeup_kswapd")
     overhead = ("low: events fire only when an allocation stalls in reclaim; the stall itself "
                 "costs far more than the event")
+    bpftrace_overhead = ("low: a few map updates in the kernel per reclaim stall (the stall "
+                         "costs far more); only the final histograms leave the kernel, plus one "
+                         "line per new thread seen stalling (to name its memory cgroup)")
 
-    def __init__(self, **opts):
+    def __init__(self, backend: str = "tracefs", **opts):
         super().__init__(**opts)
+        self.backend = backend
         self.begin: dict = {}
         self.hist: dict = defaultdict(Counter)        # kind -> bucket -> n
         self.by_proc: dict = {}
@@ -346,6 +401,77 @@ class Reclaim(Recipe):
         return {"histogram_usec": {k: dict(v) for k, v in self.hist.items()}, "processes": procs,
                 "cgroups": cgs, "kswapd_wakeups": ksw,
                 "in_progress_at_end": len(self.begin)}
+
+    # -- bpftrace backend: latency histograms aggregated in the kernel --------------------
+    def bpftrace_program(self) -> str:
+        probes = []
+        for i, kind in enumerate(("direct", "memcg")):
+            probes.append(f"""
+tracepoint:vmscan:mm_vmscan_{kind}_reclaim_begin {{
+  @start[tid, {i}] = nsecs; @events = count();
+  if (@seen[tid] == 0) {{ @seen[tid] = 1; printf("tid %d\\n", tid); }}
+}}
+tracepoint:vmscan:mm_vmscan_{kind}_reclaim_end /@start[tid, {i}]/ {{
+  $ns = nsecs - @start[tid, {i}]; delete(@start[tid, {i}]); @events = count();
+  @hist["{kind}"] = hist($ns / 1000);
+  @phist[tid, "{kind}", comm] = hist($ns / 1000);
+  @stalls[tid, "{kind}", comm] = count();
+  @ns[tid, "{kind}", comm] = sum($ns);
+  @maxns[tid, "{kind}", comm] = max($ns);
+  @pages[tid, "{kind}", comm] = sum(args->nr_reclaimed);
+}}""")
+        probes.append("""
+tracepoint:vmscan:mm_vmscan_wakeup_kswapd { @events = count(); @kswapd[tid, comm] = count(); }
+END { clear(@seen); }
+""")
+        return "".join(probes)
+
+    def bpftrace_printf(self, msg: str) -> None:
+        # a thread stalls in reclaim for the first time: name it and its memory cgroup now,
+        # while it exists (it may be gone when bpftrace prints its maps)
+        t = msg.split()
+        if len(t) == 2 and t[0] == "tid" and t[1].isdigit():
+            self.procs.get(int(t[1]))
+
+    def bpftrace_summary(self, out) -> dict:
+        from .bpftrace import jsonable_hist, log2_upper, merge_hist, split_key
+
+        m = out.maps
+        hist = m.get("@hist") or {}
+        procs: dict = {}
+        for key, n in (m.get("@stalls") or {}).items():
+            tid, kind, comm = split_key(key, 3)
+            pid = int(tid)
+            b = (m.get("@phist") or {}).get(key, [])
+            procs[key] = {"pid": pid, "comm": comm, "kind": kind, "cgroup": self.procs.get(pid)[1],
+                          "stalls": n, "total_usec": (m.get("@ns") or {}).get(key, 0) / 1000.0,
+                          "max_usec": (m.get("@maxns") or {}).get(key, 0) / 1000.0,
+                          "reclaimed_pages": (m.get("@pages") or {}).get(key, 0),
+                          "hist": log2_upper(b), "_b": b}
+        cgs: dict = {}
+        for p in procs.values():
+            c = cgs.setdefault((p["cgroup"], p["kind"]), {
+                "cgroup": p["cgroup"], "kind": p["kind"], "stalls": 0, "total_usec": 0.0,
+                "max_usec": 0.0, "reclaimed_pages": 0, "_b": []})
+            c["stalls"] += p["stalls"]
+            c["total_usec"] += p["total_usec"]
+            c["max_usec"] = max(c["max_usec"], p["max_usec"])
+            c["reclaimed_pages"] += p["reclaimed_pages"]
+            c["_b"] = merge_hist(c["_b"], p["_b"])
+        for c in cgs.values():
+            c["hist"] = log2_upper(c.pop("_b"))
+        for p in procs.values():
+            p.pop("_b")
+        ksw = []
+        for key, n in sorted((m.get("@kswapd") or {}).items(), key=lambda kv: -kv[1])[:20]:
+            tid, comm = split_key(key, 2)
+            ksw.append({"pid": int(tid), "comm": comm, "wakeups": n})
+        return {"histogram_usec": {k: log2_upper(v) for k, v in hist.items()},
+                "processes": sorted(procs.values(), key=lambda r: -r["total_usec"]),
+                "cgroups": sorted(cgs.values(), key=lambda r: -r["total_usec"]),
+                "kswapd_wakeups": ksw, "in_progress_at_end": len(m.get("@start") or {}),
+                "histogram": {k: jsonable_hist(v) for k, v in hist.items()},
+                "histogram_unit": "usec"}
 
     def render_body(self, res):
         out = []
@@ -729,15 +855,18 @@ class Kmalloc(Recipe):
 SOFTIRQ = ["HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU"]
 
 
-class Softirq(Recipe):
+class Softirq(_BpftraceBackend, Recipe):
     name = "softirq"
     question = "softirq time per kind and CPU"
     events = ("irq:softirq_entry", "irq:softirq_exit")
     overhead = ("moderate: two events per softirq (thousands per second per CPU under network "
                 "load); roughly 0.1-0.3 us each")
+    bpftrace_overhead = ("low to moderate: two BPF programs per softirq (a hash-map update each, "
+                         "well under 1 us); nothing per event leaves the kernel")
 
-    def __init__(self, **opts):
+    def __init__(self, backend: str = "tracefs", **opts):
         super().__init__(**opts)
+        self.backend = backend
         self.begin: dict = {}
         self.t: dict = defaultdict(lambda: [0, 0.0, 0.0])  # (vec, cpu) -> [count, total_us, max_us]
 
@@ -762,6 +891,42 @@ class Softirq(Recipe):
                 for (v, c), a in self.t.items()]
         rows.sort(key=lambda r: -r["total_usec"])
         return {"softirqs": rows}
+
+    # -- bpftrace backend: per-kind time histogram aggregated in the kernel ----------------
+    def bpftrace_program(self) -> str:
+        # softirqs do not nest on a CPU: the start time is kept per CPU
+        return """
+tracepoint:irq:softirq_entry { @start[cpu] = nsecs; @events = count(); }
+tracepoint:irq:softirq_exit /@start[cpu]/ {
+  $ns = nsecs - @start[cpu]; delete(@start[cpu]); @events = count();
+  @hist[args->vec] = hist($ns / 1000);
+  @n[args->vec, cpu] = count();
+  @ns[args->vec, cpu] = sum($ns);
+  @maxns[args->vec, cpu] = max($ns);
+}
+END { clear(@start); }
+"""
+
+    def bpftrace_summary(self, out) -> dict:
+        from .bpftrace import jsonable_hist, log2_upper, split_key
+
+        m = out.maps
+
+        def kind(v: str) -> str:
+            i = int(v)
+            return SOFTIRQ[i] if 0 <= i < len(SOFTIRQ) else str(i)
+
+        rows = []
+        for key, n in (m.get("@n") or {}).items():
+            vec, cpu = split_key(key, 2)
+            rows.append({"kind": kind(vec), "cpu": int(cpu), "count": n,
+                         "total_usec": round((m.get("@ns") or {}).get(key, 0) / 1000, 3),
+                         "max_usec": round((m.get("@maxns") or {}).get(key, 0) / 1000, 3)})
+        rows.sort(key=lambda r: -r["total_usec"])
+        hist = {kind(k): v for k, v in (m.get("@hist") or {}).items()}
+        return {"softirqs": rows, "histogram_usec": {k: log2_upper(v) for k, v in hist.items()},
+                "histogram": {k: jsonable_hist(v) for k, v in hist.items()},
+                "histogram_unit": "usec"}
 
     def render_body(self, res):
         if not res["softirqs"]:
