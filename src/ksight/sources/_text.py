@@ -57,6 +57,9 @@ def colon_kv(text: str, path: str, *, strip_unit: str | None = "kB") -> dict[str
 
 def space_kv(text: str, path: str) -> dict[str, int]:
     """Parse "name 123" lines (vmstat, numastat). Lines that are not two tokens are malformed."""
+    fast = fast_space_kv(text)  # the kernel's usual text, in bulk
+    if fast is not None:
+        return fast
     out: dict[str, int] = {}
     for lineno, line in numbered_lines(text):
         toks = line.split()
