@@ -33,5 +33,39 @@ def corpus_root(*parts: str) -> DirRoot:
     return DirRoot(str(corpus(*parts)))
 
 
+_LABEL = __import__("re").compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+_E2E_CACHE: dict = {}
+
+
+def node_exporter_metrics() -> list[tuple[str, dict[str, str], float]]:
+    """node_exporter's e2e-output.txt (its metrics from exactly the corpus files) as
+    (name, labels, value) rows: the independent numbers the parser tests compare against."""
+    if "rows" not in _E2E_CACHE:
+        rows = []
+        for line in corpus_text("node_exporter", "e2e-output.txt").split("\n"):
+            if not line or line.startswith("#"):
+                continue
+            if "{" in line:
+                name, _, rest = line.partition("{")
+                lbl, _, value = rest.rpartition("}")
+                labels = dict(_LABEL.findall(lbl))
+            else:
+                name, _, value = line.partition(" ")
+                labels = {}
+            rows.append((name, labels, float(value.split()[0])))
+        _E2E_CACHE["rows"] = rows
+    return _E2E_CACHE["rows"]
+
+
+def e2e_rows(metric: str) -> list[tuple[dict[str, str], float]]:
+    """(labels, value) of every sample of one node_exporter metric."""
+    return [(lb, v) for n, lb, v in node_exporter_metrics() if n == metric]
+
+
+def e2e_prefixed(prefix: str) -> dict[str, float]:
+    """{name without prefix: value} for unlabelled metrics whose name starts with prefix."""
+    return {n[len(prefix):]: v for n, lb, v in node_exporter_metrics() if n.startswith(prefix) and not lb}
+
+
 def fixture_text(*parts: str) -> str:
     return FIXTURES.joinpath(*parts).read_text()

@@ -13,32 +13,16 @@ import re
 import pytest
 
 from ksight.sources import buddyinfo, loadavg, meminfo, numa, pressure, stat, vmstat, zoneinfo
-from tests.conftest import corpus, corpus_root
+from tests.conftest import corpus_root
 
 USER_HZ = 100
-_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
-
-
-def load_e2e(path) -> dict[tuple[str, frozenset], float]:
-    """Prometheus text format -> {(name, frozenset(labels)): value}. Comments skipped."""
-    out = {}
-    for line in path.read_text(errors="replace").split("\n"):
-        if not line or line.startswith("#"):
-            continue
-        if "{" in line:
-            name, _, rest = line.partition("{")
-            lbl, _, value = rest.rpartition("}")
-            labels = frozenset(_LABEL.findall(lbl))
-        else:
-            name, _, value = line.partition(" ")
-            labels = frozenset()
-        out[(name, labels)] = float(value.split()[0])
-    return out
 
 
 @pytest.fixture(scope="module")
 def e2e():
-    return load_e2e(corpus("node_exporter", "e2e-output.txt"))
+    from tests.conftest import node_exporter_metrics
+
+    return {(n, frozenset(lb.items())): v for n, lb, v in node_exporter_metrics()}
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 import os
-import re
 
 import pytest
 
@@ -8,18 +7,13 @@ from ksight.fs import LiveRoot
 from ksight.sources import diskstats
 from tests.conftest import corpus_text, corpus_root
 
-_E2E = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
 
 
 def e2e(metric: str) -> dict[str, float]:
     """node_exporter e2e-output.txt: {device label: value} for one metric (independent numbers)."""
-    out = {}
-    for line in corpus_text("node_exporter", "e2e-output.txt").splitlines():
-        m = _E2E.match(line)
-        if m and m.group(1) == metric:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(2)))
-            out[labels["device"]] = float(m.group(3))
-    return out
+    from tests.conftest import e2e_rows
+
+    return {lb["device"]: v for lb, v in e2e_rows(metric)}
 
 
 def test_node_exporter_e2e_values():

@@ -1,5 +1,4 @@
 import bz2
-import re
 
 import pytest
 
@@ -8,16 +7,10 @@ from ksight.fs import LiveRoot
 from ksight.sources import interrupts
 from tests.conftest import corpus, corpus_text
 
-_E2E = re.compile(r'^(\w+)\{([^}]*)\} (\S+)$')
-
-
 def e2e(metric: str) -> list[tuple[dict[str, str], float]]:
-    out = []
-    for line in corpus_text("node_exporter", "e2e-output.txt").splitlines():
-        m = _E2E.match(line)
-        if m and m.group(1) == metric:
-            out.append((dict(re.findall(r'(\w+)="([^"]*)"', m.group(2))), float(m.group(3))))
-    return out
+    from tests.conftest import e2e_rows
+
+    return e2e_rows(metric)
 
 
 def test_node_exporter_e2e_every_value_and_label():

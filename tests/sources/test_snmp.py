@@ -67,12 +67,9 @@ def test_pcp_1805_tcp_from_snmp_and_netstat():
 
 
 def e2e(prefix: str) -> dict[str, float]:
-    out = {}
-    for line in corpus_text("node_exporter", "e2e-output.txt").splitlines():
-        if line.startswith(prefix):
-            name, _, val = line.rpartition(" ")
-            out[name[len(prefix):]] = float(val)
-    return out
+    from tests.conftest import e2e_prefixed
+
+    return e2e_prefixed(prefix)
 
 
 def test_node_exporter_e2e_netstat():
