@@ -179,7 +179,8 @@ class DirtyBacklog(Scenario):
 # cgroup-reclaim
 RECLAIM_WORKER = r"""
 import os, sys, time
-path, fsize, anon, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+d, fsize, anon, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+path = os.path.join(d, "big")
 end = time.monotonic() + seconds
 hold = bytearray(anon)
 for i in range(0, anon, 4096):
@@ -198,7 +199,32 @@ while time.monotonic() < end:
 """
 
 
-class CgroupReclaim(Scenario):
+class _InMemoryCgroup(Scenario):
+    """A load process in its own small memory cgroup, working on files in a work directory."""
+
+    limit_bytes = 64 * MiB
+
+    def available(self):
+        ok, why = super().available()
+        if ok:
+            ok, why = _memcg_available()
+        return (ok, why) if not ok else _disk_dir_ok()
+
+    def spawn_in_cgroup(self, run: Running, stack: contextlib.ExitStack, name: str, worker: str,
+                        *args) -> str:
+        """Make the work dir and the cgroup, start `worker` inside; returns the work dir.
+        The worker's argv gets the work dir as its first argument."""
+        from .cgroup import MemoryCgroup
+
+        d = _workdir(run, stack)
+        cg = stack.enter_context(MemoryCgroup(name, max_bytes=self.limit_bytes))
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(worker, d, *args))
+        run.info["pid"] = p.pid
+        return d
+
+
+class CgroupReclaim(_InMemoryCgroup):
     name = "cgroup-reclaim"
     area = "pagecache"
     summary = "a memory cgroup at its limit reclaims its own page cache synchronously"
@@ -208,21 +234,10 @@ class CgroupReclaim(Scenario):
     anon_bytes = 32 * MiB
     file_bytes = 192 * MiB
 
-    def available(self):
-        ok, why = super().available()
-        if ok:
-            ok, why = _memcg_available()
-        return (ok, why) if not ok else _disk_dir_ok()
 
     def start(self, run, stack):
-        from .cgroup import MemoryCgroup
-
-        d = _workdir(run, stack)
-        cg = stack.enter_context(MemoryCgroup("reclaim", max_bytes=self.limit_bytes))
-        run.info["cgroup"] = cg
-        p = cg.spawn(python_worker(RECLAIM_WORKER, os.path.join(d, "big"), self.file_bytes,
-                                   self.anon_bytes, run.seconds))
-        run.info["pid"] = p.pid
+        self.spawn_in_cgroup(run, stack, "reclaim", RECLAIM_WORKER, self.file_bytes,
+                             self.anon_bytes, run.seconds)
 
     def evidence(self, run):
         cg = run.info["cgroup"]
@@ -260,7 +275,7 @@ while time.monotonic() < end:
 """
 
 
-class InodeSteal(Scenario):
+class InodeSteal(_InMemoryCgroup):
     """Many small cached files in a small memory cgroup: its reclaim shrinks the inode cache,
     and every inode it frees takes its page cache with it (vmstat pginodesteal)."""
 
@@ -273,21 +288,10 @@ class InodeSteal(Scenario):
     nfiles = 40_000
     warmup_s = 3.0  # creating the files comes first
 
-    def available(self):
-        ok, why = super().available()
-        if ok:
-            ok, why = _memcg_available()
-        return (ok, why) if not ok else _disk_dir_ok()
 
     def start(self, run, stack):
-        from .cgroup import MemoryCgroup
-
-        d = _workdir(run, stack)
-        cg = stack.enter_context(MemoryCgroup("inodes", max_bytes=self.limit_bytes))
-        run.info["cgroup"] = cg
-        p = cg.spawn(python_worker(INODE_WORKER, d, self.nfiles, run.seconds))
-        run.info["pid"] = p.pid
         run.info["vmstat0"] = _vmstat()
+        self.spawn_in_cgroup(run, stack, "inodes", INODE_WORKER, self.nfiles, run.seconds)
 
     def evidence(self, run):
         v, v0 = _vmstat(), run.info.get("vmstat0", {})
