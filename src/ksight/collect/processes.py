@@ -296,10 +296,14 @@ def _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing
     got = blank.copy()
     got["pid"] = pid
     miss: list[str] | None = None
-    for part, fname, parse in text_parts:
-        p = base + fname
+    # (attribute, part name, how to get it): text files read and parsed here, others by reader
+    jobs = [(part, part, lambda p=base + fname, parse=parse: parse(read(p), p))
+            for part, fname, parse in text_parts]
+    jobs += [(attr, part, lambda reader=reader: reader(root, pid, base))
+             for attr, part, reader in other_parts]
+    for attr, part, job in jobs:
         try:
-            got[part] = parse(read(p), p)
+            got[attr] = job()
         except Unavailable as u:
             if u.reason == EXITED:
                 # ESRCH also means "no address space" (kernel thread, zombie): check
@@ -310,20 +314,6 @@ def _careful(root, pid, base, read, text_parts, other_parts, blank, part_missing
                 miss = _note(miss, part_missing, part, u.reason)
         except ParseError as e:
             # an exiting process can leave a short or empty read behind
-            if not root.exists(base[:-1]):
-                return None
-            miss = _note(miss, part_missing, part, f"malformed: {e}")
-    for attr, part, reader in other_parts:
-        try:
-            got[attr] = reader(root, pid, base)
-        except Unavailable as u:
-            if u.reason == EXITED:
-                if not root.exists(base[:-1]):
-                    return None
-                miss = _no_mm(miss, part)
-            else:
-                miss = _note(miss, part_missing, part, u.reason)
-        except ParseError as e:
             if not root.exists(base[:-1]):
                 return None
             miss = _note(miss, part_missing, part, f"malformed: {e}")
