@@ -655,10 +655,352 @@ fail:
     return NULL;
 }
 
+/* ---- whole-file parsers of the snapshot's two costliest sources --------------------------
+ *
+ * Each mirrors a Python fast path exactly for the plain form the kernel prints, and returns None
+ * for anything else (non-ASCII text, a line break other than '\n', a number that is not plain
+ * ASCII digits or does not fit 64 bits, an unexpected shape): the caller then runs its Python
+ * fast path, which falls back to the line-by-line reference as before. */
+
+/* The ASCII characters str.splitlines() breaks on besides '\n'. */
+static inline int py_break(unsigned char c) {
+    return c == '\r' || c == 0x0b || c == 0x0c || c == 0x1c || c == 0x1d || c == 0x1e;
+}
+
+static inline int is_hex(unsigned char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* Plain ASCII digits that fit an unsigned 64-bit: what the C side reads as a number. */
+static int plain_uint(const char *s, size_t n, unsigned long long *out) {
+    if (!n)
+        return -1;
+    unsigned long long v = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9 || v > (ULLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The text of an ASCII str (NULL when not ASCII). */
+static const char *ascii_text(PyObject *text, Py_ssize_t *n) {
+    if (!PyUnicode_IS_ASCII(text))
+        return NULL;
+    *n = PyUnicode_GET_LENGTH(text);
+    return (const char *)PyUnicode_DATA(text);
+}
+
+typedef struct {
+    const char *p;
+    size_t len;
+    uint64_t hash;
+    unsigned long long count, bytes;
+} tail_ent;
+
+/* vmalloc_tails(text) -> {tail: (count, total_size)} in order of first appearance, or None.
+ * What vmallocinfo.parse's fast path computes: the text fully matches _STANDARD (every line
+ * '0xHEX-0xHEX +DIGITS( [^breaks]*)?\n'), and line.split(None, 2) gives three parts (range,
+ * size, tail: the rest after the whitespace that follows the size, trailing blanks kept). */
+static PyObject *procscan_vmalloc_tails(PyObject *self, PyObject *text) {
+    (void)self;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "vmalloc_tails: text must be str");
+        return NULL;
+    }
+    Py_ssize_t sn;
+    const char *t = ascii_text(text, &sn);
+    if (!t || sn == 0 || t[sn - 1] != '\n')
+        Py_RETURN_NONE;
+    size_t n = (size_t)sn, cap = 256, nent = 0, ecap = 128;
+    int32_t *table = PyMem_Malloc(cap * sizeof *table);
+    tail_ent *ent = PyMem_Malloc(ecap * sizeof *ent);
+    PyObject *out = NULL;
+    int plain = 0;
+    if (!table || !ent) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memset(table, 0xff, cap * sizeof *table);
+    const char *p = t, *end = t + n;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)); /* never NULL: text ends in '\n' */
+        const char *q = p;
+        /* 0xHEX-0xHEX */
+        if (nl - q < 2 || q[0] != '0' || q[1] != 'x')
+            goto done;
+        q += 2;
+        const char *h = q;
+        while (q < nl && is_hex((unsigned char)*q))
+            q++;
+        if (q == h || nl - q < 3 || q[0] != '-' || q[1] != '0' || q[2] != 'x')
+            goto done;
+        q += 3;
+        h = q;
+        while (q < nl && is_hex((unsigned char)*q))
+            q++;
+        if (q == h || q >= nl || *q != ' ')
+            goto done;
+        while (q < nl && *q == ' ')
+            q++;
+        /* SIZE, then ' ' and the tail ('\n' right after the size: split() gives two parts) */
+        const char *d = q;
+        while (q < nl && *q >= '0' && *q <= '9')
+            q++;
+        unsigned long long size;
+        if (q >= nl || *q != ' ' || plain_uint(d, (size_t)(q - d), &size))
+            goto done;
+        for (const char *c = q; c < nl; c++)
+            if (py_break((unsigned char)*c))
+                goto done;
+        while (q < nl && py_space((unsigned char)*q))
+            q++;
+        if (q == nl)
+            goto done; /* nothing after the size */
+        size_t len = (size_t)(nl - q);
+        uint64_t hv = 1469598103934665603ULL;
+        for (size_t i = 0; i < len; i++)
+            hv = (hv ^ (unsigned char)q[i]) * 1099511628211ULL;
+        size_t mask = cap - 1, s = (size_t)hv & mask;
+        tail_ent *e = NULL;
+        while (table[s] >= 0) {
+            tail_ent *x = &ent[table[s]];
+            if (x->hash == hv && x->len == len && memcmp(x->p, q, len) == 0) {
+                e = x;
+                break;
+            }
+            s = (s + 1) & mask;
+        }
+        if (!e) {
+            if (nent == ecap) {
+                tail_ent *ne = PyMem_Realloc(ent, 2 * ecap * sizeof *ent);
+                if (!ne) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                ent = ne;
+                ecap *= 2;
+            }
+            if (nent >= INT32_MAX)
+                goto done;
+            e = &ent[nent];
+            e->p = q;
+            e->len = len;
+            e->hash = hv;
+            e->count = 0;
+            e->bytes = 0;
+            table[s] = (int32_t)nent++;
+            if (2 * nent > cap) { /* grow and rehash */
+                size_t ncap = 4 * cap;
+                int32_t *nt = PyMem_Malloc(ncap * sizeof *nt);
+                if (!nt) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                memset(nt, 0xff, ncap * sizeof *nt);
+                for (size_t k = 0; k < nent; k++) {
+                    size_t j = (size_t)ent[k].hash & (ncap - 1);
+                    while (nt[j] >= 0)
+                        j = (j + 1) & (ncap - 1);
+                    nt[j] = (int32_t)k;
+                }
+                PyMem_Free(table);
+                table = nt;
+                cap = ncap;
+            }
+        }
+        if (e->bytes > ULLONG_MAX - size)
+            goto done; /* a sum over 64 bits: Python's ints */
+        e->count++;
+        e->bytes += size;
+        p = nl + 1;
+    }
+    plain = 1;
+    out = PyDict_New();
+    if (!out)
+        goto done;
+    for (size_t k = 0; k < nent; k++) {
+        PyObject *key = PyUnicode_FromStringAndSize(ent[k].p, (Py_ssize_t)ent[k].len);
+        PyObject *val = key ? Py_BuildValue("(KK)", ent[k].count, ent[k].bytes) : NULL;
+        int rc = val ? PyDict_SetItem(out, key, val) : -1;
+        Py_XDECREF(key);
+        Py_XDECREF(val);
+        if (rc < 0) {
+            Py_CLEAR(out);
+            goto done;
+        }
+    }
+done:
+    PyMem_Free(table);
+    PyMem_Free(ent);
+    if (!out && !plain && !PyErr_Occurred())
+        Py_RETURN_NONE;
+    return out;
+}
+
+#define SLAB_TOKENS 16
+static const int slab_int_cols[11] = {1, 2, 3, 4, 5, 8, 9, 10, 13, 14, 15};
+
+/* slab_rows(text, cls=None, fields=None) -> (version, rows) or None.
+ * What slabinfo.parse's fast path accepts: 'slabinfo - version: 2[.x]' then a line starting
+ * with '#', then at least one row, every row the 16 tokens 'name a b c d e : tunables x y z :
+ * slabdata p q r' (name not ':' and not starting with '#'). rows: a list of tuples (name, then
+ * the 11 ints in slabinfo._FIELDS order); with cls and fields (the 12 attribute names): a dict
+ * {name: cls object with those attributes}, made as the Python fast path makes them. */
+static PyObject *procscan_slab_rows(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *text, *cls = Py_None, *fields = Py_None;
+    if (!PyArg_ParseTuple(args, "U|OO:slab_rows", &text, &cls, &fields))
+        return NULL;
+    int objs = cls != Py_None;
+    if (objs && (!PyType_Check(cls) || !PyTuple_Check(fields) || PyTuple_GET_SIZE(fields) != 12)) {
+        PyErr_SetString(PyExc_TypeError, "slab_rows: cls must be a type, fields 12 names");
+        return NULL;
+    }
+    Py_ssize_t sn;
+    const char *t = ascii_text(text, &sn);
+    if (!t)
+        Py_RETURN_NONE;
+    const char *end = t + sn;
+    for (const char *c = t; c < end; c++)
+        if (py_break((unsigned char)*c))
+            Py_RETURN_NONE;
+    /* header */
+    static const char prefix[] = "slabinfo - version:";
+    const size_t pl = sizeof prefix - 1;
+    const char *nl = memchr(t, '\n', (size_t)sn);
+    if (!nl || (size_t)(nl - t) < pl || memcmp(t, prefix, pl) != 0)
+        Py_RETURN_NONE;
+    const char *v = t + pl;
+    size_t vl = (size_t)(nl - v);
+    strip_ws(&v, &vl);
+    if (vl < 1 || v[0] != '2' || (vl > 1 && v[1] != '.'))
+        Py_RETURN_NONE;
+    const char *p = nl + 1;
+    if (p >= end || *p != '#')
+        Py_RETURN_NONE;
+    nl = memchr(p, '\n', (size_t)(end - p));
+    if (!nl || nl + 1 >= end)
+        Py_RETURN_NONE; /* no row (splitlines gives no line after a final '\n') */
+    p = nl + 1;
+    /* rows: checked and converted before any object is made */
+    size_t nrows = 0, rcap = 256;
+    typedef struct {
+        const char *name;
+        size_t name_len;
+        unsigned long long v[11];
+    } slab_row;
+    slab_row *rows = PyMem_Malloc(rcap * sizeof *rows);
+    PyObject *list = NULL, *out = NULL;
+    if (!rows)
+        return PyErr_NoMemory();
+    while (p < end) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl ? nl : end;
+        const char *tok[SLAB_TOKENS + 1];
+        size_t tl[SLAB_TOKENS + 1];
+        int nt;
+        split_ws(p, (size_t)(le - p), tok, tl, SLAB_TOKENS + 1, &nt);
+        if (nt != SLAB_TOKENS || tl[6] != 1 || tok[6][0] != ':' || tl[11] != 1 ||
+            tok[11][0] != ':' || tl[7] != 8 || memcmp(tok[7], "tunables", 8) != 0 ||
+            tl[12] != 8 || memcmp(tok[12], "slabdata", 8) != 0 || tok[0][0] == '#' ||
+            (tl[0] == 1 && tok[0][0] == ':'))
+            goto none;
+        if (nrows == rcap) {
+            slab_row *nr = PyMem_Realloc(rows, 2 * rcap * sizeof *rows);
+            if (!nr) {
+                PyErr_NoMemory();
+                goto fail;
+            }
+            rows = nr;
+            rcap *= 2;
+        }
+        slab_row *r = &rows[nrows++];
+        r->name = tok[0];
+        r->name_len = tl[0];
+        for (int k = 0; k < 11; k++)
+            if (plain_uint(tok[slab_int_cols[k]], tl[slab_int_cols[k]], &r->v[k]))
+                goto none;
+        p = le + 1;
+    }
+    list = objs ? PyDict_New() : PyList_New((Py_ssize_t)nrows);
+    if (!list)
+        goto fail;
+    for (size_t i = 0; i < nrows; i++) {
+        const slab_row *r = &rows[i];
+        PyObject *name = PyUnicode_FromStringAndSize(r->name, (Py_ssize_t)r->name_len);
+        if (!name)
+            goto fail;
+        if (objs) {
+            PyObject *d = PyDict_New();
+            if (!d || PyDict_SetItem(d, PyTuple_GET_ITEM(fields, 0), name) < 0) {
+                Py_XDECREF(d);
+                Py_DECREF(name);
+                goto fail;
+            }
+            for (int k = 0; k < 11; k++)
+                if (set_steal(d, PyTuple_GET_ITEM(fields, k + 1),
+                              PyLong_FromUnsignedLongLong(r->v[k])) < 0) {
+                    Py_DECREF(d);
+                    Py_DECREF(name);
+                    goto fail;
+                }
+            PyObject *o = new_with_dict((PyTypeObject *)cls, d);
+            int rc = o ? PyDict_SetItem(list, name, o) : -1;
+            Py_XDECREF(o);
+            Py_DECREF(name);
+            if (rc < 0)
+                goto fail;
+        } else {
+            PyObject *tup = PyTuple_New(12);
+            if (!tup) {
+                Py_DECREF(name);
+                goto fail;
+            }
+            PyTuple_SET_ITEM(tup, 0, name);
+            for (int k = 0; k < 11; k++) {
+                PyObject *x = PyLong_FromUnsignedLongLong(r->v[k]);
+                if (!x) {
+                    Py_DECREF(tup);
+                    goto fail;
+                }
+                PyTuple_SET_ITEM(tup, k + 1, x);
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, tup);
+        }
+    }
+    PyMem_Free(rows);
+    PyObject *ver = PyUnicode_FromStringAndSize(v, (Py_ssize_t)vl);
+    if (!ver) {
+        Py_DECREF(list);
+        return NULL;
+    }
+    out = PyTuple_Pack(2, ver, list);
+    Py_DECREF(ver);
+    Py_DECREF(list);
+    return out;
+none:
+    PyMem_Free(rows);
+    Py_RETURN_NONE;
+fail:
+    PyMem_Free(rows);
+    Py_XDECREF(list);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
      "scan(base, pids, live, spec) -> list: per PID (PidStat, PidStatm, PidStatus), or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
+    {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
+     "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"
+     "the lines, or None when the text is not in the plain form (Python then does it)."},
+    {"slab_rows", procscan_slab_rows, METH_VARARGS,
+     "slab_rows(text, cls=None, fields=None) -> (version, rows) as slabinfo.parse's fast path\n"
+     "reads a version 2.x file, or None when the text is not in the plain form."},
     {NULL, NULL, 0, NULL},
 };
 

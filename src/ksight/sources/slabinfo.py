@@ -125,12 +125,28 @@ _INT_COLS = (1, 2, 3, 4, 5, 8, 9, 10, 13, 14, 15)  # of the 16 tokens, in _FIELD
 _PREFIX = "slabinfo - version:"
 _new = object.__new__
 
+try:
+    from .._procscan import slab_rows as _c_rows  # the optional C extension (setup.py)
+except ImportError:  # not built: the Python fast path below does the same work
+    _c_rows = None
+
 
 def parse(text: str, path: str = PATH) -> Slabinfo:
     """Fast path for the usual file: a version 2.x header, the column header, then only rows of
     the 16 tokens every kernel prints (mm/slab_common.c: 'name a b c d e : tunables x y z :
-    slabdata p q r'), checked and converted a column at a time. Anything else goes line by
-    line (_parse_lines), which gives the same result and raises the errors."""
+    slabdata p q r'). Done in C (ksight._procscan.slab_rows) when the extension is built and
+    the text is plain ASCII with plain numbers, else checked and converted a column at a time in
+    Python (_parse_py). Anything else goes line by line (_parse_lines), which gives the same
+    result and raises the errors."""
+    if _c_rows is not None:
+        r = _c_rows(text, SlabCache, _FIELDS)
+        if r is not None:
+            return Slabinfo(version=r[0], caches=r[1])
+    return _parse_py(text, path)
+
+
+def _parse_py(text: str, path: str = PATH) -> Slabinfo:
+    """The Python fast path (what slab_rows does in C), falling back to _parse_lines."""
     lines = text.splitlines()
     if len(lines) > 2 and lines[0].startswith(_PREFIX) and lines[1].startswith("#"):
         version = lines[0][len(_PREFIX):].strip()

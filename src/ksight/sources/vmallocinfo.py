@@ -68,6 +68,11 @@ _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines spli
 _STANDARD = re.compile(r"(?:0x[0-9a-fA-F]+-0x[0-9a-fA-F]+ +[0-9]+(?: [^" + _BREAKS + r"]*)?\n)+")
 _new = object.__new__
 
+try:
+    from .._procscan import vmalloc_tails as _c_tails  # the optional C extension (setup.py)
+except ImportError:  # not built: the Python fast path below does the same work
+    _c_tails = None
+
 
 class _Slow(Exception):
     """The fast path met something only the reference path handles (it gives the error)."""
@@ -78,9 +83,23 @@ def parse(text: str, path: str = PATH) -> Vmallocinfo:
 
     Fast path: when the whole text has the standard line shape, lines are grouped by everything
     after the size (most repeat: 'unpurged vm_area' is often 3/4 of the file) and each distinct
-    tail is read once. Anything else goes line by line (_parse_lines), which raises the errors.
-    Both give identical results (tests/sources/test_vmallocinfo.py checks them against each other).
+    tail is read once. The grouping is done in C (ksight._procscan.vmalloc_tails) when the
+    extension is built and the text is plain ASCII with plain numbers, else in Python.
+    Anything else goes line by line (_parse_lines), which raises the errors. All give identical
+    results (tests/sources/test_fast_paths.py and test_c_parsers.py check them against each other).
     """
+    if _c_tails is not None:
+        groups = _c_tails(text)
+        if groups is not None:
+            try:
+                return _aggregate(groups)
+            except _Slow:
+                return _parse_lines(text, path)  # a bad pages=
+    return _parse_py(text, path)
+
+
+def _parse_py(text: str, path: str = PATH) -> Vmallocinfo:
+    """The Python fast path (what the C grouping does), falling back to _parse_lines."""
     if not _STANDARD.fullmatch(text):
         return _parse_lines(text, path)
     tails: dict[str, list[str]] = {}
@@ -93,18 +112,17 @@ def parse(text: str, path: str = PATH) -> Vmallocinfo:
                 tails[tail] = [size]
             else:
                 sizes.append(size)
-        return _aggregate(tails)
+        return _aggregate({t: (len(s), sum(map(int, s))) for t, s in tails.items()})
     except (ValueError, _Slow):
         return _parse_lines(text, path)  # a line with nothing after the size, or a bad pages=
 
 
-def _aggregate(tails: dict[str, list[str]]) -> Vmallocinfo:
+def _aggregate(tails: dict[str, tuple[int, int]]) -> Vmallocinfo:
+    """{tail after the size: (areas, their total size)} -> the result."""
     acc: dict[str, list] = {}  # caller -> [count, bytes, pages, kinds, module]
     total = areas = pages_total = unpurged = 0
-    for tail, sizes in tails.items():
+    for tail, (n, nbytes) in tails.items():
         toks = tail.split()
-        n = len(sizes)
-        nbytes = sum(map(int, sizes))
         caller, module, kind0, i = UNKNOWN, None, None, 0
         t0 = toks[0] if toks else None
         if t0 == "unpurged" and len(toks) > 1 and toks[1] == "vm_area":
