@@ -181,3 +181,48 @@ def test_missing_source_is_reported_not_crashed(tmp_path, base):
 def test_one_snapshot_runs_only_single_snapshot_rules(tmp_path, base):
     r = diagnose(snapshots(tmp_path, [base], SOURCES), ["pagecache"])
     assert any("two snapshots" in n.reason for n in r.not_evaluated)
+
+
+def _tree_files(base):
+    return {str(p.relative_to(base)): p.read_text() for p in base.rglob("*") if p.is_file()}
+
+
+def _bump_events(text: str, key: str, by: int) -> str:
+    return "\n".join(f"{k} {int(v) + by}" if k == key else f"{k} {v}"
+                     for k, v in (ln.split() for ln in text.strip().splitlines())) + "\n"
+
+
+def test_cgroup_v2_limit_hits_name_the_group_not_its_parents(tmp_path, base):
+    """v2 memory.events is hierarchical: a parent counts its child's limit hits. Only the group
+    at its own limit (memory.events.local, or a finite memory.max) is reported."""
+    from tests.conftest import FIXTURES
+
+    cg = _tree_files(FIXTURES / "cgroup_v2")
+    before = dict(base, **cg)
+    after = dict(before)
+    nginx = "sys/fs/cgroup/system.slice/nginx.service/"
+    after[nginx + "memory.events"] = _bump_events(cg[nginx + "memory.events"], "max", 50)
+    after[nginx + "memory.events.local"] = _bump_events(cg[nginx + "memory.events.local"], "max", 50)
+    parent = "sys/fs/cgroup/system.slice/memory.events"
+    after[parent] = _bump_events(cg[parent], "max", 50)
+    r = diagnose(snapshots(tmp_path, [before, after], SOURCES + ["cgroup_memory"]), ["pagecache"])
+    named = {(f.subject.cgroup if f.subject else None) for f in r.findings
+             if f.id == "pagecache.direct-reclaim"}
+    assert named == {"/system.slice/nginx.service"}, r.findings
+
+
+def test_actions_never_step_the_wrong_way(tmp_path, base):
+    # swappiness already 5: advising 10 would raise it; the action is dropped, not inverted
+    files = dict(base, **{"proc/sys/vm/swappiness": "5\n"})
+    r = diagnose(snapshots(tmp_path, [files, bumped(files, pswpout=5000)], SOURCES), ["pagecache"])
+    f = next(f for f in r.findings if f.id == "pagecache.swap-io")
+    assert not [a for a in f.actions if a.name == "vm.swappiness"]
+    # dirty_ratio 40: the advice to raise the foreground limit never lowers it
+    v = base["proc/vmstat"]
+    thresh = counter(v, "nr_dirty_threshold")
+    hot = dict(base, **{"proc/sys/vm/dirty_ratio": "40\n",
+                        "proc/vmstat": set_counter(set_counter(v, "nr_dirty", thresh), "nr_writeback", 5)})
+    r = diagnose(snapshots(tmp_path / "b", [hot, hot], SOURCES), ["pagecache"])
+    f = next(f for f in r.findings if f.id == "pagecache.dirty-backlog")
+    rec = {a.name: a.recommended for a in f.actions if a.kind == "sysctl"}
+    assert int(rec["vm.dirty_ratio"]) > 40

@@ -65,7 +65,7 @@ def test_check_finds_the_fault(scenario):
             thr = found.get("pagecache.thrashing")
             assert thr and (thr["subject"] or {}).get("cgroup") == cg, thr
             ev = {e["name"]: e["value"] for e in sub[0]["evidence"]}
-            assert ev.get("memory.failcnt") or ev.get("memory.events max") or ev.get("memory.events high"), ev
+            assert any(ev.get(k) for k in ("memory.failcnt", "memory.events max", "memory.events high", "memory.events.local max", "memory.events.local high")), ev
             continue
         for name in MOVED.get(rule_id) or ():
             ev = {e["name"]: e["value"] for f in matching for e in f["evidence"]}

@@ -47,9 +47,13 @@ class Rule:
     def finding(self, severity: str, evidence: Iterable[Evidence], explanation: str,
                 actions: Iterable[Action] = (), *, subject: Subject | None = None,
                 title: str | None = None) -> Finding:
+        # a sysctl action whose recommendation is the current value is no advice: drop it
+        acts = tuple(a for a in actions if not (
+            a.kind == "sysctl" and a.current is not None and a.recommended is not None
+            and " ".join(a.current.split()) == " ".join(str(a.recommended).split())))
         return Finding(id=self.id, area=self.area, severity=severity, title=title or self.title,
                        evidence=tuple(evidence), explanation=explanation,
-                       actions=tuple(actions), subject=subject)
+                       actions=acts, subject=subject)
 
 
 RULES: dict[str, Rule] = {}

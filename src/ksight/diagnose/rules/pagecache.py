@@ -68,7 +68,8 @@ def _min_free_action(ctx: Context) -> Action | None:
     rec = recommended_min_free_kb(mi.mem_total_kb)
     if rec <= cur:
         return Action("sysctl", name="vm.watermark_scale_factor",
-                      current=ctx.sysctl_text("vm.watermark_scale_factor"), recommended="100",
+                      current=ctx.sysctl_text("vm.watermark_scale_factor"),
+                      recommended=str(_toward(ctx.sysctl("vm.watermark_scale_factor"), 100, "up")),
                       why="vm.min_free_kbytes is already generous; widening the gap between the "
                           "low and high watermarks (default 10 = 0.1% of memory) wakes kswapd "
                           "earlier and lets it reclaim more before allocations stall")
@@ -159,12 +160,24 @@ def _cgroup_reclaim(ctx: Context, r: Rule) -> list:
                 ev.append(ctx.ev("memory.failcnt", d, "charges failed at the limit in the window",
                                  src + "/memory.failcnt"))
         else:
+            # v2 memory.events is hierarchical: a parent counts its children's limit hits.
+            # memory.events.local (5.2+) counts this group's own; without it, only a group
+            # with a limit of its own can be the one at its limit.
+            local = prev.events_local is not None and g.events_local is not None
+            own_high = g.high_bytes is not None and g.high_bytes < UNLIMITED
             for key in ("max", "high"):
-                d = _d((prev.events or {}).get(key), (g.events or {}).get(key))
+                if local:
+                    d = _d(prev.events_local.get(key), g.events_local.get(key))
+                    fname = "memory.events.local"
+                elif (key == "max" and limit) or (key == "high" and own_high):
+                    d = _d((prev.events or {}).get(key), (g.events or {}).get(key))
+                    fname = "memory.events"
+                else:
+                    continue
                 if d:
                     hit = True
-                    ev.append(ctx.ev(f"memory.events {key}", d, "events in the window",
-                                     src + "/memory.events"))
+                    ev.append(ctx.ev(f"{fname} {key}", d, "events in the window",
+                                     src + "/" + fname))
         for key in ("pgscan_direct", "pgsteal_direct", "pgscan", "pgsteal", "pgmajfault",
                     "total_pgmajfault", "pgpgout", "workingset_refault_file"):
             d = _d((prev.stat or {}).get(key), (g.stat or {}).get(key))
@@ -209,6 +222,14 @@ def _cgroup_reclaim(ctx: Context, r: Rule) -> list:
             actions, subject=Subject(cgroup=path),
             title=f"Memory cgroup {path} reclaims at its limit"))
     return out
+
+
+def _toward(cur: int | None, target: int, direction: str) -> int:
+    """The recommended value: `target`, but never a step the wrong way from the current value
+    (a setting already past the target is kept; the engine then drops the no-op action)."""
+    if cur is None:
+        return target
+    return max(cur, target) if direction == "up" else min(cur, target)
 
 
 def _half(cur: int | None, floor: int) -> str:
@@ -274,11 +295,13 @@ def dirty_backlog(ctx: Context, r: Rule):
                why="start background writeback sooner so dirty data does not pile up to the "
                    "throttle point; trade-off: more, smaller writes and less write coalescing"),
         Action("sysctl", name="vm.dirty_expire_centisecs",
-               current=ctx.sysctl_text("vm.dirty_expire_centisecs"), recommended="1000",
+               current=ctx.sysctl_text("vm.dirty_expire_centisecs"),
+               recommended=str(_toward(ctx.sysctl("vm.dirty_expire_centisecs"), 1000, "down")),
                why="write back data older than 10 s instead of 30 s: smoother writeback, less "
                    "lost on a crash; trade-off: short-lived files get written too"),
         Action("sysctl", name=fg, current=ctx.sysctl_text(fg),
-               recommended=(str(max((ctx.sysctl(fg) or 0) * 2, 268435456)) if from_bytes else "20"),
+               recommended=(str(max((ctx.sysctl(fg) or 0) * 2, 268435456)) if from_bytes
+                            else str(min(max((ctx.sysctl(fg) or 20) * 3 // 2, 20), 60))),
                why="a higher foreground limit lets bursts finish without blocking writers; "
                    "trade-off: more unwritten data in memory, longer stalls when it must be flushed"
                    + (f" (MemTotal {_fmt_kb(mi.mem_total_kb)})" if mi and mi.mem_total_kb else "")),
@@ -382,7 +405,8 @@ def inode_steal(ctx: Context, r: Rule):
         "Reclaiming inodes frees the page cache attached to them, even cache that is hot. Files "
         "whose inodes are evicted are read from disk again on their next use.",
         [Action("sysctl", name="vm.vfs_cache_pressure", current=None if vcp is None else str(vcp),
-                recommended="50", why="reclaim dentries and inodes less eagerly relative to "
+                recommended=str(_toward(vcp, 50, "down")),
+                why="reclaim dentries and inodes less eagerly relative to "
                                       "the page cache (default 100); trade-off: more slab memory")])
 
 
@@ -496,7 +520,8 @@ def compaction_stall(ctx: Context, r: Rule):
         "Allocations of physically contiguous memory (huge pages, large network or driver "
         "buffers) found no free block of their size and compacted memory synchronously.",
         [Action("sysctl", name="vm.compaction_proactiveness",
-                current=ctx.sysctl_text("vm.compaction_proactiveness"), recommended="30",
+                current=ctx.sysctl_text("vm.compaction_proactiveness"),
+                recommended=str(_toward(ctx.sysctl("vm.compaction_proactiveness"), 30, "up")),
                 why="compact in the background before allocations need it (5.9+; default 20)"),
          Action("command", text="echo defer+madvise > /sys/kernel/mm/transparent_hugepage/defrag"
                                 "  # do not stall page faults for THP"),
@@ -532,7 +557,8 @@ def swap_io(ctx: Context, r: Rule):
         "swapped-out page waits for a disk read, which shows up as latency jitter; in "
         "production it usually means memory is overcommitted (machine-wide or in a cgroup).",
         [Action("sysctl", name="vm.swappiness", current=None if sw is None else str(sw),
-                recommended="10", why="prefer dropping page cache over swapping anonymous "
+                recommended=str(_toward(sw, 10, "down")),
+                why="prefer dropping page cache over swapping anonymous "
                                       "memory; trade-off: less cache for file I/O"),
          Action("command", text="ksight show --processes --json  # VmSwap per process: who is swapped out"),
          Action("cgroup", text="set memory.swap.max (v2) or memory.memsw.limit_in_bytes (v1) for "
