@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .common import seconds
+
 HELP = "record the raw kernel text of N snapshots (plus a manifest) for offline analysis"
 DESCRIPTION = """\
 Take COUNT snapshots INTERVAL seconds apart and write exactly the kernel text ksight read
@@ -27,7 +29,7 @@ size: a snapshot with ~300 processes is ~1-3 MB raw and ~10x smaller as .tar.zst
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, metavar="FILE",
                    help="directory, or .tar / .tar.gz / .tar.zst archive to write")
-    p.add_argument("-i", "--interval", type=float, default=1.0, metavar="S",
+    p.add_argument("-i", "--interval", type=seconds, default=1.0, metavar="S",
                    help="seconds between snapshots (default 1)")
     p.add_argument("-c", "--count", type=int, default=1, metavar="N",
                    help="number of snapshots (default 1; use 2 or more for rates)")
@@ -70,6 +72,10 @@ def run(args: argparse.Namespace) -> int:
     snaps = manifest["snapshots"]
     unavailable = {u["source"]: u["reason"] for s in snaps for u in s["unavailable"]}
     print(f"wrote {args.output}: {len(snaps)} snapshot(s), {sum(s['files'] for s in snaps)} files")
+    if manifest.get("interrupted"):
+        print(f"  interrupted: {len(snaps)} of {manifest['requested_count']} snapshots taken; "
+              "the capture is complete for those", file=sys.stderr)
+        return 130
     for src, why in sorted(unavailable.items()):
         print(f"  unavailable: {src}: {why}")
     return 0

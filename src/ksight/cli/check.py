@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_from, add_json
+from .common import add_from, add_json, seconds
 
 HELP = "diagnose this machine (or a capture): findings with evidence and actions"
 DESCRIPTION = """\
@@ -32,9 +32,9 @@ no tracing, nothing is changed on the machine.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--interval", type=float, default=3.0, metavar="S",
+    p.add_argument("-i", "--interval", type=seconds, default=3.0, metavar="S",
                    help="length of the observation window in seconds (default 3)")
-    p.add_argument("--step", type=float, default=1.0, metavar="S",
+    p.add_argument("--step", type=seconds, default=1.0, metavar="S",
                    help="seconds between snapshots inside the window (default 1)")
     p.add_argument("-a", "--area", action="append", metavar="AREA",
                    help="only rules of this area (repeatable)")
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rules:
         return _list_rules(load_rules(args.area))
-    if args.interval <= 0 or args.step <= 0:
-        raise UsageError("--interval and --step must be positive")
+    if args.step > args.interval:
+        raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
     needed = sources_needed(args.area)
     if "uptime" not in needed:
         needed.append("uptime")

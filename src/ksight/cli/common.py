@@ -11,6 +11,20 @@ FROM_HELP = ("work on a capture (directory, .tar, .tar.gz or .tar.zst from `ksig
              "single proc/sys tree) instead of the live machine")
 
 
+def seconds(text: str) -> float:
+    """argparse type for a duration: a finite number of seconds above zero (nan and inf are
+    refused: they would spin or overflow the sleep)."""
+    import math
+
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(v) or v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of seconds above 0")
+    return v
+
+
 def add_from(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_", metavar="FILE_OR_DIR", help=FROM_HELP)
 

@@ -34,12 +34,21 @@ Run as root for the full picture (slabinfo, other users' processes, tracing).
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on a usage error, which `ksight check` uses for "critical":
+    usage errors exit with 3 ("could not diagnose"), with one line on stderr."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(3, f"ksight: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ksight", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ksight {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():
         try:
             mod = importlib.import_module(f"ksight.cli.{modname}")

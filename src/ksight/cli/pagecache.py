@@ -72,11 +72,15 @@ def run(args: argparse.Namespace) -> int:
                                page_size=snap.host.page_size)
         process = procs.get(int(args.protect))
     rep = pc.report(snap, protect_target=args.protect, process=process)
+    # --protect of a PID or cgroup that does not exist: the report says why; exit 3
+    not_found = args.protect and (rep.protect is None or rep.protect.version is None
+                                  or rep.protect.current_bytes is None and rep.protect.max_bytes is None)
+    status = 3 if not_found or (rep.cache is None and rep.protect is None) else 0
     if args.json:
         print_json({"version": 1, "taken_at": snap.taken_at, "report": rep})
-        return 0
+        return status
     render(rep, sys.stdout)
-    return 0 if rep.cache is not None or rep.protect is not None else 3
+    return status
 
 
 def _kb(v) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_from, add_json, print_json
+from .common import add_from, add_json, print_json, seconds
 
 HELP = "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture"
 DESCRIPTION = """\
@@ -50,7 +50,7 @@ overhead: reads /proc/vmstat and /proc/meminfo once per interval (well under a m
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-B", dest="paging", action="store_true", help="paging statistics (sar -B)")
     p.add_argument("-r", dest="memory", action="store_true", help="memory utilisation (sar -r)")
-    p.add_argument("interval", nargs="?", type=float, help="seconds between rows (default 1)")
+    p.add_argument("interval", nargs="?", type=seconds, help="seconds between rows (default 1)")
     p.add_argument("count", nargs="?", type=int, help="number of rows (default: until Ctrl-C; "
                    "1 when no interval is given)")
     add_from(p)

@@ -120,7 +120,8 @@ def take(
     return Snapshot(
         taken_at=wall,
         monotonic=mono,
-        uptime_s=read_uptime(root),
+        # the uptime source when collected (one read, so a capture replays the same value)
+        uptime_s=got["uptime"].uptime_s if "uptime" in got else read_uptime(root),
         host=host,
         sources=got,
         processes=procs,

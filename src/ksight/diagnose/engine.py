@@ -59,6 +59,7 @@ def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None) -> R
                 "snapshots": len(snapshots)},
         unavailable=_unavailable(snapshots),
     )
+    report.window_missing = ctx.window is None and any(r.window for r in rules)
     for r in rules:
         if r.window and ctx.window is None:
             report.not_evaluated.append(NotEvaluated(r.id, "needs two snapshots (a window)"))

@@ -80,6 +80,8 @@ class Report:
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
     rules_run: int = 0
     counter_resets: list[str] = field(default_factory=list)
+    # rules that need a window (rates) were skipped: one snapshot only
+    window_missing: bool = False
 
     @property
     def worst(self) -> str | None:
@@ -89,8 +91,8 @@ class Report:
 
     def exit_status(self) -> int:
         """0 nothing at warning or above, 1 warning, 2 critical, 3 could not diagnose."""
-        if self.rules_run == 0:
-            return 3
+        if self.rules_run == 0 or (self.window_missing and not self.findings):
+            return 3  # nothing found, but most rules could not look: that is not "ok"
         w = self.worst
         if w == "critical":
             return 2

@@ -51,8 +51,11 @@ class Rule:
         acts = tuple(a for a in actions if not (
             a.kind == "sysctl" and a.current is not None and a.recommended is not None
             and " ".join(a.current.split()) == " ".join(str(a.recommended).split())))
+        # evidence whose value this kernel does not provide is left out: values are numbers
+        # (or setting strings), never null (docs/check-json.md)
+        evidence = tuple(e for e in evidence if e.value is not None)
         return Finding(id=self.id, area=self.area, severity=severity, title=title or self.title,
-                       evidence=tuple(evidence), explanation=explanation,
+                       evidence=evidence, explanation=explanation,
                        actions=acts, subject=subject)
 
 

@@ -10,7 +10,7 @@ VERSION = 1
 
 def report_json(report: Report) -> dict:
     verdict = report.worst or "ok"
-    if report.rules_run == 0:
+    if report.exit_status() == 3:
         verdict = "unknown"
     return {
         "version": VERSION,

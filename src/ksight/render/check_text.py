@@ -51,6 +51,9 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in ("critical", "warning", "info")}
     if report.rules_run == 0:
         verdict = "[bold]could not diagnose[/]: no rule could run (see below)"
+    elif report.window_missing and not report.findings:
+        verdict = ("[bold]could not diagnose[/]: one snapshot only; rules that need rates were "
+                   "skipped (capture with --count 2 or more)")
     elif not report.findings:
         verdict = "[bold green]OK[/]: nothing wrong found"
     else:

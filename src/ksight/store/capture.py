@@ -58,6 +58,38 @@ class Capture:
                        known_unavailable=known, **take_args)
 
 
+def _checked_manifest(spec: str, m) -> dict:
+    """The manifest if it has the shape this ksight reads, else CaptureError saying what is wrong
+    (a hand-edited or foreign manifest must not become a traceback or silent wrong numbers)."""
+    def bad(why: str):
+        raise CaptureError(f"{spec}: manifest.json: {why}")
+
+    if not isinstance(m, dict) or m.get("format") != FORMAT:
+        bad("not a ksight capture manifest")
+    if not isinstance(m.get("version"), int) or m["version"] > VERSION:
+        bad(f"format version {m.get('version')!r} is not one this ksight reads (<= {VERSION})")
+    host = m.get("host", {})
+    if not isinstance(host, dict):
+        bad("'host' is not an object")
+    for k in ("page_size", "clk_tck", "cpus"):
+        if host.get(k) is not None and (not isinstance(host[k], int) or host[k] <= 0):
+            bad(f"host.{k} is {host[k]!r}, not a positive integer")
+    snaps = m.get("snapshots", [])
+    if not isinstance(snaps, list):
+        bad("'snapshots' is not a list")
+    for i, s in enumerate(snaps):
+        if not isinstance(s, dict) or not isinstance(s.get("dir"), str) or not s["dir"]:
+            bad(f"snapshot {i} has no 'dir'")
+        if s.get("taken_at") is not None and not isinstance(s["taken_at"], (int, float)):
+            bad(f"snapshot {i}: taken_at is not a number")
+        un = s.get("unavailable", [])
+        if not isinstance(un, list) or not all(
+                isinstance(u, dict) and isinstance(u.get("source"), str)
+                and isinstance(u.get("reason"), str) for u in un):
+            bad(f"snapshot {i}: 'unavailable' is not a list of {{source, reason}}")
+    return m
+
+
 def open_capture(spec: str) -> Capture:
     """Open a capture directory or archive, or a single root tree."""
     base = open_root(spec)
@@ -69,8 +101,7 @@ def open_capture(spec: str) -> Capture:
             manifest = json.loads(base.read_text("manifest.json"))
         except (ValueError, Unavailable) as exc:
             raise CaptureError(f"{spec}: manifest.json is not readable JSON: {exc}") from None
-        if manifest.get("format") != FORMAT:
-            raise CaptureError(f"{spec}: manifest.json is not a ksight capture manifest")
+        manifest = _checked_manifest(spec, manifest)
     if manifest and manifest.get("snapshots"):
         metas = list(manifest["snapshots"])
         roots = [base.sub(m["dir"]) for m in metas]
@@ -96,6 +127,12 @@ class _Writer:
     """Writes snapshot trees to a directory or straight into an archive."""
 
     def __init__(self, out: str):
+        try:
+            self._open(out)
+        except OSError as exc:
+            raise CaptureError(f"{out}: cannot write: {exc.strerror or exc}") from None
+
+    def _open(self, out: str) -> None:
         self.out = out
         self.archive = out.endswith(ARCHIVE_SUFFIXES)
         self._raw = None
@@ -152,6 +189,23 @@ class _Writer:
                 self._raw.close()
 
 
+def _write_snapshot(writer: "_Writer", root: Root, d: str, started: float, **take_args):
+    """Take one snapshot through a recording root and write exactly what it read under d/."""
+    rec = RecordingRoot(root)
+    snap = take(rec, **take_args)
+    stamp = snap.taken_at or started
+    for path in sorted(rec.dirs):
+        writer.dir(f"{d}/{path}" if path else d, stamp)
+    for path, data in sorted(rec.files.items()):
+        writer.file(f"{d}/{path}", data, stamp)
+    for path, target in sorted(rec.links.items()):
+        writer.link(f"{d}/{path}", target, stamp)
+    meta = {"dir": d, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
+            "uptime_s": snap.uptime_s, "files": len(rec.files),
+            "unavailable": [{"source": m.source, "reason": m.reason} for m in snap.unavailable]}
+    return snap, meta
+
+
 def capture(
     out: str,
     *,
@@ -178,32 +232,27 @@ def capture(
     host = None
     started = time.time()
     try:
-        for i in range(count):
-            if i:
-                time.sleep(interval)
-            rec = RecordingRoot(root)
-            snap = take(rec, sources=sources, processes=processes, sockets=sockets)
-            host = host or snap.host
-            d = f"{i:04d}"
-            stamp = snap.taken_at or started
-            for path in sorted(rec.dirs):
-                writer.dir(f"{d}/{path}" if path else d, stamp)
-            for path, data in sorted(rec.files.items()):
-                writer.file(f"{d}/{path}", data, stamp)
-            for path, target in sorted(rec.links.items()):
-                writer.link(f"{d}/{path}", target, stamp)
-            metas.append({
-                "dir": d, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
-                "uptime_s": snap.uptime_s, "files": len(rec.files),
-                "unavailable": [{"source": m.source, "reason": m.reason} for m in snap.unavailable],
-            })
-            if progress:
-                progress(i + 1, count, snap)
+        interrupted = False
+        try:
+            for i in range(count):
+                if i:
+                    time.sleep(interval)
+                snap, meta = _write_snapshot(writer, root, f"{i:04d}", started, sources=sources,
+                                             processes=processes, sockets=sockets)
+                host = host or snap.host
+                metas.append(meta)
+                if progress:
+                    progress(i + 1, count, snap)
+        except KeyboardInterrupt:
+            # Ctrl-C: keep what was taken. The manifest lists only complete snapshots (a
+            # directory half-written when the signal came is not listed, so replay never reads it)
+            interrupted = True
         manifest = {
             "format": FORMAT, "version": VERSION, "ksight": __version__,
             "created_by": f"ksight {__version__} on {socket.gethostname()}",
             "host": _host_manifest(host) if host else {},
-            "interval_s": interval, "count": count,
+            "interval_s": interval, "count": len(metas), "requested_count": count,
+            "interrupted": interrupted,
             "snapshots": metas,
         }
         writer.file("manifest.json", json.dumps(manifest, indent=1).encode(), time.time())

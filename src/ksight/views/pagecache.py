@@ -166,10 +166,15 @@ def human(b: int | None) -> str:
 
 
 def find_group(cgm, path: str | None):
-    """The group at `path`, or its nearest ancestor the walk saw."""
+    """The group at `path`; when the walk stopped at its bounds (cgm.truncated) and did not
+    reach it, its nearest ancestor the walk saw; else None (no such group)."""
     if cgm is None or path is None:
         return None
     p = path.rstrip("/") or "/"
+    if p in cgm.groups:
+        return cgm.groups[p]
+    if not getattr(cgm, "truncated", False):
+        return None
     for _ in range(64):
         if p in cgm.groups:
             return cgm.groups[p]
