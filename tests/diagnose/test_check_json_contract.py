@@ -34,7 +34,9 @@ def test_json_document_shape_and_exit_status(tmp_path, capsys):
         assert set(e) == EVIDENCE_KEYS
     assert {e["name"]: e["value"] for e in f["evidence"]}["pswpout"] == 10_000
     assert all(set(a) == ACTION_KEYS for a in f["actions"])
-    assert {u["source"] for u in doc["unavailable"]} >= {"sysctl"} or doc["unavailable"]
+    # the tree has no zoneinfo: it is listed with the reason, not silently zero
+    un = {u["source"]: u["reason"] for u in doc["unavailable"]}
+    assert "zoneinfo" in un and "missing" in un["zoneinfo"]
 
 
 def test_nothing_to_read_exits_3(tmp_path, capsys):

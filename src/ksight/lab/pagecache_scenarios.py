@@ -31,17 +31,18 @@ _DIR = re.compile(r"^ksight-lab-(\d+)-")
 
 # -- small live readers (the proof in tests uses ksight.sources; these feed the evidence line)
 def _meminfo() -> dict[str, int]:
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = int(v.split()[0])
-    return out
+    """/proc/meminfo as {name: kB}, through the project's parser (for the live evidence line)."""
+    from ..fs import LiveRoot
+    from ..sources import meminfo
+
+    return dict(meminfo.read(LiveRoot()).fields)
 
 
 def _vmstat() -> dict[str, int]:
-    with open("/proc/vmstat") as f:
-        return {k: int(v) for k, v in (line.split() for line in f)}
+    from ..fs import LiveRoot
+    from ..sources import vmstat
+
+    return dict(vmstat.read(LiveRoot()).counters)
 
 
 def _fstype(path: str) -> str:
