@@ -173,7 +173,7 @@ def test_listdirs_alike_on_every_root(tmp_path):
     with tarfile.open(tar, "w") as tf:
         tf.add(t, arcname=".")
     from ksight.fs import Root
-    from ksight.store.recording_root import RecordingRoot
+    from ksight.fs import RecordingRoot
 
     class Plain(Root):  # only the five primitives: the generic listdirs
         def __init__(self, inner):

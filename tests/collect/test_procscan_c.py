@@ -23,7 +23,7 @@ import pytest
 from ksight.collect import processes as P
 from ksight.collect.processes import scan
 from ksight.fs import DirRoot, LiveRoot, SubRoot
-from ksight.store.recording_root import RecordingRoot
+from ksight.fs import RecordingRoot
 from tests.conftest import CORPORA, corpus_root
 
 if P._procscan is None and os.environ.get("CI"):

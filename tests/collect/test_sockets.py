@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from ksight.collect import sockdiag, sockets
 from ksight.fs import DirRoot, LiveRoot
-from ksight.store.recording_root import RecordingRoot
+from ksight.fs import RecordingRoot
 from tests.conftest import corpus_root
 
 

@@ -264,9 +264,9 @@ def test_live_limit_and_process():
 
 
 def test_replay_of_a_recorded_read_gives_the_same_groups(tmp_path):
-    # a capture keeps exactly what was read (store/recording_root.py); reading it back must walk
+    # a capture keeps exactly what was read (fs/recording.py); reading it back must walk
     # the same hierarchy and give equal values
-    from ksight.store.recording_root import RecordingRoot
+    from ksight.fs import RecordingRoot
 
     rec = RecordingRoot(DirRoot(str(FIXTURES / "cgroup_v2")))
     first = cgm.read(rec)

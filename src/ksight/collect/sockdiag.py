@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from ..errors import Unavailable
 from ..fs import Root
 from ..sources.net_tcp import state_name
-from ..store.recording_root import record_extra
+from ..fs import record_extra
 
 CAPTURE_PATH = "ksight/sock_diag.json"
 FORMAT = 1

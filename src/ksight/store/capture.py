@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..collect.snapshot import take
 from ..errors import CaptureError, Unavailable
-from ..fs import ArchiveRoot, DirRoot, LiveRoot, Root, open_root
+from ..fs import ArchiveRoot, DirRoot, LiveRoot, RecordingRoot, Root, open_root
 from ..model.snapshot import HostInfo, Missing, Snapshot
-from .recording_root import RecordingRoot
 
 FORMAT = "ksight-capture"
 VERSION = 1

@@ -1,4 +1,5 @@
-"""A Root that remembers every byte it read, so a capture holds exactly what was parsed.
+"""RecordingRoot: a Root that remembers every byte it read, so a capture holds exactly what was
+parsed.
 
 Capture does not know which files the sources need: it takes a normal snapshot through this
 wrapper, then writes out what was read. Replay therefore re-parses the very same text. Data that
@@ -8,8 +9,7 @@ in the snapshot tree, and read back from there by its collector when the root is
 
 from __future__ import annotations
 
-from ..errors import Unavailable
-from ..fs import PROCFS_CHUNK, Root, norm
+from .root import PROCFS_CHUNK, Root, norm
 
 
 class RecordingRoot(Root):
@@ -64,4 +64,4 @@ def record_extra(root: Root, path: str, data: bytes) -> None:
         root.add_extra(path, data)
 
 
-__all__ = ["RecordingRoot", "record_extra", "Unavailable"]
+__all__ = ["RecordingRoot", "record_extra"]
