@@ -290,8 +290,8 @@ def test_pressure(pcp1258, cap):
 
 
 def test_every_proc_meminfo_in_the_corpora_parses():
-    from tests.conftest import CORPORA
-    files = sorted(f for f in CORPORA.rglob("meminfo") if f.parent.name == "proc")
+    from tests.conftest import corpus_files
+    files = corpus_files("**/proc/meminfo")
     assert len(files) >= 12
     for f in files:
         # gopsutil issue1002 is a 2.4-era meminfo that opens with the old byte table

@@ -7,8 +7,6 @@ identical ParseErrors (path, line number, line, message) on damaged variants: cu
 points, a number replaced by 'x', a column dropped, a tab for a space, a blank line inserted.
 """
 
-import glob
-import os
 import random
 import re
 
@@ -17,7 +15,7 @@ import pytest
 from ksight.errors import ParseError
 from ksight.sources import cgroup_memory as cgm
 from ksight.sources import slabinfo, vmallocinfo
-from tests.conftest import CORPORA, IS_ROOT
+from tests.conftest import IS_ROOT, corpus_files
 from tests.sources.test_vmallocinfo import SAMPLE as VMALLOC_SAMPLE
 
 N_VARIANTS = 50
@@ -33,7 +31,7 @@ def _live(path: str) -> list[str]:
 
 def _corpus(pattern: str) -> list[str]:
     out = []
-    for p in sorted(glob.glob(os.path.join(str(CORPORA), pattern), recursive=True)):
+    for p in corpus_files(pattern):  # never follows the fixtures' symlinks out of the tree
         with open(p, errors="replace") as f:
             out.append(f.read())
     return out

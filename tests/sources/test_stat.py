@@ -5,7 +5,7 @@ import pytest
 from ksight.errors import ParseError
 from ksight.fs import LiveRoot
 from ksight.sources import stat
-from tests.conftest import CORPORA, corpus_text
+from tests.conftest import corpus_files, corpus_text
 
 
 def test_procfs_values():
@@ -71,7 +71,7 @@ def test_bad_input(text):
 
 
 def test_every_stat_in_the_corpora_parses():
-    files = sorted(f for f in CORPORA.rglob("stat") if f.parent.name == "proc")
+    files = corpus_files("**/proc/stat")
     assert len(files) >= 12
     for f in files:
         text = f.read_text()

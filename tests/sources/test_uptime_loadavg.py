@@ -6,7 +6,7 @@ import pytest
 from ksight.errors import ParseError
 from ksight.fs import LiveRoot
 from ksight.sources import loadavg, stat, uptime
-from tests.conftest import CORPORA, corpus_root, corpus_text
+from tests.conftest import corpus_files, corpus_root, corpus_text
 
 
 def test_loadavg_procfs():
@@ -23,7 +23,7 @@ def test_loadavg_node_exporter():
 
 
 def test_every_loadavg_in_the_corpora_parses():
-    files = sorted(CORPORA.rglob("loadavg"))
+    files = corpus_files("**/loadavg")
     assert files
     for f in files:
         loadavg.parse(f.read_text(), str(f))

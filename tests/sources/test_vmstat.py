@@ -3,7 +3,7 @@ import pytest
 from ksight.errors import ParseError
 from ksight.fs import LiveRoot
 from ksight.sources import vmstat, zoneinfo
-from tests.conftest import CORPORA, corpus_text
+from tests.conftest import corpus_files, corpus_text
 
 
 def test_node_exporter_values():
@@ -38,7 +38,7 @@ def test_bad_input(text):
 
 def test_every_vmstat_in_the_corpora_parses():
     # proc/vmstat and the per-node sys/devices/system/node/nodeN/vmstat (same format)
-    files = sorted(f for f in CORPORA.rglob("vmstat") if f.is_file())
+    files = corpus_files("**/vmstat")
     assert len(files) >= 15
     for f in files:
         v = vmstat.parse(f.read_text().rstrip("\x00"), str(f))
