@@ -4,7 +4,6 @@ which `ksight check` uses for "critical")."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -25,9 +24,11 @@ CAP = FIXTURES / "captures" / "vm-6.18.tar.zst"
     ["check", "--from", "/nonexistent"],
 ])
 def test_usage_and_input_errors_exit_3_with_one_line(argv, capsys):
-    with pytest.raises(SystemExit) as ei:
-        raise SystemExit(main(argv))
-    assert ei.value.code == 3
+    try:
+        code = main(argv)  # returns the exit status ...
+    except SystemExit as exc:  # ... or argparse exits with it
+        code = exc.code
+    assert code == 3
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert [ln for ln in err.splitlines() if ln.startswith("ksight: ")]
@@ -74,8 +75,6 @@ def test_replay_sees_the_uptime_that_was_read(tmp_path):
 
 
 def test_protect_of_a_missing_cgroup_exits_3(capsys):
-    if shutil.which("true") is None:
-        pytest.skip("no coreutils")
     status = main(["pagecache", "--protect", "/ksight-no-such-group", "--json"])
     doc = json.loads(capsys.readouterr().out)
     assert status == 3

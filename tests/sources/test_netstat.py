@@ -38,9 +38,27 @@ def test_node_exporter_e2e_tcpext():
     assert n.get("IpExt", "InOctets") == 6286396970
 
 
-def test_live_has_tcpext():
-    n = netstat.read(DirRoot("/", live=True))
-    assert n.get("TcpExt", "ListenOverflows") is not None
+def _raw(group: str, name: str) -> int | None:
+    """One counter of /proc/net/netstat read by hand: a header line of names, then the values."""
+    lines = open("/proc/net/netstat").read().splitlines()
+    for head, vals in zip(lines[::2], lines[1::2]):
+        names, values = head.split(), vals.split()
+        if names[0] == group + ":" and name in names:
+            return int(values[names.index(name)])
+    return None
+
+
+def test_live_tcpext_against_the_file():
+    # counters only grow: the parsed value lies between two hand readings around it
+    for group, name in [("TcpExt", "ListenOverflows"), ("TcpExt", "TCPTimeouts"), ("IpExt", "InOctets")]:
+        before = _raw(group, name)
+        got = netstat.read(DirRoot("/", live=True)).get(group, name)
+        after = _raw(group, name)
+        if before is None:  # not on this kernel: absent, not 0
+            assert got is None and after is None, name
+        else:
+            assert before <= got <= after, (name, before, got, after)
+    assert _raw("TcpExt", "ListenOverflows") is not None  # every kernel since 2.6 has it
 
 
 def test_missing_file_is_unavailable(tmp_path):
