@@ -1,8 +1,12 @@
 import json
 import os
 import socket
+import struct
+import sys
 import time
 from types import SimpleNamespace
+
+import pytest
 
 from ksight.collect import sockdiag, sockets
 from ksight.fs import DirRoot, LiveRoot
@@ -90,14 +94,7 @@ def test_owners_from_process_table():
         assert {c.comm for c in cli} == {"me"}
 
 
-def test_capture_round_trip(tmp_path):
-    """Record a live collect, write what was read to a tree, and collect again from it."""
-    with Loopback() as lb:
-        rec = RecordingRoot(LiveRoot())
-        table, _ = _collect_settled(rec)
-        assert "ksight/sock_diag.json" in rec.files
-        doc = json.loads(rec.files["ksight/sock_diag.json"])
-        assert doc["available"] is True
+def _write_tree(tmp_path, rec):
     for path, data in rec.files.items():
         p = tmp_path / path
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -106,11 +103,35 @@ def test_capture_round_trip(tmp_path):
         p = tmp_path / path
         p.parent.mkdir(parents=True, exist_ok=True)
         os.symlink(target, p)
+
+
+def test_capture_round_trip(tmp_path):
+    """Record a live collect, write what was read to a tree, and collect again from it: the
+    capture holds the raw netlink answer, decoded again on replay."""
+    own_ns = os.stat("/proc/self/ns/net").st_ino
+    with Loopback() as lb:
+        rec = RecordingRoot(LiveRoot())
+        table, _ = _collect_settled(rec)
+        assert "ksight/sock_diag.json" not in rec.files  # format 1 is only read, never written
+        index = json.loads(rec.files["ksight/sock_diag/index.json"])
+        assert index["format"] == 2 and index["byteorder"] == sys.byteorder
+        mine = [e for e in index["namespaces"] if e["netns"] == own_ns]
+        assert len(mine) == 1 and mine[0]["families"]["inet"] == {"file": f"{own_ns}/inet4.bin"}
+        raw = rec.files[f"ksight/sock_diag/{own_ns}/inet4.bin"]
+        # raw netlink: the first message is a SOCK_DIAG_BY_FAMILY (20) answer, the last NLMSG_DONE
+        assert struct.unpack_from("=IH", raw, 0)[1] == 20
+        assert any(struct.unpack_from("=IH", raw, o)[1] == 3 for o in range(0, len(raw) - 5, 4))
+    _write_tree(tmp_path, rec)
     replay, missing = sockets.collect(DirRoot(str(tmp_path)))
-    assert replay.diag_available
+    assert replay.diag_available and own_ns in replay.namespaces
     (lst,), cli = _mine(replay, lb)
     assert (lst.accept_queue, lst.backlog, lst.rx_queue, lst.pid) == (3, 5, 3, os.getpid())
-    assert {c.cwnd for c in cli} == {c.cwnd for c in _mine(table, lb)[1]}
+    assert lst.netns == own_ns and lst.cookie is not None
+    (live_lst,), live_cli = _mine(table, lb)
+    assert lst.cookie == live_lst.cookie
+    assert {(c.cookie, c.cwnd) for c in cli} == {(c.cookie, c.cwnd) for c in live_cli}
+    assert len({c.cookie for c in cli} | {lst.cookie}) == 4  # one id per socket
+    assert replay.by_cookie()[lst.cookie] == lst
 
 
 def test_capture_without_diag_keeps_proc_data():
@@ -122,11 +143,11 @@ def test_capture_without_diag_keeps_proc_data():
     assert all(s.backlog is None and s.cwnd is None for s in table.sockets)
 
 
-def test_diag_failure_is_reported(monkeypatch):
-    def boom():
+def test_diag_failure_is_reported(monkeypatch, tmp_path):
+    def boom(pid):
         raise PermissionError(1, "Operation not permitted")
 
-    monkeypatch.setattr(sockdiag, "query_live", boom)
+    monkeypatch.setattr(sockdiag, "query_raw", boom)
     with Loopback() as lb:
         rec = RecordingRoot(LiveRoot())
         table, missing = _collect_settled(rec)
@@ -134,16 +155,48 @@ def test_diag_failure_is_reported(monkeypatch):
         assert "Operation not permitted" in table.diag_reason
         (lst,), _ = _mine(table, lb)
         assert lst.rx_queue == 3 and lst.accept_queue is None and lst.pid == os.getpid()
-        # the reason is kept in the capture, so replay shows the original cause
-        again = sockdiag.from_json(rec.files["ksight/sock_diag.json"])
-        assert not again.available and "Operation not permitted" in again.reason
+        assert lst.cookie is None
+    # the reason is kept in the capture, so replay shows the original cause
+    _write_tree(tmp_path, rec)
+    again = sockdiag.collect(DirRoot(str(tmp_path)))
+    assert again and all(not r.available and "Operation not permitted" in r.reason
+                         for r in again.values())
 
 
-def test_malformed_capture_json(tmp_path):
+def test_legacy_json_capture_is_read(tmp_path):
+    """A capture of format 1 (ksight/sock_diag.json, decoded sockets) still replays."""
+    net = tmp_path / "proc" / "net"
+    net.mkdir(parents=True)
+    (net / "tcp").write_text(
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+        "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000002 00:00000000 00000000     0        0 4242 1 0 100 0 0 10 0\n")
+    (tmp_path / "ksight").mkdir()
+    (tmp_path / "ksight" / "sock_diag.json").write_text(json.dumps({
+        "format": 1, "available": True, "reason": None, "sockets": [{
+            "family": "inet", "state": "LISTEN", "local_addr": "127.0.0.1", "local_port": 8080,
+            "remote_addr": "0.0.0.0", "remote_port": 0, "inode": 4242, "uid": 0,
+            "rqueue": 2, "wqueue": 4, "info": None}]}))
+    table, _ = sockets.collect(DirRoot(str(tmp_path)))
+    (s,) = table.sockets
+    assert (s.local_port, s.accept_queue, s.backlog, s.netns, s.cookie) == (8080, 2, 4, None, None)
+
+
+def test_malformed_capture(tmp_path):
     (tmp_path / "ksight").mkdir()
     (tmp_path / "ksight" / "sock_diag.json").write_text("{not json")
-    r = sockdiag.collect(DirRoot(str(tmp_path)))
+    (r,) = sockdiag.collect(DirRoot(str(tmp_path))).values()
     assert not r.available and "malformed" in r.reason
+    d = tmp_path / "ksight" / "sock_diag"
+    d.mkdir()
+    (d / "index.json").write_text(json.dumps({"format": 2, "byteorder": "little", "namespaces": [
+        {"netns": 7, "pid": 1, "families": {"inet": {"file": "7/inet4.bin"},
+                                            "inet6": {"file": "7/inet6.bin"}}}]}))
+    (d / "7").mkdir()
+    (d / "7" / "inet4.bin").write_bytes(_nlmsg(20, _diag_msg_bytes())[:50])  # cut mid-message
+    (r,) = sockdiag.collect(DirRoot(str(tmp_path))).values()
+    assert not r.available
+    assert "inet: sock_diag answer not understood" in r.reason
+    assert "inet6: dump not in capture" in r.reason
 
 
 def test_no_tcp_table(tmp_path):
@@ -151,12 +204,62 @@ def test_no_tcp_table(tmp_path):
     assert table.sockets == () and missing[0].source == "sockets"
 
 
-def test_short_tcp_info_gives_none():
-    class Nla(dict):
-        length = 4 + 104  # a 2.6-era struct tcp_info
+def _nlmsg(n_type, body, flags=2):
+    return struct.pack("<IHHII", 16 + len(body), n_type, flags, 1, 0) + body
 
-    info = sockdiag._tcp_info(Nla(tcpi_snd_cwnd=10, tcpi_rtt=50, tcpi_delivery_rate=7,
-                                  tcpi_bytes_retrans=0, tcpi_total_retrans=1))
-    assert info["cwnd"] == 10 and info["rtt_us"] == 50 and info["total_retrans"] == 1
-    assert info["delivery_rate"] is None and info["bytes_retrans"] is None
-    assert info["lost"] is None  # not in the attribute given
+
+def _diag_msg_bytes(*, info=None, cookie=0x1_0000_0002, inode=4242):
+    """struct inet_diag_msg as include/uapi/linux/inet_diag.h lays it out (little-endian host):
+    127.0.0.1:8080 -> 10.0.0.2:443, ESTABLISHED, with an optional INET_DIAG_INFO attribute."""
+    body = bytes([2, 1, 0, 0]) + struct.pack(">HH", 8080, 443)
+    body += bytes([127, 0, 0, 1]) + bytes(12) + bytes([10, 0, 0, 2]) + bytes(12)
+    body += struct.pack("<IIIIIIII", 0, cookie & 0xFFFFFFFF, cookie >> 32, 0, 5, 7, 1000, inode)
+    if info is not None:
+        body += struct.pack("<HH", 4 + len(info), 2) + info + bytes(-len(info) % 4)
+    return body
+
+
+def test_decode_hand_built_dump():
+    info = bytearray(232)
+    struct.pack_into("<I", info, 80, 10)  # tcpi_snd_cwnd
+    struct.pack_into("<I", info, 68, 50)  # tcpi_rtt
+    struct.pack_into("<Q", info, 160, 123456)  # tcpi_delivery_rate
+    dump = _nlmsg(20, _diag_msg_bytes(info=bytes(info))) + _nlmsg(3, struct.pack("<i", 0))
+    (s,) = sockdiag.decode(dump, "little", netns=99)
+    assert (s.family, s.state, s.local_addr, s.local_port) == ("inet", "ESTABLISHED", "127.0.0.1", 8080)
+    assert (s.remote_addr, s.remote_port, s.rqueue, s.wqueue, s.uid) == ("10.0.0.2", 443, 5, 7, 1000)
+    assert (s.inode, s.cookie, s.netns) == (4242, 0x1_0000_0002, 99)
+    assert s.info["cwnd"] == 10 and s.info["rtt_us"] == 50 and s.info["delivery_rate"] == 123456
+    with pytest.raises(ValueError):
+        sockdiag.decode(dump[:-20])  # no NLMSG_DONE: truncated
+    with pytest.raises(OSError):
+        sockdiag.decode(_nlmsg(2, struct.pack("<i", -22) + bytes(16)))  # NLMSG_ERROR -EINVAL
+
+
+def test_short_tcp_info_gives_none():
+    info = bytearray(104)  # a 2.6-era struct tcp_info ends after tcpi_total_retrans
+    struct.pack_into("<I", info, 80, 10)
+    struct.pack_into("<I", info, 68, 50)
+    struct.pack_into("<I", info, 100, 1)
+    got = sockdiag.tcp_info(bytes(info), "little")
+    assert got["cwnd"] == 10 and got["rtt_us"] == 50 and got["total_retrans"] == 1
+    assert got["delivery_rate"] is None and got["bytes_retrans"] is None
+    assert got["lost"] == 0  # inside the 104 bytes
+
+
+def test_decoder_agrees_with_pyroute2():
+    """An independent decoder of the same kernel answer (pyroute2's inet_diag_msg)."""
+    pyroute2 = pytest.importorskip("pyroute2", reason="pyroute2 not installed")
+    with Loopback() as lb:
+        _collect_settled(LiveRoot())  # handshakes done: the accept queue holds still
+        ours = {s.inode: s for s in sockdiag.query_live() if s.inode in lb.client_inos | {lb.listen_ino}}
+        with pyroute2.DiagSocket() as ds:
+            ds.bind()
+            theirs = {int(m["idiag_inode"]): m for m in ds.get_sock_stats(
+                family=socket.AF_INET, states=sockdiag.ALL_STATES, protocol=socket.IPPROTO_TCP)}
+    assert len(ours) == 4
+    for ino, s in ours.items():
+        m = theirs[ino]
+        assert s.cookie == int(m["idiag_cookie"])
+        assert (s.local_port, s.remote_port) == (int(m["idiag_sport"]), int(m["idiag_dport"]))
+        assert (s.rqueue, s.wqueue) == (int(m["idiag_rqueue"]), int(m["idiag_wqueue"]))

@@ -1,13 +1,20 @@
-"""The TCP socket table: /proc/net/tcp{,6} joined with owners and with netlink sock_diag.
+"""The TCP socket table of every network namespace, joined with owners and with sock_diag.
 
-- /proc/net/tcp and tcp6 give every TCP socket with its state and queues; they are the base and
-  stand alone when sock_diag is unavailable.
-- Owners come from socket inodes: each process's fd links ("socket:[inode]"). With a process table
-  (collect.processes) we use its socket_inodes; without one we scan proc/*/fd through the root.
-  A socket held by several processes (after fork) is shown with the lowest pid.
-- sock_diag (collect/sockdiag.py) adds, for listeners, the accept queue and its maximum (backlog),
-  and for connections a few tcp_info fields (cwnd, rtt, retransmissions, ...). Rows are matched
-  on (family, addresses, ports, inode).
+- Namespaces: the distinct /proc/PID/ns/net link targets ("net:[4026531992]"), read through the
+  root, so a capture names them too. Containers live in namespaces of their own; a namespace
+  without any process in it (an `ip netns add` nobody entered) is not seen.
+- /proc/PID/net/tcp{,6} of one process per namespace gives every TCP socket of that namespace
+  with its state and queues; they are the base and stand alone when sock_diag is unavailable.
+  Without any readable namespace link (a capture made before namespaces were collected, or
+  links hidden from a non-root user) /proc/net/tcp{,6}, our own namespace, is read instead.
+- Owners come from socket inodes, which are unique machine-wide whatever the namespace: each
+  process's fd links ("socket:[inode]"). With a process table (collect.processes) we use its
+  socket_inodes; without one we scan proc/*/fd through the root. A socket held by several
+  processes (after fork) is shown with the lowest pid.
+- sock_diag (collect/sockdiag.py), asked inside each namespace, adds the socket cookie (the
+  kernel's id for a socket), for listeners the accept queue and its maximum (backlog), and for
+  connections a few tcp_info fields (cwnd, rtt, retransmissions, ...). Rows are matched on
+  (netns, family, addresses, ports, inode).
 """
 
 from __future__ import annotations
@@ -57,13 +64,22 @@ class Sock:
     snd_mss: int | None = None
     delivery_rate: int | None = None  # bytes per second
     bytes_retrans: int | None = None
+    # identity: the socket's network namespace (inode of /proc/PID/ns/net; None when the
+    # table came from proc/net/tcp without a namespace link) and its sock_diag cookie
+    netns: int | None = None
+    cookie: int | None = None
 
 
 @dataclass(frozen=True)
 class SocketTable:
     sockets: tuple[Sock, ...]
-    diag_available: bool
-    diag_reason: str | None
+    diag_available: bool  # sock_diag answered in at least one namespace
+    diag_reason: str | None  # why it did not, per namespace, where it did not
+    namespaces: tuple[int, ...] = ()  # network namespaces whose tables were read
+
+    def by_cookie(self) -> dict[int, Sock]:
+        """Sockets sock_diag named, by cookie (rows without a cookie are left out)."""
+        return {s.cookie: s for s in self.sockets if s.cookie is not None}
 
     def by_state(self) -> dict[str, int]:
         return dict(Counter(s.state for s in self.sockets))
@@ -118,16 +134,73 @@ def scan_owners(root: Root, wanted: set[int]) -> tuple[dict[int, tuple[int, str 
     return owners, denied
 
 
+def namespaces(root: Root, pids: list[int]) -> tuple[dict[int, list[int]], int]:
+    """netns inode -> the pids in it (ascending), from /proc/PID/ns/net; and how many processes'
+    links could not be read for lack of permission."""
+    from ..fs.netns import parse_link
+
+    out: dict[int, list[int]] = {}
+    denied = 0
+    for pid in pids:
+        try:
+            ns = parse_link(root.readlink(f"proc/{pid}/ns/net"))
+        except Unavailable as u:
+            denied += "permission" in u.reason
+            continue
+        if ns is not None:
+            out.setdefault(ns, []).append(pid)
+    return out, denied
+
+
+_TRIES_PER_NS = 8  # processes of one namespace tried for its tables (one may exit meanwhile)
+
+
+def _tables(root: Root, nsmap: dict[int, list[int]], missing: list[Missing]):
+    """[(netns, TcpSocket)] and netns -> the pid whose tables were read."""
+    rows: list[tuple[int | None, net_tcp.TcpSocket]] = []
+    used: dict[int, int] = {}
+    for ns in sorted(nsmap):
+        why = "no process left in it"
+        for pid in nsmap[ns][:_TRIES_PER_NS]:
+            try:
+                t = net_tcp.read(root, f"proc/{pid}/net")
+            except Unavailable as u:
+                why = f"{u.source}: {u.reason}"
+                continue
+            except ParseError as e:
+                why = f"malformed: {e}"
+                break
+            used[ns] = pid
+            rows.extend((ns, x) for x in t.sockets)
+            break
+        if ns not in used:
+            missing.append(Missing("sockets.netns", f"netns {ns}: TCP table not read ({why})"))
+    return rows, used
+
+
 def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Missing]]:
     missing: list[Missing] = []
-    try:
-        table = net_tcp.read(root)
-    except Unavailable as u:
-        return SocketTable((), False, "no TCP table"), [Missing("sockets", f"{u.source}: {u.reason}")]
-    except ParseError as e:
-        return SocketTable((), False, "no TCP table"), [Missing("sockets", f"malformed: {e}")]
+    if procs is not None:
+        pids = sorted(procs)
+    else:
+        try:
+            pids = sorted(int(n) for n in root.listdir("proc") if n.isdigit())
+        except Unavailable:
+            pids = []
+    nsmap, _denied = namespaces(root, pids)
+    rows, used = _tables(root, nsmap, missing)
+    if not used:
+        # no namespace link readable: our own namespace's tables, as before namespaces were seen
+        try:
+            table = net_tcp.read(root)
+        except Unavailable as u:
+            return SocketTable((), False, "no TCP table"), [
+                Missing("sockets", f"{u.source}: {u.reason}")]
+        except ParseError as e:
+            return SocketTable((), False, "no TCP table"), [Missing("sockets", f"malformed: {e}")]
+        rows = [(None, x) for x in table.sockets]
 
-    wanted = {s.inode for s in table.sockets if s.inode}
+    wanted = {s.inode for _, s in rows if s.inode}
     if procs is not None:
         owners = owners_from_procs(procs)
     elif wanted:
@@ -139,22 +212,32 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
     else:
         owners = {}
 
-    diag = sockdiag.collect(root)
-    if not diag.available:
-        missing.append(Missing("sockets.diag", diag.reason or "unavailable"))
-    by_key = diag.by_key()
+    results = sockdiag.collect(root, {ns: pid for ns, pid in used.items()} or None)
+    fails = []
+    for ns, r in results.items():
+        if not r.available or r.reason:
+            fails.append(f"netns {ns}: {r.reason or 'unavailable'}" if ns is not None
+                         else (r.reason or "unavailable"))
+    available = any(r.available for r in results.values())
+    reason = "; ".join(fails) or (None if results else "not in capture")
+    if reason:
+        missing.append(Missing("sockets.diag", reason))
+    by_key = {(ns, *k): d for ns, r in results.items() for k, d in r.by_key().items()}
+    lone = list(results) == [None]  # a capture of format 1, or our own namespace unnamed
 
     out: list[Sock] = []
-    for s in table.sockets:
+    for ns, s in rows:
         kw = {n: getattr(s, n) for n in _TCP_FIELDS}
+        kw["netns"] = ns
         if s.inode in owners:
             kw["pid"], kw["comm"] = owners[s.inode]
-        d = by_key.get((s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port,
-                        s.inode))
+        k = (s.family, s.local_addr, s.local_port, s.remote_addr, s.remote_port, s.inode)
+        d = by_key.get((ns, *k)) or (by_key.get((None, *k)) if lone else None)
         if d is not None:
+            kw["cookie"] = d.cookie
             if s.state == "LISTEN":
                 kw["accept_queue"], kw["backlog"] = d.rqueue, d.wqueue
             elif d.info is not None:
                 kw.update({n: d.info.get(n) for n in _INFO_FIELDS})
         out.append(Sock(**kw))
-    return SocketTable(tuple(out), diag.available, diag.reason), missing
+    return SocketTable(tuple(out), available, reason, tuple(sorted(used))), missing

@@ -128,12 +128,16 @@ def host_byteorder(root: Root) -> str:
     return sys.byteorder if root.live else "little"
 
 
-def read(root: Root) -> TcpTable:
-    """Both tables; tcp6 missing (IPv6 disabled) gives the IPv4 sockets only."""
+def read(root: Root, base: str = "proc/net") -> TcpTable:
+    """Both tables; tcp6 missing (IPv6 disabled) gives the IPv4 sockets only.
+
+    `base` picks the network namespace: "proc/net" is the reader's own, "proc/PID/net" the one
+    process PID lives in (how sockets of every namespace are read, live and from a capture)."""
     order = host_byteorder(root)
-    v4 = parse(root.read_text(PATH), PATH, byteorder=order)
+    path, path6 = f"{base}/tcp", f"{base}/tcp6"
+    v4 = parse(root.read_text(path), path, byteorder=order)
     try:
-        v6 = parse(root.read_text(PATH6), PATH6, byteorder=order)
+        v6 = parse(root.read_text(path6), path6, byteorder=order)
     except Unavailable:
         return v4
     return TcpTable(v4.sockets + v6.sockets)
