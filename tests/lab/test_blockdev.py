@@ -18,7 +18,7 @@ import pytest
 
 from ksight.errors import Unavailable
 from ksight.lab import blockdev
-from tests.conftest import needs_root
+from tests.conftest import needs_root, unavailable
 
 MiB = 1 << 20
 
@@ -27,7 +27,7 @@ def _usable() -> str | None:
     if os.geteuid() != 0:
         return "needs root"
     if blockdev.tools_missing():
-        return f"missing {blockdev.tools_missing()}"
+        return f"needs {' '.join(blockdev.tools_missing())} on PATH (util-linux, mount, e2fsprogs)"
     if not os.path.exists("/dev/loop-control"):
         return "no loop devices"
     return None
@@ -35,8 +35,10 @@ def _usable() -> str | None:
 
 def _skip_unless_usable():
     why = _usable()
-    if why:
+    if why == "needs root":
         pytest.skip(why)
+    if why:
+        unavailable(why)  # missing tools or loop devices: a failure in CI
 
 
 def _mounted(mountpoint: str) -> list[str]:
@@ -148,7 +150,7 @@ def test_throttle_slows_writes_to_that_device_only():
     try:
         blockdev.detect_throttle()
     except Unavailable as exc:
-        pytest.skip(exc.reason)
+        unavailable(exc.reason)
     with blockdev.LoopFs(64 * MiB, name="t") as fs:
         path = os.path.join(fs.mountpoint, "f")
         fast = _timed_write(path, 8 * MiB)

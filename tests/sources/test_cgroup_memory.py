@@ -263,6 +263,58 @@ def test_live_limit_and_process():
         assert not os.path.exists(d)
 
 
+@needs_root
+def test_live_read_while_other_groups_come_and_go():
+    # other programs (systemd, containers, a lab run next door) create and remove memory cgroups
+    # at any moment: a read of the live hierarchy must not fail because of them. Here a thread
+    # churns private groups while the hierarchy is read again and again; a stable private group
+    # must be in every read, a churned one may be there or not, nothing may raise.
+    import threading
+
+    live = LiveRoot()
+    ver, m = cgm.find_hierarchy(live, mounts.read(live))
+    if ver is None:
+        pytest.skip("no memory cgroup controller on this machine")
+    base = cgm._base_path(m).rstrip("/")
+    stable = os.path.join("/", m.rel, f"ksight-test-{os.getpid()}-stable")
+    churn = [os.path.join("/", m.rel, f"ksight-test-{os.getpid()}-churn{i}") for i in range(4)]
+    stop = threading.Event()
+
+    def churner():
+        while not stop.is_set():
+            for d in churn:
+                try:
+                    os.mkdir(d)
+                except FileExistsError:
+                    pass
+            for d in churn:
+                try:
+                    os.rmdir(d)
+                except OSError:
+                    pass
+
+    os.mkdir(stable)
+    t = threading.Thread(target=churner)
+    t.start()
+    try:
+        reads = 0
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            c = cgm.read(live)
+            assert base + "/" + os.path.basename(stable) in c.groups
+            reads += 1
+        assert reads >= 3
+    finally:
+        stop.set()
+        t.join(10)
+        for d in churn + [stable]:
+            try:
+                os.rmdir(d)
+            except FileNotFoundError:
+                pass
+    assert not any(os.path.exists(d) for d in churn + [stable])
+
+
 def test_replay_of_a_recorded_read_gives_the_same_groups(tmp_path):
     # a capture keeps exactly what was read (fs/recording.py); reading it back must walk
     # the same hierarchy and give equal values
