@@ -43,3 +43,7 @@ class CaptureError(KsightError):
 
 class UsageError(KsightError):
     """The user asked for something that cannot be done as asked."""
+
+
+class SampleError(KsightError):
+    """A stored sample (store/samples.py) cannot be decoded: truncated, corrupt, or too new."""
