@@ -1,6 +1,7 @@
 """Capture bundles: the raw kernel text of N snapshots plus a manifest, readable anywhere.
 
-Layout (a directory, or a .tar / .tar.gz / .tar.zst of one):
+Layout (a directory, or a .tar / .tar.gz / .tar.zst of one, with or without one folder around
+it as `tar czf cap.tgz mydir/` makes; in a directory, snapshot folders may be links elsewhere):
 
     manifest.json         {"format": "ksight-capture", "version": 1, "host": {...},
                            "snapshots": [{"dir": "0000", "taken_at": ..., "unavailable": [...]}]}
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 from .. import __version__
 from ..collect.snapshot import take
 from ..errors import CaptureError, Unavailable
-from ..fs import ArchiveRoot, DirRoot, LiveRoot, RecordingRoot, Root, open_root
+from ..fs import ArchiveRoot, DirRoot, LiveRoot, RecordingRoot, Root, norm, open_root
 from ..model.snapshot import HostInfo, Missing, Snapshot
 
 FORMAT = "ksight-capture"
@@ -89,11 +90,49 @@ def _checked_manifest(spec: str, m) -> dict:
     return m
 
 
+def _child(base: Root, d: str) -> Root:
+    """The root of snapshot folder `d`. In a folder capture each snapshot is a DirRoot of its own:
+    a snapshot folder may be a link to a folder elsewhere (captures put together by hand), and
+    the links inside it are then followed only while they stay inside that snapshot's tree.
+    In an archive every link is checked against the archive's root (ArchiveRoot)."""
+    if isinstance(base, DirRoot) and not base.live:
+        p = norm(d)
+        return DirRoot(os.path.join(base.base, p), label=f"{base.label}:{p}")
+    return base.sub(d)
+
+
+def _is_capture_top(base: Root) -> bool:
+    if base.exists("manifest.json") or base.isdir("proc"):
+        return True
+    try:
+        return any(_child(base, d).isdir("proc") for d in base.listdir(""))
+    except Unavailable:
+        return False
+
+
+def _descend(base: Root) -> Root:
+    """`tar czf cap.tgz mydir/` holds one top-level folder that holds the capture: look inside it
+    (one level; hidden names such as .DS_Store are ignored)."""
+    if _is_capture_top(base):
+        return base
+    try:
+        names = [n for n in base.listdir("") if not n.startswith(".")]
+    except Unavailable:
+        return base
+    if len(names) == 1 and _child(base, names[0]).isdir(""):
+        inner = _child(base, names[0])
+        if _is_capture_top(inner):
+            return inner
+    return base
+
+
 def open_capture(spec: str) -> Capture:
-    """Open a capture directory or archive, or a single root tree."""
+    """Open a capture directory or archive (or one holding a single folder that holds it), or a
+    single root tree."""
     base = open_root(spec)
     if base.live:
         raise CaptureError("--from needs a capture file or directory, not /")
+    base = _descend(base)
     manifest = None
     if base.exists("manifest.json"):
         try:
@@ -103,17 +142,17 @@ def open_capture(spec: str) -> Capture:
         manifest = _checked_manifest(spec, manifest)
     if manifest and manifest.get("snapshots"):
         metas = list(manifest["snapshots"])
-        roots = [base.sub(m["dir"]) for m in metas]
+        roots = [_child(base, m["dir"]) for m in metas]
         for m, r in zip(metas, roots):
             if not r.isdir("proc"):
                 raise CaptureError(f"{spec}: snapshot {m['dir']!r} listed in the manifest has no proc/")
         return Capture(spec, roots, manifest, metas)
     if base.isdir("proc"):
         return Capture(spec, [base], manifest, [{}])
-    subdirs = [d for d in base.listdir("") if base.isdir(f"{d}/proc")]
+    subdirs = [d for d in base.listdir("") if _child(base, d).isdir("proc")]
     if not subdirs:
         raise CaptureError(f"{spec}: not a capture: no proc/ tree at the top or in any subdirectory")
-    return Capture(spec, [base.sub(d) for d in sorted(subdirs)], manifest, [{} for _ in subdirs])
+    return Capture(spec, [_child(base, d) for d in sorted(subdirs)], manifest, [{} for _ in subdirs])
 
 
 def _host_manifest(host: HostInfo) -> dict:
