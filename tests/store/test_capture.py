@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mmap
 import os
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from ksight.cli.main import main
 from ksight.collect.snapshot import take
 from ksight.errors import CaptureError, Unavailable
-from ksight.fs import LiveRoot, Root
+from ksight.fs import LiveRoot, Root, open_root
 from ksight.model import Window
+from ksight.sources import vmstat
 from ksight.store.capture import capture, open_capture
 from tests.conftest import corpus
 
@@ -21,7 +23,21 @@ SRC = ["uptime", "meminfo", "vmstat", "stat", "loadavg", "zoneinfo", "sysctl"]
 @pytest.mark.parametrize("name", ["capdir", "cap.tar", "cap.tar.gz", "cap.tar.zst"])
 def test_capture_roundtrip(tmp_path, name):
     out = str(tmp_path / name)
-    m = capture(out, interval=0.2, count=2, sources=SRC, processes=False, sockets=False)
+    between = []  # the live pgfault counter read after snapshot 0 and before snapshot 1
+
+    def fault_pages(n=64):
+        with mmap.mmap(-1, n * 4096) as mem:  # fresh anonymous pages: the first write faults
+            for off in range(0, n * 4096, 4096):
+                mem[off] = 1
+
+    def progress(i, n, snap):
+        if i == 1:  # make the machine's pgfault move on both sides of the live read
+            fault_pages()
+            between.append(vmstat.parse(open("/proc/vmstat").read()).counters["pgfault"])
+            fault_pages()
+
+    m = capture(out, interval=0.2, count=2, sources=SRC, processes=False, sockets=False,
+                progress=progress)
     assert m["format"] == "ksight-capture" and len(m["snapshots"]) == 2
     assert m["host"]["page_size"] == os.sysconf("SC_PAGE_SIZE")
     cap = open_capture(out)
@@ -32,8 +48,14 @@ def test_capture_roundtrip(tmp_path, name):
     w = Window(snaps[0], snaps[1])
     assert 0.15 < w.seconds < 2.0  # from the kernel uptime recorded in each snapshot
     assert snaps[1].get("meminfo").mem_total_kb == take(LiveRoot(), sources=["meminfo"]).get("meminfo").mem_total_kb
-    # the raw text is exactly what was read: re-parsing gives the same counters
-    assert snaps[0].get("vmstat").counters["pgfault"] <= snaps[1].get("vmstat").counters["pgfault"]
+    # each snapshot replays its own text, as read at its own time: the counter read live between
+    # the two takes lies between the replayed values (a replay of one snapshot twice, or of the
+    # machine now, would not)
+    (mid,) = between
+    assert snaps[0].get("vmstat").counters["pgfault"] < mid < snaps[1].get("vmstat").counters["pgfault"]
+    # and the replayed value is the number in the stored text
+    raw = open_root(out).read_text("0001/proc/vmstat")
+    assert snaps[1].get("vmstat").counters["pgfault"] == vmstat.parse(raw).counters["pgfault"]
 
 
 class DenyingRoot(Root):
