@@ -365,6 +365,7 @@ def _payload(snap: Snapshot, processes) -> dict:
             table[p] if isinstance(p, int) else p for p in processes]
         if len(chosen) < len(table):
             unavailable.append(Missing(SUBSET, f"the sample holds {len(chosen)} of {len(table)} processes"))
+        chosen.sort(key=attrgetter("pid"))  # a stable order: columns line up with the last sample's
         procs = _process_codec().table[0](chosen)
     if snap.sockets is not None:
         unavailable.append(Missing("sockets", f"not stored in samples (format {VERSION})"))
