@@ -24,13 +24,16 @@ from ksight.collect import processes as P
 from ksight.collect.processes import scan
 from ksight.fs import DirRoot, LiveRoot, SubRoot
 from ksight.fs import RecordingRoot
-from tests.conftest import CORPORA, corpus_root
+from tests.conftest import CORPORA, IN_CI, corpus_root, need_tool
 
-if P._procscan is None and os.environ.get("CI"):
+if P._procscan is None and IN_CI:
     # CI installs a compiler (.ci/run): there the fast path must exist, or its tests would
     # silently stop running
     raise RuntimeError(f"ksight._procscan did not build in CI: {P.PROCSCAN_ERROR}")
-pytestmark = pytest.mark.skipif(P._procscan is None, reason=P.PROCSCAN_ERROR or "no _procscan")
+pytestmark = pytest.mark.skipif(
+    P._procscan is None,
+    reason=f"needs the C extension ksight._procscan, built at install time with `gcc` and the "
+           f"Python headers (python3-dev; .ci/run installs both): {P.PROCSCAN_ERROR or 'not built'}")
 
 
 def _raw(root: DirRoot, pids):
@@ -380,7 +383,7 @@ def test_live_same_both_ways(children):
     assert kthreads and all(isinstance(r, tuple) for r in _raw(root, kthreads[:5]))
     # independent of both parsers: ps's view of our python children (RSS kB, VSZ kB)
     py_kids = [p.pid for p in children[4:50:5]]
-    out = subprocess.run(["ps", "-o", "pid=,vsz=", "-p", ",".join(map(str, py_kids))],
+    out = subprocess.run([need_tool("ps", "procps"), "-o", "pid=,vsz=", "-p", ",".join(map(str, py_kids))],
                          stdout=subprocess.PIPE, text=True, check=True).stdout
     for line in out.splitlines():
         pid, vsz = map(int, line.split())

@@ -52,7 +52,7 @@ def nothing_left():
 
 
 def test_registry_lists_the_scenarios():
-    from ksight.lab import SCENARIOS, available
+    from ksight.lab import SCENARIOS
 
     assert {"dirty-backlog", "cgroup-reclaim", "drop-caches", "swap-io"} <= set(SCENARIOS)
     assert SCENARIOS["dirty-backlog"].expects == ("pagecache.dirty-backlog",)
@@ -107,12 +107,7 @@ def _wchan(pid: int) -> str:
 
 @needs_root
 def test_dirty_backlog_reaches_the_freerun_ceiling_and_throttles_the_writer():
-    from ksight.lab import SCENARIOS, available
-
-    sc = SCENARIOS["dirty-backlog"]
-    ok, why = available(sc)
-    if not ok:
-        unavailable(why)  # a failure in CI, which provides every scenario
+    sc = _scenario("dirty-backlog")
     names = ["vm.dirty_bytes", "vm.dirty_ratio", "vm.dirty_background_bytes", "vm.dirty_background_ratio"]
     before = {n: sysctl(n) for n in names}
     over, samples, wchans = 0, [], []
@@ -165,6 +160,17 @@ def test_dirty_backlog_reaches_the_freerun_ceiling_and_throttles_the_writer():
     assert not os.path.exists(info["dir"])
 
 
+def _scenario(name: str):
+    """The scenario, or skip/fail (CI) saying why it cannot run on this machine."""
+    from ksight.lab import SCENARIOS, available
+
+    sc = SCENARIOS[name]
+    ok, why = available(sc)
+    if not ok:
+        unavailable(f"{name}: {why}")  # a failure in CI, which provides every scenario
+    return sc
+
+
 def _limit_hits(cg) -> int:
     """Times a charge hit the group's limit: memory.failcnt (v1), memory.events `max` (v2)."""
     if cg.version == 1:
@@ -174,20 +180,17 @@ def _limit_hits(cg) -> int:
 
 @needs_root
 def test_dirty_backlog_restores_sysctls_when_the_body_raises():
-    from ksight.lab import SCENARIOS
-
     before = sysctl("vm.dirty_bytes"), sysctl("vm.dirty_ratio"), sysctl("vm.dirty_background_ratio")
+    sc = _scenario("dirty-backlog")
     with pytest.raises(RuntimeError):
-        with SCENARIOS["dirty-backlog"].running(2):
+        with sc.running(2):
             raise RuntimeError("test body failed")
     assert (sysctl("vm.dirty_bytes"), sysctl("vm.dirty_ratio"), sysctl("vm.dirty_background_ratio")) == before
 
 
 @needs_root
 def test_cgroup_reclaim_hits_the_limit_and_reclaims():
-    from ksight.lab import SCENARIOS
-
-    sc = SCENARIOS["cgroup-reclaim"]
+    sc = _scenario("cgroup-reclaim")
     with sc.running(SECONDS) as run:
         cg = run.info["cgroup"]
         assert int(open(f"/proc/{run.info['pid']}/cgroup").read().count(cg.path)) == 1
@@ -213,9 +216,7 @@ def test_cgroup_reclaim_hits_the_limit_and_reclaims():
 
 @needs_root
 def test_drop_caches_counts_drops():
-    from ksight.lab import SCENARIOS
-
-    sc = SCENARIOS["drop-caches"]
+    sc = _scenario("drop-caches")
     pc0, slab0 = vm("drop_pagecache"), vm("drop_slab")
     with sc.running(SECONDS) as run:
         run.wait()
@@ -228,9 +229,7 @@ def test_drop_caches_counts_drops():
 
 @needs_root
 def test_inode_steal_frees_page_cache_with_inodes():
-    from ksight.lab import SCENARIOS
-
-    sc = SCENARIOS["inode-steal"]
+    sc = _scenario("inode-steal")
     steal0 = (vm("pginodesteal") or 0) + (vm("kswapd_inodesteal") or 0)
     with sc.running(8) as run:  # creating 40,000 files comes first: give reclaim time to start
         run.wait()
@@ -243,12 +242,7 @@ def test_inode_steal_frees_page_cache_with_inodes():
 
 @needs_root
 def test_swap_io_swaps_out_and_in():
-    from ksight.lab import SCENARIOS, available
-
-    sc = SCENARIOS["swap-io"]
-    ok, why = available(sc)
-    if not ok:
-        unavailable(why)  # a failure in CI, which provides every scenario
+    sc = _scenario("swap-io")
     out0, in0 = vm("pswpout"), vm("pswpin")
     with sc.running(SECONDS) as run:
         assert run.info["swapfile"] in ROOT.read_text("proc/swaps")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.conftest import needs_root
+from tests.conftest import need_tool, needs_root
 
 pytestmark = needs_root
 
@@ -182,6 +182,8 @@ def _echo_round_trips(n, count: int, timeout: float) -> int:
 def test_netns_pair_connects_and_is_removed():
     from ksight.lab.netns import NetnsPair
 
+    need_tool("ip", "iproute2, which .ci/run installs")
+
     with NetnsPair() as n:
         names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
         assert n.a in names and n.b in names
@@ -208,6 +210,9 @@ def test_netns_pair_connects_and_is_removed():
 def test_netns_loss_really_loses_packets():
     from ksight.lab.netns import NetnsPair
 
+    need_tool("ip", "iproute2, which .ci/run installs")
+    need_tool("nft", "nftables, which .ci/run installs")
+
     with NetnsPair(loss_pct=30) as n:
         ok = _echo_round_trips(n, 60, 0.15)
         # per direction 30 %: a round trip survives with p = 0.49; 60 tries -> mean 29.4,
@@ -222,6 +227,9 @@ def test_netns_loss_really_loses_packets():
 def test_netns_delay_without_netem_is_refused_and_cleaned():
     from ksight.errors import Unavailable
     from ksight.lab.netns import NetnsPair
+
+    need_tool("ip", "iproute2, which .ci/run installs")
+    need_tool("tc", "iproute2")
 
     try:
         with NetnsPair(delay_ms=10):

@@ -9,7 +9,6 @@ with what the Python fast path computes, and shown to be taken on the usual file
 Skipped, with the reason, when the extension was not built (a failure when CI is set).
 """
 
-import os
 import random
 import re
 
@@ -17,7 +16,7 @@ import pytest
 
 from ksight.errors import ParseError
 from ksight.sources import slabinfo, vmallocinfo
-from tests.conftest import IS_ROOT
+from tests.conftest import IN_CI, IS_ROOT
 from tests.sources.test_fast_paths import _corpus, _live, _outcome, _variants
 from tests.sources.test_vmallocinfo import SAMPLE as VMALLOC_SAMPLE
 
@@ -27,9 +26,12 @@ try:
 except ImportError as exc:
     C, C_ERROR = None, f"ksight._procscan not importable: {exc}"
 
-if C_ERROR and os.environ.get("CI"):
+if C_ERROR and IN_CI:
     raise RuntimeError(f"the C parsers must be built in CI: {C_ERROR}")
-pytestmark = pytest.mark.skipif(C_ERROR is not None, reason=C_ERROR or "")
+pytestmark = pytest.mark.skipif(
+    C_ERROR is not None,
+    reason=f"needs the C extension ksight._procscan, built at install time with `gcc` and the "
+           f"Python headers (python3-dev; .ci/run installs both): {C_ERROR}")
 
 U64 = 2**64 - 1
 

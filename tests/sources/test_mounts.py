@@ -1,4 +1,3 @@
-import shutil
 import subprocess
 
 import pytest
@@ -6,7 +5,7 @@ import pytest
 from ksight.errors import ParseError, Unavailable
 from ksight.fs import DirRoot, LiveRoot
 from ksight.sources import mounts
-from tests.conftest import FIXTURES, corpus_root, corpus_text
+from tests.conftest import FIXTURES, corpus_root, corpus_text, need_tool
 
 
 # the example line from the kernel's Documentation/filesystems/proc.rst (mountinfo section)
@@ -90,11 +89,10 @@ def test_malformed_proc_mounts(text):
         mounts.parse_mounts(text)
 
 
-@pytest.mark.skipif(shutil.which("findmnt") is None, reason="findmnt not installed")
 def test_live_matches_findmnt():
     # findmnt (util-linux) reads the same mountinfo with its own parser; raw output escapes
     # blanks as \x20
-    out = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True,
+    out = subprocess.run([need_tool("findmnt", "util-linux"), "-rn", "-o", "TARGET,FSTYPE"], capture_output=True,
                          text=True, check=True).stdout
     want = []
     for line in out.splitlines():

@@ -1,4 +1,3 @@
-import shutil
 import subprocess
 
 import pytest
@@ -6,7 +5,7 @@ import pytest
 from ksight.errors import ParseError
 from ksight.fs import LiveRoot, sysctl_path
 from ksight.sources import sysctl
-from tests.conftest import corpus, corpus_root
+from tests.conftest import corpus, corpus_root, need_tool
 
 
 def test_names_are_unique_and_dotted():
@@ -112,8 +111,8 @@ def test_int_on_a_multi_value_is_an_error():
         s.int("net.ipv4.tcp_mem")
 
 
-@pytest.mark.skipif(shutil.which("sysctl") is None, reason="sysctl(8) not installed")
 def test_live_matches_sysctl_command():
+    need_tool("sysctl", "procps")
     # procps sysctl(8) reads /proc/sys with its own code; compare every name we could read
     s = sysctl.read(LiveRoot())
     assert len(s.values) + len(s.missing) == len(sysctl.NAMES)
