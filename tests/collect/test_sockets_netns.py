@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ksight.collect import sockets
-from ksight.fs import LiveRoot
+from ksight.fs import LiveRoot, open_root
 from ksight.store.capture import capture, open_capture
 
 pytestmark = [
@@ -70,7 +70,8 @@ def _check(table, pid, port, ns, comm):
     assert all(c.cwnd and c.cwnd > 0 for c in clients)
 
 
-def test_socket_in_other_netns_live_and_captured(listener_in_netns, tmp_path):
+@pytest.mark.parametrize("name", ["cap", "cap.tar.zst"])
+def test_socket_in_other_netns_live_and_captured(listener_in_netns, tmp_path, name):
     pid, port = listener_in_netns
     ns = os.stat(f"/proc/{pid}/ns/net").st_ino
     own = os.stat("/proc/self/ns/net").st_ino
@@ -82,9 +83,11 @@ def test_socket_in_other_netns_live_and_captured(listener_in_netns, tmp_path):
     assert own in table.namespaces
     assert os.stat("/proc/self/ns/net").st_ino == own  # we came back from the child's namespace
 
-    out = str(tmp_path / "cap")
+    out = str(tmp_path / name)
     capture(out, count=1, sources=["uptime"], processes=True, sockets=True)
-    assert os.path.getsize(os.path.join(out, "0000", "ksight", "sock_diag", str(ns), "inet4.bin")) > 0
-    assert os.path.exists(os.path.join(out, "0000", "proc", str(pid), "net", "tcp"))
+    stored = open_root(out)
+    assert len(stored.read_bytes(f"0000/ksight/sock_diag/{ns}/inet4.bin")) > 0
+    assert stored.readlink(f"0000/proc/{pid}/ns/net") == f"net:[{ns}]"
+    assert f":{port:04X} " in stored.read_text(f"0000/proc/{pid}/net/tcp")
     snap = next(open_capture(out).snapshots(sources=["uptime"], processes=True, sockets=True))
     _check(snap.sockets, pid, port, ns, comm)
