@@ -10,7 +10,7 @@ from tests.conftest import corpus_text
 
 FINDING_KEYS = {"id", "area", "severity", "title", "subject", "evidence", "explanation", "actions"}
 EVIDENCE_KEYS = {"name", "value", "unit", "source", "threshold", "note"}
-ACTION_KEYS = {"kind", "text", "name", "current", "recommended", "why"}
+ACTION_KEYS = {"kind", "text", "name", "current", "recommended", "why", "path"}
 
 
 def test_json_document_shape_and_exit_status(tmp_path, capsys):

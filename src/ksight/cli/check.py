@@ -46,23 +46,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..diagnose.engine import diagnose, load_rules, sources_needed
+    from ..collect.collector import Collector, stderr_progress
+    from ..diagnose.engine import diagnose, load_rules, plan_for
     from ..errors import UsageError
 
     if args.rules:
         return _list_rules(load_rules(args.area))
     if args.step > args.interval:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
-    needed = sources_needed(args.area)
-    if "uptime" not in needed:
-        needed.append("uptime")
-    if args.from_:
-        from ..store.capture import open_capture
-
-        cap = open_capture(args.from_)
-        snaps = list(cap.snapshots(sources=needed))
-    else:
-        snaps = _sample_live(needed, args.interval, args.step, quiet=args.json)
+    plan = plan_for(args.area)
+    col = Collector.open(args.from_)
+    snaps = col.window(plan, seconds=args.interval, step=args.step,
+                       progress=stderr_progress(args.json))
     report = diagnose(snaps, args.area)
     if args.json:
         from ..render.check_json import report_json
@@ -76,39 +71,16 @@ def run(args: argparse.Namespace) -> int:
     return report.exit_status()
 
 
-def _sample_live(sources: list[str], interval: float, step: float, quiet: bool) -> list:
-    import time
-
-    from ..collect.snapshot import take
-    from ..fs import LiveRoot
-
-    root = LiveRoot()
-    n = max(int(round(interval / step)), 1)
-    tty = sys.stderr.isatty() and not quiet
-    if tty:
-        print(f"Sampling the kernel for {interval:g} s ({n + 1} snapshots)... Ctrl-C to stop early.",
-              file=sys.stderr)
-    snaps = [take(root, sources=sources)]
-    start = time.monotonic()
-    try:
-        for i in range(1, n + 1):
-            delay = start + i * step - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            snaps.append(take(root, sources=sources))
-    except KeyboardInterrupt:
-        if len(snaps) < 2:
-            raise
-        print("ksight: interrupted; diagnosing the window so far", file=sys.stderr)
-    return snaps
-
-
 def _list_rules(rules) -> int:
     for r in rules:
         print(f"{r.id}  [{r.area}] {r.title}")
         if r.doc:
             print(f"    {r.doc.splitlines()[0]}")
-        print(f"    reads: {', '.join(r.needs) or '-'}{'' if r.window else '  (one snapshot is enough)'}")
+        n = r.needs
+        reads = ", ".join(n.sources + tuple(c.name for c in n.counters) + n.sysctls) or "-"
+        print(f"    reads: {reads}{'' if r.window else '  (one snapshot is enough)'}")
+        if n.uses:
+            print(f"    also uses when present: {', '.join(n.uses)}")
         for name, t in r.thresholds.items():
             print(f"    {name} = {t.value:g} {t.unit}: {t.why}")
     return 0

@@ -38,13 +38,14 @@ def host_info(root: Root, hint: dict | None = None) -> HostInfo:
         clk_tck = int(hint.get("clk_tck") or 100)
         cpus = hint.get("cpus")
     return HostInfo(
-        hostname=hint.get("hostname") or text("proc/sys/kernel/hostname"),
-        kernel=hint.get("kernel") or text("proc/sys/kernel/osrelease"),
+        hostname=text("proc/sys/kernel/hostname") or hint.get("hostname"),
+        kernel=text("proc/sys/kernel/osrelease") or hint.get("kernel"),
         kernel_version=hint.get("kernel_version") or text("proc/version"),
         page_size=page_size,
         page_size_assumed=assumed,
         clk_tck=clk_tck,
         cpus=cpus,
+        boot_id=text("proc/sys/kernel/random/boot_id"),
     )
 
 
@@ -77,12 +78,23 @@ def take(
     host_hint: dict | None = None,
     taken_at: float | None = None,
     known_unavailable: Iterable[Missing] = (),
+    plan=None,
 ) -> Snapshot:
     """Read the named system sources (all of SYSTEM by default) into one Snapshot.
 
     processes/sockets add the per-process table and the socket table. On a capture, taken_at and
     known_unavailable come from the manifest (the original reasons beat "not captured").
+    A collect.plan.Plan, when given, says all of it: sources, process parts, smaps for the
+    largest few, sockets (the collector passes one; the other arguments are for tests).
     """
+    detail = None
+    smaps_top = 0
+    if plan is not None:
+        sources = plan.sources
+        detail = tuple(plan.processes) or None
+        processes = bool(plan.processes) or plan.sockets
+        sockets = plan.sockets
+        smaps_top = plan.smaps_top
     mono = time.monotonic() if root.live else None
     wall = taken_at if taken_at is not None else (time.time() if root.live else None)
     names = list(SYSTEM) if sources is None else list(sources)
@@ -108,9 +120,11 @@ def take(
         from .processes import DEFAULT_DETAIL, scan
 
         # sockets need each process's socket inodes to name the owner of a connection
-        detail = DEFAULT_DETAIL + (("sockets",) if sockets else ())
+        detail = tuple(dict.fromkeys((detail or DEFAULT_DETAIL) + (("sockets",) if sockets else ())))
         procs, pmissing = scan(root, detail=detail, page_size=host.page_size)
         missing.extend(pmissing)
+        if smaps_top and procs:
+            procs = _add_smaps(root, procs, smaps_top, host.page_size, missing)
     socks = None
     if sockets:
         from .sockets import collect as collect_sockets
@@ -128,3 +142,25 @@ def take(
         sockets=socks,
         unavailable=tuple(missing),
     )
+
+
+def _add_smaps(root: Root, procs: dict, n: int, page_size: int, missing: list) -> dict:
+    """smaps_rollup of the n largest processes by resident memory (it costs the kernel a walk of
+    every mapping, so never for all)."""
+    import dataclasses
+
+    from .processes import scan
+
+    def rss(p):
+        v = p.res_kb
+        return v if v is not None else -1
+
+    top = sorted((p for p in procs.values() if not p.kernel_thread), key=rss, reverse=True)[:n]
+    got, gmissing = scan(root, detail=("smaps_rollup",), pids=[p.pid for p in top],
+                         page_size=page_size, c_path=False)
+    missing.extend(m for m in gmissing if m.source != "processes")
+    out = dict(procs)
+    for pid, g in got.items():
+        if pid in out and g.smaps_rollup is not None:
+            out[pid] = dataclasses.replace(out[pid], smaps_rollup=g.smaps_rollup)
+    return out

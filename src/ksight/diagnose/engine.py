@@ -1,4 +1,11 @@
-"""Run the rules of the selected areas over a list of snapshots and collect a Report."""
+"""Run the rules of the selected areas over a series of snapshots and collect a Report.
+
+Honest verdicts: before a rule runs, the engine checks what it declared it cannot look without
+(a window with a clock, sources, counters by name, sysctls, entity tables). A rule that could
+not look is listed in `not_evaluated` with the reason, and only rules that looked count in
+`rules_run`. A series that crosses a reboot or mixes hosts is cut there: the last unbroken part
+is diagnosed and the report says where it was cut and why.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,11 @@ import importlib
 import traceback
 from collections.abc import Iterable
 
+from ..collect.plan import Needs, Plan
+from ..model.series import Series
 from ..model.snapshot import Snapshot
 from .finding import NotEvaluated, Report, severity_rank
-from .rule import RULES, Context, Rule
+from .rule import RULES, CannotLook, Context, Rule
 
 # area -> module under ksight.diagnose.rules. A new area is one line here plus its module.
 AREAS = {
@@ -27,17 +36,17 @@ def load_rules(areas: Iterable[str] | None = None) -> list[Rule]:
     return [r for r in RULES.values() if r.area in wanted]
 
 
+def plan_for(areas: Iterable[str] | None = None) -> Plan:
+    """What the collector must read for the selected areas' rules."""
+    return Plan.of(r.needs for r in load_rules(areas))
+
+
 def sources_needed(areas: Iterable[str] | None = None) -> list[str]:
-    """Every system source the selected rules read (so check collects only those)."""
-    need: list[str] = []
-    for r in load_rules(areas):
-        for s in r.needs + r.uses:
-            if s not in need:
-                need.append(s)
-    return need
+    """Every system source the selected rules read."""
+    return list(plan_for(areas).sources)
 
 
-def _why_missing(snaps: list[Snapshot], source: str) -> str | None:
+def _source_reason(snaps: Iterable[Snapshot], source: str) -> str | None:
     for s in snaps:
         if s.get(source) is None:
             m = s.missing(source)
@@ -45,32 +54,71 @@ def _why_missing(snaps: list[Snapshot], source: str) -> str | None:
     return None
 
 
+def why_cannot_look(needs: Needs, series: Series) -> str | None:
+    """The first thing a rule needs that this series does not have, in words; None if all."""
+    if needs.window:
+        if series.intervals == 0:
+            return "needs two snapshots (a window); this has one"
+        if not series.has_clock:
+            return ("no clock: the snapshots carry no monotonic time, uptime or timestamp (or "
+                    "they are under 1 ms apart), so no rate can be computed")
+    ends = [series.first, series.last] if needs.window else [series.last]
+    for s in needs.sources:
+        why = _source_reason(ends, s)
+        if why:
+            return why
+    for c in needs.counters:
+        why = _source_reason(ends, c.source)
+        if why:
+            return why
+        if not any(c.read(s.get(c.source)) is not None for s in ends):
+            return c.absent_reason()
+    if needs.sysctls:
+        sc = series.last.get("sysctl")
+        if sc is None:
+            return _source_reason([series.last], "sysctl")
+        for name in needs.sysctls:
+            if sc.text(name) is None:
+                why = sc.missing.get(name) if isinstance(getattr(sc, "missing", None), dict) else None
+                return f"sysctl {name}: {why or 'not readable or not captured'}"
+    if needs.processes and series.last.processes is None:
+        return "the process table was not collected"
+    if needs.sockets and series.last.sockets is None:
+        return "the socket table was not collected"
+    return None
+
+
 def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None) -> Report:
     if not snapshots:
         raise ValueError("diagnose needs at least one snapshot")
     rules = load_rules(areas)
-    ctx = Context(list(snapshots))
-    first, last = ctx.first, ctx.last
+    series = Series.of(snapshots)
+    ctx = Context(series)
+    first, last = series.first, series.last
     h = last.host
+    window = {"start": first.taken_at, "end": last.taken_at, "seconds": round(series.seconds, 3),
+              "snapshots": len(series.snapshots), "intervals": series.intervals,
+              "intervals_without_clock": series.clock_missing}
     report = Report(
         host={"hostname": h.hostname, "page_size": h.page_size, "cpus": h.cpus},
         kernel=h.kernel,
-        window={"start": first.taken_at, "end": last.taken_at, "seconds": round(ctx.seconds, 3),
-                "snapshots": len(snapshots)},
-        unavailable=_unavailable(snapshots),
+        window=window,
+        unavailable=_unavailable(series.snapshots),
     )
-    report.window_missing = ctx.window is None and any(r.window for r in rules)
+    report.window_missing = series.intervals == 0 and any(r.window for r in rules)
+    report.series_breaks = [{"after_snapshot": b.after, "kind": b.kind, "reason": b.reason}
+                            for b in series.breaks]
+    report.snapshots_left_out = series.dropped
     for r in rules:
-        if r.window and ctx.window is None:
-            report.not_evaluated.append(NotEvaluated(r.id, "needs two snapshots (a window)"))
-            continue
-        reason = next((w for w in (_why_missing([first, last] if r.window else [last], s)
-                                   for s in r.needs) if w), None)
+        reason = why_cannot_look(r.needs, series)
         if reason:
             report.not_evaluated.append(NotEvaluated(r.id, reason))
             continue
         try:
             out = r.func(ctx, r)
+        except CannotLook as c:
+            report.not_evaluated.append(NotEvaluated(r.id, c.reason))
+            continue
         except Exception as exc:  # a bug in one rule must not hide the others' findings
             tb = traceback.extract_tb(exc.__traceback__)[-1]
             report.not_evaluated.append(NotEvaluated(
@@ -80,13 +128,13 @@ def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None) -> R
         if out is None:
             continue
         report.findings.extend(out if isinstance(out, list) else [out])
+    report.rules_selected = len(rules)
     report.findings.sort(key=lambda f: (-severity_rank(f.severity), f.id))
-    if ctx.window is not None:
-        report.counter_resets = [f"{s}:{p}" for s, p in ctx.window.resets]
+    report.counter_resets = ctx.resets()
     return report
 
 
-def _unavailable(snapshots: list[Snapshot]) -> list[dict]:
+def _unavailable(snapshots: Iterable[Snapshot]) -> list[dict]:
     seen: dict[str, str] = {}
     for s in snapshots:
         for m in s.unavailable:

@@ -29,6 +29,7 @@ class HostInfo:
     page_size_assumed: bool = False  # True when a capture did not record it
     clk_tck: int = 100  # USER_HZ: the unit of /proc/stat and /proc/PID/stat times
     cpus: int | None = None
+    boot_id: str | None = None  # /proc/sys/kernel/random/boot_id: tells two boots apart
 
 
 @dataclass(frozen=True)

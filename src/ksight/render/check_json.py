@@ -9,13 +9,13 @@ VERSION = 1
 
 
 def report_json(report: Report) -> dict:
-    verdict = report.worst or "ok"
-    if report.exit_status() == 3:
-        verdict = "unknown"
     return {
         "version": VERSION,
-        "verdict": verdict,
+        "verdict": report.verdict,
         "exit_status": report.exit_status(),
+        "complete": report.complete,
+        "rules_run": report.rules_run,
+        "rules_selected": report.rules_selected,
         "host": report.host,
         "kernel": report.kernel,
         "window": report.window,
@@ -23,4 +23,6 @@ def report_json(report: Report) -> dict:
         "unavailable": report.unavailable,
         "not_evaluated": [jsonable(n) for n in report.not_evaluated],
         "counter_resets": report.counter_resets,
+        "series_breaks": report.series_breaks,
+        "snapshots_left_out": report.snapshots_left_out,
     }

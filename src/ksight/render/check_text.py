@@ -7,6 +7,7 @@ import shutil
 import sys
 
 from ..diagnose.finding import Report
+from .units import number
 
 _STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
 
@@ -21,13 +22,7 @@ def _console():
 
 
 def _num(v) -> str:
-    if isinstance(v, float):
-        if v == int(v) and abs(v) < 1e15:
-            return f"{int(v):,}"
-        return f"{v:,.2f}" if abs(v) < 100 else f"{v:,.0f}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return "?" if v is None else str(v)
+    return "?" if v is None else number(v)
 
 
 def _block(c, markup: str, indent: int, hang: int | None = None) -> None:
@@ -49,18 +44,28 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
     span = f"{w.get('seconds', 0):g} s window" if w.get("snapshots", 1) > 1 else "one snapshot"
     host = report.host.get("hostname") or "?"
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in ("critical", "warning", "info")}
+    n_not = len(report.not_evaluated)
+    looked = f"{report.rules_run} of {report.rules_selected} rules looked"
     if report.rules_run == 0:
-        verdict = "[bold]could not diagnose[/]: no rule could run (see below)"
-    elif report.window_missing and not report.findings:
-        verdict = ("[bold]could not diagnose[/]: one snapshot only; rules that need rates were "
-                   "skipped (capture with --count 2 or more)")
-    elif not report.findings:
-        verdict = "[bold green]OK[/]: nothing wrong found"
+        verdict = "[bold]could not diagnose[/]: no rule could look (see below)"
+        if report.window_missing:
+            verdict += "; one snapshot only (capture with --count 2 or more)"
+    elif not report.findings or report.worst == "info":
+        if n_not:
+            verdict = (f"[bold yellow]incomplete[/]: nothing wrong found by the rules that looked, "
+                       f"but {n_not} could not look (below)")
+        else:
+            verdict = "[bold green]OK[/]: nothing wrong found"
     else:
         parts = [f"[{_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n]
         verdict = ", ".join(parts)
     c.print(f"ksight check: {escape(host)} (kernel {escape(report.kernel or '?')}), {span}, "
-            f"{report.rules_run} rules: {verdict}")
+            f"{looked}: {verdict}")
+    for b in report.series_breaks:
+        c.print(f"[yellow]series cut after snapshot {b['after_snapshot']}[/]: {escape(b['reason'])}")
+    if report.series_breaks:
+        c.print(f"[dim]diagnosed the last unbroken part ({w.get('snapshots')} snapshots); "
+                f"{report.snapshots_left_out} earlier snapshot(s) left out[/]")
     for f in report.findings:
         c.print()
         subj = ""
@@ -84,18 +89,23 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
                           f"[dim](now {escape(str(a.current))})[/]", 2, 6)
                 if a.why:
                     _block(c, f"[dim]{escape(a.why)}[/]", 6)
+            elif a.kind == "cgroup":
+                _block(c, f"[bold]→[/] echo {escape(str(a.recommended))} > {escape(a.path or '')}   "
+                          f"[dim](now {escape(str(a.current))})[/]", 2, 6)
+                if a.why:
+                    _block(c, f"[dim]{escape(a.why)}[/]", 6)
             else:
                 _block(c, f"[bold]→[/] {escape(a.text or '')}", 2, 6)
     if report.counter_resets:
         c.print(f"\n[yellow]counter reset in the window[/] (reboot, wrap or CPU unplug): "
                 f"{', '.join(report.counter_resets)}; those rates were not used")
-    missing = [n for n in report.not_evaluated]
-    if missing and (verbose or report.rules_run == 0):
-        c.print("\nnot evaluated:")
+    missing = list(report.not_evaluated)
+    if missing and (verbose or report.rules_run == 0 or not report.findings):
+        c.print("\nnot evaluated (could not look):")
         for n in missing:
             c.print(f"  {n.rule}: {escape(n.reason)}")
     elif missing:
-        c.print(f"\n[dim]{len(missing)} rule(s) could not run (missing data); -v shows which and why[/]")
+        c.print(f"\n[dim]{len(missing)} rule(s) could not look (missing data); -v shows which and why[/]")
     if verbose and report.unavailable:
         c.print("\nunavailable sources:")
         for u in report.unavailable:

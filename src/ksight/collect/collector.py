@@ -1,0 +1,152 @@
+"""The one collector: every command gets its snapshots here, live or from a capture.
+
+`check`, `show`, `sar`, `pagecache` (and the commands to come) ask a Collector for what a Plan
+says, and never branch on "live or --from" themselves, nor run their own sampling loops:
+
+    col = Collector.open(args.from_)               # live machine, or a capture
+    snaps = col.window(plan, seconds=3, step=1)     # check: a window of snapshots
+    for snap in col.stream(plan, interval=1, count=5): ...   # sar: one snapshot at a time
+    snap = col.one(plan)                            # show, pagecache: one look
+
+Live, the clock is CLOCK_MONOTONIC and samples are taken on a fixed schedule (no drift); a
+capture replays its snapshots in order through the same parsers, with the manifest's context
+(page size, USER_HZ, the reasons sources were unavailable when it was taken). Capturing
+(`ksight capture`) is a live collector reading through a recording root.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+from ..errors import UsageError
+from ..fs import LiveRoot, Root
+from ..model.snapshot import HostInfo, Missing, Snapshot
+from .plan import Plan
+from .snapshot import take
+
+
+class Collector:
+    live: bool = True
+
+    def __init__(self, root: Root | None = None):
+        self.root = root or LiveRoot()
+        self.live = self.root.live
+        self.label = "live" if self.live else self.root.label
+        self._host: HostInfo | None = None
+
+    @staticmethod
+    def open(source: str | None) -> "Collector":
+        """The live machine when source is None, else the capture at `source`."""
+        if source:
+            return CaptureCollector(source)
+        return Collector()
+
+    # ---- live ------------------------------------------------------------------------------
+    def sample(self, plan: Plan) -> Snapshot:
+        """One snapshot now. The host (name, kernel, boot) does not change under a live run:
+        it is read once."""
+        snap = take(self.root, plan=plan, host=self._host)
+        if self._host is None and self.live:
+            self._host = snap.host
+        return snap
+
+    def window(self, plan: Plan, *, seconds: float, step: float,
+               progress: Callable[[str], None] | None = None) -> list[Snapshot]:
+        """Snapshots every `step` seconds for `seconds` (at least two). Ctrl-C ends the window
+        early and keeps what was taken, if that is two snapshots or more."""
+        if step <= 0 or seconds <= 0:
+            raise UsageError("the window and its step must be longer than 0 s")
+        n = max(int(round(seconds / step)), 1)
+        if progress:
+            progress(f"Sampling the kernel for {seconds:g} s ({n + 1} snapshots)... "
+                     "Ctrl-C to stop early.")
+        snaps = [self.sample(plan)]
+        start = time.monotonic()
+        try:
+            for i in range(1, n + 1):
+                delay = start + i * step - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                snaps.append(self.sample(plan))
+        except KeyboardInterrupt:
+            if len(snaps) < 2:
+                raise
+            if progress:
+                progress("interrupted; using the window so far")
+        return snaps
+
+    def stream(self, plan: Plan, *, interval: float, count: int | None) -> Iterator[Snapshot]:
+        """The first snapshot now, then one every `interval` seconds, `count` more (None:
+        until Ctrl-C, which ends the stream quietly)."""
+        yield self.sample(plan)
+        n = 0
+        next_t = time.monotonic()
+        try:
+            while count is None or n < count:
+                next_t += interval
+                time.sleep(max(0.0, next_t - time.monotonic()))
+                n += 1
+                yield self.sample(plan)
+        except KeyboardInterrupt:
+            return
+
+    def one(self, plan: Plan, index: int = -1) -> Snapshot:
+        return self.sample(plan)
+
+    def count(self) -> int | None:
+        return None
+
+
+class CaptureCollector(Collector):
+    """Snapshots replayed from a capture (directory or archive), in order."""
+
+    live = False
+
+    def __init__(self, spec: str):
+        from ..store.capture import open_capture
+
+        self.capture = open_capture(spec)
+        self.root = None
+        self.label = spec
+        self._host = None
+
+    def _take(self, i: int, plan: Plan) -> Snapshot:
+        cap = self.capture
+        meta = cap.metas[i]
+        known = [Missing(m["source"], m["reason"]) for m in meta.get("unavailable", [])]
+        return take(cap.roots[i], plan=plan, host_hint=cap.host_hint,
+                    taken_at=meta.get("taken_at"), known_unavailable=known)
+
+    def count(self) -> int:
+        return len(self.capture.roots)
+
+    def sample(self, plan: Plan) -> Snapshot:
+        return self._take(self.count() - 1, plan)
+
+    def window(self, plan: Plan, *, seconds: float | None = None, step: float | None = None,
+               progress=None) -> list[Snapshot]:
+        return [self._take(i, plan) for i in range(self.count())]
+
+    def stream(self, plan: Plan, *, interval: float | None = None,
+               count: int | None = None) -> Iterator[Snapshot]:
+        for i in range(self.count()):
+            yield self._take(i, plan)
+
+    def one(self, plan: Plan, index: int = -1) -> Snapshot:
+        try:
+            i = range(self.count())[index]
+        except IndexError:
+            raise UsageError(f"snapshot {index}: the capture has {self.count()} snapshot(s)") from None
+        return self._take(i, plan)
+
+
+def stderr_progress(quiet: bool) -> Callable[[str], None] | None:
+    """Progress lines on stderr when a person watches (a terminal, and not --json)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    return lambda msg: print(msg, file=sys.stderr)
+
+
+__all__ = ["Collector", "CaptureCollector", "stderr_progress"]

@@ -1,0 +1,101 @@
+"""What to collect: typed needs, declared by rules and views, merged into one plan.
+
+A rule says what it cannot look without (`Needs`): system sources, counters by name (checked
+against what kernels print, model.counters), sysctls, entity tables (processes with chosen
+parts, smaps for the largest few, sockets with tcp_info, memory cgroups) and whether it needs
+a window with a clock. The collector reads exactly the union (`Plan`), so `ksight check
+--area pagecache` never scans processes or sockets, and the engine can say *why* a rule could
+not look (which source, counter, sysctl or clock was missing).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ..model.counters import Counter
+
+# process parts the scan knows (collect.processes.DETAILS)
+PROCESS_PARTS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
+# memory cgroup files (sources.cgroup_memory): what a plan may restrict the walk to
+CGROUP_FILES = ("current", "limits", "stat", "events", "events_local", "pressure", "procs", "swap",
+                "oom")
+
+
+@dataclass(frozen=True)
+class Needs:
+    sources: tuple[str, ...] = ()  # required system sources (snapshot.get(name))
+    uses: tuple[str, ...] = ()  # optional sources: read when there, the rule runs without them
+    counters: tuple[Counter, ...] = ()  # required counters: absent on this kernel -> not evaluated
+    sysctls: tuple[str, ...] = ()  # required sysctls (implies the sysctl source)
+    processes: tuple[str, ...] = ()  # process parts; () = no process table
+    smaps_top: int = 0  # smaps_rollup for the N largest processes by RSS
+    sockets: bool = False  # the socket table (every netns), tcp_info where available
+    cgroup_files: tuple[str, ...] = ()  # memory cgroup files the rule reads (() = all it knows)
+    window: bool = True  # needs two snapshots with a clock between them (rates)
+    min_seconds: float = 0.0  # shortest window worth judging
+
+    def __post_init__(self):
+        bad = [p for p in self.processes if p not in PROCESS_PARTS]
+        if bad:
+            raise ValueError(f"unknown process parts {bad}; known: {', '.join(PROCESS_PARTS)}")
+        bad = [f for f in self.cgroup_files if f not in CGROUP_FILES]
+        if bad:
+            raise ValueError(f"unknown memory cgroup files {bad}; known: {', '.join(CGROUP_FILES)}")
+
+    def all_sources(self) -> tuple[str, ...]:
+        out = list(self.sources) + list(self.uses) + [c.source for c in self.counters]
+        if self.sysctls:
+            out.append("sysctl")
+        return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The union of what the selected rules and views need: what one sample reads."""
+
+    sources: tuple[str, ...] = ()
+    processes: tuple[str, ...] = ()
+    smaps_top: int = 0
+    sockets: bool = False
+    cgroup_files: tuple[str, ...] | None = None  # None: every file; else only these
+    min_seconds: float = 0.0
+    notes: tuple[str, ...] = field(default=())
+
+    @classmethod
+    def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = ()) -> "Plan":
+        sources: dict[str, None] = {}
+        parts: dict[str, None] = {}
+        top = 0
+        socks = False
+        cg_files: dict[str, None] = {}
+        cg_all = False
+        secs = 0.0
+        for n in needs:
+            sources.update(dict.fromkeys(n.all_sources()))
+            parts.update(dict.fromkeys(n.processes))
+            top = max(top, n.smaps_top)
+            socks = socks or n.sockets
+            if "cgroup_memory" in n.all_sources():
+                if n.cgroup_files:
+                    cg_files.update(dict.fromkeys(n.cgroup_files))
+                else:
+                    cg_all = True
+            secs = max(secs, n.min_seconds)
+        sources.update(dict.fromkeys(extra_sources))
+        sources.setdefault("uptime", None)  # the clock of a capture
+        if socks and "sockets" not in parts and parts:
+            parts["sockets"] = None  # owners of sockets come from the processes' fds
+        return cls(tuple(sources), tuple(parts), top, socks,
+                   None if cg_all or not cg_files else tuple(cg_files), secs)
+
+    def merge(self, other: "Plan") -> "Plan":
+        files = None if self.cgroup_files is None or other.cgroup_files is None else \
+            tuple(dict.fromkeys(self.cgroup_files + other.cgroup_files))
+        return Plan(tuple(dict.fromkeys(self.sources + other.sources)),
+                    tuple(dict.fromkeys(self.processes + other.processes)),
+                    max(self.smaps_top, other.smaps_top), self.sockets or other.sockets,
+                    files, max(self.min_seconds, other.min_seconds))
+
+
+__all__ = ["Needs", "Plan", "PROCESS_PARTS", "CGROUP_FILES"]

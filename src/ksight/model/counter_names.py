@@ -1,0 +1,174 @@
+"""Every counter name the kernel has printed, per source: the vocabulary a rule may name.
+
+A rule that names a counter the kernel never had would silently never fire (the lookup returns
+None, which reads as "absent on this kernel"). model.counters refuses such a name when the rule
+module is imported, against these sets.
+
+How the sets were made: the union of the names in real kernel text (the corpora in
+../shared/corpora: PCP captures from 2.6.32 to 5.x, node_exporter, procfs; this project's capture
+of a 6.18 kernel), plus names the kernel printed in versions the corpora do not cover, from the
+kernel's mm/vmstat.c history and Documentation/admin-guide/cgroup-v2.rst (pgsteal_<zone> and
+kswapd_steal before 3.4, workingset_refault/activate 3.15-5.8, workingset_restore 5.8,
+zone_reclaim_success 6.x, memory.stat keys of v1 and v2). tests/model/test_counters.py checks
+that every name used by a rule is here and that the corpora hold no name missing from here.
+"""
+
+# /proc/vmstat (and /sys/devices/system/node/nodeN/vmstat)
+VMSTAT = frozenset("""
+allocstall allocstall_device allocstall_dma allocstall_dma32 allocstall_high allocstall_movable
+allocstall_normal balloon_deflate balloon_inflate balloon_migrate cma_alloc_fail
+cma_alloc_success compact_daemon_free_scanned compact_daemon_migrate_scanned
+compact_daemon_wake compact_fail compact_free_scanned compact_isolated compact_migrate_scanned
+compact_stall compact_success cow_ksm direct_map_level2_collapses direct_map_level2_splits
+direct_map_level3_collapses direct_map_level3_splits drop_pagecache drop_slab
+htlb_buddy_alloc_fail htlb_buddy_alloc_success ksm_swpin_copy kswapd_high_wmark_hit_quickly
+kswapd_inodesteal kswapd_low_wmark_hit_quickly kswapd_skip_congestion_wait kswapd_steal
+nr_active_anon nr_active_file nr_alloc_batch nr_anon_pages nr_anon_transparent_hugepages
+nr_balloon_pages nr_bounce nr_dirtied nr_dirty nr_dirty_background_threshold nr_dirty_threshold
+nr_file_hugepages nr_file_pages nr_file_pmdmapped nr_foll_pin_acquired nr_foll_pin_released
+nr_free_cma nr_free_pages nr_free_pages_blocks nr_hugetlb nr_inactive_anon nr_inactive_file
+nr_iommu_pages nr_isolated_anon nr_isolated_file nr_kernel_file_pages
+nr_kernel_misc_reclaimable nr_kernel_stack nr_mapped nr_memmap_boot_pages nr_memmap_pages
+nr_mlock nr_overhead nr_page_table_pages nr_pages_scanned nr_sec_page_table_pages nr_shmem
+nr_shmem_hugepages nr_shmem_pmdmapped nr_slab_reclaimable nr_slab_unreclaimable nr_swapcached
+nr_throttled_written nr_unevictable nr_unstable nr_vmscan_immediate_reclaim nr_vmscan_write
+nr_writeback nr_writeback_temp nr_written nr_zone_active_anon nr_zone_active_file
+nr_zone_inactive_anon nr_zone_inactive_file nr_zone_unevictable nr_zone_write_pending
+nr_zspages numa_foreign numa_hint_faults numa_hint_faults_local numa_hit numa_huge_pte_updates
+numa_interleave numa_local numa_miss numa_other numa_pages_migrated numa_pte_updates oom_kill
+pageoutrun pgactivate pgalloc_device pgalloc_dma pgalloc_dma32 pgalloc_movable pgalloc_normal
+pgdeactivate pgdemote_direct pgdemote_khugepaged pgdemote_kswapd pgdemote_proactive pgfault
+pgfree pginodesteal pglazyfree pglazyfreed pgmajfault pgmigrate_fail pgmigrate_success pgpgin
+pgpgout pgpromote_candidate pgpromote_candidate_nrl pgpromote_success pgrefill pgrefill_dma
+pgrefill_dma32 pgrefill_movable pgrefill_normal pgreuse pgrotated pgscan_anon pgscan_direct
+pgscan_direct_dma pgscan_direct_dma32 pgscan_direct_high pgscan_direct_movable
+pgscan_direct_normal pgscan_direct_throttle pgscan_file pgscan_khugepaged pgscan_kswapd
+pgscan_kswapd_dma pgscan_kswapd_dma32 pgscan_kswapd_high pgscan_kswapd_movable
+pgscan_kswapd_normal pgscan_proactive pgscan_zone_reclaim_failed pgskip_device pgskip_dma
+pgskip_dma32 pgskip_movable pgskip_normal pgsteal_anon pgsteal_direct pgsteal_direct_dma
+pgsteal_direct_dma32 pgsteal_direct_high pgsteal_direct_movable pgsteal_direct_normal
+pgsteal_dma pgsteal_dma32 pgsteal_file pgsteal_high pgsteal_khugepaged pgsteal_kswapd
+pgsteal_kswapd_dma pgsteal_kswapd_dma32 pgsteal_kswapd_high pgsteal_kswapd_movable
+pgsteal_kswapd_normal pgsteal_movable pgsteal_normal pgsteal_proactive pswpin pswpout
+slabs_scanned swap_ra swap_ra_hit swpin_zero swpout_zero thp_collapse_alloc
+thp_collapse_alloc_failed thp_deferred_split_page thp_fault_alloc thp_fault_fallback
+thp_fault_fallback_charge thp_file_alloc thp_file_fallback thp_file_fallback_charge
+thp_file_mapped thp_migration_fail thp_migration_split thp_migration_success
+thp_scan_exceed_none_pte thp_scan_exceed_share_pte thp_scan_exceed_swap_pte thp_split
+thp_split_page thp_split_page_failed thp_split_pmd thp_split_pud thp_swpout thp_swpout_fallback
+thp_underused_split_page thp_zero_page_alloc thp_zero_page_alloc_failed unevictable_pgs_cleared
+unevictable_pgs_culled unevictable_pgs_mlocked unevictable_pgs_munlocked
+unevictable_pgs_rescued unevictable_pgs_scanned unevictable_pgs_stranded workingset_activate
+workingset_activate_anon workingset_activate_file workingset_nodereclaim workingset_nodes
+workingset_refault workingset_refault_anon workingset_refault_file workingset_restore
+workingset_restore_anon workingset_restore_file zone_reclaim_failed zone_reclaim_success zswpin
+zswpout zswpwb
+""".split())
+
+# memory.stat of cgroup v1 (with its total_* keys) and v2
+MEMORY_STAT = frozenset("""
+active_anon active_file anon anon_thp cache dirty file file_dirty file_mapped file_thp
+file_writeback hierarchical_memory_limit hierarchical_memsw_limit hugetlb inactive_anon
+inactive_file kernel kernel_stack mapped_file numa_hint_faults numa_pages_migrated
+numa_pte_updates pagetables percpu pgactivate pgdeactivate pgdemote_direct pgdemote_khugepaged
+pgdemote_kswapd pgfault pglazyfree pglazyfreed pgmajfault pgpgin pgpgout pgrefill pgscan
+pgscan_direct pgscan_khugepaged pgscan_kswapd pgsteal pgsteal_direct pgsteal_khugepaged
+pgsteal_kswapd recent_rotated_anon recent_rotated_file recent_scanned_anon recent_scanned_file
+rss rss_huge sec_pagetables shmem shmem_thp slab slab_reclaimable slab_unreclaimable sock swap
+swapcached thp_collapse_alloc thp_fault_alloc thp_swpout thp_swpout_fallback total_active_anon
+total_active_file total_cache total_dirty total_inactive_anon total_inactive_file
+total_mapped_file total_pgfault total_pgmajfault total_pgpgin total_pgpgout total_rss
+total_rss_huge total_shmem total_swap total_swapcached total_unevictable
+total_workingset_activate total_workingset_refault total_workingset_refault_anon
+total_workingset_refault_file total_workingset_restore total_writeback unevictable vmalloc
+workingset_activate workingset_activate_anon workingset_activate_file workingset_nodereclaim
+workingset_refault workingset_refault_anon workingset_refault_file workingset_restore
+workingset_restore_anon workingset_restore_file writeback zswap zswapped zswpin zswpout zswpwb
+""".split())
+
+# /proc/net/snmp and /proc/net/netstat, as 'Group.Name'
+NET_SNMP = frozenset("""
+Icmp.InAddrMaskReps Icmp.InAddrMasks Icmp.InCsumErrors Icmp.InDestUnreachs Icmp.InEchoReps
+Icmp.InEchos Icmp.InErrors Icmp.InMsgs Icmp.InParmProbs Icmp.InRedirects Icmp.InSrcQuenchs
+Icmp.InTimeExcds Icmp.InTimestampReps Icmp.InTimestamps Icmp.OutAddrMaskReps Icmp.OutAddrMasks
+Icmp.OutDestUnreachs Icmp.OutEchoReps Icmp.OutEchos Icmp.OutErrors Icmp.OutMsgs
+Icmp.OutParmProbs Icmp.OutRateLimitGlobal Icmp.OutRateLimitHost Icmp.OutRedirects
+Icmp.OutSrcQuenchs Icmp.OutTimeExcds Icmp.OutTimestampReps Icmp.OutTimestamps IcmpMsg.InType0
+IcmpMsg.InType11 IcmpMsg.InType142 IcmpMsg.InType3 IcmpMsg.InType8 IcmpMsg.OutType0
+IcmpMsg.OutType142 IcmpMsg.OutType3 IcmpMsg.OutType69 IcmpMsg.OutType8 Ip.DefaultTTL
+Ip.ForwDatagrams Ip.Forwarding Ip.FragCreates Ip.FragFails Ip.FragOKs Ip.InAddrErrors
+Ip.InDelivers Ip.InDiscards Ip.InHdrErrors Ip.InReceives Ip.InUnknownProtos Ip.OutDiscards
+Ip.OutNoRoutes Ip.OutRequests Ip.OutTransmits Ip.ReasmFails Ip.ReasmOKs Ip.ReasmReqds
+Ip.ReasmTimeout IpExt.InBcastOctets IpExt.InBcastPkts IpExt.InCEPkts IpExt.InCsumErrors
+IpExt.InECT0Pkts IpExt.InECT1Pkts IpExt.InMcastOctets IpExt.InMcastPkts IpExt.InNoECTPkts
+IpExt.InNoRoutes IpExt.InOctets IpExt.InTruncatedPkts IpExt.OutBcastOctets IpExt.OutBcastPkts
+IpExt.OutMcastOctets IpExt.OutMcastPkts IpExt.OutOctets IpExt.ReasmOverlaps MPTcpExt.AddAddr
+MPTcpExt.AddAddrDrop MPTcpExt.AddAddrTx MPTcpExt.AddAddrTxDrop MPTcpExt.Blackhole
+MPTcpExt.DSSCorruptionFallback MPTcpExt.DSSCorruptionReset MPTcpExt.DSSNoMatchTCP
+MPTcpExt.DSSNotMatching MPTcpExt.DataCsumErr MPTcpExt.DssFallback MPTcpExt.DuplicateData
+MPTcpExt.EchoAdd MPTcpExt.EchoAddTx MPTcpExt.EchoAddTxDrop MPTcpExt.FallbackFailed
+MPTcpExt.InfiniteMapRx MPTcpExt.InfiniteMapTx MPTcpExt.MD5SigFallback MPTcpExt.MPCapableACKRX
+MPTcpExt.MPCapableDataFallback MPTcpExt.MPCapableEndpAttempt MPTcpExt.MPCapableFallbackACK
+MPTcpExt.MPCapableFallbackSYNACK MPTcpExt.MPCapableSYNACKRX MPTcpExt.MPCapableSYNRX
+MPTcpExt.MPCapableSYNTX MPTcpExt.MPCapableSYNTXDisabled MPTcpExt.MPCapableSYNTXDrop
+MPTcpExt.MPCurrEstab MPTcpExt.MPFailRx MPTcpExt.MPFailTx MPTcpExt.MPFallbackTokenInit
+MPTcpExt.MPFastcloseRx MPTcpExt.MPFastcloseTx MPTcpExt.MPJoinAckHMacFailure
+MPTcpExt.MPJoinAckRx MPTcpExt.MPJoinNoTokenFound MPTcpExt.MPJoinPortAckRx
+MPTcpExt.MPJoinPortSynAckRx MPTcpExt.MPJoinPortSynRx MPTcpExt.MPJoinRejected
+MPTcpExt.MPJoinSynAckBackupRx MPTcpExt.MPJoinSynAckHMacFailure MPTcpExt.MPJoinSynAckRx
+MPTcpExt.MPJoinSynBackupRx MPTcpExt.MPJoinSynRx MPTcpExt.MPJoinSynTx
+MPTcpExt.MPJoinSynTxBindErr MPTcpExt.MPJoinSynTxConnectErr MPTcpExt.MPJoinSynTxCreatSkErr
+MPTcpExt.MPPrioRx MPTcpExt.MPPrioTx MPTcpExt.MPRstRx MPTcpExt.MPRstTx MPTcpExt.MPTCPRetrans
+MPTcpExt.MismatchPortAckRx MPTcpExt.MismatchPortSynRx MPTcpExt.NoDSSInWindow MPTcpExt.OFOMerge
+MPTcpExt.OFOQueue MPTcpExt.OFOQueueTail MPTcpExt.PortAdd MPTcpExt.RcvPruned
+MPTcpExt.RcvWndConflict MPTcpExt.RcvWndConflictUpdate MPTcpExt.RcvWndShared MPTcpExt.RmAddr
+MPTcpExt.RmAddrDrop MPTcpExt.RmAddrTx MPTcpExt.RmAddrTxDrop MPTcpExt.RmSubflow
+MPTcpExt.SimultConnectFallback MPTcpExt.SndWndShared MPTcpExt.SubflowRecover
+MPTcpExt.SubflowStale MPTcpExt.WinProbe Tcp.ActiveOpens Tcp.AttemptFails Tcp.CurrEstab
+Tcp.EstabResets Tcp.InCsumErrors Tcp.InErrs Tcp.InSegs Tcp.MaxConn Tcp.OutRsts Tcp.OutSegs
+Tcp.PassiveOpens Tcp.RetransSegs Tcp.RtoAlgorithm Tcp.RtoMax Tcp.RtoMin TcpExt.ArpFilter
+TcpExt.BeyondWindow TcpExt.BusyPollRxPackets TcpExt.DelayedACKLocked TcpExt.DelayedACKLost
+TcpExt.DelayedACKs TcpExt.EmbryonicRsts TcpExt.IPReversePathFilter TcpExt.ListenDrops
+TcpExt.ListenOverflows TcpExt.LockDroppedIcmps TcpExt.OfoPruned TcpExt.OutOfWindowIcmps
+TcpExt.PAWSActive TcpExt.PAWSEstab TcpExt.PAWSOldAck TcpExt.PAWSPassive TcpExt.PAWSTimewait
+TcpExt.PFMemallocDrop TcpExt.PruneCalled TcpExt.RcvPruned TcpExt.SyncookiesFailed
+TcpExt.SyncookiesRecv TcpExt.SyncookiesSent TcpExt.TCPACKSkippedChallenge
+TcpExt.TCPACKSkippedFinWait2 TcpExt.TCPACKSkippedPAWS TcpExt.TCPACKSkippedSeq
+TcpExt.TCPACKSkippedSynRecv TcpExt.TCPACKSkippedTimeWait TcpExt.TCPAOBad
+TcpExt.TCPAODroppedIcmps TcpExt.TCPAOGood TcpExt.TCPAOKeyNotFound TcpExt.TCPAORequired
+TcpExt.TCPAbortFailed TcpExt.TCPAbortOnClose TcpExt.TCPAbortOnData TcpExt.TCPAbortOnLinger
+TcpExt.TCPAbortOnMemory TcpExt.TCPAbortOnTimeout TcpExt.TCPAckCompressed TcpExt.TCPAutoCorking
+TcpExt.TCPBacklogCoalesce TcpExt.TCPBacklogDrop TcpExt.TCPChallengeACK
+TcpExt.TCPDSACKIgnoredDubious TcpExt.TCPDSACKIgnoredNoUndo TcpExt.TCPDSACKIgnoredOld
+TcpExt.TCPDSACKOfoRecv TcpExt.TCPDSACKOfoSent TcpExt.TCPDSACKOldSent TcpExt.TCPDSACKRecv
+TcpExt.TCPDSACKRecvSegs TcpExt.TCPDSACKUndo TcpExt.TCPDeferAcceptDrop TcpExt.TCPDelivered
+TcpExt.TCPDeliveredCE TcpExt.TCPDirectCopyFromBacklog TcpExt.TCPDirectCopyFromPrequeue
+TcpExt.TCPFACKReorder TcpExt.TCPFastOpenActive TcpExt.TCPFastOpenActiveFail
+TcpExt.TCPFastOpenBlackhole TcpExt.TCPFastOpenCookieReqd TcpExt.TCPFastOpenListenOverflow
+TcpExt.TCPFastOpenPassive TcpExt.TCPFastOpenPassiveAltKey TcpExt.TCPFastOpenPassiveFail
+TcpExt.TCPFastRetrans TcpExt.TCPForwardRetrans TcpExt.TCPFromZeroWindowAdv TcpExt.TCPFullUndo
+TcpExt.TCPHPAcks TcpExt.TCPHPHits TcpExt.TCPHPHitsToUser TcpExt.TCPHystartDelayCwnd
+TcpExt.TCPHystartDelayDetect TcpExt.TCPHystartTrainCwnd TcpExt.TCPHystartTrainDetect
+TcpExt.TCPKeepAlive TcpExt.TCPLoss TcpExt.TCPLossFailures TcpExt.TCPLossProbeRecovery
+TcpExt.TCPLossProbes TcpExt.TCPLossUndo TcpExt.TCPLostRetransmit TcpExt.TCPMD5Failure
+TcpExt.TCPMD5NotFound TcpExt.TCPMD5Unexpected TcpExt.TCPMTUPFail TcpExt.TCPMTUPSuccess
+TcpExt.TCPMemoryPressures TcpExt.TCPMemoryPressuresChrono TcpExt.TCPMigrateReqFailure
+TcpExt.TCPMigrateReqSuccess TcpExt.TCPMinTTLDrop TcpExt.TCPOFODrop TcpExt.TCPOFOMerge
+TcpExt.TCPOFOQueue TcpExt.TCPOrigDataSent TcpExt.TCPPLBRehash TcpExt.TCPPartialUndo
+TcpExt.TCPPrequeueDropped TcpExt.TCPPrequeued TcpExt.TCPPureAcks TcpExt.TCPRcvCoalesce
+TcpExt.TCPRcvCollapsed TcpExt.TCPRcvQDrop TcpExt.TCPRenoFailures TcpExt.TCPRenoRecovery
+TcpExt.TCPRenoRecoveryFail TcpExt.TCPRenoReorder TcpExt.TCPReqQFullDoCookies
+TcpExt.TCPReqQFullDrop TcpExt.TCPRetransFail TcpExt.TCPSACKDiscard TcpExt.TCPSACKReneging
+TcpExt.TCPSACKReorder TcpExt.TCPSYNChallenge TcpExt.TCPSackFailures TcpExt.TCPSackMerged
+TcpExt.TCPSackRecovery TcpExt.TCPSackRecoveryFail TcpExt.TCPSackShiftFallback
+TcpExt.TCPSackShifted TcpExt.TCPSchedulerFailed TcpExt.TCPSlowStartRetrans
+TcpExt.TCPSpuriousRTOs TcpExt.TCPSpuriousRtxHostQueues TcpExt.TCPSynRetrans TcpExt.TCPTSReorder
+TcpExt.TCPTimeWaitOverflow TcpExt.TCPTimeouts TcpExt.TCPToZeroWindowAdv
+TcpExt.TCPWantZeroWindowAdv TcpExt.TCPWinProbe TcpExt.TCPWqueueTooBig TcpExt.TCPZeroWindowDrop
+TcpExt.TSEcrRejected TcpExt.TW TcpExt.TWKilled TcpExt.TWRecycled TcpExt.TcpDuplicateDataRehash
+TcpExt.TcpTimeoutRehash Udp.IgnoredMulti Udp.InCsumErrors Udp.InDatagrams Udp.InErrors
+Udp.MemErrors Udp.NoPorts Udp.OutDatagrams Udp.RcvbufErrors Udp.SndbufErrors
+UdpLite.IgnoredMulti UdpLite.InCsumErrors UdpLite.InDatagrams UdpLite.InErrors
+UdpLite.MemErrors UdpLite.NoPorts UdpLite.OutDatagrams UdpLite.RcvbufErrors
+UdpLite.SndbufErrors
+""".split())
