@@ -206,3 +206,19 @@ def test_listdirs_alike_on_every_root(tmp_path):
     assert {"g", "g/a", "g/b", "g/c"} <= rec.dirs  # a capture holds what listdirs saw
     live = LiveRoot().listdirs("proc")  # /proc/self is a link, /proc/meminfo a file
     assert "self" not in live and "meminfo" not in live and "1" in live and "sys" in live
+
+
+def test_netns_helpers():
+    import socket as _socket
+
+    from ksight.fs import netns
+
+    assert netns.parse_link("net:[4026531992]") == 4026531992
+    assert netns.parse_link("mnt:[4026531992]") is None and netns.parse_link("socket:[5]") is None
+    assert netns.current() == os.stat("/proc/self/ns/net").st_ino
+    with netns.socket_in(None, _socket.AF_INET, _socket.SOCK_STREAM) as s:
+        assert s.family == _socket.AF_INET
+    dead = max(int(n) for n in os.listdir("/proc") if n.isdigit()) + 100000
+    with pytest.raises(Unavailable, match="process exited"):
+        netns.socket_in(dead, _socket.AF_INET, _socket.SOCK_STREAM)
+    assert netns.current() == os.stat("/proc/self/ns/net").st_ino

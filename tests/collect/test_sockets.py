@@ -263,3 +263,34 @@ def test_decoder_agrees_with_pyroute2():
         assert s.cookie == int(m["idiag_cookie"])
         assert (s.local_port, s.remote_port) == (int(m["idiag_sport"]), int(m["idiag_dport"]))
         assert (s.rqueue, s.wqueue) == (int(m["idiag_rqueue"]), int(m["idiag_wqueue"]))
+
+
+def test_namespaces_from_a_tree(tmp_path):
+    """Two namespaces named by proc/PID/ns/net links: the tables of each are read through one of
+    its processes; owners are joined on socket inodes whatever the namespace; a namespace whose
+    table cannot be read is reported, not guessed."""
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    row = "   0: 0100007F:{port:04X} 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 {ino} 1 0 100 0 0 10 0\n"
+    layout = {  # pid -> (netns, tcp table or None, socket inodes held)
+        1: (111, head + row.format(port=22, ino=5001), ()),
+        7: (222, head + row.format(port=80, ino=5002), (5001,)),  # holds a socket of netns 111
+        8: (222, None, (5002,)),
+        9: (333, None, ()),  # its table is missing: netns 333 unread
+    }
+    for pid, (ns, tcp, inos) in layout.items():
+        d = tmp_path / "proc" / str(pid)
+        (d / "ns").mkdir(parents=True)
+        os.symlink(f"net:[{ns}]", d / "ns" / "net")
+        (d / "fd").mkdir()
+        for i, ino in enumerate(inos):
+            os.symlink(f"socket:[{ino}]", d / "fd" / str(3 + i))
+        (d / "comm").write_text(f"p{pid}\n")
+        if tcp:
+            (d / "net").mkdir()
+            (d / "net" / "tcp").write_text(tcp)
+    table, missing = sockets.collect(DirRoot(str(tmp_path)))
+    got = sorted((s.netns, s.local_port, s.pid, s.comm) for s in table.sockets)
+    assert got == [(111, 22, 7, "p7"), (222, 80, 8, "p8")]
+    assert table.namespaces == (111, 222)
+    assert [m.reason for m in missing if m.source == "sockets.netns"] == [
+        "netns 333: TCP table not read (proc/9/net/tcp: missing (not on this kernel or not captured))"]
