@@ -311,8 +311,10 @@ def children(tmp_path):
                        "b = bytearray(8 << 20)\n"
                        "[threading.Thread(target=time.sleep, args=(120,), daemon=True).start() for _ in range(3)]\n"
                        "time.sleep(120)"]
+            # the shell's sleep is its child, not the shell itself (`; :` stops the exec): the
+            # shell leads its own process group so that the whole group is killed at the end
             procs.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                          stderr=subprocess.DEVNULL))
+                                          stderr=subprocess.DEVNULL, start_new_session=kind == 3))
         zombie = subprocess.Popen(["true"])  # exits and is not reaped until the end: a zombie
         procs.append(zombie)
         deadline = time.monotonic() + 20
@@ -331,11 +333,13 @@ def children(tmp_path):
         yield procs
     finally:
         for p in procs:
-            if p.poll() is None:
-                try:
+            try:
+                if os.getpgid(p.pid) == p.pid:  # a group of its own: the shell and its sleep
+                    os.killpg(p.pid, signal.SIGKILL)
+                elif p.poll() is None:
                     os.kill(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            except ProcessLookupError:
+                pass
         for p in procs:
             try:
                 p.wait(timeout=10)
