@@ -294,3 +294,26 @@ def test_namespaces_from_a_tree(tmp_path):
     assert table.namespaces == (111, 222)
     assert [m.reason for m in missing if m.source == "sockets.netns"] == [
         "netns 333: TCP table not read (proc/9/net/tcp: missing (not on this kernel or not captured))"]
+
+
+def test_unreadable_namespace_links_are_reported(tmp_path):
+    """As a non-root user, other users' /proc/PID/ns/net cannot be read: sockets of namespaces
+    seen only through them may be missing, and the table says so."""
+    from ksight.errors import Unavailable
+
+    class Denying(DirRoot):
+        def readlink(self, path):
+            if path == "proc/2/ns/net":
+                raise Unavailable(path, "permission denied (run as root for this source)")
+            return super().readlink(path)
+
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    for pid in (1, 2):
+        (tmp_path / "proc" / str(pid) / "ns").mkdir(parents=True)
+        os.symlink(f"net:[{10 + pid}]", tmp_path / "proc" / str(pid) / "ns" / "net")
+    (tmp_path / "proc" / "1" / "net").mkdir()
+    (tmp_path / "proc" / "1" / "net" / "tcp").write_text(head)
+    table, missing = sockets.collect(Denying(str(tmp_path)))
+    assert table.namespaces == (11,)
+    (m,) = [m for m in missing if m.source == "sockets.netns"]
+    assert m.reason.startswith("1 processes' network namespace unreadable (permission denied)")

@@ -187,7 +187,11 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
             pids = sorted(int(n) for n in root.listdir("proc") if n.isdigit())
         except Unavailable:
             pids = []
-    nsmap, _denied = namespaces(root, pids)
+    nsmap, denied = namespaces(root, pids)
+    if denied:
+        missing.append(Missing("sockets.netns",
+                               f"{denied} processes' network namespace unreadable (permission "
+                               "denied): sockets in other namespaces may be missing"))
     rows, used = _tables(root, nsmap, missing)
     if not used:
         # no namespace link readable: our own namespace's tables, as before namespaces were seen
