@@ -16,9 +16,12 @@ import pytest
 from ksight.errors import ParseError, Unavailable, UsageError
 from ksight.trace import bpftrace, recipes
 from ksight.trace.bpftrace import Bucket
+from ksight.trace.recipes.softirq import SoftirqTime
+from ksight.fs import LiveRoot
 from tests.conftest import FIXTURES, IS_ROOT, fixture_text, needs_root
 
 PY = sys.executable
+ROOT = LiveRoot()
 
 
 # --- parsing: real output of this machine's bpftrace 0.17 (-f json) --------------------------
@@ -30,10 +33,10 @@ def test_parse_softirq_sample():
     assert out.maps["@n"] == {"7,0": 1, "9,1": 6, "1,1": 9, "7,1": 13}
     assert out.maps["@hist"]["1"] == [Bucket(4, 7, 1), Bucket(8, 15, 6), Bucket(16, 31, 2)]
     assert bpftrace.hist_total(out.maps["@hist"]["7"]) == 14 == 1 + 13   # @n for vec 7, both CPUs
-    res = recipes.get("softirq")(backend="bpftrace").bpftrace_summary(out)
-    rows = {(r["kind"], r["cpu"]): r for r in res["softirqs"]}
-    assert rows[("TIMER", 1)] == {"kind": "TIMER", "cpu": 1, "count": 9, "total_usec": 122.092,
-                                  "max_usec": 24.814}
+    res = recipes.get("softirq")(ROOT, backend="bpftrace").bpftrace_summary(out)
+    rows = {(r.kind, r.cpu): r for r in res["softirqs"]}
+    assert rows[("TIMER", 1)] == SoftirqTime("TIMER", 1, count=9, total_usec=122.092,
+                                             max_usec=24.814)
     assert res["histogram_usec"]["RCU"] == {2: 1, 4: 1, 8: 2, 16: 2}
     assert res["histogram"]["SCHED"][0] == {"min": 2, "max": 3, "count": 1}
 
@@ -43,16 +46,16 @@ def test_parse_reclaim_sample():
     # reading 64 MiB in a 24 MiB memory cgroup
     out = bpftrace.parse_output(fixture_text("trace", "bpftrace_reclaim.jsonl"))
     assert out.printf == ["tid 28813\n"]
-    r = recipes.get("reclaim")(backend="bpftrace")
+    r = recipes.get("reclaim")(ROOT, backend="bpftrace")
     r.procs.cache[28813] = ("python", "/ksight-lab-28803-fixt")   # as bpftrace_printf saw it
     res = r.bpftrace_summary(out)
     (p,) = res["processes"]
-    assert (p["pid"], p["comm"], p["kind"], p["stalls"]) == (28813, "python", "memcg", 30)
-    assert p["reclaimed_pages"] == 11776 and p["total_usec"] == 2493.53 and p["max_usec"] == 855.877
-    assert sum(p["hist"].values()) == 30 == sum(res["histogram_usec"]["memcg"].values())
+    assert (p.pid, p.comm, p.kind, p.stalls) == (28813, "python", "memcg", 30)
+    assert p.reclaimed_pages == 11776 and p.total_usec == 2493.53 and p.max_usec == 855.877
+    assert sum(p.hist.values()) == 30 == sum(res["histogram_usec"]["memcg"].values())
     assert res["histogram_usec"]["memcg"] == {8: 2, 16: 5, 32: 9, 64: 9, 128: 3, 1024: 2}
     (c,) = res["cgroups"]
-    assert c["cgroup"] == "/ksight-lab-28803-fixt" and c["stalls"] == 30 and c["hist"] == p["hist"]
+    assert c.cgroup == "/ksight-lab-28803-fixt" and c.stalls == 30 and c.hist == p.hist
     assert res["in_progress_at_end"] == 0
 
 
@@ -141,7 +144,7 @@ def test_cli_auto_falls_back_to_tracefs(monkeypatch, capsys):
     assert main(["trace", "softirq", "--seconds", "0.5", "--json"]) == 0
     cap = capsys.readouterr()
     res = json.loads(cap.out)
-    assert res["backend"] == "tracefs" and "histogram" not in res
+    assert res["backend"] == "tracefs" and res["histogram"] is None
     assert "bpftrace is not installed (test)" in res["backend_why"]
     assert main(["trace", "softirq", "--seconds", "0.5"]) == 0
     assert "backend: tracefs (bpftrace not usable: bpftrace is not installed (test))" in capsys.readouterr().out
@@ -191,11 +194,11 @@ def _softirqs() -> dict[str, int]:
 
 
 def per_kind_of(res):
-    return {k: sum(b["count"] for b in h) for k, h in res["histogram"].items()}
+    return {k: sum(b["count"] for b in h) for k, h in res.histogram.items()}
 
 
 def test_softirq_histogram_matches_proc_softirqs(have_bpftrace):
-    r = recipes.get("softirq")(backend="bpftrace")
+    r = recipes.get("softirq")(ROOT, backend="bpftrace")
     with r.session(seconds=3) as t:     # returns once the probes are attached
         before = _softirqs()
         p = subprocess.Popen([PY, "-c", (
@@ -207,16 +210,16 @@ def test_softirq_histogram_matches_proc_softirqs(have_bpftrace):
     after = _softirqs()
     assert _gone(t.pid)
     res = r.result(t)
-    assert res["backend"] == "bpftrace" and res["errors"] == [] and res["histogram"]
-    hist_total = sum(b["count"] for h in res["histogram"].values() for b in h)
-    rows_total = sum(row["count"] for row in res["softirqs"])
+    assert res.backend == "bpftrace" and res.errors == () and res.histogram
+    hist_total = sum(b["count"] for h in res.histogram.values() for b in h)
+    rows_total = sum(row.count for row in res.softirqs)
     assert hist_total == rows_total > 0          # two maps aggregated separately in the kernel
     delta = sum(after[k] - before[k] for k in after)
     # /proc/softirqs (kernel counters, read outside bpftrace) over nearly the same window: the
     # trace starts a few ms before `before` and stops (interval probe) before `after`
     print("softirqs traced", hist_total, "/proc/softirqs delta", delta, per_kind_of(res))
     assert 0.8 * delta - 50 <= hist_total <= 1.1 * delta + 50, (hist_total, delta)
-    per_kind = {k: sum(b["count"] for b in h) for k, h in res["histogram"].items()}
+    per_kind = {k: sum(b["count"] for b in h) for k, h in res.histogram.items()}
     assert per_kind.get("NET_RX", 0) > 0 and per_kind.get("TIMER", 0) > 0, per_kind
     assert per_kind["NET_RX"] <= after["NET_RX"] - before["NET_RX"] + 50
 
@@ -225,7 +228,7 @@ def test_reclaim_histogram_in_memory_cgroup(have_bpftrace):
     from ksight.lab.cgroup import MemoryCgroup
 
     file_mb, limit_mb = 96, 24
-    r = recipes.get("reclaim")(backend="bpftrace")
+    r = recipes.get("reclaim")(ROOT, backend="bpftrace")
     with tempfile.NamedTemporaryFile(dir="/var/tmp", prefix="ksight-trace-") as f:
         f.write(os.urandom(1 << 20) * file_mb)   # clean page cache after fsync
         f.flush()
@@ -238,18 +241,18 @@ def test_reclaim_histogram_in_memory_cgroup(have_bpftrace):
                 assert p.wait(timeout=30) == 0
             res = r.result(t)
     assert _gone(t.pid)
-    assert res["backend"] == "bpftrace" and res["errors"] == [], res["errors"]
-    memcg = res["histogram"]["memcg"]
+    assert res.backend == "bpftrace" and res.errors == (), res.errors
+    memcg = res.histogram["memcg"]
     total = sum(b["count"] for b in memcg)
     assert total > 0 and all(b["min"] <= b["max"] for b in memcg)
-    procs = [x for x in res["processes"] if x["pid"] == p.pid and x["kind"] == "memcg"]
-    assert procs, res["processes"]
-    assert procs[0]["cgroup"].endswith(cg.name)          # named live, from /proc/PID/cgroup
-    assert 1 <= procs[0]["stalls"] <= total
+    procs = [x for x in res.processes if x.pid == p.pid and x.kind == "memcg"]
+    assert procs, res.processes
+    assert procs[0].cgroup.endswith(cg.name)          # named live, from /proc/PID/cgroup
+    assert 1 <= procs[0].stalls <= total
     # reading 96 MiB through a 24 MiB limit: at least (96-24) MiB must be reclaimed in the group
-    assert procs[0]["reclaimed_pages"] >= 0.5 * ((file_mb - limit_mb) << 20) // 4096, procs[0]
-    cgs = [c for c in res["cgroups"] if c["cgroup"] and c["cgroup"].endswith(cg.name)]
-    assert cgs and cgs[0]["stalls"] >= procs[0]["stalls"]
+    assert procs[0].reclaimed_pages >= 0.5 * ((file_mb - limit_mb) << 20) // 4096, procs[0]
+    cgs = [c for c in res.cgroups if c.cgroup and c.cgroup.endswith(cg.name)]
+    assert cgs and cgs[0].stalls >= procs[0].stalls
 
 
 def test_missing_probe_is_reported_and_nothing_left(have_bpftrace):
@@ -263,13 +266,13 @@ def test_missing_probe_is_reported_and_nothing_left(have_bpftrace):
 
 
 def test_stop_and_exception_end_the_child(have_bpftrace):
-    r = recipes.get("softirq")(backend="bpftrace")
+    r = recipes.get("softirq")(ROOT, backend="bpftrace")
     t0 = time.monotonic()
     with r.session(seconds=30) as t:
         t.stop()                          # like Ctrl-C in the CLI: bpftrace prints its maps
     assert time.monotonic() - t0 < 15 and _gone(t.pid)
     assert t.output.attached_probes == 4 and t.returncode == 0 and t.errors == []
-    run = bpftrace.Run(recipes.get("softirq")().bpftrace_program(), seconds=30)
+    run = bpftrace.Run(recipes.get("softirq")(ROOT).bpftrace_program(), seconds=30)
     with pytest.raises(RuntimeError):
         with run:
             raise RuntimeError("boom")

@@ -13,11 +13,14 @@ import time
 
 import pytest
 
+from ksight.fs import LiveRoot
+from ksight.render.jsonable import jsonable
 from ksight.trace import recipes
-from tests.conftest import needs_root
+from tests.conftest import need_tool, needs_root
 
 pytestmark = [needs_root, pytest.mark.root]
 PY = sys.executable
+ROOT = LiveRoot()
 
 
 def _wait(p, timeout=30):
@@ -31,7 +34,7 @@ def _wait(p, timeout=30):
 
 def test_mmap_counts_fixed_size_per_pid():
     size, n = 7340032, 5
-    r = recipes.get("mmap")(size=size)
+    r = recipes.get("mmap")(ROOT, size=size)
     code = f"import mmap,sys\nsys.stdin.read(1)\nfor i in range({n}): mmap.mmap(-1, {size}).close()\n"
     child = subprocess.Popen([PY, "-c", code], stdin=subprocess.PIPE)
     try:
@@ -43,16 +46,20 @@ def test_mmap_counts_fixed_size_per_pid():
     finally:
         if child.poll() is None:
             child.kill()
-    mine = [p for p in res["processes"] if p["pid"] == child.pid]
+    mine = [p for p in res.processes if p.pid == child.pid]
     assert mine, res
-    assert mine[0]["mmap"] == n and mine[0]["munmap"] == n
-    assert res["filters"]["syscalls:sys_enter_mmap"] == f"len == {size}"
-    assert res["lost"] == 0
+    assert mine[0].mmap == n and mine[0].munmap == n
+    assert res.filters["syscalls:sys_enter_mmap"] == f"len == {size}"
+    assert res.lost == 0
+    j = jsonable(res)   # the --json form: the same keys as before the results were typed
+    assert {"pid": child.pid, "mmap": n, "munmap": n, "brk": 0}.items() <= next(
+        p for p in j["processes"] if p["pid"] == child.pid).items()
+    assert j["recipe"] == "mmap" and j["size"] == size and j["missing"] == []
 
 
 def test_mmap_pid_filter_excludes_others():
     size = 4 * 1048576 + 4096
-    r = recipes.get("mmap")(size=size, pid=os.getpid())
+    r = recipes.get("mmap")(ROOT, size=size, pid=os.getpid())
     code = f"import mmap\nfor i in range(3): mmap.mmap(-1, {size}).close()\n"
     import mmap
 
@@ -61,13 +68,13 @@ def test_mmap_pid_filter_excludes_others():
         for _ in range(2):
             mmap.mmap(-1, size).close()
     res = r.result(t)
-    assert [(p["pid"], p["mmap"]) for p in res["processes"]] == [(os.getpid(), 2)]
+    assert [(p.pid, p.mmap) for p in res.processes] == [(os.getpid(), 2)]
 
 
 def test_oom_reports_victim_pid_and_memcg():
     from ksight.lab.cgroup import MemoryCgroup
 
-    r = recipes.get("oom")()
+    r = recipes.get("oom")(ROOT)
     with MemoryCgroup("troom", max_bytes=32 << 20) as cg:
         with r.session(seconds=30) as t:
             # 96 MiB touched in a 32 MiB cgroup, no swap here: the memcg OOM killer must act
@@ -76,18 +83,18 @@ def test_oom_reports_victim_pid_and_memcg():
             time.sleep(0.3)
         res = r.result(t)
     assert rc == -9
-    victims = [v for v in res["victims"] if v["pid"] == p.pid]
+    victims = [v for v in res.victims if v.pid == p.pid]
     assert victims, res
     v = victims[0]
-    assert v["cgroup"] and v["cgroup"].endswith(cg.name)
-    if v["constraint"] is not None:  # from the kernel log line (absent if kmsg is unreadable)
-        assert v["constraint"] == "CONSTRAINT_MEMCG"
+    assert v.cgroup and v.cgroup.endswith(cg.name)
+    if v.constraint is not None:  # from the kernel log line (absent if kmsg is unreadable)
+        assert v.constraint == "CONSTRAINT_MEMCG"
 
 
 def test_reclaim_in_memory_cgroup():
     from ksight.lab.cgroup import MemoryCgroup
 
-    r = recipes.get("reclaim")()
+    r = recipes.get("reclaim")(ROOT)
     with tempfile.NamedTemporaryFile(dir="/var/tmp", prefix="ksight-trace-") as f:
         f.write(os.urandom(1 << 20) * 96)   # 96 MiB of clean page cache after fsync
         f.flush()
@@ -99,13 +106,13 @@ def test_reclaim_in_memory_cgroup():
                 p = cg.spawn([PY, "-c", code])
                 assert _wait(p, 30) == 0
             res = r.result(t)
-    procs = [x for x in res["processes"] if x["pid"] == p.pid and x["kind"] == "memcg"]
+    procs = [x for x in res.processes if x.pid == p.pid and x.kind == "memcg"]
     assert procs, res
-    assert procs[0]["stalls"] >= 1 and procs[0]["reclaimed_pages"] > 0
-    assert procs[0]["cgroup"].endswith(cg.name)
-    cgs = [c for c in res["cgroups"] if c["cgroup"] and c["cgroup"].endswith(cg.name)]
-    assert cgs and cgs[0]["stalls"] >= procs[0]["stalls"]
-    assert sum(res["histogram_usec"]["memcg"].values()) >= procs[0]["stalls"]
+    assert procs[0].stalls >= 1 and procs[0].reclaimed_pages > 0
+    assert procs[0].cgroup is not None and procs[0].cgroup.endswith(cg.name), procs[0]
+    cgs = [c for c in res.cgroups if c.cgroup and c.cgroup.endswith(cg.name)]
+    assert cgs and cgs[0].stalls >= procs[0].stalls
+    assert sum(res.histogram_usec["memcg"].values()) >= procs[0].stalls
 
 
 def _softirqs():
@@ -115,7 +122,7 @@ def _softirqs():
 
 
 def test_softirq_counts_match_proc_softirqs():
-    r = recipes.get("softirq")()
+    r = recipes.get("softirq")(ROOT)
     before = _softirqs()
     with r.session(seconds=10) as t:
         # loopback traffic: NET_RX softirqs on the receive side
@@ -127,8 +134,8 @@ def test_softirq_counts_match_proc_softirqs():
     after = _softirqs()
     res = r.result(t)
     traced = {}
-    for row in res["softirqs"]:
-        traced[row["kind"]] = traced.get(row["kind"], 0) + row["count"]
+    for row in res.softirqs:
+        traced[row.kind] = traced.get(row.kind, 0) + row.count
     # /proc/softirqs counts each softirq just before softirq_entry fires: the trace window lies
     # inside the before/after window, so traced <= delta, and close to it
     for kind in ("TIMER", "NET_RX"):
@@ -138,7 +145,7 @@ def test_softirq_counts_match_proc_softirqs():
 
 
 def test_kmalloc_outstanding_by_call_site():
-    r = recipes.get("kmalloc")()
+    r = recipes.get("kmalloc")(ROOT)
     pipes = []
     try:
         with r.session(seconds=10) as t:
@@ -150,30 +157,30 @@ def test_kmalloc_outstanding_by_call_site():
         for a, b in pipes:
             os.close(a)
             os.close(b)
-    sites = {s["call_site"].split("+")[0]: s for s in res["call_sites"]}
+    sites = {s.call_site.split("+")[0]: s for s in res.call_sites}
     assert "alloc_pipe_info" in sites, list(sites)[:10]
-    assert sites["alloc_pipe_info"]["outstanding"] >= 300
-    assert "HIGH" in res["overhead"]
+    assert sites["alloc_pipe_info"].outstanding >= 300
+    assert "HIGH" in res.overhead
 
 
 def test_compaction_names_the_process_that_compacts():
-    r = recipes.get("compaction")()
+    r = recipes.get("compaction")(ROOT)
     with r.session(seconds=20) as t:
         # a write to compact_memory compacts every zone in the writer's own context
         p = subprocess.Popen(["sh", "-c", "echo 1 > /proc/sys/vm/compact_memory"])
         assert _wait(p, 20) == 0
     res = r.result(t)
-    mine = [x for x in res["processes"] if x["pid"] == p.pid]
-    assert mine and mine[0]["runs"] >= 1, res
-    miss = {m["event"]: m for m in res["missing"]}
+    mine = [x for x in res.processes if x.pid == p.pid]
+    assert mine and mine[0].runs >= 1, res
+    miss = {m.event: m for m in res.missing}
     if "compaction:mm_compaction_stall" in miss:  # not on 6.18: the alternative is named
-        assert miss["compaction:mm_compaction_stall"]["alternative"] == "compaction:mm_compaction_try_to_compact_pages"
+        assert miss["compaction:mm_compaction_stall"].alternative == "compaction:mm_compaction_try_to_compact_pages"
 
 
 def test_writeback_throttled_writer():
     from ksight.lab.sysctl import SysctlGuard
 
-    r = recipes.get("writeback")()
+    r = recipes.get("writeback")(ROOT)
     code = ("import os\nfd=os.open(%r, os.O_WRONLY|os.O_CREAT|os.O_TRUNC)\nb=b'x'*(1<<20)\n"
             "for i in range(64): os.write(fd, b)\nos.close(fd)\nos.unlink(%r)\n")
     path = f"/var/tmp/ksight-trace-wb-{os.getpid()}"
@@ -185,15 +192,16 @@ def test_writeback_throttled_writer():
             p = subprocess.Popen([PY, "-c", code % (path, path)])
             assert _wait(p, 60) == 0
     res = r.result(t)
-    mine = [x for x in res["processes"] if x["pid"] == p.pid]
-    assert mine and mine[0]["events"] >= 1, res
-    assert mine[0]["paused"] >= 1 and mine[0]["pause_ms"] > 0
+    mine = [x for x in res.processes if x.pid == p.pid]
+    assert mine and mine[0].events >= 1, res
+    assert mine[0].paused >= 1 and mine[0].pause_ms > 0
 
 
 def test_retrans_on_lossy_link():
     from ksight.lab.netns import NetnsPair
 
-    r = recipes.get("retrans")()
+    need_tool("nft", "the lossy link drops packets with nftables")
+    r = recipes.get("retrans")(ROOT)
     server = ("import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
               "s.bind(('198.18.0.2',5999))\ns.listen(1)\nc,_=s.accept()\nc.settimeout(20)\n"
               "while c.recv(65536): pass\n")
@@ -207,13 +215,13 @@ def test_retrans_on_lossy_link():
             _wait(cli, 40)
         _wait(srv, 10)
         res = r.result(t)
-    flows = [f for f in res["flows"] if f["saddr"] == "198.18.0.1" and f["daddr"] == "198.18.0.2"
-             and f["dport"] == 5999]
+    flows = [f for f in res.flows if f.saddr == "198.18.0.1" and f.daddr == "198.18.0.2"
+             and f.dport == 5999]
     assert flows, res
     f = flows[0]
-    assert f["retransmits"] >= 1 and f["state"] in ("ESTABLISHED", "FIN_WAIT1", "SYN_SENT", "CLOSING", "LAST_ACK")
+    assert f.retransmits >= 1 and f.state in ("ESTABLISHED", "FIN_WAIT1", "SYN_SENT", "CLOSING", "LAST_ACK")
     # `ip netns exec` execs python, so the Popen PID is the socket's owner
-    assert f["owner"] is not None and f["owner"]["pid"] == cli.pid
+    assert f.owner is not None and f.owner.pid == cli.pid
 
 
 def test_profile_finds_busy_process(tmp_path):
@@ -222,16 +230,16 @@ def test_profile_finds_busy_process(tmp_path):
     ok, why = perf.available()
     if not ok:
         pytest.skip(why)
-    r = recipes.get("profile")()
+    r = recipes.get("profile")(ROOT)
     burn = ("open('/proc/self/comm','w').write('ksburn')\nimport time\nt=time.time()\n"
             "while time.time()-t < 2.5: pass\n")
     with r.session(seconds=3) as t:
         p = subprocess.Popen([PY, "-c", burn])
         _wait(p, 20)
     res = r.result(t)
-    mine = sum(n for k, n in res["folded"].items() if k.split(";")[0] == "ksburn")
+    mine = sum(n for k, n in res.folded.items() if k.split(";")[0] == "ksburn")
     # 99 Hz for ~2.5 s of one busy CPU: about 250 samples; allow for start-up and scheduling
-    assert mine >= 120, (mine, res["events"])
+    assert mine >= 120, (mine, res.events)
     from ksight.trace.flame import svg
 
     out = svg(r.rec.folded)
@@ -261,7 +269,7 @@ def test_buflimit_socket_refused_memory_in_cgroup():
         try:
             conn, _ = srv.accept()
             conn.setblocking(False)
-            r = recipes.get("buflimit")()
+            r = recipes.get("buflimit")(ROOT)
             sent = 0
             with r.session(seconds=4) as t:
                 end = time.monotonic() + 3
@@ -276,6 +284,6 @@ def test_buflimit_socket_refused_memory_in_cgroup():
             child.kill()
             child.wait()
             srv.close()
-    recv = [s for s in res["sockets"] if s["proto"] == "TCP" and s["side"] == "receive"]
-    assert recv and sum(s["count"] for s in recv) >= 1, res
-    assert res["lost"] == 0
+    recv = [s for s in res.sockets if s.proto == "TCP" and s.side == "receive"]
+    assert recv and sum(s.count for s in recv) >= 1, res
+    assert res.lost == 0

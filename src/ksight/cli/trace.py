@@ -109,10 +109,20 @@ def _check(args) -> int:
     return 0
 
 
+def _options(args) -> dict:
+    if args.recipe == "mmap":
+        return {"size": args.size, "pid": args.pid}
+    if args.recipe == "profile":
+        return {"pid": args.pid}
+    return {}
+
+
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
     import sys
 
     from ..errors import Unavailable, UsageError
+    from ..fs import LiveRoot
     from ..trace.recipes import RECIPES, get
     from .common import refuse_from
 
@@ -121,34 +131,34 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for r in RECIPES.values():
             evs = ", ".join(r.events) if r.events else "perf CPU sampling"
-            print(f"{r.name:<11} {r.question}\n{'':<11} events: {evs}\n{'':<11} overhead: {r.overhead}")
+            print(f"{r.name:<11} {r.question}\n{'':<11} events: {evs}\n{'':<11} backends: "
+                  f"{', '.join(r.backends)}\n{'':<11} overhead: {r.overhead}")
         return 0
     if args.check:
         return _check(args)
     if not args.recipe:
         raise UsageError("name a RECIPE (see `ksight trace --list`)")
     cls = get(args.recipe)
-    opts = {}
-    if args.recipe == "mmap":
-        opts = {"size": args.size, "pid": args.pid}
-    elif args.recipe == "profile":
-        opts = {"pid": args.pid}
-    backend, why = "perf" if args.recipe == "profile" else "tracefs", None
+    root = LiveRoot()
+    opts = _options(args)
     fallback = None
-    if args.recipe != "profile":
+    if "perf" in cls.backends:
+        if args.backend == "bpftrace":
+            raise UsageError(f"{cls.name} uses perf; --backend bpftrace applies to "
+                             + " and ".join(n for n, r in RECIPES.items() if "bpftrace" in r.backends))
+        backend, why = "perf", None
+    else:
         from ..trace import bpftrace
 
-        backend, why = bpftrace.choose(args.backend, hasattr(cls, "bpftrace_program"))
+        backend, why = bpftrace.choose(args.backend, "bpftrace" in cls.backends)
         if backend == "bpftrace":
             opts["backend"] = "bpftrace"
-    elif args.backend == "bpftrace":
-        raise UsageError("profile uses perf; --backend bpftrace applies to reclaim and softirq")
-    recipe = cls(**opts)
+    recipe = cls(root, **opts)
     seconds = args.seconds if args.seconds > 0 else None
     kw = {"max_events": args.max_events}
     if args.buffer_kb:
         kw["buffer_kb"] = args.buffer_kb
-    if args.recipe == "profile":
+    if backend == "perf":
         kw = {}
         seconds = seconds or 3600
     print(recipe.headline(seconds), file=sys.stderr if args.json else sys.stdout, flush=True)
@@ -184,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
             # auto: bpftrace runs but this program does not (e.g. a probe missing on this
             # kernel): say so and trace with tracefs instead
             fallback = f"bpftrace failed ({exc.reason}); used tracefs instead"
-            recipe = cls(**{**opts, "backend": "tracefs"})
+            recipe = cls(root, **{**opts, "backend": "tracefs"})
             backend, why = "tracefs", fallback
             print(f"ksight: {fallback}", file=sys.stderr, flush=True)
             sess = recipe.session(seconds, **kw)
@@ -203,17 +213,15 @@ def run(args: argparse.Namespace) -> int:
         if stack_rec is not None:
             stack_rec.__exit__(None, None, None)
     res = recipe.result(t)
-    res["backend_why"] = why
+    extra: dict = {"backend_why": why}
     if fallback:
-        res.setdefault("notes", []).append(fallback)
+        extra["notes"] = res.notes + (fallback,)
     if stack_rec is not None:
-        from collections import Counter
+        from ..trace.recipes.mmap import stacks_of
 
-        st: Counter = Counter()
-        for s in stack_rec.samples:
-            st[(s.pid, s.comm, " <- ".join(s.frames()[:8]))] += 1
-        res["stacks"] = [{"pid": k[0], "comm": k[1], "stack": k[2], "count": n} for k, n in st.most_common(20)]
-    if args.recipe == "profile":
+        extra["stacks"] = stacks_of(stack_rec.samples)
+    res = dataclasses.replace(res, **extra)
+    if backend == "perf":
         from ..trace.perf import folded_text
 
         folded = recipe.rec.folded
@@ -224,14 +232,13 @@ def run(args: argparse.Namespace) -> int:
             from ..trace.flame import svg
 
             with open(args.svg, "w") as f:
-                f.write(svg(folded, title=f"ksight profile, {res['seconds']:.0f} s"))
-        if not args.json:
-            res.pop("folded", None)
+                f.write(svg(folded, title=f"ksight profile, {res.seconds:.0f} s"))
     if args.json:
         from .common import print_json
 
         print_json(res)
     else:
-        print(recipe.render(res))
-        print(f"backend: {backend}" + (f" ({why})" if why else ""))
+        from ..render.trace_text import render
+
+        print(render(res))
     return 0

@@ -17,6 +17,16 @@ from ._text import numbered_lines, to_int
 
 PATH = "proc/softirqs"
 
+# The kernel's softirq vectors in number order (enum in include/linux/interrupt.h), as
+# /proc/softirqs names them and as the irq:softirq_entry/exit tracepoints number them (`vec`).
+VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED",
+           "HRTIMER", "RCU")
+
+
+def vector_name(vec: int) -> str:
+    """4 -> 'BLOCK'; a vector this list does not know is its number."""
+    return VECTORS[vec] if 0 <= vec < len(VECTORS) else str(vec)
+
 
 def parse_cpu_header(line: str, path: str, lineno: int) -> tuple[int, ...]:
     """'   CPU0  CPU1  CPU7' -> (0, 1, 7) (shared with interrupts)."""
