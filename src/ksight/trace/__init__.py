@@ -12,7 +12,8 @@ Counters say that something happens; tracepoints say who, where and how long.
 - perf: CPU sampling and user-space stacks of events (perf.py), folded stacks, SVG (flame.py).
 - bpftrace: optional, used when installed and working, for in-kernel aggregation: the `reclaim`
   and `softirq` recipes build their latency histograms in the kernel (bpftrace.py).
-- recipes.py: traces named by the question they answer (`ksight trace RECIPE`).
+- recipes/: traces named by the question they answer (`ksight trace RECIPE`), one module
+  each, returning typed results (text: ksight.render.trace_text).
 """
 
 from .ringbuf import Event
