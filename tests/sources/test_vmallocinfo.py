@@ -72,3 +72,45 @@ def test_live():
     if used_kb:  # older kernels print 0
         page_kb = os.sysconf("SC_PAGESIZE") // 1024
         assert abs(v.vmalloc_pages * page_kb - used_kb) <= max(4096, used_kb // 10)
+
+
+def _tree(tmp_path):
+    from ksight.fs import DirRoot
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "uptime").write_text("100.00 150.00\n")
+    (tmp_path / "proc" / "vmallocinfo").write_text(SAMPLE)
+    return DirRoot(str(tmp_path))
+
+
+def test_opt_in_skipped_unless_named(tmp_path):
+    """vmallocinfo costs the kernel a walk of every vmalloc area: a snapshot that names no
+    sources (take(root), `ksight show`, `ksight capture`) does not read it; naming it does."""
+    from ksight.collect.plan import Needs, Plan
+    from ksight.collect.snapshot import take
+    from ksight.sources import DEFAULT, SYSTEM
+
+    assert SYSTEM["vmallocinfo"].default is False
+    assert "vmallocinfo" not in DEFAULT and set(DEFAULT) == set(SYSTEM) - {"vmallocinfo"}
+    root = _tree(tmp_path)
+    snap = take(root)
+    # not read at all: neither collected nor listed as unavailable (every read source is one)
+    assert "vmallocinfo" not in snap.sources
+    assert "vmallocinfo" not in {m.source for m in snap.unavailable}
+    assert "meminfo" in {m.source for m in snap.unavailable}  # the others were tried
+    for snap in (take(root, sources=["vmallocinfo"]),
+                 take(root, plan=Plan.of([Needs(sources=("vmallocinfo",))]))):
+        v = snap.get("vmallocinfo")
+        assert v == vmallocinfo.parse(SAMPLE) and v.areas == SAMPLE.count("\n")
+
+
+def test_opt_in_show_names_it(tmp_path, capsys):
+    import json
+
+    from ksight.cli.main import main
+
+    if not IS_ROOT:
+        pytest.skip("vmallocinfo is root-only")
+    assert main(["show", "vmallocinfo", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["sources"]["vmallocinfo"]["areas"] > 0

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from ..errors import KsightError, ParseError, Unavailable
 from ..fs import Root
 from ..model.snapshot import HostInfo, Missing, Snapshot
-from ..sources import SYSTEM
+from ..sources import DEFAULT, SYSTEM
 
 
 def host_info(root: Root, hint: dict | None = None) -> HostInfo:
@@ -80,7 +80,8 @@ def take(
     known_unavailable: Iterable[Missing] = (),
     plan=None,
 ) -> Snapshot:
-    """Read the named system sources (all of SYSTEM by default) into one Snapshot.
+    """Read the named system sources (sources.DEFAULT: every SYSTEM source but the opt-in ones,
+    such as vmallocinfo, when none are named) into one Snapshot.
 
     processes/sockets add the per-process table and the socket table. On a capture, taken_at and
     known_unavailable come from the manifest (the original reasons beat "not captured").
@@ -97,7 +98,7 @@ def take(
         smaps_top = plan.smaps_top
     mono = time.monotonic() if root.live else None
     wall = taken_at if taken_at is not None else (time.time() if root.live else None)
-    names = list(SYSTEM) if sources is None else list(sources)
+    names = list(DEFAULT) if sources is None else list(sources)
     got: dict[str, object] = {}
     missing: list[Missing] = []
     prior = {m.source: m for m in known_unavailable}

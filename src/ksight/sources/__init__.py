@@ -8,6 +8,12 @@ Each module exposes:
 SYSTEM lists the system-wide sources a snapshot collects, by the name used everywhere else
 (snapshot.get("vmstat"), capture manifests, `ksight show vmstat`). Modules are imported only
 when a source is collected, which keeps `ksight` quick to start.
+
+A source with `default=False` is opt-in: a snapshot taken without naming its sources
+(`take(root)`, `ksight show`, `ksight capture`) skips it; it is read when named (`ksight show
+vmallocinfo`, a rule's or view's needs, `take(root, sources=[...])`). /proc/vmallocinfo is one:
+the kernel walks every vmalloc area to print it (~3 ms at 3,000 lines, and it grows with tasks:
+each has vmalloc'ed stacks), more than the rest of a snapshot together; no rule reads it yet.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ class Source:
     module: str  # under ksight.sources
     reader: str = "read"
     doc: str = ""
+    default: bool = True  # False: read only when named (see the module doc)
 
     def read(self, root) -> Any:
         return self.load()(root)
@@ -45,7 +52,8 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("swaps", "swaps", doc="/proc/swaps: swap devices and use"),
     Source("diskstats", "diskstats", doc="/proc/diskstats: block device I/O counters"),
     Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)"),
-    Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only)"),
+    Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only; "
+           "read only when named: the kernel's cost of printing it grows with tasks)", default=False),
     Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments"),
     Source("numa", "numa", doc="/sys/devices/system/node: per-node meminfo and numastat"),
     Source("cpu_topology", "cpu_topology", doc="/sys/devices/system/cpu: topology and caches"),
@@ -61,3 +69,7 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)"),
     Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
 ]}
+
+
+# the sources a snapshot reads when none are named: SYSTEM without the opt-in ones
+DEFAULT: tuple[str, ...] = tuple(n for n, s in SYSTEM.items() if s.default)
