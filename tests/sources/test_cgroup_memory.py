@@ -328,3 +328,85 @@ def test_replay_of_a_recorded_read_gives_the_same_groups(tmp_path):
         os.makedirs((tmp_path / p).parent, exist_ok=True)
         (tmp_path / p).write_bytes(data)
     assert cgm.read(DirRoot(str(tmp_path))) == first
+
+
+# ---- reading only the files a plan asks for (Plan.cgroup_files) ----
+# plan name -> the MemCgroup fields it fills, written out here (not taken from the module)
+_FIELDS = {
+    2: {"current": ("current_bytes",), "limits": ("min_bytes", "low_bytes", "high_bytes", "max_bytes"),
+        "stat": ("stat",), "events": ("events",), "events_local": ("events_local",),
+        "pressure": ("pressure",), "procs": ("nprocs",),
+        "swap": ("swap_current_bytes", "swap_max_bytes"), "oom": ()},
+    1: {"current": ("current_bytes", "max_usage_bytes", "failcnt"),
+        "limits": ("max_bytes", "soft_limit_bytes"), "stat": ("stat",), "events": (),
+        "events_local": (), "pressure": (), "procs": ("nprocs",),
+        "swap": ("memsw_usage_bytes", "memsw_limit_bytes", "memsw_failcnt"),
+        "oom": ("oom_kill_disable", "under_oom", "oom_kill")},
+}
+_SUBSETS = [(n,) for n in _FIELDS[2]] + [
+    ("stat",), ("current", "limits", "stat", "events", "events_local", "pressure", "oom"),
+    ("procs", "swap"), (), tuple(_FIELDS[2])]
+
+
+def _check_subset(root_factory, files):
+    from dataclasses import fields
+
+    from ksight.collect.plan import CGROUP_FILES
+    from ksight.fs import RecordingRoot
+
+    assert set(CGROUP_FILES) == set(cgm.FILES) == set(_FIELDS[2]) == set(_FIELDS[1])
+    full = cgm.read(root_factory())
+    rec = RecordingRoot(root_factory())
+    part = cgm.read(rec, files=files)
+    assert list(part.groups) == list(full.groups)  # the same walk
+    asked = {f for n in files for f in _FIELDS[full.version][n]}
+    for cg, g in part.groups.items():
+        for f in fields(g):
+            want = getattr(full.groups[cg], f.name) if f.name in asked or f.name in ("path", "version") else None
+            assert getattr(g, f.name) == want, (files, cg, f.name)
+    # and the files not asked for were not opened
+    names = {p.rsplit("/", 1)[1] for p in rec.files}
+    table = cgm.FILES_V2 if full.version == 2 else cgm.FILES_V1
+    not_asked = {f for n, fs in table.items() if n not in files for f in fs}
+    assert not names & not_asked, (files, names & not_asked)
+
+
+@pytest.mark.parametrize("files", _SUBSETS)
+def test_files_subset_v2(files):
+    _check_subset(lambda: DirRoot(str(FIXTURES / "cgroup_v2")), files)
+
+
+@pytest.mark.parametrize("files", _SUBSETS)
+def test_files_subset_v1(files):
+    _check_subset(lambda: corpus_root(*PCP, "cgroups-root-001"), files)
+    _check_subset(lambda: corpus_root(*PCP, "cgroups-root-002"), files)
+
+
+def test_files_subset_live():
+    try:
+        cgm.read(LiveRoot())
+    except Unavailable:
+        pytest.skip("no memory cgroup controller here")
+    c = cgm.read(LiveRoot(), files=("stat", "limits"))
+    assert c.groups and all(g.current_bytes is None and g.events is None and g.nprocs is None
+                            for g in c.groups.values())
+    assert any(g.stat for g in c.groups.values())
+
+
+def test_files_unknown_name():
+    with pytest.raises(ValueError, match="unknown memory cgroup files"):
+        cgm.read(DirRoot(str(FIXTURES / "cgroup_v2")), files=("stats",))
+
+
+def test_snapshot_passes_the_plans_files():
+    from ksight.collect.plan import Needs, Plan
+    from ksight.collect.snapshot import take
+
+    root = DirRoot(str(FIXTURES / "cgroup_v2"))
+    plan = Plan.of([Needs(uses=("cgroup_memory",), cgroup_files=("stat",))])
+    assert plan.cgroup_files == ("stat",)
+    g = take(root, plan=plan).get("cgroup_memory").groups["/system.slice/nginx.service"]
+    assert g.stat and g.max_bytes is None and g.nprocs is None
+    plan = Plan.of([Needs(uses=("cgroup_memory",))])  # no files named: all of them
+    g = take(root, plan=plan).get("cgroup_memory").groups["/system.slice/nginx.service"]
+    assert g.stat and g.max_bytes == 256 * MiB and g.nprocs == 3

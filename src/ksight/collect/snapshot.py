@@ -90,7 +90,10 @@ def take(
     """
     detail = None
     smaps_top = 0
+    kwargs: dict[str, dict] = {}  # source -> extra arguments of its reader
     if plan is not None:
+        if getattr(plan, "cgroup_files", None) is not None:
+            kwargs["cgroup_memory"] = {"files": plan.cgroup_files}  # only the files rules read
         sources = plan.sources
         detail = tuple(plan.processes) or None
         processes = bool(plan.processes) or plan.sockets
@@ -108,7 +111,8 @@ def take(
             missing.append(Missing(name, "unknown source"))
             continue
         try:
-            got[name] = _reader(src)(root)
+            kw = kwargs.get(name)
+            got[name] = _reader(src)(root, **kw) if kw else _reader(src)(root)
         except Unavailable as u:
             missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
         except ParseError as e:

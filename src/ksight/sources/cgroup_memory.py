@@ -10,7 +10,9 @@ memory controller, v1 memory at /sys/fs/cgroup/memory) therefore use v1.
 Groups are keyed by their path as /proc/PID/cgroup shows it: '/' for the root group,
 '/system.slice/foo.service' below it. The walk goes through root.listdirs, depth-first, bounded to
 MAX_DEPTH levels below the root group and MAX_GROUPS groups; `truncated` says when a bound was hit.
-A group that disappears while being read is skipped.
+A group that disappears while being read is skipped. `read(root, files=...)` reads only the
+files a plan asks for (collect.plan.Plan.cgroup_files; FILES_V2/FILES_V1 map each name to its
+files); the fields of the others stay None. `read(root)` reads every file.
 
 File -> field:
   v2: memory.current -> current_bytes, memory.{min,low,high,max} -> *_bytes,
@@ -191,61 +193,128 @@ def _reader(root: Root, d: str):
     return get
 
 
-def _read_v2(root: Root, d: str, cg: str) -> MemCgroup:
-    get = _reader(root, d)
-    pressure = None
-    ptext = None
-    ppath = posixpath.join(d, "memory.pressure")
-    try:
-        ptext = root.read_text(ppath)
-    except Unavailable:
-        pass
-    if ptext is not None and ptext.strip():
-        from .pressure import parse_resource  # only v2 groups have PSI files
+# plan name (collect.plan.CGROUP_FILES) -> the files read for it, per version. A file a plan
+# does not ask for is not opened and its fields stay None.
+FILES_V2 = {
+    "current": ("memory.current",),
+    "limits": ("memory.min", "memory.low", "memory.high", "memory.max"),
+    "stat": ("memory.stat",),
+    "events": ("memory.events",),
+    "events_local": ("memory.events.local",),
+    "pressure": ("memory.pressure",),
+    "procs": ("cgroup.procs",),
+    "swap": ("memory.swap.current", "memory.swap.max"),
+    "oom": (),  # v2 counts OOMs in memory.events
+}
+FILES_V1 = {
+    "current": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.failcnt"),
+    "limits": ("memory.limit_in_bytes", "memory.soft_limit_in_bytes"),
+    "stat": ("memory.stat",),
+    "events": (),
+    "events_local": (),
+    "pressure": (),
+    "procs": ("cgroup.procs",),
+    "swap": ("memory.memsw.usage_in_bytes", "memory.memsw.limit_in_bytes",
+             "memory.memsw.failcnt"),
+    "oom": ("memory.oom_control",),
+}
+FILES = tuple(FILES_V2)  # = collect.plan.CGROUP_FILES
 
-        pressure = parse_resource(ptext, ppath)
+
+def _wanted(files) -> frozenset | None:
+    """The plan names as a set (None: every file); unknown names are a ValueError."""
+    if files is None:
+        return None
+    files = frozenset(files)
+    bad = files - set(FILES)
+    if bad:
+        raise ValueError(f"unknown memory cgroup files {sorted(bad)}; known: {', '.join(FILES)}")
+    return files
+
+
+def _read_v2(root: Root, d: str, cg: str, want: frozenset | None = None) -> MemCgroup:
+    get = _reader(root, d)
+    a = want is None
+    pressure = None
+    if a or "pressure" in want:
+        ptext = None
+        ppath = posixpath.join(d, "memory.pressure")
+        try:
+            ptext = root.read_text(ppath)
+        except Unavailable:
+            pass
+        if ptext is not None and ptext.strip():
+            from .pressure import parse_resource  # only v2 groups have PSI files
+
+            pressure = parse_resource(ptext, ppath)
+    lim = a or "limits" in want
+    swap = a or "swap" in want
     return MemCgroup(
         path=cg, version=2,
-        current_bytes=get("memory.current", parse_value),
-        min_bytes=get("memory.min", parse_limit),
-        low_bytes=get("memory.low", parse_limit),
-        high_bytes=get("memory.high", parse_limit),
-        max_bytes=get("memory.max", parse_limit),
-        swap_current_bytes=get("memory.swap.current", parse_value),
-        swap_max_bytes=get("memory.swap.max", parse_limit),
-        stat=get("memory.stat", parse_stat),
-        events=get("memory.events", parse_events),
-        events_local=get("memory.events.local", parse_events),
+        current_bytes=get("memory.current", parse_value) if a or "current" in want else None,
+        min_bytes=get("memory.min", parse_limit) if lim else None,
+        low_bytes=get("memory.low", parse_limit) if lim else None,
+        high_bytes=get("memory.high", parse_limit) if lim else None,
+        max_bytes=get("memory.max", parse_limit) if lim else None,
+        swap_current_bytes=get("memory.swap.current", parse_value) if swap else None,
+        swap_max_bytes=get("memory.swap.max", parse_limit) if swap else None,
+        stat=get("memory.stat", parse_stat) if a or "stat" in want else None,
+        events=get("memory.events", parse_events) if a or "events" in want else None,
+        events_local=(get("memory.events.local", parse_events)
+                      if a or "events_local" in want else None),
         pressure=pressure,
-        nprocs=get("cgroup.procs", parse_procs),
+        nprocs=get("cgroup.procs", parse_procs) if a or "procs" in want else None,
     )
 
 
-def _read_v1(root: Root, d: str, cg: str) -> MemCgroup:
+def _read_v1(root: Root, d: str, cg: str, want: frozenset | None = None) -> MemCgroup:
     get = _reader(root, d)
-    oom = get("memory.oom_control", parse_events) or {}
+    a = want is None
+    cur = a or "current" in want
+    lim = a or "limits" in want
+    swap = a or "swap" in want
+    oom = (get("memory.oom_control", parse_events) if a or "oom" in want else None) or {}
     return MemCgroup(
         path=cg, version=1,
-        current_bytes=get("memory.usage_in_bytes", parse_value),  # v1 usage ~ v2 memory.current
-        max_bytes=get("memory.limit_in_bytes", parse_limit),  # v1 limit ~ v2 memory.max
-        stat=get("memory.stat", parse_stat),
-        nprocs=get("cgroup.procs", parse_procs),
-        failcnt=get("memory.failcnt", parse_value),
-        soft_limit_bytes=get("memory.soft_limit_in_bytes", parse_limit),
-        max_usage_bytes=get("memory.max_usage_in_bytes", parse_value),
-        memsw_failcnt=get("memory.memsw.failcnt", parse_value),
-        memsw_usage_bytes=get("memory.memsw.usage_in_bytes", parse_value),
-        memsw_limit_bytes=get("memory.memsw.limit_in_bytes", parse_limit),
+        # v1 usage ~ v2 memory.current, v1 limit ~ v2 memory.max
+        current_bytes=get("memory.usage_in_bytes", parse_value) if cur else None,
+        max_bytes=get("memory.limit_in_bytes", parse_limit) if lim else None,
+        stat=get("memory.stat", parse_stat) if a or "stat" in want else None,
+        nprocs=get("cgroup.procs", parse_procs) if a or "procs" in want else None,
+        failcnt=get("memory.failcnt", parse_value) if cur else None,
+        soft_limit_bytes=get("memory.soft_limit_in_bytes", parse_limit) if lim else None,
+        max_usage_bytes=get("memory.max_usage_in_bytes", parse_value) if cur else None,
+        memsw_failcnt=get("memory.memsw.failcnt", parse_value) if swap else None,
+        memsw_usage_bytes=get("memory.memsw.usage_in_bytes", parse_value) if swap else None,
+        memsw_limit_bytes=get("memory.memsw.limit_in_bytes", parse_limit) if swap else None,
         oom_kill_disable=oom.get("oom_kill_disable"),
         under_oom=oom.get("under_oom"),
         oom_kill=oom.get("oom_kill"),
     )
 
 
+def _probe(want: frozenset | None):
+    """A test of whether a read group may have vanished: a file that every live group has,
+    among those asked for, read as absent. (Only then the walk asks whether the directory is
+    still there: one isdir per vanished group, not per group.)"""
+    if want is None or ("procs" in want and "stat" in want):
+        return lambda g: g.nprocs is None or g.stat is None
+    if "procs" in want:
+        return lambda g: g.nprocs is None
+    if "stat" in want:
+        return lambda g: g.stat is None
+    if "current" in want:
+        return lambda g: g.current_bytes is None
+    return lambda g: True  # nothing that every group has was asked for: always check
+
+
 def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
-                   max_depth: int = MAX_DEPTH, max_groups: int = MAX_GROUPS) -> CgroupMemory:
-    """Walk one memory hierarchy (see module doc for the bounds)."""
+                   max_depth: int = MAX_DEPTH, max_groups: int = MAX_GROUPS,
+                   files=None) -> CgroupMemory:
+    """Walk one memory hierarchy (see module doc for the bounds; `files`: see read)."""
+    want = _wanted(files)
     read_group = _read_v2 if version == 2 else _read_v1
+    maybe_gone = _probe(want)
     base = _base_path(mount)
     groups: dict[str, MemCgroup] = {}
     truncated = False
@@ -261,9 +330,9 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
             if not groups:
                 raise  # the hierarchy's own directory is unreadable
             continue  # removed while we walked
-        g = read_group(root, d, cg)
+        g = read_group(root, d, cg, want)
         # a group removed mid-read has files that read as None: only then ask whether it is gone
-        if groups and (g.nprocs is None or g.stat is None) and not root.isdir(d):
+        if groups and maybe_gone(g) and not root.isdir(d):
             continue
         groups[cg] = g
         if subdirs and depth >= max_depth:
@@ -274,8 +343,14 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     return CgroupMemory(version=version, mount=mount.rel, groups=groups, truncated=truncated)
 
 
-def read(root: Root) -> CgroupMemory:
+def read(root: Root, files=None) -> CgroupMemory:
+    """Every memory cgroup. `files`: the plan names (collect.plan.CGROUP_FILES: "current",
+    "limits", "stat", "events", "events_local", "pressure", "procs", "swap", "oom") of the files
+    to read in each group (FILES_V2/FILES_V1 say which files each name stands for); None reads
+    every file. The fields of a file not asked for are None, as for an absent file. Why: the walk
+    costs a few open/read/close per file per group, and hosts run hundreds of groups."""
+    want = _wanted(files)
     version, mount = find_hierarchy(root, _mounts.read(root))
     if version is None or mount is None:
         raise Unavailable(SOURCE, "no memory cgroup controller mounted")
-    return read_hierarchy(root, version, mount)
+    return read_hierarchy(root, version, mount, files=want)
