@@ -2,8 +2,12 @@
 
 Counters in the kernel only go up, until they do not: a reboot, a 32-bit wrap, a CPU unplugged
 (its per-CPU counts leave the sums). A counter that went backwards is flagged as a reset and
-gives no delta (None), never a negative or huge rate. Everything that needs "per second" asks a
-Window, so the live check, replay of a capture and `sar` columns agree by construction.
+gives no delta (None), never a negative or huge rate.
+
+Superseded by model.series (Series: per-interval deltas and rates, resets and reboots flagged),
+which every view and rule now uses; no module under src/ uses Window any more. It is kept only
+for tests/model/test_rates.py and tests/store/test_capture.py (and the model package's
+exports): delete it once those move to Series.
 """
 
 from __future__ import annotations

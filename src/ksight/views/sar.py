@@ -36,8 +36,11 @@ sar -r (instant values of the later snapshot, from /proc/meminfo, kB):
 Averages, as `sar -f`: rates over the whole span (sum of deltas / sum of seconds, skipping a
 pair whose counter was reset), memory columns the mean of the rows shown.
 
-All rates come from model.rates.Window, which flags a counter that went backwards; such a
-column is a gap (None) with a note, never a negative or huge rate.
+All deltas and rates come from model.series (the one place counters are subtracted), which
+flags a counter that went backwards; such a column is a gap (None) with a note, never a negative
+or huge rate. A reboot or another host between two snapshots (series.find_break) gives no rates.
+
+Views return data: text lives in render/sar_text.py.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..model.rates import Window
+from ..model.series import CounterSeries, Series, find_break
 from ..model.snapshot import Missing, Snapshot
 
 SOURCES = ("meminfo", "vmstat", "uptime")
@@ -132,12 +135,21 @@ def header_line(snap: Snapshot) -> str:
     return f"Linux {h.kernel or '?'} ({h.hostname or '?'}) \t{date} \t{cpus}".rstrip()
 
 
-def _sum_deltas(w: Window, names: Sequence[str]) -> float | None:
+def _vm_value(name: str):
+    def read(s: Snapshot):
+        vm = s.get("vmstat")
+        return None if vm is None else vm.counters.get(name)
+    read.__name__ = name
+    return read
+
+
+def _sum_deltas(series: dict[str, CounterSeries], names: Sequence[str], i: int) -> float | None:
+    """The sum of the counters' deltas over interval i; None when any is absent or reset."""
     if not names:
         return None
     total = 0.0
     for n in names:
-        d = w.delta("vmstat", ("counters", n))
+        d = series[n].deltas[i]
         if d is None:
             return None
         total += d
@@ -150,38 +162,65 @@ def _vmeff(steal: float | None, scan: float | None) -> float | None:
     return 100.0 * steal / scan if scan else 0.0
 
 
+def paging_rows(snapshots: Sequence[Snapshot]) -> list[SarRow]:
+    """sar -B for each consecutive pair of snapshots (len(snapshots) - 1 rows).
+
+    Deltas come from model.series, one CounterSeries per /proc/vmstat counter a column is made
+    of (which counters: paging_counters, per kernel, from the later snapshot of each pair)."""
+    snaps = list(snapshots)
+    if len(snaps) < 2:
+        return []
+    ser = Series(snaps)  # not Series.of: a reboot inside is shown as a row with no rates
+    comps = []
+    names: dict[str, None] = {}
+    for s in snaps[1:]:
+        vm = s.get("vmstat")
+        comp = paging_counters(vm.counters) if vm is not None else {}
+        comps.append(comp)
+        for ns in comp.values():
+            names.update(dict.fromkeys(ns))
+    series = {n: ser.derived_counter(n, _vm_value(n)) for n in names}
+    rows = []
+    for i, (first, last) in enumerate(zip(snaps, snaps[1:])):
+        secs = ser.seconds_per_interval[i]
+        values: dict[str, float | None] = {c: None for c in PAGING_COLUMNS}
+        if first.get("vmstat") is None or last.get("vmstat") is None:
+            rows.append(SarRow(clock(last), last.taken_at, secs, values, notes=("vmstat unavailable",)))
+            continue
+        comp = comps[i]
+        notes: list[str] = []
+        brk = find_break(first, last)
+        deltas: dict[str, float | None] = {}
+        resets: tuple[str, ...] = ()
+        if brk is not None:
+            notes.append(f"{brk[1]} between these snapshots: no rates")
+            deltas = {col: None for col in comp}
+        else:
+            deltas = {col: _sum_deltas(series, ns, i) for col, ns in comp.items()}
+            resets = tuple(n for n in dict.fromkeys(x for ns in comp.values() for x in ns)
+                           if i in series[n].resets)
+            if secs is None:
+                notes.append("snapshots have no time between them: no rates")
+            else:
+                for col in PAGING_COLUMNS[:-1]:
+                    d = deltas.get(col)
+                    values[col] = None if d is None else d / secs
+                values["%vmeff"] = _vmeff(deltas.get("pgsteal/s"),
+                                          _add(deltas.get("pgscank/s"), deltas.get("pgscand/s")))
+        if resets:
+            notes.append("counter reset (went backwards): " + ", ".join(resets) + "; gap, no rate")
+        v = values["%vmeff"]
+        if v is not None and v > 100:
+            notes.append(f"%vmeff {v:.0f} > 100: pgsteal_anon/_file also count cgroup-limit, "
+                         "khugepaged and proactive reclaim, which pgscan_kswapd/_direct leave out")
+        rows.append(SarRow(clock(last), last.taken_at, secs, values, deltas, resets=resets,
+                           notes=tuple(notes)))
+    return rows
+
+
 def paging_row(first: Snapshot, last: Snapshot) -> SarRow:
     """sar -B for one pair of snapshots."""
-    w = Window(first, last)
-    secs = w.seconds
-    vm = last.get("vmstat")
-    vm0 = first.get("vmstat")
-    values: dict[str, float | None] = {c: None for c in PAGING_COLUMNS}
-    deltas: dict[str, float | None] = {}
-    notes: list[str] = []
-    if vm is None or vm0 is None:
-        return SarRow(clock(last), last.taken_at, secs or None, values, notes=("vmstat unavailable",))
-    comp = paging_counters(vm.counters)
-    for col, names in comp.items():
-        deltas[col] = _sum_deltas(w, names)
-    if w.rebooted:
-        notes.append("the machine rebooted between these snapshots: no rates")
-    elif secs <= 0:
-        notes.append("snapshots have no time between them: no rates")
-    else:
-        for col in PAGING_COLUMNS[:-1]:
-            d = deltas.get(col)
-            values[col] = None if d is None else d / secs
-    scan = _add(deltas.get("pgscank/s"), deltas.get("pgscand/s"))
-    values["%vmeff"] = _vmeff(deltas.get("pgsteal/s"), scan) if secs > 0 and not w.rebooted else None
-    resets = tuple(p.split(".", 1)[1] if "." in p else p for s, p in w.resets if s == "vmstat")
-    if resets:
-        notes.append("counter reset (went backwards): " + ", ".join(resets) + "; gap, no rate")
-    v = values["%vmeff"]
-    if v is not None and v > 100:
-        notes.append(f"%vmeff {v:.0f} > 100: pgsteal_anon/_file also count cgroup-limit, khugepaged "
-                     "and proactive reclaim, which pgscan_kswapd/_direct leave out")
-    return SarRow(clock(last), last.taken_at, secs, values, deltas, resets=resets, notes=tuple(notes))
+    return paging_rows([first, last])[0]
 
 
 def _add(a: float | None, b: float | None) -> float | None:
@@ -259,34 +298,71 @@ def memory_average(rows: Sequence[SarRow]) -> SarRow | None:
     return SarRow("Average:", None, None, memory_values(avg), raw=avg)
 
 
+class SarStream:
+    """sar tables built one snapshot at a time, live or replayed: `add(snap)` returns the rows
+    the new snapshot completes (mode -> row; nothing for the first snapshot), `reports()` the
+    tables so far with their Average lines. Only the previous snapshot is kept, so a live run
+    until Ctrl-C does not grow."""
+
+    def __init__(self, modes: Sequence[str]):
+        bad = [m for m in modes if m not in ("B", "r")]
+        if bad or not modes:
+            raise ValueError(f"modes must be 'B' and/or 'r', not {list(modes)!r}")
+        self.modes = tuple(modes)
+        self.first: Snapshot | None = None
+        self.prev: Snapshot | None = None
+        self.count = 0
+        self.rows: dict[str, list[SarRow]] = {m: [] for m in self.modes}
+        self._missing: dict[str, dict[str, Missing]] = {m: {} for m in self.modes}
+
+    def add(self, snap: Snapshot) -> dict[str, SarRow]:
+        self.count += 1
+        for m in self.modes:
+            name = "vmstat" if m == "B" else "meminfo"
+            miss = snap.missing(name)
+            if miss is not None:
+                self._missing[m].setdefault(name, miss)
+        prev, self.prev = self.prev, snap
+        if prev is None:
+            self.first = snap
+            return {}
+        new = {}
+        for m in self.modes:
+            row = paging_row(prev, snap) if m == "B" else memory_row(snap)
+            self.rows[m].append(row)
+            new[m] = row
+        return new
+
+    def reports(self) -> list[SarReport]:
+        out = []
+        for m in self.modes:
+            rows = self.rows[m]
+            avg = (paging_average if m == "B" else memory_average)(rows)
+            notes = () if self.count >= 2 else (
+                f"{self.count} snapshot(s): sar needs at least two to show a row",)
+            out.append(SarReport(m, PAGING_COLUMNS if m == "B" else MEMORY_COLUMNS,
+                                 header_line(self.first) if self.first is not None else "",
+                                 tuple(rows), avg, notes, tuple(self._missing[m].values())))
+        return out
+
+
 def report(snapshots: Iterable[Snapshot], mode: str) -> SarReport:
     """The whole sar table for consecutive snapshots: one row per pair, then the Average."""
     if mode not in ("B", "r"):
         raise ValueError(f"mode must be 'B' or 'r', not {mode!r}")
-    snaps = list(snapshots)
-    rows: list[SarRow] = []
-    for a, b in zip(snaps, snaps[1:]):
-        rows.append(paging_row(a, b) if mode == "B" else memory_row(b))
-    avg = (paging_average if mode == "B" else memory_average)(rows)
-    notes: list[str] = []
-    if len(snaps) < 2:
-        notes.append(f"{len(snaps)} snapshot(s): sar needs at least two to show a row")
-    unavailable = _unavailable(snaps, ("vmstat",) if mode == "B" else ("meminfo",))
-    return SarReport(mode, PAGING_COLUMNS if mode == "B" else MEMORY_COLUMNS,
-                     header_line(snaps[-1]) if snaps else "", tuple(rows), avg, tuple(notes),
-                     unavailable)
+    st = SarStream([mode])
+    for s in snapshots:
+        st.add(s)
+    return st.reports()[0]
 
 
-def _unavailable(snaps: Sequence[Snapshot], names: Sequence[str]) -> tuple[Missing, ...]:
-    seen: dict[str, Missing] = {}
-    for s in snaps:
-        for n in names:
-            m = s.missing(n)
-            if m is not None and n not in seen:
-                seen[n] = m
-    return tuple(seen.values())
+def mem_total_kb(snap: Snapshot | None) -> int | None:
+    """MemTotal of a snapshot (kB): how wide sar -r's kb columns must be."""
+    mi = snap.get("meminfo") if snap is not None else None
+    return mi.mem_total_kb if mi is not None and mi.mem_total_kb else None
 
 
 __all__ = ["PAGING_COLUMNS", "MEMORY_COLUMNS", "SOURCES", "SarRow", "SarReport", "paging_counters",
-           "paging_row", "paging_average", "memory_row", "memory_values", "memory_average",
-           "report", "vmeff_all", "clock", "header_line"]
+           "paging_row", "paging_rows", "paging_average", "memory_row", "memory_values",
+           "memory_average", "report", "SarStream", "mem_total_kb", "vmeff_all", "clock",
+           "header_line"]
