@@ -18,6 +18,7 @@ examples:
   ksight show meminfo vmstat          # just these
   ksight show --processes --json      # add the process table, as JSON
   ksight show --from cap.tar.zst      # the last snapshot of a capture
+  ksight show meminfo --from cap.tar.zst --snapshot 0   # its first snapshot
   ksight show --list                  # the names of all sources
 """
 
@@ -28,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-p", "--processes", action="store_true", help="include the process table")
     p.add_argument("-s", "--sockets", action="store_true", help="include the TCP socket table")
     p.add_argument("--snapshot", type=int, default=-1, metavar="N",
-                   help="with --from: which snapshot (0 = first, -1 = last; default -1)")
+                   help="with --from: which snapshot (0 = first, -1 = last; default -1); "
+                   "live, there is one: now")
     add_from(p)
     add_json(p)
 
@@ -44,22 +46,18 @@ def run(args: argparse.Namespace) -> int:
     unknown = [s for s in args.sources if s not in SYSTEM]
     if unknown:
         raise UsageError(f"unknown source(s): {', '.join(unknown)} (see `ksight show --list`)")
-    names = args.sources or None
-    if args.from_:
-        from ..store.capture import open_capture
+    import dataclasses
 
-        cap = open_capture(args.from_)
-        try:
-            root_index = range(len(cap.roots))[args.snapshot]
-        except IndexError:
-            raise UsageError(f"--snapshot {args.snapshot}: the capture has {len(cap.roots)} snapshot(s)") from None
-        sub = Capture1(cap, root_index)
-        snap = sub.take(sources=names, processes=args.processes, sockets=args.sockets)
-    else:
-        from ..collect.snapshot import take
-        from ..fs import LiveRoot
+    from ..collect.collector import Collector
+    from ..collect.plan import Needs, Plan
+    from ..collect.processes import DEFAULT_DETAIL
 
-        snap = take(LiveRoot(), sources=names, processes=args.processes, sockets=args.sockets)
+    names = tuple(args.sources or SYSTEM)
+    needs = Needs(sources=names, processes=DEFAULT_DETAIL if args.processes else (),
+                  sockets=args.sockets)
+    # exactly the sources asked for (Plan.of adds uptime, the clock of a series: one look needs none)
+    plan = dataclasses.replace(Plan.of([needs]), sources=names)
+    snap = Collector.open(args.from_).one(plan, args.snapshot)
     if args.json:
         print_json({"version": 1, "host": snap.host, "taken_at": snap.taken_at,
                     "uptime_s": snap.uptime_s, "sources": snap.sources,
@@ -70,19 +68,3 @@ def run(args: argparse.Namespace) -> int:
 
     render_snapshot(snap)
     return 0
-
-
-class Capture1:
-    """One snapshot of a capture, re-parsed with the manifest's context."""
-
-    def __init__(self, cap, index: int):
-        self.cap, self.index = cap, index
-
-    def take(self, **kw):
-        from ..collect.snapshot import take
-        from ..model.snapshot import Missing
-
-        meta = self.cap.metas[self.index]
-        known = [Missing(m["source"], m["reason"]) for m in meta.get("unavailable", [])]
-        return take(self.cap.roots[self.index], host_hint=self.cap.host_hint,
-                    taken_at=meta.get("taken_at"), known_unavailable=known, **kw)
