@@ -7,8 +7,9 @@
  * non-ASCII where it matters, a status layout that makes the Python parser take its general
  * path) returns a code for that PID, and Python redoes the PID on its own careful path.
  *
- * scan(base, pids, live, spec) -> list, one entry per pid:
+ * scan(base, pids, live, spec, with_statm=True) -> list, one entry per pid:
  *   (PidStat, PidStatm, PidStatus)   all three read and parsed
+ *   (PidStat, None, PidStatus)       with_statm=False: statm not read (status holds its values)
  *   int > 0                          errno of an open/read (Python re-reads through the Root)
  *   int < 0                          PARSE (-1): not the plain form; BIG (-2): over the buffer
  * base: the root directory ("/" live). live=False (a capture tree): no symbolic link is
@@ -483,8 +484,9 @@ typedef struct {
 } pid_work;
 
 /* Read and parse one PID (no GIL). 0 or a code. */
-static int do_pid(int procfd, long pid, int live, pid_work *w, const Py_ssize_t *pick, int npick,
-                  int required, const typed_t *typed, int ntyped) {
+static int do_pid(int procfd, long pid, int live, int with_statm, pid_work *w,
+                  const Py_ssize_t *pick, int npick, int required, const typed_t *typed,
+                  int ntyped) {
     char name[48];
     int dirfd = procfd, rc;
     const char *f_stat = "stat", *f_statm = "statm", *f_status = "status";
@@ -505,7 +507,7 @@ static int do_pid(int procfd, long pid, int live, pid_work *w, const Py_ssize_t 
             return errno ? errno : EIO;
     }
     rc = read_file(dirfd, f_stat, live, w->stat, sizeof w->stat, &w->stat_n);
-    if (!rc)
+    if (!rc && with_statm)
         rc = read_file(dirfd, f_statm, live, w->statm, sizeof w->statm, &w->statm_n);
     if (!rc)
         rc = read_file(dirfd, f_status, live, w->status, sizeof w->status, &w->status_n);
@@ -514,7 +516,7 @@ static int do_pid(int procfd, long pid, int live, pid_work *w, const Py_ssize_t 
     if (rc)
         return rc;
     rc = parse_stat(w->stat, w->stat_n, pick, npick, required, &w->st);
-    if (!rc)
+    if (!rc && with_statm)
         rc = parse_statm(w->statm, w->statm_n, w->sm);
     if (!rc)
         rc = parse_status(w->status, w->status_n, typed, ntyped, &w->ss);
@@ -525,8 +527,9 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
     PyObject *pids, *spec;
-    int live;
-    if (!PyArg_ParseTuple(args, "sOpO!:scan", &base, &pids, &live, &PyTuple_Type, &spec))
+    int live, with_statm = 1;
+    if (!PyArg_ParseTuple(args, "sOpO!|p:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm))
         return NULL;
     builders b;
     PyObject *pick_t, *typed_t_obj;
@@ -621,7 +624,8 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
             rc = ENOENT;
         } else {
             Py_BEGIN_ALLOW_THREADS
-            rc = do_pid(procfd, pid, live, w, pick, (int)npick, required, typed, (int)ntyped);
+            rc = do_pid(procfd, pid, live, with_statm, w, pick, (int)npick, required, typed,
+                        (int)ntyped);
             Py_END_ALLOW_THREADS
         }
         PyObject *item;
@@ -629,7 +633,7 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
             item = PyLong_FromLong(rc);
         } else {
             PyObject *a = build_stat(&b, &w->st, (int)npick);
-            PyObject *m = a ? build_statm(&b, w->sm) : NULL;
+            PyObject *m = !a ? NULL : with_statm ? build_statm(&b, w->sm) : (Py_INCREF(Py_None), Py_None);
             PyObject *s = m ? build_status(&b, typed, (int)ntyped, w->status, w->status_n, &w->ss)
                             : NULL;
             item = s ? PyTuple_Pack(3, a, m, s) : NULL;
@@ -993,7 +997,8 @@ fail:
 
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
-     "scan(base, pids, live, spec) -> list: per PID (PidStat, PidStatm, PidStatus), or an int\n"
+     "scan(base, pids, live, spec, with_statm=True) -> list: per PID (PidStat, PidStatm or None,\n"
+     "PidStatus), or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
     {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
      "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"

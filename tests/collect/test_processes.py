@@ -193,8 +193,101 @@ def test_scan_is_quick_enough():
 
 
 def test_default_detail():
-    assert DEFAULT_DETAIL == ("stat", "statm", "status")
+    # statm is not read by default: status gives the same columns (test_status_columns_*)
+    assert DEFAULT_DETAIL == ("stat", "status")
     assert Process(1, "x").res_kb is None
+
+
+# ---- top's memory columns from status (default) and from statm (when asked) ----------------
+
+COLUMNS = ("virt_kb", "res_kb", "shr_kb", "code_kb", "data_kb")
+
+
+def _columns_both_ways(p: Process):
+    """(the columns from statm alone, the columns from status alone) of one Process."""
+    import dataclasses
+
+    a = dataclasses.replace(p, status=None, stat=None)
+    b = dataclasses.replace(p, statm=None, stat=None)
+    return [getattr(a, c) for c in COLUMNS], [getattr(b, c) for c in COLUMNS]
+
+
+def test_status_columns_equal_statm_columns_on_corpora():
+    import glob
+
+    from tests.conftest import CORPORA
+
+    trees = sorted(os.path.basename(t) for t in glob.glob(str(CORPORA / "pcp" / "unpacked" / "procpid-*-root-*")))
+    compared = old = 0
+    for t in trees:
+        procs, _ = scan(corpus_root("pcp", "unpacked", t), detail=("stat", "statm", "status"), page_size=4096)
+        default, _ = scan(corpus_root("pcp", "unpacked", t), page_size=4096)
+        for pid, p in procs.items():
+            if p.statm is None or p.status is None:
+                continue
+            if p.status.rss_file_kb is None and p.status.vm_rss_kb is not None:
+                # before 4.5: no RssFile/RssShmem, and VmSize was total_vm - reserved_vm (2.6.x):
+                # status cannot give the columns, so the default scan reads statm as well
+                assert default[pid].statm == p.statm, (t, pid)
+                old += 1
+                continue
+            m, s = _columns_both_ways(p)
+            assert m == s, (t, pid, m, s)
+            assert [getattr(default[pid], c) for c in COLUMNS] == m
+            compared += 1
+    assert compared > 300 and old > 300, (compared, old)  # 318 and 353 in the PCP trees
+
+
+def test_status_columns_equal_statm_columns_live():
+    # idle children of our own (stable), and every other process whose statm did not change
+    # while its status was read (statm read before and after): exact equality
+    kids = [subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(4 << 20); time.sleep(60)"],
+                             stdin=subprocess.DEVNULL)
+            for _ in range(3)]
+    zombie = subprocess.Popen(["true"])
+    try:
+        time.sleep(0.5)
+        from ksight.sources.proc_pid import statm as statm_mod
+        from ksight.sources.proc_pid import status as status_mod
+
+        root = LiveRoot()
+        checked = kthreads = 0
+        pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+        for pid in pids:
+            try:
+                m1 = root.read_text(f"proc/{pid}/statm")
+                st = root.read_text(f"proc/{pid}/status")
+                m2 = root.read_text(f"proc/{pid}/statm")
+            except Unavailable:
+                continue
+            if m1 != m2:
+                continue
+            p = Process(pid, None, statm=statm_mod.parse(m1), status=status_mod.parse(st),
+                        page_size=os.sysconf("SC_PAGE_SIZE"))
+            m, s = _columns_both_ways(p)
+            assert m == s, (pid, p.status.name, m, s)
+            checked += 1
+            kthreads += p.status.vm_size_kb is None  # kernel threads and zombies: all zeros
+        assert checked > 20 and kthreads > 0
+        # and the scan: default (status) and with statm give the same columns for the children
+        a, _ = scan(root, pids=[k.pid for k in kids] + [zombie.pid])
+        b, _ = scan(root, pids=[k.pid for k in kids] + [zombie.pid], detail=("stat", "statm", "status"))
+        for pid in a:
+            assert a[pid].statm is None and b[pid].statm is not None
+            assert [getattr(a[pid], c) for c in COLUMNS] == [getattr(b[pid], c) for c in COLUMNS]
+        assert a[kids[0].pid].res_kb >= 4096 and a[zombie.pid].res_kb == 0
+    finally:
+        for k in kids:
+            k.kill()
+            k.wait()
+        zombie.wait()
+
+
+def test_old_kernel_reads_statm_for_shr():
+    # 2.6.32 (PCP): status has no RssFile, so the default scan reads statm for SHR too
+    procs, _ = scan(corpus_root("pcp", "unpacked", "procpid-2.6.32-root-001"), page_size=4096)
+    p = procs[1]
+    assert p.status.rss_file_kb is None and p.statm is not None and p.shr_kb == 1232
 
 
 def test_fast_reader_matches_read_text():

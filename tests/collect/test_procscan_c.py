@@ -36,9 +36,12 @@ pytestmark = pytest.mark.skipif(
            f"Python headers (python3-dev; .ci/run installs both): {P.PROCSCAN_ERROR or 'not built'}")
 
 
-def _raw(root: DirRoot, pids):
+WITH_STATM = ("stat", "statm", "status")  # the default detail is stat and status
+
+
+def _raw(root: DirRoot, pids, with_statm=True):
     """What the C code answers per PID: a tuple of objects, or an int code."""
-    return P._procscan.scan(root.base, list(pids), root.live, P._c_spec())
+    return P._procscan.scan(root.base, list(pids), root.live, P._c_spec(), with_statm)
 
 
 def _dump(proc):
@@ -88,10 +91,12 @@ def _assert_same(py, c):
 PCP_TREES = sorted(os.path.basename(p) for p in glob.glob(str(CORPORA / "pcp" / "unpacked" / "procpid-*-root-*")))
 
 
+@pytest.mark.parametrize("detail", [P.DEFAULT_DETAIL, WITH_STATM])
 @pytest.mark.parametrize("tree", ["procfs"] + PCP_TREES)
-def test_corpus_trees_same_both_ways(tree):
+def test_corpus_trees_same_both_ways(tree, detail):
     root = corpus_root("procfs") if tree == "procfs" else corpus_root("pcp", "unpacked", tree)
-    py, c, calls = _both(root, page_size=4096)
+    py, c, calls = _both(root, page_size=4096, detail=detail)
+    assert all(a[-1] == ("statm" in detail) for a in calls)  # statm read only when asked
     assert calls and py[0]
     _assert_same(py, c)
     codes = _raw(root, py[0])
@@ -211,7 +216,8 @@ def test_bad_and_odd_input_same_both_ways(tmp_path, case):
 
 def test_bad_input_is_recorded_by_the_python_path(tmp_path):
     root = _tree(tmp_path, stat=STAT[:60])  # truncated: fewer than the required fields
-    procs, missing = scan(root)
+    assert scan(root)[0][4242].statm is None  # the default detail: no statm
+    procs, missing = scan(root, detail=WITH_STATM)
     p = procs[4242]
     assert p.stat is None and p.statm is not None and p.comm == "worker"  # from status
     assert p.missing and p.missing[0].startswith("stat: malformed")
@@ -231,7 +237,10 @@ def test_errors_go_to_the_python_path(tmp_path):
     (tmp_path / "proc" / "4444" / "stat").mkdir()  # a directory where a file should be
     r = _raw(root, [4242, 4343, 4444, 4545])
     assert isinstance(r[0], tuple) and r[1:] == [errno.ENOENT, errno.EISDIR, errno.ENOENT]
-    py, c, _ = _both(root, pids=[4242, 4343, 4444, 4545])
+    r = _raw(root, [4242, 4343], with_statm=False)  # statm not asked for: its absence is no error
+    assert r[0][1] is None and r[1][1] is None and r[1][0].pid == 4242
+    assert scan(root, pids=[4343])[0][4343].missing == ()
+    py, c, _ = _both(root, pids=[4242, 4343, 4444, 4545], detail=WITH_STATM)
     _assert_same(py, c)
     procs, missing = c
     assert set(procs) == {4242, 4343, 4444}  # 4545 has no directory: exited
@@ -277,7 +286,9 @@ def test_c_path_only_for_plain_roots_and_default_detail(tmp_path, monkeypatch):
     assert scan(root, detail=("stat",))[0][4242].statm is None
     assert scan(root, c_path=False) == expected
     with pytest.raises(AssertionError, match="C path taken"):
-        scan(root, detail=("status", "stat", "statm"))  # the default parts in any order
+        scan(root, detail=("status", "stat", "statm"))  # the C parts in any order
+    with pytest.raises(AssertionError, match="C path taken"):
+        scan(root, detail=("status", "stat"))  # with or without statm
     with pytest.raises(AssertionError, match="C path taken"):
         scan(LiveRoot())
 

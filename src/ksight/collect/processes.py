@@ -1,7 +1,7 @@
 """The process table: read the per-process files of every PID under proc/ through a Root.
 
 `scan(root)` returns `(dict[pid, Process], list[Missing])`. What each Process holds is chosen
-by `detail` (default: stat, statm, status: what top and ps show). Processes come and go while we
+by `detail` (default: stat and status: what top and ps show; statm when asked for). Processes come and go while we
 read, so:
 - a PID that exits while we read it (the Root says "process exited", or a file comes back
   malformed and the PID directory is gone) is dropped and counted: one
@@ -23,8 +23,8 @@ Two paths give the same Process table:
   objects, which left a 1,000-process scan slower than `ps` and short of the issue's "2x faster
   than psutil" (docs/benchmarks.md, "process scan"); C reads and parses them in a few us on top
   of the kernel's own cost. It is used only when all of these hold: the extension imported
-  (PROCSCAN_ERROR says why not), `c_path` is True, `detail` is the default (stat, statm,
-  status, in any order), and `root` is exactly a LiveRoot or a DirRoot (not a RecordingRoot,
+  (PROCSCAN_ERROR says why not), `c_path` is True, `detail` is stat and status, with or
+  without statm (in any order), and `root` is exactly a LiveRoot or a DirRoot (not a RecordingRoot,
   which must record the text it hands out; not an ArchiveRoot or SubRoot). On a capture tree
   (DirRoot, not live) it follows no link below the tree's base; a PID with a link is read by
   Python, which checks where the link goes.
@@ -36,7 +36,19 @@ Two paths give the same Process table:
   recorded with its reason. `scan(..., c_path=False)` forces the Python path.
 
 Units: Process stores page_size (bytes) so that virt_kb/res_kb/shr_kb/code_kb/data_kb (top's
-VIRT/RES/SHR/CODE/DATA, from statm) need no outside knowledge.
+VIRT/RES/SHR/CODE/DATA) need no outside knowledge.
+
+Why statm is not in the default detail: the kernel prints statm (fs/proc/task_mmu.c task_statm)
+and status's Vm*/Rss* lines (task_mem) from the same mm counters: VIRT = total_vm = VmSize,
+RES = file+anon+shmem pages = VmRSS, SHR = file+shmem pages = RssFile+RssShmem, DATA =
+data_vm+stack_vm = VmData+VmStk, CODE = end_code-start_code = VmExe (status caps it at exec_vm:
+equal unless a process maps less executable memory than its text segment, which an ELF loader
+does not do); a task without an address space (kernel thread, zombie) prints statm as zeros
+and no Vm* lines. RssFile/RssShmem appeared in 4.5 (and 2.6-era VmSize left out reserved_vm):
+on such kernels, seen as a status with VmRSS and no RssFile, statm is read as well
+(`_statm_for_old_kernels`), so the columns still come from statm there. So the columns come from status with the same values (tests/collect/
+test_processes.py compares both on live processes and the corpora) and one file per process
+is saved; `detail=(..., "statm")` still reads it, and the columns then come from it.
 """
 
 from __future__ import annotations
@@ -69,7 +81,7 @@ except ImportError as _exc:  # not built (no compiler at install time) or built 
     _procscan = None
     PROCSCAN_ERROR = f"ksight._procscan not importable: {_exc}"
 
-DEFAULT_DETAIL = ("stat", "statm", "status")
+DEFAULT_DETAIL = ("stat", "status")
 DETAILS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
 EXITED = "process exited"
 
@@ -89,13 +101,21 @@ class Process:
     missing: tuple[str, ...] = ()  # "part: reason" for each requested part that was unavailable
     page_size: int = 4096  # bytes per page on the host the process ran on (statm, stat rss)
 
-    # top's memory columns, in kB. From statm (as top does); falling back to status, then stat.
+    # top's memory columns, in kB. From statm when it was read (as top does), else from status
+    # (the same kernel counters: see the module doc), then stat. A status without VmSize is a
+    # task without an address space (kernel thread, zombie): statm prints zeros for it, so 0.
+    def _no_mm(self) -> bool:
+        s = self.status
+        return s is not None and s.vm_size_kb is None and s.vm_rss_kb is None
+
     @property
     def virt_kb(self) -> int | None:
         if self.statm is not None:
             return self.statm.size_pages * self.page_size // 1024
         if self.status is not None and self.status.vm_size_kb is not None:
             return self.status.vm_size_kb
+        if self._no_mm():
+            return 0
         return self.stat.vsize_bytes // 1024 if self.stat is not None else None
 
     @property
@@ -104,6 +124,8 @@ class Process:
             return self.statm.resident_pages * self.page_size // 1024
         if self.status is not None and self.status.vm_rss_kb is not None:
             return self.status.vm_rss_kb
+        if self._no_mm():
+            return 0
         return self.stat.rss_pages * self.page_size // 1024 if self.stat is not None else None
 
     @property
@@ -113,13 +135,16 @@ class Process:
         s = self.status
         if s is not None and s.rss_file_kb is not None and s.rss_shmem_kb is not None:
             return s.rss_file_kb + s.rss_shmem_kb
-        return None
+        return 0 if self._no_mm() else None
 
     @property
     def code_kb(self) -> int | None:
         if self.statm is not None:
             return self.statm.text_pages * self.page_size // 1024
-        return self.status.vm_exe_kb if self.status is not None else None
+        s = self.status
+        if s is not None and s.vm_exe_kb is not None:
+            return s.vm_exe_kb
+        return 0 if self._no_mm() else None
 
     @property
     def data_kb(self) -> int | None:
@@ -128,7 +153,7 @@ class Process:
         s = self.status
         if s is not None and s.vm_data_kb is not None and s.vm_stk_kb is not None:
             return s.vm_data_kb + s.vm_stk_kb
-        return None
+        return 0 if self._no_mm() else None
 
     @property
     def kernel_thread(self) -> bool | None:
@@ -206,7 +231,8 @@ def scan(
     if _use_c(root, detail, c_path):
         pids = list(pids)
         spec = _C_SPEC or _c_spec()
-        for pid, r in zip(pids, _procscan.scan(root.base, pids, root.live, spec)):
+        with_statm = "statm" in detail
+        for pid, r in zip(pids, _procscan.scan(root.base, pids, root.live, spec, with_statm)):
             if r.__class__ is tuple:  # read and parsed in C
                 got = blank.copy()
                 got["pid"] = pid
@@ -231,6 +257,9 @@ def scan(
             proc = _new(Process)
             setattr_(proc, "__dict__", got)
             procs[pid] = proc
+
+    if "status" in detail and "statm" not in detail and procs:
+        _statm_for_old_kernels(procs, read)
 
     missing: list[Missing] = []
     if exited:
@@ -264,19 +293,33 @@ def _one(root, pid, read, text_parts, other_parts, blank, part_missing) -> dict 
     return got
 
 
+def _statm_for_old_kernels(procs: dict[int, Process], read) -> None:
+    """Kernels before 4.5 print no RssFile/RssShmem in status, so SHR can only come from statm:
+    for a process with an address space (VmRSS) and no RssFile, statm is read too (when it
+    cannot be read, SHR stays None). Never taken on a current kernel: one test per process."""
+    for pid, p in procs.items():
+        s = p.status
+        if s is not None and s.rss_file_kb is None and s.vm_rss_kb is not None and p.statm is None:
+            path = f"proc/{pid}/statm"
+            try:
+                p.__dict__["statm"] = _statm.parse(read(path), path)
+            except (Unavailable, ParseError):
+                pass
+
+
 class _Careful(Exception):
     """Internal: take the careful path for this PID."""
 
 
 def _use_c(root: Root, detail: tuple[str, ...], c_path: bool) -> bool:
-    """The C path: asked for, built, the default parts, and a root whose reads are plain file
-    reads below a directory (not a RecordingRoot, which must record the text it hands out, nor
-    an archive or a SubRoot)."""
+    """The C path: asked for, built, the default parts (with or without statm), and a root whose
+    reads are plain file reads below a directory (not a RecordingRoot, which must record the
+    text it hands out, nor an archive or a SubRoot)."""
     return (c_path and _procscan is not None and type(root) in (LiveRoot, DirRoot)
-            and set(detail) == _DEFAULT_SET)
+            and set(detail) in _C_SETS)
 
 
-_DEFAULT_SET = set(DEFAULT_DETAIL)
+_C_SETS = ({"stat", "status"}, {"stat", "statm", "status"})
 _C_SPEC: tuple | None = None
 _KIND = {"int": 0, "kb": 1, "ids": 2, "state": 3}
 
