@@ -19,6 +19,20 @@ COMMANDS = {
     "lab": "lab",
 }
 
+# subcommand -> its one-line help (each module's HELP; tests/test_cli_main.py checks they agree).
+# Static so that `ksight CMD ...` imports only CMD's module: importing all seven to build their
+# parsers cost ~18 ms of every run's start-up.
+HELPS = {
+    "check": "diagnose this machine (or a capture): findings with evidence and actions",
+    "show": "print the parsed kernel sources (a snapshot) for people or scripts",
+    "capture": "record the raw kernel text of N snapshots (plus a manifest) for offline analysis",
+    "pagecache": "where the page cache is, dirty pages vs writeback limits, watermarks, swap; "
+                 "--protect",
+    "sar": "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture",
+    "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
+    "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
+}
+
 DESCRIPTION = """\
 ksight: a Linux kernel performance doctor. It reads the kernel's own accounting (/proc, /sys,
 tracefs), finds what is wrong, shows the evidence and says what to do.
@@ -43,13 +57,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(3, f"ksight: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option: `ksight`
+    itself takes no option with a value), or None."""
+    for a in argv:
+        if a == "--":
+            return None
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `ksight` parser. `only`: build that subcommand's full parser (importing its module)
+    and a stub for each other one (its one-line help from HELPS, enough for `ksight --help`);
+    None builds them all."""
     parser = _Parser(
         prog="ksight", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ksight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=HELPS[name], add_help=False)
+            continue
         try:
             mod = importlib.import_module(f"ksight.cli.{modname}")
         except ModuleNotFoundError as exc:
@@ -67,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from ..errors import KsightError
 
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    only = chosen_command(argv)
+    # no command named (`ksight`, `ksight --help`, a typo): stubs for all, argparse lists them
+    parser = build_parser(only=only or "")
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
