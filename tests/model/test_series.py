@@ -167,3 +167,19 @@ def test_misspelt_counters_fail_when_named():
     vm("workingset_refault")  # 3.15 - 5.8
     net("TcpExt", "ListenOverflows")
     assert total("x", vm("pswpin"), vm("pswpout")).read(Vmstat({"pswpin": 2, "pswpout": 3})) == 5
+
+
+def test_disks_interfaces_and_cpus_are_keyed_by_name():
+    from ksight.sources.diskstats import parse as parse_disk
+    from ksight.sources.netdev import parse as parse_net
+    from tests.conftest import corpus_text
+
+    d0 = parse_disk(corpus_text("node_exporter", "proc", "diskstats"))
+    n0 = parse_net(corpus_text("node_exporter", "proc", "net", "dev"))
+    name = next(iter(d0.devices))
+    a = Snapshot(None, None, 10.0, HostInfo(), {"diskstats": d0, "netdev": n0})
+    b = Snapshot(None, None, 12.0, HostInfo(), {"diskstats": d0, "netdev": n0})
+    s = Series([a, b])
+    disks = s.entity_counters("disks", lambda d: d.sectors_written)
+    assert set(disks) == set(d0.devices) and disks[name].deltas == (0,)
+    assert set(s.entities("interfaces")[0]) == set(n0.interfaces)

@@ -289,10 +289,7 @@ def _disks(s: Snapshot) -> dict:
     ds = s.get("diskstats")
     if ds is None:
         return {}
-    disks = getattr(ds, "disks", None)
-    if isinstance(disks, dict):
-        return dict(disks)
-    return {d.name: d for d in (disks or ())}
+    return dict(ds.devices)
 
 
 ENTITY_KINDS: dict[str, Callable[[Snapshot], dict]] = {
