@@ -175,7 +175,7 @@ def test_disks_interfaces_and_cpus_are_keyed_by_name():
     from tests.conftest import corpus_text
 
     d0 = parse_disk(corpus_text("node_exporter", "proc", "diskstats"))
-    n0 = parse_net(corpus_text("node_exporter", "proc", "net", "dev"))
+    n0 = parse_net(corpus_text("procfs", "proc", "net", "dev"))
     name = next(iter(d0.devices))
     a = Snapshot(None, None, 10.0, HostInfo(), {"diskstats": d0, "netdev": n0})
     b = Snapshot(None, None, 12.0, HostInfo(), {"diskstats": d0, "netdev": n0})
