@@ -5,19 +5,33 @@ Computed from one Snapshot (sources meminfo, vmstat, zoneinfo, sysctl, swaps, cg
 missing sources leave their part None and are listed in `unavailable`.
 
 Dirty thresholds: computed in ksight.model.dirty (one place for this view and the rules).
+
+--protect advice is typed diagnose.finding.Action data (cgroup file writes with the file's
+absolute path under the mount the cgroup_memory source found, commands, code changes), the same
+actions `ksight check` emits, so a tuning step can apply them; text lives in
+render/pagecache_text.py. Views return data.
 """
 
 from __future__ import annotations
 
 import math
+import shlex
 from dataclasses import dataclass, field
 
+from ..diagnose.finding import Action
 from ..model.dirty import DirtyLimits, dirty_limits, totalreserve_pages  # noqa: F401
 from ..model.snapshot import Missing, Snapshot
+from ..render.units import UNLIMITED_FLOOR
+from ..render.units import size as _units_size
+
+
+def _size(b: int | None) -> str:
+    """Sizes inside an action's `why` (render.units; a cgroup's no-limit value is "max")."""
+    return _units_size(b, unlimited=True)
+
 
 SOURCES = ("meminfo", "vmstat", "zoneinfo", "sysctl", "swaps", "uptime")
 PROTECT_SOURCES = SOURCES + ("cgroup_memory",)
-UNLIMITED_FLOOR = 2**62
 
 IDENTITY_WHY = (
     "Buffers + Cached + SwapCached is every page in the page cache (NR_FILE_PAGES). The LRU side "
@@ -82,8 +96,10 @@ class ProtectReport:
     file_bytes: int | None  # page cache charged to the group
     active_file_bytes: int | None
     anon_bytes: int | None
-    advice: tuple[str, ...] = ()
+    advice: tuple[str, ...] = ()  # the actions, one line each (JSON format 1; use `actions`)
     notes: tuple[str, ...] = ()
+    actions: tuple[Action, ...] = ()  # what to do, as data (cgroup writes, commands, code)
+    cgroup_dir: str | None = None  # absolute directory of the group's files (from the mount)
 
 
 @dataclass(frozen=True)
@@ -154,15 +170,13 @@ def _mib_up(b: float) -> int:
     return int(math.ceil(b / 2**20)) * 2**20
 
 
-def human(b: int | None) -> str:
-    if b is None:
-        return "-"
-    if b >= UNLIMITED_FLOOR:
-        return "max"
-    for unit, n in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if b >= n:
-            return f"{b / n:.1f} {unit}"
-    return f"{b} B"
+def cgroup_dir(cgm, path: str) -> str | None:
+    """The absolute directory of the memory cgroup at `path`, under the mount point the
+    cgroup_memory source read (never an assumed /sys/fs/cgroup); None when it did not say."""
+    if cgm is None or not getattr(cgm, "mount", None):
+        return None
+    mount = "/" + cgm.mount.strip("/")
+    return mount if path in ("/", "") else mount + "/" + path.strip("/")
 
 
 def find_group(cgm, path: str | None):
@@ -211,8 +225,10 @@ def protect(snap: Snapshot, target: str, process=None) -> ProtectReport:
     elif g is not None and g.path != path:
         notes.append(f"{path} not read (walk bounds); showing its nearest ancestor {g.path}")
     if g is None:
+        actions = _generic_actions()
         return ProtectReport(target, pid, path, cgm.version if cgm else None, *([None] * 9),
-                             advice=_generic_advice(), notes=tuple(notes))
+                             advice=advice_lines(actions), notes=tuple(notes),
+                             actions=tuple(actions))
     st = g.stat or {}
     if g.version == 2:
         file_b, afile, anon = st.get("file"), st.get("active_file"), st.get("anon")
@@ -221,63 +237,143 @@ def protect(snap: Snapshot, target: str, process=None) -> ProtectReport:
         file_b = st.get("total_cache", st.get("cache"))
         afile = st.get("total_active_file", st.get("active_file"))
         anon = st.get("total_rss", st.get("rss"))
-    advice = _advice(g, file_b, afile, anon)
+    d = cgroup_dir(cgm, g.path)
+    if d is None:
+        notes.append("the memory cgroup mount point is unknown: file paths cannot be given")
+    actions = _actions(cgm, g, d, file_b, afile, anon)
     if g.path == "/":
         notes.append("the workload is in the root cgroup: no limits apply and none can be set "
                      "there; move it into its own group (systemd-run --scope -p MemoryLow=...)")
     return ProtectReport(target, pid, g.path, g.version, g.current_bytes, g.min_bytes, g.low_bytes,
                          g.high_bytes, g.max_bytes, g.soft_limit_bytes, file_b, afile, anon,
-                         tuple(advice), tuple(notes))
+                         advice_lines(actions), tuple(notes), tuple(actions), d)
 
 
-def _generic_advice() -> list[str]:
+def _generic_actions() -> list[Action]:
     return [
-        "mlock critical data (mlock(2)/mlockall(MCL_CURRENT|MCL_FUTURE), or `vmtouch -l FILE`): "
-        "locked pages move to the unevictable list and are never reclaimed (RLIMIT_MEMLOCK bounds it)",
-        "drop cache that is not worth keeping so it does not push out the hot set: "
-        "posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) after streaming reads/writes (fdatasync first "
-        "for dirty pages), madvise(addr, len, MADV_DONTNEED) for mapped ranges done with, or O_DIRECT "
-        "for bulk copies",
+        Action.code(
+            "mlock critical data: mlock(2) / mlockall(MCL_CURRENT|MCL_FUTURE), or `vmtouch -l FILE`",
+            why="locked pages move to the unevictable list and are never reclaimed (RLIMIT_MEMLOCK "
+                "bounds how much)"),
+        Action.code(
+            "drop cache that is not worth keeping: posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) after "
+            "streaming reads/writes (fdatasync first for dirty pages), madvise(addr, len, "
+            "MADV_DONTNEED) for mapped ranges done with, or O_DIRECT for bulk copies",
+            why="so it does not push the hot set out of the page cache"),
     ]
 
 
-def _advice(g, file_b, afile, anon) -> list[str]:
-    out: list[str] = []
+def _unit(path: str) -> str | None:
+    """The systemd unit a cgroup path ends in ('/system.slice/pg.service' -> 'pg.service')."""
+    last = path.rstrip("/").rsplit("/", 1)[-1]
+    return last if last.endswith((".service", ".scope", ".slice")) else None
+
+
+def _ancestors(path: str) -> list[str]:
+    """'/a/b/c' -> ['/a', '/a/b'] (the root group has no limits of its own)."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _near_limit(g) -> bool:
+    cur = g.current_bytes
+    return (g.max_bytes is not None and g.max_bytes < UNLIMITED_FLOOR and cur is not None
+            and cur > 0.9 * g.max_bytes)
+
+
+def _file(d: str | None, path: str, name: str) -> str:
+    """The absolute path of a cgroup file; without a known mount, the cgroup path (a command
+    can still be written, but it says where the group is, not where the file is)."""
+    return f"{d}/{name}" if d else f"<memory cgroup mount>{path if path != '/' else ''}/{name}"
+
+
+def _actions(cgm, g, d: str | None, file_b, afile, anon) -> list[Action]:
+    out: list[Action] = []
     cur = g.current_bytes
     ws = (file_b or 0) + (anon or 0)
-    fs = "/sys/fs/cgroup" + (g.path if g.path != "/" else "")
+    if g.path == "/":
+        if g.version == 2 and file_b is not None:
+            low = _mib_up(1.1 * ws)
+            out.append(Action.command(
+                f"systemd-run --scope -p MemoryLow={low} -- COMMAND",
+                why="the workload is in the root cgroup, where no limit or protection can be set: "
+                    "start it in a group of its own with memory.low set"))
+        elif g.version == 1:
+            out.append(Action.code(
+                "run the workload in a memory cgroup of its own (systemd-run --scope -- COMMAND) "
+                "and set memory.soft_limit_in_bytes there",
+                why="the workload is in the root cgroup, where no limit can be set; cgroup v1 has "
+                    "no memory.low, the soft limit only orders global reclaim"))
+        out.extend(_generic_actions())
+        return out
     if g.version == 2:
         if file_b is not None:
             low = _mib_up(1.1 * ws)
             mn = _mib_up((afile or 0) + (anon or 0))
-            out.append(
-                f"memory.low = {human(low)} (its anon + page cache {human(ws)} plus 10%): reclaim "
-                f"leaves the group alone while it is under this, unless nothing else is left: "
-                f"echo {low} > {fs}/memory.low (systemd: systemctl set-property UNIT MemoryLow={low})")
-            out.append(
-                f"memory.min = {human(mn)} (anon + active file cache) only for data that must stay: "
-                f"a hard guarantee, never reclaimed even under global pressure, so the rest of the "
-                f"machine OOMs first; keep it small. echo {mn} > {fs}/memory.min")
-        out.append("protection is bounded by the ancestors: set memory.low/min on every parent up to "
-                   "the root too (each parent's value caps what its children get)")
-        if g.max_bytes is not None and g.max_bytes < UNLIMITED_FLOOR and cur is not None \
-                and cur > 0.9 * g.max_bytes:
-            out.append(f"usage {human(cur)} is within 10% of memory.max {human(g.max_bytes)}: the group "
-                       "reclaims its own cache at its limit; raise memory.max (or memory.high)")
+            out.append(Action.cgroup_write(
+                _file(d, g.path, "memory.low"), low, g.low_bytes,
+                why=f"its anon + page cache {_size(ws)} plus 10% ({_size(low)}): reclaim leaves the "
+                    "group alone while it is under this, unless nothing else is left"))
+            unit = _unit(g.path)
+            if unit:
+                out.append(Action.command(f"systemctl set-property {unit} MemoryLow={low}",
+                                          why="the same through systemd, kept across restarts"))
+            for a in _ancestors(g.path):
+                pg = cgm.groups.get(a)
+                if pg is not None and pg.low_bytes is not None and pg.low_bytes >= low:
+                    continue
+                out.append(Action.cgroup_write(
+                    _file(cgroup_dir(cgm, a), a, "memory.low"),
+                    low, None if pg is None else pg.low_bytes,
+                    why="protection is bounded by the ancestors: each parent's memory.low caps what "
+                        "its children get"))
+            out.append(Action.cgroup_write(
+                _file(d, g.path, "memory.min"), mn, g.min_bytes,
+                why=f"anon + active file cache ({_size(mn)}), only for data that must stay: a hard "
+                    "guarantee, never reclaimed even under global pressure, so the rest of the "
+                    "machine OOMs first; keep it small"))
+        if _near_limit(g):
+            rec = _mib_up(1.25 * cur)
+            out.append(Action.cgroup_write(
+                _file(d, g.path, "memory.max"), rec, g.max_bytes,
+                why=f"usage {_size(cur)} is within 10% of memory.max {_size(g.max_bytes)}: the group "
+                    "reclaims its own cache at its limit; raise memory.max (or memory.high), here "
+                    "to 25% above the usage"))
     else:
-        out.append(
-            "cgroup v1 has no memory.low / memory.min: nothing truly protects this group's cache. "
-            "memory.soft_limit_in_bytes only orders global reclaim (groups above their soft limit "
-            "are reclaimed first): set it at or above this group's usage"
-            + (f" ({human(_mib_up(cur))})" if cur else "")
-            + " and lower it on the groups that may lose cache; for real protection move to cgroup "
-            "v2 (systemd.unified_cgroup_hierarchy=1) and use memory.low")
-        if g.max_bytes is not None and g.max_bytes < UNLIMITED_FLOOR and cur is not None \
-                and cur > 0.9 * g.max_bytes:
-            out.append(f"usage {human(cur)} is within 10% of memory.limit_in_bytes "
-                       f"{human(g.max_bytes)}: the group reclaims its own cache at its limit; raise it")
-    out.extend(_generic_advice())
+        if cur:
+            out.append(Action.cgroup_write(
+                _file(d, g.path, "memory.soft_limit_in_bytes"), _mib_up(cur), g.soft_limit_bytes,
+                why="cgroup v1 has no memory.low / memory.min: nothing truly protects this group's "
+                    "cache. The soft limit only orders global reclaim (groups above theirs are "
+                    "reclaimed first): set it at or above this group's usage, and lower it on the "
+                    "groups that may lose cache"))
+        out.append(Action.code(
+            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2) and protect the group with "
+            "memory.low",
+            why="v1 cannot protect a group's cache from global reclaim; v2's memory.low can"))
+        if _near_limit(g):
+            rec = _mib_up(1.25 * cur)
+            out.append(Action.cgroup_write(
+                _file(d, g.path, "memory.limit_in_bytes"), rec, g.max_bytes,
+                why=f"usage {_size(cur)} is within 10% of memory.limit_in_bytes "
+                    f"{_size(g.max_bytes)}: the group reclaims its own cache at its limit; raise "
+                    "it, here to 25% above the usage"))
+    out.extend(_generic_actions())
     return out
+
+
+def advice_lines(actions) -> tuple[str, ...]:
+    """One line per action, for the `advice` list of format-1 JSON (scripts read `actions`)."""
+    out = []
+    for a in actions:
+        if a.kind == "cgroup":
+            what = f"echo {a.recommended} > {shlex.quote(a.path)}"
+        elif a.kind == "sysctl":
+            what = f"sysctl -w {a.name}={a.recommended}"
+        else:
+            what = a.text or ""
+        out.append(f"{what} ({a.why})" if a.why else what)
+    return tuple(out)
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -306,5 +402,6 @@ def report(snap: Snapshot, *, protect_target: str | None = None, process=None) -
 
 __all__ = ["PagecacheReport", "CacheBreakdown", "DirtyLimits", "ZoneState", "SwapState",
            "ProtectReport", "report", "cache_breakdown", "dirty_limits", "totalreserve_pages",
-           "zone_states", "swap_state", "protect", "find_group", "human", "SOURCES",
+           "zone_states", "swap_state", "protect", "find_group", "cgroup_dir",
+           "advice_lines", "SOURCES",
            "PROTECT_SOURCES", "IDENTITY_WHY"]
