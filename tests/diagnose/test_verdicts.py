@@ -156,3 +156,14 @@ def test_counter_vocabulary_covers_every_real_vmstat():
     for p in corpus_files("**/proc/vmstat"):
         names |= {ln.split()[0] for ln in p.read_text().splitlines() if ln.split()}
     assert names and names <= counter_names.VMSTAT, sorted(names - counter_names.VMSTAT)
+
+
+def test_a_rule_that_needs_a_longer_window_says_so():
+    from ksight.collect.plan import Needs
+    from ksight.diagnose.engine import why_cannot_look
+    from ksight.model import HostInfo, Snapshot
+    from ksight.model.series import Series
+
+    s = Series([Snapshot(None, None, 10.0, HostInfo()), Snapshot(None, None, 13.0, HostInfo())])
+    assert "at least 10 s" in why_cannot_look(Needs(min_seconds=10), s)
+    assert why_cannot_look(Needs(min_seconds=2), s) is None

@@ -62,6 +62,9 @@ def why_cannot_look(needs: Needs, series: Series) -> str | None:
         if not series.has_clock:
             return ("no clock: the snapshots carry no monotonic time, uptime or timestamp (or "
                     "they are under 1 ms apart), so no rate can be computed")
+        if needs.min_seconds and series.seconds < needs.min_seconds:
+            return (f"needs a window of at least {needs.min_seconds:g} s to judge; this one covers "
+                    f"{series.seconds:.3g} s (check --interval {needs.min_seconds:g})")
     ends = [series.first, series.last] if needs.window else [series.last]
     for s in needs.sources:
         why = _source_reason(ends, s)
