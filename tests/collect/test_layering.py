@@ -36,3 +36,14 @@ def test_fs_package_keeps_its_old_exports():
                       ("record_extra", record_extra)]:
         assert getattr(fs, name) is obj, name
     assert callable(fs.file_mode) and fs.PROCFS_CHUNK == 65536 and fs.SYSCTL_CHUNK == 128
+
+
+def test_no_lazy_import_of_store_below_it():
+    # a lazy `from ..store...` inside a function would slip past the import test above
+    import pathlib
+    import re
+
+    for pkg in ("collect", "fs", "model", "sources"):
+        for f in (pathlib.Path(ksight.collect.__file__).parent.parent / pkg).rglob("*.py"):
+            text = f.read_text()
+            assert not re.search(r"from \.\.+store|import ksight\.store|from ksight\.store", text), f

@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from ..errors import UsageError
-from ..fs import LiveRoot, Root
+from ..fs import LiveRoot, RecordingRoot, Root
+from ..fs.bundle import open_bundle
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from .plan import Plan
 from .snapshot import take
@@ -77,20 +78,35 @@ class Collector:
                 progress("interrupted; using the window so far")
         return snaps
 
+    @staticmethod
+    def _ticks(interval: float, count: int | None) -> Iterator[int]:
+        """0 now, then 1, 2, ... every `interval` seconds on a fixed schedule (no drift), `count`
+        more after the first (None: no end)."""
+        yield 0
+        n = 0
+        next_t = time.monotonic()
+        while count is None or n < count:
+            next_t += interval
+            time.sleep(max(0.0, next_t - time.monotonic()))
+            n += 1
+            yield n
+
     def stream(self, plan: Plan, *, interval: float, count: int | None) -> Iterator[Snapshot]:
         """The first snapshot now, then one every `interval` seconds, `count` more (None:
         until Ctrl-C, which ends the stream quietly)."""
-        yield self.sample(plan)
-        n = 0
-        next_t = time.monotonic()
         try:
-            while count is None or n < count:
-                next_t += interval
-                time.sleep(max(0.0, next_t - time.monotonic()))
-                n += 1
+            for _ in self._ticks(interval, count):
                 yield self.sample(plan)
         except KeyboardInterrupt:
             return
+
+    def record(self, plan: Plan, *, interval: float, count: int | None):
+        """Like stream, for captures: yields (snapshot, RecordingRoot that holds exactly the
+        bytes it read). The host is read again each time (its files belong in every snapshot of
+        a capture). Ctrl-C is left to the caller, which must say the capture was cut short."""
+        for _ in self._ticks(interval, count):
+            rec = RecordingRoot(self.root)
+            yield take(rec, plan=plan), rec
 
     def one(self, plan: Plan, index: int = -1) -> Snapshot:
         return self.sample(plan)
@@ -105,9 +121,7 @@ class CaptureCollector(Collector):
     live = False
 
     def __init__(self, spec: str):
-        from ..store.capture import open_capture
-
-        self.capture = open_capture(spec)
+        self.capture = open_bundle(spec)
         self.root = None
         self.label = spec
         self._host = None

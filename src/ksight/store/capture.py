@@ -24,135 +24,34 @@ import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 from .. import __version__
+from ..collect.collector import Collector
+from ..collect.plan import Plan
 from ..collect.snapshot import take
-from ..errors import CaptureError, Unavailable
-from ..fs import ArchiveRoot, DirRoot, LiveRoot, RecordingRoot, Root, norm, open_root
+from ..errors import CaptureError
+from ..fs import ArchiveRoot, DirRoot, LiveRoot, Root
+from ..fs.bundle import FORMAT, VERSION, Bundle, open_bundle
 from ..model.snapshot import HostInfo, Missing, Snapshot
 
-FORMAT = "ksight-capture"
-VERSION = 1
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst")
 
 
-@dataclass
-class Capture:
-    """An opened capture: its snapshot roots in order, and the manifest if it had one."""
-
-    source: str
-    roots: list[Root]
-    manifest: dict | None = None
-    metas: list[dict] = field(default_factory=list)
-
-    @property
-    def host_hint(self) -> dict:
-        return dict((self.manifest or {}).get("host") or {})
+class Capture(Bundle):
+    """An opened capture (fs.bundle.Bundle) that can also re-parse its snapshots."""
 
     def snapshots(self, **take_args) -> Iterator[Snapshot]:
-        """Re-parse each snapshot root through the same collector the live path uses."""
+        """Re-parse each snapshot root through the same code the live path uses."""
         for r, meta in zip(self.roots, self.metas):
             known = [Missing(m["source"], m["reason"]) for m in meta.get("unavailable", [])]
             yield take(r, host_hint=self.host_hint, taken_at=meta.get("taken_at"),
                        known_unavailable=known, **take_args)
 
 
-def _checked_manifest(spec: str, m) -> dict:
-    """The manifest if it has the shape this ksight reads, else CaptureError saying what is wrong
-    (a hand-edited or foreign manifest must not become a traceback or silent wrong numbers)."""
-    def bad(why: str):
-        raise CaptureError(f"{spec}: manifest.json: {why}")
-
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        bad("not a ksight capture manifest")
-    if not isinstance(m.get("version"), int) or m["version"] > VERSION:
-        bad(f"format version {m.get('version')!r} is not one this ksight reads (<= {VERSION})")
-    host = m.get("host", {})
-    if not isinstance(host, dict):
-        bad("'host' is not an object")
-    for k in ("page_size", "clk_tck", "cpus"):
-        if host.get(k) is not None and (not isinstance(host[k], int) or host[k] <= 0):
-            bad(f"host.{k} is {host[k]!r}, not a positive integer")
-    snaps = m.get("snapshots", [])
-    if not isinstance(snaps, list):
-        bad("'snapshots' is not a list")
-    for i, s in enumerate(snaps):
-        if not isinstance(s, dict) or not isinstance(s.get("dir"), str) or not s["dir"]:
-            bad(f"snapshot {i} has no 'dir'")
-        if s.get("taken_at") is not None and not isinstance(s["taken_at"], (int, float)):
-            bad(f"snapshot {i}: taken_at is not a number")
-        un = s.get("unavailable", [])
-        if not isinstance(un, list) or not all(
-                isinstance(u, dict) and isinstance(u.get("source"), str)
-                and isinstance(u.get("reason"), str) for u in un):
-            bad(f"snapshot {i}: 'unavailable' is not a list of {{source, reason}}")
-    return m
-
-
-def _child(base: Root, d: str) -> Root:
-    """The root of snapshot folder `d`. In a folder capture each snapshot is a DirRoot of its own:
-    a snapshot folder may be a link to a folder elsewhere (captures put together by hand), and
-    the links inside it are then followed only while they stay inside that snapshot's tree.
-    In an archive every link is checked against the archive's root (ArchiveRoot)."""
-    if isinstance(base, DirRoot) and not base.live:
-        p = norm(d)
-        return DirRoot(os.path.join(base.base, p), label=f"{base.label}:{p}")
-    return base.sub(d)
-
-
-def _is_capture_top(base: Root) -> bool:
-    if base.exists("manifest.json") or base.isdir("proc"):
-        return True
-    try:
-        return any(_child(base, d).isdir("proc") for d in base.listdir(""))
-    except Unavailable:
-        return False
-
-
-def _descend(base: Root) -> Root:
-    """`tar czf cap.tgz mydir/` holds one top-level folder that holds the capture: look inside it
-    (one level; hidden names such as .DS_Store are ignored)."""
-    if _is_capture_top(base):
-        return base
-    try:
-        names = [n for n in base.listdir("") if not n.startswith(".")]
-    except Unavailable:
-        return base
-    if len(names) == 1 and _child(base, names[0]).isdir(""):
-        inner = _child(base, names[0])
-        if _is_capture_top(inner):
-            return inner
-    return base
-
-
 def open_capture(spec: str) -> Capture:
-    """Open a capture directory or archive (or one holding a single folder that holds it), or a
-    single root tree."""
-    base = open_root(spec)
-    if base.live:
-        raise CaptureError("--from needs a capture file or directory, not /")
-    base = _descend(base)
-    manifest = None
-    if base.exists("manifest.json"):
-        try:
-            manifest = json.loads(base.read_text("manifest.json"))
-        except (ValueError, Unavailable) as exc:
-            raise CaptureError(f"{spec}: manifest.json is not readable JSON: {exc}") from None
-        manifest = _checked_manifest(spec, manifest)
-    if manifest and manifest.get("snapshots"):
-        metas = list(manifest["snapshots"])
-        roots = [_child(base, m["dir"]) for m in metas]
-        for m, r in zip(metas, roots):
-            if not r.isdir("proc"):
-                raise CaptureError(f"{spec}: snapshot {m['dir']!r} listed in the manifest has no proc/")
-        return Capture(spec, roots, manifest, metas)
-    if base.isdir("proc"):
-        return Capture(spec, [base], manifest, [{}])
-    subdirs = [d for d in base.listdir("") if _child(base, d).isdir("proc")]
-    if not subdirs:
-        raise CaptureError(f"{spec}: not a capture: no proc/ tree at the top or in any subdirectory")
-    return Capture(spec, [_child(base, d) for d in sorted(subdirs)], manifest, [{} for _ in subdirs])
+    """Open a capture directory or archive (see fs.bundle)."""
+    b = open_bundle(spec)
+    return Capture(b.source, b.roots, b.manifest, b.metas)
 
 
 def _host_manifest(host: HostInfo) -> dict:
@@ -227,10 +126,8 @@ class _Writer:
                 self._raw.close()
 
 
-def _write_snapshot(writer: "_Writer", root: Root, d: str, started: float, **take_args):
-    """Take one snapshot through a recording root and write exactly what it read under d/."""
-    rec = RecordingRoot(root)
-    snap = take(rec, **take_args)
+def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: float) -> dict:
+    """Write exactly what one snapshot read (its recording root) under d/; its manifest entry."""
     stamp = snap.taken_at or started
     for path in sorted(rec.dirs):
         writer.dir(f"{d}/{path}" if path else d, stamp)
@@ -238,10 +135,20 @@ def _write_snapshot(writer: "_Writer", root: Root, d: str, started: float, **tak
         writer.file(f"{d}/{path}", data, stamp)
     for path, target in sorted(rec.links.items()):
         writer.link(f"{d}/{path}", target, stamp)
-    meta = {"dir": d, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
+    return {"dir": d, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
             "uptime_s": snap.uptime_s, "files": len(rec.files),
             "unavailable": [{"source": m.source, "reason": m.reason} for m in snap.unavailable]}
-    return snap, meta
+
+
+def capture_plan(sources: list[str] | None = None, processes: bool = True,
+                 sockets: bool = True) -> Plan:
+    """What a capture reads: the named system sources (else the default set), the process
+    table (stat, status and the fds that name socket owners) and the sockets of every netns."""
+    from ..collect.processes import DEFAULT_DETAIL
+    from ..sources import DEFAULT
+
+    return Plan(sources=tuple(sources) if sources is not None else tuple(DEFAULT),
+                processes=(DEFAULT_DETAIL if processes else ()), sockets=sockets)
 
 
 def capture(
@@ -264,7 +171,8 @@ def capture(
         raise CaptureError("--count must be at least 1")
     if interval < 0:
         raise CaptureError("--interval must not be negative")
-    root = root or LiveRoot()
+    col = Collector(root or LiveRoot())
+    plan = capture_plan(sources, processes, sockets)
     writer = _Writer(out)
     metas = []
     host = None
@@ -272,13 +180,9 @@ def capture(
     try:
         interrupted = False
         try:
-            for i in range(count):
-                if i:
-                    time.sleep(interval)
-                snap, meta = _write_snapshot(writer, root, f"{i:04d}", started, sources=sources,
-                                             processes=processes, sockets=sockets)
+            for i, (snap, rec) in enumerate(col.record(plan, interval=interval, count=count - 1)):
+                metas.append(_write_snapshot(writer, snap, rec, f"{i:04d}", started))
                 host = host or snap.host
-                metas.append(meta)
                 if progress:
                     progress(i + 1, count, snap)
         except KeyboardInterrupt:
