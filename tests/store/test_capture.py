@@ -12,7 +12,7 @@ from ksight.cli.main import main
 from ksight.collect.snapshot import take
 from ksight.errors import CaptureError, Unavailable
 from ksight.fs import LiveRoot, Root, open_root
-from ksight.model import Window
+from ksight.model.series import Series
 from ksight.sources import vmstat
 from ksight.store.capture import capture, open_capture
 from tests.conftest import corpus
@@ -45,7 +45,7 @@ def test_capture_roundtrip(tmp_path, name):
     assert len(snaps) == 2
     assert snaps[0].host.kernel == os.uname().release
     assert not snaps[0].host.page_size_assumed
-    w = Window(snaps[0], snaps[1])
+    w = Series(snaps)
     assert 0.15 < w.seconds < 2.0  # from the kernel uptime recorded in each snapshot
     assert snaps[1].get("meminfo").mem_total_kb == take(LiveRoot(), sources=["meminfo"]).get("meminfo").mem_total_kb
     # each snapshot replays its own text, as read at its own time: the counter read live between
@@ -94,7 +94,7 @@ def test_single_tree_and_subdirs_without_manifest(tmp_path):
         d.mkdir(parents=True)
         (d / "uptime").write_text(up + "\n")
     snaps = list(open_capture(str(tmp_path)).snapshots(sources=["uptime"]))
-    assert Window(*snaps).seconds == 5.0
+    assert Series(snaps).seconds == 5.0
 
 
 def test_not_a_capture(tmp_path):

@@ -1,7 +1,7 @@
 """A Snapshot: one timestamped collection of parsed kernel sources.
 
 It holds raw values as the kernel reported them (cumulative counters, not rates); rates come
-from a Window of two snapshots (model/rates.py), so live views, replay and reports derive them
+from a Series of snapshots (model/series.py), so live views, replay and reports derive them
 through the same code. What could not be read is listed in `unavailable`, with the reason, so
 every view can tell the user what is missing instead of showing a silent zero.
 """
