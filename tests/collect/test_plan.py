@@ -72,3 +72,14 @@ def test_capture_collector_replays_every_snapshot(tmp_path):
     assert last.uptime_s == snaps[-1].uptime_s
     with pytest.raises(Exception):
         col.one(plan, 99)
+
+
+def test_a_plan_for_some_pids_reads_only_those():
+    root = corpus_root("procfs")
+    snap = take(root, plan=Plan.of([Needs(processes=("stat",), pids=(26231,))]))
+    assert set(snap.processes) == {26231}
+    # a need for every process (or for sockets, whose owners may be anyone) widens it again
+    p = Plan.of([Needs(processes=("stat",), pids=(26231,)), Needs(processes=("status",))])
+    assert p.pids is None
+    assert Plan.of([Needs(processes=("stat",), pids=(1,)), Needs(sockets=True)]).pids is None
+    assert Plan.of([Needs(processes=("stat",), pids=(1,)), Needs(processes=("cgroup",), pids=(2,))]).pids == (1, 2)

@@ -40,7 +40,7 @@ examples:
   ksight pagecache --protect /system.slice/postgresql.service
   ksight pagecache --protect 1234 --json | jq '.report.protect.actions[] | select(.kind=="cgroup")'
 overhead: reads a handful of /proc files once; --protect also walks the memory cgroup tree and,
-for a PID, every process's /proc/PID/cgroup (a few ms per hundred processes).
+and, for a PID, that process's /proc/PID/cgroup.
 """
 
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     needs = Needs(sources=tuple(pc.PROTECT_SOURCES if args.protect else pc.SOURCES),
                   # a PID's memory cgroup comes from its /proc/PID/cgroup
                   processes=("cgroup",) if pid is not None else (),
+                  pids=(pid,) if pid is not None else (),
                   cgroup_files=("current", "limits", "stat"), window=False)
     snap = Collector.open(args.from_).one(Plan.of([needs]))
     process = (snap.processes or {}).get(pid) if pid is not None else None

@@ -30,6 +30,7 @@ class Needs:
     sysctls: tuple[str, ...] = ()  # required sysctls (implies the sysctl source)
     processes: tuple[str, ...] = ()  # process parts; () = no process table
     smaps_top: int = 0  # smaps_rollup for the N largest processes by RSS
+    pids: tuple[int, ...] = ()  # only these processes (() = every process), e.g. `-p PID`
     sockets: bool = False  # the socket table (every netns), tcp_info where available
     cgroup_files: tuple[str, ...] = ()  # memory cgroup files the rule reads (() = all it knows)
     window: bool = True  # needs two snapshots with a clock between them (rates)
@@ -58,6 +59,7 @@ class Plan:
     processes: tuple[str, ...] = ()
     smaps_top: int = 0
     sockets: bool = False
+    pids: tuple[int, ...] | None = None  # None: every process; else only these
     cgroup_files: tuple[str, ...] | None = None  # None: every file; else only these
     min_seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
@@ -71,7 +73,14 @@ class Plan:
         cg_files: dict[str, None] = {}
         cg_all = False
         secs = 0.0
+        pids: dict[int, None] = {}
+        every_pid = False
         for n in needs:
+            if n.processes or n.sockets:
+                if n.pids and not n.sockets:
+                    pids.update(dict.fromkeys(n.pids))
+                else:
+                    every_pid = True  # sockets need every owner's fds
             sources.update(dict.fromkeys(n.all_sources()))
             parts.update(dict.fromkeys(n.processes))
             top = max(top, n.smaps_top)
@@ -87,15 +96,18 @@ class Plan:
         if socks and "sockets" not in parts and parts:
             parts["sockets"] = None  # owners of sockets come from the processes' fds
         return cls(tuple(sources), tuple(parts), top, socks,
+                   None if every_pid or not pids else tuple(pids),
                    None if cg_all or not cg_files else tuple(cg_files), secs)
 
     def merge(self, other: "Plan") -> "Plan":
         files = None if self.cgroup_files is None or other.cgroup_files is None else \
             tuple(dict.fromkeys(self.cgroup_files + other.cgroup_files))
+        pids = None if self.pids is None or other.pids is None else \
+            tuple(dict.fromkeys(self.pids + other.pids))
         return Plan(tuple(dict.fromkeys(self.sources + other.sources)),
                     tuple(dict.fromkeys(self.processes + other.processes)),
                     max(self.smaps_top, other.smaps_top), self.sockets or other.sockets,
-                    files, max(self.min_seconds, other.min_seconds))
+                    pids, files, max(self.min_seconds, other.min_seconds))
 
 
 __all__ = ["Needs", "Plan", "PROCESS_PARTS", "CGROUP_FILES"]

@@ -90,6 +90,7 @@ def take(
     """
     detail = None
     smaps_top = 0
+    pids = None
     kwargs: dict[str, dict] = {}  # source -> extra arguments of its reader
     if plan is not None:
         if getattr(plan, "cgroup_files", None) is not None:
@@ -99,6 +100,7 @@ def take(
         processes = bool(plan.processes) or plan.sockets
         sockets = plan.sockets
         smaps_top = plan.smaps_top
+        pids = plan.pids
     mono = time.monotonic() if root.live else None
     wall = taken_at if taken_at is not None else (time.time() if root.live else None)
     names = list(DEFAULT) if sources is None else list(sources)
@@ -126,7 +128,7 @@ def take(
 
         # sockets need each process's socket inodes to name the owner of a connection
         detail = tuple(dict.fromkeys((detail or DEFAULT_DETAIL) + (("sockets",) if sockets else ())))
-        procs, pmissing = scan(root, detail=detail, page_size=host.page_size)
+        procs, pmissing = scan(root, detail=detail, page_size=host.page_size, pids=pids)
         missing.extend(pmissing)
         if smaps_top and procs:
             procs = _add_smaps(root, procs, smaps_top, host.page_size, missing)

@@ -91,8 +91,10 @@ def rule(id: str, *, title: str, needs: tuple[str, ...] = (), uses: tuple[str, .
     bad = [s for s in tuple(needs) + tuple(uses) if s not in SYSTEM]
     if bad:
         raise ValueError(f"rule {id}: unknown source(s) {bad}")
-    spec = Needs(tuple(needs), tuple(uses), tuple(counters), tuple(sysctls), tuple(processes),
-                 smaps_top, sockets, tuple(cgroup_files), window, min_seconds)
+    spec = Needs(sources=tuple(needs), uses=tuple(uses), counters=tuple(counters),
+                 sysctls=tuple(sysctls), processes=tuple(processes), smaps_top=smaps_top,
+                 sockets=sockets, cgroup_files=tuple(cgroup_files), window=window,
+                 min_seconds=min_seconds)
 
     def deco(func):
         if id in RULES:
