@@ -39,7 +39,7 @@ examples:
   ksight pagecache --protect 1234       # the cgroup of PID 1234 and how to protect its cache
   ksight pagecache --protect /system.slice/postgresql.service
   ksight pagecache --protect 1234 --json | jq '.report.protect.actions[] | select(.kind=="cgroup")'
-overhead: reads a handful of /proc files once; --protect also walks the memory cgroup tree and,
+overhead: reads a handful of /proc files once; --protect also walks the memory cgroup tree
 and, for a PID, that process's /proc/PID/cgroup.
 """
 
