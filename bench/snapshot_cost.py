@@ -62,7 +62,7 @@ import urllib.request
 
 from ksight.collect.snapshot import take
 from ksight.fs import PROCFS_CHUNK, LiveRoot
-from ksight.store.recording_root import RecordingRoot
+from ksight.fs import RecordingRoot
 
 MAX_SECONDS = 120.0  # per measurement loop
 SNAPSHOT_TARGET = 2.5

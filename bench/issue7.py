@@ -1,0 +1,484 @@
+"""The bench items of issue 7, each peer measured interleaved with ksight in the same run.
+
+    .venv/bin/python bench/issue7.py [--runs 5] [snapshot] [cgroups] [check] [procscan] [procsock]
+
+Every part repeats RUNS runs; a run is a set of interleaved rounds (ksight, peer, ksight, ...);
+each run gives one median per tool, and the table shows the median over runs and the range
+[min-max] of the runs' medians. A target is MET only when it holds in every run.
+
+snapshot  `take(LiveRoot())` (in-process CPU, time.process_time) vs the raw-read floor of the
+          same files (os.open/read/close, same read sizes; bench/snapshot_cost.py's recorder) vs one
+          node_exporter scrape (prometheus-node-exporter 1.5, default collectors, on 127.0.0.1, one
+          persistent HTTP/1.1 connection, `Accept-Encoding: gzip` and Prometheus's Accept header,
+          as Prometheus scrapes; its CPU = utime+stime ticks of its thread group over the run's
+          scrapes). Measured twice: as the machine is, then with ~1,000 extra sleeping processes
+          (each task's kernel stack is a vmalloc area, so /proc/vmallocinfo grows).
+cgroups   under a parent of our own (v2: /sys/fs/cgroup/ksight-bench-PID with +memory; v1:
+          /sys/fs/cgroup/memory/ksight-bench-PID): 20 child groups, then 500, alternating in
+          each run (480 created/removed between rounds). Per state: CPU of
+          `ksight check --json --interval 1` (subprocess, getrusage of the child) and of one
+          in-process snapshot with check's plan (`take(root, plan=plan_for(None))`). Every group
+          is removed at the end, also on error or Ctrl-C.
+check     CPU of `ksight check --json --interval 1` (getrusage of the child; the 1 s window is
+          sleep), with Python's bytecode cached in a temp PYTHONPYCACHEPREFIX (as after
+          `pip install .`) and without (PYTHONDONTWRITEBYTECODE=1, every module compiled).
+procscan  at ~1,000 processes: `scan(LiveRoot())` (default detail: stat, status) vs psutil
+          reading the same data (process_iter(pid, name, memory_info, status, num_threads,
+          uids, num_ctx_switches): stat, statm, status) in this process, vs `ps -eo
+          pid,rss,vsz,comm` as a command (CPU and wall, start-up included) and ps's per-scan
+          cost without its start-up: CPU of `unshare -pf ps -eo ...` (every process of the
+          machine) minus CPU of `unshare -pf --mount-proc ps -eo ...` (a new PID namespace with
+          its own /proc: ps sees itself only; same binary, start-up and unshare), via getrusage.
+          (`ps -p 1` is no start-up measure: procps 4 reads every process and filters after.)
+procsock  at ~1,000 processes and ~10,000 loopback TCP sockets (5,000 connected pairs held by
+          this process, RLIMIT_NOFILE raised for it): CPU of one sample with check's plan plus
+          processes (default detail) and sockets, minus the same sample without them.
+
+Bounded: counts and time limits everywhere; children (sleep, ps, ksight, node_exporter) are
+stopped by PID; sockets and cgroups are closed/removed in finally blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from snapshot_cost import _free_port, _proc_cpu_ticks, _raw_reads, _SizedRecorder  # noqa: E402
+
+from ksight.collect.plan import Plan  # noqa: E402
+from ksight.collect.snapshot import take  # noqa: E402
+from ksight.fs import LiveRoot  # noqa: E402
+
+KSIGHT = os.path.join(os.path.dirname(HERE), ".venv", "bin", "ksight")
+CHILD_SECONDS = 600
+MAX_CHILDREN = 1500
+PROM_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+               "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+def _sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def summary(per_run: list[float], scale=1000.0, fmt="{:.1f}") -> str:
+    m = med(per_run)
+    return f"{fmt.format(m * scale)} [{fmt.format(min(per_run) * scale)}-{fmt.format(max(per_run) * scale)}]"
+
+
+def child_cpu(cmd, env=None, stdout=subprocess.DEVNULL) -> tuple[float, float]:
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    w0 = time.perf_counter()
+    p = subprocess.run(cmd, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                       env=env, timeout=120)
+    w = time.perf_counter() - w0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # a crashed run would be a fast one: ksight check exits 0-3, anything else (or a traceback:
+    # the tree is shared and edited while we measure) stops the bench
+    if p.returncode not in (0, 1, 2, 3) or b"Traceback" in p.stderr:
+        raise RuntimeError(f"{cmd[:3]} exited {p.returncode}: {p.stderr.decode()[-400:]}")
+    return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), w
+
+
+def cpu_of(fn) -> float:
+    c0 = time.process_time()
+    fn()
+    return time.process_time() - c0
+
+
+# ---- children --------------------------------------------------------------------------------
+
+def spawn_to(target: int, children: list) -> None:
+    have = len([n for n in os.listdir("/proc") if n.isdigit()])
+    while have < target and len(children) < MAX_CHILDREN:
+        children.append(subprocess.Popen(["sleep", str(CHILD_SECONDS)], stdin=subprocess.DEVNULL,
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        have += 1
+    deadline = time.monotonic() + 30
+    while children and time.monotonic() < deadline:
+        try:
+            if all(open(f"/proc/{c.pid}/comm").read().strip() == "sleep" for c in children[-5:]):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+
+
+def kill_all(children: list) -> None:
+    for c in children:
+        if c.poll() is None:
+            try:
+                os.kill(c.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for c in children:
+        try:
+            c.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    children.clear()
+
+
+# ---- snapshot vs floor vs node_exporter -------------------------------------------------------
+
+class NodeExporter:
+    def __init__(self):
+        exe = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
+        if not exe:
+            raise RuntimeError("node_exporter not installed (apt-get install -y prometheus-node-exporter)")
+        self.port = _free_port()
+        self.proc = subprocess.Popen([exe, f"--web.listen-address=127.0.0.1:{self.port}"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        self.conn = None
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                self.scrape()
+                return
+            except OSError:
+                self.conn = None
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("node_exporter did not answer")
+
+    def scrape(self) -> bytes:
+        self.conn.request("GET", "/metrics", headers={"Accept-Encoding": "gzip",
+                                                      "Accept": PROM_ACCEPT})
+        r = self.conn.getresponse()
+        body = r.read()
+        assert r.status == 200 and r.getheader("Content-Encoding") == "gzip", r.getheaders()
+        self.last = body
+        return body
+
+    def ticks(self) -> int:
+        return _proc_cpu_ticks(self.proc.pid)
+
+    def stop(self):
+        if self.conn is not None:
+            self.conn.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def snapshot_runs(runs: int, rounds: int, ne: NodeExporter | None) -> dict:
+    hz = os.sysconf("SC_CLK_TCK")
+    out = {"snap": [], "floor": [], "ne": [], "ratio": [], "vmalloc_lines": []}
+    for _ in range(runs):
+        rec = _SizedRecorder(LiveRoot())
+        snap = take(rec)
+        reads = rec.reads
+        assert "vmallocinfo" not in snap.sources
+        for _ in range(2):
+            take(LiveRoot())
+            _raw_reads(reads)
+        s, f = [], []
+        ne_ticks = 0
+        for _ in range(rounds):
+            s.append(cpu_of(lambda: take(LiveRoot())))
+            f.append(cpu_of(lambda: _raw_reads(reads)))
+            if ne:
+                t0 = ne.ticks()
+                ne.scrape()
+                ne_ticks += ne.ticks() - t0
+        out["snap"].append(med(s))
+        out["floor"].append(med(f))
+        out["ratio"].append(med(s) / med(f))
+        if ne:
+            out["ne"].append(ne_ticks / hz / rounds)
+        with open("/proc/vmallocinfo") as fh:
+            out["vmalloc_lines"].append(sum(1 for _ in fh))
+    out["reads"] = len(reads)
+    out["sources"] = len(snap.sources)
+    return out
+
+
+def part_snapshot(a) -> list:
+    results = []
+    ne = None
+    children: list = []
+    try:
+        try:
+            ne = NodeExporter()
+            body = ne.last
+            print(f"node_exporter on 127.0.0.1:{ne.port}: gzip body {len(body)} bytes, "
+                  f"{len(gzip.decompress(body))} bytes plain")
+        except RuntimeError as e:
+            print(f"node_exporter: {e}; skipped")
+        for label, extra in (("as is", 0), ("+~1,000 sleeping processes", 1000)):
+            if extra:
+                spawn_to(len([n for n in os.listdir("/proc") if n.isdigit()]) + extra, children)
+            r = snapshot_runs(a.runs, a.rounds, ne)
+            print(f"\nsnapshot ({label}): {r['sources']} sources, {r['reads']} reads; "
+                  f"/proc/vmallocinfo lines {min(r['vmalloc_lines'])}-{max(r['vmalloc_lines'])}; "
+                  f"{a.runs} runs x {a.rounds} interleaved rounds; ms CPU, median [range of runs]")
+            print(f"   snapshot      {summary(r['snap'])}")
+            print(f"   floor         {summary(r['floor'])}")
+            print(f"   ratio         {summary(r['ratio'], 1, '{:.2f}')}x")
+            results.append((f"snapshot <= 2.5x floor ({label})", all(x <= 2.5 for x in r["ratio"]),
+                            summary(r["ratio"], 1, "{:.2f}") + "x"))
+            if ne:
+                print(f"   node_exporter {summary(r['ne'])} per scrape (gzip, keep-alive)")
+                rel = [s / n for s, n in zip(r["snap"], r["ne"])]
+                print(f"   snapshot / node_exporter {summary(rel, 1, '{:.2f}')}x")
+                results.append((f"snapshot CPU < one node_exporter scrape ({label})",
+                                all(x < 1 for x in rel), summary(rel, 1, "{:.2f}") + "x"))
+    finally:
+        kill_all(children)
+        if ne:
+            ne.stop()
+    return results
+
+
+# ---- memory cgroups ---------------------------------------------------------------------------
+
+def _cgroup_parent() -> tuple[str, int]:
+    with open("/proc/self/mountinfo") as f:
+        mi = f.read().splitlines()
+    for line in mi:
+        pre, _, post = line.partition(" - ")
+        fstype = post.split()[0]
+        mnt = pre.split()[4]
+        if fstype == "cgroup2" and "memory" in open(os.path.join(mnt, "cgroup.controllers")).read().split():
+            return mnt, 2
+    for line in mi:
+        pre, _, post = line.partition(" - ")
+        if post.split()[0] == "cgroup" and "memory" in post.split()[2].split(","):
+            return pre.split()[4], 1
+    raise RuntimeError("no memory cgroup controller")
+
+
+def part_cgroups(a) -> list:
+    from ksight.diagnose.engine import plan_for
+
+    mnt, version = _cgroup_parent()
+    parent = os.path.join(mnt, f"ksight-bench-{os.getpid()}")
+    made: list[str] = []
+    plan = plan_for(None)
+    res = {20: {"check": [], "snap": []}, 500: {"check": [], "snap": []}}
+    try:
+        os.mkdir(parent)
+        made.append(parent)
+        if version == 2:
+            with open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+                f.write("+memory")
+
+        def ensure(n):
+            while len(made) - 1 < n:
+                d = os.path.join(parent, f"g{len(made) - 1:04d}")
+                os.mkdir(d)
+                made.append(d)
+            while len(made) - 1 > n:
+                os.rmdir(made.pop())
+
+        others = len([1 for _dp, dn, _fn in os.walk(mnt) for _ in dn]) - 1
+        print(f"\nmemory cgroups v{version} at {mnt}; groups outside ours: ~{others}; "
+              f"check's plan reads {plan.cgroup_files}")
+        for _ in range(a.runs):
+            per = {20: {"check": [], "snap": []}, 500: {"check": [], "snap": []}}
+            for _ in range(a.cg_rounds):
+                for n in (20, 500):
+                    ensure(n)
+                    take(LiveRoot(), plan=plan)
+                    per[n]["snap"].append(med([cpu_of(lambda: take(LiveRoot(), plan=plan))
+                                               for _ in range(5)]))
+                    per[n]["check"].append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"],
+                                                     env=a.env_cached)[0])
+            for n in (20, 500):
+                for k in ("check", "snap"):
+                    res[n][k].append(med(per[n][k]))
+    finally:
+        for d in reversed(made):
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                print(f"could not remove {d}: {e}", file=sys.stderr)
+    rc = [b / s for s, b in zip(res[20]["check"], res[500]["check"])]
+    rs = [b / s for s, b in zip(res[20]["snap"], res[500]["snap"])]
+    print(f"   check CPU ms   20 groups {summary(res[20]['check'])}   500 groups {summary(res[500]['check'])}"
+          f"   ratio {summary(rc, 1, '{:.2f}')}x")
+    print(f"   snapshot CPU ms 20 groups {summary(res[20]['snap'], 1000, '{:.2f}')}   500 groups "
+          f"{summary(res[500]['snap'], 1000, '{:.2f}')}   ratio {summary(rs, 1, '{:.2f}')}x")
+    return [("check at 500 memory cgroups <= 1.5x check at 20", all(x <= 1.5 for x in rc),
+             summary(rc, 1, "{:.2f}") + "x")]
+
+
+# ---- check start-up ---------------------------------------------------------------------------
+
+def part_check(a) -> list:
+    nocache = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    nocache.pop("PYTHONPYCACHEPREFIX", None)
+    res = {"cached": [], "nocache": []}
+    for _ in range(a.runs):
+        c, n = [], []
+        for _ in range(a.check_rounds):
+            c.append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"], env=a.env_cached)[0])
+            n.append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"], env=nocache)[0])
+        res["cached"].append(med(c))
+        res["nocache"].append(med(n))
+    print(f"\n`ksight check --json --interval 1` CPU ms ({a.runs} runs x {a.check_rounds})")
+    print(f"   bytecode cached (as installed) {summary(res['cached'])}")
+    print(f"   no bytecode cache (compiled every run) {summary(res['nocache'])}")
+    return [("check --interval 1 < 80 ms CPU (bytecode cached)", all(x < 0.080 for x in res["cached"]),
+             summary(res["cached"]) + " ms"),
+            ("check --interval 1 < 80 ms CPU (no bytecode cache)", all(x < 0.080 for x in res["nocache"]),
+             summary(res["nocache"]) + " ms")]
+
+
+# ---- process scan -----------------------------------------------------------------------------
+
+PSUTIL_SAME = ["pid", "name", "memory_info", "status", "num_threads", "uids", "num_ctx_switches"]
+
+
+def part_procscan(a) -> list:
+    import psutil
+
+    from ksight.collect.processes import scan
+
+    children: list = []
+    res = {k: [] for k in ("ksight", "psutil", "ps_cmd_wall", "ps_cmd_cpu", "ps_full_ns", "ps_empty_ns",
+                           "ps_scan")}
+    ps = ["ps", "-eo", "pid,rss,vsz,comm"]
+    try:
+        spawn_to(1000, children)
+        n = len(scan(LiveRoot())[0])
+        [p.info for p in psutil.process_iter(PSUTIL_SAME)]
+        for _ in range(a.runs):
+            per = {k: [] for k in res}
+            for _ in range(a.scan_rounds):
+                per["ksight"].append(cpu_of(lambda: scan(LiveRoot())))
+                per["psutil"].append(cpu_of(lambda: [p.info for p in psutil.process_iter(PSUTIL_SAME)]))
+                c, w = child_cpu(ps)
+                per["ps_cmd_wall"].append(w)
+                per["ps_cmd_cpu"].append(c)
+                per["ps_full_ns"].append(child_cpu(["unshare", "-pf"] + ps)[0])
+                per["ps_empty_ns"].append(child_cpu(["unshare", "-pf", "--mount-proc"] + ps)[0])
+            for k in ("ksight", "psutil", "ps_cmd_wall", "ps_cmd_cpu", "ps_full_ns", "ps_empty_ns"):
+                res[k].append(med(per[k]))
+            res["ps_scan"].append(med(per["ps_full_ns"]) - med(per["ps_empty_ns"]))
+    finally:
+        kill_all(children)
+    ratio = [p / k for p, k in zip(res["psutil"], res["ksight"])]
+    print(f"\nprocess scan at {n} processes, ms CPU (ps command: wall too), median [range of {a.runs} runs]")
+    print(f"   ksight scan (stat+status, C path)   {summary(res['ksight'])}")
+    print(f"   psutil same data                    {summary(res['psutil'])}   psutil/ksight {summary(ratio, 1, '{:.2f}')}x")
+    print(f"   ps -eo pid,rss,vsz,comm (command)   {summary(res['ps_cmd_cpu'])} CPU, {summary(res['ps_cmd_wall'])} wall")
+    print(f"   unshare -pf ps (all processes)      {summary(res['ps_full_ns'])}")
+    print(f"   unshare -pf --mount-proc ps (itself) {summary(res['ps_empty_ns'])}")
+    print(f"   ps per scan without start-up        {summary(res['ps_scan'])}   "
+          f"ps-scan/ksight {summary([p / k for p, k in zip(res['ps_scan'], res['ksight'])], 1, '{:.2f}')}x")
+    return [("1,000-process scan >= 2x faster than psutil", all(x >= 2 for x in ratio),
+             summary(ratio, 1, "{:.2f}") + "x")]
+
+
+# ---- processes + sockets ----------------------------------------------------------------------
+
+def part_procsock(a) -> list:
+    from ksight.diagnose.engine import plan_for
+
+    children: list = []
+    socks: list = []
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    base = plan_for(None)
+    full = base.merge(Plan(processes=("stat", "status"), sockets=True))
+    res = {"base": [], "full": [], "extra": []}
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 12000), max(hard, 12000)))
+        spawn_to(1000, children)
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1024)
+        socks.append(lst)
+        addr = lst.getsockname()
+        for _ in range(5000):
+            c = socket.create_connection(addr, timeout=5)
+            s, _ = lst.accept()
+            socks += [c, s]
+        snap = take(LiveRoot(), plan=full)
+        print(f"\nprocesses {len(snap.processes)}, sockets {len(snap.sockets.sockets)} "
+              f"(ours: {len(socks)} on 127.0.0.1)")
+        for _ in range(a.runs):
+            b, f = [], []
+            for _ in range(a.ps_rounds):
+                b.append(cpu_of(lambda: take(LiveRoot(), plan=base)))
+                f.append(cpu_of(lambda: take(LiveRoot(), plan=full)))
+            res["base"].append(med(b))
+            res["full"].append(med(f))
+            res["extra"].append(med(f) - med(b))
+    finally:
+        for s in socks:
+            s.close()
+        kill_all(children)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    print(f"   sample, check's plan            {summary(res['base'])} ms CPU")
+    print(f"   + processes and sockets         {summary(res['full'])} ms CPU")
+    print(f"   added                           {summary(res['extra'])} ms CPU")
+    return [("processes+sockets add < 150 ms CPU per sample", all(x < 0.150 for x in res["extra"]),
+             summary(res["extra"]) + " ms")]
+
+
+PARTS = {"snapshot": part_snapshot, "cgroups": part_cgroups, "check": part_check,
+         "procscan": part_procscan, "procsock": part_procsock}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("parts", nargs="*", choices=[[]] + list(PARTS), default=[])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=40, help="snapshot rounds per run")
+    ap.add_argument("--cg-rounds", type=int, default=3)
+    ap.add_argument("--check-rounds", type=int, default=3)
+    ap.add_argument("--scan-rounds", type=int, default=7)
+    ap.add_argument("--ps-rounds", type=int, default=5)
+    a = ap.parse_args()
+    signal.signal(signal.SIGTERM, _sigterm)
+    pyc = tempfile.mkdtemp(prefix="ksight-pyc-")
+    a.env_cached = dict(os.environ, PYTHONPYCACHEPREFIX=pyc)
+    a.env_cached.pop("PYTHONDONTWRITEBYTECODE", None)
+    subprocess.run([KSIGHT, "check", "--json", "--interval", "0.1"], env=a.env_cached,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[:3]
+    print(f"date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; nproc {os.cpu_count()}; kernel "
+          f"{platform.release()}; python {platform.python_version()}; load {' '.join(load)}")
+    results = []
+    try:
+        for name in a.parts or list(PARTS):
+            results += PARTS[name](a)
+    finally:
+        shutil.rmtree(pyc, ignore_errors=True)
+    with open("/proc/loadavg") as f:
+        print(f"\nload at the end {' '.join(f.read().split()[:3])}")
+    print("verdicts (MET only when it holds in every run)")
+    for name, ok, detail in results:
+        print(f"   {'MET' if ok else 'MISSED':7} {name}: {detail}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
