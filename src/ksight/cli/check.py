@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import add_from, add_json, seconds
+from .common import add_from, add_json, seconds_between
+
+# check looks for a while; a day or more is the recorder's job (and nonsense as one window)
+MAX_WINDOW_S = 86400.0
 
 HELP = "diagnose this machine (or a capture): findings with evidence and actions"
 DESCRIPTION = """\
@@ -32,9 +35,11 @@ no tracing, nothing is changed on the machine.
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--interval", type=seconds, default=3.0, metavar="S",
+    p.add_argument("-i", "--interval", type=seconds_between(0.01, MAX_WINDOW_S, "the window"),
+                   default=3.0, metavar="S",
                    help="length of the observation window in seconds (default 3)")
-    p.add_argument("--step", type=seconds, default=1.0, metavar="S",
+    p.add_argument("--step", type=seconds_between(0.01, MAX_WINDOW_S, "the step"), default=1.0,
+                   metavar="S",
                    help="seconds between snapshots inside the window (default 1)")
     p.add_argument("-a", "--area", action="append", metavar="AREA",
                    help="only rules of this area (repeatable)")
@@ -59,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))
     report = diagnose(snaps, args.area)
+    if col.step_used and col.step_used > args.step:
+        report.notes.append(
+            f"long window: kept one snapshot every {col.step_used:g} s (at most {col.MAX_KEPT} "
+            f"snapshots are held), so peaks are judged over {col.step_used:g} s intervals")
     if args.json:
         from ..render.check_json import report_json
         from .common import print_json

@@ -25,6 +25,16 @@ def seconds(text: str) -> float:
     return v
 
 
+def seconds_between(low: float, high: float, what: str):
+    """argparse type for a duration within [low, high] seconds, saying why outside."""
+    def parse(text: str) -> float:
+        v = seconds(text)
+        if v < low or v > high:
+            raise argparse.ArgumentTypeError(f"{text!r}: {what} must be between {low:g} and {high:g} s")
+        return v
+    return parse
+
+
 def add_from(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_", metavar="FILE_OR_DIR", help=FROM_HELP)
 

@@ -30,6 +30,8 @@ from .snapshot import take
 
 class Collector:
     live: bool = True
+    MAX_KEPT = 240  # snapshots a window holds at most (memory stays flat on long windows)
+    step_used: float | None = None  # the step between the snapshots a window ended with
 
     def __init__(self, root: Root | None = None):
         self.root = root or LiveRoot()
@@ -56,7 +58,12 @@ class Collector:
     def window(self, plan: Plan, *, seconds: float, step: float,
                progress: Callable[[str], None] | None = None) -> list[Snapshot]:
         """Snapshots every `step` seconds for `seconds` (at least two). Ctrl-C ends the window
-        early and keeps what was taken, if that is two snapshots or more."""
+        early and keeps what was taken, if that is two snapshots or more.
+
+        Memory stays flat on long windows: past MAX_KEPT snapshots every other one is dropped and
+        the step doubles from then on (`self.step_used` says the step the series ends with), so a
+        day-long window holds at most MAX_KEPT snapshots; peaks are then judged over the longer
+        intervals, and the report says so."""
         if step <= 0 or seconds <= 0:
             raise UsageError("the window and its step must be longer than 0 s")
         n = max(int(round(seconds / step)), 1)
@@ -65,9 +72,22 @@ class Collector:
                      "Ctrl-C to stop early.")
         snaps = [self.sample(plan)]
         start = time.monotonic()
+        k, stride = 0, 1  # snapshots are at multiples of `stride` base steps
         try:
-            for i in range(1, n + 1):
-                delay = start + i * step - time.monotonic()
+            while k + stride <= n:
+                k += stride
+                delay = start + k * step - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                snaps.append(self.sample(plan))
+                if len(snaps) > self.MAX_KEPT:
+                    if (k // stride) % 2:  # the newest is at an odd multiple: not on the new grid
+                        snaps.pop()
+                        k -= stride
+                    snaps = snaps[::2]
+                    stride *= 2
+            if k < n:  # the doubled grid stopped short of the end: one last look at the end
+                delay = start + n * step - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
                 snaps.append(self.sample(plan))
@@ -76,8 +96,8 @@ class Collector:
                 raise
             if progress:
                 progress("interrupted; using the window so far")
+        self.step_used = step * stride
         return snaps
-
     @staticmethod
     def _ticks(interval: float, count: int | None) -> Iterator[int]:
         """0 now, then 1, 2, ... every `interval` seconds on a fixed schedule (no drift), `count`

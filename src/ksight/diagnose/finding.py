@@ -127,6 +127,7 @@ class Report:
     # where the input series was cut (reboot, another host) and how many snapshots were left out
     series_breaks: list[dict] = field(default_factory=list)
     snapshots_left_out: int = 0
+    notes: list[str] = field(default_factory=list)  # how the window was taken, for people
 
     @property
     def worst(self) -> str | None:

@@ -25,4 +25,5 @@ def report_json(report: Report) -> dict:
         "counter_resets": report.counter_resets,
         "series_breaks": report.series_breaks,
         "snapshots_left_out": report.snapshots_left_out,
+        "notes": report.notes,
     }

@@ -61,6 +61,8 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
         verdict = ", ".join(parts)
     c.print(f"ksight check: {escape(host)} (kernel {escape(report.kernel or '?')}), {span}, "
             f"{looked}: {verdict}")
+    for n in report.notes:
+        c.print(f"[dim]{escape(n)}[/]")
     for b in report.series_breaks:
         c.print(f"[yellow]series cut after snapshot {b['after_snapshot']}[/]: {escape(b['reason'])}")
     if report.series_breaks:
