@@ -26,9 +26,14 @@ def drop_caches(ctx: Context, r: Rule):
     if when is not None and ctx.series.intervals > 1:
         ev.append(ctx.ev("when", when.interval + 1, f"interval of {ctx.series.intervals}", "vmstat",
                          note=ctx.peak_note(when)))
-    m0, m1 = ctx.first.get("meminfo"), ctx.last.get("meminfo")
-    if m0 and m1 and m0.cached_kb is not None and m1.cached_kb is not None:
-        ev.append(ctx.ev("Cached change", m1.cached_kb - m0.cached_kb, "kB", "meminfo"))
+    cached = ctx.series.gauge("Cached", lambda s: s.get("meminfo").cached_kb)
+    if cached.present:
+        lo, hi = cached.low, cached.peak
+        tr = cached.trend()
+        if tr is not None:
+            ev.append(ctx.ev("Cached change", tr.growth, "kB", "meminfo",
+                             note=f"from {tr.first:,.0f} to {tr.last:,.0f} kB; lowest {lo[0]:,.0f}, "
+                                  f"highest {hi[0]:,.0f} kB in the window"))
     return r.finding(
         "warning", ev,
         "Writing to /proc/sys/vm/drop_caches throws away all clean page cache (1), dentries and "
