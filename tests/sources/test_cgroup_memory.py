@@ -333,18 +333,26 @@ def test_replay_of_a_recorded_read_gives_the_same_groups(tmp_path):
 # ---- reading only the files a plan asks for (Plan.cgroup_files) ----
 # plan name -> the MemCgroup fields it fills, written out here (not taken from the module)
 _FIELDS = {
-    2: {"current": ("current_bytes",), "limits": ("min_bytes", "low_bytes", "high_bytes", "max_bytes"),
+    2: {"usage": ("current_bytes",), "failcnt": (), "peak": (), "max": ("high_bytes", "max_bytes"),
+        "protection": ("min_bytes", "low_bytes"),
         "stat": ("stat",), "events": ("events",), "events_local": ("events_local",),
         "pressure": ("pressure",), "procs": ("nprocs",),
-        "swap": ("swap_current_bytes", "swap_max_bytes"), "oom": ()},
-    1: {"current": ("current_bytes", "max_usage_bytes", "failcnt"),
-        "limits": ("max_bytes", "soft_limit_bytes"), "stat": ("stat",), "events": (),
+        "swap": ("swap_current_bytes", "swap_max_bytes"), "oom": (), "idle": ()},
+    1: {"usage": ("current_bytes",), "failcnt": ("failcnt",), "peak": ("max_usage_bytes",),
+        "max": ("max_bytes",), "protection": ("soft_limit_bytes",), "stat": ("stat",), "events": (),
         "events_local": (), "pressure": (), "procs": ("nprocs",),
         "swap": ("memsw_usage_bytes", "memsw_limit_bytes", "memsw_failcnt"),
-        "oom": ("oom_kill_disable", "under_oom", "oom_kill")},
+        "oom": ("oom_kill_disable", "under_oom", "oom_kill"), "idle": ()},
 }
+for _v in _FIELDS.values():  # the names that stand for several
+    _v["current"] = _v["usage"] + _v["failcnt"] + _v["peak"]
+    _v["limits"] = _v["max"] + _v["protection"]
+_ALIAS = {"current": ("usage", "failcnt", "peak"), "limits": ("max", "protection")}
 _SUBSETS = [(n,) for n in _FIELDS[2]] + [
     ("stat",), ("current", "limits", "stat", "events", "events_local", "pressure", "oom"),
+    # direct-reclaim's and pagecache --protect's, as the rules declare them
+    ("usage", "failcnt", "max", "stat", "events", "events_local", "pressure", "oom"),
+    ("usage", "max", "protection", "stat", "idle"),
     ("procs", "swap"), (), tuple(_FIELDS[2])]
 
 
@@ -358,16 +366,28 @@ def _check_subset(root_factory, files):
     full = cgm.read(root_factory())
     rec = RecordingRoot(root_factory())
     part = cgm.read(rec, files=files)
-    assert list(part.groups) == list(full.groups)  # the same walk
+    # the same walk, less the groups skipped as idle (none when "idle" is asked), counted
+    gone = [cg for cg in full.groups if cg not in part.groups]
+    assert list(part.groups) == [cg for cg in full.groups if cg not in gone]
+    assert part.skipped_idle == len(gone)
+    if "idle" in files:
+        assert not gone
+    # a skipped group had nothing charged (the full read says so)
+    assert all(full.groups[cg].current_bytes == 0 for cg in gone)
     asked = {f for n in files for f in _FIELDS[full.version][n]}
     for cg, g in part.groups.items():
         for f in fields(g):
             want = getattr(full.groups[cg], f.name) if f.name in asked or f.name in ("path", "version") else None
             assert getattr(g, f.name) == want, (files, cg, f.name)
-    # and the files not asked for were not opened
+    # and the files not asked for were not opened (but the idle test's, when idle is not asked)
     names = {p.rsplit("/", 1)[1] for p in rec.files}
     table = cgm.FILES_V2 if full.version == 2 else cgm.FILES_V1
-    not_asked = {f for n, fs in table.items() if n not in files for f in fs}
+    expanded = {x for n in files for x in _ALIAS.get(n, (n,))}
+    not_asked = {f for n, fs in table.items() if n not in files and n not in _ALIAS
+                 and n not in expanded for f in fs}
+    if "idle" not in files:
+        not_asked -= {"memory.current", "memory.swap.current", "memory.usage_in_bytes",
+                      "memory.memsw.usage_in_bytes"}
     assert not names & not_asked, (files, names & not_asked)
 
 
@@ -410,3 +430,113 @@ def test_snapshot_passes_the_plans_files():
     plan = Plan.of([Needs(uses=("cgroup_memory",))])  # no files named: all of them
     g = take(root, plan=plan).get("cgroup_memory").groups["/system.slice/nginx.service"]
     assert g.stat and g.max_bytes == 256 * MiB and g.nprocs == 3
+
+
+# ---- idle groups: skipped unless a plan names "idle" ----
+# PCP's cgroups-root-001 (a real v1 machine): /libvirt and /libvirt/lxc have usage_in_bytes 0,
+# memsw.usage_in_bytes 0 and an empty tasks file (read by hand from the capture's files)
+def test_idle_v1_capture_skipped_and_counted():
+    root = corpus_root(*PCP, "cgroups-root-001")
+    c = cgm.read(root, files=("stat", "failcnt"))
+    assert "/libvirt" not in c.groups and "/libvirt/lxc" not in c.groups and "/" in c.groups
+    assert c.skipped_idle == 2
+    full = cgm.read(root, files=("stat", "failcnt", "idle"))
+    assert "/libvirt/lxc" in full.groups and full.skipped_idle == 0
+    assert cgm.read(root).skipped_idle == 0 and "/libvirt/lxc" in cgm.read(root).groups
+
+
+def _v1_tree(tmp_path, groups):
+    """A v1 memory hierarchy: {cgroup path: (usage, memsw or None, tasks text)}."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text(
+        "30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid shared:13 - cgroup cgroup rw,memory\n")
+    base = tmp_path / "sys/fs/cgroup/memory"
+    for cg, (usage, memsw, tasks) in groups.items():
+        d = base / cg.strip("/") if cg != "/" else base
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "memory.usage_in_bytes").write_text(f"{usage}\n")
+        if memsw is not None:
+            (d / "memory.memsw.usage_in_bytes").write_text(f"{memsw}\n")
+        (d / "tasks").write_text(tasks)
+        (d / "cgroup.procs").write_text(tasks)
+        (d / "memory.failcnt").write_text("7\n")
+        (d / "memory.stat").write_text("cache 0\nrss 0\n")
+    return DirRoot(str(tmp_path))
+
+
+def test_idle_v1_only_whole_subtrees(tmp_path):
+    root = _v1_tree(tmp_path, {
+        "/": (5 << 20, 6 << 20, "1\n"),
+        # a parent with no task and no charge of its own whose child has a task: both read (the
+        # parent hits its limit through the child's charges)
+        "/a": (0, 0, ""), "/a/busy": (0, 0, "4242\n"),
+        # no task anywhere below, nothing charged: skipped, both
+        "/b": (0, 0, ""), "/b/c": (0, 0, ""),
+        # no task but a charge (page cache left behind; or swap: memsw > usage): read
+        "/cache": (4096, 4096, ""), "/swapped": (0, 8192, ""),
+        # no memsw file (no swap accounting: no swap entry records a memcg): usage decides
+        "/nomemsw": (0, None, ""),
+    })
+    c = cgm.read(root, files=("usage", "failcnt", "stat"))
+    assert sorted(c.groups) == ["/", "/a", "/a/busy", "/cache", "/swapped"]
+    assert c.skipped_idle == 3
+    assert c.groups["/a"].current_bytes == 0 and c.groups["/a"].failcnt == 7
+    allg = cgm.read(root, files=("usage", "failcnt", "stat", "idle"))
+    assert len(allg.groups) == 8 and allg.skipped_idle == 0
+
+
+def test_idle_v1_unknown_is_read(tmp_path):
+    root = _v1_tree(tmp_path, {"/": (1, 1, "1\n"), "/x": (0, 0, "")})
+    os.remove(tmp_path / "sys/fs/cgroup/memory/x/tasks")  # can't tell: read it
+    assert "/x" in cgm.read(root, files=("stat",)).groups
+
+
+def _v2_tree(tmp_path, groups):
+    """A v2 hierarchy with memory: {path: (populated, current, swap.current or None)}."""
+    (tmp_path / "proc/self").mkdir(parents=True)
+    (tmp_path / "proc/self/mountinfo").write_text(
+        "30 25 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw\n")
+    base = tmp_path / "sys/fs/cgroup"
+    base.mkdir(parents=True)
+    (base / "cgroup.controllers").write_text("cpu io memory pids\n")
+    for cg, (pop, cur, swap) in groups.items():
+        d = base / cg.strip("/")
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "cgroup.events").write_text(f"populated {pop}\nfrozen 0\n")
+        (d / "memory.current").write_text(f"{cur}\n")
+        if swap is not None:
+            (d / "memory.swap.current").write_text(f"{swap}\n")
+        (d / "memory.stat").write_text("anon 0\nfile 0\n")
+        (d / "memory.events.local").write_text("low 0\nhigh 0\nmax 3\noom 0\noom_kill 0\n")
+    return DirRoot(str(tmp_path))
+
+
+def test_idle_v2_subtrees(tmp_path):
+    root = _v2_tree(tmp_path, {
+        # populated is hierarchical: a parent with a task below it says 1
+        "/a": (1, 8192, 0), "/a/busy": (1, 8192, 0),
+        # populated 0 and nothing charged (memory.current and swap.current are hierarchical):
+        # the whole subtree is skipped and its files are not opened
+        "/idle": (0, 0, 0), "/idle/x": (0, 0, 0), "/idle/x/y": (0, 0, 0),
+        # no task but charged: page cache left behind, or only swap
+        "/cache": (0, 4096, 0), "/swapped": (0, 0, 4096),
+        # no swap.current (no per-cgroup swap accounting): current decides
+        "/noswap": (0, 0, None),
+    })
+    from ksight.fs import RecordingRoot
+
+    rec = RecordingRoot(root)
+    c = cgm.read(rec, files=("stat", "events_local"))
+    assert sorted(c.groups) == ["/", "/a", "/a/busy", "/cache", "/swapped"]
+    assert c.skipped_idle == 4
+    assert c.groups["/a/busy"].events_local["max"] == 3
+    assert not [p for p in rec.files if "/idle/x" in p]  # below an idle top: nothing opened
+    assert cgm.read(root, files=("stat", "idle")).skipped_idle == 0
+    assert len(cgm.read(root).groups) == 9
+
+
+def test_idle_v2_fixture_nothing_skipped():
+    # the fixture tree has no cgroup.events: populated unknown, so every group is read
+    c = cgm.read(DirRoot(str(FIXTURES / "cgroup_v2")), files=("stat",))
+    assert c.skipped_idle == 0
+    assert list(c.groups) == list(cgm.read(DirRoot(str(FIXTURES / "cgroup_v2"))).groups)

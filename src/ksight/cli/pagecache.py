@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
                   # a PID's memory cgroup comes from its /proc/PID/cgroup
                   processes=("cgroup",) if pid is not None else (),
                   pids=(pid,) if pid is not None else (),
-                  cgroup_files=("current", "limits", "stat"), window=False)
+                  cgroup_files=("usage", "max", "protection", "stat", "idle"), window=False)
     snap = Collector.open(args.from_).one(Plan.of([needs]))
     process = (snap.processes or {}).get(pid) if pid is not None else None
     rep = pc.report(snap, protect_target=args.protect, process=process)

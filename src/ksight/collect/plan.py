@@ -17,9 +17,14 @@ from ..model.counters import Counter
 
 # process parts the scan knows (collect.processes.DETAILS)
 PROCESS_PARTS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
-# memory cgroup files (sources.cgroup_memory): what a plan may restrict the walk to
-CGROUP_FILES = ("current", "limits", "stat", "events", "events_local", "pressure", "procs", "swap",
-                "oom")
+# memory cgroup files (sources.cgroup_memory.FILES_V2/FILES_V1): what a plan may restrict the walk
+# to. usage, failcnt, peak: v1 usage_in_bytes, failcnt, max_usage_in_bytes (v2 memory.current);
+# max: the hard limits (v2 memory.max and memory.high, v1 limit_in_bytes); protection: v2
+# memory.min/low, v1 soft_limit_in_bytes; "current" and "limits" stand for usage+failcnt+peak and
+# max+protection. "idle": also read the groups nothing can charge (no task in their subtree and no
+# charge), which a plan without it skips and counts (CgroupMemory.skipped_idle).
+CGROUP_FILES = ("usage", "failcnt", "peak", "max", "protection", "stat", "events", "events_local",
+                "pressure", "procs", "swap", "oom", "idle", "current", "limits")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ Groups are keyed by their path as /proc/PID/cgroup shows it: '/' for the root gr
 MAX_DEPTH levels below the root group and MAX_GROUPS groups; `truncated` says when a bound was hit.
 A group that disappears while being read is skipped. `read(root, files=...)` reads only the
 files a plan asks for (collect.plan.Plan.cgroup_files; FILES_V2/FILES_V1 map each name to its
-files); the fields of the others stay None. `read(root)` reads every file.
+files); the fields of the others stay None; and unless the plan names "idle" it skips the groups
+nothing can charge (no task in their subtree and a zero charge; "idle groups" below says why that
+is safe), counting them in `skipped_idle`. `read(root)` reads every file of every group.
 
 File -> field:
   v2: memory.current -> current_bytes, memory.{min,low,high,max} -> *_bytes,
@@ -85,6 +87,7 @@ class CgroupMemory:
     mount: str | None  # root-relative mount point of the hierarchy read ('sys/fs/cgroup/memory')
     groups: dict[str, MemCgroup]
     truncated: bool = False  # the walk stopped at MAX_DEPTH or MAX_GROUPS
+    skipped_idle: int = 0  # groups not read: nothing could charge them (see read); counted, not dropped
 
 
 # ---- pure parsers -------------------------------------------------------------------------
@@ -174,138 +177,190 @@ def _base_path(m: _mounts.Mount) -> str:
 
 # ---- reading ------------------------------------------------------------------------------
 
-class _Gone(Exception):
-    """The group directory vanished while it was being read."""
+def _parse_oom(text: str, path: str) -> dict[str, int]:
+    return parse_stat(text, path)
 
 
-def _reader(root: Root, d: str):
-    read_text = root.text_reader()  # live: a pre-joined open/read, same results and errors
-    d = norm(d)
-    prefix = d + "/" if d else ""
-
-    def get(name: str, parser):
-        path = prefix + name
-        try:
-            text = read_text(path)
-        except Unavailable:
-            return None
-        return parser(text, path)
-    return get
+def _parse_populated(text: str, path: str) -> int | None:
+    """cgroup.events (v2): 'populated 0|1' and 'frozen 0|1' lines -> the populated flag."""
+    for line in text.splitlines():
+        k, _, v = line.partition(" ")
+        if k == "populated":
+            return to_int(v.strip(), path, None, line)
+    return None
 
 
-# plan name (collect.plan.CGROUP_FILES) -> the files read for it, per version. A file a plan
-# does not ask for is not opened and its fields stay None.
-FILES_V2 = {
-    "current": ("memory.current",),
-    "limits": ("memory.min", "memory.low", "memory.high", "memory.max"),
-    "stat": ("memory.stat",),
-    "events": ("memory.events",),
-    "events_local": ("memory.events.local",),
-    "pressure": ("memory.pressure",),
-    "procs": ("cgroup.procs",),
-    "swap": ("memory.swap.current", "memory.swap.max"),
-    "oom": (),  # v2 counts OOMs in memory.events
+def _parse_pressure(text: str, path: str):
+    if not text.strip():
+        return None
+    from .pressure import parse_resource  # only v2 groups have PSI files
+
+    return parse_resource(text, path)
+
+
+# plan name (collect.plan.CGROUP_FILES) -> the files read for it, per version, as
+# (MemCgroup field, file, parser). A file a plan does not ask for is not opened and its fields stay
+# None. v1's memory.oom_control fills three fields (see _OOM_FIELDS).
+_SPEC_V2 = {
+    "usage": (("current_bytes", "memory.current", parse_value),),
+    "failcnt": (),  # v2 counts limit hits in memory.events(.local) max/high
+    "peak": (),  # memory.peak (5.19+) has no field here
+    "max": (("high_bytes", "memory.high", parse_limit), ("max_bytes", "memory.max", parse_limit)),
+    "protection": (("min_bytes", "memory.min", parse_limit), ("low_bytes", "memory.low", parse_limit)),
+    "stat": (("stat", "memory.stat", parse_stat),),
+    "events": (("events", "memory.events", parse_events),),
+    "events_local": (("events_local", "memory.events.local", parse_events),),
+    "pressure": (("pressure", "memory.pressure", _parse_pressure),),
+    "procs": (("nprocs", "cgroup.procs", parse_procs),),
+    "swap": (("swap_current_bytes", "memory.swap.current", parse_value),
+             ("swap_max_bytes", "memory.swap.max", parse_limit)),
+    "oom": (),  # v2 counts OOMs in memory.events(.local)
+    "idle": (),
 }
-FILES_V1 = {
-    "current": ("memory.usage_in_bytes", "memory.max_usage_in_bytes", "memory.failcnt"),
-    "limits": ("memory.limit_in_bytes", "memory.soft_limit_in_bytes"),
-    "stat": ("memory.stat",),
+_SPEC_V1 = {
+    # v1 usage ~ v2 memory.current, v1 limit ~ v2 memory.max
+    "usage": (("current_bytes", "memory.usage_in_bytes", parse_value),),
+    "failcnt": (("failcnt", "memory.failcnt", parse_value),),
+    "peak": (("max_usage_bytes", "memory.max_usage_in_bytes", parse_value),),
+    "max": (("max_bytes", "memory.limit_in_bytes", parse_limit),),
+    "protection": (("soft_limit_bytes", "memory.soft_limit_in_bytes", parse_limit),),
+    "stat": (("stat", "memory.stat", parse_stat),),
     "events": (),
     "events_local": (),
     "pressure": (),
-    "procs": ("cgroup.procs",),
-    "swap": ("memory.memsw.usage_in_bytes", "memory.memsw.limit_in_bytes",
-             "memory.memsw.failcnt"),
-    "oom": ("memory.oom_control",),
+    "procs": (("nprocs", "cgroup.procs", parse_procs),),
+    "swap": (("memsw_usage_bytes", "memory.memsw.usage_in_bytes", parse_value),
+             ("memsw_limit_bytes", "memory.memsw.limit_in_bytes", parse_limit),
+             ("memsw_failcnt", "memory.memsw.failcnt", parse_value)),
+    "oom": (("oom", "memory.oom_control", _parse_oom),),
+    "idle": (),
 }
+_OOM_FIELDS = ("oom_kill_disable", "under_oom", "oom_kill")
+# names that stand for several: what plans said before the finer names, kept so they still work
+ALIASES = {"current": ("usage", "failcnt", "peak"), "limits": ("max", "protection")}
+FILES_V2 = {n: tuple(f for _fld, f, _p in s) for n, s in _SPEC_V2.items()}
+FILES_V1 = {n: tuple(f for _fld, f, _p in s) for n, s in _SPEC_V1.items()}
+for _a, _ns in ALIASES.items():
+    FILES_V2[_a] = tuple(f for n in _ns for f in FILES_V2[n])
+    FILES_V1[_a] = tuple(f for n in _ns for f in FILES_V1[n])
 FILES = tuple(FILES_V2)  # = collect.plan.CGROUP_FILES
+_ORDER = tuple(_SPEC_V2)  # every name but the aliases
 
 
 def _wanted(files) -> frozenset | None:
-    """The plan names as a set (None: every file); unknown names are a ValueError."""
+    """The plan names as a set, aliases expanded (None: every file, every group); unknown names
+    are a ValueError."""
     if files is None:
         return None
     files = frozenset(files)
     bad = files - set(FILES)
     if bad:
         raise ValueError(f"unknown memory cgroup files {sorted(bad)}; known: {', '.join(FILES)}")
-    return files
+    out = set(files - set(ALIASES))
+    for a in files & set(ALIASES):
+        out.update(ALIASES[a])
+    return frozenset(out)
 
 
-def _read_v2(root: Root, d: str, cg: str, want: frozenset | None = None) -> MemCgroup:
-    get = _reader(root, d)
-    a = want is None
-    pressure = None
-    if a or "pressure" in want:
-        ptext = None
-        ppath = posixpath.join(d, "memory.pressure")
+def _spec(version: int, want: frozenset | None) -> tuple:
+    """(field, file, parser) of every file to read in each group, built once per walk."""
+    table = _SPEC_V2 if version == 2 else _SPEC_V1
+    return tuple(x for n in _ORDER if want is None or n in want for x in table[n])
+
+
+def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None) -> MemCgroup | None:
+    """One group: every file of `spec` under `prefix` ('sys/fs/cgroup/x/'); an absent file is
+    None. `have`: fields already read (the idle test's). None when the first file read is
+    absent and the caller then finds the directory gone (see read_hierarchy)."""
+    kw = dict(have) if have else {}
+    for fld, name, parser in spec:
+        if fld in kw:
+            continue
+        path = prefix + name
         try:
-            ptext = root.read_text(ppath)
+            text = read_text(path)
         except Unavailable:
-            pass
-        if ptext is not None and ptext.strip():
-            from .pressure import parse_resource  # only v2 groups have PSI files
-
-            pressure = parse_resource(ptext, ppath)
-    lim = a or "limits" in want
-    swap = a or "swap" in want
-    return MemCgroup(
-        path=cg, version=2,
-        current_bytes=get("memory.current", parse_value) if a or "current" in want else None,
-        min_bytes=get("memory.min", parse_limit) if lim else None,
-        low_bytes=get("memory.low", parse_limit) if lim else None,
-        high_bytes=get("memory.high", parse_limit) if lim else None,
-        max_bytes=get("memory.max", parse_limit) if lim else None,
-        swap_current_bytes=get("memory.swap.current", parse_value) if swap else None,
-        swap_max_bytes=get("memory.swap.max", parse_limit) if swap else None,
-        stat=get("memory.stat", parse_stat) if a or "stat" in want else None,
-        events=get("memory.events", parse_events) if a or "events" in want else None,
-        events_local=(get("memory.events.local", parse_events)
-                      if a or "events_local" in want else None),
-        pressure=pressure,
-        nprocs=get("cgroup.procs", parse_procs) if a or "procs" in want else None,
-    )
+            kw[fld] = None
+            continue
+        kw[fld] = parser(text, path)
+    oom = kw.pop("oom", None)
+    if oom:
+        kw["oom_kill_disable"] = oom.get("oom_kill_disable")
+        kw["under_oom"] = oom.get("under_oom")
+        kw["oom_kill"] = oom.get("oom_kill")
+    return MemCgroup(cg, version, **kw)
 
 
-def _read_v1(root: Root, d: str, cg: str, want: frozenset | None = None) -> MemCgroup:
-    get = _reader(root, d)
-    a = want is None
-    cur = a or "current" in want
-    lim = a or "limits" in want
-    swap = a or "swap" in want
-    oom = (get("memory.oom_control", parse_events) if a or "oom" in want else None) or {}
-    return MemCgroup(
-        path=cg, version=1,
-        # v1 usage ~ v2 memory.current, v1 limit ~ v2 memory.max
-        current_bytes=get("memory.usage_in_bytes", parse_value) if cur else None,
-        max_bytes=get("memory.limit_in_bytes", parse_limit) if lim else None,
-        stat=get("memory.stat", parse_stat) if a or "stat" in want else None,
-        nprocs=get("cgroup.procs", parse_procs) if a or "procs" in want else None,
-        failcnt=get("memory.failcnt", parse_value) if cur else None,
-        soft_limit_bytes=get("memory.soft_limit_in_bytes", parse_limit) if lim else None,
-        max_usage_bytes=get("memory.max_usage_in_bytes", parse_value) if cur else None,
-        memsw_failcnt=get("memory.memsw.failcnt", parse_value) if swap else None,
-        memsw_usage_bytes=get("memory.memsw.usage_in_bytes", parse_value) if swap else None,
-        memsw_limit_bytes=get("memory.memsw.limit_in_bytes", parse_limit) if swap else None,
-        oom_kill_disable=oom.get("oom_kill_disable"),
-        under_oom=oom.get("under_oom"),
-        oom_kill=oom.get("oom_kill"),
-    )
+def _probe_field(spec, have_field: str | None) -> str | None:
+    """The field whose absence makes the walk ask whether a group was removed while it was read:
+    one that every live non-root group has (cgroup.procs, memory.stat, usage, events.local)."""
+    fields_read = {f for f, _n, _p in spec}
+    if have_field:
+        fields_read.add(have_field)
+    for f in ("nprocs", "stat", "current_bytes", "events_local", "failcnt"):
+        if f in fields_read:
+            return f
+    return None
 
 
-def _probe(want: frozenset | None):
-    """A test of whether a read group may have vanished: a file that every live group has,
-    among those asked for, read as absent. (Only then the walk asks whether the directory is
-    still there: one isdir per vanished group, not per group.)"""
-    if want is None or ("procs" in want and "stat" in want):
-        return lambda g: g.nprocs is None or g.stat is None
-    if "procs" in want:
-        return lambda g: g.nprocs is None
-    if "stat" in want:
-        return lambda g: g.stat is None
-    if "current" in want:
-        return lambda g: g.current_bytes is None
-    return lambda g: True  # nothing that every group has was asked for: always check
+# ---- idle groups --------------------------------------------------------------------------
+# A plan that does not name "idle" skips the memory cgroups that cannot be charged: the rules that
+# read cgroups judge what moved in a window (limit hits, refaults, OOM kills), and in a group that
+# nothing charges none of these can move. Which groups, and why (Linux mm/memcontrol.c,
+# mm/memcontrol-v1.c, kernel/cgroup/cgroup.c, 6.x):
+# - Memory is charged to the memcg of the task that allocates (page faults and page cache reads
+#   charge the mm owner's memcg, get_mem_cgroup_from_mm; kernel objects the current task's objcg),
+#   so a group with a task anywhere in its subtree can be charged at any time, and a parent
+#   without tasks of its own still hits its limit through its children's charges
+#   (page_counter_try_charge walks up to the root and fails at the first counter over its max).
+#   Only a subtree with no task at all may be skipped.
+# - But a group without tasks can still be charged remotely: swap-in of a page swapped out while
+#   it was charged there (mem_cgroup_swapin_charge_folio charges the memcg recorded in the swap
+#   entry while that memcg is online), and objects that keep a reference to it (bpf maps,
+#   sockets' sk_memcg, fsnotify groups, the loop driver's per-memcg workers via
+#   set_active_memcg). All of these exist only while the group holds a charge: the object's own
+#   memory, or the swap entry (memory.swap.current / memsw). So a group is skipped only when its
+#   subtree has no task AND its hierarchical charge is zero: v2 memory.current and
+#   memory.swap.current (both hierarchical), v1 memory.usage_in_bytes and
+#   memory.memsw.usage_in_bytes (memsw >= usage; hierarchical since use_hierarchy is forced on,
+#   and we read every group's own anyway). A charge between two snapshots makes the next
+#   snapshot read it; a group skipped in one snapshot and read in the next has no delta for that
+#   interval, like a group created in the window.
+# - v2: cgroup.events "populated" is 1 while any task is in the group or below it (the css_set
+#   populated counters propagate up: cgroup_update_populated), so one file answers for a whole
+#   subtree, and a skipped subtree's files are not opened (its directories are still listed, to
+#   count them). The root group has no cgroup.events: it is never skipped.
+# - v1 has no populated file: the group's own `tasks` (every thread; cgroup.procs lists only
+#   thread-group leaders, so a process whose other threads live here would be missed) is read
+#   where the charge is zero, and a group is skipped only when it and every descendant are idle.
+# Whatever is unknown (a file absent or unreadable) counts as not idle: the group is read.
+# Skipped groups are counted (CgroupMemory.skipped_idle), never dropped silently.
+
+
+def _zero(read_text, path: str, parser=None) -> bool | None:
+    """True/False: the file's integer is 0 / not; None: absent."""
+    try:
+        text = read_text(path)
+    except Unavailable:
+        return None
+    return (parser or parse_value)(text, path) == 0
+
+
+def _count_below(root: Root, d: str, depth: int, max_depth: int) -> int:
+    """How many groups lie below directory d (for the skipped count), within the walk bounds."""
+    n = 0
+    stack = [(d, depth)]
+    while stack:
+        x, dep = stack.pop()
+        if dep >= max_depth:
+            continue
+        try:
+            subs = root.listdirs(x)
+        except Unavailable:
+            continue
+        n += len(subs)
+        stack.extend((posixpath.join(x, s), dep + 1) for s in subs)
+    return n
 
 
 def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
@@ -313,42 +368,111 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                    files=None) -> CgroupMemory:
     """Walk one memory hierarchy (see module doc for the bounds; `files`: see read)."""
     want = _wanted(files)
-    read_group = _read_v2 if version == 2 else _read_v1
-    maybe_gone = _probe(want)
+    spec = _spec(version, want)
+    skip_idle = want is not None and "idle" not in want
+    read_text = root.text_reader()  # live: a pre-joined open/read, same results and errors
     base = _base_path(mount)
-    groups: dict[str, MemCgroup] = {}
+    # walk: (dir, cgroup path, depth, parent index, fields already read or None)
+    nodes: list[list] = []
+    skipped = 0
     truncated = False
-    stack: list[tuple[str, str, int]] = [(mount.rel, base, 0)]  # (dir, cgroup path, depth)
+    stack: list[tuple[str, str, int, int]] = [(mount.rel, base, 0, -1)]
     while stack:
-        d, cg, depth = stack.pop()
-        if len(groups) >= max_groups:
+        d, cg, depth, parent = stack.pop()
+        if len(nodes) >= max_groups:
             truncated = True
             break
         try:
             subdirs = root.listdirs(d)  # one directory read, no isdir per entry
         except Unavailable:
-            if not groups:
+            if not nodes:
                 raise  # the hierarchy's own directory is unreadable
             continue  # removed while we walked
-        g = read_group(root, d, cg, want)
-        # a group removed mid-read has files that read as None: only then ask whether it is gone
-        if groups and maybe_gone(g) and not root.isdir(d):
-            continue
-        groups[cg] = g
+        nd = norm(d)
+        prefix = nd + "/" if nd else ""
+        idle = False
+        have = None
+        if skip_idle and nodes:  # never the hierarchy's own group
+            if version == 2:
+                idle = _idle_v2(read_text, prefix)
+                if idle:  # hierarchical: the whole subtree, files unopened
+                    skipped += 1 + _count_below(root, d, depth, max_depth)
+                    continue
+            else:
+                idle, have = _idle_v1(read_text, prefix, spec)
+        nodes.append([d, cg, depth, parent, have, idle, prefix])
+        me = len(nodes) - 1
         if subdirs and depth >= max_depth:
             truncated = True
             continue
         for n in reversed(subdirs):  # reversed: pop() then visits them in sorted order
-            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1))
-    return CgroupMemory(version=version, mount=mount.rel, groups=groups, truncated=truncated)
+            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me))
+    if skip_idle and version == 1:
+        # a v1 group is skipped only when it and all its descendants are idle: children come
+        # after their parent in the walk, so one pass from the end settles every subtree
+        for i in range(len(nodes) - 1, 0, -1):
+            p = nodes[i][3]
+            if p >= 0 and not nodes[i][5]:
+                nodes[p][5] = False
+        skipped += sum(1 for x in nodes if x[5])
+    probe = _probe_field(spec, None)
+    groups: dict[str, MemCgroup] = {}
+    for d, cg, _depth, _parent, have, idle, prefix in nodes:
+        if idle:
+            continue
+        g = _read_group(read_text, prefix, cg, version, spec, have)
+        # a group removed mid-read has files that read as None: only then ask whether it is gone
+        if groups and (probe is None or getattr(g, probe) is None) and not root.isdir(d):
+            continue
+        groups[cg] = g
+    return CgroupMemory(version=version, mount=mount.rel, groups=groups, truncated=truncated,
+                        skipped_idle=skipped)
+
+
+def _idle_v2(read_text, prefix: str) -> bool:
+    """No task in the subtree (cgroup.events populated 0) and nothing charged to it (memory.current
+    0, and memory.swap.current 0 or absent: without per-cgroup swap accounting no swap entry
+    records a memcg, and swap-in charges the faulting task's group)."""
+    try:
+        text = read_text(prefix + "cgroup.events")
+    except Unavailable:
+        return False
+    if _parse_populated(text, prefix + "cgroup.events") != 0:
+        return False
+    if _zero(read_text, prefix + "memory.current") is not True:
+        return False
+    return _zero(read_text, prefix + "memory.swap.current") is not False
+
+
+def _idle_v1(read_text, prefix: str, spec) -> tuple[bool, dict | None]:
+    """(idle, fields read on the way): usage 0, memsw usage 0 or absent (no memsw accounting:
+    no swap entry records a memcg, mm/memcontrol-v1.c), no thread in `tasks`. The usage read
+    is kept when the plan asks for it, so a group with a charge costs no extra file."""
+    path = prefix + "memory.usage_in_bytes"
+    try:
+        text = read_text(path)
+    except Unavailable:
+        return False, None
+    usage = parse_value(text, path)
+    have = {"current_bytes": usage} if any(f == "current_bytes" for f, _n, _p in spec) else None
+    if usage != 0:
+        return False, have
+    if _zero(read_text, prefix + "memory.memsw.usage_in_bytes") is False:
+        return False, have
+    try:
+        tasks = read_text(prefix + "tasks")
+    except Unavailable:
+        return False, have
+    return not tasks.strip(), have
 
 
 def read(root: Root, files=None) -> CgroupMemory:
-    """Every memory cgroup. `files`: the plan names (collect.plan.CGROUP_FILES: "current",
-    "limits", "stat", "events", "events_local", "pressure", "procs", "swap", "oom") of the files
-    to read in each group (FILES_V2/FILES_V1 say which files each name stands for); None reads
-    every file. The fields of a file not asked for are None, as for an absent file. Why: the walk
-    costs a few open/read/close per file per group, and hosts run hundreds of groups."""
+    """Every memory cgroup. `files`: the plan names (collect.plan.CGROUP_FILES; FILES_V2/FILES_V1
+    say which files each stands for) of the files to read in each group; None reads every file
+    of every group. The fields of a file not asked for are None, as for an absent file. Unless
+    "idle" is named, groups that nothing can charge (no task in their subtree, no charge; see
+    "idle groups" above) are not read, only counted in skipped_idle. Why: the walk costs a few
+    open/read/close per file per group, and hosts run hundreds of groups."""
     want = _wanted(files)
     version, mount = find_hierarchy(root, _mounts.read(root))
     if version is None or mount is None:

@@ -48,7 +48,7 @@ def _min_free_action(ctx: Context) -> Action | None:
 @rule("pagecache.direct-reclaim", title="Processes reclaim memory themselves (direct reclaim)",
       needs=("vmstat", "meminfo"), counters=(ALLOCSTALL, PGSCAN_DIRECT),
       uses=("zoneinfo", "pressure", "cgroup_memory", "sysctl"),
-      cgroup_files=("current", "limits", "stat", "events", "events_local", "pressure", "oom"),
+      cgroup_files=("usage", "failcnt", "max", "stat", "events", "events_local", "pressure", "oom"),
       thresholds={
           "min_allocstalls": Threshold(1, "stalls in the window",
                                        "any allocation stall means a task waited for reclaim"),
