@@ -14,13 +14,27 @@ Take COUNT snapshots INTERVAL seconds apart and write exactly the kernel text ks
 unavailable and why). Any ksight, on any machine, re-parses it with --from:
   ksight check --from FILE    ksight show --from FILE    ksight sar -B --from FILE
 
-The output is a directory, or an archive when FILE ends in .tar, .tar.gz/.tgz or .tar.zst.
+The output is a directory, or an archive when FILE ends in .tar, .tar.gz/.tgz or .tar.zst
+(other archive names, such as .zip or .tar.xz, are refused). It is always made new: an existing
+name, or a symbolic link, is refused, never overwritten or followed (an existing directory is
+taken only if it is empty, ours, and nobody else can write to it).
+
+What a capture contains: the kernel's memory, CPU, disk, network and pressure counters and
+settings (/proc, /sys, cgroups and their names, mount points); slabinfo (root-only in the kernel;
+a capture for a rule that needs vmallocinfo also holds it, with kernel addresses); the hostname
+and kernel version; for every process its name, state, owner uid and memory, and the targets of
+its open fds (file paths as well as sockets); every TCP socket of every network namespace with
+local and peer addresses, ports and owning uid. Who can read it: only its owner (files 0600, directories 0700, also the modes
+inside the archive). --redact replaces command lines, fd targets other than sockets and pipes,
+peer addresses and the hostname by salted hashes (equal values stay equal within one capture);
+the manifest says it was redacted. docs/security.md has the details.
 """
 EPILOG = """\
 examples:
   ksight capture -o incident.tar.zst                      # one snapshot, compressed
   ksight capture -o cap.tar.zst --interval 1 --count 10   # ten seconds, for rates and sar
   ksight capture -o capdir --no-processes                 # system sources only, a directory
+  ksight capture -o share.tar.zst --redact                # to send elsewhere: no paths, peers, host
 
 size: a snapshot with ~300 processes is ~1-3 MB raw and ~10x smaller as .tar.zst.
 """
@@ -35,22 +49,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of snapshots (default 1; use 2 or more for rates)")
     p.add_argument("--no-processes", action="store_true", help="skip the per-process table")
     p.add_argument("--no-sockets", action="store_true", help="skip the TCP socket table")
+    p.add_argument("--redact", action="store_true",
+                   help="replace command lines, file paths of open fds, peer addresses and the "
+                        "hostname by salted hashes (a redacted capture still replays)")
     from .common import add_from_live_only
 
     add_from_live_only(p, "capture records the live machine (to repack a capture, use tar)")
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    from ..errors import CaptureError
     from ..store.capture import capture
     from .common import refuse_from
 
     refuse_from(args)
 
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise CaptureError(f"{args.output}: exists; choose another name (captures are never overwritten)")
     tty = sys.stderr.isatty()
     if tty:
         print(f"Capturing {args.count} snapshot(s), {args.interval:g} s apart, to {args.output}... "
@@ -65,13 +77,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         manifest = capture(args.output, interval=args.interval, count=args.count,
                            processes=not args.no_processes, sockets=not args.no_sockets,
-                           progress=progress)
+                           redact=args.redact, progress=progress)
     finally:
         if tty:
             print(file=sys.stderr)
     snaps = manifest["snapshots"]
     unavailable = {u["source"]: u["reason"] for s in snaps for u in s["unavailable"]}
-    print(f"wrote {args.output}: {len(snaps)} snapshot(s), {sum(s['files'] for s in snaps)} files")
+    print(f"wrote {args.output}: {len(snaps)} snapshot(s), {sum(s['files'] for s in snaps)} files"
+          f"{', redacted' if manifest.get('redaction') else ''} (readable by its owner only)")
+    if manifest.get("write_error"):
+        print(f"ksight: {args.output}: stopped after {len(snaps)} of {manifest['requested_count']} "
+              f"snapshots: cannot write ({manifest['write_error']}); kept the complete snapshots "
+              "and a manifest listing them", file=sys.stderr)
+        return 3
     if manifest.get("interrupted"):
         print(f"  interrupted: {len(snaps)} of {manifest['requested_count']} snapshots taken; "
               "the capture is complete for those", file=sys.stderr)

@@ -19,6 +19,7 @@ import io
 import json
 import os
 import platform
+import secrets
 import socket
 import sys
 import tarfile
@@ -35,6 +36,16 @@ from ..fs.bundle import FORMAT, VERSION, Bundle, open_bundle
 from ..model.snapshot import HostInfo, Missing, Snapshot
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst")
+# names that look like an archive ksight does not write: refused rather than made a directory
+REFUSED_SUFFIXES = (".zip", ".7z", ".rar", ".tar.bz2", ".tbz", ".tbz2", ".tar.xz", ".txz",
+                    ".tar.lz4", ".tar.lzma", ".tlz", ".tar.lz", ".tar.z", ".taz", ".tar.br",
+                    ".bz2", ".xz", ".gz", ".zst", ".zstd", ".lz4", ".lzma", ".lz", ".br", ".z",
+                    ".cpio", ".iso", ".jar", ".war", ".ar", ".deb", ".rpm")
+FILE_MODE, DIR_MODE = 0o600, 0o700  # captures are readable by their owner only (docs/security.md)
+
+_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RENAME_NOREPLACE = 1
 
 
 class Capture(Bundle):
@@ -54,89 +65,333 @@ def open_capture(spec: str) -> Capture:
     return Capture(b.source, b.roots, b.manifest, b.metas)
 
 
-def _host_manifest(host: HostInfo) -> dict:
-    return {"hostname": host.hostname, "kernel": host.kernel, "kernel_version": host.kernel_version,
+def _host_manifest(host: HostInfo, redactor=None) -> dict:
+    return {"hostname": redactor.hostname(host.hostname) if redactor else host.hostname,
+            "kernel": host.kernel, "kernel_version": host.kernel_version,
             "page_size": host.page_size, "clk_tck": host.clk_tck, "cpus": host.cpus,
             "machine": platform.machine(), "byteorder": sys.byteorder}
 
 
+def output_kind(out: str) -> str:
+    """'dir', 'tar', 'gz' or 'zst' for an output name; CaptureError for an archive-looking name
+    ksight cannot write (out.zip would otherwise become a directory named out.zip)."""
+    low = out.rstrip("/").lower()
+    if low.endswith((".tar.zst", ".tzst")):
+        return "zst"
+    if low.endswith((".tar.gz", ".tgz")):
+        return "gz"
+    if low.endswith(".tar"):
+        return "tar"
+    for suf in REFUSED_SUFFIXES:
+        if low.endswith(suf):
+            raise CaptureError(f"{out}: ksight cannot write {suf} archives; use a directory, or one of "
+                               + ", ".join(ARCHIVE_SUFFIXES))
+    return "dir"
+
+
+def _rename_noreplace(dfd: int, src: str, dst: str) -> None:
+    """Move src to dst inside the directory dfd, failing (FileExistsError) if dst exists: never
+    replaces a file or a link someone put there meanwhile."""
+    import ctypes
+    import errno
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fn = getattr(libc, "renameat2", None)
+    if fn is not None:
+        if fn(dfd, src.encode(), dfd, dst.encode(), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+            raise OSError(err, os.strerror(err), dst)
+    # a filesystem without RENAME_NOREPLACE: a hard link also refuses an existing name
+    os.link(src, dst, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+    os.unlink(src, dir_fd=dfd)
+
+
+class WriteFailed(Exception):
+    """Writing the capture failed (disk full, quota, I/O error): the OSError, and where."""
+
+    def __init__(self, exc: OSError, path: str):
+        super().__init__(exc.strerror or str(exc))
+        self.exc, self.path = exc, path
+
+
 class _Writer:
-    """Writes snapshot trees to a directory or straight into an archive."""
+    """Writes snapshot trees to a new private directory or to a new archive, as root safely.
+
+    Nothing is written through a link or into a place someone else controls: an archive is
+    written to a temporary name created exclusively (O_EXCL|O_NOFOLLOW, 0600) beside the output
+    and renamed into place (never replacing anything) only when complete; a directory is made
+    fresh (0700), or an empty one we own that nobody else can write to is taken, and every file
+    in it is created with openat(O_EXCL|O_NOFOLLOW) relative to directory fds held open, so a
+    path component swapped meanwhile cannot redirect a write.
+    """
 
     def __init__(self, out: str):
+        self.out = out
+        self.kind = output_kind(out)
+        self.archive = self.kind != "dir"
+        self.tar = None
+        self._raw = self._zw = None
+        self._pfd = self._root = None
+        self._tmp = None
+        self._dirs: dict[str, int] = {}
+        self.created = False
+        self.done = False
+        head, name = os.path.split(out.rstrip("/") or out)
+        if name in ("", ".", ".."):
+            raise CaptureError(f"{out}: name a new file or directory to write the capture to")
+        self._name = name
         try:
-            self._open(out)
+            self._pfd = os.open(head or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            if self.archive:
+                self._open_archive()
+            else:
+                self._open_dir()
+        except CaptureError:
+            self._close_fds()
+            raise
         except OSError as exc:
+            self._close_fds()
+            self._drop_tmp()
             raise CaptureError(f"{out}: cannot write: {exc.strerror or exc}") from None
 
-    def _open(self, out: str) -> None:
-        self.out = out
-        self.archive = out.endswith(ARCHIVE_SUFFIXES)
-        self._raw = None
-        self.tar = None
-        if self.archive:
-            if out.endswith((".tar.zst", ".tzst")):
-                import zstandard
+    # --- opening ---------------------------------------------------------------------------------
+    def _exists(self, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=self._pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
 
-                self._raw = open(out, "wb")
-                self._zw = zstandard.ZstdCompressor(level=6).stream_writer(self._raw)
-                self.tar = tarfile.open(fileobj=self._zw, mode="w|")
-            else:
-                mode = "w:gz" if out.endswith((".gz", ".tgz")) else "w"
-                self.tar = tarfile.open(out, mode)
+    def _open_archive(self) -> None:
+        import stat
+
+        st = self._exists(self._name)
+        if st is not None:
+            what = "is a symbolic link" if stat.S_ISLNK(st.st_mode) else "exists"
+            raise CaptureError(f"{self.out}: {what}; choose another name "
+                               "(captures are never overwritten nor written through links)")
+        self._tmp = f".{self._name}.{secrets.token_hex(4)}.part"
+        fd = os.open(self._tmp, _O_NEW, FILE_MODE, dir_fd=self._pfd)
+        self._raw = os.fdopen(fd, "wb")
+        if self.kind == "zst":
+            import zstandard
+
+            self._zw = zstandard.ZstdCompressor(level=6).stream_writer(self._raw, closefd=False)
+            self.tar = tarfile.open(fileobj=self._zw, mode="w|")
         else:
-            if os.path.exists(out) and os.listdir(out):
-                raise CaptureError(f"{out}: directory exists and is not empty")
-            os.makedirs(out, exist_ok=True)
+            self.tar = tarfile.open(fileobj=self._raw, mode="w:gz" if self.kind == "gz" else "w")
+
+    def _open_dir(self) -> None:
+        import stat
+
+        try:
+            os.mkdir(self._name, DIR_MODE, dir_fd=self._pfd)
+            self.created = True
+        except FileExistsError:
+            st = self._exists(self._name)
+            if st is not None and stat.S_ISLNK(st.st_mode):
+                raise CaptureError(f"{self.out}: is a symbolic link; choose another name "
+                                   "(captures are never written through links)") from None
+            if st is not None and not stat.S_ISDIR(st.st_mode):
+                raise CaptureError(f"{self.out}: exists; choose another name "
+                                   "(captures are never overwritten)") from None
+        self._root = os.open(self._name, _O_DIR, dir_fd=self._pfd)
+        st = os.fstat(self._root)
+        if st.st_uid != os.geteuid():
+            raise CaptureError(f"{self.out}: directory owned by uid {st.st_uid}, not by us: choose a "
+                               "new name (ksight makes the directory itself, private)")
+        if st.st_mode & 0o022:
+            raise CaptureError(f"{self.out}: directory others can write to (mode "
+                               f"{stat.S_IMODE(st.st_mode):04o}): choose a new name (ksight makes "
+                               "the directory itself, private)")
+        if not self.created:
+            if os.listdir(self._root):
+                raise CaptureError(f"{self.out}: directory exists and is not empty")
+            os.fchmod(self._root, DIR_MODE)
+
+    # --- writing ---------------------------------------------------------------------------------
+    def _dirfd(self, path: str) -> int:
+        """An fd of the directory `path` (relative to the output), made (0700) where missing."""
+        if not path:
+            return self._root
+        fd = self._dirs.get(path)
+        if fd is not None:
+            return fd
+        parent, _, name = path.rpartition("/")
+        pfd = self._dirfd(parent)
+        if name in ("", ".", ".."):
+            raise ValueError(f"bad path in capture: {path!r}")
+        try:
+            os.mkdir(name, DIR_MODE, dir_fd=pfd)
+        except FileExistsError:
+            pass
+        fd = self._dirs[path] = os.open(name, _O_DIR, dir_fd=pfd)
+        return fd
+
+    def _guard(self, path: str, fn, *a) -> None:
+        try:
+            fn(*a)
+        except OSError as exc:
+            raise WriteFailed(exc, path) from None
 
     def file(self, path: str, data: bytes, mtime: float) -> None:
         if self.tar is not None:
             ti = tarfile.TarInfo(path)
-            ti.size, ti.mtime, ti.mode = len(data), int(mtime), 0o644
-            self.tar.addfile(ti, io.BytesIO(data))
+            ti.size, ti.mtime, ti.mode = len(data), int(mtime), FILE_MODE
+            self._guard(path, self.tar.addfile, ti, io.BytesIO(data))
         else:
-            full = os.path.join(self.out, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            with open(full, "wb") as f:
-                f.write(data)
+            self._guard(path, self._write_file, path, data)
+
+    def _write_file(self, path: str, data: bytes, name: str | None = None) -> None:
+        parent, _, base = path.rpartition("/")
+        fd = os.open(name or base, _O_NEW, FILE_MODE, dir_fd=self._dirfd(parent))
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
     def link(self, path: str, target: str, mtime: float) -> None:
         if self.tar is not None:
             ti = tarfile.TarInfo(path)
             ti.type, ti.linkname, ti.mtime = tarfile.SYMTYPE, target, int(mtime)
-            self.tar.addfile(ti)
+            ti.mode = FILE_MODE  # meaningless for a link, but nothing in the archive says 0644
+            self._guard(path, self.tar.addfile, ti)
         else:
-            full = os.path.join(self.out, path)
-            os.makedirs(os.path.dirname(full), exist_ok=True)
-            os.symlink(target, full)
+            parent, _, base = path.rpartition("/")
+            self._guard(path, lambda: os.symlink(target, base, dir_fd=self._dirfd(parent)))
 
     def dir(self, path: str, mtime: float) -> None:
         if self.tar is not None:
             ti = tarfile.TarInfo(path)
-            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, 0o755, int(mtime)
-            self.tar.addfile(ti)
+            ti.type, ti.mode, ti.mtime = tarfile.DIRTYPE, DIR_MODE, int(mtime)
+            self._guard(path, self.tar.addfile, ti)
         else:
-            os.makedirs(os.path.join(self.out, path), exist_ok=True)
+            self._guard(path, self._dirfd, path)
 
-    def close(self) -> None:
-        if self.tar is not None:
-            self.tar.close()
-            if self._raw is not None:
-                self._zw.close()
-                self._raw.close()
+    def end_snapshot(self) -> None:
+        """Close the directory fds of a finished snapshot (a long capture keeps few open)."""
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    def remove(self, path: str) -> None:
+        """Remove a top-level entry of a directory capture (a snapshot cut short)."""
+        import shutil
+
+        if self._root is None:
+            return
+        self.end_snapshot()
+        import stat
+
+        try:
+            if stat.S_ISDIR(os.stat(path, dir_fd=self._root, follow_symlinks=False).st_mode):
+                shutil.rmtree(path, dir_fd=self._root)
+            else:
+                os.unlink(path, dir_fd=self._root)
+        except FileNotFoundError:
+            pass
+
+    # --- finishing -------------------------------------------------------------------------------
+    def finish(self, manifest: bytes) -> None:
+        """Write the manifest and put the capture in place. Raises WriteFailed (nothing is in place
+        for an archive; for a directory, the snapshots written so far are)."""
+        if self.archive:
+            self.file("manifest.json", manifest, time.time())
+            self._guard(self.out, self._close_archive)
+            self._guard(self.out, _rename_noreplace, self._pfd, self._tmp, self._name)
+            self._tmp = None
+        else:
+            self.end_snapshot()
+            tmp = f".manifest.json.{secrets.token_hex(4)}.part"
+            try:
+                self._guard("manifest.json", self._write_file, tmp, manifest)
+                self._guard("manifest.json", _rename_noreplace, self._root, tmp, "manifest.json")
+            except BaseException:
+                try:
+                    os.unlink(tmp, dir_fd=self._root)
+                except OSError:
+                    pass
+                raise
+        self.done = True
+        self._close_fds()
+
+    def _close_archive(self) -> None:
+        tar, self.tar = self.tar, None
+        tar.close()
+        if self._zw is not None:
+            self._zw.close()
+            self._zw = None
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        raw, self._raw = self._raw, None
+        raw.close()
+
+    def abort(self) -> None:
+        """Give up: an archive's temporary file is removed; a directory capture is left to the
+        caller (it keeps complete snapshots, or calls discard())."""
+        for obj in (self.tar, self._zw, self._raw):
+            try:
+                if obj is not None:
+                    obj.close()
+            except Exception:
+                pass
+        self.tar = self._zw = self._raw = None
+        self._drop_tmp()
+        self.end_snapshot()
+
+    def discard(self) -> None:
+        """Remove everything this capture wrote (and the directory, if it made it)."""
+        self.abort()
+        if self._root is not None:
+            for name in os.listdir(self._root):
+                self.remove(name)
+            if self.created:
+                try:
+                    os.rmdir(self._name, dir_fd=self._pfd)
+                except OSError:
+                    pass
+        self._close_fds()
+
+    def _drop_tmp(self) -> None:
+        if self._tmp is not None and self._pfd is not None:
+            try:
+                os.unlink(self._tmp, dir_fd=self._pfd)
+            except FileNotFoundError:
+                pass
+            self._tmp = None
+
+    def _close_fds(self) -> None:
+        self.end_snapshot()
+        for attr in ("_root", "_pfd"):
+            fd = getattr(self, attr)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, attr, None)
 
 
-def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: float) -> dict:
-    """Write exactly what one snapshot read (its recording root) under d/; its manifest entry."""
+def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: float,
+                    redactor=None) -> dict:
+    """Write exactly what one snapshot read (its recording root) under d/; its manifest entry.
+    With a redactor, what identifies people, paths and peers is replaced (store/redact.py)."""
     stamp = snap.taken_at or started
     for path in sorted(rec.dirs):
         writer.dir(f"{d}/{path}" if path else d, stamp)
+    files = 0
     for path, data in sorted(rec.files.items()):
+        if redactor is not None:
+            data = redactor.file(path, data)
+            if data is None:
+                continue
         writer.file(f"{d}/{path}", data, stamp)
+        files += 1
     for path, target in sorted(rec.links.items()):
-        writer.link(f"{d}/{path}", target, stamp)
+        writer.link(f"{d}/{path}", redactor.link(path, target) if redactor else target, stamp)
+    writer.end_snapshot()
     return {"dir": d, "taken_at": snap.taken_at, "monotonic": snap.monotonic,
-            "uptime_s": snap.uptime_s, "files": len(rec.files),
+            "uptime_s": snap.uptime_s, "files": files,
             "unavailable": [{"source": m.source, "reason": m.reason} for m in snap.unavailable]}
 
 
@@ -160,12 +415,18 @@ def capture(
     sources: list[str] | None = None,
     processes: bool = True,
     sockets: bool = True,
+    redact: bool = False,
     progress: Callable[[int, int, Snapshot], None] | None = None,
 ) -> dict:
     """Take `count` snapshots `interval` seconds apart and write their raw text and a manifest.
 
     Returns the manifest. Sources that were unavailable are listed per snapshot with their reason,
     so the machine that replays the capture can say why (e.g. "permission denied"), not "missing".
+
+    Ctrl-C keeps the complete snapshots (manifest "interrupted"). A write that fails (disk full)
+    raises CaptureError, and leaves no archive; a directory capture keeps its complete snapshots
+    and a manifest listing them when it can (manifest "write_error", returned, not raised), else
+    nothing. A second Ctrl-C while an archive is finished leaves the archive complete or absent.
     """
     if count < 1:
         raise CaptureError("--count must be at least 1")
@@ -173,34 +434,78 @@ def capture(
         raise CaptureError("--interval must not be negative")
     col = Collector(root or LiveRoot())
     plan = capture_plan(sources, processes, sockets)
+    redactor = None
+    if redact:
+        from .redact import Redactor
+
+        redactor = Redactor()
     writer = _Writer(out)
-    metas = []
+    metas: list[dict] = []
     host = None
     started = time.time()
+    interrupted = False
+    failed: WriteFailed | None = None
     try:
-        interrupted = False
         try:
             for i, (snap, rec) in enumerate(col.record(plan, interval=interval, count=count - 1)):
-                metas.append(_write_snapshot(writer, snap, rec, f"{i:04d}", started))
+                d = f"{i:04d}"
+                try:
+                    metas.append(_write_snapshot(writer, snap, rec, d, started, redactor))
+                except BaseException:
+                    writer.remove(d)  # a snapshot half-written is never kept
+                    raise
                 host = host or snap.host
                 if progress:
                     progress(i + 1, count, snap)
         except KeyboardInterrupt:
-            # Ctrl-C: keep what was taken. The manifest lists only complete snapshots (a
-            # directory half-written when the signal came is not listed, so replay never reads it)
+            # Ctrl-C: keep what was taken; the manifest lists only complete snapshots
             interrupted = True
+        except WriteFailed as exc:
+            failed = exc
+        if failed is not None and (writer.archive or not metas):
+            raise _lost(out, failed, writer)
         manifest = {
             "format": FORMAT, "version": VERSION, "ksight": __version__,
-            "created_by": f"ksight {__version__} on {socket.gethostname()}",
-            "host": _host_manifest(host) if host else {},
+            "created_by": f"ksight {__version__} on "
+                          f"{redactor.hostname(socket.gethostname()) if redactor else socket.gethostname()}",
+            "host": _host_manifest(host, redactor) if host else {},
             "interval_s": interval, "count": len(metas), "requested_count": count,
             "interrupted": interrupted,
             "snapshots": metas,
         }
-        writer.file("manifest.json", json.dumps(manifest, indent=1).encode(), time.time())
-    finally:
-        writer.close()
+        if failed is not None:
+            manifest["write_error"] = f"{failed.path}: {failed}"
+        if redactor is not None:
+            from .redact import manifest_entry
+
+            manifest["redaction"] = manifest_entry()
+        try:
+            writer.finish(json.dumps(manifest, indent=1).encode())
+        except WriteFailed as exc:
+            raise _lost(out, failed or exc, writer) from None
+    except BaseException:
+        # an error, or a second Ctrl-C while finishing: an archive is removed (never left half
+        # written); a directory keeps only complete snapshots
+        if not writer.done:
+            writer.abort()
+            writer._close_fds()
+        raise
     return manifest
+
+
+def _lost(out: str, failed: WriteFailed, writer: _Writer) -> CaptureError:
+    """Nothing usable could be kept: remove what was written; the one-line error to raise."""
+    if isinstance(failed.exc, FileExistsError) and writer.archive:
+        writer.abort()
+        return CaptureError(f"{out}: was created by someone else while capturing; not replaced, "
+                            "and the capture was discarded")
+    if writer.archive:
+        writer.abort()
+        kept = "the partial archive was removed"
+    else:
+        writer.discard()
+        kept = "nothing was kept"
+    return CaptureError(f"{out}: cannot write ({failed}); {kept}")
 
 
 __all__ = ["Capture", "open_capture", "capture", "ArchiveRoot", "DirRoot"]
