@@ -216,7 +216,7 @@ _ROW = "kmalloc-64 {} 200 64 64 1 : tunables 0 0 0 : slabdata 3 3 0\n"
 
 @pytest.mark.parametrize("text, plain", [
     (_HEAD + _ROW.format(100), True),
-    (_HEAD + _ROW.format(100).rstrip("\n"), True),          # no final newline
+    (_HEAD + _ROW.format(100).rstrip("\n"), False),         # no final newline: cut, refused
     (_HEAD + _ROW.format(U64), True),
     (_HEAD + _ROW.format(U64 + 1), False), (_HEAD + _ROW.format("+1"), False),
     (_HEAD + _ROW.format("-1"), False), (_HEAD + _ROW.format("1_0"), False),

@@ -34,7 +34,7 @@ def test_extreme_values():
 
 def test_old_kernel_without_late_fields_gives_none():
     # a 2.4-era line: 35 fields after comm would be absent; keep only up to rss
-    line = "7 (init) S 0 1 1 0 -1 256 10 20 1 2 300 40 5 6 20 0 1 0 99 1000000 50"
+    line = "7 (init) S 0 1 1 0 -1 256 10 20 1 2 300 40 5 6 20 0 1 0 99 1000000 50\n"
     s = stat.parse(line)
     assert s.rss_pages == 50 and s.processor is None and s.policy is None and s.exit_code is None
 

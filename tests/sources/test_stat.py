@@ -27,7 +27,11 @@ def test_procfs_values():
 def test_gopsutil_host():
     # gopsutil cpu/testdata/linux/424/proc/stat: 4 CPUs; the kernel sums nanoseconds before
     # converting to ticks, so the total line is the per-CPU sum within a tick per CPU
-    s = stat.parse(corpus_text("gopsutil", "cpu", "testdata", "linux", "424", "proc", "stat"))
+    # saved without the kernel's final newline: as read, a cut file (issue 8)
+    text = corpus_text("gopsutil", "cpu", "testdata", "linux", "424", "proc", "stat")
+    with pytest.raises(ParseError, match="last line cut off"):
+        stat.parse(text)
+    s = stat.parse(text + "\n")
     assert sorted(s.cpus) == [0, 1, 2, 3]
     assert abs(sum(c.user_ticks for c in s.cpus.values()) - s.cpu_total.user_ticks) <= 4
     assert s.cpu_total.steal_ticks == 5892
@@ -79,6 +83,10 @@ def test_every_stat_in_the_corpora_parses():
             with pytest.raises(ParseError):
                 stat.parse(text, str(f))
             continue
+        if not text.endswith("\n"):  # fixtures saved without the kernel's final newline
+            with pytest.raises(ParseError, match="last line cut off"):
+                stat.parse(text, str(f))
+            text += "\n"
         s = stat.parse(text, str(f))
         assert s.cpus and s.ctxt_total is not None, f
         if s.softirq_per_kind:

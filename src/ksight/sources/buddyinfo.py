@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/buddyinfo"
 
-_LINE = re.compile(r"^Node\s+(\d+),\s*zone\s+(\S+)\s*(.*)$")
+_LINE = re.compile(r"^Node\s+([0-9]+),\s*zone\s+(\S+)\s*(.*)$")
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,7 @@ class Buddyinfo:
 
 
 def parse(text: str, path: str = PATH) -> Buddyinfo:
+    require_complete(text, path)
     zones = []
     for lineno, line in numbered_lines(text):
         m = _LINE.match(line.strip())
@@ -54,7 +55,7 @@ def parse(text: str, path: str = PATH) -> Buddyinfo:
             # the kernel prints MAX_ORDER columns for every zone: a short row was cut off
             raise ParseError(path, lineno, line, f"expected {len(zones[0].free_blocks)} orders, "
                              f"got {len(blocks)} (truncated?)")
-        zones.append(BuddyZone(int(m.group(1)), m.group(2), blocks))
+        zones.append(BuddyZone(to_int(m.group(1), path, lineno, line), m.group(2), blocks))
     if not zones:
         raise ParseError(path, None, None, "empty file")
     return Buddyinfo(tuple(zones))

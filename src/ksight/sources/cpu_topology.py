@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import parse_cpulist
+from ._text import MAX_CPUS, bad, parse_cpulist, to_int
 
 BASE = "sys/devices/system/cpu"
 PATH = BASE + "/online"
-_CPU_DIR = re.compile(r"^cpu(\d+)$")
-_INDEX_DIR = re.compile(r"^index(\d+)$")
-_SIZE = re.compile(r"^(\d+)([KMG]?)$")
+_CPU_DIR = re.compile(r"^cpu([0-9]{1,6})$")
+_INDEX_DIR = re.compile(r"^index([0-9]{1,6})$")
+_SIZE = re.compile(r"^([0-9]{1,19})([KMG]?)$")
 
 
 def parse_cpumask(text: str, path: str = PATH) -> tuple[int, ...]:
@@ -34,10 +34,13 @@ def parse_cpumask(text: str, path: str = PATH) -> tuple[int, ...]:
     s = text.strip().replace(",", "")
     if not s:
         return ()
+    # ASCII hex only ('0x', '_', signs refused), at most MAX_CPUS bits
+    if len(s) > MAX_CPUS // 4 or not s.isascii() or not s.isalnum() or s[:2] in ("0x", "0X"):
+        raise bad(path, 1, text, "not a hex CPU mask")
     try:
         v = int(s, 16)
     except ValueError:
-        raise ParseError(path, 1, text, "not a hex CPU mask") from None
+        raise bad(path, 1, text, "not a hex CPU mask") from None
     return tuple(i for i in range(v.bit_length()) if v >> i & 1)
 
 
@@ -46,7 +49,7 @@ def parse_cache_size_kb(text: str, path: str) -> int:
     m = _SIZE.match(text.strip())
     if not m:
         raise ParseError(path, 1, text, "expected a cache size like '32K'")
-    n, unit = int(m.group(1)), m.group(2)
+    n, unit = to_int(m.group(1), path, 1, text), m.group(2)
     return {"": n // 1024, "K": n, "M": n * 1024, "G": n * 1024 * 1024}[unit]
 
 
@@ -107,10 +110,8 @@ def _int(root: Root, path: str) -> int | None:
     t = _text(root, path)
     if t is None or t == "":
         return None
-    try:
-        return int(t)
-    except ValueError:
-        raise ParseError(path, 1, t, "expected an integer") from None
+    # ids are printed with %d: die_id and physical_package_id are -1 when unknown
+    return to_int(t, path, 1, t, signed=True)
 
 
 def _cpus(root: Root, d: str, name: str) -> tuple[int, ...] | None:

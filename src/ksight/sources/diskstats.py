@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/diskstats"
 SECTOR_BYTES = 512
@@ -103,6 +103,7 @@ def parse_row(line: str, path: str = PATH, lineno: int | None = None) -> DiskSta
 
 def parse(text: str, path: str = PATH) -> Diskstats:
     # An empty file is legal: a machine (container) may have no block devices at all.
+    require_complete(text, path)
     devices: dict[str, DiskStat] = {}
     for lineno, line in numbered_lines(text):
         d = parse_row(line, path, lineno)
@@ -113,6 +114,7 @@ def parse(text: str, path: str = PATH) -> Diskstats:
 def parse_sys_block_stat(text: str, name: str, major: int, minor: int,
                          path: str = "sys/block/stat") -> DiskStat:
     """/sys/block/NAME/stat: the same counters as a diskstats row, without major/minor/name."""
+    require_complete(text, path)
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if len(lines) != 1:
         raise ParseError(path, None, None, "expected one line of counters")

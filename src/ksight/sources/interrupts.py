@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 from .softirqs import parse_cpu_header
 
 PATH = "proc/interrupts"
@@ -60,10 +60,11 @@ class Interrupts:
 
 
 def _is_count(tok: str) -> bool:
-    return tok.isdigit()
+    return tok.isascii() and tok.isdigit()
 
 
 def parse(text: str, path: str = PATH) -> Interrupts:
+    require_complete(text, path)
     lines = list(numbered_lines(text))
     if not lines:
         raise ParseError(path, None, None, "empty file")

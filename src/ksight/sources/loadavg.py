@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import to_float, to_int
+from ._text import require_complete, to_float, to_int
 
 PATH = "proc/loadavg"
 
@@ -22,6 +22,9 @@ class Loadavg:
 
 
 def parse(text: str, path: str = PATH) -> Loadavg:
+    # "%lu.%02lu %lu.%02lu %lu.%02lu %u/%d %d\n": the averages are to_float's shape; the
+    # task count and last pid are %d but can't be negative (a '-' is refused)
+    require_complete(text, path)
     line = text.splitlines()[0] if text.strip() else ""
     toks = line.split()
     if len(toks) < 3:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import numbered_lines
+from ._text import numbered_lines, require_complete
 
 PATH = "proc/self/mountinfo"
 FALLBACK_PATH = "proc/mounts"
@@ -100,6 +100,7 @@ def _opts(s: str) -> tuple[str, ...]:
 
 def parse(text: str, path: str = PATH) -> Mounts:
     """Parse /proc/PID/mountinfo."""
+    require_complete(text, path)
     out = []
     for lineno, line in numbered_lines(text):
         toks = line.split()
@@ -126,6 +127,7 @@ def parse(text: str, path: str = PATH) -> Mounts:
 
 def parse_mounts(text: str, path: str = FALLBACK_PATH) -> Mounts:
     """Parse /proc/mounts (/etc/mtab format)."""
+    require_complete(text, path)
     out = []
     for lineno, line in numbered_lines(text):
         toks = line.split()

@@ -47,11 +47,13 @@ class NetClass:
 
 
 def parse_int(text: str, path: str) -> int | None:
-    """An integer sysfs attribute; an empty file is None (attribute not set)."""
+    """An integer sysfs attribute; an empty file is None (attribute not set).
+
+    Unsigned, but for speed, which the kernel prints with %d (-1: unknown, link down)."""
     t = text.strip()
     if not t:
         return None
-    return to_int(t, path, 1, t)
+    return to_int(t, path, 1, t, signed=path.endswith("/speed"))
 
 
 def _text(root: Root, path: str) -> str | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/net/dev"
 
@@ -45,6 +45,7 @@ class NetDev:
 
 
 def parse(text: str, path: str = PATH) -> NetDev:
+    require_complete(text, path)
     out: dict[str, NetDevStats] = {}
     for lineno, line in numbered_lines(text):
         if "|" in line:

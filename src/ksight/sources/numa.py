@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import parse_cpulist, numbered_lines, space_kv, to_int
+from ._text import numbered_lines, parse_cpulist, require_complete, space_kv, to_int
 
 BASE = "sys/devices/system/node"
 PATH = BASE
 
-_NODE_DIR = re.compile(r"^node(\d+)$")
-_MEMINFO = re.compile(r"^Node\s+(\d+)\s+(\S+):\s*(\S+)(?:\s+(\S+))?\s*$")
+_NODE_DIR = re.compile(r"^node([0-9]{1,6})$")
+_MEMINFO = re.compile(r"^Node\s+([0-9]+)\s+(\S+):\s*(\S+)(?:\s+(\S+))?\s*$")
 
 
 @dataclass(frozen=True)
@@ -42,11 +42,13 @@ class Numa:
 def parse_meminfo(text: str, path: str, node: int | None = None) -> dict[str, int]:
     """'Node N Name: value [kB]' lines -> {Name: value}. A line for another node is malformed."""
     out: dict[str, int] = {}
-    for lineno, line in numbered_lines(text.rstrip("\x00")):
+    text = text.rstrip("\x00")
+    require_complete(text, path)
+    for lineno, line in numbered_lines(text):
         m = _MEMINFO.match(line.strip())
         if not m:
             raise ParseError(path, lineno, line, "expected 'Node N Name: value [kB]'")
-        if node is not None and int(m.group(1)) != node:
+        if node is not None and to_int(m.group(1), path, lineno, line) != node:
             raise ParseError(path, lineno, line, f"line for node {m.group(1)} in node{node}'s file")
         if m.group(4) not in (None, "kB"):
             raise ParseError(path, lineno, line, "unexpected unit")
@@ -55,6 +57,7 @@ def parse_meminfo(text: str, path: str, node: int | None = None) -> dict[str, in
 
 
 def parse_distance(text: str, path: str = "distance") -> tuple[int, ...]:
+    require_complete(text, path)
     line = text.strip()
     return tuple(to_int(t, path, 1, line) for t in line.split())
 

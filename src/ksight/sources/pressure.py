@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import numbered_lines, to_float, to_int
+from ._text import numbered_lines, require_complete, to_float, to_int
 
 PATHS = {
     "cpu": "proc/pressure/cpu",
@@ -75,6 +75,7 @@ def _line(toks: list[str], path: str, lineno: int, line: str) -> PsiLine:
 
 def parse_resource(text: str, path: str = "proc/pressure/memory") -> PsiResource:
     """One PSI file (system-wide or a cgroup's *.pressure)."""
+    require_complete(text, path)
     lines: dict[str, PsiLine] = {}
     for lineno, line in numbered_lines(text):
         kind, *toks = line.split()

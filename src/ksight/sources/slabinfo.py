@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/slabinfo"
 _SEP = re.compile(r"\s+:\s+|\s+:$")
@@ -84,8 +84,9 @@ def _row_v2(line: str, path: str, lineno: int) -> SlabCache:
     if len(t) == 16 and t[6] == ":" and t[7] == "tunables" and t[11] == ":" \
             and t[12] == "slabdata" and t[0] != ":":
         try:
-            return SlabCache(t[0], int(t[1]), int(t[2]), int(t[3]), int(t[4]), int(t[5]),
-                             int(t[13]), int(t[14]), int(t[15]), int(t[8]), int(t[9]), int(t[10]))
+            u = _plain
+            return SlabCache(t[0], u(t[1]), u(t[2]), u(t[3]), u(t[4]), u(t[5]),
+                             u(t[13]), u(t[14]), u(t[15]), u(t[8]), u(t[9]), u(t[10]))
         except ValueError:
             pass  # the general path names the bad token
     head, secs = _sections(line)
@@ -145,10 +146,18 @@ def parse(text: str, path: str = PATH) -> Slabinfo:
     return _parse_py(text, path)
 
 
+def _plain(tok: str) -> int:
+    """An unsigned the kernel printed (%lu/%u) below 10^19, else ValueError: the general path
+    then names the token (to_int)."""
+    if tok.isascii() and tok.isdigit() and len(tok) < 20:
+        return int(tok)
+    raise ValueError(tok)
+
+
 def _parse_py(text: str, path: str = PATH) -> Slabinfo:
     """The Python fast path (what slab_rows does in C), falling back to _parse_lines."""
     lines = text.splitlines()
-    if len(lines) > 2 and lines[0].startswith(_PREFIX) and lines[1].startswith("#"):
+    if len(lines) > 2 and text[-1] == "\n" and lines[0].startswith(_PREFIX) and lines[1].startswith("#"):
         version = lines[0][len(_PREFIX):].strip()
         rows = [line.split() for line in lines[2:]]
         if version.split(".")[0] == "2" and set(map(len, rows)) == {16}:
@@ -157,7 +166,12 @@ def _parse_py(text: str, path: str = PATH) -> Slabinfo:
             if set(cols[6]) == set(cols[11]) == {":"} and set(cols[7]) == {"tunables"} \
                     and set(cols[12]) == {"slabdata"} and ":" not in names \
                     and not any(n.startswith("#") for n in names):
+                # cheap strictness (what to_int checks): ASCII digits, under 20 of them
+                plain = all(("".join(cols[i])).isascii() and ("".join(cols[i])).isdigit()
+                            and max(map(len, cols[i])) < 20 for i in _INT_COLS)
                 try:
+                    if not plain:
+                        raise ValueError
                     ints = [map(int, cols[i]) for i in _INT_COLS]
                     caches: dict[str, SlabCache] = {}
                     fields = _FIELDS
@@ -173,6 +187,7 @@ def _parse_py(text: str, path: str = PATH) -> Slabinfo:
 
 def _parse_lines(text: str, path: str = PATH) -> Slabinfo:
     """The line-by-line reference: every shape, and the ParseErrors."""
+    require_complete(text, path)
     lines = list(numbered_lines(text))
     if not lines:
         raise ParseError(path, None, None, "empty file")

@@ -15,13 +15,17 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/net/snmp"
+_SIGNED = frozenset({"MaxConn"})  # net/ipv4/proc.c: the one %ld field
 
 
 def parse_groups(text: str, path: str) -> dict[str, dict[str, int]]:
-    """Header/value line pairs -> {group: {name: value}}. Empty input is a ParseError."""
+    """Header/value line pairs -> {group: {name: value}}. Empty input is a ParseError.
+
+    Values are unsigned (%lu) except Tcp MaxConn, which the kernel prints with %ld (-1)."""
+    require_complete(text, path)
     groups: dict[str, dict[str, int]] = {}
     header: tuple[int, str, str, list[str]] | None = None  # lineno, line, group, names
     for lineno, line in numbered_lines(text):
@@ -42,7 +46,7 @@ def parse_groups(text: str, path: str) -> dict[str, dict[str, int]]:
             raise ParseError(path, lineno, line,
                              f"{len(toks)} values for {len(names)} fields in the {group} header")
         groups.setdefault(group, {}).update(
-            (n, to_int(v, path, lineno, line)) for n, v in zip(names, toks))
+            (n, to_int(v, path, lineno, line, signed=n in _SIGNED)) for n, v in zip(names, toks))
         header = None
     if header is not None:
         lineno, line, group, _ = header

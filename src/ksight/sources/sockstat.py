@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/net/sockstat"
 PATH6 = "proc/net/sockstat6"
@@ -32,6 +32,7 @@ class Sockstat:
 
 
 def parse(text: str, path: str = PATH) -> Sockstat:
+    require_complete(text, path)
     used: int | None = None
     groups: dict[str, dict[str, int]] = {}
     for lineno, line in numbered_lines(text):
@@ -42,7 +43,8 @@ def parse(text: str, path: str = PATH) -> Sockstat:
             raise ParseError(path, lineno, line, "expected 'PROTO: key value ...'")
         if not toks or len(toks) % 2:
             raise ParseError(path, lineno, line, "expected key/value pairs")
-        vals = {toks[i]: to_int(toks[i + 1], path, lineno, line) for i in range(0, len(toks), 2)}
+        # printed with %d / %ld (net/ipv4/proc.c sockstat_seq_show): signed
+        vals = {toks[i]: to_int(toks[i + 1], path, lineno, line, signed=True) for i in range(0, len(toks), 2)}
         if name == "sockets":
             used = vals.get("used")
         else:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import bad, clip, numbered_lines, require_complete, to_int
 
 PATH = "proc/softirqs"
 
@@ -32,9 +32,10 @@ def parse_cpu_header(line: str, path: str, lineno: int) -> tuple[int, ...]:
     """'   CPU0  CPU1  CPU7' -> (0, 1, 7) (shared with interrupts)."""
     cpus = []
     for tok in line.split():
-        if not tok.startswith("CPU") or not tok[3:].isdigit():
-            raise ParseError(path, lineno, line, f"expected 'CPUn' column names, got {tok!r}")
-        cpus.append(int(tok[3:]))
+        n = tok[3:]
+        if not tok.startswith("CPU") or not (n.isascii() and n.isdigit() and len(n) <= 6):
+            raise bad(path, lineno, line, f"expected 'CPUn' column names, got {clip(tok)}")
+        cpus.append(int(n))
     if not cpus:
         raise ParseError(path, lineno, line, "header names no CPU")
     return tuple(cpus)
@@ -55,6 +56,7 @@ class Softirqs:
 
 
 def parse(text: str, path: str = PATH) -> Softirqs:
+    require_complete(text, path)
     lines = list(numbered_lines(text))
     if not lines:
         raise ParseError(path, None, None, "empty file")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines
+from ._text import numbered_lines, require_complete, to_hex
 
 PATH = "proc/net/softnet_stat"
 MIN_COLUMNS = 9
@@ -58,15 +58,13 @@ class SoftnetStat:
 
 
 def parse(text: str, path: str = PATH) -> SoftnetStat:
+    require_complete(text, path)
     rows = []
     for row, (lineno, line) in enumerate(numbered_lines(text)):
         toks = line.split()
         if len(toks) < MIN_COLUMNS:
             raise ParseError(path, lineno, line, f"{len(toks)} columns, expected at least {MIN_COLUMNS}")
-        try:
-            v = [int(t, 16) for t in toks]
-        except ValueError:
-            raise ParseError(path, lineno, line, "expected hex columns") from None
+        v = [to_hex(t, path, lineno, line) for t in toks]  # %08x columns
 
         def col(i: int) -> int | None:
             return v[i] if len(v) > i else None

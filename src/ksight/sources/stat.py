@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import bad, clip, numbered_lines, require_complete, to_int
 
 PATH = "proc/stat"
 
@@ -84,6 +84,7 @@ _SCALARS = {"ctxt": "ctxt_total", "btime": "btime", "processes": "forks_total",
 
 
 def parse(text: str, path: str = PATH) -> Stat:
+    require_complete(text, path)
     kw: dict = {}
     cpus: dict[int, CpuTimes] = {}
     for lineno, line in numbered_lines(text):
@@ -92,8 +93,8 @@ def parse(text: str, path: str = PATH) -> Stat:
             kw["cpu_total"] = _cpu_times(toks, path, lineno, line)
         elif key.startswith("cpu"):
             n = key[3:]
-            if not n.isdigit():
-                raise ParseError(path, lineno, line, f"bad CPU name {key!r}")
+            if not (n.isascii() and n.isdigit() and len(n) <= 6):
+                raise bad(path, lineno, line, f"bad CPU name {clip(key)}")
             cpus[int(n)] = _cpu_times(toks, path, lineno, line)
         elif key in _SCALARS:
             if len(toks) != 1:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_int
 
 PATH = "proc/swaps"
 
@@ -44,6 +44,7 @@ class Swaps:
 
 
 def parse(text: str, path: str = PATH) -> Swaps:
+    require_complete(text, path)
     devices = []
     saw_header = False
     for lineno, line in numbered_lines(text):
@@ -58,7 +59,7 @@ def parse(text: str, path: str = PATH) -> Swaps:
         name = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), toks[0])
         devices.append(SwapDevice(name, toks[1], to_int(toks[2], path, lineno, line),
                                   to_int(toks[3], path, lineno, line),
-                                  to_int(toks[4], path, lineno, line)))
+                                  to_int(toks[4], path, lineno, line, signed=True)))  # priority %d: -2 by default
     if not saw_header:
         raise ParseError(path, None, None, "empty file (no header)")
     return Swaps(tuple(devices))

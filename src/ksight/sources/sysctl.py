@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root, sysctl_path
+from ._text import to_int
 
 NAMES: tuple[str, ...] = (
     # memory: watermarks, writeback, reclaim, overcommit
@@ -121,20 +122,15 @@ def _one_int(name: str, v: str) -> int:
     toks = v.split()
     if len(toks) != 1:
         raise ParseError(sysctl_path(name), 1, v, "expected one integer")
-    try:
-        return int(toks[0])
-    except ValueError:
-        raise ParseError(sysctl_path(name), 1, v, f"expected an integer, got {toks[0]!r}") from None
+    # sysctls are printed %d, %u, %ld or %lu (proc_dointvec, proc_doulongvec_minmax): signed
+    return to_int(toks[0], sysctl_path(name), 1, v, signed=True)
 
 
 def _int_list(name: str, v: str) -> tuple[int, ...]:
     toks = v.split()
     if not toks:
         raise ParseError(sysctl_path(name), 1, v, "expected integers, got nothing")
-    try:
-        return tuple(int(t) for t in toks)
-    except ValueError:
-        raise ParseError(sysctl_path(name), 1, v, "expected integers separated by whitespace") from None
+    return tuple(to_int(t, sysctl_path(name), 1, v, signed=True) for t in toks)
 
 
 def absent_reason(name: str, reason: str = _MISSING) -> str:

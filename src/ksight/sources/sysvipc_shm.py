@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import bad, clip, numbered_lines, require_complete, to_int
 
 PATH = "proc/sysvipc/shm"
 SHM_DEST = 0o1000
@@ -75,6 +75,7 @@ _OPTIONAL = ("rss", "swap", "cuid", "cgid", "atime", "dtime", "ctime")
 
 
 def parse(text: str, path: str = PATH) -> SysvShm:
+    require_complete(text, path)
     lines = list(numbered_lines(text))
     if not lines:
         raise ParseError(path, None, None, "empty file (the kernel always prints the header)")
@@ -92,12 +93,13 @@ def parse(text: str, path: str = PATH) -> SysvShm:
         kw = {}
         for c, i in idx.items():
             if c == "perms":
-                try:
-                    kw["perms"] = int(toks[i], 8)
-                except ValueError:
-                    raise ParseError(path, lineno, line, f"perms not octal: {toks[i]!r}") from None
+                t = toks[i]
+                if not (0 < len(t) <= 6 and t.isascii() and t.isdigit() and "8" not in t and "9" not in t):
+                    raise bad(path, lineno, line, f"perms not octal: {clip(t)}")
+                kw["perms"] = int(t, 8)
             else:
-                kw[_ATTR.get(c, c)] = to_int(toks[i], path, lineno, line)
+                # key is printed %d (IPC keys may be negative); the rest %d ids or %lu/%llu
+                kw[_ATTR.get(c, c)] = to_int(toks[i], path, lineno, line, signed=c == "key")
         segs.append(ShmSegment(**kw))
     return SysvShm(tuple(segs))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import to_float
+from ._text import require_complete, to_float
 
 PATH = "proc/uptime"
 
@@ -20,6 +20,8 @@ class Uptime:
 
 
 def parse(text: str, path: str = PATH) -> Uptime:
+    # "%lu.%02lu %lu.%02lu\n": to_float refuses signs, exponents, inf and nan
+    require_complete(text, path)
     lines = text.splitlines()
     toks = lines[0].split() if lines else []
     if not toks or len(toks) > 2:

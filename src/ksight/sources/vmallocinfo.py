@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import to_int
+from ._text import U64_MAX, require_complete, to_int
 
 PATH = "proc/vmallocinfo"
 
@@ -28,7 +28,7 @@ VM_MAP_RAM = "(vm_map_ram)"
 UNKNOWN = "(unknown)"
 
 _RANGE = re.compile(r"^0x[0-9a-fA-F]+-0x[0-9a-fA-F]+$")
-_NODE = re.compile(r"^N\d+=\d+$")
+_NODE = re.compile(r"^N[0-9]+=[0-9]+$")
 _SYM_OFF = re.compile(r"\+0x[0-9a-fA-F]+(/0x[0-9a-fA-F]+)?$")
 
 
@@ -65,7 +65,7 @@ def caller_name(sym: str) -> str:
 # phys=, flags, N0=...) after one space; '\n' is the only line break. Checked over the whole text
 # in one match, so the per-line work below is a split and a dict lookup.
 _BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # what str.splitlines splits on
-_STANDARD = re.compile(r"(?:0x[0-9a-fA-F]+-0x[0-9a-fA-F]+ +[0-9]+(?: [^" + _BREAKS + r"]*)?\n)+")
+_STANDARD = re.compile(r"(?:0x[0-9a-fA-F]+-0x[0-9a-fA-F]+ +[0-9]{1,20}(?: [^" + _BREAKS + r"]*)?\n)+")
 _new = object.__new__
 
 try:
@@ -112,7 +112,13 @@ def _parse_py(text: str, path: str = PATH) -> Vmallocinfo:
                 tails[tail] = [size]
             else:
                 sizes.append(size)
-        return _aggregate({t: (len(s), sum(map(int, s))) for t, s in tails.items()})
+        groups = {}
+        for t, s in tails.items():
+            ns = list(map(int, s))
+            if max(ns) > U64_MAX:  # 20 digits above 2^64-1: the reference names it
+                raise _Slow
+            groups[t] = (len(ns), sum(ns))
+        return _aggregate(groups)
     except (ValueError, _Slow):
         return _parse_lines(text, path)  # a line with nothing after the size, or a bad pages=
 
@@ -143,10 +149,10 @@ def _aggregate(tails: dict[str, tuple[int, int]]) -> Vmallocinfo:
         pages = 0
         for tok in toks[i:]:
             if tok.startswith("pages="):
-                try:
-                    pages = int(tok[6:])
-                except ValueError:
-                    raise _Slow from None
+                p = tok[6:]
+                if not (p.isascii() and p.isdigit() and len(p) < 20):
+                    raise _Slow  # the reference names it
+                pages = int(p)
             elif tok in FLAGS:
                 kinds.add(tok)
         a[0] += n
@@ -167,6 +173,7 @@ def _aggregate(tails: dict[str, tuple[int, int]]) -> Vmallocinfo:
 
 def _parse_lines(text: str, path: str = PATH) -> Vmallocinfo:
     """The line-by-line reference: any shape split() can read, and the ParseErrors."""
+    require_complete(text, path)
     # Hot loop (1,000+ lines on a small machine): per-caller accumulators are lists
     # [count, bytes, pages, kinds, module], created only for a new caller.
     acc: dict[str, list] = {}
@@ -179,10 +186,7 @@ def _parse_lines(text: str, path: str = PATH) -> Vmallocinfo:
             continue  # blank line
         if len(toks) < 2 or not range_match(toks[0]):
             raise ParseError(path, lineno, line, "expected '0xSTART-0xEND SIZE ...'")
-        try:
-            size = int(toks[1])
-        except ValueError:
-            size = to_int(toks[1], path, lineno, line)  # raises the ParseError
+        size = to_int(toks[1], path, lineno, line)
         caller = UNKNOWN
         module = None
         kind0 = None  # the flag implied by the caller field (vm_map_ram)
@@ -210,10 +214,7 @@ def _parse_lines(text: str, path: str = PATH) -> Vmallocinfo:
             kinds.add(kind0)
         for tok in toks[i:]:
             if tok.startswith("pages="):
-                try:
-                    pages = int(tok[6:])
-                except ValueError:
-                    pages = to_int(tok[6:], path, lineno, line)  # raises the ParseError
+                pages = to_int(tok[6:], path, lineno, line)
             elif tok in FLAGS:
                 kinds.add(tok)
             # phys=, N0=, and flags of future kernels are skipped on purpose

@@ -33,11 +33,12 @@ class Vmstat:
 
 
 def parse(text: str, path: str = PATH) -> Vmstat:
+    # every value is printed unsigned (seq_put_decimal_ull); space_kv refuses a cut last line
     if "\n " in text or text.startswith(" "):
         # A value without a name (" 176096"): some 4.x kernels printed one counter more than
         # their name table held (PCP meminfo-root-006, node0/vmstat). Blank it, keeping line
         # numbers, instead of failing the whole file.
-        text = "\n".join("" if ln.strip().isdigit() else ln for ln in text.split("\n"))
+        text = "\n".join("" if ln.strip().isascii() and ln.strip().isdigit() else ln for ln in text.split("\n"))
     counters = space_kv(text, path)
     if not counters:
         raise ParseError(path, None, None, "empty file")

@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 
 from ..errors import ParseError
 from ..fs import Root
-from ._text import to_int
+from ._text import require_complete, to_int
 
 PATH = "proc/zoneinfo"
 
-_HEADER = re.compile(r"^Node\s+(\d+),\s*zone\s+(\S+)\s*$")
+_HEADER = re.compile(r"^Node\s+([0-9]+),\s*zone\s+(\S+)\s*$")
 # "pages free" block keys -> Zone attribute
 _WATERMARKS = {
     "min": "min_pages", "low": "low_pages", "high": "high_pages", "boost": "boost_pages",
@@ -99,7 +99,8 @@ def _protection(rest: str, path: str, lineno: int, line: str) -> tuple[int, ...]
     inner = s[1:-1].strip()
     if not inner:
         return ()
-    return tuple(to_int(t.strip(), path, lineno, line) for t in inner.split(","))
+    # lowmem_reserve[] is long, printed ", %ld"
+    return tuple(to_int(t.strip(), path, lineno, line, signed=True) for t in inner.split(","))
 
 
 def parse(text: str, path: str = PATH) -> Zoneinfo:
@@ -108,6 +109,7 @@ def parse(text: str, path: str = PATH) -> Zoneinfo:
     cur: dict | None = None  # keyword arguments of the zone being read
     # where "name value" lines go: "node" (per-node stats), "zone", or "pagesets" (skipped)
     section = "zone"
+    require_complete(text, path)
 
     def finish() -> None:
         if cur is not None:
@@ -122,7 +124,7 @@ def parse(text: str, path: str = PATH) -> Zoneinfo:
             if not m:
                 raise ParseError(path, lineno, line, "expected 'Node N, zone NAME'")
             finish()
-            cur = {"node": int(m.group(1)), "name": m.group(2), "counters": {}, "attrs": {}}
+            cur = {"node": to_int(m.group(1), path, lineno, line), "name": m.group(2), "counters": {}, "attrs": {}}
             section = "zone"
             continue
         if cur is None:
@@ -157,11 +159,12 @@ def parse(text: str, path: str = PATH) -> Zoneinfo:
             # pagesets on some kernels), or shapes we do not know: keep ints, skip the rest.
             key, _, val = stripped.partition(":")
             vtoks = val.split()
+            # printed %u/%lu, or %i (prev_priority on old kernels): signed
             if len(vtoks) == 1 and vtoks[0].lstrip("-").isdigit():
-                cur["attrs"][key.strip()] = int(vtoks[0])
+                cur["attrs"][key.strip()] = to_int(vtoks[0], path, lineno, line, signed=True)
             continue
         name = toks[0]
-        if len(toks) == 1 and name.isdigit():
+        if len(toks) == 1 and name.isascii() and name.isdigit():
             # A value without a name: some 4.x kernels had a node_stat name table one entry
             # short of the counters, so zoneinfo printed "%-12s %lu" with an empty name.
             continue

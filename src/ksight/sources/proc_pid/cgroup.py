@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ParseError
 from ...fs import Root
+from .._text import bad, require_complete, to_int
 
 PATH = "proc/PID/cgroup"
 
@@ -49,15 +49,16 @@ class PidCgroups:
 
 
 def parse(text: str, path: str = PATH) -> PidCgroups:
+    require_complete(text, path)
     lines = []
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         parts = line.split(":", 2)  # the path itself may hold ':'
         if len(parts) != 3 or not parts[0].isdigit():
-            raise ParseError(path, lineno, line, "expected 'id:controllers:path'")
+            raise bad(path, lineno, line, "expected 'id:controllers:path'")
         ctl = tuple(c for c in parts[1].split(",") if c)
-        lines.append(CgroupLine(int(parts[0]), ctl, parts[2]))
+        lines.append(CgroupLine(to_int(parts[0], path, lineno, line), ctl, parts[2]))
     return PidCgroups(tuple(lines))
 
 

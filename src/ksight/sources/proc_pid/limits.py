@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ...errors import ParseError
 from ...fs import Root
+from .._text import require_complete, to_int
 
 PATH = "proc/PID/limits"
 
@@ -42,20 +43,18 @@ class Limits:
 def _value(tok: str, path: str, lineno: int, line: str) -> int | None:
     if tok == "unlimited":
         return None
-    try:
-        return int(tok)
-    except ValueError:
-        raise ParseError(path, lineno, line, f"expected a number or 'unlimited', got {tok!r}") from None
+    return to_int(tok, path, lineno, line)  # %-20lu
 
 
 def parse(text: str, path: str = PATH) -> Limits:
+    require_complete(text, path)
     out: dict[str, Limit] = {}
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip() or line.startswith("Limit "):
             continue
         toks = line.split()
         # the name is every word before the first value ("unlimited" or a number)
-        i = next((j for j, t in enumerate(toks) if t == "unlimited" or t.isdigit()), None)
+        i = next((j for j, t in enumerate(toks) if t == "unlimited" or (t.isascii() and t.isdigit())), None)
         if not i or len(toks) - i not in (2, 3):
             raise ParseError(path, lineno, line, "expected 'Name  soft  hard  [unit]'")
         name = " ".join(toks[:i])

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from ...errors import ParseError
 from ...fs import Root
+from .._text import bad, require_complete, to_hex, to_int
 
 PATH = "proc/PID/maps"
 
@@ -43,18 +44,17 @@ def parse_header(line: str, path: str, lineno: int | None) -> MapRegion:
     if len(toks) < 5:
         raise ParseError(path, lineno, line, "expected 'start-end perms offset dev inode [path]'")
     a, sep, b = toks[0].partition("-")
-    try:
-        if not sep:
-            raise ValueError
-        start, end, offset, inode = int(a, 16), int(b, 16), int(toks[2], 16), int(toks[4])
-    except ValueError:
-        raise ParseError(path, lineno, line, "expected hex addresses, hex offset and a decimal inode") from None
+    if not sep:
+        raise bad(path, lineno, line, "expected hex addresses, hex offset and a decimal inode")
+    start, end = to_hex(a, path, lineno, line), to_hex(b, path, lineno, line)
+    offset, inode = to_hex(toks[2], path, lineno, line), to_int(toks[4], path, lineno, line)
     if len(toks[1]) != 4 or ":" not in toks[3]:
         raise ParseError(path, lineno, line, "expected perms like 'r-xp' and dev like 'fd:01'")
     return MapRegion(start, end, toks[1], offset, toks[3], inode, toks[5].strip() if len(toks) > 5 else "")
 
 
 def parse(text: str, path: str = PATH) -> Maps:
+    require_complete(text, path)
     regions = []
     for lineno, line in enumerate(text.split("\n"), 1):
         if line.strip():

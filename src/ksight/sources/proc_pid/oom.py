@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...errors import ParseError
 from ...fs import Root
+from .._text import require_complete, to_int
 
 
 @dataclass(frozen=True)
@@ -16,17 +16,16 @@ class OomInfo:
     score_adj: int
 
 
-def _one(text: str, path: str) -> int:
+def _one(text: str, path: str, signed: bool) -> int:
+    require_complete(text, path)
     t = text.strip()
-    try:
-        return int(t)
-    except ValueError:
-        raise ParseError(path, 1, t, "expected an integer") from None
+    return to_int(t, path, 1, t, signed=signed)
 
 
 def parse(score_text: str, adj_text: str, score_path: str = "proc/PID/oom_score",
           adj_path: str = "proc/PID/oom_score_adj") -> OomInfo:
-    return OomInfo(_one(score_text, score_path), _one(adj_text, adj_path))
+    # oom_score is printed %lu, oom_score_adj %d (-1000..1000)
+    return OomInfo(_one(score_text, score_path, False), _one(adj_text, adj_path, True))
 
 
 def read_oom(root: Root, pid: int) -> OomInfo:

@@ -19,6 +19,7 @@ from typing import Mapping
 
 from ...errors import ParseError
 from ...fs import Root
+from .._text import require_complete, to_int
 from .maps import parse_header
 
 PATH = "proc/PID/smaps"
@@ -133,8 +134,9 @@ def _kv(line: str, path: str, lineno: int, known) -> tuple[str, int] | None:
     """'Name:   N kB' -> (name, N). None for an unknown line that is not a number."""
     name, _, rest = line.partition(":")
     toks = rest.split()
-    if len(toks) in (1, 2) and toks[0].isdigit() and (len(toks) == 1 or toks[1] == "kB"):
-        return name, int(toks[0])
+    if len(toks) in (1, 2) and toks[0].isascii() and toks[0].isdigit() \
+            and (len(toks) == 1 or toks[1] == "kB"):
+        return name, to_int(toks[0], path, lineno, line)  # %8lu: over 64 bits is an error
     if name in known:
         raise ParseError(path, lineno, line, "expected 'Name: N kB'")
     return None
@@ -146,6 +148,7 @@ def _is_header(line: str) -> bool:
 
 
 def parse_rollup(text: str, path: str = ROLLUP_PATH) -> SmapsRollup:
+    require_complete(text, path)
     fields: dict[str, int] = {}
     for lineno, line in enumerate(text.split("\n"), 1):
         if not line.strip() or _is_header(line):
@@ -165,6 +168,7 @@ def parse(text: str, path: str = PATH) -> Smaps:
     head = None
     fields: dict[str, int] = {}
     flags = None
+    require_complete(text, path)
 
     def close():
         if head is not None:

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from operator import itemgetter
 
-from ...errors import ParseError
 from ...fs import Root
+from .._text import S64_MIN, U64_MAX, bad, require_complete, to_int
 
 PATH = "proc/PID/stat"
 
@@ -71,20 +71,43 @@ _REQUIRED = 22  # up to rss (field 24): every kernel ksight can meet prints thes
 _new = object.__new__
 
 
+# Signedness as the kernel prints (fs/proc/array.c do_task_stat): %d/%ld for ppid, pgrp,
+# session, tty_nr, tpgid (-1: no terminal), cutime, cstime, priority (negative for RT), nice,
+# num_threads, exit_signal (-1 for threads), processor, cguest_time, exit_code; every other
+# kept field is %u/%lu/%llu and a '-' there is an error. (rest indices, field n - 3)
+_SIGNED_REST = frozenset((1, 2, 3, 4, 5, 13, 14, 15, 16, 17, 35, 36, 41, 49))
+_PICK_UNSIGNED = itemgetter(6, 7, 8, 9, 10, 11, 12, 19, 20, 21, 22, 28, 29, 30, 31, 37, 38, 39, 40)
+_SIGNED_PICK = tuple(i in _SIGNED_REST for i in _PICK(range(_FULL)))
+
+
 def parse(text: str, path: str = PATH) -> PidStat:
+    require_complete(text, path)
     lpar = text.find("(")
     rpar = text.rfind(")")
     if lpar < 1 or rpar < lpar:
-        raise ParseError(path, 1, text.partition("\n")[0], "expected 'pid (comm) state ...'")
+        raise bad(path, 1, text.partition("\n")[0], "expected 'pid (comm) state ...'")
     rest = text[rpar + 2:].partition("\n")[0].split()
     if len(rest) < _FULL:
         if len(rest) < _REQUIRED:
-            raise ParseError(path, 1, text.partition("\n")[0],
-                             f"expected at least {_REQUIRED + 2} fields, got {len(rest) + 2}")
+            raise bad(path, 1, text.partition("\n")[0],
+                      f"expected at least {_REQUIRED + 2} fields, got {len(rest) + 2}")
         rest += ["-"] * (_FULL - len(rest))  # fields newer than this kernel: None below
-    try:
-        vals = (int(text[:lpar]), text[lpar + 1:rpar], rest[0], *map(int, _PICK(rest)))
-    except ValueError:
+    picked = _PICK(rest)
+    digits = "".join(picked)
+    pid_s = text[:lpar].strip()
+    # cheap strictness first (to_int's rules): ASCII digits and '-' only, no '-' in an unsigned
+    # column, no token over 20 characters; then the values within 64 bits
+    vals = None
+    if (digits.isascii() and digits.replace("-", "").isdigit() and pid_s.isascii()
+            and pid_s.isdigit() and len(pid_s) < 20 and max(map(len, picked)) <= 20
+            and ("-" not in digits or "-" not in "".join(_PICK_UNSIGNED(rest)))):
+        try:
+            ints = list(map(int, picked))
+            if max(ints) <= U64_MAX and min(ints) >= S64_MIN:
+                vals = (int(pid_s), text[lpar + 1:rpar], rest[0], *ints)
+        except ValueError:  # '1-2', a lone '-' (padding)
+            pass
+    if vals is None:
         vals = _slow(text, lpar, rpar, rest, path)
     # a frozen dataclass filled through __dict__: 37 object.__setattr__ calls cost as much as
     # the parse itself, and this runs once per process per refresh
@@ -95,23 +118,11 @@ def parse(text: str, path: str = PATH) -> PidStat:
 
 def _slow(text: str, lpar: int, rpar: int, rest: list[str], path: str) -> tuple:
     """Padding ('-') becomes None; anything else that is not an integer is malformed."""
-    out = []
-    for t in (text[:lpar].strip(), *_PICK(rest)):
-        if t == "-":
-            out.append(None)
-        elif _isint(t):
-            out.append(int(t))
-        else:
-            raise ParseError(path, 1, text.partition("\n")[0], f"expected an integer, got {t!r}")
+    line = text.partition("\n")[0]
+    out = [to_int(text[:lpar].strip(), path, 1, line)]
+    for t, signed in zip(_PICK(rest), _SIGNED_PICK):
+        out.append(None if t == "-" else to_int(t, path, 1, line, signed=signed))
     return (out[0], text[lpar + 1:rpar], rest[0], *out[1:])
-
-
-def _isint(t: str) -> bool:
-    try:
-        int(t)
-        return True
-    except ValueError:
-        return False
 
 
 _NAMES = tuple(f.name for f in fields(PidStat))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ...errors import ParseError
 from ...fs import Root
+from .._text import require_complete, to_int
 
 PATH = "proc/PID/statm"
 
@@ -36,15 +37,19 @@ _new = object.__new__
 
 
 def parse(text: str, path: str = PATH) -> PidStatm:
+    require_complete(text, path)
     toks = text.split()
     if len(toks) != 7:
         raise ParseError(path, 1, text.partition("\n")[0], f"expected 7 numbers, got {len(toks)}")
-    try:
-        o = _new(PidStatm)  # filled through __dict__: cheaper than the frozen __init__ (hot path)
-        o.__dict__.update(zip(_NAMES, map(int, toks)))
-        return o
-    except ValueError:
-        raise ParseError(path, 1, text.partition("\n")[0], "expected integers") from None
+    digits = "".join(toks)  # %lu each: cheap strictness first, to_int names a bad one
+    if digits.isascii() and digits.isdigit() and max(map(len, toks)) < 20:
+        vals = map(int, toks)
+    else:
+        line = text.partition("\n")[0]
+        vals = [to_int(t, path, 1, line) for t in toks]
+    o = _new(PidStatm)  # filled through __dict__: cheaper than the frozen __init__ (hot path)
+    o.__dict__.update(zip(_NAMES, vals))
+    return o
 
 
 def read(root: Root, pid: int) -> PidStatm:
