@@ -866,8 +866,8 @@ static PyObject *procscan_slab_rows(PyObject *self, PyObject *args) {
     }
     Py_ssize_t sn;
     const char *t = ascii_text(text, &sn);
-    if (!t)
-        Py_RETURN_NONE;
+    if (!t || sn == 0 || t[sn - 1] != '\n')
+        Py_RETURN_NONE; /* a last line without '\n' was cut: the Python reference says so */
     const char *end = t + sn;
     for (const char *c = t; c < end; c++)
         if (py_break((unsigned char)*c))
