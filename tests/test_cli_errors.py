@@ -20,6 +20,8 @@ CAP = FIXTURES / "captures" / "vm-6.18.tar.zst"
     ["sar", "-B", "nan"], ["sar", "-B", "inf", "1"], ["sar", "-B", "0"],
     ["capture", "-o", "/proc/ksight-x"], ["capture", "-o", "/nonexistent/dir/x.tar"],
     ["capture", "-o", "x", "-i", "nan"],
+    ["capture", "-o", "/nonexistent-ksight/out.zip"], ["capture", "-o", "/nonexistent-ksight/o.tar.xz"],
+    ["capture", "-o", "/"], ["capture", "-o", "/proc/self/status"],
     ["show", "--from", str(CAP), "--snapshot", "9"],
     ["check", "--from", "/nonexistent"],
 ])
