@@ -461,6 +461,7 @@ def _v1_tree(tmp_path, groups):
         (d / "cgroup.procs").write_text(tasks)
         (d / "memory.failcnt").write_text("7\n")
         (d / "memory.stat").write_text("cache 0\nrss 0\n")
+        (d / "memory.use_hierarchy").write_text("1\n")
     return DirRoot(str(tmp_path))
 
 
@@ -477,8 +478,15 @@ def test_idle_v1_only_whole_subtrees(tmp_path):
         # no memsw file (no swap accounting: no swap entry records a memcg): usage decides
         "/nomemsw": (0, None, ""),
     })
-    c = cgm.read(root, files=("usage", "failcnt", "stat"))
+    from ksight.fs import RecordingRoot
+
+    rec = RecordingRoot(root)
+    c = cgm.read(rec, files=("usage", "failcnt", "stat"))
     assert sorted(c.groups) == ["/", "/a", "/a/busy", "/cache", "/swapped"]
+    # below /b (usage and memsw 0, use_hierarchy 1: its counters include every descendant's)
+    # only the child's tasks is opened; below /a too, and /a/busy, having a task, is read whole
+    assert sorted(p.rsplit("/", 1)[1] for p in rec.files if "/b/c/" in p) == ["tasks"]
+    assert c.groups["/a/busy"].current_bytes == 0 and c.groups["/a/busy"].failcnt == 7
     assert c.skipped_idle == 3
     assert c.groups["/a"].current_bytes == 0 and c.groups["/a"].failcnt == 7
     allg = cgm.read(root, files=("usage", "failcnt", "stat", "idle"))
@@ -540,3 +548,12 @@ def test_idle_v2_fixture_nothing_skipped():
     c = cgm.read(DirRoot(str(FIXTURES / "cgroup_v2")), files=("stat",))
     assert c.skipped_idle == 0
     assert list(c.groups) == list(cgm.read(DirRoot(str(FIXTURES / "cgroup_v2"))).groups)
+
+
+def test_idle_v1_not_hierarchical_reads_each(tmp_path):
+    # use_hierarchy 0 (kernels before 5.11 allowed it): a parent's usage says nothing of its
+    # children's, so a charged child under an uncharged parent is read
+    root = _v1_tree(tmp_path, {"/": (1, 1, "1\n"), "/p": (0, 0, ""), "/p/kid": (4096, 4096, "")})
+    (tmp_path / "sys/fs/cgroup/memory/p/memory.use_hierarchy").write_text("0\n")
+    c = cgm.read(root, files=("stat",))
+    assert sorted(c.groups) == ["/", "/p", "/p/kid"] and c.skipped_idle == 0

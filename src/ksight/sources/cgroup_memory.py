@@ -376,9 +376,10 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     nodes: list[list] = []
     skipped = 0
     truncated = False
-    stack: list[tuple[str, str, int, int]] = [(mount.rel, base, 0, -1)]
+    # (dir, cgroup path, depth, parent index, whether the parent showed the subtree uncharged)
+    stack: list[tuple[str, str, int, int, bool]] = [(mount.rel, base, 0, -1, False)]
     while stack:
-        d, cg, depth, parent = stack.pop()
+        d, cg, depth, parent, uncharged = stack.pop()
         if len(nodes) >= max_groups:
             truncated = True
             break
@@ -392,6 +393,7 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
         prefix = nd + "/" if nd else ""
         idle = False
         have = None
+        uncharged = uncharged and skip_idle and version == 1
         if skip_idle and nodes:  # never the hierarchy's own group
             if version == 2:
                 idle = _idle_v2(read_text, prefix)
@@ -399,14 +401,14 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                     skipped += 1 + _count_below(root, d, depth, max_depth)
                     continue
             else:
-                idle, have = _idle_v1(read_text, prefix, spec)
+                idle, have, uncharged = _idle_v1(read_text, prefix, spec, uncharged)
         nodes.append([d, cg, depth, parent, have, idle, prefix])
         me = len(nodes) - 1
         if subdirs and depth >= max_depth:
             truncated = True
             continue
         for n in reversed(subdirs):  # reversed: pop() then visits them in sorted order
-            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me))
+            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me, uncharged))
     if skip_idle and version == 1:
         # a v1 group is skipped only when it and all its descendants are idle: children come
         # after their parent in the walk, so one pass from the end settles every subtree
@@ -444,26 +446,38 @@ def _idle_v2(read_text, prefix: str) -> bool:
     return _zero(read_text, prefix + "memory.swap.current") is not False
 
 
-def _idle_v1(read_text, prefix: str, spec) -> tuple[bool, dict | None]:
-    """(idle, fields read on the way): usage 0, memsw usage 0 or absent (no memsw accounting:
-    no swap entry records a memcg, mm/memcontrol-v1.c), no thread in `tasks`. The usage read
-    is kept when the plan asks for it, so a group with a charge costs no extra file."""
-    path = prefix + "memory.usage_in_bytes"
-    try:
-        text = read_text(path)
-    except Unavailable:
-        return False, None
-    usage = parse_value(text, path)
-    have = {"current_bytes": usage} if any(f == "current_bytes" for f, _n, _p in spec) else None
-    if usage != 0:
-        return False, have
-    if _zero(read_text, prefix + "memory.memsw.usage_in_bytes") is False:
-        return False, have
+def _idle_v1(read_text, prefix: str, spec, uncharged: bool) -> tuple[bool, dict | None, bool]:
+    """(idle, fields read on the way, whether the children are uncharged too): usage 0, memsw
+    usage 0 or absent (no memsw accounting: no swap entry records a memcg, mm/memcontrol-v1.c),
+    no thread in `tasks`. The usage read is kept when the plan asks for it, so a group with a
+    charge costs no extra file. `uncharged`: the parent's hierarchical usage and memsw were 0,
+    so this group's are (with memory.use_hierarchy 1 a child's page counters charge every
+    ancestor's too: page_counter_try_charge walks c->parent), and only `tasks` is read."""
+    have = None
+    if not uncharged:
+        path = prefix + "memory.usage_in_bytes"
+        try:
+            text = read_text(path)
+        except Unavailable:
+            return False, None, False
+        usage = parse_value(text, path)
+        if any(f == "current_bytes" for f, _n, _p in spec):
+            have = {"current_bytes": usage}
+        if usage != 0:
+            return False, have, False
+        if _zero(read_text, prefix + "memory.memsw.usage_in_bytes") is False:
+            return False, have, False
+        # the children are uncharged too only where this group's counters are hierarchical
+        # (always since Linux 5.11, which removed use_hierarchy 0; before, per group)
+        try:
+            uncharged = read_text(prefix + "memory.use_hierarchy").strip() == "1"
+        except Unavailable:
+            uncharged = False
     try:
         tasks = read_text(prefix + "tasks")
     except Unavailable:
-        return False, have
-    return not tasks.strip(), have
+        return False, have, False
+    return not tasks.strip(), have, uncharged
 
 
 def read(root: Root, files=None) -> CgroupMemory:
