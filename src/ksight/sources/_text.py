@@ -107,7 +107,7 @@ def to_int(tok: str, path: str, lineno: int | None = None, line: str | None = No
     neg = signed and tok[:1] == "-"
     digits = tok[1:] if neg else tok
     if not (digits.isascii() and digits.isdigit()):
-        if tok[:1] == "-" and digits and digits.isascii() and digits.isdigit():
+        if tok[:1] == "-" and tok[1:].isascii() and tok[1:].isdigit():
             why = f"negative value where the kernel prints an unsigned number: {clip(tok)}"
         else:
             kind = "an integer" if signed else "an unsigned integer"
