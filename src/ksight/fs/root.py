@@ -13,6 +13,13 @@ Parsers never open paths; `sources/*.read(root)` asks the root for text and hand
 `parse(text)`. Failures become `errors.Unavailable` with a reason for people ("missing",
 "permission denied", "process exited"), so the collector can record them instead of crashing.
 
+Captures are hostile until checked (docs/security.md): they come from other machines and are
+read as root. From a capture root (DirRoot with live=False, ArchiveRoot) only regular files and
+directories are read: a FIFO would block open() forever, a device (/dev/zero as proc/vmstat)
+would be read until memory runs out, so both are refused with a reason, as are files over
+MAX_FILE_BYTES and reads beyond MAX_CAPTURE_BYTES in all. The live root reads /proc and /sys
+as they are (their files are regular files of size 0), without the extra syscalls.
+
 Reading procfs: files report a size of 0 or 4096 whatever they hold, so we read until EOF
 instead of trusting stat(). Sysctls are read with a small buffer because the kernel's cost of a
 /proc/sys read grows with the size of the read request.
@@ -25,6 +32,7 @@ import functools
 import os
 import posixpath
 import re
+import stat
 from abc import ABC, abstractmethod
 
 from ..errors import CaptureError, Unavailable
@@ -32,6 +40,14 @@ from ..errors import CaptureError, Unavailable
 PROCFS_CHUNK = 65536
 SYSCTL_CHUNK = 128  # see module doc: small reads are measurably cheaper for /proc/sys
 _MAX_LINK_HOPS = 40
+
+# Limits on what a capture may make ksight read (the live root has none: the kernel is trusted).
+# The largest real kernel files are a few MB (slabinfo, vmallocinfo, /proc/PID/smaps of a big
+# process, a socket table of 100k connections); 16 MiB is several times that.
+MAX_FILE_BYTES = 16 << 20
+# All the file content one capture root hands out (a folder: bytes read; an archive: bytes kept).
+# A 10-snapshot capture of 8,000 processes is a few hundred MB raw.
+MAX_CAPTURE_BYTES = 1 << 30
 _PID_PATH = re.compile(r"^proc/(\d+)(/|$)")
 
 
@@ -47,6 +63,39 @@ def norm(path: str) -> str:
 def sysctl_path(name: str) -> str:
     """vm.min_free_kbytes -> proc/sys/vm/min_free_kbytes (the form /proc/sys uses)."""
     return "proc/sys/" + name.replace(".", "/")
+
+
+def _size_text(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def too_big_reason(size: int | None) -> str:
+    """The reason a capture file over MAX_FILE_BYTES is refused."""
+    what = f"{_size_text(size)}, " if size is not None else ""
+    return (f"refused: {what}larger than the {_size_text(MAX_FILE_BYTES)} limit for one kernel "
+            f"file (MAX_FILE_BYTES; a capture file that big is not kernel text)")
+
+
+def budget_reason() -> str:
+    return (f"refused: the capture already handed out {_size_text(MAX_CAPTURE_BYTES)} "
+            f"(MAX_CAPTURE_BYTES), the limit for one capture")
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISLNK(mode):
+        return "a link that changed while it was read"
+    return "not a regular file"
 
 
 class Root(ABC):
@@ -134,6 +183,7 @@ class DirRoot(Root):
         self.live = live
         self.label = label or self.base
         self._real_base = os.path.realpath(self.base)
+        self._handed_out = 0  # bytes read from a capture tree (MAX_CAPTURE_BYTES)
 
     def _full(self, path: str) -> str:
         p = norm(path)
@@ -148,7 +198,59 @@ class DirRoot(Root):
     def _pid_exists(self, pid: str) -> bool:
         return os.path.isdir(os.path.join(self.base, "proc", pid))
 
+    def _read_capture_file(self, path: str) -> bytes:
+        """Read one file of a capture tree: only a regular file inside the tree, at most
+        MAX_FILE_BYTES. The file is pinned first with O_PATH|O_NOFOLLOW (no open side effects,
+        no blocking on a FIFO, no device driver reached), checked by fstat, its real path checked
+        against the tree (a link swapped in after realpath cannot lead out), then read through
+        that very inode."""
+        p = norm(path)
+        real = os.path.realpath(os.path.join(self.base, p) if p else self.base)
+        if real != self._real_base and not real.startswith(self._real_base.rstrip("/") + "/"):
+            raise Unavailable(path, "link points outside the capture")
+        try:
+            pfd = os.open(real, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(p, exc, self._pid_exists)) from None
+        try:
+            st = os.fstat(pfd)
+            if stat.S_ISDIR(st.st_mode):
+                raise Unavailable(path, "is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise Unavailable(path, f"refused: {_kind(st.st_mode)}, not a regular file "
+                                        "(a capture holds only files and directories)")
+            if st.st_size > MAX_FILE_BYTES:
+                raise Unavailable(path, too_big_reason(st.st_size))
+            if self._handed_out + st.st_size > MAX_CAPTURE_BYTES:
+                raise Unavailable(path, budget_reason())
+            where = os.readlink(f"/proc/self/fd/{pfd}")
+            if where != self._real_base and not where.startswith(self._real_base.rstrip("/") + "/"):
+                raise Unavailable(path, "link points outside the capture")
+            fd = os.open(f"/proc/self/fd/{pfd}", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(p, exc, self._pid_exists)) from None
+        finally:
+            os.close(pfd)
+        try:
+            parts, got = [], 0
+            while True:  # the size may grow while we read: bound the read, not the stat
+                b = os.read(fd, min(PROCFS_CHUNK << 4, MAX_FILE_BYTES + 1 - got))
+                if not b:
+                    break
+                parts.append(b)
+                got += len(b)
+                if got > MAX_FILE_BYTES:
+                    raise Unavailable(path, too_big_reason(None))
+            self._handed_out += got
+            return b"".join(parts)
+        except OSError as exc:
+            raise Unavailable(path, _os_reason(p, exc, self._pid_exists)) from None
+        finally:
+            os.close(fd)
+
     def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes:
+        if not self.live:
+            return self._read_capture_file(path)
         full = self._full(path)
         try:
             fd = os.open(full, os.O_RDONLY | os.O_CLOEXEC)
@@ -327,5 +429,5 @@ def file_mode(root: Root, path: str) -> int | None:
 
 __all__ = [
     "Root", "DirRoot", "LiveRoot", "SubRoot", "open_root", "norm", "sysctl_path", "file_mode",
-    "PROCFS_CHUNK", "SYSCTL_CHUNK",
+    "PROCFS_CHUNK", "SYSCTL_CHUNK", "MAX_FILE_BYTES", "MAX_CAPTURE_BYTES",
 ]

@@ -27,7 +27,10 @@ def _flatten(prefix: str, obj: Any, out: list[tuple[str, Any]]) -> None:
 
 def render_snapshot(snap, file=sys.stdout) -> None:
     h = snap.host
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at)) if snap.taken_at else "time unknown"
+    try:  # a timestamp that is not a time (NaN, inf, -1e18) must not become a traceback
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at)) if snap.taken_at else "time unknown"
+    except (OverflowError, OSError, ValueError, TypeError):
+        when = "time unknown"
     print(f"# {h.hostname or '?'}  kernel {h.kernel or '?'}  {when}  uptime {snap.uptime_s or '?'} s",
           file=file)
     for name, value in snap.sources.items():

@@ -45,6 +45,7 @@ Views return data: text lives in render/sar_text.py.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -119,18 +120,30 @@ class SarReport:
     unavailable: tuple[Missing, ...] = ()
 
 
+def _local(t) -> time.struct_time | None:
+    """time.localtime(t), or None for a value that is not a time (NaN, inf, -1e18 from a crafted
+    capture or sample: localtime raises on them). Captures are checked when opened; this guards
+    every other way a timestamp arrives."""
+    try:
+        return time.localtime(t) if t is not None and math.isfinite(t) else None
+    except (OverflowError, OSError, ValueError, TypeError):
+        return None
+
+
 def clock(snap: Snapshot) -> str:
     """HH:MM:SS (local time) of a snapshot, as sar prints it; uptime when no wall clock."""
-    if snap.taken_at is not None:
-        return time.strftime("%H:%M:%S", time.localtime(snap.taken_at))
-    if snap.uptime_s is not None:
+    local = _local(snap.taken_at)
+    if local is not None:
+        return time.strftime("%H:%M:%S", local)
+    if snap.uptime_s is not None and math.isfinite(snap.uptime_s):
         return f"up+{snap.uptime_s:.0f}s"
     return "--:--:--"
 
 
 def header_line(snap: Snapshot) -> str:
     h = snap.host
-    date = time.strftime("%m/%d/%y", time.localtime(snap.taken_at)) if snap.taken_at else "-"
+    local = _local(snap.taken_at) if snap.taken_at else None
+    date = time.strftime("%m/%d/%y", local) if local is not None else "-"
     cpus = f"({h.cpus} CPU)" if h.cpus else ""
     return f"Linux {h.kernel or '?'} ({h.hostname or '?'}) \t{date} \t{cpus}".rstrip()
 
