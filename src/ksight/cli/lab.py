@@ -53,19 +53,24 @@ def _list() -> int:
     return 0
 
 
-def _sigterm(signum, frame):
+def _stop_once(signum, frame):
+    """First Ctrl-C / SIGTERM: stop the run. Any further one is ignored until the clean-up is
+    over (the handler switches both to SIG_IGN before raising, so no second signal can land
+    half-way through the unwinding)."""
     import signal
 
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the cleanup short
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
 def _run(args) -> int:
+    import os
     import signal
     import time
 
-    from ..errors import UsageError
-    from ..lab import SCENARIOS
+    from ..errors import Unavailable, UsageError
+    from ..lab import SCENARIOS, leftovers, sysctl
 
     sc = SCENARIOS.get(args.scenario)
     if sc is None:
@@ -73,26 +78,59 @@ def _run(args) -> int:
     seconds = sc.default_seconds if args.seconds is None else args.seconds
     if not 0 < seconds <= 120:
         raise UsageError("--seconds must be within (0, 120]")
-    old = signal.signal(signal.SIGTERM, _sigterm)
+    old = {s: signal.signal(s, _stop_once) for s in (signal.SIGINT, signal.SIGTERM)}
+    sysctl.notify = lambda msg: print(f"ksight: {msg}", file=sys.stderr, flush=True)
+    saved: dict = {}
+    stopped = False
+    error = None
+    waited = 0.0
+    ran = 0.0
     try:
         print(f"Reproducing {sc.name.replace('-', ' ')} for {seconds:g} s: {sc.summary}.")
         print(f"Bounds: {sc.bounds}. Ctrl-C to stop.")
         print(f"Run `ksight check` in another terminal now; it should report: {', '.join(sc.expects)}")
         sys.stdout.flush()
-        t0 = time.monotonic()
         try:
             with sc.running(seconds) as run:
+                saved = dict(run.info.get("sysctls_saved") or {})
+                waited = run.waited_s
+                if waited >= 0.5:
+                    print(f"Waited {waited:.1f} s for another lab run; the fault starts now.",
+                          flush=True)
+                t0 = run.started
                 while run.remaining() > 0:
                     if not args.quiet:
                         print(f"{time.monotonic() - t0:5.1f}s  {run.evidence()}", flush=True)
                     run.wait(1.0)
+                ran = time.monotonic() - t0
         except KeyboardInterrupt:
-            print("Stopped; cleaned up.", flush=True)
-            return 130
-        print(f"Done after {time.monotonic() - t0:.1f} s; everything the scenario changed is undone.")
-        return 0
+            stopped = True
+        except (OSError, TimeoutError) as exc:
+            error = str(exc)
+        left = leftovers(os.getpid(), saved)
     finally:
-        signal.signal(signal.SIGTERM, old)
+        sysctl.notify = None
+        for s, h in old.items():
+            signal.signal(s, h)
+    if left:
+        print(("Stopped" if stopped else "Ended") + "; NOT everything was cleaned up. Left:",
+              flush=True)
+        for x in left:
+            print(f"  {x}")
+        print("Run `ksight cleanup` (as root) to remove them.", flush=True)
+        if error:
+            print(f"ksight: {error}", file=sys.stderr)
+        return 3
+    if error:
+        raise Unavailable(f"lab scenario {sc.name}", error)
+    if stopped:
+        print("Stopped; cleaned up (checked: no cgroup, namespace, loop device, swap file, work "
+              "directory or changed sysctl left).", flush=True)
+        return 130
+    print(f"Done: the fault ran {ran:.1f} s"
+          + (f" (after waiting {waited:.1f} s for another lab run)" if waited >= 0.5 else "")
+          + "; everything the scenario changed is undone.")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,12 +141,20 @@ def run(args: argparse.Namespace) -> int:
     if cmd == "list" or cmd is None:
         return _list()
     if cmd == "cleanup":
+        import os
+
+        from ..errors import Unavailable
         from ..lab import cleanup_stale
 
-        removed = cleanup_stale()
+        if os.geteuid() != 0:
+            raise Unavailable("lab cleanup", "needs root (lab runs leave cgroups, namespaces, "
+                              "loop devices and sysctls only root can remove)")
+        removed, kept = cleanup_stale(report=True)
         for r in removed:
             print(f"removed {r}")
-        if not removed:
+        for k in kept:
+            print(f"left   {k}")
+        if not removed and not kept:
             print("nothing left behind by earlier lab runs")
         return 0
     return _run(args)

@@ -17,6 +17,7 @@ COMMANDS = {
     "sar": "sar",
     "trace": "trace",
     "lab": "lab",
+    "cleanup": "cleanup",
 }
 
 # subcommand -> its one-line help (each module's HELP; tests/test_cli_main.py checks they agree).
@@ -31,6 +32,7 @@ HELPS = {
     "sar": "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
+    "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
 }
 
 DESCRIPTION = """\
@@ -108,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
+        _after_dead_runs(only)
         return int(args._run(args) or 0)
     except KsightError as exc:
         print(f"ksight: {exc}", file=sys.stderr)
@@ -117,6 +120,25 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+
+
+STATE_DIR = "/run/ksight"   # ksight.pids.STATE_DIR; exists only while something is recorded
+
+
+def _after_dead_runs(command: str | None) -> None:
+    """Every command first undoes what killed ksight runs left (ksight.pids, trace/leftovers).
+    Costs one stat when nothing is recorded; `ksight cleanup` does the thorough job itself."""
+    import os
+
+    if command == "cleanup":
+        return
+    try:
+        os.stat(STATE_DIR)
+    except OSError:
+        return
+    from .cleanup import reap_quietly
+
+    reap_quietly()
 
 
 if __name__ == "__main__":

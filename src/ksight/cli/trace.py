@@ -56,21 +56,77 @@ profile samples at 99 Hz per CPU (~1% of a CPU). See docs/tracing.md for measure
 """
 
 
+MAX_BUFFER_KB = 256 * 1024      # per CPU: 256 MiB of kernel memory on each CPU is plenty
+MIN_BUFFER_KB = 4
+PERF_MAX_S = 600.0              # profile / mmap --stacks "until Ctrl-C" still ends by itself
+
+
+def _seconds(text: str) -> float:
+    """--seconds: 0 (until Ctrl-C) or a finite number of seconds above 0."""
+    from .common import seconds
+
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return seconds(text)
+
+
+def _buffer_kb(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of KiB") from None
+    if not MIN_BUFFER_KB <= v <= MAX_BUFFER_KB:
+        raise argparse.ArgumentTypeError(
+            f"{text}: give {MIN_BUFFER_KB}..{MAX_BUFFER_KB} KiB per CPU (the ring buffer is "
+            "kernel memory on every CPU)")
+    return v
+
+
+def _positive(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: give a number above 0")
+    return v
+
+
+def _writable(path: str, what: str) -> None:
+    """Refuse an output file that cannot be written, before tracing (not after)."""
+    import os
+
+    from ..errors import UsageError
+
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path}: is a directory")
+    if not os.path.isdir(d):
+        raise UsageError(f"{what} {path}: directory {d} does not exist")
+    if not os.access(d, os.W_OK | os.X_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise UsageError(f"{what} {path}: not writable")
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .common import add_from_live_only, add_json
 
     add_from_live_only(p, "tracing needs the live machine's tracepoints")
 
     p.add_argument("recipe", nargs="?", metavar="RECIPE", help="what to trace (see --list)")
-    p.add_argument("-s", "--seconds", type=float, default=10.0,
-                   help="how long to trace (default 10; 0 = until Ctrl-C)")
+    p.add_argument("-s", "--seconds", type=_seconds, default=10.0,
+                   help="how long to trace (default 10; 0 = until Ctrl-C; profile: at most "
+                        f"{PERF_MAX_S:g} s)")
     p.add_argument("--size", type=int, metavar="BYTES", help="mmap: only calls of this length")
     p.add_argument("-p", "--pid", type=int, metavar="PID", help="mmap, profile: only this PID")
     p.add_argument("--stacks", action="store_true", help="mmap: also record user-space stacks with perf")
-    p.add_argument("--max-events", type=int, default=2_000_000, metavar="N",
+    p.add_argument("--max-events", type=_positive, default=2_000_000, metavar="N",
                    help="stop tracing after N events (default 2000000)")
-    p.add_argument("--buffer-kb", type=int, metavar="KB",
-                   help="ring buffer per CPU in KiB (default depends on the recipe)")
+    p.add_argument("--buffer-kb", type=_buffer_kb, metavar="KB",
+                   help=f"ring buffer per CPU in KiB, {MIN_BUFFER_KB}..{MAX_BUFFER_KB} (default "
+                        "depends on the recipe)")
     p.add_argument("--svg", metavar="FILE", help="profile: write an SVG flame graph")
     p.add_argument("--folded", metavar="FILE", help="profile: write folded stacks")
     p.add_argument("--backend", choices=("auto", "tracefs", "bpftrace"), default="auto",
@@ -139,6 +195,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.recipe:
         raise UsageError("name a RECIPE (see `ksight trace --list`)")
     cls = get(args.recipe)
+    for path, what in ((args.svg, "--svg"), (args.folded, "--folded")):
+        if path:
+            if "perf" not in cls.backends:
+                raise UsageError(f"{what} applies to profile only")
+            _writable(path, what)
     root = LiveRoot()
     opts = _options(args)
     fallback = None
@@ -160,14 +221,14 @@ def run(args: argparse.Namespace) -> int:
         kw["buffer_kb"] = args.buffer_kb
     if backend == "perf":
         kw = {}
-        seconds = seconds or 3600
+        seconds = min(seconds or PERF_MAX_S, PERF_MAX_S)
     print(recipe.headline(seconds), file=sys.stderr if args.json else sys.stdout, flush=True)
     stack_rec = None
     if args.recipe == "mmap" and args.stacks:
         from ..trace.perf import Record
 
         flt = f"len == {args.size}" if args.size else None
-        stack_rec = Record(seconds=seconds or 3600, events=["syscalls:sys_enter_mmap"],
+        stack_rec = Record(seconds=min(seconds or PERF_MAX_S, PERF_MAX_S), events=["syscalls:sys_enter_mmap"],
                            filter=flt, pid=args.pid)
         stack_rec.__enter__()
     # Ctrl-C and SIGTERM end the trace early (the summary is still printed); handlers are in
@@ -213,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
         if stack_rec is not None:
             stack_rec.__exit__(None, None, None)
     res = recipe.result(t)
+    write_errors: list[str] = []
     extra: dict = {"backend_why": why}
     if fallback:
         extra["notes"] = res.notes + (fallback,)
@@ -225,14 +287,15 @@ def run(args: argparse.Namespace) -> int:
         from ..trace.perf import folded_text
 
         folded = recipe.rec.folded
-        if args.folded:
-            with open(args.folded, "w") as f:
-                f.write(folded_text(folded))
-        if args.svg:
-            from ..trace.flame import svg
-
-            with open(args.svg, "w") as f:
-                f.write(svg(folded, title=f"ksight profile, {res.seconds:.0f} s"))
+        for path, make in ((args.folded, lambda: folded_text(folded)),
+                           (args.svg, lambda: _svg(folded, res))):
+            if not path:
+                continue
+            try:
+                with open(path, "w") as f:
+                    f.write(make())
+            except OSError as exc:   # the profile itself is still printed below
+                write_errors.append(f"could not write {path}: {exc.strerror or exc}")
     if args.json:
         from .common import print_json
 
@@ -241,4 +304,12 @@ def run(args: argparse.Namespace) -> int:
         from ..render.trace_text import render
 
         print(render(res))
-    return 0
+    for e in write_errors:
+        print(f"ksight: {e}", file=sys.stderr)
+    return 3 if write_errors else 0
+
+
+def _svg(folded, res) -> str:
+    from ..trace.flame import svg
+
+    return svg(folded, title=f"ksight profile, {res.seconds:.0f} s")

@@ -14,6 +14,8 @@ Everything here acts on the live machine and needs root; docs/lab.md lists the s
 
 from __future__ import annotations
 
+import os
+
 from .scenario import Running, Scenario
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -35,18 +37,96 @@ def available(scenario: Scenario | str) -> tuple[bool, str]:
         return False, str(exc)
 
 
-def cleanup_stale() -> list[str]:
-    """Remove what a killed lab run left behind (cgroups, namespaces, swap files)."""
-    from . import cgroup, netns
+def cleanup_stale(extra_dead=(), report: bool = False):
+    """Remove what a killed lab run left behind (cgroups, namespaces, loop devices, swap files,
+    work directories, changed sysctls). Only what belongs to an owner proven dead is touched
+    (ksight.pids.Liveness: a lab run in another PID namespace keeps its things).
 
-    from . import pagecache_scenarios, sysctl
+    Returns the list of what was removed; with report=True, (removed, kept) where kept says
+    what is left and why."""
+    from .. import pids
+    from . import cgroup, netns, pagecache_scenarios, sysctl
 
-    out = cgroup.cleanup_stale() + netns.cleanup_stale() + pagecache_scenarios.cleanup_stale()
+    live = pids.Liveness.now()
+    live.dead |= set(extra_dead)
+    out = cgroup.cleanup_stale(live) + netns.cleanup_stale(live) + pagecache_scenarios.cleanup_stale(live)
     # sysctls last: a guard that is still alive holds the lock, so wait for it like a new guard
     g = sysctl.SysctlGuard()
     g._lock()
     out += g.recovered
     g._unlock()
+    if not report:
+        return out
+    return out, _left(live)
+
+
+def _left(live) -> list[str]:
+    """Lab leftovers still there that no live owner holds (e.g. an owner we cannot see)."""
+    import re
+
+    from . import cgroup, netns
+    from .pagecache_scenarios import WORK_BASE
+
+    kept = []
+    for path in cgroup.list_lab_groups():
+        if "lab:" + path not in live.live:
+            kept.append(f"lab cgroup {path}: owner not proven dead (another PID namespace?)")
+    for ns in netns.list_namespaces():
+        if re.match(r"^ksl\d+[ab]$", ns) and "lab:netns:" + ns not in live.live:
+            kept.append(f"lab netns {ns}: owner not proven dead (another PID namespace?)")
+    try:
+        names = os.listdir(WORK_BASE)
+    except OSError:
+        names = []
+    for n in names:
+        d = os.path.join(WORK_BASE, n)
+        if n.startswith("ksight-lab-") and "lab:" + d not in live.live:
+            kept.append(f"lab work dir {d}: owner not proven dead (another PID namespace?)")
+    return kept
+
+
+def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list[str]:
+    """What a lab run of process `pid` (default: this one) left: cgroups, namespaces, work
+    directories, loop devices and swap files named after it, a sysctl journal, sysctls that
+    differ from `saved_sysctls`. Empty when its clean-up really happened."""
+    from . import blockdev, cgroup, netns, sysctl
+    from .pagecache_scenarios import WORK_BASE, _active_swaps
+
+    pid = os.getpid() if pid is None else pid
+    tag = f"ksight-lab-{pid}-"
+    out = [f"cgroup {p}" for p in cgroup.list_lab_groups() if os.path.basename(p).startswith(tag)]
+    try:
+        import re
+
+        from .blockdev import detect_throttle
+
+        v, mount = detect_throttle()
+        if v == 2:
+            out += [f"cgroup {os.path.join(mount, n)}" for n in os.listdir(mount)
+                    if n.startswith(tag) and os.path.join(mount, n) not in
+                    {p.split(" ", 1)[1] for p in out}]
+    except Exception:
+        pass
+    out += [f"netns {n}" for n in netns.list_namespaces() if n in (f"ksl{pid}a", f"ksl{pid}b")]
+    try:
+        dirs = [os.path.join(WORK_BASE, n) for n in os.listdir(WORK_BASE) if n.startswith(tag)]
+    except OSError:
+        dirs = []
+    for dev, bf in blockdev.loop_devices().items():
+        if any(bf.startswith(d + "/") for d in dirs) or os.path.basename(
+                os.path.dirname(bf.removesuffix(" (deleted)"))).startswith(tag):
+            out.append(f"loop device {dev} ({bf})")
+    out += [f"swap {s}" for s in _active_swaps() if any(s.startswith(d + "/") for d in dirs)]
+    out += [f"work directory {d}" for d in dirs]
+    if os.path.exists(sysctl.JOURNAL_PATH):
+        out.append(f"sysctl journal {sysctl.JOURNAL_PATH} (sysctls not yet restored)")
+    for name, old in (saved_sysctls or {}).items():
+        try:
+            now = sysctl.read_sysctl(name)
+        except OSError:
+            continue
+        if now != old and not (name in sysctl._PAIRS and old.strip() == "0"):
+            out.append(f"sysctl {name} = {now} (was {old})")
     return out
 
 
@@ -56,4 +136,5 @@ def _load() -> None:
 
 _load()
 
-__all__ = ["SCENARIOS", "Scenario", "Running", "available", "register", "cleanup_stale"]
+__all__ = ["SCENARIOS", "Scenario", "Running", "available", "register", "cleanup_stale",
+           "leftovers"]

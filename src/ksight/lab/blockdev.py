@@ -37,7 +37,8 @@ import tempfile
 import time
 
 from ..errors import Unavailable
-from ..pids import kill_and_wait, pid_alive
+from .. import pids
+from ..pids import kill_and_wait
 
 WORK_BASE = "/var/tmp"
 PREFIX = "ksight-lab-"
@@ -123,6 +124,7 @@ class LoopFs:
         if missing:
             raise Unavailable("loop filesystem", f"missing tools: {' '.join(missing)}")
         self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{name}-", dir=base)
+        self._eid = pids.register("lab", ident="lab:" + self.dir)
         self.backing = os.path.join(self.dir, "img")
         self.mountpoint = os.path.join(self.dir, "mnt")
         self.device: str | None = None
@@ -174,13 +176,24 @@ class LoopFs:
             if err:
                 errors.append(err)
             self.mounted = False
+        # an interrupted losetup may have attached a device we never learnt: find it by file
+        devs = {d for d, bf in loop_devices().items()
+                if bf.removesuffix(" (deleted)") == self.backing}
         if self.device:
-            err = _detach(self.device)
+            devs.add(self.device)
+        for dev in sorted(devs):
+            for m in mounts():
+                if m.source == dev and m.mount_point != self.mountpoint:
+                    _umount(m.mount_point)
+            err = _detach(dev)
             if err:
                 errors.append(err)
         shutil.rmtree(self.dir, ignore_errors=True)
+        if os.path.exists(self.dir):
+            errors.append(f"{self.dir} is still there")
         if errors:
             raise OSError("; ".join(errors))
+        pids.unregister(self._eid)
 
     def __enter__(self) -> "LoopFs":
         return self
@@ -238,6 +251,7 @@ class WriteThrottle:
                     if c not in on:
                         _write(sc, "+" + c)
                 self.group = os.path.join(self.mount, f"{PREFIX}{os.getpid()}-{name}")
+                self._eid = pids.register("lab", ident="lab:" + self.group)
                 os.mkdir(self.group)
                 self.rule_file = os.path.join(self.group, "io.max")
                 _write(self.rule_file, f"{majmin} wbps={self.bps}")
@@ -256,7 +270,7 @@ class WriteThrottle:
     def spawn(self, argv, **popen_kwargs) -> subprocess.Popen:
         """Start a writer whose writeback is throttled (v2: it joins the group before exec)."""
         if self.version == 1:
-            p = subprocess.Popen(argv, **popen_kwargs)
+            p = subprocess.Popen(argv, preexec_fn=pids.die_with_parent, **popen_kwargs)
         else:
             procs = os.path.join(self.group, "cgroup.procs")
 
@@ -266,6 +280,7 @@ class WriteThrottle:
                     os.write(fd, str(os.getpid()).encode())
                 finally:
                     os.close(fd)
+                pids.die_with_parent()
 
             p = subprocess.Popen(argv, preexec_fn=enter, **popen_kwargs)
         self._spawned.append(p)
@@ -295,6 +310,7 @@ class WriteThrottle:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
+        pids.unregister(getattr(self, "_eid", None))
 
     def __enter__(self) -> "WriteThrottle":
         return self
@@ -307,26 +323,28 @@ class WriteThrottle:
 
 
 # ------------------------------------------------------------------------------------------
-def stale_loops(base: str = WORK_BASE) -> dict[str, str]:
+def stale_loops(base: str = WORK_BASE, live=None) -> dict[str, str]:
     """{device: backing file} of loop devices a dead lab run left attached."""
+    live = live or pids.Liveness.now()
     out = {}
     for dev, bf in loop_devices().items():
         path = bf.removesuffix(" (deleted)")
         parent = os.path.dirname(os.path.dirname(path))
         m = _STALE.match(os.path.basename(os.path.dirname(path)))
-        if parent == base and m and not pid_alive(int(m.group(1))):
+        if parent == base and m and live.gone(int(m.group(1)), "lab:" + os.path.dirname(path)):
             out[dev] = path
     return out
 
 
-def cleanup_stale(base: str = WORK_BASE) -> list[str]:
+def cleanup_stale(base: str = WORK_BASE, live=None) -> list[str]:
     """Throttle rule off, unmount, detach every loop device of a dead lab run."""
+    live = live or pids.Liveness.now()
     removed = []
     try:
         version, mount = detect_throttle()
     except (Unavailable, OSError):
         version, mount = 0, ""
-    for dev, path in stale_loops(base).items():
+    for dev, path in stale_loops(base, live).items():
         try:
             mm = _majmin(dev)
         except OSError:

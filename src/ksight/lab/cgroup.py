@@ -33,6 +33,7 @@ import subprocess
 import time
 
 from ..errors import Unavailable
+from .. import pids
 from ..pids import kill_and_wait, pid_alive
 
 PREFIX = "ksight-lab-"
@@ -112,7 +113,12 @@ class MemoryCgroup:
             if "memory" not in _read(sc).split():
                 with open(sc, "w") as f:
                     f.write("+memory")
-        os.mkdir(self.fs_path)
+        self._eid = pids.register("lab", ident="lab:" + self.fs_path)  # before it exists
+        try:
+            os.mkdir(self.fs_path)
+        except BaseException:
+            pids.unregister(self._eid)
+            raise
         try:
             self._apply_limits(max_bytes, high_bytes, swap_max_bytes)
         except BaseException:
@@ -177,6 +183,7 @@ class MemoryCgroup:
                 os.write(fd, str(os.getpid()).encode())
             finally:
                 os.close(fd)
+            pids.die_with_parent()   # a killed lab run takes its load with it
             if user_pre:
                 user_pre()
 
@@ -199,6 +206,7 @@ class MemoryCgroup:
                         pass
         if os.path.isdir(self.fs_path):
             _rmdir_when_empty(self.fs_path, self.mount)
+        pids.unregister(self._eid)
 
     def __enter__(self) -> "MemoryCgroup":
         return self
@@ -223,15 +231,16 @@ def list_lab_groups() -> list[str]:
     return [os.path.join(mount, n) for n in sorted(names) if n.startswith(PREFIX)]
 
 
-def cleanup_stale() -> list[str]:
-    """Remove ksight-lab-* groups whose creator (the pid in the name) is gone.
+def cleanup_stale(live=None) -> list[str]:
+    """Remove ksight-lab-* groups whose creator is proven dead (ksight.pids.Liveness).
 
     Processes still inside such a group were started by that dead lab run; they are killed by
     PID (read from the group's cgroup.procs) so the group can go. Returns the removed paths."""
     removed = []
+    live = live or pids.Liveness.now()
     for path in list_lab_groups():
         m = _STALE.match(os.path.basename(path))
-        if not m or pid_alive(int(m.group(1))):
+        if not m or not live.gone(int(m.group(1)), "lab:" + path):
             continue
         for pid in _members(path):
             try:

@@ -26,7 +26,7 @@ import signal
 import subprocess
 
 from ..errors import Unavailable
-from ..pids import pid_alive
+from .. import pids
 
 PREFIX = "ksl"
 _STALE = re.compile(r"^ksl(\d+)[ab]$")
@@ -78,6 +78,7 @@ class NetnsPair:
         self._procs: list[subprocess.Popen] = []
         self._closed = False
         self._created: list[str] = []
+        self._eids: list[int] = []
         try:
             self._setup()
         except BaseException:
@@ -86,6 +87,7 @@ class NetnsPair:
 
     def _setup(self) -> None:
         for ns in (self.a, self.b):
+            self._eids.append(pids.register("lab", ident="lab:netns:" + ns))
             _ip("netns", "add", ns)
             self._created.append(ns)
         _ip("-n", self.a, "link", "add", self.dev_a, "type", "veth", "peer", "name", self.dev_b,
@@ -152,6 +154,9 @@ class NetnsPair:
         for ns in reversed(self._created):
             # deleting a namespace destroys the veth pair and the nft table inside it
             _ip("netns", "del", ns, check=False)
+        if not any(ns in list_namespaces() for ns in self._created):
+            for eid in self._eids:
+                pids.unregister(eid)
 
     def __enter__(self) -> "NetnsPair":
         return self
@@ -160,12 +165,13 @@ class NetnsPair:
         self.close()
 
 
-def cleanup_stale() -> list[str]:
-    """Delete ksl<pid>a/b namespaces whose creator pid is gone. Returns the names removed."""
+def cleanup_stale(live=None) -> list[str]:
+    """Delete ksl<pid>a/b namespaces whose creator is proven dead. Returns the names removed."""
+    live = live or pids.Liveness.now()
     removed = []
     for ns in list_namespaces():
         m = _STALE.match(ns)
-        if m and not pid_alive(int(m.group(1))):
+        if m and live.gone(int(m.group(1)), "lab:netns:" + ns):
             if _ip("netns", "del", ns, check=False).returncode == 0:
                 removed.append(ns)
     return removed

@@ -63,8 +63,18 @@ def _disk_dir_ok() -> tuple[bool, str]:
 
 
 def _workdir(run: Running, stack: contextlib.ExitStack) -> str:
+    from .. import pids
+
     d = tempfile.mkdtemp(prefix=f"ksight-lab-{os.getpid()}-{run.scenario.name}-", dir=WORK_BASE)
-    stack.callback(shutil.rmtree, d, True)
+    eid = pids.register("lab", ident="lab:" + d)
+
+    def remove():
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(d):
+            raise OSError(f"{d} could not be deleted")
+        pids.unregister(eid)
+
+    stack.callback(remove)
     run.info["dir"] = d
     return d
 
@@ -155,6 +165,7 @@ class DirtyBacklog(Scenario):
         guard = stack.enter_context(SysctlGuard())
         guard.set("vm.dirty_bytes", self.dirty_bytes)  # waits here while another run holds the lock
         guard.set("vm.dirty_background_bytes", self.dirty_background_bytes)
+        run.waited_s = guard.waited_s
         run.info["sysctls_saved"] = guard.saved
         fs = stack.enter_context(LoopFs(self.fs_bytes, name=self.name, base=WORK_BASE))
         run.info.update(dir=fs.dir, loopfs=fs, device=fs.device, majmin=fs.majmin,
@@ -442,10 +453,12 @@ class SwapIO(Scenario):
         return f"pswpout {v.get('pswpout')}  pswpin {v.get('pswpin')}  lab swap used {used}"
 
 
-def cleanup_stale() -> list[str]:
-    """Swap off and delete work directories left by a lab run whose process is gone."""
-    from ..pids import pid_alive
+def cleanup_stale(live=None) -> list[str]:
+    """Swap off and delete work directories left by a lab run whose owner is proven dead
+    (ksight.pids.Liveness: its record's lock is free, or no process has its PID anywhere)."""
+    from ..pids import Liveness
 
+    live = live or Liveness.now()
     removed = []
     try:
         names = os.listdir(WORK_BASE)
@@ -454,14 +467,14 @@ def cleanup_stale() -> list[str]:
     try:  # loop devices of dead runs first: unmount + detach before their directory goes
         from .blockdev import cleanup_stale as _stale_loops
 
-        removed += _stale_loops(WORK_BASE)
+        removed += _stale_loops(WORK_BASE, live)
     except (ImportError, OSError):
         pass
     for n in names:
         m = _DIR.match(n)
-        if not m or pid_alive(int(m.group(1))):
-            continue
         d = os.path.join(WORK_BASE, n)
+        if not m or not live.gone(int(m.group(1)), "lab:" + d):
+            continue
         for s in _active_swaps():
             if s.startswith(d + "/"):
                 _swapoff(s)

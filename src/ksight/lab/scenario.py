@@ -9,10 +9,17 @@ Ctrl-C; the CLI turns SIGTERM into KeyboardInterrupt so the same path runs).
         while run.remaining() > 0:
             print(run.evidence()); time.sleep(1)
 
-Every load process a scenario starts is bounded by itself too (it stops at its own deadline),
-so even a `kill -9` of the lab leaves no load running for longer than `seconds`; the cgroups,
-namespaces and swap files such a kill leaves behind are removed by `ksight lab cleanup` /
-`cleanup_stale()`.
+Every load process a scenario starts is bounded by itself too (it stops at its own deadline)
+and dies with the lab (PR_SET_PDEATHSIG), so even a `kill -9` of the lab leaves no load
+running; the cgroups, namespaces, loop devices and swap files such a kill leaves behind are in
+the run's record (/run/ksight, see ksight.pids) and removed by the next ksight command (or
+`ksight cleanup`, `ksight lab cleanup`).
+
+The clock starts when the fault is set up: a run that first waits for another lab run (the
+sysctl lock) gets its full `seconds` afterwards (`run.waited_s` says how long it waited).
+The clean-up runs with SIGINT and SIGTERM ignored (restored afterwards), so a second Ctrl-C
+cannot cut it short, nor kill the `umount`/`losetup -d` it runs; `leftovers(pid)` then checks
+what is really gone.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class Running:
     @property
     def deadline(self) -> float:
         return self.started + self.seconds
+
+    waited_s: float = 0.0   # time spent waiting for another lab run before the fault started
 
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -100,17 +109,40 @@ class Scenario:
         if not ok:
             raise Unavailable(f"lab scenario {self.name}", why)
         run = Running(self, seconds + self.warmup_s)
-        with contextlib.ExitStack() as stack:
+        stack = contextlib.ExitStack()
+        try:
             stack.callback(run.stop.set)  # covers a start() that fails half-way
             stack.callback(kill_and_wait, run.procs)  # covers a start() that fails half-way
             self.start(run, stack)
             stack.callback(kill_and_wait, run.procs)  # load processes die before their files go
             stack.callback(run.stop.set)  # runs first on unwind: helper threads stop at once
+            run.started = time.monotonic()   # the fault exists from now: the clock starts
             run.wait(self.warmup_s)
             yield run
+        finally:
+            with signals_ignored():
+                stack.close()
 
     def __repr__(self) -> str:
         return f"<Scenario {self.name}>"
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """SIGINT and SIGTERM ignored for the block (main thread only; restored afterwards).
+    Children started meanwhile (umount, losetup -d, swapoff) inherit it: a terminal's Ctrl-C,
+    sent to the whole process group, does not kill them half-way either."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def python_worker(code: str, *args) -> list[str]:
@@ -125,4 +157,4 @@ def start_thread(run: Running, target, *args) -> threading.Thread:
     return t
 
 
-__all__ = ["Scenario", "Running", "python_worker", "start_thread", "MAX_SECONDS"]
+__all__ = ["Scenario", "Running", "python_worker", "start_thread", "signals_ignored", "MAX_SECONDS"]

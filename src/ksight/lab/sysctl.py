@@ -19,12 +19,19 @@ import json
 import os
 import time
 
+from .. import pids
 from ..fs import sysctl_path
+
+# called once with a sentence when a guard has to wait for another lab run's lock
+notify = None
 
 PROC = "/"
 # One guard at a time on the machine: two guards that interleave (A saves, B saves A's value,
 # A restores, B restores A's value) leave the machine changed. Every guard holds this lock
-# from its first set() until restore(); another guard waits (up to LOCK_WAIT_S) for it.
+# from its first set() until restore(); another guard waits (up to LOCK_WAIT_S) for it, and
+# says so through `notify` (the CLI prints it). The holder unlinks the file under the lock
+# when it leaves; a waiter that then gets the lock on the unlinked file sees that its inode is
+# no longer the path's and opens the path again.
 LOCK_PATH = "/run/ksight-lab-sysctl.lock"
 LOCK_WAIT_S = 180.0
 # Crash recovery (as tuned does): the saved values are also written to this journal, atomically,
@@ -91,27 +98,48 @@ class SysctlGuard:
         self._journal = journal_path or (JOURNAL_PATH if lock_path == LOCK_PATH
                                          else lock_path + ".json")
         self._lock_fd: int | None = None
+        self._eid: int | None = None
+        self.waited_s = 0.0
         self.recovered: list[str] = []
 
     def _lock(self) -> None:
         if self._lock_fd is not None:
             return
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + LOCK_WAIT_S
+        told = False
+        t0 = time.monotonic()
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                         0o600)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        os.close(fd)
+                        raise TimeoutError(f"another ksight lab run held {self._lock_path} for "
+                                           f"{LOCK_WAIT_S:g} s; gave up") from None
+                    if not told and notify is not None:
+                        told = True
+                        notify(f"waiting for another ksight lab run to finish (it holds "
+                               f"{self._lock_path}); the run starts when it ends")
+                    time.sleep(0.05)
+            try:   # the holder unlinks the file as it leaves: is ours still the path's?
+                same = os.fstat(fd).st_ino == os.stat(self._lock_path).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
                 break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    os.close(fd)
-                    raise TimeoutError(f"another ksight lab run holds {self._lock_path}") from None
-                time.sleep(0.05)
+            os.close(fd)
+        self.waited_s = time.monotonic() - t0
         self._lock_fd = fd
         # we hold the lock, so any journal left behind belongs to a guard that died
         self.recovered = recover_journal(self._journal)
 
     def _write_journal(self) -> None:
+        if self._eid is None:   # the next ksight command restores from the journal if we die
+            self._eid = pids.register("sysctl", journal=self._journal)
         tmp = self._journal + ".tmp"
         with open(tmp, "w") as f:
             json.dump({"pid": os.getpid(), "saved": self._saved}, f)
@@ -121,6 +149,11 @@ class SysctlGuard:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
+            if not os.path.exists(self._journal):
+                try:   # the last user leaves no lock file behind (unlinked while we hold it)
+                    os.unlink(self._lock_path)
+                except OSError:
+                    pass
             os.close(self._lock_fd)  # closing drops the flock
             self._lock_fd = None
 
@@ -150,6 +183,8 @@ class SysctlGuard:
                     os.unlink(self._journal)
                 except FileNotFoundError:
                     pass
+            pids.unregister(self._eid)
+            self._eid = None
         self._unlock()
         if errors:
             raise OSError("could not restore sysctls: " + "; ".join(errors))

@@ -16,7 +16,19 @@ Counters say that something happens; tracepoints say who, where and how long.
   each, returning typed results (text: ksight.render.trace_text).
 """
 
-from .ringbuf import Event
-from .session import Missing, Trace, check_events, trace
+# imported on first use: `ksight.trace.leftovers` (which every command may import to clean up
+# after a dead run) must not pull in the ring buffer parser and the session
+_LAZY = {"Event": "ringbuf", "Missing": "session", "Trace": "session",
+         "check_events": "session", "trace": "session"}
+
+
+def __getattr__(name):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'ksight.trace' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"ksight.trace.{mod}"), name)
+
 
 __all__ = ["trace", "Trace", "Event", "Missing", "check_events"]

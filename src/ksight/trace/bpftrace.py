@@ -313,6 +313,9 @@ class Run:
                 start_new_session=True, preexec_fn=_die_with_parent,
                 env={**os.environ, "BPFTRACE_NO_USER_SYMBOLS": "1"})
             self.pid = self._proc.pid
+            from .. import pids
+
+            self._eid = pids.register_child(self._proc, "bpftrace")
             for fn in (self._read_stdout, self._read_stderr):
                 th = threading.Thread(target=fn, name="ksight-bpftrace", daemon=True)
                 th.start()
@@ -396,6 +399,11 @@ class Run:
                         and first_signal != signal.SIGKILL:
                     self.errors.append(f"bpftrace exited with status {p.returncode}")
         finally:
+            if p is not None and p.poll() is not None and getattr(self, "_eid", None):
+                from .. import pids
+
+                pids.unregister(self._eid)
+                self._eid = None
             if self._acquired:
                 self._acquired = False
                 from . import tracefs
@@ -406,12 +414,9 @@ class Run:
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it if ksight dies (even by SIGKILL), so no bpftrace
     outlives the ksight that started it (PR_SET_PDEATHSIG; Linux)."""
-    import ctypes
+    from ..pids import die_with_parent
 
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    die_with_parent()
 
 
 def _explain(why: str) -> str:

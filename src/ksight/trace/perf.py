@@ -163,20 +163,51 @@ class Record:
         else:
             a += ["-F", str(self.freq)]
         a += ["-p", str(self.pid)] if self.pid else ["-a"]
-        a += ["--", "sleep", str(self.seconds)]
+        # the workload bounds perf itself (perf stops when it exits) and dies with perf
+        from ..pids import sleep_argv
+
+        a += ["--", *sleep_argv(self.seconds)]
         return a
 
     def __enter__(self) -> "Record":
         from .tracefs import acquire
 
+        from .. import pids
+
         acquire()  # perf reads tracepoint IDs from tracefs; ours to unmount afterwards
         self._acq = True
-        self._dir = tempfile.mkdtemp(prefix="ksight-perf-")
-        self._out = os.path.join(self._dir, "perf.data")
-        self._p = subprocess.Popen(self.argv(self._out), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
-        time.sleep(0.3)  # let perf open its events before the workload starts
+        self._eids = []
+        self._p = None
+        try:
+            self._dir = tempfile.mkdtemp(prefix=f"ksight-perf-{os.getpid()}-")
+            self._eids.append(pids.register("dir", path=self._dir, ident="dir:" + self._dir))
+            self._out = os.path.join(self._dir, "perf.data")
+            # dies with ksight (PR_SET_PDEATHSIG), recorded by PID and start time so that the
+            # next ksight command can end it if that ever fails
+            self._p = subprocess.Popen(self.argv(self._out), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                       preexec_fn=pids.die_with_parent)
+            self._eids.append(pids.register_child(self._p, "perf"))
+            time.sleep(0.3)  # let perf open its events before the workload starts
+            self._eids += self._record_workload(pids)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self
+
+    def _record_workload(self, pids) -> list[int]:
+        """Record perf's workload child too (the bounded sleep), by PID and start time."""
+        out = []
+        try:
+            with open(f"/proc/{self._p.pid}/task/{self._p.pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            return out
+        for k in kids:
+            d = pids.describe(k)
+            if d is not None:
+                out.append(pids.register("child", what="perf workload", proc=d.jsonable()))
+        return out
 
     def wait(self) -> None:
         try:
@@ -193,9 +224,12 @@ class Record:
                 pass
 
     def __exit__(self, *exc) -> None:
+        from .. import pids
         from .tracefs import release
 
         try:
+            if self._p is None:
+                return
             if self._p.poll() is None:
                 # perf record stops cleanly on SIGINT and writes its file
                 os.killpg(self._p.pid, signal.SIGINT)
@@ -213,7 +247,12 @@ class Record:
             elif os.path.exists(self._out):
                 self.stderr += f"\nperf.data larger than {self.max_bytes} bytes: not read"
         finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
+            if getattr(self, "_dir", None):
+                shutil.rmtree(self._dir, ignore_errors=True)
+            if self._p is None or self._p.poll() is not None:
+                for eid in self._eids:
+                    pids.unregister(eid)
+                self._eids = []
             if self._acq:
                 self._acq = False
                 release()

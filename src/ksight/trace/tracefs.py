@@ -5,9 +5,13 @@ It never touches the global instance's events or buffer: everything happens insi
 `instances/ksight-<pid>-<n>`, which tracefs gives its own buffer, events and filters.
 
 Clean-up contract: `Instance.close()` turns tracing off in the instance, disables every event,
-clears filters and removes the instance. An instance whose owner died (SIGKILL, crash) is
-removed by the next ksight run (`remove_stale`). If ksight mounted tracefs itself, `release()`
-unmounts it again when nothing else uses it.
+clears filters and removes the instance. Each instance, and a tracefs mount ksight makes, is
+written to this process's record in /run/ksight (ksight.pids) BEFORE it is made; when the
+process dies without cleaning up (SIGKILL, crash), the next ksight command of any kind removes
+what its record lists (`ksight.trace.leftovers.reap`). An instance is only ever removed when its
+owner is proven dead (never by PID number alone: see ksight.pids). If ksight mounted tracefs
+itself, `release()` unmounts it again when nothing else uses it; if something still does, the
+mount stays in the record and a later ksight command unmounts it once it is unused.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import re
 import threading
 
 from ..errors import Unavailable, UsageError
-from ..pids import pid_alive
+from .. import pids
 from .format import Decoder, EventFormat, compile_format, parse as parse_format
 
 DEFAULT_MOUNT = "/sys/kernel/tracing"
@@ -30,6 +34,8 @@ _counter = itertools.count()
 _mount_lock = threading.Lock()
 _mount_users = 0
 _we_mounted: str | None = None
+_mount_eid: int | None = None   # our record's "mount" entry
+_use_eid: int | None = None     # our record's "tracefs" entry (we use it: do not unmount)
 
 
 def tracefs_mount_point(text: str) -> str | None:
@@ -83,7 +89,7 @@ def acquire() -> str:
 
     Pair every call with release(): the last release unmounts tracefs if we mounted it.
     """
-    global _mount_users, _we_mounted
+    global _mount_users, _we_mounted, _mount_eid, _use_eid
     with _mount_lock:
         mnt = tracefs_mount_point(_read_mountinfo())
         if mnt is None:
@@ -92,13 +98,40 @@ def acquire() -> str:
             if not os.path.isdir(DEFAULT_MOUNT):
                 raise Unavailable("tracefs", f"not mounted and {DEFAULT_MOUNT} does not exist "
                                   "(kernel built without CONFIG_TRACING?)")
-            _mount(DEFAULT_MOUNT)
+            if _mount_eid is None:
+                _mount_eid = pids.register("mount", path=DEFAULT_MOUNT, ident="mount:" + DEFAULT_MOUNT)
+            try:
+                _mount(DEFAULT_MOUNT)
+            except BaseException:
+                pids.unregister(_mount_eid)
+                _mount_eid = None
+                raise
             _we_mounted = DEFAULT_MOUNT
             mnt = DEFAULT_MOUNT
-        if not os.path.isdir(os.path.join(mnt, "instances")):
-            raise Unavailable("tracefs", f"{mnt}/instances is missing (tracefs without instances)")
+        check_instances(mnt)
+        if _mount_users == 0 and _use_eid is None and os.geteuid() == 0:
+            _use_eid = pids.register("tracefs", path=mnt)
         _mount_users += 1
         return mnt
+
+
+def check_instances(mnt: str) -> None:
+    """Raise Unavailable saying why this tracefs cannot give ksight an instance."""
+    inst = os.path.join(mnt, "instances")
+    try:
+        os.stat(inst)
+    except PermissionError:
+        raise Unavailable("tracefs", f"{inst}: permission denied (tracing needs root)") from None
+    except OSError:
+        try:
+            os.listdir(mnt)
+        except PermissionError:
+            raise Unavailable("tracefs", f"{mnt}: permission denied (tracing needs root)") from None
+        except OSError:
+            pass
+        raise Unavailable("tracefs", f"{inst} is missing (tracefs without instances)") from None
+    if not os.access(inst, os.W_OK | os.X_OK):
+        raise Unavailable("tracefs", f"{inst}: permission denied (tracing needs root)")
 
 
 def in_use(mnt: str) -> bool:
@@ -122,12 +155,25 @@ def in_use(mnt: str) -> bool:
 
 def release() -> None:
     """Undo acquire(): unmount tracefs if we mounted it, nobody else uses it, and we are last."""
-    global _mount_users, _we_mounted
+    global _mount_users, _we_mounted, _mount_eid, _use_eid
     with _mount_lock:
         _mount_users = max(0, _mount_users - 1)
-        if _mount_users == 0 and _we_mounted and not in_use(_we_mounted):
+        if _mount_users:
+            return
+        if _use_eid is not None:
+            pids.unregister(_use_eid)
+            _use_eid = None
+        if _we_mounted and not in_use(_we_mounted) and not _other_ksight_uses(_we_mounted):
             if _umount(_we_mounted):
                 _we_mounted = None
+                pids.unregister(_mount_eid)
+                _mount_eid = None
+        # still in use: the "mount" entry stays in our record; the next ksight command after we
+        # are gone unmounts it once nothing uses it (ksight.trace.leftovers)
+
+
+def _other_ksight_uses(mnt: str) -> bool:
+    return any(e.get("path") == mnt for e in pids.live_entries("tracefs"))
 
 
 def mounted_by_us() -> bool:
@@ -176,12 +222,15 @@ def our_instances(mnt: str) -> list[str]:
         return []
 
 
-def remove_stale(mnt: str) -> list[str]:
-    """Remove ksight instances whose owner process is gone (after a SIGKILL or a crash)."""
+def remove_stale(mnt: str, live: "pids.Liveness | None" = None) -> list[str]:
+    """Remove ksight instances whose owner is proven dead (after a SIGKILL or a crash): its
+    record's flock is free, or, for an unrecorded instance (an older ksight), no process has
+    its PID in any namespace. An owner we cannot see (another PID namespace) keeps its instance."""
     removed = []
+    live = live or pids.Liveness.now()
     for name in our_instances(mnt):
         pid = int(_STALE.match(name).group(1))
-        if pid == os.getpid() or pid_alive(pid):
+        if not live.gone(pid, "instance:" + name):
             continue
         if remove_instance(os.path.join(mnt, "instances", name)):
             removed.append(name)
@@ -196,11 +245,15 @@ class Instance:
         self.name = f"{INSTANCE_PREFIX}{os.getpid()}-{next(_counter)}"
         self.dir = os.path.join(mnt, "instances", self.name)
         self.stale_removed = remove_stale(mnt)
+        # recorded before it exists: a SIGKILL from here on leaves a record the next run reads
+        self._eid = pids.register("instance", mnt=mnt, name=self.name, ident="instance:" + self.name)
         try:
             os.mkdir(self.dir)
         except PermissionError:
+            pids.unregister(self._eid)
             raise Unavailable("tracefs", "permission denied creating a tracing instance (run as root)") from None
         except OSError as exc:
+            pids.unregister(self._eid)
             raise Unavailable("tracefs", f"cannot create instance {self.name}: {exc.strerror}") from None
         self.enabled: list[str] = []
         self.formats: dict[str, EventFormat] = {}
@@ -298,8 +351,10 @@ class Instance:
         disable_instance(self.dir)
         for _ in range(20):  # rmdir is EBUSY while a reader still holds a file open
             if remove_instance(self.dir):
+                pids.unregister(self._eid)
                 return
             threading.Event().wait(0.05)
+        # could not remove it: it stays in our record, the next ksight command retries
 
     def __enter__(self) -> "Instance":
         return self
