@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ...errors import ParseError
 from ...fs import Root
-from .._text import require_complete, to_int
+from .._text import U64_MAX, require_complete, to_int
 
 PATH = "proc/PID/statm"
 
@@ -37,14 +37,18 @@ _new = object.__new__
 
 
 def parse(text: str, path: str = PATH) -> PidStatm:
-    require_complete(text, path)
+    if text[-1:] != "\n":
+        require_complete(text, path)
     toks = text.split()
     if len(toks) != 7:
         raise ParseError(path, 1, text.partition("\n")[0], f"expected 7 numbers, got {len(toks)}")
     digits = "".join(toks)  # %lu each: cheap strictness first, to_int names a bad one
-    if digits.isascii() and digits.isdigit() and max(map(len, toks)) < 20:
-        vals = map(int, toks)
-    else:
+    vals = None
+    if digits.isascii() and digits.isdigit() and len(digits) < 4000:
+        vals = list(map(int, toks))
+        if max(vals) > U64_MAX:
+            vals = None
+    if vals is None:
         line = text.partition("\n")[0]
         vals = [to_int(t, path, 1, line) for t in toks]
     o = _new(PidStatm)  # filled through __dict__: cheaper than the frozen __init__ (hot path)
