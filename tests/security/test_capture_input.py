@@ -561,3 +561,36 @@ def test_megabyte_manifest_reason_is_clipped(capdir, capsys):
     _put(capdir, m)
     rc, out, err = cli(capsys, "check", "-v", "--json", "--from", str(capdir))
     assert len(out) + len(err) < 100_000
+
+
+# -- what an archive keeps: memory, then a private temp file, then refusals ----------------------
+
+def test_archive_spills_to_a_private_temp_file_and_keeps_a_total_budget(tmp_path, monkeypatch):
+    from ksight.fs import archive
+
+    data = _plain_tar(tmp_path)
+    p = tmp_path / "a.tar"
+    p.write_bytes(data)
+    whole = ArchiveRoot(str(p))
+    monkeypatch.setattr(archive, "MEMORY_BYTES", 4096)
+    spilled = ArchiveRoot(str(p))
+    assert any(isinstance(v, tuple) for v in spilled.files.values())
+    assert os.fstat(spilled._spill.fileno()).st_nlink == 0  # unlinked: nothing left behind
+    for name in ("0001/proc/meminfo", "0001/proc/vmstat", "0000/proc/uptime"):
+        assert spilled.read_bytes(name) == whole.read_bytes(name)
+    monkeypatch.setattr(archive, "MAX_CAPTURE_BYTES", 100_000)
+    budget = ArchiveRoot(str(p))
+    assert budget._kept <= 100_000 and budget.refused
+    name = next(iter(budget.refused))
+    with pytest.raises(Unavailable, match="MAX_CAPTURE_BYTES"):
+        budget.read_bytes(name)
+
+
+def test_capture_folder_total_budget(capdir, monkeypatch):
+    from ksight.fs import root as rootmod
+
+    monkeypatch.setattr(rootmod, "MAX_CAPTURE_BYTES", 10_000)
+    r = DirRoot(str(capdir))
+    with pytest.raises(Unavailable, match="MAX_CAPTURE_BYTES"):
+        for _ in range(100):
+            r.read_bytes("0000/proc/meminfo")
