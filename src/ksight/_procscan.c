@@ -7,9 +7,12 @@
  * non-ASCII where it matters, a status layout that makes the Python parser take its general
  * path) returns a code for that PID, and Python redoes the PID on its own careful path.
  *
- * scan(base, pids, live, spec, with_statm=True) -> list, one entry per pid:
+ * scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list,
+ * one entry per pid:
  *   (PidStat, PidStatm, PidStatus)   all three read and parsed
  *   (PidStat, None, PidStatus)       with_statm=False: statm not read (status holds its values)
+ *   (..., (inode, ...))              with_sockets: a 4th item, the socket inodes of proc/PID/fd
+ *                                    (as sources/proc_pid/fd.py socket_inodes gives them)
  *   int > 0                          errno of an open/read (Python re-reads through the Root)
  *   int < 0                          PARSE (-1): not the plain form; BIG (-2): over the buffer
  * base: the root directory ("/" live). live=False (a capture tree): no symbolic link is
@@ -23,14 +26,28 @@
  *   stat_required: fewer tokens than this is malformed; missing picked tokens are None;
  *   status_none: {field: None} for every PidStatus field (copied, then filled);
  *   status_typed: ((b"\nKey:", attr, kind), ...), kind 0 int, 1 "N kB", 2 ids, 3 state letter.
+ * cache (live only): {pid: (stat fd, status fd)} of files kept open from one scan to the next;
+ * a kept file is read again with pread at offset 0 (a seq_file regenerates its text), which
+ * saves the path walk, open and close (~7 ms of kernel time per 1,000 processes). At most `room`
+ * new fds are kept in this call. A kept fd of an exited process reads ESRCH (the open file holds
+ * the struct pid, so a reused PID number never reads another process's data): it is closed and
+ * the path opened again; a text that does not name the PID drops the entry. The caller
+ * (collect/processes.py) owns the dict: it evicts PIDs no longer listed and closes their fds,
+ * and never lets two scans use it at once.
  * The GIL is released while a PID's files are read and parsed into C structs; Python objects
  * are built after.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -136,23 +153,21 @@ static void strip_ws(const char **s, size_t *n) {
 
 /* ---- reading --------------------------------------------------------------------------- */
 
-/* Read dirfd/name to EOF into buf. 0, an errno, or CODE_BIG. */
-static int read_file(int dirfd, const char *name, int live, char *buf, size_t cap, size_t *len) {
-    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | (live ? 0 : O_NOFOLLOW));
-    if (fd < 0)
-        return errno ? errno : EIO;
+/* Read fd from offset 0 to EOF into buf (pread: the file offset is not used, and a seq_file
+ * regenerates its text on a read at offset 0). 0, an errno, or CODE_BIG. */
+static int read_fd(int fd, int live, char *buf, size_t cap, size_t *len) {
     size_t n = 0;
     int rc = 0;
     for (;;) {
         if (n == cap) {
             char c;
-            ssize_t r = read(fd, &c, 1);
+            ssize_t r = pread(fd, &c, 1, (off_t)n);
             if (r < 0 && errno == EINTR)
                 continue;
             rc = r == 0 ? 0 : (r < 0 ? errno : CODE_BIG);
             break;
         }
-        ssize_t r = read(fd, buf + n, cap - n);
+        ssize_t r = pread(fd, buf + n, cap - n, (off_t)n);
         if (r < 0) {
             if (errno == EINTR)
                 continue;
@@ -166,9 +181,46 @@ static int read_file(int dirfd, const char *name, int live, char *buf, size_t ca
         if (live && (size_t)r < asked)
             break; /* a single_open seq_file printed all of it in one read */
     }
-    close(fd);
     *len = n;
     return rc;
+}
+
+/* Read dirfd/name to EOF into buf. 0, an errno, or CODE_BIG. With keep (not NULL), the fd is
+ * left open in *keep after a read without error (the caller keeps it for the next scan). */
+static int read_file(int dirfd, const char *name, int live, char *buf, size_t cap, size_t *len,
+                     int *keep) {
+    int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | (live ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return errno ? errno : EIO;
+    int rc = read_fd(fd, live, buf, cap, len);
+    if (keep && !rc)
+        *keep = fd;
+    else
+        close(fd);
+    return rc;
+}
+
+/* A kept fd of this PID's file (stat or status): read it again; `mark` is what the text must hold
+ * for this PID ("PID (" at the start of stat, "\nPid:\tPID\n" in status). 1: read, the text is
+ * in buf; 0: not usable, *kfd is -1 now and the file must be opened again. A read error or an
+ * empty read (the process is gone: the kernel answers ESRCH, never another process's data, even
+ * when the PID number is reused, since the open file holds the struct pid) closes the fd; a text
+ * that is not this PID's (the fd number closed and reused behind our back) drops it unclosed. */
+static int read_kept(int *kfd, char *buf, size_t cap, size_t *len, const char *mark,
+                     size_t mark_n, int at_start) {
+    int rc = read_fd(*kfd, 1, buf, cap, len);
+    if (rc || *len == 0) {
+        close(*kfd);
+        *kfd = -1;
+        return 0;
+    }
+    int ok = at_start ? (*len >= mark_n && memcmp(buf, mark, mark_n) == 0)
+                      : memmem(buf, *len, mark, mark_n) != NULL;
+    if (!ok) {
+        *kfd = -1;
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- parsing (no Python objects, no GIL) ------------------------------------------------ */
@@ -184,6 +236,8 @@ typedef struct {
 
 static int parse_stat(const char *t, size_t n, const Py_ssize_t *pick, int npick, int required,
                       stat_res *r) {
+    if (!n || t[n - 1] != '\n')
+        return CODE_PARSE; /* cut short (sources/_text.py require_complete): Python says why */
     const char *lp = memchr(t, '(', n);
     const char *rp = NULL;
     for (size_t i = n; i > 0; i--)
@@ -236,7 +290,7 @@ static int parse_stat(const char *t, size_t n, const Py_ssize_t *pick, int npick
 }
 
 static int parse_statm(const char *t, size_t n, num_t out[7]) {
-    if (!all_ascii(t, n))
+    if (!n || t[n - 1] != '\n' || !all_ascii(t, n))
         return CODE_PARSE;
     const char *tok[8];
     size_t tl[8];
@@ -476,43 +530,196 @@ fail:
 /* ---- scan --------------------------------------------------------------------------------- */
 
 typedef struct {
+    char name[32]; /* the fd's name in proc/PID/fd ("12") */
+    unsigned long long ino;
+} sock_ent;
+
+typedef struct {
     char stat[SMALL_BUF], statm[SMALL_BUF], status[STATUS_BUF];
     size_t stat_n, statm_n, status_n;
     stat_res st;
     num_t sm[7];
     status_res ss;
+    sock_ent *socks; /* with_sockets: the socket fds, sorted by name as Root.listdir sorts */
+    size_t nsocks, cap_socks;
 } pid_work;
 
-/* Read and parse one PID (no GIL). 0 or a code. */
-static int do_pid(int procfd, long pid, int live, int with_statm, pid_work *w,
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const sock_ent *)a)->name, ((const sock_ent *)b)->name);
+}
+
+#define SOCK_PREFIX "socket:["
+#define SOCK_PREFIX_N 8
+
+/* The socket inodes of dirfd/fd as sources/proc_pid/fd.py socket_inodes gives them: every fd
+ * link read (one that cannot be read is skipped: closed meanwhile), "socket:[N]" kept, in the
+ * order of the sorted names. 0 or a code: an errno of the directory (Python says why), CODE_PARSE
+ * for a target Python might read otherwise (non-ASCII or more than 19 digits between the
+ * brackets, a name too long), ESRCH when nothing was read from a non-empty directory and the
+ * PID is gone (as fd.py checks). */
+static int read_socks(int procfd, int dirfd, const char *fdpath, const char *pidname, int live,
+                      pid_work *w) {
+    w->nsocks = 0;
+    int fd = openat(dirfd, fdpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC | (live ? 0 : O_NOFOLLOW));
+    if (fd < 0)
+        return errno ? errno : EIO;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        int e = errno ? errno : EIO;
+        close(fd);
+        return e;
+    }
+    int rc = 0;
+    size_t names = 0;
+    char target[64];
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (!de) {
+            if (errno)
+                rc = errno;
+            break;
+        }
+        const char *nm = de->d_name;
+        if (nm[0] == '.' && (nm[1] == 0 || (nm[1] == '.' && nm[2] == 0)))
+            continue;
+        names++;
+        ssize_t t = readlinkat(fd, nm, target, sizeof target);
+        if (t < 0)
+            continue; /* closed between the listing and the readlink (or not a link) */
+        if (t < SOCK_PREFIX_N || memcmp(target, SOCK_PREFIX, SOCK_PREFIX_N) != 0)
+            continue;
+        if ((size_t)t == sizeof target) {
+            rc = CODE_PARSE; /* longer than any inode number: Python reads it whole */
+            break;
+        }
+        /* "socket:[" digits "]" */
+        size_t a = SOCK_PREFIX_N, z = (size_t)t;
+        int plain = z > a + 1 && target[z - 1] == ']';
+        unsigned long long ino = 0;
+        if (plain) {
+            z--;
+            if (z - a > 19)
+                plain = -1;
+            for (size_t i = a; plain == 1 && i < z; i++) {
+                unsigned char c = (unsigned char)target[i];
+                if (c >= 0x80)
+                    plain = -1;
+                else if (c < '0' || c > '9')
+                    plain = 0;
+                else
+                    ino = ino * 10 + (unsigned long long)(c - '0');
+            }
+        } else {
+            for (size_t i = a; i < z; i++)
+                if ((unsigned char)target[i] >= 0x80)
+                    plain = -1;
+        }
+        if (plain < 0) {
+            rc = CODE_PARSE;
+            break;
+        }
+        if (!plain)
+            continue;
+        if (strlen(nm) >= sizeof w->socks[0].name) {
+            rc = CODE_PARSE;
+            break;
+        }
+        if (w->nsocks == w->cap_socks) {
+            size_t cap = w->cap_socks ? w->cap_socks * 2 : 64;
+            sock_ent *p = PyMem_RawRealloc(w->socks, cap * sizeof *p);
+            if (!p) {
+                rc = ENOMEM;
+                break;
+            }
+            w->socks = p;
+            w->cap_socks = cap;
+        }
+        strcpy(w->socks[w->nsocks].name, nm);
+        w->socks[w->nsocks].ino = ino;
+        w->nsocks++;
+    }
+    closedir(d);
+    if (rc)
+        return rc;
+    if (!w->nsocks && names && live) {
+        struct stat sb;
+        if (fstatat(procfd, pidname, &sb, 0) < 0)
+            return ESRCH; /* gone: Python counts it */
+    }
+    if (w->nsocks > 1)
+        qsort(w->socks, w->nsocks, sizeof *w->socks, by_name);
+    return 0;
+}
+
+/* Read and parse one PID (no GIL). 0 or a code. kept: the PID's kept fds of stat and status
+ * (-1: none), updated: what to keep now; *room: how many more fds may be kept. */
+static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks, pid_work *w,
                   const Py_ssize_t *pick, int npick, int required, const typed_t *typed,
-                  int ntyped) {
+                  int ntyped, int kept[2], long *room) {
     char name[48];
     int dirfd = procfd, rc;
-    const char *f_stat = "stat", *f_statm = "statm", *f_status = "status";
-    char p_stat[40], p_statm[40], p_status[40];
+    const char *f_stat = "stat", *f_statm = "statm", *f_status = "status", *f_fd = "fd";
+    char p_stat[40], p_statm[40], p_status[40], p_fd[40];
+    snprintf(name, sizeof name, "%ld", pid);
     if (live) {
         /* one openat per file, the path relative to proc/ (as open("/proc/PID/stat")) */
         snprintf(p_stat, sizeof p_stat, "%ld/stat", pid);
         snprintf(p_statm, sizeof p_statm, "%ld/statm", pid);
         snprintf(p_status, sizeof p_status, "%ld/status", pid);
+        snprintf(p_fd, sizeof p_fd, "%ld/fd", pid);
         f_stat = p_stat;
         f_statm = p_statm;
         f_status = p_status;
+        f_fd = p_fd;
     } else {
         /* a capture tree: the PID directory itself must not be a link either */
-        snprintf(name, sizeof name, "%ld", pid);
         dirfd = openat(procfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dirfd < 0)
             return errno ? errno : EIO;
     }
-    rc = read_file(dirfd, f_stat, live, w->stat, sizeof w->stat, &w->stat_n);
+    char mark_stat[32], mark_status[40];
+    size_t mark_stat_n = (size_t)snprintf(mark_stat, sizeof mark_stat, "%ld (", pid);
+    size_t mark_status_n = (size_t)snprintf(mark_status, sizeof mark_status, "\nPid:\t%ld\n", pid);
+    int got_stat = kept[0] >= 0 &&
+                   read_kept(&kept[0], w->stat, sizeof w->stat, &w->stat_n, mark_stat, mark_stat_n, 1);
+    rc = 0;
+    if (!got_stat) {
+        int keep = -1;
+        rc = read_file(dirfd, f_stat, live, w->stat, sizeof w->stat, &w->stat_n,
+                       live && *room > 0 ? &keep : NULL);
+        if (keep >= 0) {
+            kept[0] = keep;
+            (*room)--;
+        }
+    }
     if (!rc && with_statm)
-        rc = read_file(dirfd, f_statm, live, w->statm, sizeof w->statm, &w->statm_n);
-    if (!rc)
-        rc = read_file(dirfd, f_status, live, w->status, sizeof w->status, &w->status_n);
+        rc = read_file(dirfd, f_statm, live, w->statm, sizeof w->statm, &w->statm_n, NULL);
+    if (!rc) {
+        int got_status = kept[1] >= 0 && read_kept(&kept[1], w->status, sizeof w->status,
+                                                   &w->status_n, mark_status, mark_status_n, 0);
+        if (!got_status) {
+            int keep = -1;
+            rc = read_file(dirfd, f_status, live, w->status, sizeof w->status, &w->status_n,
+                           live && *room > 0 ? &keep : NULL);
+            if (keep >= 0) {
+                kept[1] = keep;
+                (*room)--;
+            }
+        }
+    }
+    if (!rc && with_socks)
+        rc = read_socks(procfd, dirfd, f_fd, name, live, w);
     if (!live)
         close(dirfd);
+    if (rc > 0) {
+        /* a read failed (the process gone, most often): keep nothing of it */
+        for (int k = 0; k < 2; k++)
+            if (kept[k] >= 0) {
+                close(kept[k]);
+                kept[k] = -1;
+            }
+    }
     if (rc)
         return rc;
     rc = parse_stat(w->stat, w->stat_n, pick, npick, required, &w->st);
@@ -526,11 +733,18 @@ static int do_pid(int procfd, long pid, int live, int with_statm, pid_work *w,
 static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
-    PyObject *pids, *spec;
-    int live, with_statm = 1;
-    if (!PyArg_ParseTuple(args, "sOpO!|p:scan", &base, &pids, &live, &PyTuple_Type, &spec,
-                          &with_statm))
+    PyObject *pids, *spec, *cache = Py_None;
+    int live, with_statm = 1, with_socks = 0;
+    long room = 0;
+    if (!PyArg_ParseTuple(args, "sOpO!|ppOl:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm, &with_socks, &cache, &room))
         return NULL;
+    if (cache != Py_None && !PyDict_CheckExact(cache)) {
+        PyErr_SetString(PyExc_TypeError, "scan: cache must be a dict or None");
+        return NULL;
+    }
+    if (cache == Py_None || !live)
+        room = 0;
     builders b;
     PyObject *pick_t, *typed_t_obj;
     int required;
@@ -585,6 +799,10 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     PyObject *out = PyList_New(n);
     pid_work *w = PyMem_RawMalloc(sizeof *w);
     int procfd = -1, err = 0;
+    if (w) {
+        w->socks = NULL;
+        w->nsocks = w->cap_socks = 0;
+    }
     if (!out || !w)
         goto fail;
 
@@ -614,19 +832,55 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     PyMem_RawFree(procdir);
 
     for (Py_ssize_t i = 0; i < n; i++) {
-        long pid = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        PyObject *pidobj = PySequence_Fast_GET_ITEM(seq, i);
+        long pid = PyLong_AsLong(pidobj);
         if (pid == -1 && PyErr_Occurred())
             goto fail;
         int rc;
+        int kept[2] = {-1, -1}, was[2] = {-1, -1};
         if (procfd < 0) {
             rc = err;
         } else if (pid < 0) {
             rc = ENOENT;
         } else {
+            if (cache != Py_None && live) {
+                /* the kept fds of this PID: (stat fd, status fd) */
+                PyObject *e = PyDict_GetItemWithError(cache, pidobj);
+                if (!e && PyErr_Occurred())
+                    goto fail;
+                if (e && PyTuple_CheckExact(e) && PyTuple_GET_SIZE(e) == 2) {
+                    kept[0] = was[0] = (int)PyLong_AsLong(PyTuple_GET_ITEM(e, 0));
+                    kept[1] = was[1] = (int)PyLong_AsLong(PyTuple_GET_ITEM(e, 1));
+                    if (PyErr_Occurred())
+                        goto fail;
+                }
+            }
             Py_BEGIN_ALLOW_THREADS
-            rc = do_pid(procfd, pid, live, with_statm, w, pick, (int)npick, required, typed,
-                        (int)ntyped);
+            rc = do_pid(procfd, pid, live, with_statm, with_socks, w, pick, (int)npick, required,
+                        typed, (int)ntyped, kept, &room);
             Py_END_ALLOW_THREADS
+            if (cache != Py_None && live && (kept[0] != was[0] || kept[1] != was[1])) {
+                int r2;
+                if (kept[0] < 0 && kept[1] < 0) {
+                    r2 = PyDict_DelItem(cache, pidobj);
+                    if (r2 < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
+                        PyErr_Clear();
+                        r2 = 0;
+                    }
+                } else {
+                    PyObject *t = Py_BuildValue("(ii)", kept[0], kept[1]);
+                    r2 = t ? PyDict_SetItem(cache, pidobj, t) : -1;
+                    Py_XDECREF(t);
+                }
+                if (r2 < 0) {
+                    /* the dict does not know them: do not leak them */
+                    if (kept[0] >= 0 && kept[0] != was[0])
+                        close(kept[0]);
+                    if (kept[1] >= 0 && kept[1] != was[1])
+                        close(kept[1]);
+                    goto fail;
+                }
+            }
         }
         PyObject *item;
         if (rc) {
@@ -636,10 +890,25 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
             PyObject *m = !a ? NULL : with_statm ? build_statm(&b, w->sm) : (Py_INCREF(Py_None), Py_None);
             PyObject *s = m ? build_status(&b, typed, (int)ntyped, w->status, w->status_n, &w->ss)
                             : NULL;
-            item = s ? PyTuple_Pack(3, a, m, s) : NULL;
+            PyObject *k = NULL;
+            if (s && with_socks) {
+                k = PyTuple_New((Py_ssize_t)w->nsocks);
+                for (size_t j = 0; k && j < w->nsocks; j++) {
+                    PyObject *x = PyLong_FromUnsignedLongLong(w->socks[j].ino);
+                    if (!x) {
+                        Py_CLEAR(k);
+                        break;
+                    }
+                    PyTuple_SET_ITEM(k, (Py_ssize_t)j, x);
+                }
+                item = k ? PyTuple_Pack(4, a, m, s, k) : NULL;
+            } else {
+                item = s ? PyTuple_Pack(3, a, m, s) : NULL;
+            }
             Py_XDECREF(a);
             Py_XDECREF(m);
             Py_XDECREF(s);
+            Py_XDECREF(k);
         }
         if (!item)
             goto fail;
@@ -647,12 +916,15 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     }
     if (procfd >= 0)
         close(procfd);
+    PyMem_RawFree(w->socks);
     PyMem_RawFree(w);
     Py_DECREF(seq);
     return out;
 fail:
     if (procfd >= 0)
         close(procfd);
+    if (w)
+        PyMem_RawFree(w->socks);
     PyMem_RawFree(w);
     Py_XDECREF(out);
     Py_DECREF(seq);
@@ -997,8 +1269,8 @@ fail:
 
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
-     "scan(base, pids, live, spec, with_statm=True) -> list: per PID (PidStat, PidStatm or None,\n"
-     "PidStatus), or an int\n"
+     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list:\n"
+     "per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
     {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
      "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"

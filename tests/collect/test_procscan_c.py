@@ -14,6 +14,7 @@ import glob
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -96,7 +97,7 @@ PCP_TREES = sorted(os.path.basename(p) for p in glob.glob(str(CORPORA / "pcp" / 
 def test_corpus_trees_same_both_ways(tree, detail):
     root = corpus_root("procfs") if tree == "procfs" else corpus_root("pcp", "unpacked", tree)
     py, c, calls = _both(root, page_size=4096, detail=detail)
-    assert all(a[-1] == ("statm" in detail) for a in calls)  # statm read only when asked
+    assert all(a[4] == ("statm" in detail) for a in calls)  # statm read only when asked
     assert calls and py[0]
     _assert_same(py, c)
     codes = _raw(root, py[0])
@@ -168,7 +169,7 @@ def test_plain_tree_parsed_in_c_with_independent_values(tmp_path):
 CASES = {
     # name: (stat, statm, status, what the C code answers: "tuple" or a code)
     "old-kernel-stat-44-fields": (STAT.rsplit(" ", 8)[0] + "\n", STATM, STATUS, "tuple"),
-    "stat-no-newline": (STAT.rstrip("\n"), STATM, STATUS, "tuple"),
+    "stat-no-newline": (STAT.rstrip("\n"), STATM, STATUS, "PARSE"),  # cut: Python says so
     "comm-with-parens-spaces-newline": (STAT.replace("(worker)", "(a) (b\n c) )"), STATM, STATUS, "tuple"),
     "comm-not-utf8": (STAT.encode().replace(b"worker", b"w\xe9\xff)"), STATM, STATUS, "tuple"),
     "stat-dash-field": (STAT.replace(" 777 ", " - "), STATM, STATUS, "tuple"),
@@ -412,3 +413,232 @@ def test_live_vanished_pid_is_counted(children):
     procs, missing = scan(LiveRoot(), pids=[children[0].pid, p.pid])
     assert set(procs) == {children[0].pid}
     assert [m.reason for m in missing] == ["1 processes exited during the scan"]
+
+
+# -- socket inodes in C (proc/PID/fd) -------------------------------------------------------------
+
+SOCKETS = ("stat", "status", "sockets")
+
+
+def _socket_pairs(n):
+    out = []
+    for _ in range(n):
+        out += socket.socketpair()
+    return out
+
+
+def test_live_socket_inodes_same_both_ways(children):
+    """The fd links read in C give what sources/proc_pid/fd.py gives (same inodes, same order),
+    for processes with sockets (us), without (sleep), a kernel thread and a zombie; and the
+    inodes are those fstat names (independent of both)."""
+    socks = _socket_pairs(20)
+    try:
+        me = os.getpid()
+        kthread = next(p for p in P.list_pids(LiveRoot())
+                       if p != 2 and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1] == "2")
+        pids = [me, children[0].pid, children[-1].pid, 2, kthread]
+        py, c, calls = _both(LiveRoot(), detail=SOCKETS, pids=pids)
+        assert calls and all(a[5] is True for a in calls)  # the sockets read in C
+        assert all(isinstance(r, tuple) and len(r) == 4
+                   for r in P._procscan.scan("/", pids, True, P._c_spec(), False, True))
+        for pid in pids:
+            assert c[0][pid].socket_inodes == py[0][pid].socket_inodes, pid
+        assert {os.fstat(s.fileno()).st_ino for s in socks} <= set(c[0][me].socket_inodes)
+        assert c[0][children[0].pid].socket_inodes == ()
+        assert c[0][children[-1].pid].socket_inodes == () and c[0][children[-1].pid].stat.state == "Z"
+        assert c[0][2].socket_inodes == ()
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _tree_with_fds(tmp_path, links):
+    root = _tree(tmp_path)
+    fd = tmp_path / "proc" / "4242" / "fd"
+    fd.mkdir()
+    for name, target in links.items():
+        os.symlink(target, fd / name)
+    return root
+
+
+@pytest.mark.parametrize("links, in_c", [
+    ({"0": "/dev/null", "1": "socket:[123]", "10": "socket:[77]", "2": "pipe:[5]"}, True),
+    ({"3": "socket:[]", "4": "socket:[12a]", "5": "socket:[9", "6": "socket:[ 9]"}, True),
+    ({"3": "socket:[\u0663]"}, False),  # an Arabic-Indic digit: str.isdigit() says yes
+    ({"3": "socket:[" + "9" * 25 + "]"}, False),  # more than 64 bits: Python's int
+    ({}, True),
+])
+def test_socket_inodes_in_a_tree_same_both_ways(tmp_path, links, in_c):
+    root = _tree_with_fds(tmp_path, links)
+    py, c, calls = _both(root, detail=SOCKETS)
+    _assert_same(py, c)
+    assert c[0][4242].socket_inodes == py[0][4242].socket_inodes
+    raw = P._procscan.scan(root.base, [4242], False, P._c_spec(), False, True)[0]
+    assert isinstance(raw, tuple) == in_c, raw
+    if links == {"0": "/dev/null", "1": "socket:[123]", "10": "socket:[77]", "2": "pipe:[5]"}:
+        assert raw[3] == (123, 77)  # sorted by name: "1" < "10" < "2"
+
+
+def test_socket_inodes_unreadable_fd_dir_goes_to_python(tmp_path):
+    root = _tree(tmp_path)  # no fd directory at all
+    py, c, _ = _both(root, detail=SOCKETS)
+    _assert_same(py, c)
+    assert P._procscan.scan(root.base, [4242], False, P._c_spec(), False, True)[0] == errno.ENOENT
+    assert c[0][4242].socket_inodes is None and c[0][4242].missing
+
+
+# -- kept procfs fds between scans ----------------------------------------------------------------
+
+def _kept_here():
+    return P._kept.get("/", {})
+
+
+def test_kept_fds_read_again_same_as_python(children):
+    P.close_kept()
+    pids = [p.pid for p in children]
+    first = scan(LiveRoot(), pids=pids)
+    kept = _kept_here()
+    assert set(kept) == set(pids)  # the zombie's stat and status open too
+    for pid, (a, b) in kept.items():
+        assert os.readlink(f"/proc/self/fd/{a}") == f"/proc/{pid}/stat"
+        assert os.readlink(f"/proc/self/fd/{b}") == f"/proc/{pid}/status"
+    again = scan(LiveRoot(), pids=pids)  # from the kept fds
+    assert _kept_here() == kept
+    py = scan(LiveRoot(), pids=pids, c_path=False)
+    for pid in pids:
+        a, b, c = _dump(first[0][pid]), _dump(again[0][pid]), _dump(py[0][pid])
+        for d in (a, b, c):
+            d["stat"][1].pop("processor")
+        assert a == b == c, pid
+    P.close_kept()
+    assert P.kept_fds() == 0
+    for a, b in kept.values():
+        with pytest.raises(OSError):
+            os.readlink(f"/proc/self/fd/{a}")
+
+
+def test_kept_fd_of_exited_process_reads_esrch_even_when_the_pid_is_reused():
+    """The kernel's side of the kept fds: an open /proc/PID/stat of a reaped process answers
+    ESRCH, also once another process got the same PID (forced with ns_last_pid)."""
+    if os.geteuid() != 0:
+        pytest.skip("ns_last_pid needs root")
+    a = subprocess.Popen(["sleep", CHILD_SECONDS])
+    fd = os.open(f"/proc/{a.pid}/stat", os.O_RDONLY)
+    b = None
+    try:
+        assert os.pread(fd, 4096, 0).startswith(f"{a.pid} (sleep)".encode())
+        a.kill()
+        a.wait()
+        with pytest.raises(ProcessLookupError):
+            os.pread(fd, 4096, 0)
+        for _ in range(5):  # another fork may take the PID first: retry a few times
+            with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+                f.write(str(a.pid - 1))
+            b = subprocess.Popen(["cat"], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+            if b.pid == a.pid:
+                break
+            b.kill()
+            b.wait()
+            b = None
+        if b is None:
+            pytest.skip("could not get the same PID again")
+        with pytest.raises(ProcessLookupError):
+            os.pread(fd, 4096, 0)
+        # and the scan, with a kept fd of the old process, reads the new one
+        P.close_kept()
+        old = {a.pid: (os.open("/proc/self/stat", os.O_RDONLY), -1)}
+        os.close(old[a.pid][0])  # stand-in closed: use the real stale fd instead
+        P._kept["/"] = {a.pid: (os.dup(fd), -1)}
+        deadline = time.monotonic() + 5
+        while open(f"/proc/{b.pid}/comm").read().strip() != "cat" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        procs, missing = scan(LiveRoot(), pids=[b.pid])
+        assert procs[b.pid].comm == "cat" and not missing
+        (s, st) = _kept_here()[b.pid]
+        assert os.pread(s, 4096, 0).startswith(f"{b.pid} (cat)".encode())
+    finally:
+        os.close(fd)
+        P.close_kept()
+        if b is not None:
+            b.kill()
+            b.wait()
+        if a.poll() is None:
+            a.kill()
+            a.wait()
+
+
+def test_kept_fds_of_exited_processes_are_closed(children):
+    P.close_kept()
+    p = subprocess.Popen(["sleep", CHILD_SECONDS])
+    try:
+        scan(LiveRoot(), pids=[children[0].pid, p.pid])
+        fds = _kept_here()[p.pid]
+        p.kill()
+        p.wait()
+        procs, missing = scan(LiveRoot(), pids=[children[0].pid, p.pid])
+        assert set(procs) == {children[0].pid}
+        assert [m.reason for m in missing] == ["1 processes exited during the scan"]
+        assert p.pid not in _kept_here()
+        for fd in fds:  # closed by the C code (the ESRCH read)
+            with pytest.raises(OSError):
+                os.readlink(f"/proc/self/fd/{fd}")
+        # a full scan drops the PIDs it no longer lists
+        _kept_here()[10 ** 7] = (os.open("/dev/null", os.O_RDONLY), -1)
+        scan(LiveRoot())
+        assert 10 ** 7 not in _kept_here()
+    finally:
+        P.close_kept()
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def test_kept_fd_naming_another_pid_is_dropped_unclosed(children):
+    """A kept fd number that now names another file (closed and reused behind our back) is not
+    trusted: the PID's own file is read, and the fd is left alone (it is not ours any more)."""
+    P.close_kept()
+    me, kid = os.getpid(), children[0].pid
+    wrong = (os.open(f"/proc/{me}/stat", os.O_RDONLY), os.open(f"/proc/{me}/status", os.O_RDONLY))
+    try:
+        P._kept["/"] = {kid: wrong}
+        procs, _ = scan(LiveRoot(), pids=[kid])
+        assert procs[kid].stat.pid == kid and procs[kid].status.tgid == kid
+        assert _kept_here()[kid] != wrong
+        for fd in wrong:
+            os.fstat(fd)  # still open
+    finally:
+        P.close_kept()
+        for fd in wrong:
+            os.close(fd)
+
+
+def test_kept_fds_are_bounded(children, monkeypatch):
+    P.close_kept()
+    monkeypatch.setattr(P, "KEEP_FDS_MAX", 10)
+    try:
+        scan(LiveRoot())
+        assert P.kept_fds() == 10
+        monkeypatch.setattr(P, "KEEP_FDS", False)
+        P.close_kept()
+        scan(LiveRoot())
+        assert P.kept_fds() == 0
+    finally:
+        P.close_kept()
+
+
+def test_forked_child_closes_its_copies(children):
+    P.close_kept()
+    scan(LiveRoot(), pids=[children[0].pid])
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its copies were closed by the at-fork hook
+        try:
+            os.write(w, str(P.kept_fds()).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 100)
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert got == b"0" and P.kept_fds() == 2
+    P.close_kept()

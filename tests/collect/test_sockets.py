@@ -317,3 +317,144 @@ def test_unreadable_namespace_links_are_reported(tmp_path):
     assert table.namespaces == (11,)
     (m,) = [m for m in missing if m.source == "sockets.netns"]
     assert m.reason.startswith("1 processes' network namespace unreadable (permission denied)")
+
+
+# -- the table from sock_diag alone (table_rows) against decode() and /proc/net/tcp ------------------
+
+def _rows_vs_decode(raw, byteorder=sys.byteorder, clk_tck=100):
+    """table_rows and decode on the same bytes: the same sockets, field by field."""
+    rows = sockdiag.table_rows(raw, byteorder, 7, clk_tck)
+    refs = [d for d in sockdiag.decode(raw, byteorder, 7) if d.state != "BOUND_INACTIVE"]
+    assert len(rows) == len(refs)
+    for r, d in zip(rows, refs):
+        assert set(r) == set(sockdiag.ROW_FIELDS)
+        assert (r["family"], r["local_addr"], r["local_port"], r["remote_addr"], r["remote_port"],
+                r["state"], r["uid"], r["inode"], r["cookie"], r["netns"]) == (
+            d.family, d.local_addr, d.local_port, d.remote_addr, d.remote_port, d.state, d.uid,
+            d.inode, d.cookie, 7)
+        assert r["rx_queue"] == d.rqueue and r["pid"] is None and r["comm"] is None
+        if d.state == "LISTEN":
+            assert (r["accept_queue"], r["backlog"], r["tx_queue"]) == (d.rqueue, d.wqueue, 0)
+            assert r["cwnd"] is None
+        else:
+            assert r["tx_queue"] == d.wqueue and r["backlog"] is None
+            for n in ("cwnd", "ssthresh", "rtt_us", "rttvar_us", "retrans", "total_retrans",
+                      "lost", "unacked", "snd_mss", "delivery_rate", "bytes_retrans"):
+                assert r[n] == (d.info[n] if d.info is not None else None), n
+        if d.info is not None:
+            assert r["retransmits"] == d.info["retransmits"]
+    return rows
+
+
+def test_table_rows_agree_with_decode_live():
+    with Loopback():
+        raws = sockdiag.query_raw(None)
+        for raw in raws.values():
+            assert isinstance(raw, bytes), raw
+            _rows_vs_decode(raw)
+        assert any(len(_rows_vs_decode(raw)) >= 7 for raw in raws.values())
+
+
+def test_table_rows_hand_built():
+    """Independent numbers: a keepalive timer (2) due in 12,345 ms is 1,234 ticks at USER_HZ 100
+    (/proc/net/tcp's unit); retransmits come from tcp_info (icsk_retransmits) when present, else
+    idiag_retrans; a short tcp_info leaves the newer fields None; a BOUND_INACTIVE row is dropped."""
+    def msg(state=1, timer=2, retrans=3, expires=12345, info=None, bo="<"):
+        body = bytes([2, state, timer, retrans]) + struct.pack(">HH", 8080, 443)
+        body += bytes([127, 0, 0, 1]) + bytes(12) + bytes([10, 0, 0, 2]) + bytes(12)
+        body += struct.pack(bo + "IIIIIIII", 0, 5, 0, expires, 5, 7, 1000, 4242)
+        if info is not None:
+            body += struct.pack(bo + "HH", 4 + len(info), 2) + info + bytes(-len(info) % 4)
+        return struct.pack(bo + "IHHII", 16 + len(body), 20, 2, 1, 0) + body
+
+    done = struct.pack("<IHHII", 20, 3, 2, 1, 0) + bytes(4)
+    info = bytearray(232)
+    info[2] = 1  # tcpi_retransmits
+    struct.pack_into("<I", info, 80, 10)  # cwnd
+    struct.pack_into("<Q", info, 208, 99)  # bytes_retrans
+    raw = msg() + msg(info=bytes(info)) + msg(info=bytes(info[:104])) + msg(state=13) + done
+    rows = _rows_vs_decode(raw)
+    assert len(rows) == 3
+    assert [(r["timer_active"], r["timer_expires_ticks"], r["retransmits"]) for r in rows] == [
+        (2, 1234, 3), (2, 1234, 1), (2, 1234, 1)]
+    assert (rows[1]["cwnd"], rows[1]["bytes_retrans"], rows[2]["cwnd"], rows[2]["bytes_retrans"]) == (
+        10, 99, 10, None)
+    assert (rows[0]["tx_queue"], rows[0]["rx_queue"], rows[0]["uid"]) == (7, 5, 1000)
+    assert sockdiag.table_rows(raw, clk_tck=1000)[0]["timer_expires_ticks"] == 12345
+    # a big-endian host's dump reads the same
+    be = (msg(bo=">", info=bytes(232)) + struct.pack(">IHHII", 20, 3, 2, 1, 0) + bytes(4))
+    (b,) = _rows_vs_decode(be, "big")
+    assert (b["local_port"], b["remote_addr"], b["uid"], b["timer_expires_ticks"]) == (8080, "10.0.0.2", 1000, 1234)
+    # what decode() refuses, table_rows refuses
+    for bad in (raw[:50], raw[:-20], msg()[:-8] + done):
+        with pytest.raises(ValueError):
+            sockdiag.decode(bad)
+        with pytest.raises(ValueError):
+            sockdiag.table_rows(bad)
+    err = struct.pack("<IHHII", 36, 2, 0, 1, 0) + struct.pack("<i", -22) + bytes(16)
+    for fn in (sockdiag.decode, sockdiag.table_rows):
+        with pytest.raises(OSError):
+            fn(err)
+
+
+_STABLE = ("family", "local_addr", "local_port", "remote_addr", "remote_port", "state", "tx_queue",
+           "rx_queue", "timer_active", "retransmits", "uid", "inode", "pid", "comm", "backlog",
+           "accept_queue", "cwnd", "ssthresh", "snd_mss", "total_retrans", "lost", "unacked",
+           "retrans", "netns", "cookie")
+
+
+def _stable(table, lb):
+    mine = {lb.listen_ino} | lb.client_inos
+    return sorted(tuple(getattr(s, f) for f in _STABLE) for s in table.sockets
+                  if s.inode in mine or (s.local_port == lb.port and s.state == "ESTABLISHED"))
+
+
+def test_table_from_sock_diag_is_the_proc_table(monkeypatch):
+    """Where sock_diag answers, /proc/net/tcp is not read; the table is the one the /proc join
+    gives (forced by making the fast decoder fail), and /proc/net/tcp itself agrees."""
+    from ksight.sources import net_tcp
+
+    with Loopback() as lb:
+        rec = RecordingRoot(LiveRoot())
+        fast, _ = _collect_settled(rec)
+        assert not any(p.endswith("/net/tcp") or p.endswith("/net/tcp6") for p in rec.files)
+        own = os.stat("/proc/self/ns/net").st_ino
+        assert own in fast.namespaces and fast.diag_available and fast.diag_reason is None
+
+        def broken(*a, **k):
+            raise ValueError("forced")
+
+        with monkeypatch.context() as m:
+            m.setattr(sockdiag, "table_rows", broken)
+            slow, _ = _collect_settled(LiveRoot())
+        assert _stable(fast, lb) == _stable(slow, lb) and len(_stable(fast, lb)) == 7
+        proc = {(s.inode, s.local_port, s.remote_port): s for s in net_tcp.read(LiveRoot()).sockets}
+        for s in fast.sockets:
+            if s.inode in lb.client_inos | {lb.listen_ino}:
+                p = proc[(s.inode, s.local_port, s.remote_port)]
+                assert (s.state, s.rx_queue, s.tx_queue, s.uid, s.timer_active, s.retransmits) == (
+                    p.state, p.rx_queue, p.tx_queue, p.uid, p.timer_active, p.retransmits)
+
+
+def test_capture_before_sock_diag_tables_still_replays_from_proc(tmp_path):
+    """A capture whose index does not say "table" (made before: it holds /proc/PID/net/tcp{,6}
+    too) is joined as then; a new capture replays from the dumps alone; both give the table."""
+    from ksight.sources import net_tcp
+
+    with Loopback() as lb:
+        rec = RecordingRoot(LiveRoot())
+        live, _ = _collect_settled(rec)
+        index = json.loads(rec.files["ksight/sock_diag/index.json"])
+        assert all(e.get("table") == "sock_diag" for e in index["namespaces"])
+        new = tmp_path / "new"
+        _write_tree(new, rec)
+        for e in index["namespaces"]:
+            e.pop("table")
+            net_tcp.read(rec, f"proc/{e['pid']}/net")  # what older captures hold as well
+        rec.files["ksight/sock_diag/index.json"] = json.dumps(index).encode()
+        old = tmp_path / "old"
+        _write_tree(old, rec)
+        from_dumps, _ = sockets.collect(DirRoot(str(new)))
+        from_proc, _ = sockets.collect(DirRoot(str(old)))
+    assert _stable(from_dumps, lb) == _stable(from_proc, lb) == _stable(live, lb)
+    assert len(_stable(live, lb)) == 7

@@ -3,6 +3,7 @@ capture, with the owning process, its namespace, and sock_diag's view from insid
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -12,6 +13,7 @@ import sys
 import pytest
 
 from ksight.collect import sockets
+from ksight.errors import Unavailable
 from ksight.fs import LiveRoot, open_root
 from ksight.store.capture import capture, open_capture
 
@@ -88,6 +90,11 @@ def test_socket_in_other_netns_live_and_captured(listener_in_netns, tmp_path, na
     stored = open_root(out)
     assert len(stored.read_bytes(f"0000/ksight/sock_diag/{ns}/inet4.bin")) > 0
     assert stored.readlink(f"0000/proc/{pid}/ns/net") == f"net:[{ns}]"
-    assert f":{port:04X} " in stored.read_text(f"0000/proc/{pid}/net/tcp")
+    # sock_diag answered in that namespace: its dumps are the table, /proc/PID/net/tcp is not read
+    index = json.loads(stored.read_bytes("0000/ksight/sock_diag/index.json"))
+    (entry,) = [e for e in index["namespaces"] if e["netns"] == ns]
+    assert entry["table"] == "sock_diag"
+    with pytest.raises(Unavailable):
+        stored.read_text(f"0000/proc/{pid}/net/tcp")
     snap = next(open_capture(out).snapshots(sources=["uptime"], processes=True, sockets=True))
     _check(snap.sockets, pid, port, ns, comm)

@@ -12,14 +12,18 @@ Captures hold the kernel's answer as it came, not our reading of it: the raw net
 dump go to the capture (fs.record_extra), and replay decodes them with the same `decode` the live
 path uses, so a later fix to the decoder also reaches old captures. Layout in a snapshot tree:
 
-    ksight/sock_diag/index.json              {"format": 2, "byteorder": "little",
+    ksight/sock_diag/index.json              {"format": 2, "byteorder": "little", "clk_tck": 100,
                                               "namespaces": [{"netns": 4026531992, "pid": 1,
+                                                "table": "sock_diag",
                                                 "families": {"inet": {"file": "<ns>/inet4.bin"},
                                                              "inet6": {"reason": "..."}}}]}
     ksight/sock_diag/<netns>/inet4.bin       the dump for AF_INET, every recv() appended
     ksight/sock_diag/<netns>/inet6.bin       the dump for AF_INET6
 
-(<netns> is "current" when the namespace could not be named.) Captures made before this layout
+(<netns> is "current" when the namespace could not be named.) "table": "sock_diag" says that every
+family decoded and the namespace's TCP table was built from the dumps alone (table_rows), so the
+capture holds no /proc/PID/net/tcp{,6} for it; without it (captures made before) replay joins the
+dumps to the /proc tables the capture holds. clk_tck converts idiag_expires (ms) to /proc's ticks. Captures made before this layout
 hold ksight/sock_diag.json (decoded sockets, format 1); they are still read.
 
 Why a hand-written decoder instead of pyroute2: inet_diag_msg is a fixed 72-byte struct followed
@@ -105,6 +109,10 @@ class DiagResult:
     available: bool
     reason: str | None
     sockets: tuple[DiagSock, ...] = field(default_factory=tuple)
+    # every family's dump decoded: the namespace's whole TCP table as ROW_FIELDS tuples
+    # (table_rows), and /proc/PID/net/tcp{,6} need not be read; None otherwise (then `sockets`
+    # holds what did decode, joined to the /proc tables by collect/sockets.py)
+    rows: tuple[dict, ...] | None = None
 
     def by_key(self) -> dict[tuple, DiagSock]:
         return {s.key(): s for s in self.sockets}
@@ -175,6 +183,162 @@ def decode(data: bytes, byteorder: str = sys.byteorder, netns: int | None = None
     raise ValueError("dump ends without NLMSG_DONE (truncated)")
 
 
+# --- the fast decoder: whole table rows --------------------------------------------------------
+
+# The sockets.Sock fields of each row table_rows() gives (a dict with exactly these keys; the
+# owner, pid and comm, is None and filled by collect/sockets.py). tcp_info fields by offset.
+_INFO_ORDER = tuple(sorted(TCP_INFO_FIELDS, key=lambda n: TCP_INFO_FIELDS[n][0]))
+ROW_FIELDS = ("family", "local_addr", "local_port", "remote_addr", "remote_port", "state",
+              "tx_queue", "rx_queue", "timer_active", "timer_expires_ticks", "retransmits", "uid",
+              "inode", "pid", "comm", "backlog", "accept_queue", "cwnd", "ssthresh", "rtt_us",
+              "rttvar_us", "retrans", "total_retrans", "lost", "unacked", "snd_mss",
+              "delivery_rate", "bytes_retrans", "netns", "cookie")
+assert _INFO_ORDER == ("retransmits", "snd_mss", "unacked", "lost", "retrans", "rtt_us",
+                       "rttvar_us", "ssthresh", "cwnd", "total_retrans", "delivery_rate",
+                       "bytes_retrans")
+BOUND_INACTIVE = 13  # bind() without listen() or connect(): sock_diag lists it, /proc/net/tcp not
+_STATE_NAMES = tuple(state_name(i) for i in range(256))
+_FAST: dict[str, tuple] = {}
+
+
+def _fast_structs(byteorder: str) -> tuple:
+    got = _FAST.get(byteorder)
+    if got is None:
+        bo = "<" if byteorder == "little" else ">"
+        fmt, pos = bo, 0
+        for name in _INFO_ORDER:
+            off, size = TCP_INFO_FIELDS[name]
+            fmt += f"{off - pos}x" if off > pos else ""
+            fmt += {1: "B", 4: "I", 8: "Q"}[size]
+            pos = off + size
+        info = struct.Struct(fmt)
+        got = _FAST[byteorder] = (struct.Struct(bo + "IH"), struct.Struct(bo + "BBBBHH16s16s8I"),
+                                  struct.Struct(bo + "HH"), info, info.size)
+    return got
+
+
+def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = None,
+               clk_tck: int = 100) -> list[dict]:
+    """The rows of the TCP table /proc/net/tcp{,6} would print, from the raw bytes of one dump:
+    dicts of ROW_FIELDS (sockets.Sock's fields, ready to be its __dict__), what decode() reads,
+    in the units of /proc/net/tcp. Same errors as decode().
+
+    Built for 10,000s of sockets (precompiled structs, one dict display per socket); decode()
+    stays the reference and tests/collect/test_sockets.py compares the two field by field.
+    Mapping to /proc/net/tcp's columns (net/ipv4/inet_diag.c, tcp_diag.c vs tcp_ipv4.c):
+    - rx_queue/tx_queue: idiag_rqueue/idiag_wqueue, the same expressions, except that a LISTEN
+      socket's wqueue is the backlog: tx_queue is 0 for it (write_seq - snd_una of a socket that
+      never sent) and rqueue/wqueue are also given as accept_queue/backlog.
+    - timer_active: idiag_timer (same codes); timer_expires_ticks: idiag_expires is in ms,
+      /proc prints USER_HZ ticks of the same jiffies delta (both clamp at 0): ms * clk_tck // 1000.
+    - retransmits: icsk_retransmits, which tcp_info carries for full sockets (idiag_retrans is
+      probes_out under a keepalive or zero-window timer); TIME_WAIT: 0 in both; NEW_SYN_RECV:
+      idiag_retrans (num_retrans; /proc prints num_timeout, equal unless a SYN-ACK timed out
+      without being resent).
+    - BOUND_INACTIVE sockets are left out: /proc/net/tcp does not list them.
+    - tcp_info fields (not in /proc/net/tcp) for connections, None for LISTEN, as before."""
+    hdr, msg, rta, info_s, info_n = _fast_structs(byteorder)
+    hdr_u, msg_u, rta_u, info_u = hdr.unpack_from, msg.unpack_from, rta.unpack_from, info_s.unpack_from
+    swap = byteorder == "little"
+    names = _STATE_NAMES
+    addrs: dict[bytes, str] = {}
+    ntop = socket.inet_ntop
+    out: list[tuple] = []
+    append = out.append
+    n = len(data)
+    off = 0
+    while off + _NLMSG_HDR <= n:
+        n_len, n_type = hdr_u(data, off)
+        end = off + n_len
+        if n_len < _NLMSG_HDR or end > n:
+            raise ValueError(f"netlink message length {n_len} at offset {off} overruns the dump")
+        if n_type == SOCK_DIAG_BY_FAMILY:
+            b = off + _NLMSG_HDR
+            if end - b < _DIAG_MSG:
+                raise ValueError(f"inet_diag_msg of {end - b} bytes (< {_DIAG_MSG})")
+            (af, st, timer, dretrans, sport, dport, src, dst, _if, c0, c1, exp, rq, wq, uid,
+             ino) = msg_u(data, b)
+            info = None
+            a = b + _DIAG_MSG
+            while a + 4 <= end:
+                rl, rt = rta_u(data, a)
+                if rl < 4 or a + rl > end:
+                    raise ValueError(f"attribute length {rl} at offset {a - b} overruns the message")
+                if rt & 0x3FFF == INET_DIAG_INFO:
+                    if rl - 4 >= info_n:
+                        info = info_u(data, a + 4)
+                    else:  # an older kernel's shorter tcp_info: what it holds, None past it
+                        d = tcp_info(data[a + 4:a + rl], byteorder)
+                        info = tuple(d[k] for k in _INFO_ORDER)
+                a += (rl + 3) & ~3
+            if st != BOUND_INACTIVE:
+                if swap:
+                    sport = ((sport & 0xFF) << 8) | (sport >> 8)
+                    dport = ((dport & 0xFF) << 8) | (dport >> 8)
+                if af == AF_INET:
+                    fam, k1, k2 = "inet", src[:4], dst[:4]
+                else:
+                    fam, k1, k2 = "inet6", src, dst
+                la = addrs.get(k1)
+                if la is None:
+                    la = addrs[k1] = ntop(af, k1)
+                ra = addrs.get(k2)
+                if ra is None:
+                    ra = addrs[k2] = ntop(af, k2)
+                cookie = c0 | (c1 << 32)
+                ticks = exp * clk_tck // 1000
+                # dict displays with constant keys: the cheapest way to build 10,000s of them
+                if st == LISTEN:
+                    append({"family": fam, "local_addr": la, "local_port": sport,
+                            "remote_addr": ra, "remote_port": dport, "state": "LISTEN",
+                            "tx_queue": 0, "rx_queue": rq, "timer_active": timer,
+                            "timer_expires_ticks": ticks,
+                            "retransmits": dretrans if info is None else info[0], "uid": uid,
+                            "inode": ino, "pid": None, "comm": None, "backlog": wq,
+                            "accept_queue": rq, "cwnd": None, "ssthresh": None, "rtt_us": None,
+                            "rttvar_us": None, "retrans": None, "total_retrans": None,
+                            "lost": None, "unacked": None, "snd_mss": None,
+                            "delivery_rate": None, "bytes_retrans": None, "netns": netns,
+                            "cookie": cookie})
+                elif info is None:
+                    append({"family": fam, "local_addr": la, "local_port": sport,
+                            "remote_addr": ra, "remote_port": dport, "state": names[st],
+                            "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
+                            "timer_expires_ticks": ticks, "retransmits": dretrans, "uid": uid,
+                            "inode": ino, "pid": None, "comm": None, "backlog": None,
+                            "accept_queue": None, "cwnd": None, "ssthresh": None,
+                            "rtt_us": None, "rttvar_us": None, "retrans": None,
+                            "total_retrans": None, "lost": None, "unacked": None,
+                            "snd_mss": None, "delivery_rate": None, "bytes_retrans": None,
+                            "netns": netns, "cookie": cookie})
+                else:
+                    (i_retransmits, i_snd_mss, i_unacked, i_lost, i_retrans, i_rtt, i_rttvar,
+                     i_ssthresh, i_cwnd, i_total, i_rate, i_bytes) = info
+                    append({"family": fam, "local_addr": la, "local_port": sport,
+                            "remote_addr": ra, "remote_port": dport, "state": names[st],
+                            "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
+                            "timer_expires_ticks": ticks, "retransmits": i_retransmits,
+                            "uid": uid, "inode": ino, "pid": None, "comm": None,
+                            "backlog": None, "accept_queue": None, "cwnd": i_cwnd,
+                            "ssthresh": i_ssthresh, "rtt_us": i_rtt, "rttvar_us": i_rttvar,
+                            "retrans": i_retrans, "total_retrans": i_total, "lost": i_lost,
+                            "unacked": i_unacked, "snd_mss": i_snd_mss, "delivery_rate": i_rate,
+                            "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie})
+        elif n_type == NLMSG_DONE:
+            return out
+        elif n_type == NLMSG_ERROR:
+            body = data[off + _NLMSG_HDR:end]
+            err = -struct.unpack_from(("<" if swap else ">") + "i", body, 0)[0] if len(body) >= 4 else 0
+            if err:
+                raise OSError(err, os.strerror(err))
+        off += (n_len + 3) & ~3
+    raise ValueError("dump ends without NLMSG_DONE (truncated)")
+
+
+AF_INET = socket.AF_INET
+LISTEN = 10
+
+
 # --- live ----------------------------------------------------------------------------------------
 
 def _request(af: int, seq: int) -> bytes:
@@ -184,10 +348,15 @@ def _request(af: int, seq: int) -> bytes:
                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req
 
 
+_HDR_NATIVE = struct.Struct("=IH")
+
+
 def _ended(chunk: bytes) -> bool:
     off = 0
-    while off + _NLMSG_HDR <= len(chunk):
-        n_len, n_type = struct.unpack_from("=IH", chunk, off)
+    hdr = _HDR_NATIVE.unpack_from
+    n = len(chunk)
+    while off + _NLMSG_HDR <= n:
+        n_len, n_type = hdr(chunk, off)
         if n_type in (NLMSG_DONE, NLMSG_ERROR):
             return True
         if n_len < _NLMSG_HDR:
@@ -248,38 +417,67 @@ def _result(families: dict[str, list[DiagSock] | str]) -> DiagResult:
     return DiagResult(ok, "; ".join(fails) or None, tuple(socks))
 
 
-def _collect_live(root: Root, namespaces: dict[int | None, int | None]) -> dict:
+def _decoded(raws: dict[str, bytes | str], bo: str, ns: int | None, clk_tck: int,
+             whole: bool) -> DiagResult:
+    """One namespace's result from its dumps (family -> raw bytes, or why there is none).
+    whole: build the table rows when every family decodes (then no DiagSock is made)."""
+    if whole and all(not isinstance(raws.get(name), str) for name, _, _ in FAMILIES):
+        try:
+            rows: list[tuple] = []
+            for name, _af, _f in FAMILIES:
+                rows += table_rows(raws[name], bo, ns, clk_tck)
+            return DiagResult(True, None, (), tuple(rows))
+        except (ValueError, OSError):
+            pass  # said per family below
+    fams: dict[str, list[DiagSock] | str] = {}
+    for name, raw in raws.items():
+        if isinstance(raw, str):
+            fams[name] = raw
+            continue
+        try:
+            fams[name] = decode(raw, bo, ns)
+        except (ValueError, OSError) as exc:
+            fams[name] = f"sock_diag answer not understood: {exc}"
+    return _result(fams)
+
+
+def _collect_live(root: Root, namespaces: dict) -> dict:
     from ..fs import netns as fsns
 
     try:
         own = fsns.current()
     except OSError:
         own = None
+    clk_tck = os.sysconf("SC_CLK_TCK")
     results: dict[int | None, DiagResult] = {}
-    index = {"format": FORMAT, "byteorder": sys.byteorder, "namespaces": []}
-    for ns, pid in namespaces.items():
+    index = {"format": FORMAT, "byteorder": sys.byteorder, "clk_tck": clk_tck, "namespaces": []}
+    for ns, pids in namespaces.items():
+        if not isinstance(pids, (list, tuple)):
+            pids = [pids]
+        raws: dict[str, bytes | str] = {}
+        pid = pids[0] if pids else None
+        for pid in pids or [None]:  # the first process of the namespace still there
+            try:
+                raws = query_raw(None if ns is None or ns == own else pid)
+                break
+            except Unavailable as u:
+                raws = {name: f"cannot enter the namespace ({u.reason})" for name, _, _ in FAMILIES}
+            except OSError as exc:
+                raws = {name: f"sock_diag failed: {type(exc).__name__}: {exc}"
+                        for name, _, _ in FAMILIES}
+                break
         entry: dict = {"netns": ns, "pid": pid, "families": {}}
-        fams: dict[str, list[DiagSock] | str] = {}
-        try:
-            raws = query_raw(None if ns is None or ns == own else pid)
-        except Unavailable as u:
-            raws = {name: f"cannot enter the namespace ({u.reason})" for name, _, _ in FAMILIES}
-        except OSError as exc:
-            raws = {name: f"sock_diag failed: {type(exc).__name__}: {exc}" for name, _, _ in FAMILIES}
         for name, _af, fname in FAMILIES:
             raw = raws.get(name, "not asked")
             if isinstance(raw, str):
-                fams[name] = raw
                 entry["families"][name] = {"reason": raw}
                 continue
             path = f"{_ns_dir(ns)}/{fname}"
             record_extra(root, f"{CAPTURE_DIR}/{path}", raw)
             entry["families"][name] = {"file": path}
-            try:
-                fams[name] = decode(raw, sys.byteorder, ns)
-            except (ValueError, OSError) as exc:
-                fams[name] = f"sock_diag answer not understood: {exc}"
-        results[ns] = _result(fams)
+        r = results[ns] = _decoded(raws, sys.byteorder, ns, clk_tck, True)
+        if r.rows is not None:
+            entry["table"] = "sock_diag"  # /proc/PID/net/tcp{,6} not read: replay uses the dumps
         index["namespaces"].append(entry)
     record_extra(root, INDEX_PATH, json.dumps(index, indent=1).encode())
     return results
@@ -295,23 +493,28 @@ def _collect_replay(root: Root) -> dict[int | None, DiagResult]:
     except ValueError as exc:
         return {None: DiagResult(False, f"{INDEX_PATH} is malformed ({exc})")}
     bo = index.get("byteorder") or "little"
+    clk_tck = index.get("clk_tck") or 100  # USER_HZ: 100 wherever Linux runs but alpha
     results: dict[int | None, DiagResult] = {}
     for entry in index["namespaces"]:
         ns = entry.get("netns") if isinstance(entry, dict) else None
-        fams: dict[str, list[DiagSock] | str] = {}
-        for name, spec in ((entry or {}).get("families") or {}).items():
+        raws: dict[str, bytes | str] = {}
+        families = ((entry or {}).get("families") or {}) if isinstance(entry, dict) else {}
+        for name, spec in families.items():
             if not isinstance(spec, dict):
-                fams[name] = "malformed index entry"
+                raws[name] = "malformed index entry"
             elif "file" in spec:
                 try:
-                    fams[name] = decode(root.read_bytes(f"{CAPTURE_DIR}/{spec['file']}"), bo, ns)
+                    raws[name] = root.read_bytes(f"{CAPTURE_DIR}/{spec['file']}")
                 except Unavailable as u:
-                    fams[name] = f"dump not in capture ({u.reason})"
-                except (ValueError, OSError) as exc:
-                    fams[name] = f"sock_diag answer not understood: {exc}"
+                    raws[name] = f"dump not in capture ({u.reason})"
             else:
-                fams[name] = str(spec.get("reason") or "unavailable")
-        results[ns] = _result(fams) if fams else DiagResult(False, "no families in capture")
+                raws[name] = str(spec.get("reason") or "unavailable")
+        if not raws:
+            results[ns] = DiagResult(False, "no families in capture")
+            continue
+        # captures before "table" read /proc/PID/net/tcp{,6} as well: they are joined as then
+        whole = entry.get("table") == "sock_diag"
+        results[ns] = _decoded(raws, bo, ns, clk_tck, whole)
     return results
 
 
@@ -335,8 +538,11 @@ def from_json(data: bytes) -> DiagResult:
 def collect(root: Root, namespaces: dict[int | None, int | None] | None = None,
             ) -> dict[int | None, DiagResult]:
     """netns inode -> DiagResult. Live: ask the kernel in each namespace of `namespaces` (netns
-    inode -> a pid inside it, whose /proc/PID/ns/net is entered; {None: None}, the default, is our
-    own namespace) and record the raw answers for a capture. Not live: decode what the capture
+    inode -> a pid inside it, or a list of them tried in turn until one can be entered, whose
+    /proc/PID/ns/net is entered; {None: None}, the default, is our own namespace) and record the
+    raw answers for a capture. Where every family's dump decodes, the result carries the whole
+    table (DiagResult.rows) and the index says so ("table": "sock_diag"), so that replay takes the
+    table from the dumps too. Not live: decode what the capture
     holds (`namespaces` is then ignored); a capture of format 1 gives {None: result}; a capture
     without sock_diag data gives {}."""
     if not root.live:
