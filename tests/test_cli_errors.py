@@ -81,3 +81,12 @@ def test_protect_of_a_missing_cgroup_exits_3(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert status == 3
     assert any("not found" in n for n in doc["report"]["protect"]["notes"])
+
+
+def test_capture_count_beyond_what_replay_reads_is_refused(tmp_path, capsys):
+    from ksight.cli.main import main
+    from ksight.fs.bundle import MAX_SNAPSHOTS
+
+    out = tmp_path / "c.tar"
+    assert main(["capture", "-o", str(out), "-c", str(MAX_SNAPSHOTS + 1)]) == 3
+    assert "between 1 and" in capsys.readouterr().err and not out.exists()

@@ -428,8 +428,12 @@ def capture(
     and a manifest listing them when it can (manifest "write_error", returned, not raised), else
     nothing. A second Ctrl-C while an archive is finished leaves the archive complete or absent.
     """
-    if count < 1:
-        raise CaptureError("--count must be at least 1")
+    from ..fs.bundle import MAX_SNAPSHOTS
+
+    if count < 1 or count > MAX_SNAPSHOTS:
+        # replay (`--from`) refuses a capture of more snapshots than this: do not write one
+        raise CaptureError(f"--count must be between 1 and {MAX_SNAPSHOTS:,} (more is a recording: "
+                           "a capture of that many snapshots would be refused on replay)")
     if interval < 0:
         raise CaptureError("--interval must not be negative")
     col = Collector(root or LiveRoot())
