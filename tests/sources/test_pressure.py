@@ -72,3 +72,20 @@ def test_live():
     # the system-level cpu "full" line (5.13+) is all zeros
     if p.cpu.full is not None:
         assert p.cpu.full.total_usec == 0
+
+
+def test_one_cut_resource_file_does_not_take_the_others(tmp_path):
+    # node_exporter's pressure/irq has no final newline (cut as saved): cpu, memory and io are
+    # still read, and irq is reported malformed rather than silently absent
+    from ksight.fs import DirRoot
+    from ksight.sources import pressure
+    from tests.conftest import corpus_text
+
+    d = tmp_path / "proc" / "pressure"
+    d.mkdir(parents=True)
+    for r in ("cpu", "memory", "io", "irq"):
+        (d / r).write_text(corpus_text("node_exporter", "proc", "pressure", r))
+    assert not (d / "irq").read_text().endswith("\n")
+    p = pressure.read(DirRoot(str(tmp_path)))
+    assert p.irq is None and "irq" in p.malformed and "cut" in p.malformed["irq"]
+    assert p.memory is not None and p.memory.some is not None and p.cpu is not None

@@ -115,6 +115,9 @@ def take(
         try:
             kw = kwargs.get(name)
             got[name] = _reader(src)(root, **kw) if kw else _reader(src)(root)
+            # a source made of several files keeps the good ones and says which were not used
+            for part, why in (getattr(got[name], "malformed", None) or {}).items():
+                missing.append(Missing(f"{name}:{part}", f"malformed: {why}"))
         except Unavailable as u:
             missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
         except ParseError as e:

@@ -14,7 +14,7 @@ only "full". A cgroup's cpu/memory/io.pressure has the same format: use parse_re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
@@ -50,6 +50,9 @@ class Pressure:
     memory: PsiResource | None = None
     io: PsiResource | None = None
     irq: PsiResource | None = None  # 6.1+ with CONFIG_IRQ_TIME_ACCOUNTING; only "full"
+    # resource -> why its file was not used (malformed or cut): one bad file does not take the
+    # others with it
+    malformed: dict[str, str] = field(default_factory=dict)
 
 
 _KEYS = ("avg10", "avg60", "avg300", "total")
@@ -102,4 +105,15 @@ def read(root: Root) -> Pressure:
             continue
     if not any(k in texts for k in ("cpu", "memory", "io")):
         raise Unavailable(PATH, UNAVAILABLE_REASON)
-    return parse(texts)
+    got: dict[str, PsiResource] = {}
+    bad: dict[str, str] = {}
+    first_error = None
+    for name, t in texts.items():
+        try:
+            got[name] = parse_resource(t, PATHS[name])
+        except ParseError as e:
+            bad[name] = str(e)
+            first_error = first_error or e
+    if not any(k in got for k in ("cpu", "memory", "io")) and first_error is not None:
+        raise first_error
+    return Pressure(**got, malformed=bad)
