@@ -401,7 +401,8 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                     skipped += 1 + _count_below(root, d, depth, max_depth)
                     continue
             else:
-                idle, have, uncharged = _idle_v1(read_text, prefix, spec, uncharged)
+                idle, have, uncharged = _idle_v1(read_text, prefix, spec, uncharged,
+                                                 bool(subdirs))
         nodes.append([d, cg, depth, parent, have, idle, prefix])
         me = len(nodes) - 1
         if subdirs and depth >= max_depth:
@@ -446,7 +447,8 @@ def _idle_v2(read_text, prefix: str) -> bool:
     return _zero(read_text, prefix + "memory.swap.current") is not False
 
 
-def _idle_v1(read_text, prefix: str, spec, uncharged: bool) -> tuple[bool, dict | None, bool]:
+def _idle_v1(read_text, prefix: str, spec, uncharged: bool,
+             has_children: bool) -> tuple[bool, dict | None, bool]:
     """(idle, fields read on the way, whether the children are uncharged too): usage 0, memsw
     usage 0 or absent (no memsw accounting: no swap entry records a memcg, mm/memcontrol-v1.c),
     no thread in `tasks`. The usage read is kept when the plan asks for it, so a group with a
@@ -468,11 +470,15 @@ def _idle_v1(read_text, prefix: str, spec, uncharged: bool) -> tuple[bool, dict 
         if _zero(read_text, prefix + "memory.memsw.usage_in_bytes") is False:
             return False, have, False
         # the children are uncharged too only where this group's counters are hierarchical
-        # (always since Linux 5.11, which removed use_hierarchy 0; before, per group)
-        try:
-            uncharged = read_text(prefix + "memory.use_hierarchy").strip() == "1"
-        except Unavailable:
-            uncharged = False
+        # (always since Linux 5.11, which removed use_hierarchy 0; before, per group). A leaf
+        # has no children to tell: not read. (A parent is often charged itself: since 5.9 the
+        # kernel charges a new child's own memcg structures to its parent, mem_cgroup_css_alloc.)
+        uncharged = False
+        if has_children:
+            try:
+                uncharged = read_text(prefix + "memory.use_hierarchy").strip() == "1"
+            except Unavailable:
+                pass
     try:
         tasks = read_text(prefix + "tasks")
     except Unavailable:
