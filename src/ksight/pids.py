@@ -246,7 +246,14 @@ def kill_recorded(p: Proc) -> str:
         os.kill(here, signal.SIGKILL)
     except ProcessLookupError:
         return "gone"
-    return "killed"
+    import time
+
+    deadline = time.monotonic() + 10.0   # a SIGKILLed bpftrace may take a while to release BPF
+    while time.monotonic() < deadline:
+        if start_ticks(here) != p.start or is_zombie(here):
+            return "killed"
+        time.sleep(0.02)
+    return "SIGKILLed, but still exiting after 10 s (the next command checks again)"
 
 
 # --- the registry -------------------------------------------------------------------------------

@@ -48,7 +48,9 @@ def cleanup_stale(extra_dead=(), report: bool = False):
     from . import cgroup, netns, pagecache_scenarios, sysctl
 
     live = pids.Liveness.now()
+    # the caller (trace/leftovers.reap) holds the dead records' locks, so they look live here
     live.dead |= set(extra_dead)
+    live.live -= set(extra_dead)
     out = cgroup.cleanup_stale(live) + netns.cleanup_stale(live) + pagecache_scenarios.cleanup_stale(live)
     # sysctls last: a guard that is still alive holds the lock, so wait for it like a new guard
     g = sysctl.SysctlGuard()
