@@ -329,6 +329,8 @@ typedef struct {
 static int parse_status(const char *t, size_t n, const typed_t *typed, int ntyped, status_res *r) {
     if (n < 5 || memcmp(t, "Name:", 5) != 0)
         return CODE_PARSE;
+    if (t[n - 1] != '\n')
+        return CODE_PARSE; /* a last line without '\n' was cut: the Python reference says so */
     /* ASCII only (a non-ASCII Name goes to Python), a word at a time */
     uint64_t high = 0;
     size_t i = 0;

@@ -189,7 +189,7 @@ CASES = {
     "status-two-colon-tabs-on-one-line": (STAT, STATM, STATUS + "X:\ta:\tb\nno colon here\n", "tuple"),
     "status-key-twice (first wins)": (STAT, STATM, STATUS + "VmRSS:\t1 kB\n", "tuple"),
     "status-blank-first-line": (STAT, STATM, "\n" + STATUS, "PARSE"),
-    "status-truncated-mid-line": (STAT, STATM, STATUS[:STATUS.index("VmRSS") + 5], "tuple"),
+    "status-truncated-mid-line": (STAT, STATM, STATUS[:STATUS.index("VmRSS") + 5], "PARSE"),
     "status-truncated-mid-number": (STAT, STATM, STATUS[:STATUS.index("VmRSS:\t") + 13], "PARSE"),
     "status-empty": (STAT, STATM, "", "PARSE"),
     "status-non-ascii-name": (STAT, STATM, STATUS.replace("Name:\tworker", "Name:\twörker"), "PARSE"),

@@ -181,14 +181,7 @@ def _values(obj) -> list:
     return out
 
 
-# Parsers another change owns (issue 8 split): they still take numbers with int() directly.
-# strict xfail: the day they use sources._text's to_int/to_hex, this fails and the mark goes.
-_OWNED_ELSEWHERE = {
-    "net_tcp": "net_tcp._hex uses int(tok, 16): a 23-digit hex inode/queue above 2^64 is taken",
-    "pid.status": "proc_pid/status uses int(v): 18446744073709551616 (2^64) is taken",
-}
-_PARAMS = [pytest.param(*c, marks=pytest.mark.xfail(reason=_OWNED_ELSEWHERE[c[0]], strict=True))
-           if c[0] in _OWNED_ELSEWHERE else c for c in CASES]
+_PARAMS = CASES
 
 
 @pytest.mark.parametrize("name, fn, text", _PARAMS, ids=[c[0] for c in CASES])

@@ -137,11 +137,21 @@ def _pid_files():
 def test_every_pid_file_in_every_corpus_parses():
     n = 0
     kinds = set()
+    cut = 0
     for f in _pid_files():
-        _PARSERS[f.name](f.read_text(errors="replace"), str(f))
+        text = f.read_text(errors="replace")
+        if text and not text.endswith("\n") and f.name != "cmdline":
+            # saved without the kernel's final newline (gopsutil's 1060/status): refused as cut,
+            # and read once the newline is back
+            with pytest.raises(ParseError, match="cut off"):
+                _PARSERS[f.name](text, str(f))
+            text += "\n"
+            cut += 1
+        _PARSERS[f.name](text, str(f))
         kinds.add(f.name)
         n += 1
     assert n > 2700 and kinds == set(_PARSERS), (n, kinds)
+    assert cut < 10, cut  # a handful of hand-saved files, not a corpus-wide parser bug
     for f in corpus("procfs").glob("proc/*/cmdline"):
         cmdline.parse(f.read_bytes())
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root
-from ._text import numbered_lines, to_int
+from ._text import numbered_lines, require_complete, to_hex, to_int
 
 PATH = "proc/net/tcp"
 PATH6 = "proc/net/tcp6"
@@ -76,10 +76,7 @@ def decode_addr(hexaddr: str, byteorder: str = "little") -> str:
 
 
 def _hex(tok: str, path: str, lineno: int, line: str) -> int:
-    try:
-        return int(tok, 16)
-    except ValueError:
-        raise ParseError(path, lineno, line, f"expected hex, got {tok!r}") from None
+    return to_hex(tok, path, lineno, line)
 
 
 def parse(text: str, path: str = PATH, *, family: str | None = None,
@@ -89,6 +86,7 @@ def parse(text: str, path: str = PATH, *, family: str | None = None,
     An empty table (header only) is valid: a host may have no TCP sockets in this family.
     A file without even the header is a ParseError."""
     fam = family or ("inet6" if path.endswith("6") else "inet")
+    require_complete(text, path)
     socks: list[TcpSocket] = []
     header = False
     for lineno, line in numbered_lines(text):

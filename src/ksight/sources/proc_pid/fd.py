@@ -19,7 +19,7 @@ def parse_link(target: str) -> int | None:
     """'socket:[12345]' -> 12345; any other target -> None."""
     if target.startswith(_PREFIX) and target.endswith("]"):
         num = target[len(_PREFIX):-1]
-        if num.isdigit():
+        if num.isascii() and num.isdigit() and len(num) < 20:  # an inode is an unsigned long
             return int(num)
     return None
 

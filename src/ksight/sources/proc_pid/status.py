@@ -13,6 +13,7 @@ from typing import Mapping
 
 from ...errors import ParseError
 from ...fs import Root
+from .._text import require_complete, to_int
 
 PATH = "proc/PID/status"
 
@@ -109,7 +110,7 @@ def parse(text: str, path: str = PATH) -> PidStatus:
     the precise ParseError."""
     # the kernel prints every line as "Key:<tab>value": fewer ":<tab>" than lines means other
     # spacing (a hand-made file) or a line that is not "Key: value" -> the careful parser
-    if not text.startswith("Name:") or text.count(":\t") < text.count("\n"):
+    if not text.startswith("Name:") or text.count(":\t") < text.count("\n") or text[-1:] != "\n":
         return _parse_general(text, path)
     find = text.find
     d = _NONE.copy()
@@ -123,15 +124,23 @@ def parse(text: str, path: str = PATH) -> PidStatus:
             i += len(key)
             j = find("\n", i)
             v = text[i:j] if j >= 0 else text[i:]
+            # only plain ASCII digits, at most 19 (int() would also take '+7', '1_0', other
+            # scripts' digits and values past 2^64): anything else goes to the strict parser
             if kind == "int":
+                v = v.strip()
+                if not (v.isascii() and v.isdigit() and len(v) < 20):
+                    raise ValueError(v)
                 d[attr] = int(v)
             elif kind == "kb":
                 n, unit = v.split()
-                if unit != "kB":
+                if unit != "kB" or not (n.isascii() and n.isdigit() and len(n) < 20):
                     raise ValueError(v)
                 d[attr] = int(n)
             elif kind == "ids":
-                d[attr] = tuple(map(int, v.split()))
+                ids = v.split()
+                if not all(x.isascii() and x.isdigit() and len(x) < 20 for x in ids):
+                    raise ValueError(v)
+                d[attr] = tuple(map(int, ids))
             else:
                 d[attr] = v.strip()[:1] or None
     except ValueError:
@@ -144,6 +153,7 @@ def parse(text: str, path: str = PATH) -> PidStatus:
 
 def _parse_general(text: str, path: str) -> PidStatus:
     """Line by line, for any spacing; raises a ParseError that names the bad line."""
+    require_complete(text, path)
     fields: dict[str, str] = {}
     for line in text.split("\n"):
         k, sep, v = line.partition(":")
@@ -161,23 +171,17 @@ def _parse_general(text: str, path: str) -> PidStatus:
     for k, attr in _INT.items():
         v = fields.get(k)
         if v is not None:
-            try:
-                d[attr] = int(v)
-            except ValueError:
-                raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected an integer") from None
+            d[attr] = to_int(v, path, _lineno(text, k + ":"), f"{k}:{v}")
     for k, attr in (("Uid", "uid"), ("Gid", "gid")):
         v = fields.get(k)
         if v is not None:
-            try:
-                d[attr] = tuple(map(int, v.split()))
-            except ValueError:
-                raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected integers") from None
+            d[attr] = tuple(to_int(x, path, _lineno(text, k + ":"), f"{k}:{v}") for x in v.split())
     for k, attr in _KB.items():
         v = fields.get(k)
         if v is not None:
             if not _is_kb(v):
                 raise ParseError(path, _lineno(text, k + ":"), f"{k}:{v}", "expected 'N kB'")
-            d[attr] = int(v.split()[0])
+            d[attr] = to_int(v.split()[0], path, _lineno(text, k + ":"), f"{k}:{v}")
     d["text"] = text
     o = _new(PidStatus)
     o.__dict__.update(d)
