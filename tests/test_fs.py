@@ -222,3 +222,139 @@ def test_netns_helpers():
     with pytest.raises(Unavailable, match="process exited"):
         netns.socket_in(dead, _socket.AF_INET, _socket.SOCK_STREAM)
     assert netns.current() == os.stat("/proc/self/ns/net").st_ino
+
+
+# ---- read_many: several files of one directory in one call ----
+
+def _read_many_tree(t):
+    g = t / "g"
+    os.makedirs(g / "sub")
+    (g / "memory.max").write_text("max\n")
+    (g / "memory.stat").write_bytes(b"anon 1\nfile 2\n" * 500)  # several reads' worth
+    (g / "empty").write_text("")
+    return g
+
+
+def _same_as_read_bytes(root, d, names):
+    got = root.read_many(d, names)
+    assert list(got) == list(names)
+    for n in names:
+        try:
+            want = root.read_bytes(f"{d}/{n}")
+        except Unavailable as u:
+            assert isinstance(got[n], Unavailable), (root, n)
+            assert (got[n].source, got[n].reason) == (u.source, u.reason), (root, n)
+        else:
+            assert got[n] == want, (root, n)
+    return got
+
+
+def test_read_many_equals_read_bytes_on_every_root(tmp_path):
+    from ksight.fs import RecordingRoot
+
+    t = tmp_path / "t"
+    _read_many_tree(t)
+    tar = tmp_path / "t.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(t, arcname=".")
+    names = ["memory.max", "memory.stat", "empty", "nope", "sub"]
+    dr = DirRoot(str(t))
+    for r in (dr, ArchiveRoot(str(tar)), DirRoot(str(tmp_path)).sub("t"), RecordingRoot(dr)):
+        got = _same_as_read_bytes(r, "g", names)
+        assert got["memory.max"] == b"max\n" and got["empty"] == b""
+        assert got.nlink is None  # only the live root tells the link count
+        assert "missing" in got["nope"].reason and got["nope"].source == "g/nope"
+        assert r.read_many("g", []) == {}
+        for bad in ("a/b", "..", ".", "", "x\0y"):
+            with pytest.raises(ValueError):
+                r.read_many("g", [bad])
+    missing_dir = dr.read_many("nodir", ["a"])
+    assert isinstance(missing_dir["a"], Unavailable) and missing_dir["a"].source == "nodir/a"
+
+
+def test_read_many_on_a_capture_keeps_its_checks(tmp_path):
+    # a capture root refuses FIFOs, devices and oversized files: read_many goes through read_bytes
+    from ksight.fs import root as rootmod
+
+    g = _read_many_tree(tmp_path / "t")
+    os.mkfifo(g / "fifo")
+    os.symlink("/dev/zero", g / "zero")
+    (g / "big").write_bytes(b"x" * 4096)
+    r = DirRoot(str(tmp_path / "t"))
+    old = rootmod.MAX_FILE_BYTES
+    rootmod.MAX_FILE_BYTES = 1024
+    try:
+        got = r.read_many("g", ["fifo", "zero", "big", "memory.max"])
+    finally:
+        rootmod.MAX_FILE_BYTES = old
+    assert "FIFO" in got["fifo"].reason
+    assert "outside the capture" in got["zero"].reason
+    assert "refused" in got["big"].reason and "larger than" in got["big"].reason
+    assert got["memory.max"] == b"max\n"
+
+
+def test_read_many_recorded_capture_replays_the_same_values(tmp_path):
+    from ksight.fs import RecordingRoot
+
+    live_dir = "proc/self"
+    names = ["limits", "comm", "cgroup", "nope", "environ"]
+    rec = RecordingRoot(LiveRoot())
+    got = rec.read_many(live_dir, names)
+    assert got.nlink is None  # not passed on: a capture lists what it would skip listing
+    for n, v in got.items():
+        assert (rec.files.get(f"{live_dir}/{n}") == v) if isinstance(v, bytes) else f"{live_dir}/{n}" not in rec.files
+    out = tmp_path / "cap"
+    for p, data in rec.files.items():
+        os.makedirs((out / p).parent, exist_ok=True)
+        (out / p).write_bytes(data)
+    again = DirRoot(str(out)).read_many(live_dir, names)
+    for n in names:
+        if isinstance(got[n], bytes):
+            assert again[n] == got[n]
+        else:
+            assert isinstance(again[n], Unavailable)
+
+
+def test_live_read_many_c_and_python_agree():
+    from ksight.fs import root as rootmod
+
+    live = LiveRoot()
+    assert rootmod._read_dir_files is not None, "ksight._procscan not built (setup.py build_ext)"
+    for d, names in (("proc/self", ["limits", "comm", "nope", "fd", "cmdline"]),
+                     ("proc/sys/vm", ["swappiness", "overcommit_memory", "min_free_kbytes"]),
+                     ("sys/kernel/mm", ["transparent_hugepage", "nope"]),
+                     ("proc/no-such-dir", ["a", "b"]), ("", ["proc", "nope"])):
+        c = live.read_many(d, names)
+        py = live._read_many_py(rootmod.norm(d), names)
+        assert list(c) == list(py) == names
+        for n in names:
+            if isinstance(py[n], Unavailable):
+                assert isinstance(c[n], Unavailable) and (c[n].source, c[n].reason) == (py[n].source, py[n].reason)
+            else:
+                assert c[n] == py[n], (d, n)
+        assert c.nlink == py.nlink
+        if c.nlink is not None:
+            assert c.nlink == os.stat("/" + d).st_nlink
+    # and each value as read_bytes gives it (files whose text does not move)
+    _same_as_read_bytes(live, "proc/sys/vm", ["swappiness", "overcommit_memory", "nope"])
+
+
+def test_live_read_many_larger_than_its_buffer():
+    live = LiveRoot()
+    live.READ_MANY_MAX = 8  # the C buffer: larger files go through read_bytes
+    got = live.read_many("proc/self", ["limits", "comm"])
+    assert got["limits"] == live.read_bytes("proc/self/limits") and len(got["limits"]) > 8
+    assert got["comm"] == live.read_bytes("proc/self/comm")
+
+
+def test_read_dir_files_c_codes():
+    from ksight import _procscan
+
+    nlink, vals = _procscan.read_dir_files("/proc/self", ["comm", "nope", "limits"], 20)
+    assert nlink >= 2 and isinstance(vals[0], bytes) and vals[1] == 2 and vals[2] == _procscan.BIG
+    assert _procscan.read_dir_files("/no/such/dir", ["a"], 10) == 2
+    for bad in ("a/b", "..", ".", "", "a\0b"):
+        with pytest.raises(ValueError):
+            _procscan.read_dir_files("/proc/self", [bad], 10)
+    with pytest.raises(TypeError):
+        _procscan.read_dir_files("/proc/self", [b"comm"], 10)

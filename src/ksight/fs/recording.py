@@ -9,7 +9,7 @@ in the snapshot tree, and read back from there by its collector when the root is
 
 from __future__ import annotations
 
-from .root import PROCFS_CHUNK, Root, norm
+from .root import PROCFS_CHUNK, DirFiles, Root, norm
 
 
 class RecordingRoot(Root):
@@ -25,6 +25,20 @@ class RecordingRoot(Root):
         data = self.inner.read_bytes(path, chunk=chunk)
         self.files[norm(path)] = data
         return data
+
+    def read_many(self, path: str, names) -> DirFiles:
+        """The inner root's read_many; every file it returns is recorded, as read_bytes records
+        it. `nlink` is not passed on: a caller that would skip listing a directory by it lists it
+        here, so the capture holds the listing its replay (where nlink is None) asks for."""
+        got = self.inner.read_many(path, names)
+        d = norm(path)
+        prefix = d + "/" if d else ""
+        out = DirFiles()
+        for n, v in got.items():
+            if isinstance(v, bytes):
+                self.files[norm(prefix + n)] = v
+            out[n] = v
+        return out
 
     def listdir(self, path: str) -> list[str]:
         names = self.inner.listdir(path)

@@ -268,27 +268,33 @@ def _spec(version: int, want: frozenset | None) -> tuple:
     return tuple(x for n in _ORDER if want is None or n in want for x in table[n])
 
 
-def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None) -> MemCgroup | None:
-    """One group: every file of `spec` under `prefix` ('sys/fs/cgroup/x/'); an absent file is
-    None. `have`: fields already read (the idle test's). None when the first file read is
-    absent and the caller then finds the directory gone (see read_hierarchy)."""
-    kw = dict(have) if have else {}
+_FIELDS_NONE = {f: None for f in MemCgroup.__dataclass_fields__}
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+def _build(cg: str, version: int, spec, texts, prefix: str) -> MemCgroup:
+    """One group from the files read (texts: name -> bytes or Unavailable; a name absent or
+    Unavailable leaves its field None). Built as processes.py builds its entries: the frozen
+    dataclass given its __dict__ (every field in it), the same object its __init__ makes."""
+    kw = dict(_FIELDS_NONE)
+    kw["path"] = cg
+    kw["version"] = version
     for fld, name, parser in spec:
-        if fld in kw:
+        v = texts.get(name)
+        if v is None or type(v) is not bytes:
             continue
-        path = prefix + name
-        try:
-            text = read_text(path)
-        except Unavailable:
-            kw[fld] = None
+        val = parser(v.decode("utf-8", "replace"), prefix + name)
+        if fld == "oom":
+            if val:
+                kw["oom_kill_disable"] = val.get("oom_kill_disable")
+                kw["under_oom"] = val.get("under_oom")
+                kw["oom_kill"] = val.get("oom_kill")
             continue
-        kw[fld] = parser(text, path)
-    oom = kw.pop("oom", None)
-    if oom:
-        kw["oom_kill_disable"] = oom.get("oom_kill_disable")
-        kw["under_oom"] = oom.get("under_oom")
-        kw["oom_kill"] = oom.get("oom_kill")
-    return MemCgroup(cg, version, **kw)
+        kw[fld] = val
+    g = _new(MemCgroup)
+    _setattr(g, "__dict__", kw)
+    return g
 
 
 def _probe_field(spec, have_field: str | None) -> str | None:
@@ -337,13 +343,12 @@ def _probe_field(spec, have_field: str | None) -> str | None:
 # Skipped groups are counted (CgroupMemory.skipped_idle), never dropped silently.
 
 
-def _zero(read_text, path: str, parser=None) -> bool | None:
-    """True/False: the file's integer is 0 / not; None: absent."""
-    try:
-        text = read_text(path)
-    except Unavailable:
+def _zero(texts, name: str, prefix: str) -> bool | None:
+    """True/False: the file's integer is 0 / not; None: absent or unreadable."""
+    v = texts.get(name)
+    if type(v) is not bytes:
         return None
-    return (parser or parse_value)(text, path) == 0
+    return parse_value(v.decode("utf-8", "replace"), prefix + name) == 0
 
 
 def _count_below(root: Root, d: str, depth: int, max_depth: int) -> int:
@@ -363,19 +368,36 @@ def _count_below(root: Root, d: str, depth: int, max_depth: int) -> int:
     return n
 
 
+_V1_USAGE = "memory.usage_in_bytes"
+_V1_MEMSW = "memory.memsw.usage_in_bytes"
+_V1_HIER = "memory.use_hierarchy"
+
+
 def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                    max_depth: int = MAX_DEPTH, max_groups: int = MAX_GROUPS,
                    files=None) -> CgroupMemory:
-    """Walk one memory hierarchy (see module doc for the bounds; `files`: see read)."""
+    """Walk one memory hierarchy (see module doc for the bounds; `files`: see read).
+
+    I/O: each group's files are read with root.read_many (LiveRoot: one directory fd, openat
+    per file), the idle test's and the plan's in as few calls as the answers allow: the plan's
+    files go with the idle test's first file when the group read before this one was not idle
+    (a guess that only saves a call: what is read and kept is the same either way). A group's
+    subdirectories are listed only when its link count does not say it has none (cgroupfs is
+    kernfs: st_nlink is 2 + the subdirectories; read_many hands it over on the live root,
+    elsewhere it is None and every group is listed)."""
     want = _wanted(files)
     spec = _spec(version, want)
+    spec_names = tuple(dict.fromkeys(n for _f, n, _p in spec))
     skip_idle = want is not None and "idle" not in want
-    read_text = root.text_reader()  # live: a pre-joined open/read, same results and errors
+    read_many = root.read_many
+    listdirs = root.listdirs
+    with_spec = {p: _with(p, spec_names) for p in ("cgroup.events", "tasks", _V1_USAGE)}
     base = _base_path(mount)
-    # walk: (dir, cgroup path, depth, parent index, fields already read or None)
+    # per group: [dir, cgroup path, parent index, texts (name -> bytes | Unavailable), idle, prefix]
     nodes: list[list] = []
     skipped = 0
     truncated = False
+    busy = True  # was the last group read not idle (cost only: which files go in one call)
     # (dir, cgroup path, depth, parent index, whether the parent showed the subtree uncharged)
     stack: list[tuple[str, str, int, int, bool]] = [(mount.rel, base, 0, -1, False)]
     while stack:
@@ -383,107 +405,127 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
         if len(nodes) >= max_groups:
             truncated = True
             break
-        try:
-            subdirs = root.listdirs(d)  # one directory read, no isdir per entry
-        except Unavailable:
-            if not nodes:
-                raise  # the hierarchy's own directory is unreadable
-            continue  # removed while we walked
         nd = norm(d)
         prefix = nd + "/" if nd else ""
         idle = False
-        have = None
-        uncharged = uncharged and skip_idle and version == 1
-        if skip_idle and nodes:  # never the hierarchy's own group
+        if not skip_idle or not nodes:  # every file; the hierarchy's own group is never skipped
+            texts = read_many(d, spec_names)
+        else:
+            uncharged = uncharged and version == 1
+            probe = "cgroup.events" if version == 2 else "tasks" if uncharged else _V1_USAGE
+            texts = read_many(d, with_spec[probe] if busy else (probe,))
+        nlink = texts.nlink
+        subdirs: list[str] | None = None
+        if not nodes or nlink is None or nlink != 2:
+            try:
+                subdirs = listdirs(d)  # one directory read, no isdir per entry
+            except Unavailable:
+                if not nodes:
+                    raise  # the hierarchy's own directory is unreadable
+                continue  # removed while we walked
+        has_children = bool(subdirs)
+        if skip_idle and nodes:
             if version == 2:
-                idle = _idle_v2(read_text, prefix)
+                idle = _idle_v2(read_many, d, prefix, texts)
                 if idle:  # hierarchical: the whole subtree, files unopened
-                    skipped += 1 + _count_below(root, d, depth, max_depth)
+                    skipped += 1 + (_count_below(root, d, depth, max_depth) if has_children else 0)
+                    busy = False
                     continue
             else:
-                idle, have, uncharged = _idle_v1(read_text, prefix, spec, uncharged,
-                                                 bool(subdirs))
-        nodes.append([d, cg, depth, parent, have, idle, prefix])
+                idle, uncharged = _idle_v1(read_many, d, prefix, texts, uncharged, has_children)
+            busy = not idle
+            if not idle:
+                _complete(read_many, d, texts, spec_names)
+        nodes.append([d, cg, parent, texts, idle, prefix])
         me = len(nodes) - 1
-        if subdirs and depth >= max_depth:
+        if has_children and depth >= max_depth:
             truncated = True
             continue
-        for n in reversed(subdirs):  # reversed: pop() then visits them in sorted order
+        for n in reversed(subdirs or ()):  # reversed: pop() then visits them in sorted order
             stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me, uncharged))
     if skip_idle and version == 1:
         # a v1 group is skipped only when it and all its descendants are idle: children come
         # after their parent in the walk, so one pass from the end settles every subtree
         for i in range(len(nodes) - 1, 0, -1):
-            p = nodes[i][3]
-            if p >= 0 and not nodes[i][5]:
-                nodes[p][5] = False
-        skipped += sum(1 for x in nodes if x[5])
-    probe = _probe_field(spec, None)
+            p = nodes[i][2]
+            if p >= 0 and not nodes[i][4]:
+                nodes[p][4] = False
+        skipped += sum(1 for x in nodes if x[4])
+    probe_field = _probe_field(spec, None)
     groups: dict[str, MemCgroup] = {}
-    for d, cg, _depth, _parent, have, idle, prefix in nodes:
+    for d, cg, _parent, texts, idle, prefix in nodes:
         if idle:
             continue
-        g = _read_group(read_text, prefix, cg, version, spec, have)
+        _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
+        g = _build(cg, version, spec, texts, prefix)
         # a group removed mid-read has files that read as None: only then ask whether it is gone
-        if groups and (probe is None or getattr(g, probe) is None) and not root.isdir(d):
+        if groups and (probe_field is None or g.__dict__[probe_field] is None) and not root.isdir(d):
             continue
         groups[cg] = g
     return CgroupMemory(version=version, mount=mount.rel, groups=groups, truncated=truncated,
                         skipped_idle=skipped)
 
 
-def _idle_v2(read_text, prefix: str) -> bool:
+def _with(first: str, names: tuple) -> tuple:
+    """first, then the names other than it."""
+    return (first,) + tuple(n for n in names if n != first) if first in names else (first,) + names
+
+
+def _complete(read_many, d: str, texts, names) -> None:
+    """Read the names not read yet (one call), into texts."""
+    missing = [n for n in names if n not in texts]
+    if missing:
+        texts.update(read_many(d, missing))
+
+
+def _idle_v2(read_many, d: str, prefix: str, texts) -> bool:
     """No task in the subtree (cgroup.events populated 0) and nothing charged to it (memory.current
     0, and memory.swap.current 0 or absent: without per-cgroup swap accounting no swap entry
     records a memcg, and swap-in charges the faulting task's group)."""
-    try:
-        text = read_text(prefix + "cgroup.events")
-    except Unavailable:
+    v = texts.get("cgroup.events")
+    if type(v) is not bytes:
         return False
-    if _parse_populated(text, prefix + "cgroup.events") != 0:
+    if _parse_populated(v.decode("utf-8", "replace"), prefix + "cgroup.events") != 0:
         return False
-    if _zero(read_text, prefix + "memory.current") is not True:
+    _complete(read_many, d, texts, ("memory.current", "memory.swap.current"))
+    if _zero(texts, "memory.current", prefix) is not True:
         return False
-    return _zero(read_text, prefix + "memory.swap.current") is not False
+    return _zero(texts, "memory.swap.current", prefix) is not False
 
 
-def _idle_v1(read_text, prefix: str, spec, uncharged: bool,
-             has_children: bool) -> tuple[bool, dict | None, bool]:
-    """(idle, fields read on the way, whether the children are uncharged too): usage 0, memsw
-    usage 0 or absent (no memsw accounting: no swap entry records a memcg, mm/memcontrol-v1.c),
-    no thread in `tasks`. The usage read is kept when the plan asks for it, so a group with a
-    charge costs no extra file. `uncharged`: the parent's hierarchical usage and memsw were 0,
-    so this group's are (with memory.use_hierarchy 1 a child's page counters charge every
-    ancestor's too: page_counter_try_charge walks c->parent), and only `tasks` is read."""
-    have = None
+def _idle_v1(read_many, d: str, prefix: str, texts, uncharged: bool,
+             has_children: bool) -> tuple[bool, bool]:
+    """(idle, whether the children are uncharged too): usage 0, memsw usage 0 or absent (no memsw
+    accounting: no swap entry records a memcg, mm/memcontrol-v1.c), no thread in `tasks`. The
+    usage read stays in texts, so a group with a charge costs no extra file when the plan asks
+    for it. `uncharged`: the parent's hierarchical usage and memsw were 0, so this group's are
+    (with memory.use_hierarchy 1 a child's page counters charge every ancestor's too:
+    page_counter_try_charge walks c->parent), and only `tasks` is read."""
     if not uncharged:
-        path = prefix + "memory.usage_in_bytes"
-        try:
-            text = read_text(path)
-        except Unavailable:
-            return False, None, False
-        usage = parse_value(text, path)
-        if any(f == "current_bytes" for f, _n, _p in spec):
-            have = {"current_bytes": usage}
-        if usage != 0:
-            return False, have, False
-        if _zero(read_text, prefix + "memory.memsw.usage_in_bytes") is False:
-            return False, have, False
+        v = texts.get(_V1_USAGE)
+        if type(v) is not bytes:
+            return False, False
+        if parse_value(v.decode("utf-8", "replace"), prefix + _V1_USAGE) != 0:
+            return False, False
         # the children are uncharged too only where this group's counters are hierarchical
         # (always since Linux 5.11, which removed use_hierarchy 0; before, per group). A leaf
         # has no children to tell: not read. (A parent is often charged itself: since 5.9 the
         # kernel charges a new child's own memcg structures to its parent, mem_cgroup_css_alloc.)
+        # memsw, tasks and use_hierarchy in one call: a memsw charge makes the other two unused.
+        _complete(read_many, d, texts, (_V1_MEMSW, "tasks", _V1_HIER) if has_children
+                  else (_V1_MEMSW, "tasks"))
+        if _zero(texts, _V1_MEMSW, prefix) is False:
+            return False, False
         uncharged = False
-        if has_children:
-            try:
-                uncharged = read_text(prefix + "memory.use_hierarchy").strip() == "1"
-            except Unavailable:
-                pass
-    try:
-        tasks = read_text(prefix + "tasks")
-    except Unavailable:
-        return False, have, False
-    return not tasks.strip(), have, uncharged
+        h = texts.get(_V1_HIER)
+        if has_children and type(h) is bytes:
+            uncharged = h.decode("utf-8", "replace").strip() == "1"
+    else:
+        _complete(read_many, d, texts, ("tasks",))
+    tasks = texts.get("tasks")
+    if type(tasks) is not bytes:
+        return False, False
+    return not tasks.decode("utf-8", "replace").strip(), uncharged
 
 
 def read(root: Root, files=None) -> CgroupMemory:
