@@ -46,6 +46,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <stdint.h>
@@ -1373,6 +1374,64 @@ done:
     return out;
 }
 
+/* space_kv(data) -> dict or None: sources/_text.fast_space_kv on bytes (memory.stat of a cgroup,
+ * read with read_dir_files, parsed without decoding it). Every line "name value\n": a name of
+ * one or more bytes that are not whitespace (as Python's str.split() sees ASCII: py_space), one
+ * space, 1 to 20 ASCII digits, '\n'; at least one line; values up to 2^64-1. Any byte >= 0x80,
+ * any other form, or a larger value gives None, and the caller decodes the text and takes the
+ * Python path (fast_space_kv, then the line parser): for the accepted form both give the same
+ * dict (a repeated name: the last value, as dict(zip()) keeps). */
+static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
+    (void)self;
+    char *s;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &s, &n) < 0)
+        return NULL;
+    if (n == 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            Py_RETURN_NONE;
+    PyObject *d = PyDict_New();
+    if (!d)
+        return NULL;
+    Py_ssize_t i = 0;
+    while (i < n) {
+        Py_ssize_t k0 = i;
+        while (i < n && !py_space((unsigned char)s[i]))
+            i++;
+        if (i == k0 || i >= n || s[i] != ' ')
+            goto plain_no;
+        Py_ssize_t k1 = i++;
+        Py_ssize_t v0 = i;
+        unsigned long long v = 0;
+        while (i < n && s[i] >= '0' && s[i] <= '9') {
+            unsigned d9 = (unsigned)(s[i] - '0');
+            if (v > (ULLONG_MAX - d9) / 10)
+                goto plain_no; /* over 2^64-1 (20 digits at most below) */
+            v = v * 10 + d9;
+            i++;
+        }
+        if (i == v0 || i - v0 > 20 || i >= n || s[i] != '\n')
+            goto plain_no;
+        i++;
+        PyObject *key = PyUnicode_FromStringAndSize(s + k0, k1 - k0);
+        PyObject *val = key ? PyLong_FromUnsignedLongLong(v) : NULL;
+        if (!val || PyDict_SetItem(d, key, val) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(val);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(key);
+        Py_DECREF(val);
+    }
+    return d;
+plain_no:
+    Py_DECREF(d);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
      "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list:\n"
@@ -1388,6 +1447,9 @@ static PyMethodDef methods[] = {
      "read_dir_files(dirpath, names, maxbytes) -> (st_nlink, [bytes or int errno/BIG, ...]), or\n"
      "an int errno when the directory cannot be opened: small files of one directory, each\n"
      "opened with openat relative to one O_PATH fd of the directory and read to EOF."},
+    {"space_kv", procscan_space_kv, METH_O,
+     "space_kv(data: bytes) -> {name: int} as sources._text.fast_space_kv gives for the decoded\n"
+     "text, or None when the bytes are not in its plain ASCII form (Python then does it)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -166,3 +166,64 @@ def test_kernfs_link_count_tells_leaves():
     finally:
         for d in reversed(made):
             os.rmdir(d)
+
+
+def _stat_texts():
+    import glob
+
+    from tests.conftest import corpus
+
+    for tree in (corpus("pcp", "unpacked", "cgroups-root-001"), corpus("pcp", "unpacked", "cgroups-root-002"),
+                 FIXTURES / "cgroup_v2"):
+        for p in sorted(glob.glob(f"{tree}/**/memory.stat", recursive=True)) + sorted(
+                glob.glob(f"{tree}/**/memory.oom_control", recursive=True)) + sorted(
+                glob.glob(f"{tree}/**/memory.events*", recursive=True)):
+            yield open(p, "rb").read()
+
+
+def test_c_space_kv_equals_fast_space_kv():
+    import random
+
+    from ksight import _procscan
+    from ksight.sources._text import fast_space_kv
+
+    texts = list(_stat_texts())
+    assert len(texts) > 10
+    odd = [b"", b"a 1", b"a 1\n", b"a  1\n", b" a 1\n", b"a 1 \n", b"a -1\n", b"a +1\n", b"a 0x1\n",
+           b"a 1\r\n", b"a\t1\n", b"a 1\n\n", b"a 1\nb\n", b"a 18446744073709551615\n",
+           b"a 18446744073709551616\n", b"a 000000000000000000001\n", b"a 00000000000000000001\n",
+           b"a 1\na 2\n", b"\x1ca 1\n", b"a\x1f 1\n", b"\xc3\xa9 1\n", b"a \xd9\xa1\n", b"a\x00 1\n",
+           b"a 1\x0b\n", b"a 99999999999999999999\n", b"name 12\nother 34\n"]
+    rnd = random.Random(7)
+    fuzz = []
+    for t in texts:
+        for _ in range(30):
+            b = bytearray(t)
+            for _ in range(rnd.randint(1, 3)):
+                i = rnd.randrange(len(b))
+                op = rnd.randrange(3)
+                if op == 0:
+                    b[i] = rnd.choice(b" \n\t0123456789x-\x1c\x80")
+                elif op == 1:
+                    del b[i]
+                else:
+                    b[i:i] = bytes([rnd.randrange(256)])
+            fuzz.append(bytes(b))
+    seen_none = seen_dict = 0
+    for b in texts + odd + fuzz:
+        want = fast_space_kv(b.decode("utf-8", "replace"))
+        got = _procscan.space_kv(b)
+        if got is None:
+            seen_none += 1
+            assert want is None or not b.isascii(), b  # only ASCII is taken in C
+        else:
+            seen_dict += 1
+            assert got == want, b
+            assert all(type(k) is str and type(v) is int for k, v in got.items())
+    assert seen_none > 10 and seen_dict > 10
+    for b in texts:  # and the parser the walk uses gives parse_stat's dict
+        assert cgm._kv_bytes(b, "x") == cgm.parse_stat(b.decode(), "x")
+    from ksight.errors import ParseError
+
+    with pytest.raises(ParseError):
+        cgm._kv_bytes(b"a b c\n", "x")

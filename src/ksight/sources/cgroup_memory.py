@@ -268,6 +268,20 @@ def _spec(version: int, want: frozenset | None) -> tuple:
     return tuple(x for n in _ORDER if want is None or n in want for x in table[n])
 
 
+try:  # the optional C extension (setup.py): fast_space_kv on the bytes read, no decoding
+    from .._procscan import space_kv as _c_space_kv
+except ImportError:  # pragma: no cover - depends on the build
+    _c_space_kv = None
+
+
+def _kv_bytes(data: bytes, path: str) -> dict[str, int]:
+    """parse_stat of the undecoded bytes: the C fast path takes the plain ASCII form (the same dict
+    fast_space_kv gives for it, tests/sources/test_cgroup_memory_walk.py), anything else is
+    decoded and parsed by parse_stat (whose line parser raises the ParseErrors)."""
+    out = _c_space_kv(data) if _c_space_kv is not None else None
+    return out if out is not None else parse_stat(data.decode("utf-8", "replace"), path)
+
+
 _FIELDS_NONE = {f: None for f in MemCgroup.__dataclass_fields__}
 _new = object.__new__
 _setattr = object.__setattr__
@@ -284,7 +298,8 @@ def _build(cg: str, version: int, spec, texts, prefix: str) -> MemCgroup:
         v = texts.get(name)
         if v is None or type(v) is not bytes:
             continue
-        val = parser(v.decode("utf-8", "replace"), prefix + name)
+        val = (_kv_bytes(v, prefix + name) if parser in _KV_PARSERS
+               else parser(v.decode("utf-8", "replace"), prefix + name))
         if fld == "oom":
             if val:
                 kw["oom_kill_disable"] = val.get("oom_kill_disable")
@@ -295,6 +310,9 @@ def _build(cg: str, version: int, spec, texts, prefix: str) -> MemCgroup:
     g = _new(MemCgroup)
     _setattr(g, "__dict__", kw)
     return g
+
+
+_KV_PARSERS = (parse_stat, parse_events, _parse_oom)  # "name value" files: memory.stat, events
 
 
 def _probe_field(spec, have_field: str | None) -> str | None:
