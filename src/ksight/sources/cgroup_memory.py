@@ -410,6 +410,9 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     read_many = root.read_many
     listdirs = root.listdirs
     with_spec = {p: _with(p, spec_names) for p in ("cgroup.events", "tasks", _V1_USAGE)}
+    # after an idle group: the idle test's files in one call (an idle group needs them all)
+    idle_set = {"cgroup.events": ("cgroup.events", "memory.current", "memory.swap.current"),
+                "tasks": ("tasks",), _V1_USAGE: (_V1_USAGE, _V1_MEMSW, "tasks")}
     base = _base_path(mount)
     # per group: [dir, cgroup path, parent index, texts (name -> bytes | Unavailable), idle, prefix]
     nodes: list[list] = []
@@ -431,7 +434,7 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
         else:
             uncharged = uncharged and version == 1
             probe = "cgroup.events" if version == 2 else "tasks" if uncharged else _V1_USAGE
-            texts = read_many(d, with_spec[probe] if busy else (probe,))
+            texts = read_many(d, with_spec[probe] if busy else idle_set[probe])
         nlink = texts.nlink
         subdirs: list[str] | None = None
         if not nodes or nlink is None or nlink != 2:
