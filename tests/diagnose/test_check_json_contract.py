@@ -17,7 +17,10 @@ def test_json_document_shape_and_exit_status(tmp_path, capsys):
     v = corpus_text("node_exporter", "proc", "vmstat")
     files0 = {"proc/vmstat": v, "proc/meminfo": corpus_text("node_exporter", "proc", "meminfo"),
               "proc/uptime": "100.00 150.00\n"}
-    files1 = dict(files0, **{"proc/vmstat": set_counter(v, "pswpout", counter(v, "pswpout") + 20_000),
+    # swap-in is the harm swap-io judges (swap-out alone is info): 10,000 pages/s of each
+    v1 = set_counter(v, "pswpout", counter(v, "pswpout") + 20_000)
+    v1 = set_counter(v1, "pswpin", counter(v1, "pswpin") + 20_000)
+    files1 = dict(files0, **{"proc/vmstat": v1,
                              "proc/uptime": "102.00 153.00\n"})
     tree(tmp_path / "0000", files0)
     tree(tmp_path / "0001", files1)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold, rule
 from .common import cgroup_dir, toward
-from .counters import (ACTIVATE_FILE, CG_REFAULT_FILE, DROP_PAGECACHE, DROP_SLAB, INODESTEAL,
-                       KSWAPD_INODESTEAL, PGINODESTEAL, REFAULT_FILE)
+from .counters import (ACTIVATE_FILE, CG_ACTIVATE_FILE, CG_REFAULT_LOCAL, DROP_PAGECACHE,
+                       DROP_SLAB, INODESTEAL, KSWAPD_INODESTEAL, PGINODESTEAL, REFAULT_FILE,
+                       RESTORE_FILE)
 
 
 @rule("pagecache.drop-caches", title="Someone dropped the caches (drop_caches)",
@@ -14,7 +15,11 @@ from .counters import (ACTIVATE_FILE, CG_REFAULT_FILE, DROP_PAGECACHE, DROP_SLAB
       thresholds={"min_drops": Threshold(1, "writes to drop_caches in the window",
                                          "each write throws away the whole clean cache")})
 def drop_caches(ctx: Context, r: Rule):
-    """vmstat's drop_pagecache / drop_slab count writes to /proc/sys/vm/drop_caches (4.15+)."""
+    """vmstat's drop_pagecache / drop_slab count writes to /proc/sys/vm/drop_caches
+    (mm/vmstat.c DROP_PAGECACHE / DROP_SLAB, counted in fs/drop_caches.c). Not "4.15+": real
+    captures of older kernels carry them -- pcp's meminfo-root-001/002 and node_exporter's host
+    (pre-4.8 per-zone pgsteal layout) and a 4.2.3 vmstat (collectd issue #1307). On a kernel
+    without them the engine reports not_evaluated with that reason, never "healthy"."""
     dp, ds = ctx.counter(DROP_PAGECACHE), ctx.counter(DROP_SLAB)
     if (dp.total or 0) + (ds.total or 0) < r.t("min_drops"):
         return None
@@ -76,75 +81,136 @@ def inode_steal(ctx: Context, r: Rule):
         acts)
 
 
-@rule("pagecache.thrashing", title="Page cache thrashing (workingset refaults)",
-      needs=("vmstat", "meminfo"), counters=(REFAULT_FILE,), uses=("cgroup_memory",),
+@rule("pagecache.thrashing", title="Page cache thrashing (working-set refaults)",
+      needs=("vmstat", "meminfo"), counters=(REFAULT_FILE, ACTIVATE_FILE), uses=("cgroup_memory",),
       cgroup_files=("stat",),
       thresholds={
           "warn_refault_pages_per_s": Threshold(256, "pages/s in an interval",
                                                 "1 MiB/s of evicted cache read back"),
-          "warn_refault_pct_of_cache": Threshold(1, "% of file cache per interval",
-                                                 "a visible part of the cache comes back"),
+          "warn_refault_pct_of_cache_per_s": Threshold(
+              1, "% of the file LRU per second, in an interval",
+              "at this pace the whole file cache is read back within 100 s; divided by the "
+              "interval length, so a longer capture does not make the same load look worse"),
           "critical_refault_pages_per_s": Threshold(25600, "pages/s in an interval",
-                                                    "100 MiB/s read back"),
+                                                    "100 MiB/s of working-set pages read back"),
           "cgroup_share_pct": Threshold(50, "% of the machine's refaults",
                                         "one memory cgroup causing most of them is named as the subject"),
       })
 def thrashing(ctx: Context, r: Rule):
-    """Refaults are reads of pages evicted recently enough that they belonged to the working set
-    (the kernel tracks eviction 'shadow' entries): the cache is too small for the workload."""
-    refault = ctx.counter(REFAULT_FILE)
-    peak = refault.peak
+    """Working-set refaults: pages read back soon enough after eviction that they belonged to
+    the working set. Checked in mm/workingset.c (torvalds/linux, workingset_refault()):
+    WORKINGSET_REFAULT is counted for every refault *before* workingset_test_recent() compares
+    the refault distance with the working-set size; WORKINGSET_ACTIVATE only for the refaults
+    within that distance (put straight back on the active list), and WORKINGSET_RESTORE
+    (workingset_restore 5.8, _file 5.9+) for pages that were in the active working set when
+    evicted. So the verdict keys on activations:
+      - activations high, and a large share of the file LRU per second: warning (critical at
+        100 MiB/s) -- the cache is too small for the working set;
+      - refaults high without activations: info -- data evicted long ago is read again (a
+        cyclic or streaming read larger than the cache); no cache size short of the whole
+        data set would keep it, so it is not the working set being pushed out.
+    Rates and the %-of-cache share are per second of each interval (the peak interval counts).
+    Kernels: vmstat of 4.x (node_exporter's host, workingset_refault/activate), 4.12-5.8 (pcp
+    meminfo-root-005), 5.9+ (meminfo-root-007, *_file/_anon split with restore). Before 3.15 the
+    counters do not exist: the engine reports not_evaluated with that reason (never healthy).
+    With MGLRU (6.1+) lru_gen_refault() counts the same three events by its own tiers.
+    Memory cgroups: v2 memory.stat keys are hierarchical (ties go to the deepest group); v1 has
+    a local workingset_refault(_file) and a hierarchical total_workingset_refault(_file): the
+    local key is used, so the leaf-most group that refaults is named."""
+    refault, activate = ctx.counter(REFAULT_FILE), ctx.counter(ACTIVATE_FILE)
+    restore = ctx.counter(RESTORE_FILE)
     mi = ctx.get("meminfo")
     if mi.active_file_kb is None or mi.inactive_file_kb is None:
         raise ctx.cannot_look("meminfo has no Active(file)/Inactive(file) (kernel before 2.6.28)")
-    if peak is None:
+    apeak, rpeak = activate.peak, refault.peak
+    if rpeak is None:
         return None
-    cache_pages = (mi.active_file_kb + mi.inactive_file_kb) * 1024 // ctx.page_size
-    delta = refault.deltas[peak.interval]
-    pct = 100.0 * delta / max(cache_pages, 1)
-    if peak.rate < r.t("warn_refault_pages_per_s") or pct < r.t("warn_refault_pct_of_cache"):
+    ws = apeak is not None and apeak.rate >= r.t("warn_refault_pages_per_s") and \
+        _pct_per_s(ctx, apeak) >= r.t("warn_refault_pct_of_cache_per_s")
+    peak = apeak if ws else rpeak
+    pct = _pct_per_s(ctx, peak)
+    if peak.rate < r.t("warn_refault_pages_per_s") or pct < r.t("warn_refault_pct_of_cache_per_s"):
         return None
-    act = ctx.counter(ACTIVATE_FILE).rates[peak.interval]
-    ev = [ctx.ev("workingset refaults", peak.rate, "pages/s", "vmstat",
-                 threshold=r.t("warn_refault_pages_per_s"), note=ctx.peak_note(peak, refault.mean_rate)),
-          ctx.ev("refaulted in the peak interval", pct, "% of file LRU", "vmstat",
-                 threshold=r.t("warn_refault_pct_of_cache")),
-          ctx.ev("file LRU", mi.active_file_kb + mi.inactive_file_kb, "kB", "meminfo")]
-    if act is not None:
-        ev.append(ctx.ev("workingset activations", act, "pages/s", "vmstat",
-                         note="refaulted pages put straight back on the active list"))
+    i = peak.interval
+    ref_rate, act_rate = refault.rates[i], activate.rates[i]
+    res_rate = restore.rates[i] if restore.present else None
+    mi_i = _meminfo_at(ctx, i)
+    ev = [ctx.ev("workingset activations" if ws else "workingset refaults", peak.rate, "pages/s",
+                 "vmstat", threshold=r.t("warn_refault_pages_per_s"),
+                 note=ctx.peak_note(peak, (activate if ws else refault).mean_rate)),
+          ctx.ev("read back per second", pct, "% of file LRU per second", "vmstat",
+                 threshold=r.t("warn_refault_pct_of_cache_per_s"),
+                 note="pages of that interval / file LRU pages / interval seconds"),
+          ctx.ev("file LRU", mi_i.active_file_kb + mi_i.inactive_file_kb, "kB", "meminfo")]
+    if ws:
+        ev.append(ctx.ev("workingset refaults", ref_rate, "pages/s", "vmstat",
+                         note="every refault, including pages evicted too long ago to count"))
+    else:
+        ev.append(ctx.ev("workingset activations", act_rate, "pages/s", "vmstat",
+                         note="refaults within the working-set distance (none or few here)"))
+    if res_rate is not None:
+        ev.append(ctx.ev("workingset restores", res_rate, "pages/s", "vmstat",
+                         note="refaulted pages that were in the active working set when evicted"))
     subject, title = None, None
-    top = _top_refaulting_cgroup(ctx, peak.interval)
+    delta = (activate if ws else refault).deltas[i]
+    top = _top_refaulting_cgroup(ctx, i, CG_ACTIVATE_FILE if ws else CG_REFAULT_LOCAL)
     if top is not None and delta and 100.0 * top[1] / delta >= r.t("cgroup_share_pct"):
         path, d, src, secs = top
         subject = Subject(cgroup=path)
-        title = f"Page cache thrashing in memory cgroup {path}"
-        ev.append(ctx.ev("refaults in this cgroup", d / secs, "pages/s",
-                         src + "/memory.stat", note=f"{100.0 * d / delta:.0f}% of the machine's"))
+        title = (f"Page cache thrashing in memory cgroup {path}" if ws
+                 else f"Evicted page cache re-read in memory cgroup {path}")
+        ev.append(ctx.ev("activations in this cgroup" if ws else "refaults in this cgroup",
+                         d / secs, "pages/s", src + "/memory.stat",
+                         note=f"{100.0 * d / delta:.0f}% of the machine's"))
+    acts = [Action.command("ksight pagecache --protect CGROUP_OR_PID  # if the workload runs in a "
+                           "memory cgroup: its limit and how much cache memory.low should protect"),
+            Action.command("ksight show cgroup_memory  # which group's workingset counters move")]
+    if not ws:
+        return r.finding(
+            "info", ev,
+            "Evicted file pages are read back, but the kernel did not activate them: they were "
+            "evicted too long ago to belong to the working set (mm/workingset.c refault distance). "
+            "This is a cyclic or streaming read of more data than the cache holds; the reads are "
+            "real disk I/O, but a somewhat larger cache would not keep them.",
+            acts + [Action.code("stream large one-off reads with posix_fadvise(POSIX_FADV_DONTNEED) "
+                                "or O_DIRECT so they do not push other data out")],
+            subject=subject, title=title or "Evicted page cache re-read (not the working set)")
     return r.finding(
         "critical" if peak.rate >= r.t("critical_refault_pages_per_s") else "warning", ev,
-        "Pages are read back from disk soon after being evicted: the working set does not fit "
-        "in the page cache available to it (machine-wide, or in its memory cgroup). Each refault "
-        "is a disk read the workload waits for.",
-        [Action.command("ksight pagecache --protect CGROUP_OR_PID  # if the workload runs in a "
-                        "memory cgroup: its limit and how much cache memory.low should protect"),
-         Action.command("ksight show cgroup_memory  # which group's workingset_refault moves"),
-         Action.code("stream large one-off reads with posix_fadvise(POSIX_FADV_DONTNEED) so they "
-                     "do not push the hot data out")],
+        "Pages of the working set are read back from disk soon after being evicted (the kernel "
+        "activated them on refault): the working set does not fit in the page cache available "
+        "to it (machine-wide, or in its memory cgroup). Each such refault is a read the "
+        "workload waits for.",
+        acts + [Action.code("stream large one-off reads with posix_fadvise(POSIX_FADV_DONTNEED) "
+                            "so they do not push the hot data out")],
         subject=subject, title=title)
 
 
-def _top_refaulting_cgroup(ctx: Context, interval: int):
-    """(path, refaulted pages in that interval, its directory, seconds) of the leaf-most memory
-    cgroup with the most file refaults, or None. Parents include their children's counts
-    (hierarchical memory.stat on v2; v1 'workingset_refault*' is hierarchical too), so among
-    equal counts the deepest path wins."""
+def _meminfo_at(ctx: Context, interval: int):
+    """meminfo at the end of an interval (the file LRU the pages came back into)."""
+    s = ctx.snapshots[interval + 1].get("meminfo")
+    return s if s is not None and s.active_file_kb is not None and s.inactive_file_kb is not None \
+        else ctx.get("meminfo")
+
+
+def _pct_per_s(ctx: Context, peak) -> float:
+    """Pages of the peak interval as % of the file LRU, per second of that interval."""
+    mi = _meminfo_at(ctx, peak.interval)
+    cache_pages = (mi.active_file_kb + mi.inactive_file_kb) * 1024 // ctx.page_size
+    return 100.0 * peak.rate / max(cache_pages, 1)
+
+
+def _top_refaulting_cgroup(ctx: Context, interval: int, counter=CG_REFAULT_LOCAL):
+    """(path, pages in that interval, its directory, seconds) of the leaf-most memory cgroup
+    with the most of `counter`, or None. v2 memory.stat is hierarchical (a parent includes its
+    children), so among equal counts the deepest path wins; v1 is read by its local key (the
+    group's own pages, not total_*), so the group with the most is itself the leaf-most."""
     cm = ctx.get("cgroup_memory")
     secs = ctx.series.seconds_per_interval[interval]
     if cm is None or not secs:
         return None
     best = None
-    for (path, _id), cs in ctx.cgroup_counters(CG_REFAULT_FILE).items():
+    for (path, _id), cs in ctx.cgroup_counters(counter).items():
         if path == "/":
             continue
         d = cs.deltas[interval]

@@ -51,3 +51,14 @@ def half(cur: int | None, floor: int) -> str:
 
 
 fmt_kb = size_kb
+
+
+def swap_kind(swaps) -> tuple[str, tuple[str, ...]]:
+    """("zram" | "disk" | "mixed" | "unknown", device names) of the active swap devices.
+    zram devices are /dev/zramN in /proc/swaps (drivers/block/zram); everything else is a
+    partition or a file on a disk."""
+    devs = tuple(d.filename for d in getattr(swaps, "devices", ()) or ())
+    if not devs:
+        return "unknown", ()
+    z = [d.startswith("/dev/zram") for d in devs]
+    return ("zram" if all(z) else "mixed" if any(z) else "disk"), devs
