@@ -85,7 +85,9 @@ def test_no_sysctls_in_the_capture_says_which_rules_could_not_look(tmp_path, bas
     nosys = {k: v for k, v in base.items() if not k.startswith("proc/sys/")}
     status, doc = check(capture(tmp_path, [nosys, nosys]))
     ne = {n["rule"]: n["reason"] for n in doc["not_evaluated"]}
-    assert "pagecache.dirty-backlog" in ne and "pagecache.numa-zone-reclaim" in ne
+    assert "pagecache.numa-zone-reclaim" in ne
+    # dirty-backlog judges with the kernel's own nr_dirty_threshold from vmstat: it looked
+    assert "pagecache.dirty-backlog" not in ne
     assert "sysctl" in ne["pagecache.numa-zone-reclaim"]
     assert status == 3
 

@@ -169,9 +169,12 @@ def test_report_on_node_exporter_corpus_root():
     rep = pc.report(snap)
     hand = zones_by_hand(corpus("node_exporter", "proc", "zoneinfo").read_text())
     assert [z.name for z in rep.zones] == [z["name"] for z in hand]
-    # the corpus has no proc/sys/vm: the dirty thresholds cannot be computed, so absent (None)
+    # the corpus has no proc/sys/vm: the kernel's own thresholds from its vmstat are used
+    # (node_exporter's vmstat: nr_dirty_threshold 270390, nr_dirty_background_threshold 135030)
     assert not corpus("node_exporter").joinpath("proc", "sys", "vm").exists()
-    assert rep.dirty is None
+    assert rep.dirty.thresholds_from == "kernel"
+    assert (rep.dirty.thresh_pages, rep.dirty.bg_thresh_pages) == (270390, 135030)
+    assert rep.dirty.dirty_ratio is None
     # the reserve they would subtract is still computable from zoneinfo alone: by hand,
     # calculate_totalreserve_pages() over the corpus's zones
     reserve = sum(min(max(z["protection"]) + z["high"] - z["boost"], z["managed"]) for z in hand)

@@ -32,13 +32,14 @@ def _wrap(text: str, first: str, rest: str | None = None) -> list[str]:
 def action_lines(a) -> list[str]:
     """An Action as the line that applies it, then why (wrapped)."""
     if a.kind == "cgroup":
-        now = "" if a.current is None else f"   (now {units.size(int(a.current), unlimited=True)})" \
+        now = "" if a.current in (None, "None") else f"   (now {units.size(int(a.current), unlimited=True)})" \
             if a.current.isdigit() else f"   (now {a.current})"
         rec = units.size(int(a.recommended), unlimited=True) if a.recommended.isdigit() \
             else a.recommended
         head = f"{a.name} = {rec}: echo {a.recommended} > {shlex.quote(a.path)}{now}"
     elif a.kind == "sysctl":
-        now = "" if a.current is None else f"   (now {a.current})"
+        # a sysctl this kernel does not have: say so, never "(now None)"
+        now = "   (not set on this kernel)" if a.current in (None, "None") else f"   (now {a.current})"
         head = f"sysctl -w {a.name}={a.recommended}{now}"
     elif a.kind == "command":
         head = f"$ {a.text}"
@@ -66,7 +67,9 @@ def _zones(rep, out) -> None:
         if z.state == "empty":
             continue
         t.add_row(Text(f"{z.node} {z.name}"), *(Text(units.number(v)) for v in (
-            z.free_pages, z.min_pages, z.low_pages, z.high_pages, z.managed_pages)), Text(z.state))
+            z.free_pages, z.min_pages, z.low_pages, z.high_pages)),
+            Text(units.number(z.managed_pages) if z.managed_pages is not None else "?"),
+            Text(z.state))
     import io
 
     buf = io.StringIO()
@@ -90,6 +93,9 @@ def render(rep, out=None) -> None:
           f"Shmem {_kb(c.shmem_kb)} + SwapCached = {_kb(c.lru_side_kb)}\n")
         w(f"  gap {c.gap_kb if c.gap_kb is not None else '-'} kB   (Unevictable "
           f"{_kb(c.unevictable_kb)}, Mlocked {_kb(c.mlocked_kb)})\n")
+        if c.gap_why:
+            for line in _wrap(c.gap_why, "  ! "):
+                w(line + "\n")
         for line in _wrap(c.why, "    "):
             w(line + "\n")
         w(f"  free(1) buff/cache = Buffers + Cached + SReclaimable = {_kb(c.buff_cache_kb)}\n")
@@ -99,11 +105,15 @@ def render(rep, out=None) -> None:
         w("  unavailable (needs meminfo or vmstat, and the vm.dirty_* sysctls)\n")
     else:
         ps = d.page_size
-        w(f"  dirty {_pg(d.dirty_pages, ps)}   writeback {_pg(d.writeback_pages, ps)}   "
+        unst = f"   NFS unstable {_pg(d.unstable_pages, ps)}" if d.unstable_pages else ""
+        w(f"  dirty {_pg(d.dirty_pages, ps)}   writeback {_pg(d.writeback_pages, ps)}{unst}   "
           f"state: {d.state}\n")
-        src = (f"dirty_bytes={d.dirty_bytes}" if d.dirty_bytes else f"dirty_ratio={d.dirty_ratio}%")
-        bsrc = (f"dirty_background_bytes={d.background_bytes}" if d.background_bytes
-                else f"dirty_background_ratio={d.background_ratio}%")
+        if d.thresholds_from == "kernel":
+            src = bsrc = "the kernel's own, from /proc/vmstat: vm.dirty_* not in the capture"
+        else:
+            src = (f"dirty_bytes={d.dirty_bytes}" if d.dirty_bytes else f"dirty_ratio={d.dirty_ratio}%")
+            bsrc = (f"dirty_background_bytes={d.background_bytes}" if d.background_bytes
+                    else f"dirty_background_ratio={d.background_ratio}%")
         w(f"  background writeback above {_pg(d.bg_thresh_pages, ps)} ({bsrc})\n")
         w(f"  writers throttled above {_pg(d.freerun_pages, ps)}, hard limit "
           f"{_pg(d.thresh_pages, ps)} ({src})\n")

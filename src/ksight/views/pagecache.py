@@ -58,6 +58,8 @@ class CacheBreakdown:
     gap_kb: int | None  # page_cache_kb - lru_side_kb
     buff_cache_kb: int | None  # free(1): Buffers + Cached + SReclaimable
     why: str = IDENTITY_WHY
+    lazyfree_kb: int | None = None  # vmstat (pglazyfree - pglazyfreed) * page size: an upper bound
+    gap_why: str | None = None  # why this gap (negative: MADV_FREE pages on Inactive(file))
 
 
 @dataclass(frozen=True)
@@ -120,23 +122,55 @@ def _sum(*vals):
     return None if any(v is None for v in vals) else sum(vals)
 
 
-def cache_breakdown(mi) -> CacheBreakdown:
+def cache_breakdown(mi, vmstat=None, page_size: int = 4096) -> CacheBreakdown:
     g = lambda n: getattr(mi, n)  # noqa: E731
     left = _sum(g("buffers_kb"), g("cached_kb"), g("swap_cached_kb"))
     right = _sum(g("active_file_kb"), g("inactive_file_kb"), g("shmem_kb"), g("swap_cached_kb"))
     gap = None if left is None or right is None else left - right
+    lazy = None
+    if vmstat is not None and vmstat.get("pglazyfree") is not None:
+        lazy = max(vmstat.get("pglazyfree") - (vmstat.get("pglazyfreed") or 0), 0) * page_size // 1024
     return CacheBreakdown(
         g("buffers_kb"), g("cached_kb"), g("swap_cached_kb"), g("active_file_kb"),
         g("inactive_file_kb"), g("shmem_kb"), g("unevictable_kb"), g("mlocked_kb"),
         g("sreclaimable_kb"), left, right, gap,
-        _sum(g("buffers_kb"), g("cached_kb"), g("sreclaimable_kb")))
+        _sum(g("buffers_kb"), g("cached_kb"), g("sreclaimable_kb")),
+        lazyfree_kb=lazy, gap_why=gap_reason(gap, lazy))
+
+
+def gap_reason(gap_kb: int | None, lazyfree_kb: int | None) -> str | None:
+    """Why the LRU side exceeds the page cache (a negative gap), or None when it does not.
+
+    Since 4.12, MADV_FREE'd anonymous pages are moved to the inactive *file* LRU
+    (mm/swap.c lru_lazyfree / folio_mark_lazyfree: ClearPageSwapBacked, so reclaim can drop them
+    without swap) while they stay anonymous: they are in Inactive(file) but not in Cached.
+    vmstat pglazyfree counts pages marked, pglazyfreed those reclaim freed; the difference is an
+    upper bound of what still sits there (pages written again or unmapped are not subtracted)."""
+    if gap_kb is None or gap_kb >= 0:
+        return None
+    if lazyfree_kb is None:
+        return (f"the LRU side is {-gap_kb:,} kB larger: on 4.12+ kernels MADV_FREE'd anonymous "
+                "pages sit on Inactive(file) without being in Cached; this kernel prints no "
+                "pglazyfree to tell (older than 4.12: pages isolated or in per-CPU batches only)")
+    if lazyfree_kb >= -gap_kb:
+        return (f"the LRU side is {-gap_kb:,} kB larger: MADV_FREE'd anonymous pages sit on "
+                f"Inactive(file) but not in Cached (4.12+); vmstat pglazyfree - pglazyfreed = "
+                f"{lazyfree_kb:,} kB marked and not yet reclaimed, enough to explain it (an upper "
+                "bound: pages written again or unmapped are not subtracted)")
+    return (f"the LRU side is {-gap_kb:,} kB larger; MADV_FREE'd pages (pglazyfree - pglazyfreed "
+            f"= {lazyfree_kb:,} kB at most) explain only part of it: the rest is pages counted "
+            "between the two reads of /proc/meminfo's lines")
 
 
 def zone_states(zoneinfo) -> tuple[ZoneState, ...]:
     out = []
     for z in zoneinfo.zones:
         f = z.free_pages
-        if not z.managed_pages:
+        if z.managed_pages is None:
+            # kernels before 3.8 print no "managed" line (present/spanned only): the size the
+            # buddy allocator manages is unknown, which is not the same as an empty zone
+            st = "unknown managed size"
+        elif not z.managed_pages:
             st = "empty"
         elif f is None or z.min_pages is None:
             st = "unknown"
@@ -390,7 +424,8 @@ def report(snap: Snapshot, *, protect_target: str | None = None, process=None) -
         notes.append("page size not recorded in the capture: 4096 assumed")
     return PagecacheReport(
         page_size=snap.host.page_size or 4096,
-        cache=cache_breakdown(mi) if mi is not None else None,
+        cache=cache_breakdown(mi, snap.get("vmstat"), snap.host.page_size or 4096)
+        if mi is not None else None,
         dirty=dirty_limits(snap),
         zones=zone_states(zi) if zi is not None else (),
         swap=swap_state(mi, sw),
@@ -403,5 +438,5 @@ def report(snap: Snapshot, *, protect_target: str | None = None, process=None) -
 __all__ = ["PagecacheReport", "CacheBreakdown", "DirtyLimits", "ZoneState", "SwapState",
            "ProtectReport", "report", "cache_breakdown", "dirty_limits", "totalreserve_pages",
            "zone_states", "swap_state", "protect", "find_group", "cgroup_dir",
-           "advice_lines", "SOURCES",
+           "advice_lines", "SOURCES", "gap_reason",
            "PROTECT_SOURCES", "IDENTITY_WHY"]
