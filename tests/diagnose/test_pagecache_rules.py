@@ -53,17 +53,23 @@ def test_quiet_when_nothing_moves(tmp_path, base):
 
 def test_direct_reclaim_fires_on_allocstall_with_watermarks(tmp_path, base):
     # node_exporter's vmstat is an older kernel: pgscan/pgsteal are per zone (vm_total sums them)
-    after = bumped(base, allocstall=5, pgscan_direct_normal=600, pgscan_direct_dma32=40,
+    # 50 stalls in one second: a burst (20/s), not one unlucky allocation
+    after = bumped(base, allocstall=50, pgscan_direct_normal=600, pgscan_direct_dma32=40,
                    pgsteal_direct_normal=320)
     r = diagnose(snapshots(tmp_path, [base, after], SOURCES), ["pagecache"])
     f = next(f for f in r.findings if f.id == "pagecache.direct-reclaim")
     ev = {e.name: e for e in f.evidence}
-    assert ev["allocstall"].value == pytest.approx(5.0)
+    assert ev["allocstall"].value == pytest.approx(50.0)
     assert ev["pgscan_direct"].value == pytest.approx(640.0)
     assert ev["direct reclaim efficiency"].value == pytest.approx(50.0)
     assert any(" free" in name and e.source == "/proc/zoneinfo" for name, e in ev.items())
+    # node_exporter's Normal zone holds 4,539,739 free pages against a high watermark of 31,113
+    # (145x): no order-0 allocation stalls there, so the cause is high-order allocations and
+    # the watermark sysctls are not advised (tests/diagnose/test_pagecache_reclaim_expert.py
+    # has the watermark cause)
+    assert "high-order" in f.title
     act = {a.name: a for a in f.actions if a.kind == "sysctl"}
-    assert "vm.min_free_kbytes" in act or "vm.watermark_scale_factor" in act
+    assert "vm.min_free_kbytes" not in act and "vm.watermark_scale_factor" not in act
 
 
 def test_direct_reclaim_is_critical_at_high_stall_rate(tmp_path, base):
