@@ -107,16 +107,52 @@ def test_memory_columns_by_hand():
     m = raw_meminfo(1)
     row = sar.report(fixture_snaps(), "r").rows[0]  # the later snapshot of the first pair
     v = row.values
-    nouse = m["MemFree"] + m["Buffers"] + m["Cached"] + m["Slab"]
     assert v["kbmemfree"] == m["MemFree"]
     assert v["kbavail"] == m["MemAvailable"]
-    assert v["kbmemused"] == m["MemTotal"] - nouse  # sysstat 12: not MemTotal - MemAvailable
-    assert v["%memused"] == pytest.approx(100 * (m["MemTotal"] - nouse) / m["MemTotal"])
+    # sysstat 12.7.8+: MemTotal - MemAvailable
+    assert v["kbmemused"] == m["MemTotal"] - m["MemAvailable"]
+    assert v["%memused"] == pytest.approx(100 * (m["MemTotal"] - m["MemAvailable"]) / m["MemTotal"])
     assert v["kbbuffers"] == m["Buffers"] and v["kbcached"] == m["Cached"]
     assert v["kbcommit"] == m["Committed_AS"]
     assert v["%commit"] == pytest.approx(100 * m["Committed_AS"] / (m["MemTotal"] + m["SwapTotal"]))
     assert v["kbactive"] == m["Active"] and v["kbinact"] == m["Inactive"]
     assert v["kbdirty"] == m["Dirty"]
+
+
+def test_memory_columns_legacy_formula_by_hand():
+    # sysstat 12.0-12.7.7 (Debian 12's 12.6.1): MemTotal - MemFree - Buffers - Cached - Slab
+    m = raw_meminfo(1)
+    v = sar.report(fixture_snaps(), "r", legacy=True).rows[0].values
+    nouse = m["MemFree"] + m["Buffers"] + m["Cached"] + m["Slab"]
+    assert v["kbmemused"] == m["MemTotal"] - nouse
+    assert v["%memused"] == pytest.approx(100 * (m["MemTotal"] - nouse) / m["MemTotal"])
+    assert m["MemTotal"] - nouse != m["MemTotal"] - m["MemAvailable"]  # the two really differ
+
+
+def test_memory_used_both_formulas_on_pcp_kernel_text():
+    # pcp meminfo-root-005 (a 4.12-5.8 kernel): MemTotal 16050940, MemFree 2496772,
+    # MemAvailable 10749228, Buffers 1267156, Cached 7246776, Slab 694056 kB
+    from ksight.sources import meminfo as mi_src
+    from tests.conftest import corpus_text
+
+    text = corpus_text("pcp", "unpacked", "meminfo-root-005", "proc", "meminfo")
+    m = {ln.split(":")[0]: int(ln.split(":")[1].split()[0]) for ln in text.splitlines() if ":" in ln}
+    mi = mi_src.parse(text)
+    keys = ("mem_total_kb", "mem_free_kb", "mem_available_kb", "buffers_kb", "cached_kb", "slab_kb",
+            "committed_as_kb", "swap_total_kb", "active_kb", "inactive_kb", "dirty_kb")
+    raw = {k: getattr(mi, k) for k in keys}
+    assert m["MemTotal"] == 16050940
+    assert sar.memory_values(raw)["kbmemused"] == 16050940 - 10749228 == 5301712
+    assert sar.memory_values(raw)["%memused"] == pytest.approx(100 * 5301712 / 16050940)
+    assert sar.memory_values(raw, legacy=True)["kbmemused"] == \
+        16050940 - 2496772 - 1267156 - 7246776 - 694056 == 4346180
+
+
+def test_sar_help_names_both_formulas():
+    from ksight.cli import sar as cli_sar
+
+    assert "MemTotal - MemAvailable" in cli_sar.DESCRIPTION and "12.7.8" in cli_sar.DESCRIPTION
+    assert "--sysstat-legacy" in cli_sar.DESCRIPTION + cli_sar.EPILOG
 
 
 def test_memory_average_is_mean_of_rows():
@@ -264,8 +300,18 @@ def _concurrent(args: list[str], mode: str):
     time.sleep(1.0)
     b = take(LiveRoot(), sources=list(sar.SOURCES))
     t.join(30)
-    row = sar.paging_row(a, b) if mode == "B" else sar.memory_row(b)
+    row = sar.paging_row(a, b) if mode == "B" else sar.memory_row(b, legacy=_installed_sar_is_legacy())
     return res["sar"], row
+
+
+def _installed_sar_is_legacy() -> bool:
+    """sysstat before 12.7.8 computes kbmemused as MemTotal - MemFree - Buffers - Cached - Slab."""
+    import re
+    import subprocess
+
+    out = subprocess.run(["sar", "-V"], capture_output=True, text=True).stdout
+    m = re.search(r"(\d+)\.(\d+)\.(\d+)", out)
+    return bool(m) and tuple(map(int, m.groups())) < (12, 7, 8)
 
 
 @pytest.fixture

@@ -26,8 +26,9 @@ of snapshots in the capture, then an Average line, as `sar -f` does on a data fi
                         happens when cgroup-limit, khugepaged or proactive reclaim steal pages
                         that pgscank/pgscand do not count (the JSON adds vmeff_all_pct).
 -r  kbmemfree kbavail   MemFree, MemAvailable (kB)
-    kbmemused %memused  MemTotal - (MemFree + Buffers + Cached + Slab), sysstat 12's definition
-                        (not MemTotal - MemAvailable), and its share of MemTotal
+    kbmemused %memused  MemTotal - MemAvailable, as sysstat 12.7.8 and later, and its share
+                        of MemTotal. --sysstat-legacy: MemTotal - (MemFree + Buffers + Cached
+                        + Slab), as sysstat 12.0-12.7.7 (Debian 12's 12.6.1) print it
     kbbuffers kbcached  Buffers, Cached
     kbcommit %commit    Committed_AS and its share of MemTotal + SwapTotal (can exceed 100)
     kbactive kbinact    Active, Inactive (anon + file LRU lists)
@@ -44,6 +45,7 @@ examples:
   ksight sar -B -r 1 3               # both tables
   ksight sar -B --from cap.tar.zst   # one row per pair of snapshots of a capture
   ksight sar -r --from cap/ --json   # the same, for scripts
+  ksight sar -r --sysstat-legacy 1 3 # kbmemused as an older sar (12.6.1 on Debian 12) shows it
 overhead: reads /proc/vmstat and /proc/meminfo once per interval (well under a millisecond).
 """
 
@@ -54,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("interval", nargs="?", type=seconds, help="seconds between rows (default 1)")
     p.add_argument("count", nargs="?", type=int, help="number of rows (default: until Ctrl-C; "
                    "1 when no interval is given)")
+    p.add_argument("--sysstat-legacy", dest="sysstat_legacy", action="store_true",
+                   help="sar -r kbmemused/%%memused by sysstat < 12.7.8's formula, MemTotal - "
+                        "MemFree - Buffers - Cached - Slab (default: MemTotal - MemAvailable)")
     add_from(p)
     add_json(p)
 
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
                 if col.live and args.interval is None else None)
         # live rows are printed as they come; a capture is read at once: whole tables
         text = SarText(modes, sys.stdout, stream=col.live, hint=hint)
-    stream = sar.SarStream(modes)
+    stream = sar.SarStream(modes, legacy=getattr(args, "sysstat_legacy", False))
     prev = None
     for snap in col.stream(plan, interval=interval, count=count):
         new = stream.add(snap)

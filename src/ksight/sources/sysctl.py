@@ -173,6 +173,17 @@ def parse(values: dict[str, str], missing: dict[str, str] | None = None, *,
     return Sysctls(values=vals, missing=miss)
 
 
+def _dir_missing(root: Root, name: str) -> str | None:
+    """The /proc/sys directory a sysctl lives in, when the tree has no such directory at all
+    (a capture without /proc/sys, or without that part of it): then the file is missing from
+    the capture, and saying the kernel lacks it ("added in 5.0") would be wrong."""
+    d = sysctl_path(name).lstrip("/").rsplit("/", 1)[0]
+    try:
+        return None if root.isdir(d) else d
+    except Exception:  # a root that cannot tell: keep the usual reason
+        return None
+
+
 def read(root: Root, names: tuple[str, ...] = NAMES) -> Sysctls:
     values: dict[str, str] = {}
     missing: dict[str, str] = {}
@@ -180,5 +191,12 @@ def read(root: Root, names: tuple[str, ...] = NAMES) -> Sysctls:
         try:
             values[name] = root.read_sysctl(name)
         except Unavailable as u:
-            missing[name] = absent_reason(name, u.reason)
+            d = _dir_missing(root, name) if u.reason == _MISSING else None
+            missing[name] = (f"missing from the capture: it has no /{d}" if d
+                             else absent_reason(name, u.reason))
+    for name in NAMES:  # parse() would give these the kernel-history reason
+        if name not in values and name not in missing:
+            d = _dir_missing(root, name)
+            if d:
+                missing[name] = f"missing from the capture: it has no /{d}"
     return parse(values, missing)

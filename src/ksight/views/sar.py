@@ -28,9 +28,11 @@ sar -B (rates per second over the window, from /proc/vmstat):
 sar -r (instant values of the later snapshot, from /proc/meminfo, kB):
   kbmemfree MemFree; kbavail MemAvailable; kbbuffers Buffers; kbcached Cached;
   kbcommit Committed_AS; kbactive Active; kbinact Inactive; kbdirty Dirty.
-  kbmemused = MemTotal - (MemFree + Buffers + Cached + Slab), floored at 0. This is sysstat 12's
-  definition (pr_stats.c `nousedmem`); it is neither MemTotal - MemFree (sysstat 11 and PCP's
-  mem.util.used) nor MemTotal - MemAvailable (gopsutil).
+  kbmemused = MemTotal - MemAvailable: current sysstat (12.7.8 and later), and gopsutil.
+  With legacy=True (`--sysstat-legacy`): MemTotal - (MemFree + Buffers + Cached + Slab), floored
+  at 0, sysstat 12.0 to 12.7.7's definition (pr_stats.c `nousedmem`; Debian 12 ships 12.6.1).
+  Neither is MemTotal - MemFree (sysstat 11 and PCP's mem.util.used). A kernel without
+  MemAvailable (before 3.14) gets the legacy formula, with a note on the row.
   %memused = 100 * kbmemused / MemTotal; %commit = 100 * Committed_AS / (MemTotal + SwapTotal).
 
 Averages, as `sar -f`: rates over the whole span (sum of deltas / sum of seconds, skipping a
@@ -266,22 +268,30 @@ def paging_average(rows: Sequence[SarRow]) -> SarRow | None:
     return SarRow("Average:", None, secs, values, deltas)
 
 
-def memory_row(snap: Snapshot) -> SarRow:
+def memory_row(snap: Snapshot, legacy: bool = False) -> SarRow:
     """sar -r for one snapshot (sar shows the later snapshot of each interval)."""
     mi = snap.get("meminfo")
     keys = ("mem_total_kb", "mem_free_kb", "mem_available_kb", "buffers_kb", "cached_kb", "slab_kb",
             "committed_as_kb", "swap_total_kb", "active_kb", "inactive_kb", "dirty_kb")
     raw = {k: (getattr(mi, k) if mi is not None else None) for k in keys}
     notes = () if mi is not None else ("meminfo unavailable",)
-    return SarRow(clock(snap), snap.taken_at, None, memory_values(raw), raw=raw, notes=notes)
+    if mi is not None and not legacy and raw["mem_available_kb"] is None:
+        notes = ("no MemAvailable (kernel before 3.14): kbmemused by the legacy formula",)
+    return SarRow(clock(snap), snap.taken_at, None, memory_values(raw, legacy), raw=raw, notes=notes)
 
 
-def memory_values(raw: dict[str, float | None]) -> dict[str, float | None]:
-    """The sar -r columns from meminfo values (kB), as pr_stats.c computes them."""
+def memory_values(raw: dict[str, float | None], legacy: bool = False) -> dict[str, float | None]:
+    """The sar -r columns from meminfo values (kB), as pr_stats.c computes them: kbmemused =
+    MemTotal - MemAvailable (sysstat 12.7.8+), or with legacy MemTotal - MemFree - Buffers -
+    Cached - Slab (floored at 0; sysstat 12.0-12.7.7, Debian 12's 12.6.1)."""
     total = raw.get("mem_total_kb")
+    avail = raw.get("mem_available_kb")
     parts = [raw.get(k) for k in ("mem_free_kb", "buffers_kb", "cached_kb", "slab_kb")]
     used = pct_used = None
-    if total is not None and None not in parts:
+    if total is not None and not legacy and avail is not None:
+        used = max(total - avail, 0)
+        pct_used = 100.0 * used / total if total else 0.0
+    elif total is not None and None not in parts:
         nouse = min(sum(parts), total)
         used = total - nouse
         pct_used = 100.0 * used / total if total else 0.0
@@ -300,7 +310,7 @@ def memory_values(raw: dict[str, float | None]) -> dict[str, float | None]:
     }
 
 
-def memory_average(rows: Sequence[SarRow]) -> SarRow | None:
+def memory_average(rows: Sequence[SarRow], legacy: bool = False) -> SarRow | None:
     """sar's Average line for -r: the mean of each meminfo value over the rows, then the columns."""
     if not rows:
         return None
@@ -308,7 +318,7 @@ def memory_average(rows: Sequence[SarRow]) -> SarRow | None:
     for k in rows[0].raw:
         vals = [r.raw.get(k) for r in rows if r.raw.get(k) is not None]
         avg[k] = sum(vals) / len(vals) if vals else None
-    return SarRow("Average:", None, None, memory_values(avg), raw=avg)
+    return SarRow("Average:", None, None, memory_values(avg, legacy), raw=avg)
 
 
 class SarStream:
@@ -317,11 +327,12 @@ class SarStream:
     tables so far with their Average lines. Only the previous snapshot is kept, so a live run
     until Ctrl-C does not grow."""
 
-    def __init__(self, modes: Sequence[str]):
+    def __init__(self, modes: Sequence[str], legacy: bool = False):
         bad = [m for m in modes if m not in ("B", "r")]
         if bad or not modes:
             raise ValueError(f"modes must be 'B' and/or 'r', not {list(modes)!r}")
         self.modes = tuple(modes)
+        self.legacy = legacy  # sar -r kbmemused by sysstat < 12.7.8's formula
         self.first: Snapshot | None = None
         self.prev: Snapshot | None = None
         self.count = 0
@@ -341,7 +352,7 @@ class SarStream:
             return {}
         new = {}
         for m in self.modes:
-            row = paging_row(prev, snap) if m == "B" else memory_row(snap)
+            row = paging_row(prev, snap) if m == "B" else memory_row(snap, self.legacy)
             self.rows[m].append(row)
             new[m] = row
         return new
@@ -350,7 +361,7 @@ class SarStream:
         out = []
         for m in self.modes:
             rows = self.rows[m]
-            avg = (paging_average if m == "B" else memory_average)(rows)
+            avg = paging_average(rows) if m == "B" else memory_average(rows, self.legacy)
             notes = () if self.count >= 2 else (
                 f"{self.count} snapshot(s): sar needs at least two to show a row",)
             out.append(SarReport(m, PAGING_COLUMNS if m == "B" else MEMORY_COLUMNS,
@@ -359,11 +370,11 @@ class SarStream:
         return out
 
 
-def report(snapshots: Iterable[Snapshot], mode: str) -> SarReport:
+def report(snapshots: Iterable[Snapshot], mode: str, legacy: bool = False) -> SarReport:
     """The whole sar table for consecutive snapshots: one row per pair, then the Average."""
     if mode not in ("B", "r"):
         raise ValueError(f"mode must be 'B' or 'r', not {mode!r}")
-    st = SarStream([mode])
+    st = SarStream([mode], legacy)
     for s in snapshots:
         st.add(s)
     return st.reports()[0]

@@ -6,8 +6,8 @@ from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold, rule
 from .common import cgroup_dir, toward
 from .counters import (ACTIVATE_FILE, CG_ACTIVATE_FILE, CG_REFAULT_LOCAL, DROP_PAGECACHE,
-                       DROP_SLAB, INODESTEAL, KSWAPD_INODESTEAL, PGINODESTEAL, REFAULT_FILE,
-                       RESTORE_FILE)
+                       DROP_SLAB, INODESTEAL, KSWAPD_INODESTEAL, PGINODESTEAL, PGMAJFAULT,
+                       PSWPIN, REFAULT_FILE, RESTORE_FILE)
 
 
 @rule("pagecache.drop-caches", title="Someone dropped the caches (drop_caches)",
@@ -219,3 +219,56 @@ def _top_refaulting_cgroup(ctx: Context, interval: int, counter=CG_REFAULT_LOCAL
         if best is None or d > best[1] or (d == best[1] and path.count("/") > best[0].count("/")):
             best = (path, d, cgroup_dir(cm, path), secs)
     return best
+
+
+@rule("pagecache.major-fault-storm", title="Major-fault storm without swap (file pages re-read)",
+      needs=("vmstat",), counters=(PGMAJFAULT, PSWPIN), uses=("meminfo",),
+      thresholds={
+          "warn_majfault_per_s": Threshold(500, "major faults/s in an interval",
+                                           "each one is a task blocked on a read of a mapped "
+                                           "page (~2 MiB/s of 4 KiB pages): a busy server at rest "
+                                           "stays well under it (node_exporter's host: 0.3/s "
+                                           "over its uptime)"),
+          "critical_majfault_per_s": Threshold(5000, "major faults/s in an interval",
+                                               "~20 MiB/s of mapped file pages read on demand"),
+          "max_swapin_share_pct": Threshold(10, "% of major faults",
+                                            "above it swap-in explains the faults: swap-io's case"),
+      })
+def major_fault_storm(ctx: Context, r: Rule):
+    """pgmajfault counts faults that had to read the page (mm/memory.c and mm/filemap.c:
+    filemap_fault counts PGMAJFAULT when the page was not in the page cache; do_swap_page when
+    it was not in the swap cache, then swap_read_folio counts PSWPIN per page read). A storm of
+    major faults with pswpin about 0 is mapped *file* pages (executables, libraries, mmap'd data)
+    evicted and read back on demand: tasks stall on reads even though nothing swaps.
+    Kernels: pgmajfault and pswpin are in every vmstat (2.6 to 6.x; node_exporter's host, pcp
+    meminfo-root-001..007). Missing counters: not_evaluated with the reason, never healthy."""
+    maj, sin = ctx.counter(PGMAJFAULT), ctx.counter(PSWPIN)
+    peak = maj.peak
+    if peak is None or peak.rate < r.t("warn_majfault_per_s"):
+        return None
+    i = peak.interval
+    swapin = sin.rates[i] or 0.0
+    share = 100.0 * swapin / peak.rate
+    if share > r.t("max_swapin_share_pct"):
+        return None  # swap-in explains them: pagecache.swap-io judges that
+    ev = [ctx.ev("pgmajfault", peak.rate, "faults/s", "vmstat", threshold=r.t("warn_majfault_per_s"),
+                 note=ctx.peak_note(peak, maj.mean_rate)),
+          ctx.ev("pswpin", swapin, "pages/s", "vmstat", threshold=r.t("max_swapin_share_pct"),
+                 note=f"{share:.1f}% of the major faults: not swap")]
+    mi = ctx.snapshots[i + 1].get("meminfo") or ctx.get("meminfo")
+    if mi is not None and mi.active_file_kb is not None and mi.inactive_file_kb is not None:
+        ev.append(ctx.ev("file LRU", mi.active_file_kb + mi.inactive_file_kb, "kB", "meminfo",
+                         note="the cache the mapped pages are re-read into"))
+    if mi is not None and getattr(mi, "mapped_kb", None) is not None:
+        ev.append(ctx.ev("Mapped", mi.mapped_kb, "kB", "meminfo", note="file pages mapped by tasks"))
+    return r.finding(
+        "critical" if peak.rate >= r.t("critical_majfault_per_s") else "warning", ev,
+        "Tasks fault on mapped file pages that are no longer in memory and wait while each is "
+        "read from disk (executables, shared libraries, mmap'd data). Nothing is swapped: the "
+        "page cache holding these mappings is being reclaimed under memory pressure, machine-"
+        "wide or in the tasks' memory cgroup.",
+        [Action.command("ksight show --processes --json  # majflt per process: who faults"),
+         Action.command("ksight pagecache --protect CGROUP_OR_PID  # protect the group's cache "
+                        "with memory.low"),
+         Action.code("mlock the hot part of large mappings, or MADV_WILLNEED them, so they are "
+                     "read ahead instead of page by page")])
