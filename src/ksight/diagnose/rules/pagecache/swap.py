@@ -61,7 +61,7 @@ def swap_io(ctx: Context, r: Rule):
     if not harmful:
         return r.finding(
             "info", ev,
-            "Anonymous memory is being written to swap, and nothing is read back: reclaim is "
+            "Anonymous memory is being written to swap and none comes back in: reclaim is "
             "moving memory nobody touches out of RAM, which is what swap is for. It becomes harm "
             "only when those pages are needed again (swap-in, pswpin).",
             [Action.command("ksight show --processes --json  # VmSwap per process: who is swapped out")],
