@@ -48,3 +48,19 @@ def test_nothing_to_read_exits_3(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     assert status == 3 and doc["verdict"] == "unknown"
     assert doc["not_evaluated"]
+
+
+def test_text_never_prints_now_none(capsys):
+    from ksight.diagnose.finding import Action, Report
+    from ksight.diagnose.rule import Rule, Threshold  # noqa: F401
+    from ksight.render.check_text import render_report
+    from ksight.collect.plan import Needs
+
+    r = Rule("pagecache.x", "pagecache", "t", Needs(), {}, lambda c, r: None)
+    f = r.finding("warning", [], "why", [Action.sysctl("vm.watermark_scale_factor", None, 100),
+                                          Action.cgroup_write("/sys/fs/cgroup/g/memory.high", 5, None)])
+    rep = Report(host={"hostname": "h"}, kernel="k", window={"seconds": 1, "snapshots": 2},
+                 findings=[f], rules_run=1, rules_selected=1)
+    render_report(rep)
+    out = capsys.readouterr().out
+    assert "None" not in out and "not set on this kernel" in out

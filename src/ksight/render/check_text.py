@@ -21,6 +21,13 @@ def _console():
                    force_terminal=tty or None)
 
 
+def _now(current) -> str:
+    """'now 60', or what it means that there is no current value (a sysctl this kernel lacks)."""
+    from rich.markup import escape
+
+    return f"now {escape(str(current))}" if current is not None else "not set on this kernel"
+
+
 def _num(v) -> str:
     return "?" if v is None else number(v)
 
@@ -88,12 +95,12 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
         for a in f.actions:
             if a.kind == "sysctl":
                 _block(c, f"[bold]→[/] sysctl -w {a.name}={a.recommended}   "
-                          f"[dim](now {escape(str(a.current))})[/]", 2, 6)
+                          f"[dim]({_now(a.current)})[/]", 2, 6)
                 if a.why:
                     _block(c, f"[dim]{escape(a.why)}[/]", 6)
             elif a.kind == "cgroup":
                 _block(c, f"[bold]→[/] echo {escape(str(a.recommended))} > {escape(a.path or '')}   "
-                          f"[dim](now {escape(str(a.current))})[/]", 2, 6)
+                          f"[dim]({_now(a.current)})[/]", 2, 6)
                 if a.why:
                     _block(c, f"[dim]{escape(a.why)}[/]", 6)
             else:
