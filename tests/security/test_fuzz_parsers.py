@@ -27,6 +27,7 @@ import pytest
 from ksight.errors import ParseError, Unavailable
 from ksight.sources import SYSTEM
 from ksight.sources import (buddyinfo, cgroup_memory, cpu_topology, diskstats, interrupts, loadavg,
+                            lru_gen,
                             meminfo, mounts, net_tcp, netclass, netdev, netstat, numa, pressure,
                             slabinfo, snmp, sockstat, softirqs, softnet_stat, stat, swaps, sysctl,
                             sysvipc_shm, uptime, vmallocinfo, vmstat, zoneinfo)
@@ -65,6 +66,7 @@ MEMSTAT = "anon 1024\nfile 2048\nkernel_stack 16384\nslab 4096\npgfault 77\n"
 # (name, function of one text, the real text)
 CASES = [
     ("uptime", uptime.parse, "1234.56 4321.09\n"),
+    ("lru_gen", lru_gen.parse, "0x0007\n"),  # as 6.18 prints it (Documentation/admin-guide/mm/multigen_lru.rst)
     ("loadavg", loadavg.parse, _kt("procfs", "proc", "loadavg")),
     ("stat", stat.parse, _kt("procfs", "proc", "stat")),
     ("meminfo", meminfo.parse, _kt("node_exporter", "proc", "meminfo")),
