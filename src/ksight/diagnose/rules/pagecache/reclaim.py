@@ -126,8 +126,9 @@ def direct_reclaim(ctx: Context, r: Rule):
 
     Causes, checked against mm/vmscan.c and mm/page_alloc.c of torvalds/linux:
     - allocstall is counted once per do_try_to_free_pages() call, only for global reclaim
-      (`if (!cgroup_reclaim(sc)) __count_zid_vm_events(ALLOCSTALL, ...)`; 4.8 to 5.2 counted
-      memcg reclaim as well). Memcg limit reclaim and node reclaim (node_reclaim(), with
+      (`if (!cgroup_reclaim(sc)) __count_zid_vm_events(ALLOCSTALL, ...)`). Older kernels tested
+      global_reclaim(sc); a 4.x change counted every call, memcg reclaim included, until the test
+      came back as !cgroup_reclaim() (about 5.3; both patches are on linux-mm). Memcg limit reclaim and node reclaim (node_reclaim(), with
       zone_reclaim_mode) scan without counting it; node reclaim's scans still land in
       pgscan_direct (shrink_inactive_list counts by reclaimer, not by caller). Direct scans with
       allocstall 0 are therefore node reclaim: pagecache.numa-zone-reclaim's case, not this one.
