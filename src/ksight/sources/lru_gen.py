@@ -50,5 +50,5 @@ def parse(text: str, path: str = PATH) -> LruGen:
 
 def read(root: Root) -> LruGen:
     if not root.exists(PATH):
-        raise Unavailable("lru_gen", ABSENT_REASON)
+        raise Unavailable(PATH, ABSENT_REASON)
     return parse(root.read_text(PATH))
