@@ -22,6 +22,7 @@ from .rule import RULES, CannotLook, Context, Rule
 # area -> module under ksight.diagnose.rules. A new area is one line here plus its module.
 AREAS = {
     "pagecache": "pagecache",
+    "memory": "memory",
 }
 
 

@@ -1,0 +1,1 @@
+"""Processes that grow: memory.leak-suspect, memory.vma-growth, memory.virtual-leak."""
