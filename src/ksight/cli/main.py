@@ -15,6 +15,7 @@ COMMANDS = {
     "capture": "capture",
     "pagecache": "pagecache",
     "sar": "sar",
+    "pmap": "pmap",
     "trace": "trace",
     "lab": "lab",
     "cleanup": "cleanup",
@@ -30,6 +31,7 @@ HELPS = {
     "pagecache": "where the page cache is, dirty pages vs writeback limits, watermarks, swap; "
                  "--protect",
     "sar": "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture",
+    "pmap": "procps pmap -x's columns for one process, from smaps, each mapping classed",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",

@@ -1,0 +1,92 @@
+"""Text of `ksight pmap`: procps `pmap -x`'s layout, plus a Class column and a summary by kind.
+
+pmap -x prints `%016lx %7lu %7llu %7llu %5s %s` under "Address Kbytes RSS Dirty Mode Mapping"
+and a "total kB" line. Here the same columns in the same order, through a borderless rich table
+whose columns are at least pmap's widths and grow with their content (never run together), and
+one more column before Mapping: Class, "p" (private) or "s" (shared) and the kind of memory
+(heap, stack, anon, vdso, shm, exe, lib, file: views/pmap.py says how each is told apart).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..views.pmap import KINDS, Pmap
+from . import units
+
+ADDR_WIDTH = 16
+NUM_WIDTH = 7
+MODE_WIDTH = 5
+
+
+class _Out:
+    """Prints through rich, writes lines without the padding rich leaves at their ends."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def print(self, obj) -> None:
+        import io
+
+        from rich.console import Console
+
+        buf = io.StringIO()
+        Console(file=buf, width=100_000, highlight=False, markup=False, emoji=False,
+                color_system=None, soft_wrap=False).print(obj)
+        self.out.write("".join(ln.rstrip() + "\n" for ln in buf.getvalue().splitlines()))
+
+
+def console(out) -> _Out:
+    return _Out(out)
+
+
+def table(header: Sequence[str] | None, widths: Sequence[int], justify: str,
+          rows: Sequence[Sequence[str]]):
+    """A borderless rich table: column i at least widths[i] wide, justified by justify[i]
+    ('l' or 'r'), each column after one space (the first after none)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(box=None, show_header=header is not None, show_edge=False, pad_edge=False,
+              padding=(0, 0, 0, 1), expand=False, header_style="")
+    for i, (w, j) in enumerate(zip(widths, justify)):
+        t.add_column(Text(header[i]) if header else "", justify="left" if j == "l" else "right",
+                     min_width=w, no_wrap=True)
+    for r in rows:
+        t.add_row(*(Text(c) for c in r))
+    return t
+
+
+def class_cell(m) -> str:
+    return ("s " if m.shared else "p ") + m.kind
+
+
+def render(pm: Pmap, out) -> None:
+    con = console(out)
+    con.print(f"{pm.pid}:   {pm.command}")
+    rows = [[f"{m.start:016x}", str(m.kbytes), _n(m.rss_kb), _n(m.dirty_kb), m.mode,
+             class_cell(m), m.name] for m in pm.mappings]
+    rows.append(["-" * ADDR_WIDTH, "-" * NUM_WIDTH, "-" * NUM_WIDTH, "-" * NUM_WIDTH, "", "", ""])
+    rows.append(["total kB", str(pm.total_kbytes), str(pm.total_rss_kb), str(pm.total_dirty_kb),
+                 "", "", ""])
+    con.print(table(("Address", "Kbytes", "RSS", "Dirty", "Mode", "Class", "Mapping"),
+                    (ADDR_WIDTH, NUM_WIDTH, NUM_WIDTH, NUM_WIDTH, MODE_WIDTH, 5, 0),
+                    "lrrrlll", rows))
+    kinds = pm.by_kind()
+    if kinds:
+        con.print("")
+        con.print("by kind (Class: p private, s shared):")
+        krows = []
+        for k in KINDS:
+            d = kinds.get(k)
+            if d:
+                krows.append([k, units.number(d["mappings"]), units.size_kb(d["kbytes"]),
+                              units.size_kb(d["rss_kb"]), units.size_kb(d["dirty_kb"])])
+        con.print(table(("kind", "mappings", "size", "RSS", "dirty"), (5, 8, 10, 10, 10), "lrrrr",
+                        krows))
+    for n in pm.notes:
+        con.print(f"note: {n}")
+
+
+def _n(v) -> str:
+    return "-" if v is None else str(v)
