@@ -25,7 +25,9 @@ from ksight.sources import SYSTEM
 from ksight.store import samples
 
 HERE = Path(__file__).resolve().parents[1]
-SAMPLE = HERE / "fixtures" / "samples" / "v1-vm-6.18-snap1-top50.ksample"
+SAMPLE = HERE / "fixtures" / "samples" / "v1-vm-6.18-snap1-top50.ksample"  # dictionary 1
+# the same snapshot (decoded from SAMPLE) re-encoded with built-in dictionary 2
+SAMPLE_DICT2 = HERE / "fixtures" / "samples" / "v1-vm-6.18-snap1-top50-dict2.ksample"
 CAPTURE = HERE / "fixtures" / "captures" / "vm-6.18.tar.zst"
 
 
@@ -230,3 +232,28 @@ def test_check_startup_does_not_import_msgspec():
     code = "import sys, ksight.cli.main, ksight.collect.snapshot; print('msgspec' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_builtin_dictionary_2_is_frozen_and_keyframes_use_it():
+    from ksight.store import samples_dict, samples_dict2
+
+    # written when dictionary 2 was made (bench/train_sample_dict.py): never edit it; add 3
+    want = "3fb31ec14a442fd0ad6ea535f64d7d50d24d61e52461f82bc14f71e9567c54e5"
+    d2 = samples_dict.dictionary(2)
+    assert hashlib.sha256(d2).hexdigest() == want == samples_dict.SHA256[2] == samples_dict2.SHA256
+    assert d2.startswith(samples_dict.dictionary(1))  # 1's bytes, then one live payload
+    assert samples_dict.NUMBERS == (1, 2) and samples_dict.dictionary(3) is None
+    assert samples.DICT_VERSION == 2
+    s = samples.decode(SAMPLE.read_bytes())
+    assert int.from_bytes(SAMPLE.read_bytes()[6:8], "big") == 1  # the v1 sample: dictionary 1
+    data = samples.encode(s)
+    assert int.from_bytes(data[6:8], "big") == 2
+    assert samples.decode(data) == s
+
+
+def test_checked_in_dictionary_2_sample_decodes_to_the_same_values(snap):
+    data = SAMPLE_DICT2.read_bytes()
+    assert data[4] == 1 and int.from_bytes(data[6:8], "big") == 2  # format 1, dictionary 2
+    s = samples.decode(data)
+    assert s == snap  # the same values as the dictionary-1 sample, checked against the raw text
+    assert s.get("meminfo").mem_total_kb == snap.get("meminfo").mem_total_kb and len(s.processes) == 50

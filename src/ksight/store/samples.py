@@ -14,7 +14,8 @@ On-disk layout of one sample (docs/storage.md has the why):
     4      1    format version (VERSION; a newer one is refused with a clear SampleError)
     5      1    kind: 0 keyframe (zstd with the built-in dictionary), 1 delta (zstd with the
                 previous sample's payload as its dictionary)
-    6      2    built-in dictionary number (big-endian; 1 today)
+    6      2    built-in dictionary number (big-endian; keyframes are written with 2 today, 1 is
+                still read: samples_dict.py)
     8      4    delta: CRC-32 of the base payload (the previous sample's); keyframe: 0
     12     4    CRC-32 of the payload
     16     ..   one zstd frame (content size and zstd checksum included) holding the payload
@@ -61,8 +62,9 @@ from ..sources import SYSTEM
 MAGIC = b"KSMP"
 VERSION = 1
 KEYFRAME, DELTA = 0, 1
-DICT_VERSION = 1  # the built-in dictionary keyframes are compressed with
-LEVEL = 3
+DICT_VERSION = 2  # the built-in dictionary keyframes are written with (any in samples_dict.NUMBERS is read)
+LEVEL = 3  # deltas
+KEYFRAME_LEVEL = 9  # keyframes: ~0.1 ms of zstd for 5-10 % fewer bytes than 3 (docs/benchmarks.md)
 _HEADER = struct.Struct(">4sBBHII")
 SUBSET = "processes:sample"  # the Missing entry that says the process table is a chosen subset
 
@@ -523,7 +525,7 @@ def _encode_payload(snapshot: Snapshot, processes) -> bytes:
     return _enc.encode(_payload(snapshot, processes))
 
 
-def encode(snapshot: Snapshot, processes: Iterable | None = None, *, level: int = LEVEL) -> bytes:
+def encode(snapshot: Snapshot, processes: Iterable | None = None, *, level: int = KEYFRAME_LEVEL) -> bytes:
     """A self-contained sample (a keyframe) of `snapshot`.
 
     processes: the processes to store (Process objects or PIDs of snapshot.processes); None
@@ -543,18 +545,20 @@ class SampleEncoder:
     sample in between (zstd with the previous payload as dictionary: what did not change costs
     almost nothing). A recorder restarts the series (a keyframe) at the start of every file."""
 
-    def __init__(self, keyframe_every: int = 60, level: int = LEVEL):
+    def __init__(self, keyframe_every: int = 60, level: int = LEVEL,
+                 keyframe_level: int = KEYFRAME_LEVEL):
         if keyframe_every < 1:
             raise ValueError("keyframe_every must be >= 1")
         self.keyframe_every = keyframe_every
         self.level = level
+        self.keyframe_level = keyframe_level
         self._prev: bytes | None = None
         self._n = 0
 
     def encode(self, snapshot: Snapshot, processes: Iterable | None = None) -> bytes:
         payload = _encode_payload(snapshot, processes)
         if self._prev is None or self._n % self.keyframe_every == 0:
-            out = _frame(payload, KEYFRAME, None, self.level)
+            out = _frame(payload, KEYFRAME, None, self.keyframe_level)
         else:
             out = _frame(payload, DELTA, self._prev, self.level)
         self._prev, self._n = payload, self._n + 1
