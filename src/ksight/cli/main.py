@@ -32,7 +32,7 @@ HELPS = {
     "pagecache": "where the page cache is, dirty pages vs writeback limits, watermarks, swap; "
                  "--protect",
     "sar": "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture",
-    "top": "processes by memory: VIRT RES SHR CODE DATA %MEM swap VMAs oom_score, as top computes them",
+    "top": "processes by memory: VIRT RES SHR CODE DATA, share of RAM, swap, VMAs, oom_score, as top computes them",
     "pmap": "procps pmap -x's columns for one process, from smaps, each mapping classed",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",

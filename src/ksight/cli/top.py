@@ -7,7 +7,7 @@ import sys
 
 from .common import add_from, add_json, print_json
 
-HELP = "processes by memory: VIRT RES SHR CODE DATA %MEM swap VMAs oom_score, as top computes them"
+HELP = "processes by memory: VIRT RES SHR CODE DATA, share of RAM, swap, VMAs, oom_score, as top computes them"
 DESCRIPTION = """\
 One look at the processes that hold the most memory, with top's memory columns computed as top
 computes them (KiB):
