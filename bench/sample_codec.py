@@ -51,7 +51,8 @@ def main() -> None:
             time.sleep(a.interval)
         snaps.append(take(root, processes=True))
     print(f"{a.snapshots} live snapshots {a.interval:g} s apart, {len(snaps[-1].processes)} processes, "
-          f"{len(snaps[-1].sources)} sources; 50 largest by RSS kept")
+          f"{len(snaps[-1].sources)} sources; 50 largest by RSS kept; keyframes: zstd level "
+          f"{samples.KEYFRAME_LEVEL}, built-in dictionary {samples.DICT_VERSION}; deltas: level {samples.LEVEL}")
 
     for label, drop in (("full system snapshot", ()), ("recorder set (no slabinfo, vmallocinfo)", ON_DEMAND)):
         series = [without(s, drop) for s in snaps]
