@@ -26,6 +26,7 @@ import pytest
 
 from ksight.errors import ParseError, Unavailable
 from ksight.sources import SYSTEM
+from ksight.sources import consoles, kmemleak, kmsg_oom, tmpfs
 from ksight.sources import (buddyinfo, cgroup_memory, cpu_topology, diskstats, interrupts, loadavg,
                             lru_gen,
                             meminfo, mounts, net_tcp, netclass, netdev, netstat, numa, pressure,
@@ -107,6 +108,19 @@ CASES = [
                                  "7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0 [stack]\n"),
     ("pid.oom", lambda t: pid_oom.parse(t, t), "0\n"),
     ("pid.cgroup", pid_cgroup.parse, "12:memory:/user.slice\n0::/user.slice/session-1.scope\n"),
+    ("consoles", consoles.parse, "ttyS0                -W- (EC  p a)    4:64\n"),
+    ("tmpfs", tmpfs.parse, '{"format": 1, "mounts": [{"mount_point": "/dev/shm", "fstype": "tmpfs", '
+                           '"source": "tmpfs", "size_bytes": 409600, "used_bytes": 102400}]}\n'),
+    ("kmsg_oom", kmsg_oom.parse,  # as a 6.18 kernel logged it (ksight lab oom scenario)
+     "6,461,166094073,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+     "oom_memcg=/lab,task_memcg=/lab,task=python,pid=4581,uid=0\n"
+     "3,462,166094131,-;Memory cgroup out of memory: Killed process 4581 (python) total-vm:110820kB, "
+     "anon-rss:32512kB, file-rss:5780kB, shmem-rss:0kB, UID:0 pgtables:128kB oom_score_adj:0\n"),
+    ("kmemleak", kmemleak.parse, 'unreferenced object 0xffff888003e0c000 (size 1024):\n'
+                                 '  comm "modprobe", pid 321, jiffies 4294892352\n'
+                                 '  backtrace (crc 5bd7e6b3):\n'
+                                 '    [<ffffffff81234567>] __kmalloc+0x1b4/0x2c0\n'
+                                 '    [<ffffffffc0123456>] my_probe+0x56/0x120 [my_drv]\n'),
 ]
 
 

@@ -55,6 +55,14 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only; "
            "read only when named: the kernel's cost of printing it grows with tasks)", default=False),
     Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments"),
+    Source("tmpfs", "tmpfs", doc="tmpfs/devtmpfs/ramfs mounts and their use (statfs live; "
+           "ksight/tmpfs.json in captures)"),
+    Source("consoles", "consoles", doc="/proc/consoles: the consoles printk writes to (serial?)"),
+    Source("kmsg_oom", "kmsg_oom", doc="OOM kills in the kernel log (/dev/kmsg, live; "
+           "ksight/kmsg_oom.txt in captures; read only when named: the whole log is read)",
+           default=False),
+    Source("kmemleak", "kmemleak", doc="/sys/kernel/debug/kmemleak: unreferenced kernel objects "
+           "(debugfs, CONFIG_DEBUG_KMEMLEAK; read only when named)", default=False),
     Source("numa", "numa", doc="/sys/devices/system/node: per-node meminfo and numastat"),
     Source("cpu_topology", "cpu_topology", doc="/sys/devices/system/cpu: topology and caches"),
     Source("cgroup_memory", "cgroup_memory", doc="memory cgroups (v2 and v1): limits, usage, events"),

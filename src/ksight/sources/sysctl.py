@@ -37,6 +37,8 @@ NAMES: tuple[str, ...] = (
     "vm.overcommit_memory",
     "vm.overcommit_ratio",
     "vm.panic_on_oom",
+    "vm.oom_dump_tasks",
+    "vm.oom_kill_allocating_task",
     "vm.max_map_count",
     "vm.compaction_proactiveness",
     # TCP
