@@ -14,6 +14,8 @@ COMMANDS = {
     "show": "show",
     "capture": "capture",
     "pagecache": "pagecache",
+    "meminfo": "meminfo",
+    "oom": "oom",
     "sar": "sar",
     "top": "top",
     "pmap": "pmap",
@@ -32,6 +34,9 @@ HELPS = {
     "capture": "record the raw kernel text of N snapshots (plus a manifest) for offline analysis",
     "pagecache": "where the page cache is, dirty pages vs writeback limits, watermarks, swap; "
                  "--protect",
+    "meminfo": "memory triage: LRU, Shmem (tmpfs, orphan SysV), slab and vmalloc tops, "
+               "unexplained memory",
+    "oom": "who the OOM killer would pick, recent OOM kills (cgroup or machine), how to protect",
     "sar": "sysstat's sar -B (paging) and sar -r (memory) columns, live or from a capture",
     "top": "processes by memory: VIRT RES SHR CODE DATA, share of RAM, swap, VMAs, oom_score, as top computes them",
     "pmap": "procps pmap -x's columns for one process, from smaps, each mapping classed",
