@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
                          "smaps_rollup totals); run ksight pmap on the live machine") from None
     if args.json:
         print_json({"version": 1, "pid": pm.pid, "command": pm.command, "exe": pm.exe,
-                    "columns": list(pmap.COLUMNS), "mappings": pm.mappings,
+                    "columns": list(pmap.COLUMNS), "mappings": pmap.mapping_dicts(pm),
                     "total": {"kbytes": pm.total_kbytes, "rss_kb": pm.total_rss_kb,
                               "dirty_kb": pm.total_dirty_kb},
                     "by_kind": pm.by_kind(), "notes": pm.notes})

@@ -1,0 +1,89 @@
+"""`ksight pmap PID` against procps `pmap -x PID` on a process with 5,000 mappings (issue 10).
+
+    .venv/bin/python bench/pmap.py [--rounds 15] [--maps 5000]
+
+A child python maps MAPS one-page anonymous regions with alternating protections (so the kernel
+cannot merge neighbours), touches each, and sleeps. Each round runs, interleaved, `ksight pmap
+PID` (the installed entry point, output to /dev/null), `ksight pmap PID --json`, and `pmap -x
+PID`, as commands: wall time from fork to exit, start-up included (what a person waits for).
+Also measured in this process: views.pmap.build() alone (read + parse), and the bare read of
+/proc/PID/smaps (the kernel's share, which pmap pays too). Prints median and range [min-max].
+Bounded: ROUNDS rounds; the child is killed by PID at the end, also on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+CHILD = """
+import mmap, sys, time
+keep = []
+for i in range(%d):
+    m = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | (mmap.PROT_WRITE if i %% 2 else 0))
+    m[0:0]
+    keep.append(m)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def wall(cmd) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t
+
+
+def fmt(xs) -> str:
+    return f"{statistics.median(xs) * 1000:7.1f} ms  [{min(xs) * 1000:.1f}-{max(xs) * 1000:.1f}]"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--maps", type=int, default=5000)
+    a = ap.parse_args()
+    here = os.path.dirname(os.path.abspath(__file__))
+    ksight = os.path.join(os.path.dirname(here), ".venv", "bin", "ksight")
+    pmap = shutil.which("pmap")
+    if pmap is None:
+        print("needs procps pmap", file=sys.stderr)
+        return 2
+    child = subprocess.Popen([sys.executable, "-c", CHILD % a.maps], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "ready"
+        pid = child.pid
+        with open(f"/proc/{pid}/maps") as f:
+            n = sum(1 for _ in f)
+        sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
+        from ksight.fs import LiveRoot
+        from ksight.views import pmap as view
+
+        root = LiveRoot()
+        res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [], "build()": [], "read": []}
+        for _ in range(a.rounds):
+            res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
+            res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
+            res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
+            t = time.perf_counter()
+            view.build(root, pid, "x")
+            res["build()"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            root.read_text(f"proc/{pid}/smaps")
+            res["read"].append(time.perf_counter() - t)
+        print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall)")
+        for k, v in res.items():
+            print(f"  {k:20s} {fmt(v)}")
+        return 0
+    finally:
+        child.kill()
+        child.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
