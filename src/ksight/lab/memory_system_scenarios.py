@@ -1,0 +1,300 @@
+"""Memory held outside processes, reproduced for real and bounded (see docs/lab.md).
+
+- shmem-tmpfs: files written to a tmpfs of our own, by a writer in its own memory cgroup that
+  exits: Shmem grows and no process maps it (memory.shmem-growth, subject: the writer's cgroup).
+- sysv-orphan: a SysV shared memory segment created, touched and detached: nattch 0
+  (memory.shmem-growth, evidence: the segment's shmid and key).
+- oom-cgroup: a memory cgroup with a small limit whose member starts children that allocate past
+  it; the OOM killer kills each of them (memory.oom-kill, subject: the cgroup).
+- slab-sockets: UDP sockets opened and held, a few thousand a second: the UDP slab cache
+  (unreclaimable) grows (memory.slab-leak, evidence: the UDP cache).
+
+Everything is bounded in size and time and undone on every exit path (the ExitStack of
+Scenario.running): the tmpfs unmounted (lazily if busy) and its directory removed, the segment
+removed (shmctl IPC_RMID, by the shmid we created), the load processes killed by PID, the
+cgroups removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import subprocess
+
+from . import register
+from .pagecache_scenarios import MiB, WORK_BASE, _memcg_available, _meminfo, _workdir
+from .scenario import Running, Scenario, python_worker
+
+IPC_PRIVATE = 0
+IPC_CREAT = 0o1000
+IPC_RMID = 0
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class SysvSegment:
+    """A SysV segment we create, touch and detach (nattch 0); removed on close()."""
+
+    def __init__(self, size: int):
+        libc = _libc()
+        libc.shmget.restype = ctypes.c_int
+        libc.shmget.argtypes = (ctypes.c_int, ctypes.c_size_t, ctypes.c_int)
+        libc.shmat.restype = ctypes.c_void_p
+        libc.shmat.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_int)
+        libc.shmdt.argtypes = (ctypes.c_void_p,)
+        libc.shmctl.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+        self._libc = libc
+        self.size = size
+        # a key that names us: 0x6b73 ('ks') and our PID's low 16 bits
+        self.key = (0x6B73 << 16) | (os.getpid() & 0xFFFF)
+        self.shmid = libc.shmget(self.key, size, IPC_CREAT | 0o600)
+        if self.shmid < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"shmget: {os.strerror(e)}")
+        try:
+            addr = libc.shmat(self.shmid, None, 0)
+            if addr in (None, ctypes.c_void_p(-1).value):
+                e = ctypes.get_errno()
+                raise OSError(e, f"shmat: {os.strerror(e)}")
+            ctypes.memset(addr, 0x5A, size)  # touch every page: rss = size
+            libc.shmdt(ctypes.c_void_p(addr))
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.shmid >= 0:
+            self._libc.shmctl(self.shmid, IPC_RMID, None)
+            self.shmid = -1
+
+
+def _segment_exists(shmid: int) -> bool:
+    try:
+        with open("/proc/sysvipc/shm") as f:
+            return any(line.split()[1] == str(shmid) for line in f.read().splitlines()[1:] if line.strip())
+    except OSError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# shmem-tmpfs
+TMPFS_WRITER = r"""
+import os, sys, time
+d, total, chunk, period, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
+end = time.monotonic() + seconds
+buf = b"\x5a" * chunk
+n = 0
+while n * chunk < total and time.monotonic() < end:
+    with open(os.path.join(d, f"f{n}"), "wb") as f:
+        f.write(buf)
+    n += 1
+    time.sleep(period)
+"""
+
+
+def _umount(path: str) -> None:
+    if os.path.ismount(path):
+        r = subprocess.run(["umount", path], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            subprocess.run(["umount", "-l", path], capture_output=True, text=True, timeout=30)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+
+
+class ShmemTmpfs(Scenario):
+    name = "shmem-tmpfs"
+    area = "memory"
+    summary = "files written to a tmpfs and kept: Shmem grows and no process maps it"
+    expects = ("memory.shmem-growth",)
+    bounds = ("a tmpfs of size=192 MiB of our own (unmounted after), 160 MiB written at "
+              "16 MiB/s by a writer in its own memory cgroup, then the files just sit there")
+    tmpfs_bytes = 192 * MiB
+    total_bytes = 160 * MiB
+    chunk_bytes = 4 * MiB
+    period_s = 0.25
+
+    def available(self):
+        ok, why = super().available()
+        if ok:
+            ok, why = _memcg_available()
+        if ok and not os.path.isdir(WORK_BASE):
+            return False, f"{WORK_BASE} is missing"
+        return ok, why
+
+    def start(self, run, stack):
+        from .cgroup import MemoryCgroup
+
+        d = _workdir(run, stack)
+        mnt = os.path.join(d, "tmpfs")
+        os.mkdir(mnt)
+        stack.callback(_umount, mnt)  # before the mount: also undoes a half mount
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={self.tmpfs_bytes},mode=0700",
+                            "ksight-lab", mnt], capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise OSError(f"mount tmpfs failed: {r.stderr.strip() or r.returncode}")
+        run.info["mountpoint"] = mnt
+        cg = stack.enter_context(MemoryCgroup("tmpfs"))
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(TMPFS_WRITER, mnt, self.total_bytes, self.chunk_bytes,
+                                   self.period_s, run.seconds))
+        run.procs.append(p)
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        st = os.statvfs(run.info["mountpoint"])
+        used = (st.f_blocks - st.f_bfree) * st.f_frsize
+        return (f"tmpfs {run.info['mountpoint']} used {used / MiB:5.1f} MiB  "
+                f"Shmem {_meminfo()['Shmem'] / 1024:6.1f} MiB")
+
+
+# ------------------------------------------------------------------------------------------
+# sysv-orphan
+class SysvOrphan(Scenario):
+    name = "sysv-orphan"
+    area = "memory"
+    summary = "a SysV shared memory segment created, filled and left with no process attached"
+    expects = ("memory.shmem-growth",)
+    bounds = "one 64 MiB segment (shmctl IPC_RMID after); no process"
+    segment_bytes = 64 * MiB
+
+    def available(self):
+        ok, why = super().available()
+        if ok and not os.path.exists("/proc/sysvipc/shm"):
+            return False, "no /proc/sysvipc/shm (kernel without CONFIG_SYSVIPC)"
+        return ok, why
+
+    def start(self, run, stack):
+        seg = SysvSegment(self.segment_bytes)
+        stack.callback(seg.close)
+        run.info.update(shmid=seg.shmid, key=seg.key, segment=seg)
+
+    def evidence(self, run):
+        return (f"segment shmid {run.info['shmid']} key {run.info['key']:#x} "
+                f"{self.segment_bytes // MiB} MiB, nattch 0, exists: "
+                f"{_segment_exists(run.info['shmid'])}")
+
+
+# ------------------------------------------------------------------------------------------
+# oom-cgroup
+OOM_PARENT = r"""
+import subprocess, sys, time
+alloc, period, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+child = ("import sys\n"
+         "open('/proc/self/oom_score_adj', 'w').write('1000')\n"
+         "a = bytearray(%d)\n"
+         "for i in range(0, len(a), 4096): a[i] = 1\n" % alloc)
+end = time.monotonic() + seconds
+while time.monotonic() < end:
+    subprocess.run([sys.executable, "-I", "-S", "-c", child], stderr=subprocess.DEVNULL)
+    time.sleep(period)
+"""
+
+
+class OomCgroup(Scenario):
+    name = "oom-cgroup"
+    area = "memory"
+    summary = "children allocate past a small memory cgroup's limit and are OOM-killed"
+    expects = ("memory.oom-kill",)
+    bounds = ("memory cgroup limited to 48 MiB; a child allocates 96 MiB about once a second "
+              "and is killed by the OOM killer inside the group (oom_score_adj 1000); the "
+              "machine outside the group is untouched")
+    limit_bytes = 48 * MiB
+    alloc_bytes = 96 * MiB
+    period_s = 0.5
+
+    def available(self):
+        ok, why = super().available()
+        return (ok, why) if not ok else _memcg_available()
+
+    def start(self, run, stack):
+        from .cgroup import MemoryCgroup
+
+        cg = stack.enter_context(MemoryCgroup("oom", max_bytes=self.limit_bytes))
+        if cg.version == 1 and os.path.exists(os.path.join(cg.fs_path, "memory.memsw.limit_in_bytes")):
+            with contextlib.suppress(OSError):  # no swap escape either: memory + swap = limit
+                cg.write("memory.memsw.limit_in_bytes", self.limit_bytes)
+        if cg.version == 2:
+            with contextlib.suppress(OSError):
+                cg.write("memory.swap.max", 0)
+        run.info["cgroup"] = cg
+        p = cg.spawn(python_worker(OOM_PARENT, self.alloc_bytes, self.period_s, run.seconds))
+        run.procs.append(p)
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        cg = run.info["cgroup"]
+        if cg.version == 1:
+            oc = dict(line.split() for line in cg.read("memory.oom_control").splitlines())
+            return f"{cg.path}: oom_kill {oc.get('oom_kill')}  failcnt {cg.read('memory.failcnt').strip()}"
+        ev = dict(line.split() for line in cg.read("memory.events").splitlines())
+        return f"{cg.path}: oom_kill {ev.get('oom_kill')}  oom {ev.get('oom')}  max {ev.get('max')}"
+
+
+# ------------------------------------------------------------------------------------------
+# slab-sockets
+SOCKET_HOLDER = r"""
+import resource, socket, sys, time
+n, rate, seconds = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+end = time.monotonic() + seconds
+t0 = time.monotonic()
+held = []
+while len(held) < n and time.monotonic() < end:
+    due = int((time.monotonic() - t0) * rate) + 1
+    while len(held) < min(due, n):
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+    time.sleep(0.01)
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+class SlabSockets(Scenario):
+    name = "slab-sockets"
+    area = "memory"
+    summary = "UDP sockets opened and never closed: the UDP slab cache (unreclaimable) grows"
+    expects = ("memory.slab-leak",)
+    bounds = "at most 60,000 UDP sockets (about 3 KiB of kernel memory each, ~180 MiB), 6,000 a second, closed when the holder is killed"
+    nsockets = 60_000
+    rate = 6_000.0
+    warmup_s = 0.5
+
+    def start(self, run, stack):
+        import resource
+
+        # one holder per RLIMIT_NOFILE's worth of sockets (the hard limit may be low, and only
+        # CAP_SYS_RESOURCE raises it), the rate split between them
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        per = self.nsockets if hard == resource.RLIM_INFINITY else max(1000, min(self.nsockets, hard - 64))
+        k = -(-self.nsockets // per)
+        for _ in range(k):
+            p = subprocess.Popen(python_worker(SOCKET_HOLDER, per, self.rate / k, run.seconds),
+                                 preexec_fn=_die_with_parent)
+            run.procs.append(p)
+        run.info["pid"] = run.procs[0].pid
+        run.info["pids"] = [p.pid for p in run.procs]
+
+    def evidence(self, run):
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith("UDP "):
+                    t = line.split()
+                    return f"UDP cache {int(t[1]):,} objects of {t[3]} B  SUnreclaim {_meminfo()['SUnreclaim'] / 1024:.1f} MiB"
+        return "no UDP cache in /proc/slabinfo"
+
+
+def _die_with_parent():
+    from .. import pids
+
+    pids.die_with_parent()
+
+
+for _sc in (ShmemTmpfs(), SysvOrphan(), OomCgroup(), SlabSockets()):
+    register(_sc)
+
+__all__ = ["ShmemTmpfs", "SysvOrphan", "OomCgroup", "SlabSockets", "SysvSegment"]
