@@ -91,7 +91,10 @@ def test_opt_in_skipped_unless_named(tmp_path):
     from ksight.sources import DEFAULT, SYSTEM
 
     assert SYSTEM["vmallocinfo"].default is False
-    assert "vmallocinfo" not in DEFAULT and set(DEFAULT) == set(SYSTEM) - {"vmallocinfo"}
+    # the opt-in sources: each costs the kernel a walk or reads something private
+    assert "vmallocinfo" not in DEFAULT
+    assert set(SYSTEM) - set(DEFAULT) == {n for n, s in SYSTEM.items() if not s.default}
+    assert {"vmallocinfo", "kmemleak", "kmsg_oom"} <= set(SYSTEM) - set(DEFAULT)
     root = _tree(tmp_path)
     snap = take(root)
     # not read at all: neither collected nor listed as unavailable (every read source is one)

@@ -324,9 +324,13 @@ class DirRoot(Root):
                 data = _read(fd, PROCFS_CHUNK)
                 if data and not (one_shot and len(data) < PROCFS_CHUNK):
                     more = _read(fd, PROCFS_CHUNK)  # read to EOF: procfs sizes and short reads lie
-                    while more:
-                        data += more
+                    if more:  # seq_files hand out about a page per read: join once, not +=
+                        parts = [data, more]
                         more = _read(fd, PROCFS_CHUNK)
+                        while more:
+                            parts.append(more)
+                            more = _read(fd, PROCFS_CHUNK)
+                        data = b"".join(parts)
             except OSError as exc:
                 raise Unavailable(path, _os_reason(path, exc, pid_exists)) from None
             finally:
@@ -389,9 +393,13 @@ class LiveRoot(DirRoot):
             data = _read(fd, chunk)
             if data:
                 more = _read(fd, chunk)  # read to EOF: procfs sizes lie
-                while more:
-                    data += more
+                if more:  # seq_files hand out about a page per read: join once (+= is quadratic)
+                    parts = [data, more]
                     more = _read(fd, chunk)
+                    while more:
+                        parts.append(more)
+                        more = _read(fd, chunk)
+                    data = b"".join(parts)
             return data
         except OSError as exc:
             raise Unavailable(path, _os_reason(p, exc, self._pid_exists)) from None
