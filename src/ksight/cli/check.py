@@ -9,22 +9,27 @@ from .common import add_from, add_json, seconds_between
 
 # check looks for a while; a day or more is the recorder's job (and nonsense as one window)
 MAX_WINDOW_S = 86400.0
+DEFAULT_WINDOW_S = 3.0
 
 HELP = "diagnose this machine (or a capture): findings with evidence and actions"
 DESCRIPTION = """\
-Sample the kernel's counters for a short window (default 3 s, one snapshot a second), run every
+Sample the kernel's counters for a short window (default 3 s, 5 s when the memory area is
+selected: its growth rules judge trends; one snapshot a second), run every
 rule of the selected areas, and print what is wrong, most severe first: the evidence (numbers
 with their source file), why it matters, and what to do (sysctl lines, commands).
 
-Areas: pagecache (reclaim, dirty pages, swap, caches thrown away).
+Areas: pagecache (reclaim, dirty pages, swap, caches thrown away), memory (processes that grow,
+shmem/tmpfs and orphan SysV segments, slab and vmalloc growth, OOM kills, unexplained memory).
 
-Exit status: 0 nothing at warning or above, 1 warning, 2 critical, 3 could not diagnose.
+Exit status: 0 every rule looked and found nothing at warning or above, 1 warning, 2 critical,
+3 could not diagnose (a rule could not look and nothing worse was found: -v says which and why).
 """
 EPILOG = """\
 examples:
-  ksight check                        # 3 s window on this machine
+  ksight check                        # a 5 s window on this machine, every area
   ksight check --interval 10          # a longer window catches slower problems
-  ksight check --area pagecache       # only these rules
+  ksight check --area pagecache       # only these rules (3 s)
+  ksight check --area memory -i 30    # watch 30 s for processes that grow
   ksight check --json | jq '.findings[].id'
   ksight check --from cap.tar.zst     # a capture from `ksight capture`, on any machine
   ksight check --rules                # every rule, its thresholds and why
@@ -36,8 +41,9 @@ no tracing, nothing is changed on the machine.
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interval", type=seconds_between(0.01, MAX_WINDOW_S, "the window"),
-                   default=3.0, metavar="S",
-                   help="length of the observation window in seconds (default 3)")
+                   default=None, metavar="S",
+                   help="length of the observation window in seconds (default 3, or longer when "
+                        "a selected rule needs it: the memory growth rules judge trends over 5 s)")
     p.add_argument("--step", type=seconds_between(0.01, MAX_WINDOW_S, "the step"), default=1.0,
                    metavar="S",
                    help="seconds between snapshots inside the window (default 1)")
@@ -57,9 +63,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.rules:
         return _list_rules(load_rules(args.area))
+    plan = plan_for(args.area)
+    if args.interval is None:  # long enough for every selected rule (typed needs: min_seconds)
+        args.interval = max(DEFAULT_WINDOW_S, plan.min_seconds)
     if args.step > args.interval:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
-    plan = plan_for(args.area)
     col = Collector.open(args.from_)
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))

@@ -77,6 +77,8 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)"),
     Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
+    Source("process_maps", "process_maps", default=False,
+           doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
 ]}
 
 

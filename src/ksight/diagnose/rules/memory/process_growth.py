@@ -12,8 +12,8 @@ read only for the few processes that grow (the `process_maps` source below: at m
 MAPS_PROCS processes per snapshot, those whose statm size or resident set grew most since this
 ksight process first saw them, by at least PICK_MIN_PAGES). The core has no such second pass
 nor a VMA count per process yet (collect/processes.py has no maps part, plan.Needs.smaps_top is
-smaps_rollup of the largest by RSS, not of the growing ones), so this module registers its own
-opt-in source. Its cost per snapshot: one statm read per process (a few us each) plus smaps of
+smaps_rollup of the largest by RSS, not of the growing ones), so it is its own
+opt-in source (sources/process_maps.py). Its cost per snapshot: one statm read per process (a few us each) plus smaps of
 the chosen few. The first snapshot has no growth to choose by, so mapping counts start at the
 second. `ksight capture` records DEFAULT sources only: a capture holds no smaps, so
 memory.vma-growth is not evaluated there (with that reason) and the other two rules give the
@@ -28,133 +28,11 @@ from dataclasses import dataclass
 
 from ....errors import ParseError, Unavailable
 from ....model.series import GaugeSeries, Trend
-from ....sources import SYSTEM, Source
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold, rule
 
-SOURCE = "process_maps"
-MAPS_PROCS = 4  # processes whose smaps are read per snapshot
-PICK_MIN_PAGES = 256  # 1 MiB at 4 kB pages: less is allocator and stack noise
-MAX_REGIONS = 512  # anonymous regions kept per process and snapshot (largest first)
-SMAPS_MAX_VMAS = 4096  # beyond this many mappings, read maps (no page-table walk) not smaps
-
-
-# ---- the process_maps source: smaps of the growing processes only ------------------------------
-
-@dataclass(frozen=True)
-class Mapping:
-    start: int
-    end: int
-    perms: str
-    pathname: str  # '' anonymous, '[heap]', '[stack]'
-    rss_kb: int | None  # None when read from maps
-
-    @property
-    def size_kb(self) -> int:
-        return (self.end - self.start) // 1024
-
-    def label(self) -> str:
-        return f"{self.start:x}-{self.end:x} {self.perms} {self.pathname or '[anon]'}"
-
-
-@dataclass(frozen=True)
-class ProcMaps:
-    pid: int
-    count: int  # mappings (VMAs): lines of maps, regions of smaps
-    anon: tuple[Mapping, ...]  # anonymous and [heap] regions, largest MAX_REGIONS
-    path: str  # the file read
-
-
-@dataclass(frozen=True)
-class ProcessMaps:
-    procs: dict  # pid -> ProcMaps
-    chosen_by: str
-
-
-_FIRST: dict = {}  # (root base, pid) -> (size, resident) pages at this ksight's first look
-
-
-def _statm(root, pid: int) -> tuple[int, int] | None:
-    try:
-        f = root.read_text(f"proc/{pid}/statm").split()
-        return int(f[0]), int(f[1])
-    except (Unavailable, ValueError, IndexError):
-        return None
-
-
-def _read_one(root, pid: int, prev_count: int | None) -> ProcMaps | None:
-    from ....sources.proc_pid import maps as _maps
-    from ....sources.proc_pid import smaps as _smaps
-
-    tries = [("smaps", _smaps), ("maps", _maps)]
-    if prev_count is not None and prev_count > SMAPS_MAX_VMAS:
-        tries.reverse()
-    for name, mod in tries:
-        path = f"proc/{pid}/{name}"
-        try:
-            regions = mod.parse(root.read_text(path), path).regions
-        except (Unavailable, ParseError):
-            continue
-        anon = [Mapping(r.start, r.end, r.perms, r.pathname, getattr(r, "rss_kb", None))
-                for r in regions if r.inode == 0 and r.pathname in ("", "[heap]")]
-        anon.sort(key=lambda m: m.end - m.start, reverse=True)
-        return ProcMaps(pid, len(regions), tuple(anon[:MAX_REGIONS]), "/" + path)
-    return None
-
-
-def read_process_maps(root) -> ProcessMaps:
-    """Live: smaps of the MAPS_PROCS processes that grew most (size or resident pages, from
-    statm) since this ksight first saw them. A capture or fixture tree: every proc/PID/smaps
-    (or maps) it holds."""
-    try:
-        pids = [int(n) for n in root.listdir("proc") if n.isdigit()]
-    except Unavailable as u:
-        raise Unavailable(SOURCE, u.reason) from None
-    out: dict[int, ProcMaps] = {}
-    if not root.live:
-        for pid in pids:
-            if root.exists(f"proc/{pid}/smaps") or root.exists(f"proc/{pid}/maps"):
-                got = _read_one(root, pid, None)
-                if got is not None:
-                    out[pid] = got
-        if not out:
-            raise Unavailable("proc/PID/smaps", "not in this capture (ksight "
-                              "capture does not record them)")
-        return ProcessMaps(out, "every process whose smaps or maps the capture holds")
-    base = getattr(root, "base", "/")
-    me = os.getpid()
-    grown = []
-    for pid in pids:
-        if pid == me:
-            continue
-        now = _statm(root, pid)
-        if now is None or now[0] == 0:  # gone, or no address space (kernel thread)
-            continue
-        first = _FIRST.setdefault((base, pid), now)
-        g = max(now[0] - first[0], now[1] - first[1])
-        if g >= PICK_MIN_PAGES:
-            grown.append((g, pid))
-    grown.sort(reverse=True)
-    for _, pid in grown[:MAPS_PROCS]:
-        got = _read_one(root, pid, None)
-        if got is not None:
-            out[pid] = got
-    return ProcessMaps(out, f"the {MAPS_PROCS} processes whose size or resident set grew most "
-                            f"(at least {PICK_MIN_PAGES} pages) since the first snapshot")
-
-
-class _ModuleSource(Source):
-    """A Source whose reader lives here, not under ksight.sources (see the module doc)."""
-
-    def load(self):
-        return read_process_maps
-
-
-if SOURCE not in SYSTEM:
-    SYSTEM[SOURCE] = _ModuleSource(
-        SOURCE, "process_maps", doc="/proc/PID/smaps: mappings of the processes that grow "
-        "(read only when a rule names it)", default=False)
-
+from ....sources.process_maps import (MAPS_PROCS, PICK_MIN_PAGES, SOURCE, Mapping,  # noqa: F401
+                                     ProcessMaps, ProcMaps)
 
 # ---- judging a trend --------------------------------------------------------------------------
 
