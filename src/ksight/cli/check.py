@@ -58,14 +58,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..collect.collector import Collector, stderr_progress
-    from ..diagnose.engine import diagnose, load_rules, plan_for
+    from ..diagnose.engine import diagnose, load_rules, longest_window_needed, plan_for
     from ..errors import UsageError
 
     if args.rules:
         return _list_rules(load_rules(args.area))
-    plan = plan_for(args.area)
     if args.interval is None:  # long enough for every selected rule (typed needs: min_seconds)
-        args.interval = max(DEFAULT_WINDOW_S, plan.min_seconds)
+        args.interval = max(DEFAULT_WINDOW_S, longest_window_needed(args.area))
+    # live: collect nothing for rules this window is too short for; a capture is what it is
+    plan = plan_for(args.area, None if args.from_ else args.interval)
     if args.step > args.interval:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
     col = Collector.open(args.from_)

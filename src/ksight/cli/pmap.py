@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     snap = col.one(plan)
     proc = (snap.processes or {}).get(args.pid)
     root = col.root if col.live else col.capture.roots[-1]
-    where = "live" if col.live else f"capture {args.from_} (last snapshot)"
+    where = "live" if col.live else f"capture {col.label} (last snapshot)"
     if proc is None and not root.exists(f"proc/{args.pid}"):
         raise UsageError(f"no process {args.pid} ({where})")
     try:

@@ -37,9 +37,18 @@ def load_rules(areas: Iterable[str] | None = None) -> list[Rule]:
     return [r for r in RULES.values() if r.area in wanted]
 
 
-def plan_for(areas: Iterable[str] | None = None) -> Plan:
-    """What the collector must read for the selected areas' rules."""
-    return Plan.of(r.needs for r in load_rules(areas))
+def plan_for(areas: Iterable[str] | None = None, seconds: float | None = None) -> Plan:
+    """What the collector must read for the selected areas' rules. With `seconds` (the window
+    about to be sampled), rules that need a longer window are left out of the plan: they could
+    not look anyway (the engine says so), and their entity tables are the costly part."""
+    rules = load_rules(areas)
+    if seconds is not None:
+        rules = [r for r in rules if not (r.needs.window and r.needs.min_seconds > seconds)]
+    return Plan.of(r.needs for r in rules)
+
+
+def longest_window_needed(areas: Iterable[str] | None = None) -> float:
+    return max((r.needs.min_seconds for r in load_rules(areas)), default=0.0)
 
 
 def sources_needed(areas: Iterable[str] | None = None) -> list[str]:

@@ -478,9 +478,25 @@ def cleanup_stale(live=None) -> list[str]:
         for s in _active_swaps():
             if s.startswith(d + "/"):
                 _swapoff(s)
+        _umount_below(d)  # a scenario's own tmpfs (memory area): rmtree cannot remove a mount
         shutil.rmtree(d, ignore_errors=True)
         removed.append(d)
     return removed
+
+
+def _umount_below(d: str) -> None:
+    """Unmount (lazily, deepest first) every mount at or below directory d of a dead run."""
+    import subprocess
+
+    from ..sources import mounts as _mounts
+
+    try:
+        points = [m.mount_point for m in _mounts.live().entries
+                  if m.mount_point == d or m.mount_point.startswith(d + "/")]
+    except Exception:  # no mount table: nothing we could unmount anyway
+        return
+    for mp in sorted(set(points), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mp], capture_output=True, timeout=30)
 
 
 for _sc in (DirtyBacklog(), CgroupReclaim(), InodeSteal(), DropCaches(), SwapIO()):
