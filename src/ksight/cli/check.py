@@ -65,11 +65,11 @@ def run(args: argparse.Namespace) -> int:
         return _list_rules(load_rules(args.area))
     if args.interval is None:  # long enough for every selected rule (typed needs: min_seconds)
         args.interval = max(DEFAULT_WINDOW_S, longest_window_needed(args.area))
-    # live: collect nothing for rules this window is too short for; a capture is what it is
-    plan = plan_for(args.area, None if args.from_ else args.interval)
     if args.step > args.interval:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
     col = Collector.open(args.from_)
+    # live: collect nothing for rules this window is too short for; a capture is what it is
+    plan = plan_for(args.area, args.interval if col.live else None)
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))
     report = diagnose(snaps, args.area)
