@@ -52,6 +52,9 @@ def cleanup_stale(extra_dead=(), report: bool = False):
     live.dead |= set(extra_dead)
     live.live -= set(extra_dead)
     out = cgroup.cleanup_stale(live) + netns.cleanup_stale(live) + pagecache_scenarios.cleanup_stale(live)
+    from . import memory_system_scenarios
+
+    out += memory_system_scenarios.cleanup_stale(live)
     # sysctls last: a guard that is still alive holds the lock, so wait for it like a new guard
     g = sysctl.SysctlGuard()
     g._lock()
@@ -120,6 +123,9 @@ def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list
             out.append(f"loop device {dev} ({bf})")
     out += [f"swap {s}" for s in _active_swaps() if any(s.startswith(d + "/") for d in dirs)]
     out += [f"work directory {d}" for d in dirs]
+    from .memory_system_scenarios import leftover_segments
+
+    out += leftover_segments(pid)
     if os.path.exists(sysctl.JOURNAL_PATH):
         out.append(f"sysctl journal {sysctl.JOURNAL_PATH} (sysctls not yet restored)")
     for name, old in (saved_sysctls or {}).items():

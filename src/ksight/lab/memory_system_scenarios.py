@@ -51,6 +51,10 @@ class SysvSegment:
         self.size = size
         # a key that names us: 0x6b73 ('ks') and our PID's low 16 bits
         self.key = (0x6B73 << 16) | (os.getpid() & 0xFFFF)
+        from .. import pids
+
+        # recorded before it exists: if this run is killed, the next ksight command removes it
+        self._eid = pids.register("lab", ident=f"lab:sysv:{self.key:#x}")
         self.shmid = libc.shmget(self.key, size, IPC_CREAT | 0o600)
         if self.shmid < 0:
             e = ctypes.get_errno()
@@ -70,6 +74,10 @@ class SysvSegment:
         if self.shmid >= 0:
             self._libc.shmctl(self.shmid, IPC_RMID, None)
             self.shmid = -1
+        from .. import pids
+
+        pids.unregister(getattr(self, "_eid", None))
+        self._eid = None
 
 
 def _segment_exists(shmid: int) -> bool:
@@ -298,3 +306,42 @@ for _sc in (ShmemTmpfs(), SysvOrphan(), OomCgroup(), SlabSockets()):
     register(_sc)
 
 __all__ = ["ShmemTmpfs", "SysvOrphan", "OomCgroup", "SlabSockets", "SysvSegment"]
+
+
+LAB_KEY_PREFIX = 0x6B73  # 'ks': the high half of every key a lab segment is made with
+
+
+def _lab_segments() -> list:
+    from ..fs import LiveRoot
+    from ..sources import sysvipc_shm
+
+    try:
+        return [s for s in sysvipc_shm.read(LiveRoot()).segments
+                if (s.key >> 16) == LAB_KEY_PREFIX and s.nattch == 0]
+    except Exception:  # no SysV IPC on this kernel, or the file is unreadable
+        return []
+
+
+def cleanup_stale(live=None) -> list[str]:
+    """Remove SysV segments a killed lab run left: a lab key (0x6b73....), nobody attached, and
+    its creator (cpid: the lab process that made it) proven dead (ksight.pids.Liveness)."""
+    from ..pids import Liveness
+
+    live = live or Liveness.now()
+    out = []
+    for s in _lab_segments():
+        if not live.gone(s.cpid, f"lab:sysv:{s.key:#x}"):
+            continue
+        try:
+            libc = _libc()
+            libc.shmctl.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_void_p)
+            if libc.shmctl(s.shmid, IPC_RMID, None) == 0:
+                out.append(f"SysV segment shmid {s.shmid} (key {s.key:#x})")
+        except OSError:
+            continue
+    return out
+
+
+def leftover_segments(pid: int) -> list[str]:
+    """The lab segments process `pid` created that still exist (for lab.leftovers)."""
+    return [f"SysV segment shmid {s.shmid} (key {s.key:#x})" for s in _lab_segments() if s.cpid == pid]
