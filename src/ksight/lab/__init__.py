@@ -139,13 +139,8 @@ def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list
 
 
 def _load() -> None:
-    from . import pagecache_scenarios  # noqa: F401  (registers its scenarios)
-    for mod in ("memory_process_scenarios", "memory_system_scenarios"):
-        try:  # the memory area's scenarios (each module registers its own)
-            __import__(f"{__name__}.{mod}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
+    # each module registers its scenarios
+    from . import memory_process_scenarios, memory_system_scenarios, pagecache_scenarios  # noqa: F401
 
 
 _load()
