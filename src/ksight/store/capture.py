@@ -454,7 +454,12 @@ def capture(
             for i, (snap, rec) in enumerate(col.record(plan, interval=interval, count=count - 1)):
                 d = f"{i:04d}"
                 try:
-                    metas.append(_write_snapshot(writer, snap, rec, d, started, redactor))
+                    # an archive is one stream: a Ctrl-C in the middle of a member would leave a
+                    # member shorter than its header says and corrupt everything after it, so
+                    # signals wait until the snapshot is written whole (a folder removes a
+                    # half-written snapshot instead)
+                    with _signals_deferred(writer.archive):
+                        metas.append(_write_snapshot(writer, snap, rec, d, started, redactor))
                 except BaseException:
                     writer.remove(d)  # a snapshot half-written is never kept
                     raise
@@ -495,6 +500,30 @@ def capture(
             writer._close_fds()
         raise
     return manifest
+
+
+class _signals_deferred:
+    """Block SIGINT and SIGTERM for the block (main thread only); a signal that arrives meanwhile
+    is delivered when it ends, so the KeyboardInterrupt comes between two whole snapshots."""
+
+    def __init__(self, on: bool = True):
+        import threading
+
+        self.on = on and threading.current_thread() is threading.main_thread()
+
+    def __enter__(self):
+        if self.on:
+            import signal
+
+            self.old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        return self
+
+    def __exit__(self, *exc):
+        if self.on:
+            import signal
+
+            signal.pthread_sigmask(signal.SIG_SETMASK, self.old)
+        return False
 
 
 def _lost(out: str, failed: WriteFailed, writer: _Writer) -> CaptureError:
