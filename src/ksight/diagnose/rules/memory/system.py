@@ -39,6 +39,35 @@ def _kb(mi, attr: str) -> int | None:
     return getattr(mi, attr, None) if mi is not None else None
 
 
+def _steady_growth(ctx: Context, r: Rule, g):
+    """The gauge's trend when it grows steadily past the rule's warn_growth_bytes and
+    warn_growth_bytes_per_s (gauge in kB), None when it does not; cannot look with < 4 points."""
+    tr = g.trend()
+    if not _trend_ok(tr):
+        raise ctx.cannot_look("a trend needs 4 snapshots or more (check --interval 3 --step 1)")
+    if not (tr.steady_growth and tr.growth * 1024 >= r.t("warn_growth_bytes")
+            and tr.slope_per_s * 1024 >= r.t("warn_growth_bytes_per_s")):
+        return None
+    return tr
+
+
+def _grown_parts(ctx: Context, source: str, keys, value_of, min_growth_bytes: float) -> list:
+    """(name, trend) of the parts of a source (slab caches, vmalloc callers) that grew steadily
+    by at least min_growth_bytes, largest growth first."""
+    names: set = set()
+    for s in ctx.snapshots:
+        got = s.get(source)
+        if got is not None:
+            names |= set(keys(got))
+    grown = []
+    for n in names:
+        ct = ctx.series.gauge(n, value_of(n)).trend()
+        if ct is not None and ct.growth >= min_growth_bytes and ct.r2 >= 0.8 and ct.rises > ct.falls:
+            grown.append((n, ct))
+    grown.sort(key=lambda x: x[1].growth, reverse=True)
+    return grown
+
+
 def _trend_ok(tr, points: int = 4) -> bool:
     return tr is not None and tr.points >= points
 
@@ -229,24 +258,11 @@ def slab_leak(ctx: Context, r: Rule):
     g = ctx.series.gauge("SUnreclaim", lambda s: s.get("meminfo").sunreclaim_kb)
     if not g.present:
         raise ctx.cannot_look("/proc/meminfo has no SUnreclaim (Linux 2.6.19 and later)")
-    tr = g.trend()
-    if not _trend_ok(tr):
-        raise ctx.cannot_look("a trend needs 4 snapshots or more (check --interval 3 --step 1)")
-    if not (tr.steady_growth and tr.growth * 1024 >= r.t("warn_growth_bytes")
-            and tr.slope_per_s * 1024 >= r.t("warn_growth_bytes_per_s")):
+    tr = _steady_growth(ctx, r, g)
+    if tr is None:
         return None
-    names = set()
-    for s in ctx.snapshots:
-        si = s.get("slabinfo")
-        if si is not None:
-            names |= set(si.caches)
-    grown = []
-    for n in names:
-        ct = ctx.series.gauge(n, _cache_bytes(n)).trend()
-        if ct is not None and ct.growth >= r.t("cache_min_growth_bytes") and ct.r2 >= 0.8 \
-                and ct.rises > ct.falls:
-            grown.append((n, ct))
-    grown.sort(key=lambda x: x[1].growth, reverse=True)
+    grown = _grown_parts(ctx, "slabinfo", lambda si: si.caches, _cache_bytes,
+                         r.t("cache_min_growth_bytes"))
     ev = [ctx.ev("SUnreclaim growth", tr.growth, "kB", "meminfo",
                  threshold=r.t("warn_growth_bytes") / 1024,
                  note=f"{tr.first:,.0f} -> {tr.last:,.0f} kB; slope {tr.slope_per_s:,.0f} kB/s, "
@@ -324,24 +340,11 @@ def vmalloc_leak(ctx: Context, r: Rule):
     if not g.present:
         raise ctx.cannot_look("no vmalloc page count: VmallocUsed is 0 or address space on this "
                               "kernel and /proc/vmallocinfo was not read")
-    tr = g.trend()
-    if not _trend_ok(tr):
-        raise ctx.cannot_look("a trend needs 4 snapshots or more (check --interval 3 --step 1)")
-    if not (tr.steady_growth and tr.growth * 1024 >= r.t("warn_growth_bytes")
-            and tr.slope_per_s * 1024 >= r.t("warn_growth_bytes_per_s")):
+    tr = _steady_growth(ctx, r, g)
+    if tr is None:
         return None
-    names = set()
-    for s in ctx.snapshots:
-        vi = s.get("vmallocinfo")
-        if vi is not None:
-            names |= set(vi.by_caller)
-    grown = []
-    for n in names:
-        ct = ctx.series.gauge(n, _caller_bytes(n)).trend()
-        if ct is not None and ct.growth >= r.t("caller_min_growth_bytes") and ct.r2 >= 0.8 \
-                and ct.rises > ct.falls:
-            grown.append((n, ct))
-    grown.sort(key=lambda x: x[1].growth, reverse=True)
+    grown = _grown_parts(ctx, "vmallocinfo", lambda vi: vi.by_caller, _caller_bytes,
+                         r.t("caller_min_growth_bytes"))
     mi = ctx.get("meminfo")
     src = "meminfo" if mi is not None and mi.vmalloc_used_kb and not mi.vmalloc_chunk_kb else "vmallocinfo"
     ev = [ctx.ev("vmalloc growth", tr.growth, "kB", src, threshold=r.t("warn_growth_bytes") / 1024,
