@@ -594,3 +594,30 @@ def test_capture_folder_total_budget(capdir, monkeypatch):
     with pytest.raises(Unavailable, match="MAX_CAPTURE_BYTES"):
         for _ in range(100):
             r.read_bytes("0000/proc/meminfo")
+
+
+@pytest.mark.parametrize("member, text", [
+    ("ksight/sock_diag/index.json", "[" * 200_000),
+    ("ksight/sock_diag/index.json", '{"namespaces": [], "byteorder": "sideways"}'),
+    ("ksight/sock_diag.json", "[" * 200_000),
+    ("ksight/tmpfs.json", "[" * 200_000),
+    ("ksight/tmpfs.json", '{"format": 1, "mounts": [{"mount_point": "/t", "fstype": "tmpfs", '
+                          '"source": "tmpfs", "used_bytes": 18446744073709551616}]}'),
+])
+def test_ksight_extra_files_in_a_capture_are_checked(tmp_path, capsys, member, text):
+    """Files ksight itself adds to a capture (sock_diag index, tmpfs usage) come from another
+    machine too: nested without end, an unknown byte order or a value past 2^64 is an error
+    naming the file, never a traceback or a number."""
+    from tests.conftest import corpus_root  # noqa: F401
+
+    tree = tmp_path / "cap"
+    (tree / "proc").mkdir(parents=True)
+    (tree / "proc" / "uptime").write_text("100.00 50.00\n")
+    (tree / "proc" / "meminfo").write_text("MemTotal: 1000 kB\nMemFree: 500 kB\n")
+    p = tree / member
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    status = main(["show", "--sockets", "tmpfs", "--from", str(tree)])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err and status in (0, 3)
+    assert "18446744073709551616" not in out.split("[unavailable]")[0]

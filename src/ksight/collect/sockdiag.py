@@ -490,9 +490,11 @@ def _collect_replay(root: Root) -> dict[int | None, DiagResult]:
             raise ValueError("no namespaces list")
     except Unavailable:
         return _legacy(root)
-    except ValueError as exc:
-        return {None: DiagResult(False, f"{INDEX_PATH} is malformed ({exc})")}
+    except (ValueError, RecursionError) as exc:  # RecursionError: a crafted, endlessly nested file
+        return {None: DiagResult(False, f"{INDEX_PATH} is malformed ({str(exc)[:100]})")}
     bo = index.get("byteorder") or "little"
+    if bo not in ("little", "big"):
+        return {None: DiagResult(False, f"{INDEX_PATH} is malformed (byteorder {str(bo)[:20]!r})")}
     clk_tck = index.get("clk_tck") or 100  # USER_HZ: 100 wherever Linux runs but alpha
     results: dict[int | None, DiagResult] = {}
     for entry in index["namespaces"]:
@@ -531,8 +533,8 @@ def from_json(data: bytes) -> DiagResult:
         doc = json.loads(data)
         socks = tuple(DiagSock(**s) for s in doc.get("sockets", ()))
         return DiagResult(bool(doc["available"]), doc.get("reason"), socks)
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return DiagResult(False, f"{LEGACY_PATH} is malformed ({exc})")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        return DiagResult(False, f"{LEGACY_PATH} is malformed ({str(exc)[:100]})")
 
 
 def collect(root: Root, namespaces: dict[int | None, int | None] | None = None,

@@ -25,7 +25,8 @@ def _flatten(prefix: str, obj: Any, out: list[tuple[str, Any]]) -> None:
         out.append((prefix, obj))
 
 
-def render_snapshot(snap, file=sys.stdout) -> None:
+def render_snapshot(snap, file=None) -> None:
+    file = file if file is not None else sys.stdout  # bound at call time, not at import
     h = snap.host
     try:  # a timestamp that is not a time (NaN, inf, -1e18) must not become a traceback
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(snap.taken_at)) if snap.taken_at else "time unknown"

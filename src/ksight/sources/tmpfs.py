@@ -76,8 +76,8 @@ def parse(text: str, path: str = PATH) -> Tmpfs:
         raise ParseError(path, None, None, "empty file")
     try:
         doc = json.loads(text)
-    except ValueError as e:
-        raise ParseError(path, None, None, f"not JSON: {e}") from None
+    except (ValueError, RecursionError) as e:  # a crafted capture may nest without end
+        raise ParseError(path, None, None, f"not JSON: {str(e)[:100]}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("mounts"), list):
         raise ParseError(path, None, None, f"expected {{'format': {FORMAT}, 'mounts': [...]}}")
     out = []
@@ -88,7 +88,7 @@ def parse(text: str, path: str = PATH) -> Tmpfs:
         kw = {k: m.get(k) for k in names}
         for k in ("size_bytes", "used_bytes", "avail_bytes", "inodes", "inodes_free"):
             v = kw[k]
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 2**64):
                 raise ParseError(path, i, None, f"{k} is not a count of bytes: {v!r}")
         if kw["reason"] is not None and not isinstance(kw["reason"], str):
             raise ParseError(path, i, None, "reason is not text")
