@@ -83,3 +83,28 @@ def test_a_plan_for_some_pids_reads_only_those():
     assert p.pids is None
     assert Plan.of([Needs(processes=("stat",), pids=(1,)), Needs(sockets=True)]).pids is None
     assert Plan.of([Needs(processes=("stat",), pids=(1,)), Needs(processes=("cgroup",), pids=(2,))]).pids == (1, 2)
+
+
+def test_a_source_built_on_the_process_table_does_not_read_it_again():
+    # process_maps picks the processes that grow from the scan's status (VmSize, VmRSS), not by
+    # reading every proc/PID/statm a second time
+    from ksight.fs import LiveRoot
+
+    class Counting(LiveRoot):
+        statm = 0
+
+        def read_bytes(self, path, **kw):
+            if path.endswith("/statm"):
+                Counting.statm += 1
+            return super().read_bytes(path, **kw)
+
+        def text_reader(self, *, one_shot=False):
+            return self.read_text  # every read through read_bytes, so it is counted
+
+    plan = Plan.of([Needs(sources=("process_maps",), processes=("stat", "status"))])
+    snap = take(Counting(), plan=plan)
+    assert snap.processes and "process_maps" in snap.sources
+    assert Counting.statm == 0
+    Counting.statm = 0
+    take(Counting(), plan=Plan.of([Needs(sources=("process_maps",))]))  # no table: statm it is
+    assert Counting.statm > 0

@@ -107,23 +107,10 @@ def take(
     got: dict[str, object] = {}
     missing: list[Missing] = []
     prior = {m.source: m for m in known_unavailable}
+    later = [n for n in names if n in SYSTEM and SYSTEM[n].after_processes]
     for name in names:
-        src = SYSTEM.get(name)
-        if src is None:
-            missing.append(Missing(name, "unknown source"))
-            continue
-        try:
-            kw = kwargs.get(name)
-            got[name] = _reader(src)(root, **kw) if kw else _reader(src)(root)
-            # a source made of several files keeps the good ones and says which were not used
-            for part, why in (getattr(got[name], "malformed", None) or {}).items():
-                missing.append(Missing(f"{name}:{part}", f"malformed: {why}"))
-        except Unavailable as u:
-            missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
-        except ParseError as e:
-            missing.append(Missing(name, f"malformed: {e}"))
-        except KsightError as e:
-            missing.append(Missing(name, str(e)))
+        if name not in later:
+            _read_source(root, name, kwargs.get(name), got, missing, prior)
     host = host or host_info(root, host_hint)
     procs = None
     if processes:
@@ -135,6 +122,9 @@ def take(
         missing.extend(pmissing)
         if smaps_top and procs:
             procs = _add_smaps(root, procs, smaps_top, host.page_size, missing)
+    for name in later:  # sources that build on the process table
+        kw = dict(kwargs.get(name) or {}, **({"processes": procs} if procs is not None else {}))
+        _read_source(root, name, kw or None, got, missing, prior)
     socks = None
     if sockets:
         from .sockets import collect as collect_sockets
@@ -152,6 +142,26 @@ def take(
         sockets=socks,
         unavailable=tuple(missing),
     )
+
+
+def _read_source(root: Root, name: str, kw: dict | None, got: dict, missing: list,
+                 prior: dict) -> None:
+    """Read one system source into `got`, or record why it is missing (never raise)."""
+    src = SYSTEM.get(name)
+    if src is None:
+        missing.append(Missing(name, "unknown source"))
+        return
+    try:
+        got[name] = _reader(src)(root, **kw) if kw else _reader(src)(root)
+        # a source made of several files keeps the good ones and says which were not used
+        for part, why in (getattr(got[name], "malformed", None) or {}).items():
+            missing.append(Missing(f"{name}:{part}", f"malformed: {why}"))
+    except Unavailable as u:
+        missing.append(prior.get(name) or Missing(name, f"{u.source}: {u.reason}"))
+    except ParseError as e:
+        missing.append(Missing(name, f"malformed: {e}"))
+    except KsightError as e:
+        missing.append(Missing(name, str(e)))
 
 
 def _add_smaps(root: Root, procs: dict, n: int, page_size: int, missing: list) -> dict:

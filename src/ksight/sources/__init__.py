@@ -30,6 +30,9 @@ class Source:
     reader: str = "read"
     doc: str = ""
     default: bool = True  # False: read only when named (see the module doc)
+    # read after the process scan, and given its table (`processes=`) when there is one, so it
+    # does not read again what the scan already read
+    after_processes: bool = False
 
     def read(self, root) -> Any:
         return self.load()(root)
@@ -77,7 +80,7 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)"),
     Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
-    Source("process_maps", "process_maps", default=False,
+    Source("process_maps", "process_maps", default=False, after_processes=True,
            doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
 ]}
 

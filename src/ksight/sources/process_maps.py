@@ -85,7 +85,20 @@ def _read_one(root, pid: int, prev_count: int | None) -> ProcMaps | None:
     return None
 
 
-def read(root) -> ProcessMaps:
+def _sizes_from_table(processes: dict, page_size: int) -> dict[int, tuple[int, int]]:
+    """pid -> (size, resident) pages from the process scan's status (VmSize, VmRSS): the same
+    kernel counters statm prints, already read by the scan."""
+    out = {}
+    for pid, p in processes.items():
+        st = getattr(p, "status", None)
+        if st is None or st.vm_size_kb is None:
+            continue  # kernel thread or zombie: no address space
+        kb = page_size // 1024 or 4
+        out[pid] = (st.vm_size_kb // kb, (st.vm_rss_kb or 0) // kb)
+    return out
+
+
+def read(root, processes: dict | None = None) -> ProcessMaps:
     """Live: smaps of the MAPS_PROCS processes that grew most (size or resident pages, from
     statm) since this ksight first saw them. A capture or fixture tree: every proc/PID/smaps
     (or maps) it holds."""
@@ -107,10 +120,12 @@ def read(root) -> ProcessMaps:
     base = getattr(root, "base", "/")
     me = os.getpid()
     grown = []
+    # the scan's table when the collector hands it over (no second read per process), else statm
+    sizes = _sizes_from_table(processes, os.sysconf("SC_PAGE_SIZE")) if processes else None
     for pid in pids:
         if pid == me:
             continue
-        now = _statm(root, pid)
+        now = sizes.get(pid) if sizes is not None else _statm(root, pid)
         if now is None or now[0] == 0:  # gone, or no address space (kernel thread)
             continue
         first = _FIRST.setdefault((base, pid), now)
