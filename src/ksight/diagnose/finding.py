@@ -81,10 +81,19 @@ class Action:
 
 @dataclass(frozen=True)
 class Subject:
+    """What a finding is about; None fields are not part of it. Fields are only ever added (the
+    JSON contract, docs/check-json.md)."""
+
     pid: int | None = None
     comm: str | None = None
     cgroup: str | None = None
-    socket: str | None = None
+    socket: str | None = None  # a socket or listener, "ADDR:PORT" (or "ADDR:PORT -> PEER:PORT")
+    netns: str | None = None  # the network namespace, "net:[INODE]" as /proc/PID/ns/net reads
+    interface: str | None = None  # a network interface, e.g. "eth0"
+    device: str | None = None  # a block device, e.g. "sda"
+    cpu: str | None = None  # a CPU or a CPU list, e.g. "3" or "0-3"
+    object: str | None = None  # a kernel object: "slab cache dentry", "vmalloc caller f [mod]",
+    # "tmpfs /dev/shm", "SysV shmid 5"
 
 
 @dataclass(frozen=True)

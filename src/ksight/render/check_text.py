@@ -81,7 +81,12 @@ def render_report(report: Report, *, verbose: bool = False) -> None:
         if f.subject is not None:
             bits = [f"pid {f.subject.pid}" if f.subject.pid else "",
                     f.subject.comm or "", f"cgroup {f.subject.cgroup}" if f.subject.cgroup else "",
-                    f.subject.socket or ""]
+                    f.subject.socket or "",
+                    f"netns {f.subject.netns}" if f.subject.netns else "",
+                    f"interface {f.subject.interface}" if f.subject.interface else "",
+                    f"device {f.subject.device}" if f.subject.device else "",
+                    f"cpu {f.subject.cpu}" if f.subject.cpu else "",
+                    f.subject.object or ""]
             subj = ", ".join(b for b in bits if b)
         c.print(f"[{_STYLE[f.severity]}]{f.severity.upper()}[/] [bold]{escape(f.title)}[/]  [dim]{f.id}[/]")
         if subj and subj not in f.title:
