@@ -83,6 +83,8 @@ class SocketTable:
     diag_available: bool  # sock_diag answered in at least one namespace
     diag_reason: str | None  # why it did not, per namespace, where it did not
     namespaces: tuple[int, ...] = ()  # network namespaces whose tables were read
+    # netns -> a few pids in it, ascending (the processes whose /proc/PID/net/* show it)
+    ns_pids: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def by_cookie(self) -> dict[int, Sock]:
         """Sockets sock_diag named, by cookie (rows without a cookie are left out)."""
@@ -293,7 +295,8 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
                 kw.update({n: d.info.get(n) for n in _INFO_FIELDS})
         out.append(Sock(**kw))
     spaces = set(used) | {ns for ns in whole if ns is not None}
-    return SocketTable(tuple(out), available, reason, tuple(sorted(spaces))), missing
+    ns_pids = tuple((ns, tuple(nsmap[ns][:_TRIES_PER_NS])) for ns in sorted(nsmap))
+    return SocketTable(tuple(out), available, reason, tuple(sorted(spaces)), ns_pids), missing
 
 
 assert set(_ROW_NAMES) == _SOCK_FIELDS, "sockdiag.ROW_FIELDS must name Sock's fields"
