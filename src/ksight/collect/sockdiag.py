@@ -69,6 +69,7 @@ FAMILIES = (("inet", socket.AF_INET, "inet4.bin"), ("inet6", socket.AF_INET6, "i
 # name -> (byte offset, size) in struct tcp_info (include/uapi/linux/tcp.h)
 TCP_INFO_FIELDS = {
     "retransmits": (2, 1),
+    "rto_us": (8, 4),  # tcpi_rto: the retransmission timeout now
     "snd_mss": (16, 4),
     "unacked": (24, 4),
     "lost": (32, 4),
@@ -77,6 +78,7 @@ TCP_INFO_FIELDS = {
     "rttvar_us": (72, 4),
     "ssthresh": (76, 4),  # 0x7fffffff: still in initial slow start
     "cwnd": (80, 4),
+    "rcv_space": (96, 4),  # tcpi_rcv_space: receive autotuning's estimate of what the peer sends per RTT
     "total_retrans": (100, 4),
     "delivery_rate": (160, 8),  # bytes/s, 4.9+
     "bytes_retrans": (208, 8),  # 4.19+
@@ -192,10 +194,10 @@ ROW_FIELDS = ("family", "local_addr", "local_port", "remote_addr", "remote_port"
               "tx_queue", "rx_queue", "timer_active", "timer_expires_ticks", "retransmits", "uid",
               "inode", "pid", "comm", "backlog", "accept_queue", "cwnd", "ssthresh", "rtt_us",
               "rttvar_us", "retrans", "total_retrans", "lost", "unacked", "snd_mss",
-              "delivery_rate", "bytes_retrans", "netns", "cookie")
-assert _INFO_ORDER == ("retransmits", "snd_mss", "unacked", "lost", "retrans", "rtt_us",
-                       "rttvar_us", "ssthresh", "cwnd", "total_retrans", "delivery_rate",
-                       "bytes_retrans")
+              "delivery_rate", "bytes_retrans", "netns", "cookie", "rto_us", "rcv_space")
+assert _INFO_ORDER == ("retransmits", "rto_us", "snd_mss", "unacked", "lost", "retrans", "rtt_us",
+                       "rttvar_us", "ssthresh", "cwnd", "rcv_space", "total_retrans",
+                       "delivery_rate", "bytes_retrans")
 BOUND_INACTIVE = 13  # bind() without listen() or connect(): sock_diag lists it, /proc/net/tcp not
 _STATE_NAMES = tuple(state_name(i) for i in range(256))
 _FAST: dict[str, tuple] = {}
@@ -299,7 +301,7 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rttvar_us": None, "retrans": None, "total_retrans": None,
                             "lost": None, "unacked": None, "snd_mss": None,
                             "delivery_rate": None, "bytes_retrans": None, "netns": netns,
-                            "cookie": cookie})
+                            "cookie": cookie, "rto_us": None, "rcv_space": None})
                 elif info is None:
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
@@ -310,10 +312,10 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rtt_us": None, "rttvar_us": None, "retrans": None,
                             "total_retrans": None, "lost": None, "unacked": None,
                             "snd_mss": None, "delivery_rate": None, "bytes_retrans": None,
-                            "netns": netns, "cookie": cookie})
+                            "netns": netns, "cookie": cookie, "rto_us": None, "rcv_space": None})
                 else:
-                    (i_retransmits, i_snd_mss, i_unacked, i_lost, i_retrans, i_rtt, i_rttvar,
-                     i_ssthresh, i_cwnd, i_total, i_rate, i_bytes) = info
+                    (i_retransmits, i_rto, i_snd_mss, i_unacked, i_lost, i_retrans, i_rtt,
+                     i_rttvar, i_ssthresh, i_cwnd, i_rcv_space, i_total, i_rate, i_bytes) = info
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
                             "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
@@ -323,7 +325,8 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "ssthresh": i_ssthresh, "rtt_us": i_rtt, "rttvar_us": i_rttvar,
                             "retrans": i_retrans, "total_retrans": i_total, "lost": i_lost,
                             "unacked": i_unacked, "snd_mss": i_snd_mss, "delivery_rate": i_rate,
-                            "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie})
+                            "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie,
+                            "rto_us": i_rto, "rcv_space": i_rcv_space})
         elif n_type == NLMSG_DONE:
             return out
         elif n_type == NLMSG_ERROR:

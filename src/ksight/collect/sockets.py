@@ -71,6 +71,8 @@ class Sock:
     snd_mss: int | None = None
     delivery_rate: int | None = None  # bytes per second
     bytes_retrans: int | None = None
+    rto_us: int | None = None  # tcp_info: the retransmission timeout now
+    rcv_space: int | None = None  # tcp_info: receive autotuning's per-RTT estimate (bytes)
     # identity: the socket's network namespace (inode of /proc/PID/ns/net; None when the
     # table came from proc/net/tcp without a namespace link) and its sock_diag cookie
     netns: int | None = None
@@ -100,7 +102,7 @@ class SocketTable:
 _TCP_FIELDS = [f.name for f in fields(net_tcp.TcpSocket)]
 _SOCK_FIELDS = {f.name for f in fields(Sock)}
 _INFO_FIELDS = ("cwnd", "ssthresh", "rtt_us", "rttvar_us", "retrans", "total_retrans", "lost",
-                "unacked", "snd_mss", "delivery_rate", "bytes_retrans")
+                "unacked", "snd_mss", "delivery_rate", "bytes_retrans", "rto_us", "rcv_space")
 
 
 def _comm(root: Root, pid: int) -> str | None:
