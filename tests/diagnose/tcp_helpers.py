@@ -143,3 +143,4 @@ def ev(finding, name: str):
         if e.name == name:
             return e
     raise KeyError(f"{name} not in {[e.name for e in finding.evidence]}")
+LISTEN_STATE = 0x0A

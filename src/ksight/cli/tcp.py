@@ -121,8 +121,8 @@ def run(args: argparse.Namespace) -> int:
 def _pcap(args: argparse.Namespace) -> int:
     from ..errors import UsageError
 
-    if args.connections or args.from_:
-        raise UsageError("--pcap reads a packet capture: drop --connections and --from")
+    if args.connections:
+        raise UsageError("--pcap reads a packet capture: drop --connections")
     try:
         from ..views import tcp_pcap
         from ..render import tcp_pcap_text

@@ -52,3 +52,11 @@ def toward(current: int | None, target: int, up: bool = True) -> int:
     if current is None:
         return target
     return max(current, target) if up else min(current, target)
+
+
+def socket_table(ctx):
+    """The last snapshot's socket table, or CannotLook when it could not be read at all."""
+    miss = ctx.last.missing("sockets")
+    if ctx.last.sockets is None or miss is not None:
+        raise ctx.cannot_look(f"sockets: {miss.reason if miss else 'not collected'}")
+    return ctx.last.sockets

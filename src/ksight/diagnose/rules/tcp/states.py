@@ -8,7 +8,7 @@ from collections import Counter as Tally
 from ....model import tcp as m
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold
-from .common import ns_file, ns_subject, tcp_rule, toward, where
+from .common import ns_file, ns_subject, socket_table, tcp_rule, toward, where
 
 
 def _key(s) -> tuple:
@@ -35,6 +35,7 @@ def close_wait_leak(ctx: Context, r: Rule):
     Evidence: the count, its growth over the window, the peers. CLOSE_WAIT never times out:
     only close() (or the process exiting) ends it."""
     s = ctx.series
+    socket_table(ctx)
     snaps = [x for x in s.snapshots if x.sockets is not None]
     per_snap = []
     for x in snaps:
@@ -190,7 +191,7 @@ def fin_wait2(ctx: Context, r: Rule):
     s = ctx.series
     fin = ctx.sysctl("net.ipv4.tcp_fin_timeout")
     per: dict = {}
-    for k in s.last.sockets.sockets:
+    for k in socket_table(ctx).sockets:
         if k.state == "FIN_WAIT2":
             per.setdefault(k.netns, []).append(k)
     out = []
