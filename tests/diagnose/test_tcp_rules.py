@@ -250,3 +250,60 @@ def test_malformed_netstat_is_named_not_a_traceback(tmp_path):
     reasons = {n.rule: n.reason for n in rep.not_evaluated}
     assert "tcp.listen-overflow" in reasons and "netstat" in reasons["tcp.listen-overflow"]
     assert not any("internal error" in r for r in reasons.values()), reasons
+
+
+def _lossy(tmp_path):
+    m = Machine(tmp_path)
+    m.snap()
+    _traffic(m, 10000, 300, fast=300)
+    m.snap()
+    return m
+
+
+def test_flows_are_never_traced_from_a_capture(tmp_path, monkeypatch):
+    import ksight.trace.recipes.retrans as recipe
+
+    def boom(**kw):
+        raise AssertionError("traced while judging a capture")
+    monkeypatch.setattr(recipe, "top_flows", boom)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    m = _lossy(tmp_path)
+    (f,) = found(m.check(), "tcp.retransmission-rate")
+    assert not [e for e in f.evidence if e.name.startswith("flow")]
+
+
+def test_live_flows_are_kept_for_their_own_namespace(tmp_path, monkeypatch):
+    import dataclasses
+
+    import ksight.trace.recipes.retrans as recipe
+    from ksight.diagnose.engine import diagnose
+
+    calls = []
+    mine = recipe.Flow("10.0.0.1", 1000, "10.0.0.2", 80, "skb", 9, "ESTABLISHED",
+                       recipe.Owner(5, "client", "/proc fd scan", 1, f"net:[{OWN_NS}]"))
+    other = recipe.Flow("10.0.0.1", 1001, "10.0.0.2", 80, "skb", 50, "ESTABLISHED",
+                        recipe.Owner(6, "elsewhere", "/proc fd scan", 2, "net:[4026539999]"))
+
+    def fake(**kw):
+        calls.append(kw)
+        return (other, mine), None
+    monkeypatch.setattr(recipe, "top_flows", fake)
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    m = Machine(tmp_path)
+    m.process(1, OWN_NS, "init")
+    m.snap()
+    _traffic(m, 10000, 300, fast=300)
+    m.snap()
+    live = [dataclasses.replace(s, monotonic=100.0 + i) for i, s in enumerate(m.snaps)]
+    (f,) = found(diagnose(live, ["tcp"]), "tcp.retransmission-rate")
+    flows = [e for e in f.evidence if e.name.startswith("flow")]
+    assert [e.name for e in flows] == ["flow 10.0.0.1:1000 -> 10.0.0.2:80"]
+    assert flows[0].value == 9 and "client[5]" in flows[0].note
+    assert len(calls) == 1 and calls[0]["seconds"] <= 1.0
+
+
+def test_top_flows_without_root_says_why(monkeypatch):
+    from ksight.trace.recipes.retrans import top_flows
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert top_flows() == ((), "tracing needs root")

@@ -175,4 +175,18 @@ def top_flows(root: Root | None = None, seconds: float = 1.0, top: int = 5,
         res = rec.result(t)
     except (KsightError, OSError) as e:
         return (), f"tcp:tcp_retransmit_skb could not be traced: {e}"
-    return tuple(res.flows[:top]), None
+    return tuple(_with_netns(rec.root, f) for f in res.flows[:top]), None
+
+
+def _with_netns(root: Root, f: Flow) -> Flow:
+    """The owner's network namespace ("net:[INODE]") when the owner came from an event: the
+    tracepoint sees every namespace, and two may use the same addresses."""
+    import dataclasses
+
+    if f.owner is None or f.owner.netns is not None:
+        return f
+    try:
+        ns = root.readlink(f"proc/{f.owner.pid}/ns/net")
+    except Unavailable:
+        return f
+    return dataclasses.replace(f, owner=dataclasses.replace(f.owner, netns=ns))

@@ -18,6 +18,22 @@ def _enrich_allowed(ctx: Context) -> bool:
     return ctx.last.monotonic is not None and os.geteuid() == 0 and ENRICH_SECONDS > 0
 
 
+def _in_netns(flows, ns: int | None, own: bool) -> tuple:
+    """The traced flows of one namespace: the tracepoint sees every namespace, and two
+    namespaces may use the same addresses. A flow whose owner was not found is kept only for
+    ksight's own namespace (where /proc/net/tcp would have named it otherwise)."""
+    label = m.netns_label(ns)
+    out = []
+    for f in flows:
+        owner_ns = getattr(f.owner, "netns", None) if f.owner is not None else None
+        if owner_ns is not None:
+            if owner_ns == label:
+                out.append(f)
+        elif own:
+            out.append(f)
+    return tuple(out)
+
+
 @tcp_rule("tcp.retransmission-rate", title="TCP segments are retransmitted",
           needs=("snmp",), counters=(m.RETRANS_SEGS, m.OUT_SEGS), uses=("netstat",),
           thresholds={
@@ -42,6 +58,7 @@ def retransmission_rate(ctx: Context, r: Rule):
     the flows behind it come from tcp:tcp_retransmit_skb for about a second."""
     s = ctx.series
     out = []
+    traced = None
     for ns in m.scopes(s):
         rt = m.retransmission(s, ns, min_segments=int(r.t("min_segments")))
         if rt.peak_pct is None or rt.peak_pct < r.t("warn_pct"):
@@ -72,10 +89,12 @@ def retransmission_rate(ctx: Context, r: Rule):
         kinds = {k.name: k.window or 0 for k in rt.breakdown}
         flows, why = (), None
         if _enrich_allowed(ctx):
-            from ....trace.recipes.retrans import top_flows
+            if traced is None:  # once per check, whatever the number of namespaces
+                from ....trace.recipes.retrans import top_flows
 
-            flows, why = top_flows(seconds=ENRICH_SECONDS)
-        for f in flows:
+                traced = top_flows(seconds=ENRICH_SECONDS, top=20)
+            flows, why = _in_netns(traced[0], ns, own), traced[1]
+        for f in flows[:5]:
             who = f" {f.owner.comm}[{f.owner.pid}]" if f.owner is not None else ""
             ev.append(ctx.ev(f"flow {f.saddr}:{f.sport} -> {f.daddr}:{f.dport}", f.retransmits,
                              f"retransmits in {ENRICH_SECONDS:g} s", "tcp:tcp_retransmit_skb",
