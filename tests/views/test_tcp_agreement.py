@@ -82,6 +82,21 @@ def _ss_states(pair, ns: str) -> dict[str, int]:
     return got
 
 
+def _ss_info(pair, ns: str) -> dict:
+    """(local, peer) -> {cwnd, rto, rcv_space} of the ESTABLISHED sockets, from `ss -tin`."""
+    out = pair.run(ns, [need_tool("ss"), "-tin", "state", "established"], timeout=10).stdout
+    got, key = {}, None
+    for line in out.splitlines()[1:]:
+        if not line.startswith(("\t", " ")):
+            f = line.split()
+            key = (f[-2], f[-1]) if ":" in f[-1] else (f[-3], f[-2])
+            continue
+        kv = dict(t.split(":", 1) for t in line.split() if ":" in t and not t.startswith("("))
+        got[key] = {"cwnd": int(kv["cwnd"]), "rto": float(kv["rto"]),
+                    "rcv_space": int(kv["rcv_space"])}
+    return got
+
+
 def _wait_ready(p: subprocess.Popen, timeout: float = 10.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -126,6 +141,17 @@ def test_states_agree_with_ss_in_namespaces_we_create():
             held = [h for h in c.holders if h.state == "CLOSE_WAIT"
                     and h.netns == _netns_inode(pair.b)]
             assert held and held[0].count == 3 and held[0].pid is not None
+            # per connection, like ss -tin: cwnd, rto and rcv_space of the idle connections
+            info = _ss_info(pair, pair.a)
+            assert len(info) == 4, info
+            conns = tcp.connections(snap, states=("ESTABLISHED",))
+            mine = {(c.local, c.remote): c for c in conns.rows if c.netns == _netns_inode(pair.a)}
+            assert set(mine) == set(info), (set(mine), set(info))
+            for k, want in info.items():
+                got = mine[k]
+                assert got.cwnd == want["cwnd"], (k, got, want)
+                assert got.rto_ms == pytest.approx(want["rto"]), (k, got, want)
+                assert got.rcv_space == want["rcv_space"], (k, got, want)
         finally:
             for p in (cli, srv):
                 p.kill()
