@@ -31,13 +31,16 @@ while time.time() < end:
     except socket.timeout:
         continue
     held.append(c)  # never closed: a client that closes leaves it in CLOSE_WAIT
-    if sys.argv[3] == "drain":
-        c.settimeout(0.05)
-        try:
-            while c.recv(65536):
-                pass
-        except OSError:
-            pass
+    if sys.argv[3] == "drain":  # read the one bulk connection until the end
+        c.settimeout(0.5)
+        while time.time() < end:
+            try:
+                if not c.recv(65536):
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
 """
 
 CLIENT = r"""
