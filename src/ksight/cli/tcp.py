@@ -105,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if col.live:
         step = interval if interval is not None else 1.0
         n = args.count if args.count is not None else 1
-        snaps = col.window(plan, seconds=step * n, step=step)
+        from ..collect.collector import stderr_progress
+
+        snaps = col.window(plan, seconds=step * n, step=step, progress=stderr_progress(args.json))
     else:
         snaps = col.window(plan)
     ov = tcp.overview(snaps, top=args.top)
