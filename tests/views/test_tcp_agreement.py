@@ -96,7 +96,8 @@ def _ss_info(pair, ns: str) -> dict:
             continue
         kv = dict(t.split(":", 1) for t in line.split() if ":" in t and not t.startswith("("))
         got[key] = {"cwnd": int(kv["cwnd"]), "rto": float(kv["rto"]),
-                    "rcv_space": int(kv["rcv_space"])}
+                    "rcv_space": int(kv["rcv_space"]),
+                    "lastrcv": int(kv["lastrcv"]) if "lastrcv" in kv else None}
     return got
 
 
@@ -155,6 +156,8 @@ def test_states_agree_with_ss_in_namespaces_we_create():
                 assert got.cwnd == want["cwnd"], (k, got, want)
                 assert got.rto_ms == pytest.approx(want["rto"]), (k, got, want)
                 assert got.rcv_space == want["rcv_space"], (k, got, want)
+                if want["lastrcv"] is not None:  # ms since data arrived: read moments apart
+                    assert abs(got.last_data_recv_ms - want["lastrcv"]) < 3000, (k, got, want)
         finally:
             for p in (cli, srv):
                 p.kill()

@@ -73,6 +73,7 @@ TCP_INFO_FIELDS = {
     "snd_mss": (16, 4),
     "unacked": (24, 4),
     "lost": (32, 4),
+    "last_data_recv_ms": (52, 4),  # tcpi_last_data_recv: ms since data last arrived
     "retrans": (36, 4),
     "rtt_us": (68, 4),
     "rttvar_us": (72, 4),
@@ -194,9 +195,10 @@ ROW_FIELDS = ("family", "local_addr", "local_port", "remote_addr", "remote_port"
               "tx_queue", "rx_queue", "timer_active", "timer_expires_ticks", "retransmits", "uid",
               "inode", "pid", "comm", "backlog", "accept_queue", "cwnd", "ssthresh", "rtt_us",
               "rttvar_us", "retrans", "total_retrans", "lost", "unacked", "snd_mss",
-              "delivery_rate", "bytes_retrans", "netns", "cookie", "rto_us", "rcv_space")
-assert _INFO_ORDER == ("retransmits", "rto_us", "snd_mss", "unacked", "lost", "retrans", "rtt_us",
-                       "rttvar_us", "ssthresh", "cwnd", "rcv_space", "total_retrans",
+              "delivery_rate", "bytes_retrans", "netns", "cookie", "rto_us", "rcv_space",
+              "last_data_recv_ms")
+assert _INFO_ORDER == ("retransmits", "rto_us", "snd_mss", "unacked", "lost", "retrans",
+                       "last_data_recv_ms", "rtt_us", "rttvar_us", "ssthresh", "cwnd", "rcv_space", "total_retrans",
                        "delivery_rate", "bytes_retrans")
 BOUND_INACTIVE = 13  # bind() without listen() or connect(): sock_diag lists it, /proc/net/tcp not
 _STATE_NAMES = tuple(state_name(i) for i in range(256))
@@ -301,7 +303,8 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rttvar_us": None, "retrans": None, "total_retrans": None,
                             "lost": None, "unacked": None, "snd_mss": None,
                             "delivery_rate": None, "bytes_retrans": None, "netns": netns,
-                            "cookie": cookie, "rto_us": None, "rcv_space": None})
+                            "cookie": cookie, "rto_us": None, "rcv_space": None,
+                            "last_data_recv_ms": None})
                 elif info is None:
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
@@ -312,10 +315,12 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rtt_us": None, "rttvar_us": None, "retrans": None,
                             "total_retrans": None, "lost": None, "unacked": None,
                             "snd_mss": None, "delivery_rate": None, "bytes_retrans": None,
-                            "netns": netns, "cookie": cookie, "rto_us": None, "rcv_space": None})
+                            "netns": netns, "cookie": cookie, "rto_us": None, "rcv_space": None,
+                            "last_data_recv_ms": None})
                 else:
-                    (i_retransmits, i_rto, i_snd_mss, i_unacked, i_lost, i_retrans, i_rtt,
-                     i_rttvar, i_ssthresh, i_cwnd, i_rcv_space, i_total, i_rate, i_bytes) = info
+                    (i_retransmits, i_rto, i_snd_mss, i_unacked, i_lost, i_retrans, i_last_recv,
+                     i_rtt, i_rttvar, i_ssthresh, i_cwnd, i_rcv_space, i_total, i_rate,
+                     i_bytes) = info
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
                             "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
@@ -326,7 +331,8 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "retrans": i_retrans, "total_retrans": i_total, "lost": i_lost,
                             "unacked": i_unacked, "snd_mss": i_snd_mss, "delivery_rate": i_rate,
                             "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie,
-                            "rto_us": i_rto, "rcv_space": i_rcv_space})
+                            "rto_us": i_rto, "rcv_space": i_rcv_space,
+                            "last_data_recv_ms": i_last_recv})
         elif n_type == NLMSG_DONE:
             return out
         elif n_type == NLMSG_ERROR:

@@ -73,6 +73,7 @@ class Sock:
     bytes_retrans: int | None = None
     rto_us: int | None = None  # tcp_info: the retransmission timeout now
     rcv_space: int | None = None  # tcp_info: receive autotuning's per-RTT estimate (bytes)
+    last_data_recv_ms: int | None = None  # tcp_info: ms since data last arrived (idle time)
     # identity: the socket's network namespace (inode of /proc/PID/ns/net; None when the
     # table came from proc/net/tcp without a namespace link) and its sock_diag cookie
     netns: int | None = None
@@ -102,7 +103,8 @@ class SocketTable:
 _TCP_FIELDS = [f.name for f in fields(net_tcp.TcpSocket)]
 _SOCK_FIELDS = {f.name for f in fields(Sock)}
 _INFO_FIELDS = ("cwnd", "ssthresh", "rtt_us", "rttvar_us", "retrans", "total_retrans", "lost",
-                "unacked", "snd_mss", "delivery_rate", "bytes_retrans", "rto_us", "rcv_space")
+                "unacked", "snd_mss", "delivery_rate", "bytes_retrans", "rto_us", "rcv_space",
+                "last_data_recv_ms")
 
 
 def _comm(root: Root, pid: int) -> str | None:

@@ -111,6 +111,7 @@ class Connection:
     rcv_space: int | None  # bytes
     delivery_rate: int | None  # bytes/s
     cookie: int | None
+    last_data_recv_ms: int | None = None  # ms since data last arrived (tcp_info)
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,8 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
                 k.accept_queue if k.accept_queue is not None else k.rx_queue), k.backlog,
             k.cwnd, ss, _ms(k.rtt_us), _ms(k.rttvar_us), _ms(getattr(k, "rto_us", None)),
             k.retransmits, k.retrans, k.total_retrans, k.lost, k.unacked, k.snd_mss,
-            getattr(k, "rcv_space", None), k.delivery_rate, k.cookie))
+            getattr(k, "rcv_space", None), k.delivery_rate, k.cookie,
+            getattr(k, "last_data_recv_ms", None)))
     order = {s: i for i, s in enumerate(m.STATES)}
     rows.sort(key=lambda c: (order.get(c.state, 99), c.netns or 0, c.local, c.remote))
     return Connections(tuple(rows), total, {"pid": pid, "port": port, "states": list(states)},

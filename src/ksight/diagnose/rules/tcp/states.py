@@ -65,8 +65,15 @@ def close_wait_leak(ctx: Context, r: Rule):
               ctx.ev("growth", None if len(counts) < 2 else counts[-1] - counts[0], "sockets",
                      "sock_diag", note=(f"{trend.slope_per_s:+.2f}/s" if trend else None)),
               ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
-        ev.append(ctx.ev("age", round(s.seconds, 3) if held and s.seconds else None, "s at least",
-                         "sock_diag", note="the window they were seen through"))
+        idle = sorted(x.last_data_recv_ms for x in socks
+                      if getattr(x, "last_data_recv_ms", None) is not None)
+        if idle:
+            ev.append(ctx.ev("age", idle[-1] / 1000, "s", "sock_diag",
+                             note=(f"the oldest: no data from its peer for that long (tcp_info "
+                                   f"last_data_recv); median {idle[len(idle) // 2] / 1000:.1f} s")))
+        else:
+            ev.append(ctx.ev("age", round(s.seconds, 3) if held and s.seconds else None,
+                             "s at least", "sock_diag", note="the window they were seen through"))
         who = f"{comm or '?'}[{pid}]" if pid is not None else "an unknown process"
         acts = [Action.code(f"{who}: call close() when read() returns 0 (the peer closed); check "
                             "error paths that return without closing, and connection pools that "
