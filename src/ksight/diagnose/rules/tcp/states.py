@@ -58,7 +58,7 @@ def close_wait_leak(ctx: Context, r: Rule):
             1 for k in x.sockets.sockets if k.state == "CLOSE_WAIT" and k.pid == pid
             and k.netns == ns)).trend()
         comm = socks[0].comm
-        peers = Tally(f"{x.remote_addr}:{x.remote_port}" for x in socks).most_common(3)
+        peers = Tally(x.remote_addr for x in socks).most_common(3)  # clients: one port each
         ev = [ctx.ev("CLOSE_WAIT sockets", n, "sockets", "sock_diag",
                      threshold=r.t("warn_sockets"),
                      note=f"{held} held through the whole window ({len(snaps)} snapshots)"),
