@@ -307,3 +307,27 @@ def test_top_flows_without_root_says_why(monkeypatch):
 
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert top_flows() == ((), "tracing needs root")
+
+
+def test_capture_without_namespace_counters_falls_back_to_the_system_files(tmp_path):
+    """A capture made before per-namespace counters: processes in namespaces, but no
+    /proc/PID/net/snmp for them; the system /proc/net/snmp is still judged."""
+    import shutil
+
+    m = Machine(tmp_path)
+    m.process(1, OWN_NS, "init")
+    m.snap()
+    _traffic(m, 10000, 300, fast=300)
+    m.snap()
+    for d in ("s0", "s1"):  # what an older capture holds: no /proc/1/net/*
+        shutil.rmtree(tmp_path / d / "proc" / "1" / "net")
+        shutil.rmtree(tmp_path / d / "proc" / "self")
+    from ksight.collect.snapshot import take
+    from ksight.diagnose.engine import diagnose, plan_for
+    from ksight.fs import DirRoot
+
+    snaps = [take(DirRoot(str(tmp_path / d)), plan=plan_for(["tcp"]), taken_at=1e9 + i)
+             for i, d in enumerate(("s0", "s1"))]
+    (f,) = found(diagnose(snaps, ["tcp"]), "tcp.retransmission-rate")
+    assert ev(f, "retransmitted").value == pytest.approx(3.0)
+    assert ev(f, "retransmitted").source == "/proc/net/snmp"

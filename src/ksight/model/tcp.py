@@ -82,8 +82,10 @@ def scopes(series: Series) -> list[int | None]:
     own = t.own
     spaces = [ns for ns, c in t.namespaces.items()
               if c.snmp is not None or c.netstat is not None or c.sockstat is not None]
-    if own is not None and own not in t.namespaces:
-        spaces.append(None)  # our namespace has no process in the table: the system sources
+    if not spaces or own is not None and own not in t.namespaces:
+        # no namespace's files (a capture made before they were collected), or our namespace
+        # has no process in the table: the system sources
+        spaces.append(None)
     return sorted(spaces, key=lambda ns: (ns is not None and ns != own, ns or 0))
 
 
