@@ -331,3 +331,49 @@ def test_capture_without_namespace_counters_falls_back_to_the_system_files(tmp_p
     (f,) = found(diagnose(snaps, ["tcp"]), "tcp.retransmission-rate")
     assert ev(f, "retransmitted").value == pytest.approx(3.0)
     assert ev(f, "retransmitted").source == "/proc/net/snmp"
+
+
+def _with_sockets(snaps, socks):
+    import dataclasses
+
+    from ksight.collect.sockets import SocketTable
+
+    return [dataclasses.replace(s, sockets=SocketTable(tuple(socks), True, None, ())) for s in snaps]
+
+
+def _flow(port, rate, rtt_us, sndbuf):
+    from ksight.collect.sockets import Sock
+
+    return Sock("inet", "10.0.0.1", port, "10.0.0.2", 443, "ESTABLISHED", 0, 0, 0, 0, 0, 0,
+                100 + port, pid=42, comm="uploader", cwnd=40, rtt_us=rtt_us,
+                delivery_rate=rate, sndbuf=sndbuf)
+
+
+def test_buffer_config_pinned_send_buffer(tmp_path):
+    """rtt 50 ms, sndbuf 87,040 (SO_SNDBUF 43,520 doubled by the kernel): at most
+    87,040 / 2 / 0.05 = 870,400 bytes/s of payload; the flow delivers 850,000 (98 %)."""
+    from ksight.diagnose.engine import diagnose
+
+    m = Machine(tmp_path)
+    m.snap()
+    m.snap()
+    fast_ok = _flow(2, 5_000_000, 50_000, 4_194_304)  # 5 MB/s of 41.9 MB/s allowed: not limited
+    snaps = _with_sockets(m.snaps, [_flow(1, 1_850_000, 20_000, 87_040), fast_ok])
+    (f,) = found(diagnose(snaps, ["tcp"]), "tcp.buffer-config")
+    e = ev(f, "flow 10.0.0.1:1 -> 10.0.0.2:443")
+    assert e.value == 1_850_000 and e.threshold == round(87_040 / 2 / 0.02)  # 2,176,000
+    assert "pinned" in f.explanation
+    assert any(a.kind == "sysctl" and a.name == "net.core.wmem_max" and a.recommended == "4194304"
+               for a in f.actions)
+    assert not [x for x in f.evidence if x.name.startswith("flow 10.0.0.1:2 ")]
+
+
+def test_buffer_config_quiet_when_flows_are_not_buffer_bound(tmp_path):
+    from ksight.diagnose.engine import diagnose
+
+    m = Machine(tmp_path)
+    m.snap()
+    m.snap()
+    snaps = _with_sockets(m.snaps, [_flow(1, 1_000_000, 20_000, 87_040),  # 46 % of its cap
+                                    _flow(2, 900_000, 500, 87_040)])  # loopback-like rtt
+    assert not found(diagnose(snaps, ["tcp"]), "tcp.buffer-config")

@@ -87,7 +87,7 @@ def _ss_states(pair, ns: str) -> dict[str, int]:
 
 def _ss_info(pair, ns: str) -> dict:
     """(local, peer) -> {cwnd, rto, rcv_space} of the ESTABLISHED sockets, from `ss -tin`."""
-    out = pair.run(ns, [need_tool("ss"), "-tin", "state", "established"], timeout=10).stdout
+    out = pair.run(ns, [need_tool("ss"), "-tinm", "state", "established"], timeout=10).stdout
     got, key = {}, None
     for line in out.splitlines()[1:]:
         if not line.startswith(("\t", " ")):
@@ -98,6 +98,9 @@ def _ss_info(pair, ns: str) -> dict:
         got[key] = {"cwnd": int(kv["cwnd"]), "rto": float(kv["rto"]),
                     "rcv_space": int(kv["rcv_space"]),
                     "lastrcv": int(kv["lastrcv"]) if "lastrcv" in kv else None}
+        mem = dict((f[:2] if f[1] == "b" else f[:1], f[2:] if f[1] == "b" else f[1:])
+                   for f in kv["skmem"].strip("()").split(","))  # r0,rb131072,t0,tb16384,...
+        got[key].update(rcvbuf=int(mem["rb"]), sndbuf=int(mem["tb"]))
     return got
 
 
@@ -156,6 +159,7 @@ def test_states_agree_with_ss_in_namespaces_we_create():
                 assert got.cwnd == want["cwnd"], (k, got, want)
                 assert got.rto_ms == pytest.approx(want["rto"]), (k, got, want)
                 assert got.rcv_space == want["rcv_space"], (k, got, want)
+                assert (got.rcvbuf, got.sndbuf) == (want["rcvbuf"], want["sndbuf"]), (k, got, want)
                 if want["lastrcv"] is not None:  # ms since data arrived: read moments apart
                     assert abs(got.last_data_recv_ms - want["lastrcv"]) < 3000, (k, got, want)
         finally:

@@ -74,6 +74,9 @@ class Sock:
     rto_us: int | None = None  # tcp_info: the retransmission timeout now
     rcv_space: int | None = None  # tcp_info: receive autotuning's per-RTT estimate (bytes)
     last_data_recv_ms: int | None = None  # tcp_info: ms since data last arrived (idle time)
+    # sock_diag INET_DIAG_SKMEMINFO: the socket's buffer sizes now (bytes)
+    rcvbuf: int | None = None
+    sndbuf: int | None = None
     # identity: the socket's network namespace (inode of /proc/PID/ns/net; None when the
     # table came from proc/net/tcp without a namespace link) and its sock_diag cookie
     netns: int | None = None
@@ -293,6 +296,7 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
         d = by_key.get((ns, *k)) or (by_key.get((None, *k)) if lone else None)
         if d is not None:
             kw["cookie"] = d.cookie
+            kw["rcvbuf"], kw["sndbuf"] = d.rcvbuf, d.sndbuf
             if s.state == "LISTEN":
                 kw["accept_queue"], kw["backlog"] = d.rqueue, d.wqueue
             elif d.info is not None:

@@ -112,6 +112,8 @@ class Connection:
     delivery_rate: int | None  # bytes/s
     cookie: int | None
     last_data_recv_ms: int | None = None  # ms since data last arrived (tcp_info)
+    rcvbuf: int | None = None  # the socket's receive buffer now (sock_diag skmeminfo)
+    sndbuf: int | None = None
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,8 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
             k.cwnd, ss, _ms(k.rtt_us), _ms(k.rttvar_us), _ms(getattr(k, "rto_us", None)),
             k.retransmits, k.retrans, k.total_retrans, k.lost, k.unacked, k.snd_mss,
             getattr(k, "rcv_space", None), k.delivery_rate, k.cookie,
-            getattr(k, "last_data_recv_ms", None)))
+            getattr(k, "last_data_recv_ms", None), getattr(k, "rcvbuf", None),
+            getattr(k, "sndbuf", None)))
     order = {s: i for i, s in enumerate(m.STATES)}
     rows.sort(key=lambda c: (order.get(c.state, 99), c.netns or 0, c.local, c.remote))
     return Connections(tuple(rows), total, {"pid": pid, "port": port, "states": list(states)},

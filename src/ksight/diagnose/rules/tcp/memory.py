@@ -5,7 +5,7 @@ from __future__ import annotations
 from ....model import tcp as m
 from ...finding import Action
 from ...rule import Context, Rule, Threshold
-from .common import tcp_rule
+from .common import socket_table, tcp_rule
 
 
 @tcp_rule("tcp.memory-pressure", title="TCP memory near or above the tcp_mem pressure threshold",
@@ -74,36 +74,43 @@ def memory_pressure(ctx: Context, r: Rule):
           sysctls=("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"), sockets=True, window=False,
           netns_counters=False, uses=("sysctl",),
           thresholds={
-              "limited_share": Threshold(0.8, "of the send-buffer limit per RTT",
-                                         "a flow delivering at >= 80 % of tcp_wmem[2] / rtt is "
-                                         "bounded by its buffer, not by the network"),
+              "limited_share": Threshold(0.8, "of what the send buffer allows per RTT",
+                                         "a flow delivering at >= 80 % of (sndbuf / 2) / rtt is "
+                                         "bounded by its buffer, not by the network (half of "
+                                         "sk_sndbuf is payload, the rest the kernel's overhead)"),
               "min_rtt_ms": Threshold(1.0, "ms round-trip time",
                                       "on shorter paths a few hundred kB always suffice"),
-              "min_flows": Threshold(1, "flows limited by their buffer", "one is enough to name"),
+              "min_rate": Threshold(1_000_000, "bytes/s delivered",
+                                    "a flow this slow is limited by its application, not its buffer"),
           })
 def buffer_config(ctx: Context, r: Rule):
     """net.ipv4.tcp_moderate_rcvbuf=0 (receive autotuning off: every socket stays at
-    tcp_rmem[1]); or established flows whose delivery rate (tcp_info) reaches the bandwidth
-    their send buffer allows, tcp_wmem[2] / rtt: the buffer, not the path, caps them. With
-    tcp_wmem/tcp_rmem max above net.core.wmem_max/rmem_max, an application that sets SO_SNDBUF
-    or SO_RCVBUF itself is capped at the lower core value (and loses autotuning)."""
-    wmem, rmem = ctx.get("sysctl").ints("net.ipv4.tcp_wmem"), ctx.get("sysctl").ints("net.ipv4.tcp_rmem")
+    tcp_rmem[1]); or established flows whose delivery rate (tcp_info) reaches what their send
+    buffer allows, (sk_sndbuf / 2) / rtt (sock_diag skmeminfo; tcp_wmem[2] when not known): the
+    buffer, not the path, caps them. A buffer below tcp_wmem[2] is pinned (SO_SNDBUF set by the
+    application, capped at net.core.wmem_max, and autotuning off for that socket) or not yet
+    grown; at tcp_wmem[2] the ceiling itself is too low for the path."""
+    sc = ctx.get("sysctl")
+    wmem, rmem = sc.ints("net.ipv4.tcp_wmem"), sc.ints("net.ipv4.tcp_rmem")
     moderate = ctx.sysctl("net.ipv4.tcp_moderate_rcvbuf")
     wmax_core, rmax_core = ctx.sysctl("net.core.wmem_max"), ctx.sysctl("net.core.rmem_max")
     if not wmem or not rmem or len(wmem) < 3 or len(rmem) < 3:
         raise ctx.cannot_look("tcp_wmem/tcp_rmem do not hold three values")
     limited = []
-    for k in ctx.last.sockets.sockets:
+    for k in socket_table(ctx).sockets:
         if k.state != "ESTABLISHED" or not k.rtt_us or not k.delivery_rate:
             continue
-        if k.rtt_us < r.t("min_rtt_ms") * 1000:
+        if k.rtt_us < r.t("min_rtt_ms") * 1000 or k.delivery_rate < r.t("min_rate"):
             continue
-        cap = wmem[2] / (k.rtt_us / 1e6)  # bytes/s a full send buffer allows per RTT
+        buf = getattr(k, "sndbuf", None) or wmem[2]
+        cap = buf / 2 / (k.rtt_us / 1e6)  # payload bytes/s a full send buffer allows
         if k.delivery_rate >= r.t("limited_share") * cap:
-            limited.append((k, cap))
+            limited.append((k, cap, buf))
     off = moderate == 0
-    if not off and len(limited) < r.t("min_flows"):
+    if not off and not limited:
         return None
+    pinned = [x for x in limited if x[2] < wmem[2]]
+    ceiling = [x for x in limited if x[2] >= wmem[2]]
     ev = [ctx.ev("net.ipv4.tcp_wmem", " ".join(map(str, wmem)), "bytes",
                  "/proc/sys/net/ipv4/tcp_wmem", note="min, default, max (autotuning)"),
           ctx.ev("net.ipv4.tcp_rmem", " ".join(map(str, rmem)), "bytes",
@@ -114,28 +121,39 @@ def buffer_config(ctx: Context, r: Rule):
                  note="the cap on SO_RCVBUF set by an application"),
           ctx.ev("net.ipv4.tcp_moderate_rcvbuf", moderate, "",
                  "/proc/sys/net/ipv4/tcp_moderate_rcvbuf")]
-    for k, cap in sorted(limited, key=lambda x: -x[0].delivery_rate)[:3]:
+    for k, cap, buf in sorted(limited, key=lambda x: -x[0].delivery_rate)[:3]:
         who = f" {k.comm}[{k.pid}]" if k.pid is not None else ""
         ev.append(ctx.ev(f"flow {k.local_addr}:{k.local_port} -> {k.remote_addr}:{k.remote_port}",
                          k.delivery_rate, "bytes/s", "sock_diag", threshold=round(cap),
-                         note=f"rtt {k.rtt_us / 1000:.1f} ms, cwnd {k.cwnd}{who}"))
+                         note=f"sndbuf {buf} bytes, rtt {k.rtt_us / 1000:.1f} ms, cwnd "
+                              f"{k.cwnd}{who}"))
     acts = []
     if off:
         acts.append(Action.sysctl("net.ipv4.tcp_moderate_rcvbuf", moderate, 1,
                                   why="receive autotuning grows each socket's buffer to its "
                                       "bandwidth-delay product, up to tcp_rmem[2]"))
-    if limited:
+    if pinned:
+        acts.append(Action.code("do not set SO_SNDBUF/SO_RCVBUF in the application, or set them "
+                                "to the bandwidth-delay product: a fixed size turns autotuning "
+                                "off for the socket and is capped at net.core.wmem_max/rmem_max"))
+        if wmax_core is not None and wmax_core < wmem[2]:
+            acts.append(Action.sysctl("net.core.wmem_max", wmax_core, wmem[2],
+                                      why="lets an application that sets SO_SNDBUF ask as much "
+                                          "as autotuning could grow to"))
+    if ceiling:
         acts.append(Action.sysctl("net.ipv4.tcp_wmem", " ".join(map(str, wmem)),
                                   f"{wmem[0]} {wmem[1]} {max(wmem[2] * 2, 16 << 20)}",
                                   why="a larger send-buffer ceiling lets long-RTT flows fill the "
                                       "path (memory per socket grows only as needed)"))
-        acts.append(Action.code("do not set SO_SNDBUF/SO_RCVBUF in the application (it turns "
-                                "autotuning off and is capped at net.core.wmem_max/rmem_max)"))
     expl = []
     if off:
         expl.append("receive buffer autotuning is off (tcp_moderate_rcvbuf=0): every connection "
                     "keeps tcp_rmem's default size, whatever its bandwidth-delay product")
-    if limited:
-        expl.append(f"{len(limited)} flow(s) deliver as fast as their send buffer allows "
-                    "(tcp_wmem max / rtt): the buffer, not the network, limits them")
-    return r.finding("warning", ev, "; ".join(expl).capitalize() + ".", acts)
+    if pinned:
+        expl.append(f"{len(pinned)} flow(s) deliver as fast as a send buffer below tcp_wmem max "
+                    "allows: pinned by SO_SNDBUF, or not grown")
+    if ceiling:
+        expl.append(f"{len(ceiling)} flow(s) deliver as fast as tcp_wmem max allows over their "
+                    "RTT: the ceiling, not the network, limits them")
+    text = "; ".join(expl)
+    return r.finding("warning", ev, text[:1].upper() + text[1:] + ".", acts)
