@@ -10,7 +10,7 @@ from .common import socket_table, tcp_rule
 
 @tcp_rule("tcp.memory-pressure", title="TCP memory near or above the tcp_mem pressure threshold",
           needs=("sockstat",), sysctls=("net.ipv4.tcp_mem",), uses=("netstat",),
-          counters=(m.MEMORY_PRESSURES,), netns_counters=False, sockets=True,
+          counters=(m.MEMORY_PRESSURES,), netns_counters=False,
           thresholds={
               "warn_share_of_pressure": Threshold(0.9, "of tcp_mem[1] (pressure), at the peak",
                                                   "at tcp_mem[1] the kernel shrinks every "
