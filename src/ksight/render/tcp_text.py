@@ -81,9 +81,9 @@ def render(ov: Overview, out) -> None:
         t = n.tcp
         p(f"  {_ns(n.netns, n.own)}: ListenOverflows {_n(t.listen_overflows.window)}, "
           f"ListenDrops {_n(t.listen_drops.window)} over the window "
-          f"({_n(t.listen_overflows.since_boot)} / {_n(t.listen_drops.since_boot)} since boot); "
-          f"SYN cookies sent {_n(t.cookies_sent.window)}, SYN queue drops "
-          f"{_n(t.reqq_full_drop.window)}, SYN_RECV {_n(t.syn_recv)}, TIME_WAIT "
+          f"({_n(t.listen_overflows.since_boot)} / {_n(t.listen_drops.since_boot)} since boot)")
+        p(f"    SYN cookies sent {_n(t.cookies_sent.window)}, SYN queue drops "
+          f"{_n(t.reqq_full_drop.window)}, SYN_RECV {_n(t.syn_recv)}; TIME_WAIT "
           f"{_n(t.time_wait)}, TCPTimeWaitOverflow {_n(t.tw_overflow.window)}")
 
     mem = ov.memory
@@ -91,9 +91,9 @@ def render(ov: Overview, out) -> None:
     if mem is not None:
         ps = mem.page_size
         p(f"TCP memory: {_n(mem.pages)} pages ({units.size_pages(mem.pages, ps)}), peak "
-          f"{_n(mem.peak_pages)}; tcp_mem low {_n(mem.low)} / pressure {_n(mem.pressure)} / "
-          f"high {_n(mem.high)} pages; TCPMemoryPressures {_n(mem.pressures.window)} over the "
-          "window")
+          f"{_n(mem.peak_pages)}; TCPMemoryPressures {_n(mem.pressures.window)} over the window")
+        p(f"  tcp_mem: low {_n(mem.low)} / pressure {_n(mem.pressure)} / high {_n(mem.high)} "
+          "pages")
     e = ov.ports
     if e is not None:
         p(f"Ephemeral ports: {_n(e.in_use)} in use of ip_local_port_range "
