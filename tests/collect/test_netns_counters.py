@@ -31,7 +31,7 @@ def _tree(tmp_path, pids: dict[int, dict[str, str]], own: int | None = 402653199
 
 
 def _real():
-    return {n: corpus(*NET, n).read_text() for n in ("snmp", "netstat", "sockstat")}
+    return {n: corpus(*NET, n).read_text() for n in ("snmp", "netstat", "sockstat", "dev")}
 
 
 def test_counters_of_each_namespace_through_one_of_its_processes(tmp_path):
@@ -46,6 +46,8 @@ def test_counters_of_each_namespace_through_one_of_its_processes(tmp_path):
     assert got.get(4026531992).snmp.get("Tcp", "OutSegs") == int(vals[head.index("OutSegs")])
     assert got.get(4026532500).sockstat.get("TCP", "tw") == 77
     assert got.get(4026532500).pid == 20
+    # PCP's bigsys /proc/net/dev: eth0 received 14948502 bytes (the corpus line)
+    assert got.get(4026531992).netdev.interfaces["eth0"].rx_bytes == 14948502
 
 
 def test_a_process_that_exited_is_skipped_for_the_next_of_its_namespace(tmp_path):

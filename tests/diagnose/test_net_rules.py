@@ -55,6 +55,26 @@ def test_tx_drops_names_the_interface_and_txqueuelen(tmp_path):
     assert any("txqueuelen" in a.text for a in f.actions if a.kind == "command")
 
 
+def test_tx_drops_in_another_namespace_name_it(tmp_path):
+    """A veth inside a container's namespace drops: only /proc/PID/net/dev of a process in it
+    shows the interface; ksight's own /proc/net/dev does not move."""
+    from tests.diagnose.tcp_helpers import OWN_NS
+
+    m = Machine(tmp_path)
+    cont = dict(m.net)
+    cont["dev"] = m.net["dev"].replace("  eth1:", "  veth9:")
+    m.process(1, OWN_NS, "init", net=dict(m.net))
+    m.process(400, 4026532700, "app", net=cont)
+    m.snap()
+    cont["dev"] = bump_dev(cont["dev"], "veth9", TX_DROP, 25)
+    m.snap()
+    (f,) = found(m.check(("net",)), "net.tx-drops")
+    assert (f.subject.interface, f.subject.netns) == ("veth9", "net:[4026532700]")
+    assert ev(f, "tx drops").source == "/proc/400/net/dev"
+    assert ev(f, "tx drops over the window").value == 25
+    assert any(a.text.startswith("nsenter -t 400 -n ip link") for a in f.actions)
+
+
 def test_tx_drops_critical(tmp_path):
     m = Machine(tmp_path)
     m.snap()

@@ -1,4 +1,4 @@
-"""The TCP counters of every network namespace: /proc/PID/net/{snmp,netstat,sockstat}.
+"""The TCP counters of every network namespace: /proc/PID/net/{snmp,netstat,sockstat,dev}.
 
 /proc/net/snmp and /proc/net/netstat are per network namespace: ksight's own namespace does not
 count a listener overflowing inside a container (ListenOverflows moves in the container's
@@ -7,8 +7,9 @@ knows every namespace some process lives in and a few of its processes (SocketTa
 here the three files are read through one of them, so a finding can be attributed to the
 namespace it happened in.
 
-Read through the Root, so a capture holds the text and replay parses the same bytes. Cost: three
-small files per namespace (about 0.1 ms each), only when a plan asks (Needs.netns_counters: the
+/proc/PID/net/dev gives the interfaces of the namespace (a veth inside a container is not in
+ksight's own /proc/net/dev). Read through the Root, so a capture holds the text and replay
+parses the same bytes. Cost: four small files per namespace (about 0.1 ms each), only when a plan asks (Needs.netns_counters: the
 tcp and net areas and `ksight tcp`). `own` is ksight's own namespace (proc/self/ns/net), whose
 counters are also the system sources snmp/netstat/sockstat.
 
@@ -23,9 +24,12 @@ from dataclasses import dataclass, field
 from ..errors import ParseError, Unavailable
 from ..fs import Root
 from ..model.snapshot import Missing
-from ..sources import netstat, snmp, sockstat
+from ..sources import netdev, netstat, snmp, sockstat
 
-FILES = (("snmp", snmp.parse), ("netstat", netstat.parse), ("sockstat", sockstat.parse))
+# file under /proc/PID/net -> (attribute / source name, parser)
+FILES = (("snmp", "snmp", snmp.parse), ("netstat", "netstat", netstat.parse),
+         ("sockstat", "sockstat", sockstat.parse), ("dev", "netdev", netdev.parse))
+SOURCES = tuple(a for _, a, _ in FILES)
 
 
 @dataclass(frozen=True)
@@ -38,10 +42,11 @@ class NsCounters:
     netstat: netstat.Netstat | None = None
     sockstat: sockstat.Sockstat | None = None
     missing: dict[str, str] = field(default_factory=dict)  # file -> why it is not here
+    netdev: netdev.NetDev | None = None  # /proc/PID/net/dev: the namespace's interfaces
 
     def get(self, source: str):
-        """The parsed file by source name ('snmp', 'netstat', 'sockstat'), or None."""
-        return getattr(self, source, None) if source in ("snmp", "netstat", "sockstat") else None
+        """The parsed file by source name ('snmp', 'netstat', 'sockstat', 'netdev'), or None."""
+        return getattr(self, source, None) if source in SOURCES else None
 
 
 @dataclass(frozen=True)
@@ -70,10 +75,10 @@ def read_ns(root: Root, netns: int, pids: tuple[int, ...]) -> NsCounters:
         got: dict[str, object] = {}
         missing: dict[str, str] = {}
         gone = False
-        for name, parse in FILES:
+        for name, attr, parse in FILES:
             path = f"proc/{pid}/net/{name}"
             try:
-                got[name] = parse(root.read_text(path), path)
+                got[attr] = parse(root.read_text(path), path)
             except Unavailable as u:
                 if "no such process" in u.reason or "exited" in u.reason:
                     gone, why = True, f"{u.source}: {u.reason}"
@@ -85,8 +90,8 @@ def read_ns(root: Root, netns: int, pids: tuple[int, ...]) -> NsCounters:
             why = why if gone else "; ".join(missing.values())
             continue  # try the next process of the namespace
         return NsCounters(netns, pid, got.get("snmp"), got.get("netstat"), got.get("sockstat"),
-                          missing)
-    return NsCounters(netns, None, missing={n: why for n, _ in FILES})
+                          missing, got.get("netdev"))
+    return NsCounters(netns, None, missing={n: why for n, _, _ in FILES})
 
 
 def collect(root: Root, table) -> tuple[NetnsCounters, list[Missing]]:

@@ -395,23 +395,39 @@ class NicTx:
     tx_drop_peak_per_s: float | None
     tx_packets: int | None
     tx_drop_since_boot: int | None
-    tx_queue_len: int | None  # /sys/class/net/IF/tx_queue_len (txqueuelen)
+    tx_queue_len: int | None  # /sys/class/net/IF/tx_queue_len (txqueuelen; own namespace only)
     operstate: str | None
+    netns: int | None = None  # the namespace the interface is in (None: ksight's, unnamed)
+    own: bool = True
+    pid: int | None = None  # a process in that namespace (to enter it: nsenter -t PID -n)
+    drops: CounterSeries | None = None  # per interval
 
 
 def nic_tx(series: Series) -> list[NicTx]:
-    drops = series.entity_counters("interfaces", lambda i: i.tx_drop, "tx_drop")
-    pkts = series.entity_counters("interfaces", lambda i: i.tx_packets, "tx_packets")
-    nd = series.last.get("netdev")
+    """TX drops of every interface of every namespace: /proc/net/dev of ksight's own, and
+    /proc/PID/net/dev of the others (a veth inside a container is only there)."""
     nc = series.last.get("netclass")
+    t = _ns_table(series.last)
     out = []
-    for name in sorted(nd.interfaces if nd is not None else ()):
-        d, p = drops.get(name), pkts.get(name)
-        ifc = nc.interfaces.get(name) if nc is not None else None
-        out.append(NicTx(name, _int(d.total) if d else None, d.peak_rate if d else None,
-                         _int(p.total) if p else None, nd.interfaces[name].tx_drop,
-                         ifc.tx_queue_len if ifc is not None else None,
-                         ifc.operstate if ifc is not None else None))
+    for ns in scopes(series):
+        nd = ns_source(series.last, "netdev", ns)
+        if nd is None:
+            continue
+        own = is_own(series, ns)
+        pid = None
+        if t is not None and ns is not None and t.get(ns) is not None:
+            pid = t.get(ns).pid
+        for name in sorted(nd.interfaces):
+            def col(field, name=name, ns=ns):
+                return series.derived_counter(
+                    f"{field} {name}@net:[{ns}]",
+                    lambda s: getattr(ns_source(s, "netdev", ns).interfaces[name], field))
+            d, p = col("tx_drop"), col("tx_packets")
+            ifc = nc.interfaces.get(name) if nc is not None and own else None
+            out.append(NicTx(name, _int(d.total), d.peak_rate, _int(p.total),
+                             nd.interfaces[name].tx_drop,
+                             ifc.tx_queue_len if ifc is not None else None,
+                             ifc.operstate if ifc is not None else None, ns, own, pid, d))
     return out
 
 

@@ -105,9 +105,10 @@ def render(ov: Overview, out) -> None:
     p()
     p("NIC transmit: drops over the window (peak /s), txqueuelen")
     rows = [[x.interface, _n(x.tx_drop), units.rate(x.tx_drop_peak_per_s), _n(x.tx_packets),
-             _n(x.tx_drop_since_boot), _n(x.tx_queue_len), x.operstate or "-"] for x in ov.nics]
+             _n(x.tx_drop_since_boot), _n(x.tx_queue_len), x.operstate or "-",
+             _ns(x.netns, x.own)] for x in ov.nics]
     for line in _table(["  iface", "tx drops", "peak", "tx packets", "since boot", "txqueuelen",
-                        "state"], [["  " + r[0]] + r[1:] for r in rows], "lrrrrrl"):
+                        "state", "netns"], [["  " + r[0]] + r[1:] for r in rows], "lrrrrrll"):
         p(line)
 
     sn = ov.softnet

@@ -5,13 +5,14 @@ from __future__ import annotations
 from ....model import tcp as m
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold, rule
+from ..tcp.common import tcp_rule, where
 
 
 def _toward(cur: int | None, target: int) -> int:
     return target if cur is None else max(cur, target)
 
 
-@rule("net.tx-drops", title="An interface drops packets on transmit",
+@tcp_rule("net.tx-drops", title="An interface drops packets on transmit",
       needs=("netdev",), uses=("netclass",),
       thresholds={
           "warn_per_s": Threshold(1, "TX drops/s on one interface, in an interval",
@@ -22,34 +23,45 @@ def _toward(cur: int | None, target: int) -> int:
 def tx_drops(ctx: Context, r: Rule):
     """/proc/net/dev tx 'drop' per interface (the qdisc or driver dropped a packet it was given:
     a full queue, txqueuelen too short for the bursts, or a device that cannot keep up), judged
-    per interval; txqueuelen from /sys/class/net/IF/tx_queue_len."""
+    per interval, in every network namespace (/proc/PID/net/dev: a container's veth is only
+    there); txqueuelen from /sys/class/net/IF/tx_queue_len in ksight's own namespace."""
     s = ctx.series
     out = []
     for nic in m.nic_tx(s):
         peak = nic.tx_drop_peak_per_s
         if peak is None or peak < r.t("warn_per_s"):
             continue
-        cs = s.entity_counters("interfaces", lambda i: i.tx_drop, "tx_drop")[nic.interface]
-        ev = [ctx.ev("tx drops", peak, "/s", "/proc/net/dev", threshold=r.t("warn_per_s"),
-                     note=ctx.peak_note(cs.peak, cs.mean_rate)),
-              ctx.ev("tx drops over the window", nic.tx_drop, "packets", "/proc/net/dev",
+        cs = nic.drops
+        dev = "/proc/net/dev" if nic.own or nic.pid is None else f"/proc/{nic.pid}/net/dev"
+        ev = [ctx.ev("tx drops", peak, "/s", dev, threshold=r.t("warn_per_s"),
+                     note=ctx.peak_note(cs.peak, cs.mean_rate) if cs is not None else None),
+              ctx.ev("tx drops over the window", nic.tx_drop, "packets", dev,
                      note=f"of {nic.tx_packets:,} sent" if nic.tx_packets is not None else None),
               ctx.ev("txqueuelen", nic.tx_queue_len, "packets",
                      f"/sys/class/net/{nic.interface}/tx_queue_len")]
         q = nic.tx_queue_len
-        new = _toward(q, 2 * q if q else 1000)
-        acts = [Action.command(f"ip link set dev {nic.interface} txqueuelen {new}",
-                               why="a longer queue absorbs bursts instead of dropping them; it "
-                                   "adds latency when it fills (bufferbloat): prefer fq_codel"),
-                Action.command(f"tc -s qdisc show dev {nic.interface}  # which qdisc drops, "
-                               "and its backlog"),
-                Action.command(f"ethtool -S {nic.interface} | grep -i drop  # drops in the driver"
-                               " or the NIC rings")]
+        enter = "" if nic.own or nic.pid is None else f"nsenter -t {nic.pid} -n "
+        if q is not None:
+            link = Action.command(f"{enter}ip link set dev {nic.interface} txqueuelen "
+                                  f"{_toward(q, 2 * q if q else 1000)}",
+                                  why="a longer queue absorbs bursts instead of dropping them; "
+                                      "it adds latency when it fills (bufferbloat): prefer fq_codel")
+        else:
+            link = Action.command(f"{enter}ip link show dev {nic.interface}  # qlen: the "
+                                  f"txqueuelen; then {enter}ip link set dev {nic.interface} "
+                                  "txqueuelen <twice that>",
+                                  why="a longer queue absorbs bursts instead of dropping them")
+        acts = [link,
+                Action.command(f"{enter}tc -s qdisc show dev {nic.interface}  # which qdisc "
+                               "drops, and its backlog"),
+                Action.command(f"{enter}ethtool -S {nic.interface} | grep -i drop  # drops in "
+                               "the driver or the NIC rings")]
         out.append(r.finding(
             "critical" if peak >= r.t("critical_per_s") else "warning", ev,
-            f"{nic.interface} dropped packets it was asked to send ({peak:,.0f}/s at the peak): "
-            "the transmit queue was full. TCP sees these as losses and slows down.",
-            acts, subject=Subject(interface=nic.interface)))
+            f"{nic.interface} {where(nic.netns, nic.own)} dropped packets it was asked to send "
+            f"({peak:,.0f}/s at the peak): the transmit queue was full. TCP sees these as losses "
+            "and slows down.",
+            acts, subject=Subject(interface=nic.interface, netns=m.netns_label(nic.netns))))
     return out or None
 
 
