@@ -40,6 +40,9 @@ class Needs:
     cgroup_files: tuple[str, ...] = ()  # memory cgroup files the rule reads (() = all it knows)
     window: bool = True  # needs two snapshots with a clock between them (rates)
     min_seconds: float = 0.0  # shortest window worth judging
+    # /proc/PID/net/{snmp,netstat,sockstat} of one process per network namespace the socket
+    # table found (collect/netns_counters.py): counters of containers' namespaces; implies sockets
+    netns_counters: bool = False
 
     def __post_init__(self):
         bad = [p for p in self.processes if p not in PROCESS_PARTS]
@@ -68,6 +71,7 @@ class Plan:
     cgroup_files: tuple[str, ...] | None = None  # None: every file; else only these
     min_seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
+    netns_counters: bool = False  # per-namespace snmp/netstat/sockstat (collect/netns_counters)
 
     @classmethod
     def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = ()) -> "Plan":
@@ -80,8 +84,10 @@ class Plan:
         secs = 0.0
         pids: dict[int, None] = {}
         every_pid = False
+        nsc = False
         for n in needs:
-            if n.processes or n.sockets:
+            nsc = nsc or n.netns_counters
+            if n.processes or n.sockets or n.netns_counters:
                 if n.pids and not n.sockets:
                     pids.update(dict.fromkeys(n.pids))
                 else:
@@ -89,7 +95,7 @@ class Plan:
             sources.update(dict.fromkeys(n.all_sources()))
             parts.update(dict.fromkeys(n.processes))
             top = max(top, n.smaps_top)
-            socks = socks or n.sockets
+            socks = socks or n.sockets or n.netns_counters
             if "cgroup_memory" in n.all_sources():
                 if n.cgroup_files:
                     cg_files.update(dict.fromkeys(n.cgroup_files))
@@ -102,7 +108,8 @@ class Plan:
             parts["sockets"] = None  # owners of sockets come from the processes' fds
         return cls(tuple(sources), tuple(parts), top, socks,
                    None if every_pid or not pids else tuple(pids),
-                   None if cg_all or not cg_files else tuple(cg_files), secs)
+                   None if cg_all or not cg_files else tuple(cg_files), secs,
+                   netns_counters=nsc)
 
     def merge(self, other: "Plan") -> "Plan":
         files = None if self.cgroup_files is None or other.cgroup_files is None else \
@@ -112,7 +119,8 @@ class Plan:
         return Plan(tuple(dict.fromkeys(self.sources + other.sources)),
                     tuple(dict.fromkeys(self.processes + other.processes)),
                     max(self.smaps_top, other.smaps_top), self.sockets or other.sockets,
-                    pids, files, max(self.min_seconds, other.min_seconds))
+                    pids, files, max(self.min_seconds, other.min_seconds),
+                    netns_counters=self.netns_counters or other.netns_counters)
 
 
 __all__ = ["Needs", "Plan", "PROCESS_PARTS", "CGROUP_FILES"]

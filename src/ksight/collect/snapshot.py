@@ -131,6 +131,11 @@ def take(
 
         socks, smissing = collect_sockets(root, procs)
         missing.extend(smissing)
+        if getattr(plan, "netns_counters", False):
+            from .netns_counters import collect as collect_netns_counters
+
+            got["netns_counters"], nmissing = collect_netns_counters(root, socks)
+            missing.extend(nmissing)
     return Snapshot(
         taken_at=wall,
         monotonic=mono,

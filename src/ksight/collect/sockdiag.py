@@ -59,6 +59,7 @@ SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
 INET_DIAG_INFO = 2
+INET_DIAG_SKMEMINFO = 7  # u32 sk_meminfo[]: [1] rcvbuf, [3] sndbuf (include/uapi/linux/sock_diag.h)
 ALL_STATES = (1 << 14) - 1
 _NLMSG_HDR = 16
 _DIAG_MSG = 72  # struct inet_diag_msg
@@ -69,14 +70,17 @@ FAMILIES = (("inet", socket.AF_INET, "inet4.bin"), ("inet6", socket.AF_INET6, "i
 # name -> (byte offset, size) in struct tcp_info (include/uapi/linux/tcp.h)
 TCP_INFO_FIELDS = {
     "retransmits": (2, 1),
+    "rto_us": (8, 4),  # tcpi_rto: the retransmission timeout now
     "snd_mss": (16, 4),
     "unacked": (24, 4),
     "lost": (32, 4),
+    "last_data_recv_ms": (52, 4),  # tcpi_last_data_recv: ms since data last arrived
     "retrans": (36, 4),
     "rtt_us": (68, 4),
     "rttvar_us": (72, 4),
     "ssthresh": (76, 4),  # 0x7fffffff: still in initial slow start
     "cwnd": (80, 4),
+    "rcv_space": (96, 4),  # tcpi_rcv_space: receive autotuning's estimate of what the peer sends per RTT
     "total_retrans": (100, 4),
     "delivery_rate": (160, 8),  # bytes/s, 4.9+
     "bytes_retrans": (208, 8),  # 4.19+
@@ -98,6 +102,8 @@ class DiagSock:
     info: dict[str, int | None] | None = None  # TCP_INFO_FIELDS names; None without tcp_info
     cookie: int | None = None  # idiag_cookie; None in captures of format 1
     netns: int | None = None  # inode of the network namespace; None when not known
+    rcvbuf: int | None = None  # INET_DIAG_SKMEMINFO sk_rcvbuf (bytes); None in older captures
+    sndbuf: int | None = None  # sk_sndbuf
 
     def key(self) -> tuple:
         return (self.family, self.local_addr, self.local_port, self.remote_addr,
@@ -141,6 +147,7 @@ def _diag_msg(body: bytes, bo: str, netns: int | None) -> DiagSock:
     ifindex, c0, c1, _exp, rq, wq, uid, ino = struct.unpack_from(("<" if bo == "little" else ">")
                                                                 + "8I", body, 40)
     info = None
+    rcvbuf = sndbuf = None
     off = _DIAG_MSG
     while off + 4 <= len(body):
         rta_len, rta_type = struct.unpack_from(("<" if bo == "little" else ">") + "HH", body, off)
@@ -148,13 +155,16 @@ def _diag_msg(body: bytes, bo: str, netns: int | None) -> DiagSock:
             raise ValueError(f"attribute length {rta_len} at offset {off} overruns the message")
         if rta_type & 0x3FFF == INET_DIAG_INFO:
             info = tcp_info(body[off + 4:off + rta_len], bo)
+        elif rta_type & 0x3FFF == INET_DIAG_SKMEMINFO and rta_len >= 4 + 16:
+            _, rcvbuf, _, sndbuf = struct.unpack_from(("<" if bo == "little" else ">") + "4I",
+                                                      body, off + 4)
         off += (rta_len + 3) & ~3
     return DiagSock(
         family="inet" if af == socket.AF_INET else "inet6", state=state_name(st),
         local_addr=_addr(af, body[8:24]), local_port=sport,
         remote_addr=_addr(af, body[24:40]), remote_port=dport,
         inode=ino, uid=uid, rqueue=rq, wqueue=wq, info=info,
-        cookie=c0 | (c1 << 32), netns=netns,
+        cookie=c0 | (c1 << 32), netns=netns, rcvbuf=rcvbuf, sndbuf=sndbuf,
     )
 
 
@@ -192,10 +202,11 @@ ROW_FIELDS = ("family", "local_addr", "local_port", "remote_addr", "remote_port"
               "tx_queue", "rx_queue", "timer_active", "timer_expires_ticks", "retransmits", "uid",
               "inode", "pid", "comm", "backlog", "accept_queue", "cwnd", "ssthresh", "rtt_us",
               "rttvar_us", "retrans", "total_retrans", "lost", "unacked", "snd_mss",
-              "delivery_rate", "bytes_retrans", "netns", "cookie")
-assert _INFO_ORDER == ("retransmits", "snd_mss", "unacked", "lost", "retrans", "rtt_us",
-                       "rttvar_us", "ssthresh", "cwnd", "total_retrans", "delivery_rate",
-                       "bytes_retrans")
+              "delivery_rate", "bytes_retrans", "netns", "cookie", "rto_us", "rcv_space",
+              "last_data_recv_ms", "rcvbuf", "sndbuf")
+assert _INFO_ORDER == ("retransmits", "rto_us", "snd_mss", "unacked", "lost", "retrans",
+                       "last_data_recv_ms", "rtt_us", "rttvar_us", "ssthresh", "cwnd", "rcv_space", "total_retrans",
+                       "delivery_rate", "bytes_retrans")
 BOUND_INACTIVE = 13  # bind() without listen() or connect(): sock_diag lists it, /proc/net/tcp not
 _STATE_NAMES = tuple(state_name(i) for i in range(256))
 _FAST: dict[str, tuple] = {}
@@ -213,7 +224,8 @@ def _fast_structs(byteorder: str) -> tuple:
             pos = off + size
         info = struct.Struct(fmt)
         got = _FAST[byteorder] = (struct.Struct(bo + "IH"), struct.Struct(bo + "BBBBHH16s16s8I"),
-                                  struct.Struct(bo + "HH"), info, info.size)
+                                  struct.Struct(bo + "HH"), info, info.size,
+                                  struct.Struct(bo + "4xI4xI").unpack_from)  # skmem rcvbuf, sndbuf
     return got
 
 
@@ -237,7 +249,7 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
       without being resent).
     - BOUND_INACTIVE sockets are left out: /proc/net/tcp does not list them.
     - tcp_info fields (not in /proc/net/tcp) for connections, None for LISTEN, as before."""
-    hdr, msg, rta, info_s, info_n = _fast_structs(byteorder)
+    hdr, msg, rta, info_s, info_n, skmem_u = _fast_structs(byteorder)
     hdr_u, msg_u, rta_u, info_u = hdr.unpack_from, msg.unpack_from, rta.unpack_from, info_s.unpack_from
     swap = byteorder == "little"
     names = _STATE_NAMES
@@ -259,12 +271,16 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
             (af, st, timer, dretrans, sport, dport, src, dst, _if, c0, c1, exp, rq, wq, uid,
              ino) = msg_u(data, b)
             info = None
+            rcvbuf = sndbuf = None
             a = b + _DIAG_MSG
             while a + 4 <= end:
                 rl, rt = rta_u(data, a)
                 if rl < 4 or a + rl > end:
                     raise ValueError(f"attribute length {rl} at offset {a - b} overruns the message")
-                if rt & 0x3FFF == INET_DIAG_INFO:
+                if rt & 0x3FFF == INET_DIAG_SKMEMINFO:
+                    if rl >= 4 + 16:
+                        rcvbuf, sndbuf = skmem_u(data, a + 4)
+                elif rt & 0x3FFF == INET_DIAG_INFO:
                     if rl - 4 >= info_n:
                         info = info_u(data, a + 4)
                     else:  # an older kernel's shorter tcp_info: what it holds, None past it
@@ -299,7 +315,8 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rttvar_us": None, "retrans": None, "total_retrans": None,
                             "lost": None, "unacked": None, "snd_mss": None,
                             "delivery_rate": None, "bytes_retrans": None, "netns": netns,
-                            "cookie": cookie})
+                            "cookie": cookie, "rto_us": None, "rcv_space": None,
+                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
                 elif info is None:
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
@@ -310,10 +327,12 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "rtt_us": None, "rttvar_us": None, "retrans": None,
                             "total_retrans": None, "lost": None, "unacked": None,
                             "snd_mss": None, "delivery_rate": None, "bytes_retrans": None,
-                            "netns": netns, "cookie": cookie})
+                            "netns": netns, "cookie": cookie, "rto_us": None, "rcv_space": None,
+                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
                 else:
-                    (i_retransmits, i_snd_mss, i_unacked, i_lost, i_retrans, i_rtt, i_rttvar,
-                     i_ssthresh, i_cwnd, i_total, i_rate, i_bytes) = info
+                    (i_retransmits, i_rto, i_snd_mss, i_unacked, i_lost, i_retrans, i_last_recv,
+                     i_rtt, i_rttvar, i_ssthresh, i_cwnd, i_rcv_space, i_total, i_rate,
+                     i_bytes) = info
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
                             "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
@@ -323,7 +342,9 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "ssthresh": i_ssthresh, "rtt_us": i_rtt, "rttvar_us": i_rttvar,
                             "retrans": i_retrans, "total_retrans": i_total, "lost": i_lost,
                             "unacked": i_unacked, "snd_mss": i_snd_mss, "delivery_rate": i_rate,
-                            "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie})
+                            "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie,
+                            "rto_us": i_rto, "rcv_space": i_rcv_space,
+                            "last_data_recv_ms": i_last_recv, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
         elif n_type == NLMSG_DONE:
             return out
         elif n_type == NLMSG_ERROR:
@@ -342,7 +363,8 @@ LISTEN = 10
 # --- live ----------------------------------------------------------------------------------------
 
 def _request(af: int, seq: int) -> bytes:
-    req = struct.pack("=BBBxI", af, socket.IPPROTO_TCP, 1 << (INET_DIAG_INFO - 1), ALL_STATES)
+    ext = (1 << (INET_DIAG_INFO - 1)) | (1 << (INET_DIAG_SKMEMINFO - 1))
+    req = struct.pack("=BBBxI", af, socket.IPPROTO_TCP, ext, ALL_STATES)
     req += bytes(48)  # struct inet_diag_sockid: all zero, a dump of every socket
     return struct.pack("=IHHII", _NLMSG_HDR + len(req), SOCK_DIAG_BY_FAMILY,
                        NLM_F_REQUEST | NLM_F_DUMP, seq, 0) + req

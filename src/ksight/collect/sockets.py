@@ -71,6 +71,12 @@ class Sock:
     snd_mss: int | None = None
     delivery_rate: int | None = None  # bytes per second
     bytes_retrans: int | None = None
+    rto_us: int | None = None  # tcp_info: the retransmission timeout now
+    rcv_space: int | None = None  # tcp_info: receive autotuning's per-RTT estimate (bytes)
+    last_data_recv_ms: int | None = None  # tcp_info: ms since data last arrived (idle time)
+    # sock_diag INET_DIAG_SKMEMINFO: the socket's buffer sizes now (bytes)
+    rcvbuf: int | None = None
+    sndbuf: int | None = None
     # identity: the socket's network namespace (inode of /proc/PID/ns/net; None when the
     # table came from proc/net/tcp without a namespace link) and its sock_diag cookie
     netns: int | None = None
@@ -83,6 +89,8 @@ class SocketTable:
     diag_available: bool  # sock_diag answered in at least one namespace
     diag_reason: str | None  # why it did not, per namespace, where it did not
     namespaces: tuple[int, ...] = ()  # network namespaces whose tables were read
+    # netns -> a few pids in it, ascending (the processes whose /proc/PID/net/* show it)
+    ns_pids: tuple[tuple[int, tuple[int, ...]], ...] = ()
 
     def by_cookie(self) -> dict[int, Sock]:
         """Sockets sock_diag named, by cookie (rows without a cookie are left out)."""
@@ -98,7 +106,8 @@ class SocketTable:
 _TCP_FIELDS = [f.name for f in fields(net_tcp.TcpSocket)]
 _SOCK_FIELDS = {f.name for f in fields(Sock)}
 _INFO_FIELDS = ("cwnd", "ssthresh", "rtt_us", "rttvar_us", "retrans", "total_retrans", "lost",
-                "unacked", "snd_mss", "delivery_rate", "bytes_retrans")
+                "unacked", "snd_mss", "delivery_rate", "bytes_retrans", "rto_us", "rcv_space",
+                "last_data_recv_ms")
 
 
 def _comm(root: Root, pid: int) -> str | None:
@@ -287,13 +296,15 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
         d = by_key.get((ns, *k)) or (by_key.get((None, *k)) if lone else None)
         if d is not None:
             kw["cookie"] = d.cookie
+            kw["rcvbuf"], kw["sndbuf"] = d.rcvbuf, d.sndbuf
             if s.state == "LISTEN":
                 kw["accept_queue"], kw["backlog"] = d.rqueue, d.wqueue
             elif d.info is not None:
                 kw.update({n: d.info.get(n) for n in _INFO_FIELDS})
         out.append(Sock(**kw))
     spaces = set(used) | {ns for ns in whole if ns is not None}
-    return SocketTable(tuple(out), available, reason, tuple(sorted(spaces))), missing
+    ns_pids = tuple((ns, tuple(nsmap[ns][:_TRIES_PER_NS])) for ns in sorted(nsmap))
+    return SocketTable(tuple(out), available, reason, tuple(sorted(spaces)), ns_pids), missing
 
 
 assert set(_ROW_NAMES) == _SOCK_FIELDS, "sockdiag.ROW_FIELDS must name Sock's fields"

@@ -23,6 +23,8 @@ from .rule import RULES, CannotLook, Context, Rule
 AREAS = {
     "pagecache": "pagecache",
     "memory": "memory",
+    "tcp": "tcp",
+    "net": "net",
 }
 
 

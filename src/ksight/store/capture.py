@@ -403,7 +403,9 @@ def capture_plan(sources: list[str] | None = None, processes: bool = True,
     from ..sources import DEFAULT
 
     return Plan(sources=tuple(sources) if sources is not None else tuple(DEFAULT),
-                processes=(DEFAULT_DETAIL if processes else ()), sockets=sockets)
+                processes=(DEFAULT_DETAIL if processes else ()), sockets=sockets,
+                # each namespace's /proc/PID/net/{snmp,netstat,sockstat}: `ksight tcp --from`
+                netns_counters=sockets)
 
 
 def capture(

@@ -150,3 +150,43 @@ class Retrans(Recipe):
                 owner = Owner(pid, comm, "inet_sock_set_state")
             flows.append(Flow(key[0], key[1], key[2], key[3], key[4], n, self.state.get(key), owner))
         return {"flows": tuple(flows)}
+
+
+# --- check-time enrichment ------------------------------------------------------------------------
+
+def top_flows(root: Root | None = None, seconds: float = 1.0, top: int = 5,
+              max_events: int = 20_000) -> tuple[tuple[Flow, ...], str | None]:
+    """The flows retransmitting most over `seconds` (bounded: at most ~1 s by default and
+    `max_events` events), for `ksight check` to name the flows behind a high retransmission
+    rate. Live and root only; never raises: ((), reason) when the kernel could not be traced
+    (not root, no tracefs, tcp:tcp_retransmit_skb missing), (flows, None) otherwise. The
+    tracefs instance is removed on the way out whatever happens."""
+    import os
+
+    from ...errors import KsightError
+    from ...fs import LiveRoot
+
+    if os.geteuid() != 0:
+        return (), "tracing needs root"
+    rec = Retrans(root or LiveRoot())
+    try:
+        with rec.session(min(max(seconds, 0.1), 5.0), max_events=max_events) as t:
+            t.wait()
+        res = rec.result(t)
+    except (KsightError, OSError) as e:
+        return (), f"tcp:tcp_retransmit_skb could not be traced: {e}"
+    return tuple(_with_netns(rec.root, f) for f in res.flows[:top]), None
+
+
+def _with_netns(root: Root, f: Flow) -> Flow:
+    """The owner's network namespace ("net:[INODE]") when the owner came from an event: the
+    tracepoint sees every namespace, and two may use the same addresses."""
+    import dataclasses
+
+    if f.owner is None or f.owner.netns is not None:
+        return f
+    try:
+        ns = root.readlink(f"proc/{f.owner.pid}/ns/net")
+    except Unavailable:
+        return f
+    return dataclasses.replace(f, owner=dataclasses.replace(f.owner, netns=ns))

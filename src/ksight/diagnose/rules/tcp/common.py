@@ -1,0 +1,62 @@
+"""What the TCP and net rules share: the per-namespace needs, subjects and a few helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ....model import tcp as m
+from ...finding import Subject
+from ...rule import RULES, rule
+
+NET_SOURCES = ("snmp", "netstat", "sockstat")
+
+
+def tcp_rule(id: str, *, netns_counters: bool = True, **kw):
+    """@rule, with the per-namespace counters (Needs.netns_counters) when asked: the rule judges
+    every namespace the socket collection found, not only ksight's own."""
+    base = rule(id, **kw)
+
+    def deco(func):
+        base(func)
+        if netns_counters:
+            r = RULES[id]
+            RULES[id] = dataclasses.replace(r, needs=dataclasses.replace(r.needs, netns_counters=True))
+        return func
+
+    return deco
+
+
+def ns_subject(netns: int | None, **kw) -> Subject:
+    return Subject(netns=m.netns_label(netns), **kw)
+
+
+def where(netns: int | None, own: bool) -> str:
+    if netns is None:
+        return "in ksight's network namespace"
+    return ("in ksight's network namespace " if own else "in network namespace ") + f"net:[{netns}]"
+
+
+def ns_file(path: str, netns: int | None, series) -> str:
+    """The file a per-namespace counter came from: /proc/PID/net/... for another namespace."""
+    if netns is None or m.is_own(series, netns):
+        return path
+    t = series.last.get("netns_counters")
+    c = t.get(netns) if t is not None else None
+    if c is not None and c.pid is not None:
+        return path.replace("/proc/", f"/proc/{c.pid}/", 1)
+    return path
+
+
+def toward(current: int | None, target: int, up: bool = True) -> int:
+    """A recommended value that never steps the wrong way."""
+    if current is None:
+        return target
+    return max(current, target) if up else min(current, target)
+
+
+def socket_table(ctx):
+    """The last snapshot's socket table, or CannotLook when it could not be read at all."""
+    miss = ctx.last.missing("sockets")
+    if ctx.last.sockets is None or miss is not None:
+        raise ctx.cannot_look(f"sockets: {miss.reason if miss else 'not collected'}")
+    return ctx.last.sockets

@@ -1,0 +1,228 @@
+"""Connection states that pile up: CLOSE_WAIT (a leak in the application), TIME_WAIT (ports and
+buckets), FIN_WAIT2 (peers that never close)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from ....model import tcp as m
+from ...finding import Action, Subject
+from ...rule import Context, Rule, Threshold
+from .common import ns_file, ns_subject, socket_table, tcp_rule, toward, where
+
+
+def _key(s) -> tuple:
+    return ("cookie", s.cookie) if s.cookie else (s.netns, s.inode, s.local_addr, s.local_port,
+                                                   s.remote_addr, s.remote_port)
+
+
+@tcp_rule("tcp.close-wait-leak", title="A process leaks sockets in CLOSE_WAIT",
+          sockets=True, netns_counters=False, window=False,
+          thresholds={
+              "warn_sockets": Threshold(16, "CLOSE_WAIT sockets held by one process",
+                                        "the peer closed and the process never called close(); "
+                                        "a few in passing are normal, a pile is a leak"),
+              "critical_sockets": Threshold(512, "CLOSE_WAIT sockets held by one process",
+                                            "file descriptors and memory run out next"),
+              "min_persistent_share": Threshold(0.5, "share of them present in every snapshot",
+                                                "a leak keeps its sockets; a busy server that "
+                                                "closes late turns them over"),
+          })
+def close_wait_leak(ctx: Context, r: Rule):
+    """CLOSE_WAIT sockets (the peer sent FIN, the local side has not closed) per owning process,
+    in every network namespace. Only sockets seen in every snapshot of the window count as held
+    (a socket's identity is its sock_diag cookie), so a server closing a little late is quiet.
+    Evidence: the count, its growth over the window, the peers. CLOSE_WAIT never times out:
+    only close() (or the process exiting) ends it."""
+    s = ctx.series
+    socket_table(ctx)
+    snaps = [x for x in s.snapshots if x.sockets is not None]
+    per_snap = []
+    for x in snaps:
+        per_snap.append({_key(k): k for k in x.sockets.sockets if k.state == "CLOSE_WAIT"})
+    last = per_snap[-1]
+    persistent = set(last)
+    for d in per_snap[:-1]:
+        persistent &= set(d)
+    by_owner: dict = {}
+    for k, sock in last.items():
+        by_owner.setdefault((sock.pid, sock.netns), []).append(sock)
+    out = []
+    for (pid, ns), socks in sorted(by_owner.items(), key=lambda kv: -len(kv[1])):
+        n = len(socks)
+        held = sum(1 for x in socks if _key(x) in persistent)
+        if n < r.t("warn_sockets") or held < r.t("min_persistent_share") * n:
+            continue
+        counts = [sum(1 for k in d.values() if k.pid == pid and k.netns == ns) for d in per_snap]
+        trend = s.gauge("close_wait", lambda x, pid=pid, ns=ns: None if x.sockets is None else sum(
+            1 for k in x.sockets.sockets if k.state == "CLOSE_WAIT" and k.pid == pid
+            and k.netns == ns)).trend()
+        comm = socks[0].comm
+        peers = Tally(x.remote_addr for x in socks).most_common(3)  # clients: one port each
+        ev = [ctx.ev("CLOSE_WAIT sockets", n, "sockets", "sock_diag",
+                     threshold=r.t("warn_sockets"),
+                     note=f"{held} held through the whole window ({len(snaps)} snapshots)"),
+              ctx.ev("growth", None if len(counts) < 2 else counts[-1] - counts[0], "sockets",
+                     "sock_diag", note=(f"{trend.slope_per_s:+.2f}/s" if trend else None)),
+              ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
+        idle = sorted(x.last_data_recv_ms for x in socks
+                      if getattr(x, "last_data_recv_ms", None) is not None)
+        if idle:
+            ev.append(ctx.ev("age", idle[-1] / 1000, "s", "sock_diag",
+                             note=(f"the oldest: no data from its peer for that long (tcp_info "
+                                   f"last_data_recv); median {idle[len(idle) // 2] / 1000:.1f} s")))
+        else:
+            ev.append(ctx.ev("age", round(s.seconds, 3) if held and s.seconds else None,
+                             "s at least", "sock_diag", note="the window they were seen through"))
+        who = f"{comm or '?'}[{pid}]" if pid is not None else "an unknown process"
+        acts = [Action.code(f"{who}: call close() when read() returns 0 (the peer closed); check "
+                            "error paths that return without closing, and connection pools that "
+                            "never notice a peer's FIN",
+                            why="CLOSE_WAIT lasts until the application closes: the kernel has "
+                                "no timeout for it"),
+                Action.command(f"ss -tanp state close-wait"
+                               + (f" | grep 'pid={pid},'" if pid is not None else "")
+                               + "  # the sockets and their peers"),
+                ]
+        if pid is not None:
+            acts.append(Action.command(f"ls -l /proc/{pid}/fd | grep -c socket  # its open sockets"))
+        sev = "critical" if n >= r.t("critical_sockets") else "warning"
+        subj = Subject(pid=pid, comm=comm, netns=m.netns_label(ns))
+        out.append(r.finding(
+            sev, ev,
+            f"{who} holds {n} TCP sockets in CLOSE_WAIT (peers closed their side; {held} stayed "
+            f"through the window): the application never calls close() on them. Each holds a "
+            f"file descriptor and its buffers until the process closes it or exits.",
+            acts, subject=subj))
+    return out or None
+
+
+@tcp_rule("tcp.time-wait-pressure", title="TIME_WAIT sockets near the limit, or ports running out",
+          needs=("sockstat",), sockets=True, window=False, uses=("netstat", "sysctl"),
+          thresholds={
+              "warn_tw_share": Threshold(0.8, "of net.ipv4.tcp_max_tw_buckets",
+                                         "past the limit the kernel destroys TIME_WAIT sockets "
+                                         "early (TCPTimeWaitOverflow) and loses their protection"),
+              "warn_port_share": Threshold(0.5, "of ip_local_port_range to one destination",
+                                           "connect() to that destination starts failing with "
+                                           "EADDRNOTAVAIL when the range is used up"),
+              "critical_port_share": Threshold(0.9, "of ip_local_port_range to one destination",
+                                               "about to run out of ports"),
+          })
+def time_wait_pressure(ctx: Context, r: Rule):
+    """TIME_WAIT sockets (sockstat 'tw', per namespace) against net.ipv4.tcp_max_tw_buckets;
+    TcpExt TCPTimeWaitOverflow moving; local ports in ip_local_port_range held towards one
+    destination (address and port) against the size of the range: a client opening short
+    connections to one server runs out of ports there first."""
+    s = ctx.series
+    out = []
+    buckets = ctx.sysctl("net.ipv4.tcp_max_tw_buckets")
+    reuse = ctx.sysctl("net.ipv4.tcp_tw_reuse")
+    eph = m.ephemeral_ports(s.last)
+    for ns in m.scopes(s):
+        own = m.is_own(s, ns)
+        st = m.ns_source(s.last, "sockstat", ns)
+        tw = st.get("TCP", "tw") if st is not None else None
+        ovf = m.ns_counter(s, m.TW_OVERFLOW, ns) if s.intervals else None
+        moved = int(ovf.total or 0) if ovf is not None else 0
+        share = tw / buckets if tw is not None and buckets else None
+        dests = [d for d in (eph.destinations if eph else ()) if ns is None or d.netns == ns]
+        worst = dests[0] if dests else None
+        pshare = worst.ports_in_use / eph.size if worst is not None and eph.size else None
+        hit_tw = (share is not None and share >= r.t("warn_tw_share")) or moved > 0
+        hit_ports = pshare is not None and pshare >= r.t("warn_port_share")
+        if not hit_tw and not hit_ports:
+            continue
+        ev = [ctx.ev("TIME_WAIT sockets", tw, "sockets", ns_file("/proc/net/sockstat", ns, s),
+                     threshold=buckets, note="net.ipv4.tcp_max_tw_buckets" if buckets else None),
+              ctx.ev("TCPTimeWaitOverflow", moved if ovf is not None and ovf.present else None,
+                     "over the window", ns_file("/proc/net/netstat", ns, s),
+                     note="TIME_WAIT sockets destroyed early: the table was full")]
+        if worst is not None:
+            ev.append(ctx.ev(f"ports to {worst.remote_addr}:{worst.remote_port}",
+                             worst.ports_in_use, "local ports", "sock_diag",
+                             threshold=eph.size,
+                             note=(f"{worst.time_wait} in TIME_WAIT; ip_local_port_range "
+                                   f"{eph.low}-{eph.high} ({eph.size} ports)")))
+        acts = []
+        if reuse is not None and reuse != 1:
+            acts.append(Action.sysctl("net.ipv4.tcp_tw_reuse", reuse, 1,
+                                      why="lets connect() reuse a TIME_WAIT port to the same "
+                                          "destination when timestamps prove it safe (2, the "
+                                          "default, does so on loopback only)"))
+        acts.append(Action.code("reuse connections (HTTP keep-alive, a connection pool) instead "
+                                "of one connection per request",
+                                why="each closed connection leaves its port in TIME_WAIT for "
+                                    "60 s on the side that closed first"))
+        if eph is not None and eph.low is not None and eph.size < 50000:
+            acts.append(Action.sysctl("net.ipv4.ip_local_port_range", f"{eph.low} {eph.high}",
+                                      f"{min(eph.low, 10000)} {max(eph.high, 65000)}",
+                                      why="more ports per destination; keep clear of ports "
+                                          "servers listen on (ip_local_reserved_ports)"))
+        if buckets is not None and share is not None and share >= r.t("warn_tw_share"):
+            acts.append(Action.sysctl("net.ipv4.tcp_max_tw_buckets", buckets,
+                                      toward(buckets, 2 * buckets),
+                                      why="each TIME_WAIT socket costs ~200 bytes; destroying "
+                                          "them early risks old segments hitting new connections"))
+        sev = "critical" if pshare is not None and pshare >= r.t("critical_port_share") else "warning"
+        what = []
+        if hit_tw:
+            what.append(f"{tw} TIME_WAIT sockets against tcp_max_tw_buckets {buckets}"
+                        + (f", {moved} destroyed early" if moved else ""))
+        if hit_ports:
+            what.append(f"{worst.ports_in_use} of {eph.size} local ports held towards "
+                        f"{worst.remote_addr}:{worst.remote_port}")
+        subj = ns_subject(ns, socket=f"{worst.remote_addr}:{worst.remote_port}"
+                          if hit_ports else None)
+        out.append(r.finding(
+            sev, ev,
+            f"Short connections {where(ns, own)}: {'; '.join(what)}. When the ports to one "
+            "destination are used up, connect() fails with EADDRNOTAVAIL; when the TIME_WAIT "
+            "table is full, the kernel drops its protection against stray old segments.",
+            acts, subject=subj))
+    return out or None
+
+
+@tcp_rule("tcp.fin-wait2", title="Many sockets wait in FIN_WAIT2 for peers that do not close",
+          sockets=True, netns_counters=False, window=False, uses=("sysctl",),
+          thresholds={
+              "warn_sockets": Threshold(1000, "FIN_WAIT2 sockets in one namespace",
+                                        "peers that never close their side keep these for "
+                                        "tcp_fin_timeout each (orphans) or forever (sockets the "
+                                        "application still holds after shutdown())"),
+          })
+def fin_wait2(ctx: Context, r: Rule):
+    """FIN_WAIT2: this side closed and the peer acknowledged, but never sent its FIN. Orphaned
+    ones (closed by the application) are freed after net.ipv4.tcp_fin_timeout; sockets only
+    shut down for writing stay as long as the application holds them."""
+    s = ctx.series
+    fin = ctx.sysctl("net.ipv4.tcp_fin_timeout")
+    per: dict = {}
+    for k in socket_table(ctx).sockets:
+        if k.state == "FIN_WAIT2":
+            per.setdefault(k.netns, []).append(k)
+    out = []
+    for ns, socks in sorted(per.items(), key=lambda kv: -len(kv[1])):
+        if len(socks) < r.t("warn_sockets"):
+            continue
+        owned = sum(1 for k in socks if k.pid is not None)
+        peers = Tally(k.remote_addr for k in socks).most_common(3)
+        ev = [ctx.ev("FIN_WAIT2 sockets", len(socks), "sockets", "sock_diag",
+                     threshold=r.t("warn_sockets"),
+                     note=f"{owned} still held by a process, {len(socks) - owned} orphaned"),
+              ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
+        acts = []
+        if fin is not None:
+            ev.append(ctx.ev("net.ipv4.tcp_fin_timeout", fin, "s",
+                             "/proc/sys/net/ipv4/tcp_fin_timeout",
+                             note="how long an orphaned FIN_WAIT2 socket lives"))
+            acts.append(Action.sysctl("net.ipv4.tcp_fin_timeout", fin, toward(fin, 15, up=False),
+                                      why="frees orphaned FIN_WAIT2 sockets sooner; sockets the "
+                                          "application still holds are not bound by it"))
+        acts.append(Action.code("close() sockets after shutdown(SHUT_WR) once the peer is done, "
+                                "and find why the peers never close their side"))
+        out.append(r.finding("warning", ev,
+                             f"{len(socks)} TCP sockets {where(ns, False)} closed their side and "
+                             "wait for the peer's FIN that does not come.",
+                             acts, subject=ns_subject(ns)))
+    return out or None
