@@ -37,11 +37,13 @@ CGROUP_FILES = ("usage", "failcnt", "peak", "max", "protection", "stat", "events
 class Few:
     """Parts read, after the scan, only for the n processes that rank first by `by` (largest
     first, ties by PID: the order `ksight top` shows them in), e.g. the VMA count (maps) of the
-    20 processes top lists, without a walk of every process's mappings."""
+    20 processes top lists, without a walk of every process's mappings; and for the processes
+    named in `pids` (those the table holds)."""
 
     parts: tuple[str, ...]
-    n: int
+    n: int = 0
     by: str = "rss"
+    pids: tuple[int, ...] = ()  # these processes too, by name (`ksight capture --pid PID`)
 
     def __post_init__(self):
         bad = [p for p in self.parts if p not in FEW_PARTS]

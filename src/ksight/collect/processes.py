@@ -584,21 +584,25 @@ def _add_parts(root: Root, procs: dict[int, Process], chosen, parts: tuple[str, 
 
 
 def chosen(procs: dict[int, Process], few) -> list[int]:
-    """The PIDs a Few picks: the first `few.n` by `few.by`, largest first, ties by PID."""
+    """The PIDs a Few picks: those it names that the table holds, then the first `few.n` by
+    `few.by`, largest first, ties by PID."""
+    named = [pid for pid in few.pids if pid in procs]
+    if not few.n:
+        return named
     key = RANKS[few.by]
 
     def order(p):
         v = key(p)
         return (-(v if v is not None else -1), p.pid)
 
-    return [p.pid for p in sorted(procs.values(), key=order)[:few.n]]
+    return list(dict.fromkeys(named + [p.pid for p in sorted(procs.values(), key=order)[:few.n]]))
 
 
 def add_few(root: Root, procs: dict[int, Process], few, missing: list[Missing]) -> None:
     """Read each Few's parts for the processes it picks (collect.plan.Few), after the scan."""
     part_missing: dict[str, list] = {}
     for f in few:
-        if f.n and procs:
+        if (f.n or f.pids) and procs:
             _add_parts(root, procs, chosen(procs, f), tuple(f.parts), part_missing)
     for part, (reason, n) in part_missing.items():
         missing.append(Missing(f"processes:{part}", f"{reason} ({n} processes)"))
