@@ -5,9 +5,12 @@
 A child python maps MAPS one-page anonymous regions with alternating protections (so the kernel
 cannot merge neighbours), touches each, and sleeps. Each round runs, interleaved, `ksight pmap
 PID` (the installed entry point, output to /dev/null), `ksight pmap PID --json`, and `pmap -x
-PID`, as commands: wall time from fork to exit, start-up included (what a person waits for).
-Also measured in this process: views.pmap.build() alone (read + parse), and the bare read of
-/proc/PID/smaps (the kernel's share, which pmap pays too). Prints median and range [min-max].
+PID`, as commands: wall time from fork to exit, start-up included (what a person waits for);
+for scale, `python -c pass` (the interpreter's start-up) and `cat /proc/PID/smaps` (the
+kernel's share, which pmap pays too). Also measured in this process: one snapshot with the pmap
+plan plus views.pmap.build() (read + parse + the view), and the bare read of /proc/PID/smaps.
+Prints median and range [min-max]. The tree is byte-compiled first (as pip installs it): with
+PYTHONDONTWRITEBYTECODE set, every run would otherwise compile ksight's modules again.
 Bounded: ROUNDS rounds; the child is killed by PID at the end, also on error.
 """
 
@@ -54,6 +57,9 @@ def main() -> int:
     if pmap is None:
         print("needs procps pmap", file=sys.stderr)
         return 2
+    import compileall
+
+    compileall.compile_dir(os.path.join(os.path.dirname(here), "src", "ksight"), quiet=1)
     child = subprocess.Popen([sys.executable, "-c", CHILD % a.maps], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
@@ -61,20 +67,28 @@ def main() -> int:
         with open(f"/proc/{pid}/maps") as f:
             n = sum(1 for _ in f)
         sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
+        from ksight.collect.collector import Collector
+        from ksight.collect.plan import Needs, Plan
         from ksight.fs import LiveRoot
         from ksight.views import pmap as view
 
         root = LiveRoot()
-        res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [], "build()": [], "read": []}
+        col = Collector()
+        plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
+        py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
+        res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [],
+               "python -c pass": [], "cat smaps": [], "snapshot+build()": [], "read": []}
         for _ in range(a.rounds):
             res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
             res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
             res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
+            res["python -c pass"].append(wall([py, "-c", "pass"]))
+            res["cat smaps"].append(wall(["cat", f"/proc/{pid}/smaps"]))
             t = time.perf_counter()
-            view.build(root, pid, "x")
-            res["build()"].append(time.perf_counter() - t)
+            view.build(col.one(plan).processes[pid])
+            res["snapshot+build()"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            root.read_text(f"proc/{pid}/smaps")
+            root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
             res["read"].append(time.perf_counter() - t)
         print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall)")
         for k, v in res.items():

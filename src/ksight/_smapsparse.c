@@ -145,7 +145,11 @@ static PyObject *cached_str(PyObject *cache, const char *p, Py_ssize_t n) {
     return s;
 }
 
-typedef struct {
+struct State;
+typedef struct State State;
+static PyObject *header_str(State *st, int slot, const char *p, Py_ssize_t n);
+
+struct State {
     PyTypeObject *region_cls;
     PyObject *typed; /* tuple of (name, attr) */
     PyObject *cache; /* bytes -> str */
@@ -154,7 +158,12 @@ typedef struct {
     PyObject *head; /* dict: start..pathname, or NULL */
     PyObject *fields; /* dict */
     PyObject *flags; /* tuple or NULL */
-} State;
+    Py_ssize_t nfields; /* names in the last region: the next is presized for as many */
+    /* the last perms, dev and path strings, with their bytes: consecutive regions repeat them */
+    const char *last_p[3];
+    Py_ssize_t last_n[3];
+    PyObject *last_s[3]; /* borrowed from the cache */
+};
 
 /* close the region being read: Region(**head, **typed, fields=, vm_flags=) */
 static int close_region(State *st) {
@@ -174,6 +183,7 @@ static int close_region(State *st) {
     if (PyDict_SetItem(d, k_fields, st->fields) < 0 ||
         PyDict_SetItem(d, k_vm_flags, st->flags ? st->flags : Py_None) < 0)
         goto fail;
+    st->nfields = PyDict_GET_SIZE(st->fields);
     Py_CLEAR(st->fields);
     Py_CLEAR(st->flags);
     PyObject *r = new_with_dict(st->region_cls, d);
@@ -188,6 +198,22 @@ fail:
 }
 
 #define NOT_PLAIN 1 /* return value of a line parser: hand the text to Python */
+
+/* perms (slot 0), dev (1) or path (2) as a str: the last region's when the bytes are the
+ * same (one memcmp), else through the cache. New reference. */
+static PyObject *header_str(State *st, int slot, const char *p, Py_ssize_t n) {
+    if (st->last_s[slot] && st->last_n[slot] == n && memcmp(st->last_p[slot], p, (size_t)n) == 0) {
+        Py_INCREF(st->last_s[slot]);
+        return st->last_s[slot];
+    }
+    PyObject *s = cached_str(st->cache, p, n);
+    if (s) {
+        st->last_s[slot] = s; /* the cache holds a reference for the whole call */
+        st->last_p[slot] = p;
+        st->last_n[slot] = n;
+    }
+    return s;
+}
 
 /* "start-end perms offset dev inode [path]" between p and e (no newline) */
 static int header(State *st, const char *p, const char *e) {
@@ -234,20 +260,20 @@ static int header(State *st, const char *p, const char *e) {
         pe--;
     if (close_region(st) < 0)
         return -1;
-    PyObject *d = PyDict_New();
+    PyObject *d = _PyDict_NewPresized(16); /* Region's 16 attributes: no resize */
     if (!d)
         return -1;
     st->head = d;
-    st->fields = PyDict_New();
+    st->fields = _PyDict_NewPresized(st->nfields); /* as many names as the last region had */
     if (!st->fields)
         return -1;
     if (set_steal(d, k_start, PyLong_FromUnsignedLongLong(start)) < 0 ||
         set_steal(d, k_end, PyLong_FromUnsignedLongLong(end)) < 0 ||
-        set_steal(d, k_perms, cached_str(st->cache, perms, 4)) < 0 ||
+        set_steal(d, k_perms, header_str(st, 0, perms, 4)) < 0 ||
         set_steal(d, k_offset, PyLong_FromUnsignedLongLong(offset)) < 0 ||
-        set_steal(d, k_dev, cached_str(st->cache, dev, sp - dev)) < 0 ||
+        set_steal(d, k_dev, header_str(st, 1, dev, sp - dev)) < 0 ||
         set_steal(d, k_inode, PyLong_FromUnsignedLongLong(inode)) < 0 ||
-        set_steal(d, k_pathname, cached_str(st->cache, path, pe - path)) < 0)
+        set_steal(d, k_pathname, header_str(st, 2, path, pe - path)) < 0)
         return -1;
     return 0;
 }
@@ -303,7 +329,13 @@ static PyObject *smaps_parse(PyObject *Py_UNUSED(self), PyObject *args) {
     const char *data = buf.buf, *end = data + buf.len;
     NameSlot slots[MAXNAMES];
     memset(slots, 0, sizeof slots);
-    State st = {(PyTypeObject *)region_cls, typed, PyDict_New(), PyList_New(0), NULL, NULL, NULL};
+    State st;
+    memset(&st, 0, sizeof st);
+    st.region_cls = (PyTypeObject *)region_cls;
+    st.typed = typed;
+    st.cache = PyDict_New();
+    st.regions = PyList_New(0);
+    st.nfields = 24;
     PyObject *out = NULL;
     int rc = 0, idx = 0;
     if (!st.cache || !st.regions)
