@@ -15,9 +15,8 @@ nor a VMA count per process yet (collect/processes.py has no maps part, plan.Nee
 smaps_rollup of the largest by RSS, not of the growing ones), so it is its own
 opt-in source (sources/process_maps.py). Its cost per snapshot: one statm read per process (a few us each) plus smaps of
 the chosen few. The first snapshot has no growth to choose by, so mapping counts start at the
-second. `ksight capture` records DEFAULT sources only: a capture holds no smaps, so
-memory.vma-growth is not evaluated there (with that reason) and the other two rules give the
-same findings without the per-mapping evidence.
+second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
+ksight/process_maps), so memory.vma-growth and the per-mapping evidence work --from a capture.
 """
 
 from __future__ import annotations
