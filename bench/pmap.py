@@ -36,10 +36,20 @@ time.sleep(600)
 """
 
 
-def wall(cmd) -> float:
+def wall(cmd, check=True) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check)
     return time.perf_counter() - t
+
+
+def gone_pid() -> int:
+    """A PID no process has (for the fixed cost of `ksight pmap`: start-up, imports, scan)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        top = int(f.read())
+    for pid in range(top - 1, 1, -1):
+        if not os.path.exists(f"/proc/{pid}"):
+            return pid
+    raise SystemExit("no free PID")
 
 
 def fmt(xs) -> str:
@@ -76,23 +86,48 @@ def main() -> int:
         col = Collector()
         plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
         py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
+        from ksight.render.pmap_text import render
+        from ksight.sources.proc_pid import smaps
+
+        import gc
+        import io
+
         res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [],
-               "python -c pass": [], "cat smaps": [], "snapshot+build()": [], "read": []}
+               "python -c pass": [], "ksight pmap (no such PID)": [], "cat smaps": [],
+               "snapshot+build()": [], "read": [], "parse (C)": [], "parse (Python)": [],
+               "view (mappings_of)": [], "render (text)": []}
+        nopid = gone_pid()
         for _ in range(a.rounds):
             res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
             res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
             res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
             res["python -c pass"].append(wall([py, "-c", "pass"]))
+            res["ksight pmap (no such PID)"].append(wall([ksight, "pmap", str(nopid)], check=False))
             res["cat smaps"].append(wall(["cat", f"/proc/{pid}/smaps"]))
             t = time.perf_counter()
             view.build(col.one(plan).processes[pid])
             res["snapshot+build()"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
+            data = root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
             res["read"].append(time.perf_counter() - t)
+            gc.disable()  # as ksight pmap runs
+            t = time.perf_counter()
+            sm = smaps.parse_fast(data)
+            res["parse (C)"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            smaps.parse(data.decode(), "smaps")
+            res["parse (Python)"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            maps, _ = view.mappings_of(sm, None)
+            res["view (mappings_of)"].append(time.perf_counter() - t)
+            pm = view.Pmap(pid, "x", tuple(maps), 0, 0, 0, None)
+            t = time.perf_counter()
+            render(pm, io.StringIO())
+            res["render (text)"].append(time.perf_counter() - t)
+            gc.enable()
         print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall)")
         for k, v in res.items():
-            print(f"  {k:20s} {fmt(v)}")
+            print(f"  {k:26s} {fmt(v)}")
         return 0
     finally:
         child.kill()
