@@ -122,7 +122,7 @@ def take(
         missing.extend(pmissing)
         if smaps_top and procs:
             procs = _add_smaps(root, procs, smaps_top, host.page_size, missing)
-        if plan is not None and plan.few and procs:
+        if getattr(plan, "few", None) and procs:
             from .processes import add_few
 
             add_few(root, procs, plan.few, missing)  # parts for a chosen few (plan.Few)
