@@ -229,3 +229,16 @@ def test_permission_denied_is_a_clear_message():
     lines = err.strip().splitlines()
     assert os.waitstatus_to_exitcode(status) == 3 and len(lines) == 1, err
     assert f"proc/{pid}/smaps" in lines[0] and "permission denied" in lines[0], lines
+
+
+def test_from_a_capture_with_cut_smaps_names_the_line(tmp_path, capsys):
+    pid = os.getpid()
+    d = tmp_path / "proc" / str(pid)
+    d.mkdir(parents=True)
+    for name in ("stat", "status", "cmdline"):
+        (d / name).write_bytes(open(f"/proc/{pid}/{name}", "rb").read())
+    (tmp_path / "proc" / "uptime").write_text(open("/proc/uptime").read())
+    (d / "smaps").write_bytes(SMAPS.encode()[:-40])  # cut in the middle of a line
+    assert main(["pmap", str(pid), "--from", str(tmp_path)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"proc/{pid}/smaps" in err[0] and "malformed" in err[0], err

@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot read proc/{args.pid}/smaps: {why}"
                              + (" (another user's process: run as root or as its owner)"
                                 if "permission" in why else ""))
+        if why.startswith("malformed"):
+            raise UsageError(f"the capture's proc/{args.pid}/smaps cannot be used: {why}")
         raise UsageError(f"the capture holds no proc/{args.pid}/smaps ({why}): record it with "
                          f"`ksight capture --pid {args.pid}`, or run ksight pmap on the live "
                          "machine")
