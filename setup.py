@@ -8,4 +8,7 @@ on without it and ksight uses its pure-Python process scan (see ksight/collect/p
 from setuptools import Extension, setup
 
 setup(ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], optional=True,
+                             extra_compile_args=["-O2", "-Wall", "-Wextra"]),
+                   # the C parser of /proc/PID/smaps (sources/proc_pid/smaps.parse_fast)
+                   Extension("ksight._smapsparse", ["src/ksight/_smapsparse.c"], optional=True,
                              extra_compile_args=["-O2", "-Wall", "-Wextra"])])

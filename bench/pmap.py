@@ -5,9 +5,12 @@
 A child python maps MAPS one-page anonymous regions with alternating protections (so the kernel
 cannot merge neighbours), touches each, and sleeps. Each round runs, interleaved, `ksight pmap
 PID` (the installed entry point, output to /dev/null), `ksight pmap PID --json`, and `pmap -x
-PID`, as commands: wall time from fork to exit, start-up included (what a person waits for).
-Also measured in this process: views.pmap.build() alone (read + parse), and the bare read of
-/proc/PID/smaps (the kernel's share, which pmap pays too). Prints median and range [min-max].
+PID`, as commands: wall time from fork to exit, start-up included (what a person waits for);
+for scale, `python -c pass` (the interpreter's start-up) and `cat /proc/PID/smaps` (the
+kernel's share, which pmap pays too). Also measured in this process: one snapshot with the pmap
+plan plus views.pmap.build() (read + parse + the view), and the bare read of /proc/PID/smaps.
+Prints median and range [min-max]. The tree is byte-compiled first (as pip installs it): with
+PYTHONDONTWRITEBYTECODE set, every run would otherwise compile ksight's modules again.
 Bounded: ROUNDS rounds; the child is killed by PID at the end, also on error.
 """
 
@@ -33,10 +36,20 @@ time.sleep(600)
 """
 
 
-def wall(cmd) -> float:
+def wall(cmd, check=True) -> float:
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check)
     return time.perf_counter() - t
+
+
+def gone_pid() -> int:
+    """A PID no process has (for the fixed cost of `ksight pmap`: start-up, imports, scan)."""
+    with open("/proc/sys/kernel/pid_max") as f:
+        top = int(f.read())
+    for pid in range(top - 1, 1, -1):
+        if not os.path.exists(f"/proc/{pid}"):
+            return pid
+    raise SystemExit("no free PID")
 
 
 def fmt(xs) -> str:
@@ -54,6 +67,9 @@ def main() -> int:
     if pmap is None:
         print("needs procps pmap", file=sys.stderr)
         return 2
+    import compileall
+
+    compileall.compile_dir(os.path.join(os.path.dirname(here), "src", "ksight"), quiet=1)
     child = subprocess.Popen([sys.executable, "-c", CHILD % a.maps], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout.readline().strip() == "ready"
@@ -61,24 +77,57 @@ def main() -> int:
         with open(f"/proc/{pid}/maps") as f:
             n = sum(1 for _ in f)
         sys.path.insert(0, os.path.join(os.path.dirname(here), "src"))
+        from ksight.collect.collector import Collector
+        from ksight.collect.plan import Needs, Plan
         from ksight.fs import LiveRoot
         from ksight.views import pmap as view
 
         root = LiveRoot()
-        res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [], "build()": [], "read": []}
+        col = Collector()
+        plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
+        py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
+        from ksight.render.pmap_text import render
+        from ksight.sources.proc_pid import smaps
+
+        import gc
+        import io
+
+        res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [],
+               "python -c pass": [], "ksight pmap (no such PID)": [], "cat smaps": [],
+               "snapshot+build()": [], "read": [], "parse (C)": [], "parse (Python)": [],
+               "view (mappings_of)": [], "render (text)": []}
+        nopid = gone_pid()
         for _ in range(a.rounds):
             res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
             res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
             res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
+            res["python -c pass"].append(wall([py, "-c", "pass"]))
+            res["ksight pmap (no such PID)"].append(wall([ksight, "pmap", str(nopid)], check=False))
+            res["cat smaps"].append(wall(["cat", f"/proc/{pid}/smaps"]))
             t = time.perf_counter()
-            view.build(root, pid, "x")
-            res["build()"].append(time.perf_counter() - t)
+            view.build(col.one(plan).processes[pid])
+            res["snapshot+build()"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            root.read_text(f"proc/{pid}/smaps")
+            data = root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
             res["read"].append(time.perf_counter() - t)
+            gc.disable()  # as ksight pmap runs
+            t = time.perf_counter()
+            sm = smaps.parse_fast(data)
+            res["parse (C)"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            smaps.parse(data.decode(), "smaps")
+            res["parse (Python)"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            maps, _ = view.mappings_of(sm, None)
+            res["view (mappings_of)"].append(time.perf_counter() - t)
+            pm = view.Pmap(pid, "x", tuple(maps), 0, 0, 0, None)
+            t = time.perf_counter()
+            render(pm, io.StringIO())
+            res["render (text)"].append(time.perf_counter() - t)
+            gc.enable()
         print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall)")
         for k, v in res.items():
-            print(f"  {k:20s} {fmt(v)}")
+            print(f"  {k:26s} {fmt(v)}")
         return 0
     finally:
         child.kill()

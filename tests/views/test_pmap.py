@@ -160,3 +160,85 @@ def test_from_a_capture_without_smaps_says_what_is_missing(tmp_path, capsys):
     assert main(["pmap", str(pid), "--from", str(tmp_path)]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"proc/{pid}/smaps" in err[0] and "capture" in err[0]
+
+
+def test_capture_then_pmap_from_equals_live(child, tmp_path):
+    """`ksight capture --pid` records the process's smaps; `pmap --from` on it gives what pmap
+    gives live on the same (unchanging) process, and procps pmap -x agrees with both."""
+    cap = str(tmp_path / "cap.tar.zst")
+    assert main(["capture", "-o", cap, "--pid", str(child), "--no-sockets"]) == 0
+    live = run_json("pmap", str(child), "--json")
+    offline = run_json("pmap", str(child), "--json", "--from", cap)
+    # Pss is the process's share of each page: it moves when another process maps the same
+    # library pages (python processes come and go on this machine); the rest must be equal
+    for doc in (live, offline):
+        for m in doc["mappings"]:
+            m.pop("pss_kb")
+    assert offline == live
+    want, want_total = procps_rows(child)
+    assert [(m["start"], m["kbytes"], m["rss_kb"], m["dirty_kb"], m["mode"], m["name"].strip())
+            for m in offline["mappings"]] == want
+    t = offline["total"]
+    assert (t["kbytes"], t["rss_kb"], t["dirty_kb"]) == want_total
+
+
+def test_vanished_pid_is_a_clear_message(capsys):
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait(timeout=10)
+    assert main(["pmap", str(p.pid)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"no process {p.pid}" in err[0]
+
+
+def test_permission_denied_is_a_clear_message():
+    """smaps of another user's process needs ptrace rights: one line saying so, exit 3. As root,
+    a forked child that became nobody asks about this (root's) process."""
+    with redirect_stdout(io.StringIO()):  # every module imported before the fork: nobody
+        assert main(["pmap", str(os.getpid())]) == 0  # may not be able to read the tree
+
+    me = os.geteuid()
+    if me == 0:
+        pid, drop = os.getpid(), True
+    else:
+        others = [int(n) for n in os.listdir("/proc") if n.isdigit()
+                  and os.stat(f"/proc/{n}").st_uid != me]
+        if not others:
+            pytest.skip("no process of another user to be refused")
+        pid, drop = others[0], False
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: never returns into pytest
+        rc = 99
+        try:
+            os.close(r)
+            if drop:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            sys.stderr = os.fdopen(w, "w", buffering=1)
+            rc = main(["pmap", str(pid)])
+            sys.stderr.flush()
+        except BaseException as exc:  # shown in the parent's assertion
+            os.write(w, f"child raised {exc!r}".encode())
+        finally:
+            os._exit(rc)
+    os.close(w)
+    with os.fdopen(r) as f:
+        err = f.read()
+    _, status = os.waitpid(child, 0)
+    lines = err.strip().splitlines()
+    assert os.waitstatus_to_exitcode(status) == 3 and len(lines) == 1, err
+    assert f"proc/{pid}/smaps" in lines[0] and "permission denied" in lines[0], lines
+
+
+def test_from_a_capture_with_cut_smaps_names_the_line(tmp_path, capsys):
+    pid = os.getpid()
+    d = tmp_path / "proc" / str(pid)
+    d.mkdir(parents=True)
+    for name in ("stat", "status", "cmdline"):
+        (d / name).write_bytes(open(f"/proc/{pid}/{name}", "rb").read())
+    (tmp_path / "proc" / "uptime").write_text(open("/proc/uptime").read())
+    (d / "smaps").write_bytes(SMAPS.encode()[:-40])  # cut in the middle of a line
+    assert main(["pmap", str(pid), "--from", str(tmp_path)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"proc/{pid}/smaps" in err[0] and "malformed" in err[0], err

@@ -105,3 +105,23 @@ def test_text_has_top_columns(children):
     assert lines[1].split() == ["PID", "UID", "VIRT", "RES", "SHR", "CODE", "DATA", "%MEM", "SWAP",
                                 "VMAs", "OOM", "ADJ", "COMMAND"]
     assert len(lines) >= 5
+
+
+def test_vmas_only_for_the_shown_and_from_a_capture(children, tmp_path):
+    """The VMA column is the maps part of the N shown (plan.Few ranked by the sort key: which
+    ones are read is tests/collect/test_process_parts.py's), live;
+    from a capture it is there for the processes recorded with --pid (their smaps' headers) and
+    missing, with a note, for the others."""
+    def maps_lines(pid):
+        with open(f"/proc/{pid}/maps") as f:
+            return sum(1 for _ in f)
+
+    got = {r["pid"]: r for r in top_json("-n", "400", "-s", "oom")["rows"]}
+    assert [got[p]["vmas"] for p in children] == [maps_lines(p) for p in children]
+    cap = str(tmp_path / "cap.tar.zst")
+    assert main(["capture", "-o", cap, "--pid", str(children[0]), "--no-sockets"]) == 0
+    off = top_json("-n", "400", "--from", cap)
+    rows = {r["pid"]: r for r in off["rows"]}
+    assert rows[children[0]]["vmas"] == maps_lines(children[0])
+    assert rows[children[1]]["vmas"] is None
+    assert any(n.startswith("VMAs: proc/PID/maps unreadable") for n in off["notes"]), off["notes"]

@@ -24,7 +24,10 @@ settings (/proc, /sys, cgroups and their names, mount points); slabinfo (root-on
 a capture for a rule that needs vmallocinfo also holds it, with kernel addresses); the hostname
 and kernel version; for every process its name, state, owner uid and memory, and the targets of
 its open fds (file paths as well as sockets); every TCP socket of every network namespace with
-local and peer addresses, ports and owning uid. Who can read it: only its owner (files 0600, directories 0700, also the modes
+local and peer addresses, ports and owning uid; /proc/PID/smaps (every mapping: address, size,
+resident and dirty pages, the mapped file's path) of the processes named with --pid (for
+`ksight pmap PID --from`) and of the few that grow while a capture of 2 or more snapshots runs
+(for the memory rules: memory.vma-growth, the growing mappings). Who can read it: only its owner (files 0600, directories 0700, also the modes
 inside the archive). --redact replaces command lines, fd targets other than sockets and pipes,
 peer addresses and the hostname by salted hashes (equal values stay equal within one capture);
 the manifest says it was redacted. docs/security.md has the details.
@@ -35,6 +38,7 @@ examples:
   ksight capture -o cap.tar.zst --interval 1 --count 10   # ten seconds, for rates and sar
   ksight capture -o capdir --no-processes                 # system sources only, a directory
   ksight capture -o share.tar.zst --redact                # to send elsewhere: no paths, peers, host
+  ksight capture -o cap.tar.zst --pid 1234                # also 1234's memory map (ksight pmap --from)
 
 size: a snapshot with ~300 processes is ~1-3 MB raw and ~10x smaller as .tar.zst.
 """
@@ -49,6 +53,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="number of snapshots (default 1; use 2 or more for rates)")
     p.add_argument("--no-processes", action="store_true", help="skip the per-process table")
     p.add_argument("--no-sockets", action="store_true", help="skip the TCP socket table")
+    p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
+                   help="also record the memory map (/proc/PID/smaps) of PID in each snapshot, "
+                        "for `ksight pmap PID --from`; repeat for more processes")
     p.add_argument("--redact", action="store_true",
                    help="replace command lines, file paths of open fds, peer addresses and the "
                         "hostname by salted hashes (a redacted capture still replays)")
@@ -62,13 +69,20 @@ def run(args: argparse.Namespace) -> int:
     from .common import refuse_from
 
     refuse_from(args)
+    from ..errors import UsageError
+
+    if any(pid <= 0 for pid in args.pid):
+        raise UsageError("--pid must be a positive number")
 
     tty = sys.stderr.isatty()
     if tty:
         print(f"Capturing {args.count} snapshot(s), {args.interval:g} s apart, to {args.output}... "
               "Ctrl-C to stop.", file=sys.stderr)
 
+    last_procs: dict = {}
+
     def progress(i, n, snap):
+        last_procs["table"] = snap.processes or {}
         if tty:
             print(f"\r  snapshot {i}/{n}: {len(snap.sources)} sources"
                   f"{'' if snap.processes is None else f', {len(snap.processes)} processes'}"
@@ -77,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         manifest = capture(args.output, interval=args.interval, count=args.count,
                            processes=not args.no_processes, sockets=not args.no_sockets,
-                           redact=args.redact, progress=progress)
+                           redact=args.redact, pids=tuple(dict.fromkeys(args.pid)),
+                           progress=progress)
     finally:
         if tty:
             print(file=sys.stderr)
@@ -96,4 +111,12 @@ def run(args: argparse.Namespace) -> int:
         return 130
     for src, why in sorted(unavailable.items()):
         print(f"  unavailable: {src}: {why}")
+    table = last_procs.get("table", {})
+    for pid in dict.fromkeys(args.pid):
+        p = table.get(pid)
+        if p is None:
+            print(f"  --pid {pid}: not recorded: no such process (in the last snapshot)")
+        elif p.smaps is None:
+            why = next((m.partition(": ")[2] for m in p.missing if m.startswith("smaps:")), "?")
+            print(f"  --pid {pid}: smaps not recorded: {why}")
     return 0

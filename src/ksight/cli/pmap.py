@@ -23,16 +23,17 @@ them from /proc/PID/smaps (the same numbers for the same smaps text):
             tmpfs memory), exe (the program file), lib (a .so), file (any other mapped file)
   Mapping   as pmap: the file's base name, [ anon ], [ stack ], [ shmid=0x... ]
 
-then the totals, and the memory summed by kind. With --from, the capture must hold this
-process's /proc/PID/smaps (the last snapshot is used); captures made by `ksight capture` hold
-smaps_rollup (per-process totals) only, and then ksight pmap says so and prints nothing.
+then the totals, and the memory summed by kind. With --from, the last snapshot of the capture
+must hold this process's /proc/PID/smaps: `ksight capture --pid PID` records it (a capture
+without it makes ksight pmap say so and print nothing).
 """
 EPILOG = """\
 examples:
   ksight pmap 1234                 # the map of process 1234, as pmap -x 1234 prints it
   ksight pmap $$ --json            # the same for scripts, with shared/anonymous/kind per mapping
   ksight pmap 1234 | sort -k3 -n | tail   # the 10 largest mappings by RSS
-  ksight pmap 1234 --from cap/     # from a capture that holds proc/1234/smaps
+  ksight capture -o cap.tar.zst --pid 1234 && ksight pmap 1234 --from cap.tar.zst
+                                   # record the map now, read it anywhere later
 overhead: one read of /proc/PID/smaps: the kernel walks the page tables of every mapping while
 it prints them (like pmap -x; about 1 us per mapping plus 1 us per MiB resident, more on huge
 processes), under the process's mmap lock in read mode: the process can page-fault meanwhile
@@ -49,27 +50,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..collect.collector import Collector
     from ..collect.plan import Needs, Plan
-    from ..errors import Unavailable, UsageError
+    from ..errors import UsageError
     from ..views import pmap
 
     if args.pid <= 0:
         raise UsageError("PID must be a positive number")
+    # 5,000 mappings make ~20,000 objects that live until the command ends: the cyclic garbage
+    # collector would walk them over and over (~8 ms) and find nothing to free
+    import gc
+
+    gc.disable()
     col = Collector.open(args.from_)
-    plan = Plan.of([Needs(processes=("stat", "status", "cmdline"), pids=(args.pid,), window=False)])
+    plan = Plan.of([Needs(processes=pmap.PARTS, pids=(args.pid,), window=False)])
     snap = col.one(plan)
     proc = (snap.processes or {}).get(args.pid)
-    root = col.root if col.live else col.capture.roots[-1]
-    where = "live" if col.live else f"capture {col.label} (last snapshot)"
-    if proc is None and not root.exists(f"proc/{args.pid}"):
-        raise UsageError(f"no process {args.pid} ({where})")
-    try:
-        pm = pmap.build(root, args.pid, pmap.command_of(proc))
-    except Unavailable as u:
+    if proc is None:
         if col.live:
-            raise UsageError(f"cannot read proc/{args.pid}/smaps: {u.reason}") from None
-        raise UsageError(f"the capture holds no proc/{args.pid}/smaps ({u.reason}): pmap needs "
-                         "per-mapping smaps, which `ksight capture` does not record (it keeps "
-                         "smaps_rollup totals); run ksight pmap on the live machine") from None
+            raise UsageError(f"no process {args.pid} (it exited, or never ran)")
+        raise UsageError(f"the capture {col.label} holds no process {args.pid} in its last "
+                         "snapshot")
+    if proc.smaps is None:
+        why = next((m.partition(": ")[2] for m in proc.missing if m.startswith("smaps:")),
+                   "not read")
+        if col.live:
+            if "exited" in why:
+                raise UsageError(f"no process {args.pid}: it exited while being read")
+            raise UsageError(f"cannot read proc/{args.pid}/smaps: {why}"
+                             + (" (another user's process: run as root or as its owner)"
+                                if "permission" in why else ""))
+        if why.startswith("malformed"):
+            raise UsageError(f"the capture's proc/{args.pid}/smaps cannot be used: {why}")
+        raise UsageError(f"the capture holds no proc/{args.pid}/smaps ({why}): record it with "
+                         f"`ksight capture --pid {args.pid}`, or run ksight pmap on the live "
+                         "machine")
+    pm = pmap.build(proc)
     if args.json:
         print_json({"version": 1, "pid": pm.pid, "command": pm.command, "exe": pm.exe,
                     "columns": list(pmap.COLUMNS), "mappings": pmap.mapping_dicts(pm),

@@ -50,20 +50,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..collect.collector import Collector
-    from ..collect.plan import Needs, Plan
+    from ..collect.plan import Plan
     from ..errors import UsageError
     from ..views import top
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     col = Collector.open(args.from_)
-    plan = Plan.of([Needs(sources=top.SOURCES, processes=top.PARTS, window=False)])
+    plan = Plan.of([top.needs(args.sort, args.n)])
     snap = col.one(plan)
     if snap.processes is None:
         m = snap.missing("processes")
         raise UsageError(f"no process table: {m.reason if m else 'not collected'}")
-    root = col.root if col.live else col.capture.roots[-1]
-    rep = top.build(snap, root, sort=args.sort, n=args.n)
+    rep = top.build(snap, sort=args.sort, n=args.n)
     if args.json:
         print_json({"version": 1, "sort": rep.sort, "processes": rep.processes,
                     "mem_total_kb": rep.mem_total_kb, "rows": rep.rows, "notes": rep.notes,

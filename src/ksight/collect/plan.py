@@ -15,8 +15,14 @@ from dataclasses import dataclass, field
 
 from ..model.counters import Counter
 
-# process parts the scan knows (collect.processes.DETAILS)
-PROCESS_PARTS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
+# process parts the scan knows (collect.processes.DETAILS). maps, smaps (one entry per mapping:
+# the kernel walks every mapping, smaps its page tables too) and exe (the proc/PID/exe link) are
+# meant for a few processes: those of `pids` (`ksight pmap PID`) or the few a `Few` picks.
+PROCESS_PARTS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets",
+                 "maps", "smaps", "exe")
+# the parts a Few may ask for, and what it may rank processes by (collect.processes.RANKS)
+FEW_PARTS = ("maps", "smaps", "smaps_rollup", "exe", "cmdline")
+FEW_BY = ("rss", "virt", "shr", "swap", "oom")
 # memory cgroup files (sources.cgroup_memory.FILES_V2/FILES_V1): what a plan may restrict the walk
 # to. usage, failcnt, peak: v1 usage_in_bytes, failcnt, max_usage_in_bytes (v2 memory.current);
 # max: the hard limits (v2 memory.max and memory.high, v1 limit_in_bytes); protection: v2
@@ -28,6 +34,28 @@ CGROUP_FILES = ("usage", "failcnt", "peak", "max", "protection", "stat", "events
 
 
 @dataclass(frozen=True)
+class Few:
+    """Parts read, after the scan, only for the n processes that rank first by `by` (largest
+    first, ties by PID: the order `ksight top` shows them in), e.g. the VMA count (maps) of the
+    20 processes top lists, without a walk of every process's mappings; and for the processes
+    named in `pids` (those the table holds)."""
+
+    parts: tuple[str, ...]
+    n: int = 0
+    by: str = "rss"
+    pids: tuple[int, ...] = ()  # these processes too, by name (`ksight capture --pid PID`)
+
+    def __post_init__(self):
+        bad = [p for p in self.parts if p not in FEW_PARTS]
+        if bad:
+            raise ValueError(f"a Few cannot read {bad}; it reads {', '.join(FEW_PARTS)}")
+        if self.by not in FEW_BY:
+            raise ValueError(f"a Few ranks by one of {', '.join(FEW_BY)}, not {self.by!r}")
+        if self.n < 0:
+            raise ValueError("a Few of fewer than 0 processes")
+
+
+@dataclass(frozen=True)
 class Needs:
     sources: tuple[str, ...] = ()  # required system sources (snapshot.get(name))
     uses: tuple[str, ...] = ()  # optional sources: read when there, the rule runs without them
@@ -36,6 +64,7 @@ class Needs:
     processes: tuple[str, ...] = ()  # process parts; () = no process table
     smaps_top: int = 0  # smaps_rollup for the N largest processes by RSS
     pids: tuple[int, ...] = ()  # only these processes (() = every process), e.g. `-p PID`
+    few: tuple[Few, ...] = ()  # parts for a chosen few only (needs a process table: `processes`)
     sockets: bool = False  # the socket table (every netns), tcp_info where available
     cgroup_files: tuple[str, ...] = ()  # memory cgroup files the rule reads (() = all it knows)
     window: bool = True  # needs two snapshots with a clock between them (rates)
@@ -72,6 +101,7 @@ class Plan:
     min_seconds: float = 0.0
     notes: tuple[str, ...] = field(default=())
     netns_counters: bool = False  # per-namespace snmp/netstat/sockstat (collect/netns_counters)
+    few: tuple[Few, ...] = ()  # parts read for a chosen few after the scan
 
     @classmethod
     def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = ()) -> "Plan":
@@ -85,8 +115,10 @@ class Plan:
         pids: dict[int, None] = {}
         every_pid = False
         nsc = False
+        few: dict[Few, None] = {}
         for n in needs:
             nsc = nsc or n.netns_counters
+            few.update(dict.fromkeys(n.few))
             if n.processes or n.sockets or n.netns_counters:
                 if n.pids and not n.sockets:
                     pids.update(dict.fromkeys(n.pids))
@@ -109,7 +141,7 @@ class Plan:
         return cls(tuple(sources), tuple(parts), top, socks,
                    None if every_pid or not pids else tuple(pids),
                    None if cg_all or not cg_files else tuple(cg_files), secs,
-                   netns_counters=nsc)
+                   netns_counters=nsc, few=tuple(few))
 
     def merge(self, other: "Plan") -> "Plan":
         files = None if self.cgroup_files is None or other.cgroup_files is None else \
@@ -120,7 +152,8 @@ class Plan:
                     tuple(dict.fromkeys(self.processes + other.processes)),
                     max(self.smaps_top, other.smaps_top), self.sockets or other.sockets,
                     pids, files, max(self.min_seconds, other.min_seconds),
-                    netns_counters=self.netns_counters or other.netns_counters)
+                    netns_counters=self.netns_counters or other.netns_counters,
+                    few=tuple(dict.fromkeys(self.few + other.few)))
 
 
-__all__ = ["Needs", "Plan", "PROCESS_PARTS", "CGROUP_FILES"]
+__all__ = ["Needs", "Plan", "Few", "PROCESS_PARTS", "FEW_PARTS", "FEW_BY", "CGROUP_FILES"]

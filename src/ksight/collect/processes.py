@@ -64,14 +64,16 @@ from ..fs import DirRoot, LiveRoot, Root
 from ..model.snapshot import Missing
 from ..sources.proc_pid import cgroup as _cgroup
 from ..sources.proc_pid import cmdline as _cmdline
+from ..sources.proc_pid import maps as _maps
 from ..sources.proc_pid import oom as _oom
 from ..sources.proc_pid import smaps as _smaps
 from ..sources.proc_pid import stat as _stat
 from ..sources.proc_pid import statm as _statm
 from ..sources.proc_pid import status as _status
 from ..sources.proc_pid.cgroup import PidCgroups
+from ..sources.proc_pid.maps import Maps
 from ..sources.proc_pid.oom import OomInfo
-from ..sources.proc_pid.smaps import SmapsRollup
+from ..sources.proc_pid.smaps import Smaps, SmapsRollup
 from ..sources.proc_pid.stat import PidStat
 from ..sources.proc_pid.statm import PidStatm
 from ..sources.proc_pid.status import PidStatus
@@ -84,7 +86,11 @@ except ImportError as _exc:  # not built (no compiler at install time) or built 
     PROCSCAN_ERROR = f"ksight._procscan not importable: {_exc}"
 
 DEFAULT_DETAIL = ("stat", "status")
-DETAILS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets")
+DETAILS = ("stat", "statm", "status", "cmdline", "oom", "cgroup", "smaps_rollup", "sockets",
+           "maps", "smaps", "exe")
+# per-mapping parts (and the exe link): read after the scan, process by process (`_add_parts`),
+# so the scan of the other parts keeps its C path
+MAP_PARTS = ("maps", "smaps", "exe")
 EXITED = "process exited"
 
 
@@ -100,6 +106,9 @@ class Process:
     cgroup: PidCgroups | None = None
     smaps_rollup: SmapsRollup | None = None
     socket_inodes: tuple[int, ...] | None = None
+    maps: Maps | None = None  # proc/PID/maps (part "maps"): the mappings, without page counts
+    smaps: Smaps | None = None  # proc/PID/smaps (part "smaps"): the mappings with their pages
+    exe: str | None = None  # the proc/PID/exe link (part "exe"): the program file
     missing: tuple[str, ...] = ()  # "part: reason" for each requested part that was unavailable
     page_size: int = 4096  # bytes per page on the host the process ran on (statm, stat rss)
 
@@ -216,6 +225,9 @@ def scan(
         raise ValueError(f"unknown process detail {bad}; choose from {', '.join(DETAILS)}")
     if page_size is None:
         page_size = os.sysconf("SC_PAGE_SIZE") if root.live else 4096
+    later = tuple(d for d in detail if d in MAP_PARTS)
+    if later:
+        detail = tuple(d for d in detail if d not in MAP_PARTS)
     listed_all = pids is None
     if pids is None:
         try:
@@ -269,6 +281,8 @@ def scan(
 
     if "status" in detail and "statm" not in detail and procs:
         _statm_for_old_kernels(procs, read)
+    if later and procs:
+        _add_parts(root, procs, procs, later, part_missing)
 
     missing: list[Missing] = []
     if exited:
@@ -474,3 +488,121 @@ def _note(miss: list[str] | None, part_missing: dict[str, list], part: str, reas
     else:
         pm[1] += 1
     return miss
+
+
+# ---- parts read after the scan: per-mapping files, and parts for a chosen few ------------------
+
+# what a Few (collect.plan.Few) ranks by: top's sort keys, largest first (None ranks last)
+RANKS = {
+    "rss": lambda p: p.res_kb,
+    "virt": lambda p: p.virt_kb,
+    "shr": lambda p: p.shr_kb,
+    "swap": lambda p: p.status.vm_swap_kb if p.status is not None else None,
+    "oom": lambda p: p.oom.score if p.oom is not None else None,
+}
+MAPS_CHUNK = 1 << 20  # smaps of 5,000 mappings is ~4 MB: fewer, larger reads (the kernel fills
+# the whole buffer per read(2) from a seq_file)
+
+
+def _read_maps(root: Root, pid: int, base: str) -> Maps:
+    """proc/PID/maps; on a capture that holds only smaps (`ksight capture --pid`), its region
+    headers, which are the maps lines (the kernel prints both through show_map_vma)."""
+    p = base + "maps"
+    try:
+        text = root.read_bytes(p, chunk=MAPS_CHUNK).decode("utf-8", "replace")
+    except Unavailable:
+        if root.live or not root.exists(base + "smaps"):
+            raise
+        sm = _read_smaps(root, pid, base)
+        return Maps(tuple(_maps.MapRegion(r.start, r.end, r.perms, r.offset, r.dev, r.inode,
+                                          r.pathname) for r in sm.regions))
+    return _maps.parse(text, p)
+
+
+def _read_smaps(root: Root, pid: int, base: str) -> Smaps:
+    p = base + "smaps"
+    return _smaps.parse_fast(root.read_bytes(p, chunk=MAPS_CHUNK), p)
+
+
+def _read_exe(root: Root, pid: int, base: str) -> str | None:
+    return root.readlink(base + "exe") or None
+
+
+def _read_text_part(part: str):
+    fname, parse = _TEXT_PARTS[part]
+
+    def reader(root: Root, pid: int, base: str):
+        p = base + fname
+        return parse(root.read_text(p), p)
+    return reader
+
+
+_LATER = {"maps": _read_maps, "smaps": _read_smaps, "exe": _read_exe}
+_LATER_ATTR = {"sockets": "socket_inodes"}
+
+
+def _part_reader(part: str):
+    if part in _LATER:
+        return _LATER[part]
+    if part in _TEXT_PARTS:
+        return _read_text_part(part)
+    return _OTHER_PARTS[part]
+
+
+def _add_parts(root: Root, procs: dict[int, Process], chosen, parts: tuple[str, ...],
+               part_missing: dict[str, list]) -> None:
+    """Read `parts` for the processes `chosen` (pids of `procs`) and set them on each Process.
+    A part that cannot be read is None and named in Process.missing (and counted in
+    part_missing); a process without an address space (kernel thread, zombie: its maps and smaps
+    are empty, it has no exe) gets empty maps and no exe, noted on the Process only."""
+    readers = [(part, _LATER_ATTR.get(part, part), _part_reader(part)) for part in parts]
+    for pid in chosen:
+        proc = procs.get(pid)
+        if proc is None:
+            continue
+        d = proc.__dict__
+        base = f"proc/{pid}/"
+        miss = None
+        for part, attr, reader in readers:
+            if d.get(attr) is not None:
+                continue  # read already (by the scan, or an earlier Few)
+            try:
+                d[attr] = reader(root, pid, base)
+            except Unavailable as u:
+                if proc.kernel_thread or proc._no_mm():
+                    miss = _no_mm(miss, part)
+                elif u.reason == EXITED or not root.exists(base[:-1]):
+                    miss = _note(miss, part_missing, part, "process exited after the scan")
+                else:
+                    miss = _note(miss, part_missing, part, u.reason)
+            except ParseError as e:
+                why = ("process exited after the scan" if not root.exists(base[:-1])
+                       else f"malformed: {e}")
+                miss = _note(miss, part_missing, part, why)
+        if miss:
+            d["missing"] = tuple(d.get("missing") or ()) + tuple(miss)
+
+
+def chosen(procs: dict[int, Process], few) -> list[int]:
+    """The PIDs a Few picks: those it names that the table holds, then the first `few.n` by
+    `few.by`, largest first, ties by PID."""
+    named = [pid for pid in few.pids if pid in procs]
+    if not few.n:
+        return named
+    key = RANKS[few.by]
+
+    def order(p):
+        v = key(p)
+        return (-(v if v is not None else -1), p.pid)
+
+    return list(dict.fromkeys(named + [p.pid for p in sorted(procs.values(), key=order)[:few.n]]))
+
+
+def add_few(root: Root, procs: dict[int, Process], few, missing: list[Missing]) -> None:
+    """Read each Few's parts for the processes it picks (collect.plan.Few), after the scan."""
+    part_missing: dict[str, list] = {}
+    for f in few:
+        if (f.n or f.pids) and procs:
+            _add_parts(root, procs, chosen(procs, f), tuple(f.parts), part_missing)
+    for part, (reason, n) in part_missing.items():
+        missing.append(Missing(f"processes:{part}", f"{reason} ({n} processes)"))

@@ -122,6 +122,10 @@ def take(
         missing.extend(pmissing)
         if smaps_top and procs:
             procs = _add_smaps(root, procs, smaps_top, host.page_size, missing)
+        if getattr(plan, "few", None) and procs:
+            from .processes import add_few
+
+            add_few(root, procs, plan.few, missing)  # parts for a chosen few (plan.Few)
     for name in later:  # sources that build on the process table
         kw = dict(kwargs.get(name) or {}, **({"processes": procs} if procs is not None else {}))
         _read_source(root, name, kw or None, got, missing, prior)

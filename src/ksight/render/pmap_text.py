@@ -63,10 +63,9 @@ def class_cell(m) -> str:
 
 def render(pm: Pmap, out) -> None:
     """The map table is formatted here, not through rich: rich lays out a 5,000-row table in
-    ~2 s, pmap -x prints it in 30 ms. Same rule as the rich tables: each column at least pmap's
-    width, wider when a value needs it (never run together)."""
-    con = console(out)
-    con.print(f"{pm.pid}:   {pm.command}")
+    ~2 s (and importing it costs ~20 ms of a run pmap -x finishes in ~35 ms); pmap -x prints it
+    in 30 ms. Same rule as the rich tables: each column at least pmap's width, wider when a value
+    needs it (never run together); no line ends in spaces."""
     rows = [(f"{m.start:016x}", str(m.kbytes), _n(m.rss_kb), _n(m.dirty_kb), m.mode,
              class_cell(m), m.name) for m in pm.mappings]
     totals = (str(pm.total_kbytes), str(pm.total_rss_kb), str(pm.total_dirty_kb))
@@ -75,27 +74,27 @@ def render(pm: Pmap, out) -> None:
         w[i] = max(w[i], len(totals[i - 1]), max((len(r[i]) for r in rows), default=0))
     w[5] = max(w[5], max((len(r[5]) for r in rows), default=0))
     a, k, r_, d, mo, c = w
-    lines = [f"{'Address':<{a}} {'Kbytes':>{k}} {'RSS':>{r_}} {'Dirty':>{d}} {'Mode':<{mo}} "
+    lines = [f"{pm.pid}:   {pm.command}".rstrip(),
+             f"{'Address':<{a}} {'Kbytes':>{k}} {'RSS':>{r_}} {'Dirty':>{d}} {'Mode':<{mo}} "
              f"{'Class':<{c}} Mapping"]
-    lines += [f"{r[0]:<{a}} {r[1]:>{k}} {r[2]:>{r_}} {r[3]:>{d}} {r[4]:<{mo}} {r[5]:<{c}} {r[6]}"
-              .rstrip() for r in rows]
+    fmt = f"{{:<{a}}} {{:>{k}}} {{:>{r_}}} {{:>{d}}} {{:<{mo}}} {{:<{c}}} {{}}".format
+    lines += [fmt(*r).rstrip() for r in rows]
     lines.append(f"{'-' * a} {'-' * k} {'-' * r_} {'-' * d}")
     lines.append(f"{'total kB':<{a}} {totals[0]:>{k}} {totals[1]:>{r_}} {totals[2]:>{d}}")
-    out.write("\n".join(lines) + "\n")
     kinds = pm.by_kind()
     if kinds:
-        con.print("")
-        con.print("by kind (Class: p private, s shared):")
-        krows = []
+        lines += ["", "by kind (Class: p private, s shared):"]
+        krows = [("kind", "mappings", "size", "RSS", "dirty")]
         for k in KINDS:
             d = kinds.get(k)
             if d:
-                krows.append([k, units.number(d["mappings"]), units.size_kb(d["kbytes"]),
-                              units.size_kb(d["rss_kb"]), units.size_kb(d["dirty_kb"])])
-        con.print(table(("kind", "mappings", "size", "RSS", "dirty"), (5, 8, 10, 10, 10), "lrrrr",
-                        krows))
-    for n in pm.notes:
-        con.print(f"note: {n}")
+                krows.append((k, units.number(d["mappings"]), units.size_kb(d["kbytes"]),
+                              units.size_kb(d["rss_kb"]), units.size_kb(d["dirty_kb"])))
+        kw = [max(m, max(len(r[i]) for r in krows)) for i, m in enumerate((5, 8, 10, 10, 10))]
+        lines += [" ".join([r[0].ljust(kw[0])] + [v.rjust(kw[i + 1]) for i, v in enumerate(r[1:])])
+                  for r in krows]
+    lines += [f"note: {n}" for n in pm.notes]
+    out.write("\n".join(lines) + "\n")
 
 
 def _n(v) -> str:

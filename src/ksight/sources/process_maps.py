@@ -20,6 +20,7 @@ MAPS_PROCS = 4  # processes whose smaps are read per snapshot
 PICK_MIN_PAGES = 256  # 1 MiB at 4 kB pages: less is allocator and stack noise
 MAX_REGIONS = 512  # anonymous regions kept per process and snapshot (largest first)
 SMAPS_MAX_VMAS = 4096  # beyond this many mappings, read maps (no page-table walk) not smaps
+CHOSEN_PATH = "ksight/process_maps"  # in a capture: the PIDs whose smaps were read, one a line
 
 
 # ---- the process_maps source: smaps of the growing processes only ------------------------------
@@ -108,14 +109,24 @@ def read(root, processes: dict | None = None) -> ProcessMaps:
         raise Unavailable(SOURCE, u.reason) from None
     out: dict[int, ProcMaps] = {}
     if not root.live:
+        try:  # a capture says which processes it read (maybe none): exactly those, as live
+            chosen = root.read_text(CHOSEN_PATH).split()
+        except Unavailable:
+            chosen = None
+        if chosen is not None:
+            for pid in map(int, chosen):
+                got = _read_one(root, pid, None)
+                if got is not None:
+                    out[pid] = got
+            return ProcessMaps(out, "the processes the capture read them for (those that grew)")
         for pid in pids:
             if root.exists(f"proc/{pid}/smaps") or root.exists(f"proc/{pid}/maps"):
                 got = _read_one(root, pid, None)
                 if got is not None:
                     out[pid] = got
         if not out:
-            raise Unavailable("proc/PID/smaps", "not in this capture (ksight "
-                              "capture does not record them)")
+            raise Unavailable("proc/PID/smaps", "not in this capture (a capture records them "
+                              "for the processes that grow, since ksight capture --pid)")
         return ProcessMaps(out, "every process whose smaps or maps the capture holds")
     base = getattr(root, "base", "/")
     me = os.getpid()
@@ -137,6 +148,10 @@ def read(root, processes: dict | None = None) -> ProcessMaps:
         got = _read_one(root, pid, None)
         if got is not None:
             out[pid] = got
+    from ..fs import record_extra
+
+    # a capture keeps which processes were read (maybe none): its replay reads exactly those
+    record_extra(root, CHOSEN_PATH, "".join(f"{pid}\n" for pid in out).encode())
     return ProcessMaps(out, f"the {MAPS_PROCS} processes whose size or resident set grew most "
                             f"(at least {PICK_MIN_PAGES} pages) since the first snapshot")
 

@@ -396,14 +396,28 @@ def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: flo
 
 
 def capture_plan(sources: list[str] | None = None, processes: bool = True,
-                 sockets: bool = True) -> Plan:
+                 sockets: bool = True, pids: tuple[int, ...] = (),
+                 growing_maps: bool = True) -> Plan:
     """What a capture reads: the named system sources (else the default set), the process
-    table (stat, status and the fds that name socket owners) and the sockets of every netns."""
+    table (stat, status and the fds that name socket owners) and the sockets of every netns.
+
+    Per-mapping files (smaps), which cost the kernel a walk of every mapping, only for a few:
+    - `pids`: smaps, the exe link and the command line of these processes in every snapshot
+      (`ksight capture --pid PID`: what `ksight pmap --from` needs);
+    - growing_maps (with the default sources and the process table): the process_maps source,
+      smaps of the few processes that grow while the capture runs (sources/process_maps.py: what
+      memory.vma-growth and the memory rules' mapping evidence need on replay).
+    """
+    from ..collect.plan import Few
     from ..collect.processes import DEFAULT_DETAIL
     from ..sources import DEFAULT
 
-    return Plan(sources=tuple(sources) if sources is not None else tuple(DEFAULT),
-                processes=(DEFAULT_DETAIL if processes else ()), sockets=sockets,
+    srcs = tuple(sources) if sources is not None else tuple(DEFAULT)
+    if growing_maps and processes and sources is None:
+        srcs += ("process_maps",)
+    few = (Few(("cmdline", "exe", "smaps"), pids=tuple(pids)),) if pids else ()
+    return Plan(sources=srcs, processes=(DEFAULT_DETAIL if processes or pids else ()),
+                sockets=sockets, pids=None if processes else (tuple(pids) or None), few=few,
                 # each namespace's /proc/PID/net/{snmp,netstat,sockstat}: `ksight tcp --from`
                 netns_counters=sockets)
 
@@ -418,12 +432,15 @@ def capture(
     processes: bool = True,
     sockets: bool = True,
     redact: bool = False,
+    pids: tuple[int, ...] = (),
     progress: Callable[[int, int, Snapshot], None] | None = None,
 ) -> dict:
     """Take `count` snapshots `interval` seconds apart and write their raw text and a manifest.
 
     Returns the manifest. Sources that were unavailable are listed per snapshot with their reason,
     so the machine that replays the capture can say why (e.g. "permission denied"), not "missing".
+
+    pids: processes whose smaps (and exe link) every snapshot holds (capture_plan).
 
     Ctrl-C keeps the complete snapshots (manifest "interrupted"). A write that fails (disk full)
     raises CaptureError, and leaves no archive; a directory capture keeps its complete snapshots
@@ -438,8 +455,12 @@ def capture(
                            "a capture of that many snapshots would be refused on replay)")
     if interval < 0:
         raise CaptureError("--interval must not be negative")
+    if redact and pids:
+        raise CaptureError("--pid records smaps, whose file paths --redact cannot hide; "
+                           "capture without --redact, or without --pid")
     col = Collector(root or LiveRoot())
-    plan = capture_plan(sources, processes, sockets)
+    # smaps names every mapped file: a redacted capture holds none (no process_maps either)
+    plan = capture_plan(sources, processes, sockets, tuple(pids), growing_maps=not redact)
     redactor = None
     if redact:
         from .redact import Redactor
@@ -482,6 +503,7 @@ def capture(
             "host": _host_manifest(host, redactor) if host else {},
             "interval_s": interval, "count": len(metas), "requested_count": count,
             "interrupted": interrupted,
+            **({"smaps_pids": list(pids)} if pids else {}),
             "snapshots": metas,
         }
         if failed is not None:

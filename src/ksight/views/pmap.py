@@ -21,9 +21,10 @@ On top of pmap, each mapping is classed (`Mapping.kind`, `shared`, `anonymous`):
             program's own file: proc/PID/exe, else the first file mapping), lib (a file whose
             name holds ".so"), file (any other mapped file).
 
-Where the smaps text comes from: the snapshot's root (live /proc, or the capture's snapshot
-directory). A capture taken without per-mapping smaps cannot answer: `Unavailable` names what is
-missing, and no number is made up.
+Where the smaps comes from: the process table of a snapshot taken with the parts PARTS (smaps
+and the exe link: collect.processes), live or from a capture that recorded that process's smaps
+(`ksight capture --pid PID`). A snapshot without it cannot answer: `Unavailable` names what is
+missing and why, and no number is made up.
 
 Views return data: text lives in render/pmap_text.py.
 """
@@ -32,8 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from ..errors import ParseError, Unavailable
-from ..fs import Root
+from ..errors import Unavailable
 
 COLUMNS = ("Address", "Kbytes", "RSS", "Dirty", "Mode", "Mapping")
 KINDS = ("heap", "stack", "anon", "vdso", "shm", "exe", "lib", "file")
@@ -124,103 +124,72 @@ def classify(path: str, perms: str, inode: int, exe: str | None) -> tuple[bool, 
     return False, "file"
 
 
-def parse_smaps(text: str, path: str, exe: str | None) -> tuple[list[Mapping], bool]:
-    """The mappings of one smaps text, with pmap's numbers. Returns (mappings, exe_guessed): when
-    exe is None the first file mapping is taken as the executable (the loader maps it first)."""
-    from ..sources._text import require_complete
-    from ..sources.proc_pid.maps import parse_header
-
-    require_complete(text, path)
+def mappings_of(sm, exe: str | None) -> tuple[list[Mapping], bool]:
+    """The mappings of one parsed smaps (sources.proc_pid.smaps.Smaps), with pmap's numbers.
+    Returns (mappings, exe_guessed): when exe is None the first file mapping is taken as the
+    executable (the loader maps it first)."""
     out: list[Mapping] = []
-    head = None
-    rss = sd = pd = swap = pss = None
     guessed = False
-
-    def close():
-        nonlocal exe, guessed
-        if head is None:
-            return
-        p = head.pathname
-        if exe is None and p.startswith("/") and head.inode:
+    cache: dict = {}  # (path, perms, dev, inode) -> the columns that depend on nothing else
+    new, set_dict = object.__new__, object.__setattr__
+    for r in sm.regions:
+        p = r.pathname
+        if exe is None and p.startswith("/") and r.inode:
             exe, guessed = p, True
-        anon, kind = classify(p, head.perms, head.inode, exe)
-        dirty = None if sd is None and pd is None else (sd or 0) + (pd or 0)
-        out.append(Mapping(head.start, head.end, (head.end - head.start) >> 10, rss, dirty,
-                           mode(head.perms), pmap_name(p, head.dev, head.inode), p, head.perms,
-                           head.inode, head.perms[3:4] == "s", anon, kind, swap, pss))
-
-    lineno = 0
-    for line in text.split("\n"):
-        lineno += 1
-        if not line:
-            continue
-        c = line[0]
-        if "A" <= c <= "Z":  # a "Key: value" line (hex addresses are lower case or digits)
-            if head is None:
-                raise ParseError(path, lineno, line, "field before the first mapping header")
-            key, _, rest = line.partition(":")
-            if key in _WANTED:
-                tok = rest.split()
-                if not tok or not tok[0].isdigit():
-                    raise ParseError(path, lineno, line, "expected 'Name: N kB'")
-                v = int(tok[0])
-                if key == "Rss":
-                    rss = v
-                elif key == "Shared_Dirty":
-                    sd = v
-                elif key == "Private_Dirty":
-                    pd = v
-                elif key == "Swap":
-                    swap = v
-                else:
-                    pss = v
-            continue
-        close()
-        head = parse_header(line, path, lineno)
-        rss = sd = pd = swap = pss = None
-    close()
+            cache.clear()
+        key = (p, r.perms, r.dev, r.inode)
+        got = cache.get(key)
+        if got is None:
+            anon, kind = classify(p, r.perms, r.inode, exe)
+            got = cache[key] = (mode(r.perms), pmap_name(p, r.dev, r.inode),
+                                r.perms[3:4] == "s", anon, kind)
+        f = r.fields
+        sd, pd = f.get("Shared_Dirty"), r.private_dirty_kb
+        m = new(Mapping)
+        # a frozen dataclass given its __dict__: 5,000 __init__ calls of 15 fields cost ~15 ms
+        set_dict(m, "__dict__", {
+            "start": r.start, "end": r.end, "kbytes": (r.end - r.start) >> 10,
+            "rss_kb": r.rss_kb,
+            "dirty_kb": None if sd is None and pd is None else (sd or 0) + (pd or 0),
+            "mode": got[0], "name": got[1], "path": p, "perms": r.perms, "inode": r.inode,
+            "shared": got[2], "anonymous": got[3], "kind": got[4], "swap_kb": r.swap_kb,
+            "pss_kb": r.pss_kb})
+        out.append(m)
     return out, guessed
 
 
-SMAPS_CHUNK = 4 << 20
-_WANTED = frozenset(("Rss", "Shared_Dirty", "Private_Dirty", "Swap", "Pss"))
+def parse_smaps(text: str, path: str, exe: str | None) -> tuple[list[Mapping], bool]:
+    """mappings_of() for one smaps text (parsed by sources.proc_pid.smaps, the reference)."""
+    from ..sources.proc_pid.smaps import parse
+
+    return mappings_of(parse(text, path), exe)
 
 
-def _exe(root: Root, pid: int) -> str | None:
-    try:
-        link = root.readlink(f"proc/{pid}/exe")
-    except (Unavailable, OSError, NotImplementedError):
-        return None
-    return link or None
-
-
-def _read_large(root: Root, p: str) -> str:
-    """smaps of 5,000 mappings is ~4 MB, handed out by the kernel a page or so per read(2).
-    LiveRoot.read_bytes appends each piece to a bytes object (quadratic: 0.8 s for 4 MB);
-    DirRoot.read_bytes (LiveRoot's base class, same results and errors on a live root) joins a
-    list. Used for live roots until LiveRoot's loop joins too."""
-    from ..fs import DirRoot
-
-    if root.live and isinstance(root, DirRoot):
-        return DirRoot.read_bytes(root, p, chunk=SMAPS_CHUNK).decode("utf-8", "replace")
-    return root.read_text(p)
-
-
-def build(root: Root, pid: int, command: str) -> Pmap:
-    """pmap -x of PID from root. Raises Unavailable when smaps cannot be read (a capture
-    without it, permission, the process gone)."""
-    p = f"proc/{pid}/smaps"
-    text = _read_large(root, p)
-    exe = _exe(root, pid)
-    maps, guessed = parse_smaps(text, p, exe)
+def build(proc, command: str | None = None) -> Pmap:
+    """pmap -x of one process of a snapshot's table (collect.processes.Process), read with the
+    parts "smaps" and "exe" (PARTS). Raises Unavailable when its smaps was not read (a capture
+    without it, permission, the process gone): the reason is the one the scan recorded."""
+    if proc.smaps is None:
+        why = next((m.partition(": ")[2] for m in proc.missing if m.startswith("smaps:")),
+                   "not read")
+        raise Unavailable(f"proc/{proc.pid}/smaps", why)
+    maps, guessed = mappings_of(proc.smaps, proc.exe)
     notes = []
     if guessed:
         notes.append("proc/PID/exe unreadable: the first file mapping is taken as the executable")
     if not maps:
         notes.append("no mappings: a kernel thread or a zombie has no address space")
-    return Pmap(pid, command, tuple(maps), sum(m.kbytes for m in maps),
-                sum(m.rss_kb or 0 for m in maps), sum(m.dirty_kb or 0 for m in maps), exe,
-                tuple(notes))
+    tk = tr = td = 0
+    for m in maps:
+        tk += m.kbytes
+        tr += m.rss_kb or 0
+        td += m.dirty_kb or 0
+    return Pmap(proc.pid, command if command is not None else command_of(proc), tuple(maps),
+                tk, tr, td, proc.exe, tuple(notes))
+
+
+# what `ksight pmap` asks the collector for, for its one process
+PARTS = ("stat", "status", "cmdline", "exe", "smaps")
 
 
 def mapping_dicts(pm: Pmap) -> list[dict]:
@@ -240,5 +209,5 @@ def command_of(proc) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)
 
 
-__all__ = ["Mapping", "Pmap", "build", "parse_smaps", "classify", "pmap_name", "mode", "COLUMNS",
+__all__ = ["Mapping", "Pmap", "build", "mappings_of", "parse_smaps", "PARTS", "classify", "pmap_name", "mode", "COLUMNS",
            "KINDS", "command_of"]

@@ -6,7 +6,8 @@
   %MEM                    RES / MemTotal (meminfo) x 100, as top
   SWAP                    VmSwap from status (top's SWAP field since procps 3.3.x)
   VMAs                    the lines of /proc/PID/maps: the number of mappings (vm.max_map_count
-                          is the ceiling): read only for the processes shown
+                          is the ceiling): the part "maps" of the process table, read only for
+                          the processes shown (a plan.Few ranked by the sort key)
   OOM ADJ                 oom_score and oom_score_adj: the OOM killer's pick order
 
 Sorted by one of SORT_KEYS, largest first; ties by PID. Views return data (render/top_text.py).
@@ -16,10 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import Unavailable
-from ..fs import Root
 from ..model.snapshot import Snapshot
-from ..sources.proc_pid import maps as _maps
 
 PARTS = ("stat", "statm", "status", "oom")
 SOURCES = ("meminfo",)
@@ -67,31 +65,42 @@ def row(p, mem_total_kb: int | None) -> TopRow:
                   p.oom.score_adj if p.oom is not None else None, p.kernel_thread)
 
 
-def build(snap: Snapshot, root: Root | None, *, sort: str = "rss", n: int = 20) -> TopReport:
-    """The N processes with the most `sort`, and the VMA count of those N read from root
-    (None: not read; a capture that lacks proc/PID/maps leaves the column empty, with a note)."""
+def needs(sort: str = "rss", n: int = 20):
+    """What top asks the collector for: the parts of every process, and maps (the VMA count)
+    for the n it shows, picked by the same order (collect.plan.Few ranks as build sorts)."""
+    from ..collect.plan import Few, Needs
+
+    return Needs(sources=SOURCES, processes=PARTS, few=(Few(("maps",), n, sort),), window=False)
+
+
+def build(snap: Snapshot, *, sort: str = "rss", n: int = 20) -> TopReport:
+    """The N processes with the most `sort`, with the VMA count of those whose maps the snapshot
+    holds (the plan of `needs`; None: not read, with a note saying for how many and why)."""
     if sort not in SORT_KEYS:
         raise ValueError(f"sort by one of {', '.join(SORT_KEYS)}")
     mi = snap.get("meminfo")
     total = mi.mem_total_kb if mi is not None else None
-    rows = [row(p, total) for p in (snap.processes or {}).values()]
+    procs = snap.processes or {}
+    rows = [row(p, total) for p in procs.values()]
     attr = SORT_KEYS[sort]
     rows.sort(key=lambda r: (-(getattr(r, attr) if getattr(r, attr) is not None else -1), r.pid))
     shown = rows[:n]
     notes = []
-    if root is not None:
-        missing = 0
-        out = []
-        for r in shown:
-            try:
-                v = 0 if r.kernel_thread else _maps.read_count(root, r.pid)
-            except Unavailable:
-                v = None
-                missing += 1
-            out.append(_replace(r, vmas=v))
-        shown = out
-        if missing:
-            notes.append(f"VMAs: proc/PID/maps unreadable for {missing} of {len(shown)} processes")
+    out = []
+    why: dict[str, int] = {}
+    for r in shown:
+        p = procs[r.pid]
+        if p.maps is not None:
+            v = len(p.maps.regions)
+        else:
+            v = None
+            reason = next((m.partition(": ")[2] for m in p.missing if m.startswith("maps:")),
+                          "not read")
+            why[reason] = why.get(reason, 0) + 1
+        out.append(_replace(r, vmas=v))
+    shown = out
+    for reason, k in why.items():
+        notes.append(f"VMAs: proc/PID/maps unreadable for {k} of {len(shown)} processes ({reason})")
     if total is None:
         notes.append("%MEM: no MemTotal (meminfo unavailable)")
     return TopReport(sort, tuple(shown), len(rows), total, tuple(notes))
@@ -103,4 +112,4 @@ def _replace(r: TopRow, **kw) -> TopRow:
     return dataclasses.replace(r, **kw)
 
 
-__all__ = ["TopRow", "TopReport", "build", "row", "PARTS", "SOURCES", "SORT_KEYS"]
+__all__ = ["TopRow", "TopReport", "build", "needs", "row", "PARTS", "SOURCES", "SORT_KEYS"]

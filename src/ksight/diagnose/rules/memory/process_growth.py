@@ -10,14 +10,12 @@ off is not a leak) and large enough (kB/s and % of the process).
 Which mappings grew: /proc/PID/smaps costs the kernel a page-table walk per mapping, so it is
 read only for the few processes that grow (the `process_maps` source below: at most
 MAPS_PROCS processes per snapshot, those whose statm size or resident set grew most since this
-ksight process first saw them, by at least PICK_MIN_PAGES). The core has no such second pass
-nor a VMA count per process yet (collect/processes.py has no maps part, plan.Needs.smaps_top is
-smaps_rollup of the largest by RSS, not of the growing ones), so it is its own
+ksight process first saw them, by at least PICK_MIN_PAGES). The core's process parts maps and
+smaps (plan.Few) pick processes by size, not by growth since a first look, so this stays its own
 opt-in source (sources/process_maps.py). Its cost per snapshot: one statm read per process (a few us each) plus smaps of
 the chosen few. The first snapshot has no growth to choose by, so mapping counts start at the
-second. `ksight capture` records DEFAULT sources only: a capture holds no smaps, so
-memory.vma-growth is not evaluated there (with that reason) and the other two rules give the
-same findings without the per-mapping evidence.
+second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
+ksight/process_maps), so memory.vma-growth and the per-mapping evidence work --from a capture.
 """
 
 from __future__ import annotations
