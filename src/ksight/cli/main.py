@@ -20,6 +20,7 @@ COMMANDS = {
     "top": "top",
     "pmap": "pmap",
     "pidstat": "pidstat",
+    "cpu": "cpu",
     "trace": "trace",
     "lab": "lab",
     "cleanup": "cleanup",
@@ -41,6 +42,8 @@ HELPS = {
     "top": "processes by memory: VIRT RES SHR CODE DATA, share of RAM, swap, VMAs, oom_score, as top computes them",
     "pmap": "procps pmap -x's columns for one process, from smaps, each mapping classed",
     "pidstat": "sysstat's pidstat -r columns (page faults/s, VSZ, RSS, share of RAM) per process",
+    "cpu": "CPU time per CPU as mpstat -P ALL, load, runnable/blocked, top processes; --softirqs, "
+           "--interrupts, --topology, --blocked",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
