@@ -73,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))
     report = diagnose(snaps, args.area)
+    from ..diagnose.enrich import enrich  # live-only extra evidence (a short profile, ...)
+
+    enrich(report, live=col.live, progress=stderr_progress(args.json))
     if col.step_used and col.step_used > args.step:
         report.notes.append(
             f"long window: kept one snapshot every {col.step_used:g} s (at most {col.MAX_KEPT} "

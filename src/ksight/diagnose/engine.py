@@ -23,6 +23,7 @@ from .rule import RULES, CannotLook, Context, Rule
 AREAS = {
     "pagecache": "pagecache",
     "memory": "memory",
+    "cpu": "cpu",
 }
 
 
