@@ -70,9 +70,12 @@ def test_bad_seconds_refused():
 
 @pytest.mark.root
 def test_live_short_profile_sees_a_syscall_loop():
+    from tests.conftest import need_tool, unavailable
+
+    need_tool("perf", "the kernel profile")
     ok, why = perf.available()
     if not ok:
-        pytest.skip(f"perf: {why}")
+        unavailable(f"perf does not run here: {why}")
     if os.geteuid() != 0:
         pytest.skip("needs root")
     import subprocess

@@ -164,7 +164,7 @@ def _blocked(col, args) -> int:
     else:
         snap = col.one(Plan.of([Needs(sources=("stat", "loadavg"), processes=("stat",),
                                       window=False)]))
-        b = cpu.blocked_from_snapshot(snap)
+        b = cpu.blocked_in_capture(snap)
     if args.json:
         print_json({"version": 1, "blocked": b})
     else:

@@ -272,7 +272,7 @@ def blocked(root, *, max_tasks: int = 2000) -> Blocked:
     return Blocked(True, tuple(tasks), tuple(out), pb, la, ncpu, stack_reason, tuple(notes))
 
 
-def blocked_from_snapshot(snap: Snapshot) -> Blocked:
+def blocked_in_capture(snap: Snapshot) -> Blocked:
     """From a capture: processes in D in its process table (no threads, stacks or wchan)."""
     tasks = []
     for pid, p in sorted((snap.processes or {}).items()):
@@ -290,5 +290,5 @@ def blocked_from_snapshot(snap: Snapshot) -> Blocked:
                    "a capture holds no kernel stacks", tuple(notes))
 
 
-__all__ = ["CpuStream", "topology", "Topology", "blocked", "blocked_from_snapshot", "Blocked",
+__all__ = ["CpuStream", "topology", "Topology", "blocked", "blocked_in_capture", "Blocked",
            "parse_stack", "SOURCES", "PARTS", "TOPOLOGY_SOURCES"]
