@@ -104,6 +104,32 @@ def _softnet(ctx: Context, field: str):
         per_cpu=True)
 
 
+def _softnet_evidence(ctx: Context, ev: list, actions: list) -> None:
+    """NET_RX's link to the network area: softnet squeeze (budget exhausted) and drops."""
+    sq, dr = _softnet(ctx, "time_squeeze"), _softnet(ctx, "dropped")
+    if sq.total is not None:
+        ev.append(ctx.ev("softnet time_squeeze", sq.total, "events", "/proc/net/softnet_stat",
+                         note="net_rx_action ran out of budget or time with packets left "
+                              f"(over the window; peak {sq.peak_rate or 0:,.0f}/s)"))
+    if dr.total is not None:
+        ev.append(ctx.ev("softnet dropped", dr.total, "packets", "/proc/net/softnet_stat",
+                         note="dropped because the per-CPU backlog was full (over the window)"))
+    budget = ctx.sysctl("net.core.netdev_budget")
+    if sq.total and budget is not None:
+        actions.append(Action.sysctl(
+            "net.core.netdev_budget", ctx.sysctl_text("net.core.netdev_budget"),
+            max(600, budget * 2),
+            why="more packets per NET_RX run before it yields (time_squeeze > 0); "
+                "trade-off: longer softirq runs delay the tasks on that CPU"))
+    backlog = ctx.sysctl("net.core.netdev_max_backlog")
+    if dr.total and backlog is not None:
+        actions.append(Action.sysctl(
+            "net.core.netdev_max_backlog", ctx.sysctl_text("net.core.netdev_max_backlog"),
+            max(2000, backlog * 2),
+            why="a longer per-CPU input queue drops fewer packets in bursts; trade-off: "
+                "more queueing delay"))
+
+
 @rule("cpu.high-softirq", title="High softirq CPU time",
       needs=("stat",), uses=("softirqs", "softnet_stat", "sysctl"),
       thresholds={
@@ -137,30 +163,12 @@ def high_softirq(ctx: Context, r: Rule):
     net = [n for n in names[:2] if n in ("NET_RX", "NET_TX")]
     actions = [Action.command("ksight cpu --softirqs 1 5  # which softirq, on which CPUs")]
     extra = ""
-    if net and ctx.last.get("softnet_stat") is not None and ctx.first.get("softnet_stat") is not None:
-        sq, dr = _softnet(ctx, "time_squeeze"), _softnet(ctx, "dropped")
-        if sq.total is not None:
-            ev.append(ctx.ev("softnet time_squeeze", sq.total, "events", "/proc/net/softnet_stat",
-                             note="net_rx_action ran out of budget or time with packets left "
-                                  f"(over the window; peak {sq.peak_rate or 0:,.0f}/s)"))
-        if dr.total is not None:
-            ev.append(ctx.ev("softnet dropped", dr.total, "packets", "/proc/net/softnet_stat",
-                             note="dropped because the per-CPU backlog was full (over the window)"))
-        budget = ctx.sysctl("net.core.netdev_budget")
-        if sq.total and budget is not None:
-            actions.append(Action.sysctl(
-                "net.core.netdev_budget", ctx.sysctl_text("net.core.netdev_budget"),
-                max(600, budget * 2),
-                why="more packets per NET_RX run before it yields (time_squeeze > 0); "
-                    "trade-off: longer softirq runs delay the tasks on that CPU"))
-        if dr.total:
-            backlog = ctx.sysctl("net.core.netdev_max_backlog")
-            if backlog is not None:
-                actions.append(Action.sysctl(
-                    "net.core.netdev_max_backlog", ctx.sysctl_text("net.core.netdev_max_backlog"),
-                    max(2000, backlog * 2),
-                    why="a longer per-CPU input queue drops fewer packets in bursts; trade-off: "
-                        "more queueing delay"))
+    if net:
+        if ctx.last.get("softnet_stat") is not None and ctx.first.get("softnet_stat") is not None:
+            _softnet_evidence(ctx, ev, actions)
+        else:
+            ev.append(ctx.ev("softnet squeeze and drops", "not read", "", "/proc/net/softnet_stat",
+                             note="/proc/net/softnet_stat is missing from this window"))
         actions.append(Action.command(
             "ethtool -l IFACE; ethtool -x IFACE; cat /sys/class/net/IFACE/queues/rx-*/rps_cpus",
             why="receive work lands on the CPUs of the NIC's queues: with one queue and no RPS "
