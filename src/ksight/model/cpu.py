@@ -275,6 +275,9 @@ def _rows(ser: Series, i: int, table_fn, cpus_fn, names_fn, desc_fn, prefix: str
     rows = []
     for name in names_fn(tb):
         per: dict[int, float] = {}
+        tot = sub.derived_counter(f"{prefix} {name}", lambda s, n=name: table_fn(s).total(n))
+        if not tot.deltas[0]:
+            continue  # did not move (or went back, or absent): no per-CPU look needed
         for cpu in cpus_fn(tb, name):
             cs = sub.derived_counter(
                 f"{prefix} {name} cpu{cpu}",
@@ -283,7 +286,6 @@ def _rows(ser: Series, i: int, table_fn, cpus_fn, names_fn, desc_fn, prefix: str
             if r is not None:
                 per[cpu] = r
         if not per:
-            tot = sub.derived_counter(f"{prefix} {name}", lambda s, n=name: table_fn(s).total(n))
             if tot.rates[0] is None:
                 continue
             total = tot.rates[0]
