@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ..sources.stat import CpuTimes
-from .series import Series
+from .series import Series, make_counter
 from .snapshot import Snapshot
 
 PCT_FIELDS = ("usr", "nice", "sys", "iowait", "irq", "soft", "steal", "guest", "gnice", "idle")
@@ -264,33 +264,39 @@ def _rate(cs, i: int) -> float | None:
     return r
 
 
-def _rows(ser: Series, i: int, table_fn, cpus_fn, names_fn, desc_fn, prefix: str,
+def _rows(ser: Series, i: int, table_fn, vec_fn, names_fn, desc_fn, prefix: str,
           min_rate: float = 0.0) -> tuple[RateRow, ...]:
-    """Per name per CPU rates for interval i, from cumulative per-CPU counts."""
+    """Per name per CPU rates for interval i, from cumulative per-CPU counts. `vec_fn(table,
+    name)` gives (cpus, counts) in the table's column order, or None (no per-CPU counts).
+    Deltas come from series.make_counter, cell by cell, for the rows whose total moved and the
+    CPUs whose count changed (a count that did not change is 0/s): a 1,152-CPU machine prints
+    a thousand interrupt lines of a thousand columns, mostly unchanged."""
     a, b = ser.snapshots[i], ser.snapshots[i + 1]
     ta, tb = table_fn(a), table_fn(b)
     if ta is None or tb is None:
         return ()
+    secs = ser.seconds_per_interval[i]
     sub = Series([a, b])
     rows = []
     for name in names_fn(tb):
-        per: dict[int, float] = {}
         tot = sub.derived_counter(f"{prefix} {name}", lambda s, n=name: table_fn(s).total(n))
-        if not tot.deltas[0]:
-            continue  # did not move (or went back, or absent): no per-CPU look needed
-        for cpu in cpus_fn(tb, name):
-            cs = sub.derived_counter(
-                f"{prefix} {name} cpu{cpu}",
-                lambda s, n=name, c=cpu: (table_fn(s).per_cpu(n) or {})[c])
-            r = cs.rates[0]
-            if r is not None:
-                per[cpu] = r
-        if not per:
-            if tot.rates[0] is None:
-                continue
-            total = tot.rates[0]
-        else:
-            total = sum(per.values())
+        if not tot.deltas[0] or tot.rates[0] is None:
+            continue  # did not move (or went back, or absent, or no clock)
+        per: dict[int, float] = {}
+        va, vb = vec_fn(ta, name), vec_fn(tb, name)
+        if va is not None and vb is not None:
+            before = dict(zip(*va))
+            for cpu, now in zip(*vb):
+                was = before.get(cpu)
+                if was is None:
+                    continue  # a CPU not in the earlier reading: no rate
+                if was == now:
+                    per[cpu] = 0.0
+                    continue
+                r = make_counter(f"{prefix} {name} cpu{cpu}", (was, now), (secs,)).rates[0]
+                if r is not None:
+                    per[cpu] = r
+        total = sum(per.values()) if per else tot.rates[0]
         if total <= min_rate:
             continue
         busiest = max(per, key=lambda c: per[c]) if per else None
@@ -301,14 +307,18 @@ def _rows(ser: Series, i: int, table_fn, cpus_fn, names_fn, desc_fn, prefix: str
 
 
 def softirq_rows(ser: Series, i: int) -> tuple[RateRow, ...]:
-    return _rows(ser, i, lambda s: s.get("softirqs"), lambda t, n: t.cpus,
-                 lambda t: list(t.counts), lambda t, n: None, "softirq")
+    def vec(t, n):
+        c = t.counts.get(n)
+        return None if c is None else (t.cpus, c)
+
+    return _rows(ser, i, lambda s: s.get("softirqs"), vec, lambda t: list(t.counts),
+                 lambda t, n: None, "softirq")
 
 
 def interrupt_rows(ser: Series, i: int) -> tuple[RateRow, ...]:
-    def cpus(t, n):
+    def vec(t, n):
         irq = t.irqs.get(n)
-        return () if irq is None or irq.total_only else t.cpus
+        return None if irq is None or irq.total_only else (t.cpus, irq.per_cpu)
 
     def desc(t, n):
         irq = t.irqs.get(n)
@@ -317,7 +327,7 @@ def interrupt_rows(ser: Series, i: int) -> tuple[RateRow, ...]:
         parts = [x for x in (irq.chip, irq.description) if x]
         return " ".join(parts) or None
 
-    return _rows(ser, i, lambda s: s.get("interrupts"), cpus, lambda t: list(t.irqs), desc,
+    return _rows(ser, i, lambda s: s.get("interrupts"), vec, lambda t: list(t.irqs), desc,
                  "irq")
 
 
