@@ -298,3 +298,31 @@ def test_check_from_a_capture_reports_high_system_without_profiling(tmp_path, mo
     assert any(t["pid"] == p.pid for iv in ivs for t in iv["top_sys"]), ivs
     absent = [e for e in f["evidence"] if e["name"] == "kernel functions"]
     assert absent and "capture" in absent[0]["note"]
+
+
+def test_missing_stat_is_not_evaluated_with_the_reason(tmp_path):
+    files = base_files()
+    files["proc/stat"] = files["proc/stat"][:30]  # truncated mid-line
+    snaps = []
+    for i in range(2):
+        f = dict(files)
+        f["proc/uptime"] = f"{1000 + i:.2f} 1900.00\n"
+        snaps.append(take(tree(tmp_path / f"s{i}", f), sources=SOURCES, processes=True,
+                          taken_at=1_700_000_000 + i))
+    r = diagnose(snaps, ["cpu"])
+    reasons = {n.rule: n.reason for n in r.not_evaluated}
+    assert set(reasons) == {"cpu.high-system", "cpu.high-softirq", "cpu.high-iowait",
+                            "cpu.high-irq", "cpu.steal", "cpu.load-high"}, reasons
+    assert all(x.startswith("stat:") for x in reasons.values()), reasons
+    assert not any("internal error" in x for x in reasons.values())
+
+
+def test_one_snapshot_judges_only_the_load(tmp_path):
+    files = base_files()
+    files["proc/uptime"] = "1000.00 1900.00\n"
+    files["proc/loadavg"] = "30.00 10.00 5.00 30/500 1\n"
+    snap = take(tree(tmp_path, files), sources=SOURCES, processes=True, taken_at=1_700_000_000)
+    r = diagnose([snap], ["cpu"])
+    assert {f.id for f in r.findings} == {"cpu.load-high"}
+    assert {n.rule for n in r.not_evaluated} == {"cpu.high-system", "cpu.high-softirq",
+                                                 "cpu.high-iowait", "cpu.high-irq", "cpu.steal"}

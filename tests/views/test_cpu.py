@@ -237,3 +237,46 @@ def test_cli_json_live_and_from_capture(tmp_path, capsys):
     assert main(["cpu", "--from", cap, "1", "2"]) == 3  # INTERVAL/COUNT refused with --from
     assert main(["cpu", "--topology", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["topology"]["threads"] >= 1
+
+
+def test_truncated_stat_is_named_not_a_traceback(tmp_path, base):
+    import argparse
+
+    from ksight.cli import cpu as cli
+    from ksight.collect.collector import Collector
+    from ksight.errors import Unavailable
+
+    bad = dict(base)
+    bad["proc/stat"] = base["proc/stat"][:20]  # cut in the middle of the cpu line
+    bad["proc/uptime"] = "1000.00 1900.00\n"
+    col = Collector(tree(tmp_path, bad))
+    args = argparse.Namespace(interval=None, count=None, top=5, softirqs=False, interrupts=False,
+                              json=True, from_=None)
+    with pytest.raises(Unavailable) as e:
+        cli._intervals(col, args)
+    assert "/proc/stat" in str(e.value)
+
+
+def test_no_psi_no_softirqs_old_kernel(tmp_path, base):
+    from ksight.render import cpu_text
+
+    files = {k: v for k, v in base.items() if k not in ("proc/pressure/cpu", "proc/softirqs")}
+    later = dict(files)
+    later["proc/stat"] = bump(files["proc/stat"], spread(8, {"user": 10, "idle": 90}))
+    s = view.CpuStream()
+    for snap in _snaps(tmp_path, [files, later]):
+        iv = s.add(snap)
+    assert iv.psi_some_pct is None and iv.softirqs == ()
+    assert not any("PSI" in ln for ln in cpu_text.interval_text(iv))
+    assert "no softirqs counted" in cpu_text.rates_text(iv, "softirqs")[0]
+
+
+def test_blocked_skips_vanished_pids(tmp_path):
+    vim = corpus_text("procfs", "proc", "26231", "stat")
+    files = {"proc/stat": corpus_text("procfs", "proc", "stat"),
+             "proc/loadavg": corpus_text("procfs", "proc", "loadavg"),
+             "proc/300/cmdline": "",  # exited between listing and reading: no task directory
+             "proc/301/task/301/wchan": "0"}  # no stat: gone while we read
+    files["proc/100/task/100/stat"] = pid_stat(vim.replace("26231", "100", 1), state="D")
+    b = view.blocked(tree(tmp_path, files))
+    assert [t.pid for t in b.tasks] == [100]
