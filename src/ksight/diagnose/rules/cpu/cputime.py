@@ -137,11 +137,12 @@ def _softnet_evidence(ctx: Context, ev: list, actions: list) -> None:
                                     "softirqs (network receive/transmit, timers, block "
                                     "completions, RCU) are normally a few %; above this the "
                                     "machine spends a sixth of its time on deferred interrupt work"),
-          "warn_cpu_pct": Threshold(25, "% of one CPU",
-                                    "a quarter of one CPU in softirqs, sustained: that CPU does "
-                                    "most of the packet or completion work (one "
-                                    "receive queue, no RSS/RPS): that CPU saturates long before "
-                                    "the machine does, and its softirqs starve its tasks"),
+          "warn_cpu_pct": Threshold(20, "% of one CPU",
+                                    "a fifth of one CPU in softirqs, sustained, is several times "
+                                    "the usual few %: that CPU does most of the packet or "
+                                    "completion work (one receive queue, no RSS/RPS), saturates "
+                                    "long before the machine does, and its softirqs delay its "
+                                    "tasks"),
           "critical_all_pct": Threshold(40, "% of all CPU time", "softirqs crowd out the work"),
           "min_intervals": _SUSTAIN,
       })
