@@ -326,3 +326,43 @@ def test_one_snapshot_judges_only_the_load(tmp_path):
     assert {f.id for f in r.findings} == {"cpu.load-high"}
     assert {n.rule for n in r.not_evaluated} == {"cpu.high-system", "cpu.high-softirq",
                                                  "cpu.high-iowait", "cpu.high-irq", "cpu.steal"}
+
+
+def test_live_check_runs_the_enrichment_once(monkeypatch, capsys):
+    """`ksight check --area cpu` live, with a readv loop pinned to one CPU: cpu.high-system
+    fires and `check` runs the kernel-profile enrichment (perf replaced by a stand-in that
+    counts its calls: the real one is tested in test_cpu_profile.py and tests/e2e)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ksight.cli.main import main
+    from ksight.trace import perf
+
+    calls = []
+    samples = perf.parse_script("loop 7/7  1.000000: cpu-clock:\n\tffff1 clear_user "
+                                "([kernel.kallsyms])\n\n")
+
+    def fake(seconds, pid=None, **kw):
+        calls.append(seconds)
+        return perf.summarize_kernel(samples, seconds=seconds)
+
+    monkeypatch.setattr(perf, "sample_kernel", fake)
+    cpu = max(os.sched_getaffinity(0))
+    code = ("import os,time\nfd=os.open('/dev/zero',os.O_RDONLY)\nb=[bytearray(65536)]\n"
+            "t=time.time()+20\nwhile time.time()<t:\n    os.readv(fd,b)\n")
+    p = subprocess.Popen([sys.executable, "-c", code],
+                         preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    try:
+        main(["check", "--area", "cpu", "--json"])
+    finally:
+        p.kill()
+        p.wait()
+    doc = json.loads(capsys.readouterr().out)
+    f = next((f for f in doc["findings"] if f["id"] == "cpu.high-system"), None)
+    assert f is not None, [g["id"] for g in doc["findings"]]
+    assert calls == [1.0]
+    ev = {e["name"]: e for e in f["evidence"]}
+    assert ev["kernel function clear_user"]["value"] == 100.0
+    assert ev["kernel function clear_user"]["source"] == "perf record -a (1 s)"
