@@ -51,8 +51,8 @@ def _procs(ctx: Context, iv: model.CpuInterval, attr: str, label: str) -> list:
           "min_intervals": _SUSTAIN,
       })
 def high_system(ctx: Context, r: Rule):
-    """%sys (mpstat) per interval, in total and per CPU. Evidence: the processes making the most
-    system time in the peak interval (from the process table: works --from a capture too); live,
+    """System time (mpstat %sys) judged per interval, in total and per CPU.
+    Evidence: the processes making the most system time in the peak interval (from the process table: works --from a capture too); live,
     `ksight check` adds the top kernel functions from a 1 s perf profile (enrichment
     `kernel-profile`, rules/cpu/profile.py)."""
     j = judge(ctx, r, "sys")
@@ -147,8 +147,8 @@ def _softnet_evidence(ctx: Context, ev: list, actions: list) -> None:
           "min_intervals": _SUSTAIN,
       })
 def high_softirq(ctx: Context, r: Rule):
-    """%soft per interval, in total and per CPU. Names the softirq kinds (/proc/softirqs rates
-    in the peak interval) and the CPUs they run on; NET_RX links to the network area:
+    """Softirq time (mpstat %soft) judged per interval, in total and per CPU.
+    Names the softirq kinds (/proc/softirqs rates in the peak interval) and the CPUs they run on; NET_RX links to the network area:
     /proc/net/softnet_stat time_squeeze (the budget ran out with packets left) and drops."""
     j = judge(ctx, r, "soft")
     if not j.fired:
@@ -225,8 +225,8 @@ def _is_partition(name: str, names) -> bool:
           "min_intervals": _SUSTAIN,
       })
 def high_iowait(ctx: Context, r: Rule):
-    """%iowait per interval, in total and per CPU. Names the busy disks from /proc/diskstats in
-    the peak interval: utilisation (io_ticks, iostat %util) and mean queue (weighted time,
+    """iowait (mpstat %iowait) judged per interval, in total and per CPU.
+    Names the busy disks from /proc/diskstats in the peak interval: utilisation (io_ticks, iostat %util) and mean queue (weighted time,
     iostat aqu-sz)."""
     j = judge(ctx, r, "iowait")
     if not j.fired:
@@ -289,8 +289,8 @@ def high_iowait(ctx: Context, r: Rule):
           "min_intervals": _SUSTAIN,
       })
 def high_irq(ctx: Context, r: Rule):
-    """%irq per interval, in total and per CPU (kernels without IRQ time accounting sample it at
-    the tick, which undercounts). Names the interrupt sources (/proc/interrupts rates in the
+    """Hard-interrupt time (mpstat %irq) judged per interval, in total and per CPU.
+    Kernels without IRQ time accounting sample it at the tick, which undercounts. Names the interrupt sources (/proc/interrupts rates in the
     peak interval) and the CPUs taking them."""
     j = judge(ctx, r, "irq")
     if not j.fired:
@@ -335,8 +335,9 @@ def high_irq(ctx: Context, r: Rule):
           "min_intervals": _SUSTAIN,
       })
 def steal(ctx: Context, r: Rule):
-    """%steal per interval, in total and per CPU: time a virtual CPU was runnable but the
-    hypervisor ran something else (another guest, the host)."""
+    """Steal time (mpstat %steal) judged per interval, in total and per CPU.
+    Time a virtual CPU was runnable but the hypervisor ran something else (another guest, the
+    host)."""
     j = judge(ctx, r, "steal")
     if not j.fired:
         return None

@@ -19,7 +19,7 @@ from ...rule import Context, Rule, Threshold, rule
                                              "everything"),
       })
 def load_high(ctx: Context, r: Rule):
-    """The 1-minute load average (peak over the window's snapshots) against the CPUs online.
+    """The 1-minute load average (peak of the window's snapshots) against the CPUs online.
     Linux counts both runnable tasks (R) and tasks in uninterruptible sleep (D) in it, so the
     rule says which: procs_running from /proc/stat against the processes in state D in the
     process table (and procs_blocked, the D tasks waiting for I/O). Runnable: the CPUs are
