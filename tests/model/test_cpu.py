@@ -141,3 +141,48 @@ def test_peak_per_cpu_and_all():
     # one CPU at 100 % softirq of 8: 12.5 % in total
     assert p.all_pct == pytest.approx(12.5) and p.cpu == 3 and p.cpu_pct == 100.0
     assert p.intervals_all == 0 and p.intervals_cpu == 1 and p.cpus_over == (3,)
+
+
+def test_two_real_readings_of_this_machine_by_hand():
+    """Two real /proc/stat readings 0.3 s apart: every percentage equals the plain formula
+    (field delta / sum of the eight time deltas, guest taken out of user), computed here
+    independently, as long as no counter went back (then mpstat's corrections apply)."""
+    import time
+
+    with open("/proc/stat") as f:
+        t1 = f.read()
+    time.sleep(0.3)
+    with open("/proc/stat") as f:
+        t2 = f.read()
+
+    def rows(text):
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("cpu"):
+                k, *v = line.split()
+                out[k] = [int(x) for x in v] + [0] * (10 - len(v))
+        return out
+
+    r1, r2 = rows(t1), rows(t2)
+    m = mpstat_interval(stat.parse(t1), stat.parse(t2))
+    checked = 0
+    for name, a in r1.items():
+        if name == "cpu" or name not in r2:
+            continue
+        b = r2[name]
+        d = [y - x for x, y in zip(a, b)]
+        if any(x < 0 for x in d) or (d[0] - d[8]) < 0 or (d[1] - d[9]) < 0:
+            continue  # a counter went back: mpstat's corrections, tested above
+        total = sum(d[:8])
+        if total == 0:
+            continue
+        hand = {"usr": (d[0] - d[8]) / total * 100, "nice": (d[1] - d[9]) / total * 100,
+                "sys": d[2] / total * 100, "idle": d[3] / total * 100,
+                "iowait": d[4] / total * 100, "irq": d[5] / total * 100,
+                "soft": d[6] / total * 100, "steal": d[7] / total * 100,
+                "guest": d[8] / total * 100, "gnice": d[9] / total * 100}
+        ours = m.cpus[int(name[3:])]
+        for k, v in hand.items():
+            assert ours.get(k) == pytest.approx(v), (name, k, ours, hand)
+        checked += 1
+    assert checked >= 1
