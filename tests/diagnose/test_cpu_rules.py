@@ -366,3 +366,17 @@ def test_live_check_runs_the_enrichment_once(monkeypatch, capsys):
     ev = {e["name"]: e for e in f["evidence"]}
     assert ev["kernel function clear_user"]["value"] == 100.0
     assert ev["kernel function clear_user"]["source"] == "perf record -a (1 s)"
+
+
+def test_ctrl_c_during_the_profile_keeps_the_report(tmp_path, monkeypatch):
+    from ksight.diagnose import enrich
+    from ksight.trace import perf
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(perf, "sample_kernel", interrupted)
+    r = _system_report(tmp_path)
+    assert enrich.enrich(r, live=True) == []
+    ev = [e for e in find(r, "cpu.high-system").evidence if e.name == "kernel functions"]
+    assert ev and "interrupted" in ev[0].note

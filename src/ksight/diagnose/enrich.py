@@ -11,6 +11,8 @@ second or two of tracing, and that are only worth taking when the rule fired.
 `enrich(report, live=...)` runs, for each finding, the enrichments registered for its rule id:
 - live: the function's evidence is appended to the finding's; `Unavailable` (perf missing, not
   root) or any failure becomes one evidence line saying why the enrichment is absent;
+- Ctrl-C while one runs ends it (the enrichment cleans up after itself) and the report is still
+  printed, each enrichment not taken saying so;
 - from a capture (`--from`): nothing runs (the kernel it came from is not this one); the
   finding says so in one evidence line.
 An enrichment runs at most once per report and rule (its evidence is shared by that rule's
@@ -60,6 +62,7 @@ def enrich(report: Report, *, live: bool,
     """Append the enrichments' evidence to the report's findings; returns the names run."""
     done: dict[tuple[str, str], tuple[Evidence, ...]] = {}
     ran: list[str] = []
+    stopped = False
     for i, f in enumerate(report.findings):
         extra: list[Evidence] = []
         for e in ENRICHMENTS.values():
@@ -69,6 +72,8 @@ def enrich(report: Report, *, live: bool,
             if key not in done:
                 if not live:
                     done[key] = (absent(e, FROM_CAPTURE),)
+                elif stopped:
+                    done[key] = (absent(e, "not taken: interrupted (Ctrl-C)"),)
                 else:
                     if progress:
                         progress(f"{f.id}: {e.what} ({e.source})...")
@@ -77,6 +82,9 @@ def enrich(report: Report, *, live: bool,
                         ran.append(e.name)
                     except Unavailable as u:
                         done[key] = (absent(e, u.reason),)
+                    except KeyboardInterrupt:  # the findings are worth printing anyway
+                        stopped = True
+                        done[key] = (absent(e, "not taken: interrupted (Ctrl-C)"),)
                     except Exception as exc:  # an enrichment must never hide the finding
                         done[key] = (absent(e, f"failed: {type(exc).__name__}: {exc}"),)
             extra.extend(done[key])
