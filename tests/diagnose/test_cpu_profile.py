@@ -4,7 +4,6 @@ import os
 
 import pytest
 
-from ksight.errors import Unavailable
 from ksight.trace import perf
 
 # Shape copied from `perf script -F comm,pid,tid,time,event,ip,sym,dso` on this project's VM

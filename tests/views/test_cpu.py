@@ -9,7 +9,6 @@ import re
 import pytest
 
 from ksight.collect.snapshot import take
-from ksight.fs import DirRoot
 from ksight.views import cpu as view
 from tests.conftest import corpus_text
 from tests.diagnose.helpers import tree
@@ -32,7 +31,7 @@ def softirqs_bump(text: str, kind: str, per_cpu: dict[int, int]) -> str:
 
 
 def pid_stat(text: str, *, state: str | None = None, utime: int = 0, stime: int = 0) -> str:
-    l, r = text.index("("), text.rindex(")")
+    r = text.rindex(")")
     rest = text[r + 2:].split()
     if state:
         rest[0] = state

@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from ksight.model.cpu import mpstat_interval
 from ksight.sources import stat

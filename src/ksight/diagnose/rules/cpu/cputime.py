@@ -12,7 +12,7 @@ from __future__ import annotations
 from ....model import cpu as model
 from ...finding import Action
 from ...rule import Context, Rule, Threshold, rule
-from .common import intervals, judge, pct_evidence, peak_interval, subject_cpus, where
+from .common import judge, pct_evidence, peak_interval, subject_cpus, where
 
 _SUSTAIN = Threshold(2, "intervals",
                      "a single 1 s interval can be a start-up burst (fork/exec, page-ins); two "
@@ -52,9 +52,9 @@ def _procs(ctx: Context, iv: model.CpuInterval, attr: str, label: str) -> list:
       })
 def high_system(ctx: Context, r: Rule):
     """System time (mpstat %sys) judged per interval, in total and per CPU.
-    Evidence: the processes making the most system time in the peak interval (from the process table: works --from a capture too); live,
-    `ksight check` adds the top kernel functions from a 1 s perf profile (enrichment
-    `kernel-profile`, rules/cpu/profile.py)."""
+    Evidence: the processes making the most system time in the peak interval (from the process
+    table: works --from a capture too); live, `ksight check` adds the top kernel functions from
+    a 1 s perf profile (enrichment `kernel-profile`, rules/cpu/profile.py)."""
     j = judge(ctx, r, "sys")
     if not j.fired:
         return None
@@ -136,7 +136,8 @@ def _softnet_evidence(ctx: Context, ev: list, actions: list) -> None:
           "warn_all_pct": Threshold(15, "% of all CPU time",
                                     "softirqs (network receive/transmit, timers, block "
                                     "completions, RCU) are normally a few %; above this the "
-                                    "machine spends a sixth of its time on deferred interrupt work"),
+                                    "machine spends a sixth of its time on deferred interrupt "
+                                    "work"),
           "warn_cpu_pct": Threshold(20, "% of one CPU",
                                     "a fifth of one CPU in softirqs, sustained, is several times "
                                     "the usual few %: that CPU does most of the packet or "
@@ -148,8 +149,9 @@ def _softnet_evidence(ctx: Context, ev: list, actions: list) -> None:
       })
 def high_softirq(ctx: Context, r: Rule):
     """Softirq time (mpstat %soft) judged per interval, in total and per CPU.
-    Names the softirq kinds (/proc/softirqs rates in the peak interval) and the CPUs they run on; NET_RX links to the network area:
-    /proc/net/softnet_stat time_squeeze (the budget ran out with packets left) and drops."""
+    Names the softirq kinds (/proc/softirqs rates in the peak interval) and the CPUs they run
+    on; NET_RX links to the network area: /proc/net/softnet_stat time_squeeze (the budget ran
+    out with packets left) and drops."""
     j = judge(ctx, r, "soft")
     if not j.fired:
         return None
@@ -226,8 +228,8 @@ def _is_partition(name: str, names) -> bool:
       })
 def high_iowait(ctx: Context, r: Rule):
     """iowait (mpstat %iowait) judged per interval, in total and per CPU.
-    Names the busy disks from /proc/diskstats in the peak interval: utilisation (io_ticks, iostat %util) and mean queue (weighted time,
-    iostat aqu-sz)."""
+    Names the busy disks from /proc/diskstats in the peak interval: utilisation (io_ticks,
+    iostat %util) and mean queue (weighted time, iostat aqu-sz)."""
     j = judge(ctx, r, "iowait")
     if not j.fired:
         return None
@@ -290,8 +292,8 @@ def high_iowait(ctx: Context, r: Rule):
       })
 def high_irq(ctx: Context, r: Rule):
     """Hard-interrupt time (mpstat %irq) judged per interval, in total and per CPU.
-    Kernels without IRQ time accounting sample it at the tick, which undercounts. Names the interrupt sources (/proc/interrupts rates in the
-    peak interval) and the CPUs taking them."""
+    Kernels without IRQ time accounting sample it at the tick, which undercounts. Names the
+    interrupt sources (/proc/interrupts rates in the peak interval) and the CPUs taking them."""
     j = judge(ctx, r, "irq")
     if not j.fired:
         return None
