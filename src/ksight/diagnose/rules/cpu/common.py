@@ -20,7 +20,9 @@ def intervals(ctx) -> list[model.CpuInterval]:
             a, b = ser.snapshots[i], ser.snapshots[i + 1]
             if a.get("stat") is None or b.get("stat") is None:
                 continue
-            got.append(model.interval(ser, i, top=5, rates=True))
+            # light: percentages and counts only; the peak interval's top processes and
+            # softirq/interrupt rates are computed when a rule cites it (peak_interval)
+            got.append(model.interval(ser, i, top=0, rates=False))
         ctx._cpu_intervals = got
     if not got:
         raise ctx.cannot_look("no interval with /proc/stat at both ends and a clock")
@@ -94,4 +96,10 @@ def peak_interval(ctx, j: Judged) -> model.CpuInterval:
     all-CPU peak."""
     ivs = intervals(ctx)
     want = j.peak.cpu_interval if (j.fired_cpu and not j.fired_all) else j.peak.all_interval
-    return next((iv for iv in ivs if iv.index == want), ivs[-1])
+    i = next((iv.index for iv in ivs if iv.index == want), ivs[-1].index)
+    cache = getattr(ctx, "_cpu_detail", None)
+    if cache is None:
+        cache = ctx._cpu_detail = {}
+    if i not in cache:
+        cache[i] = model.interval(ctx.series, i, top=5, rates=True)
+    return cache[i]
