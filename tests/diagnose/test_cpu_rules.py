@@ -94,6 +94,7 @@ def test_one_cpu_pinned_in_softirq_is_a_finding_although_the_total_is_12_pct(tmp
     assert ev["softirq NET_RX"].value == pytest.approx(50000.0)
     assert "busiest CPU 3 with 100 %" in ev["softirq NET_RX"].note
     assert "NET_RX" in f.explanation and "Network softirqs" in f.explanation
+    assert "CPU 3 at 100.0 %" in f.explanation and "peaked at 12.5 %" in f.explanation
 
 
 def test_busy_healthy_machine_not_at_rest_is_quiet(tmp_path):

@@ -60,9 +60,15 @@ def judge(ctx, r, field: str) -> Judged:
 
 def where(ctx, j: Judged) -> str:
     n = len(intervals(ctx))
-    return (f"{j.peak.all_pct:.1f} % of all CPU time at the peak (interval "
-            f"{j.peak.all_interval + 1} of {n}); the busiest CPU, CPU {j.peak.cpu}, "
-            f"{j.peak.cpu_pct:.1f} % (interval {j.peak.cpu_interval + 1})")
+    p = j.peak
+    if j.fired_cpu and not j.fired_all:
+        others = (f"CPUs {model.cpulist(p.cpus_over)} were over the per-CPU threshold"
+                  if len(p.cpus_over) > 1 else "only this CPU was over the per-CPU threshold")
+        return (f"CPU {p.cpu} at {p.cpu_pct:.1f} % (interval {p.cpu_interval + 1} of {n}), while "
+                f"all CPUs together peaked at {p.all_pct:.1f} %: {others}")
+    return (f"{p.all_pct:.1f} % of all CPU time at the peak (interval {p.all_interval + 1} of "
+            f"{n}); the busiest CPU, CPU {p.cpu}, {p.cpu_pct:.1f} % (interval "
+            f"{p.cpu_interval + 1})")
 
 
 def pct_evidence(ctx, r, j: Judged, label: str) -> list:
