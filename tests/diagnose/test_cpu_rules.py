@@ -28,7 +28,7 @@ def base_files():
 
 
 def run(tmp_path, steps, *, loadavg=None, softirqs=None, drop_at=None, vim=None, disk=None,
-        scalars=None, n=3):
+        scalars=None, n=3, d_copies=0):
     """n snapshots 1 s apart; `steps(i)` gives the per-CPU tick deltas of interval i."""
     files = base_files()
     snaps = []
@@ -43,6 +43,9 @@ def run(tmp_path, steps, *, loadavg=None, softirqs=None, drop_at=None, vim=None,
         if vim and i:
             f["proc/26231/stat"] = pid_stat(files["proc/26231/stat"], **{
                 k: (v * i if isinstance(v, int) else v) for k, v in vim.items()})
+        for k in range(d_copies):  # more processes in D: copies of vim under other PIDs
+            f[f"proc/{40000 + k}/stat"] = pid_stat(
+                files["proc/26231/stat"].replace("26231", str(40000 + k), 1), state="D")
         if disk and i:
             f["proc/diskstats"] = _disk_bump(files["proc/diskstats"], disk[0], disk[1] * i)
         snaps.append(f)
@@ -177,12 +180,14 @@ def test_steal_and_irq(tmp_path):
 def test_load_made_of_blocked_tasks(tmp_path):
     # corpus /proc/stat: procs_running 2, procs_blocked 1; vim in D
     r = run(tmp_path, lambda i: spread(8, {"idle": 100}), loadavg="20.00 10.00 5.00 2/500 1\n",
-            vim={"state": "D"})
+            vim={"state": "D"}, d_copies=15)
     f = find(r, "cpu.load-high")
     assert f.severity == "warning"  # 2.5 per CPU: between 1.5 and 4
     ev = {e.name: e for e in f.evidence}
     assert ev["load average (1 min)"].value == 20.0 and ev["CPUs online"].value == 8
-    assert ev["processes in D state (peak)"].value == 1
+    assert ev["processes in D state (peak)"].value == 16
+    # now: procs_running 2 less the reader, + 16 in D
+    assert ev["runnable + blocked tasks now (peak of the window)"].value == 17
     assert "uninterruptible sleep (D)" in f.explanation and "not a lack of CPU" in f.explanation
 
 
@@ -381,3 +386,15 @@ def test_ctrl_c_during_the_profile_keeps_the_report(tmp_path, monkeypatch):
     assert enrich.enrich(r, live=True) == []
     ev = [e for e in find(r, "cpu.high-system").evidence if e.name == "kernel functions"]
     assert ev and "interrupted" in ev[0].note
+
+
+def test_load_left_over_from_an_earlier_burst_is_info(tmp_path):
+    # load 20 on 8 CPUs, but now 2 running (one is the reader) and nobody in D
+    files_load = "20.00 10.00 5.00 2/500 1\n"
+    r = run(tmp_path, lambda i: spread(8, {"idle": 100}), loadavg=files_load,
+            scalars={"procs_running": 2, "procs_blocked": 0})
+    f = find(r, "cpu.load-high")
+    assert f.severity == "info" and "decaying" in f.explanation
+    ev = {e.name: e for e in f.evidence}
+    # the first reading is the corpus's: procs_running 2 (less the reader) + procs_blocked 1
+    assert ev["runnable + blocked tasks now (peak of the window)"].value == 2

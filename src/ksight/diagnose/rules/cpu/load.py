@@ -69,6 +69,22 @@ def load_high(ctx: Context, r: Rule):
         ev.append(ctx.ev("D-state processes by name", ", ".join(f"{c} x{k}" for c, k in top), "",
                          "/proc/PID/stat"))
     blocked = d_count >= max(1, running - 1)  # minus this reader
+    # the 1-minute average lags by minutes: a burst that is over still shows. What counts now:
+    # runnable (this reader left out) plus blocked, at the busiest snapshot of the window
+    now = max(((max(0, (st_.procs_running or 0) - 1)
+                + max(model.d_state_count(s) or 0, st_.procs_blocked or 0))
+               for s in ctx.snapshots if (st_ := s.get("stat")) is not None), default=0)
+    ev.append(ctx.ev("runnable + blocked tasks now (peak of the window)", now, "tasks",
+                     "/proc/stat", threshold=n,
+                     note="procs_running (less this reader) + D-state tasks; the load average "
+                          "is their 1-minute mean"))
+    if now < n:
+        return r.finding(
+            "info", ev,
+            f"The load average ({la.load1:.2f}) is {ratio:.1f} times the {n} CPUs online, but "
+            f"only {now} tasks are runnable or blocked now: the load is decaying from an "
+            "earlier burst (the 1-minute average takes minutes to fall). Nothing waits now.",
+            [Action.command("ksight cpu 1 5  # watch runnable and blocked tasks now")])
     if blocked:
         what = (f"Most of it is tasks in uninterruptible sleep (D): {d_count} processes in D "
                 f"against {running} runnable. They use no CPU: the load is waiting on I/O, "
