@@ -19,7 +19,9 @@ rule of the selected areas, and print what is wrong, most severe first: the evid
 with their source file), why it matters, and what to do (sysctl lines, commands).
 
 Areas: pagecache (reclaim, dirty pages, swap, caches thrown away), memory (processes that grow,
-shmem/tmpfs and orphan SysV segments, slab and vmalloc growth, OOM kills, unexplained memory).
+shmem/tmpfs and orphan SysV segments, slab and vmalloc growth, OOM kills, unexplained memory),
+cpu (system, softirq, iowait, hard-irq and steal time per CPU, load against the CPU count; live,
+cpu.high-system adds the top kernel functions from a 1 s perf profile when perf runs as root).
 
 Exit status: 0 every rule looked and found nothing at warning or above, 1 warning, 2 critical,
 3 could not diagnose (a rule could not look and nothing worse was found: -v says which and why).
@@ -73,6 +75,9 @@ def run(args: argparse.Namespace) -> int:
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))
     report = diagnose(snaps, args.area)
+    from ..diagnose.enrich import enrich  # live-only extra evidence (a short profile, ...)
+
+    enrich(report, live=col.live, progress=stderr_progress(args.json))
     if col.step_used and col.step_used > args.step:
         report.notes.append(
             f"long window: kept one snapshot every {col.step_used:g} s (at most {col.MAX_KEPT} "

@@ -21,6 +21,7 @@ COMMANDS = {
     "pmap": "pmap",
     "pidstat": "pidstat",
     "tcp": "tcp",
+    "cpu": "cpu",
     "trace": "trace",
     "lab": "lab",
     "cleanup": "cleanup",
@@ -44,6 +45,8 @@ HELPS = {
     "pidstat": "sysstat's pidstat -r columns (page faults/s, VSZ, RSS, share of RAM) per process",
     "tcp": "TCP and network I/O: retransmissions, states, listeners, memory, ports, drops; "
            "--connections",
+    "cpu": "CPU time per CPU as mpstat -P ALL, load, runnable/blocked, top processes; --softirqs, "
+           "--interrupts, --topology, --blocked",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",

@@ -25,6 +25,7 @@ AREAS = {
     "memory": "memory",
     "tcp": "tcp",
     "net": "net",
+    "cpu": "cpu",
 }
 
 

@@ -260,3 +260,92 @@ class Record:
     @property
     def folded(self) -> Counter:
         return fold(self.samples)
+
+
+# ---------------------------------------------------------------------------------------------
+# A short kernel profile: the API `cpu.high-system`'s enrichment and `ksight profile` share.
+
+# dsos perf prints in brackets that are not kernel code
+_USER_BRACKETS = frozenset({"[vdso]", "[vsyscall]", "[unknown]", "[heap]", "[stack]", "[anon]",
+                            "[uprobes]", "[vectors]", "[jit]"})
+
+
+def is_kernel_frame(dso: str) -> bool:
+    """True for the kernel image ([kernel.kallsyms]) and modules ([nf_conntrack], [ext4])."""
+    return dso.startswith("[") and dso.endswith("]") and dso not in _USER_BRACKETS \
+        and not dso.startswith("[anon") and not dso.startswith("[unknown")
+
+
+@dataclass(frozen=True)
+class KernelFunction:
+    symbol: str
+    samples: int        # busy samples whose leaf (innermost frame) is this kernel function
+    share_pct: float    # of all busy samples (idle task, pid 0, excluded)
+
+
+@dataclass(frozen=True)
+class KernelProfile:
+    """What the CPUs ran in the kernel during `seconds` of `perf record -a -g` (or `-p PID`).
+
+    `busy_samples` leaves out the idle task (pid 0, "swapper"): its samples are idle time.
+    `kernel_samples` are the busy samples whose leaf is kernel code; `functions` ranks their
+    leaves (self time), `stacks` holds kernel-only folded stacks ("outer;...;leaf" -> samples).
+    """
+    seconds: float
+    pid: int | None
+    freq: int
+    samples: int
+    busy_samples: int
+    kernel_samples: int
+    lost: int | None
+    functions: tuple[KernelFunction, ...]
+    stacks: dict[str, int]
+    source: str          # how it was taken, for evidence: "perf record -a (1 s)"
+
+
+def summarize_kernel(samples, *, seconds: float, pid: int | None = None, freq: int = 99,
+                     lost: int | None = None, top: int = 20,
+                     max_stacks: int = 2000) -> KernelProfile:
+    """Pure: rank kernel leaves of parsed samples (see `sample_kernel`)."""
+    busy = [s for s in samples if s.pid != 0]
+    leaves: Counter = Counter()
+    stacks: Counter = Counter()
+    for s in busy:
+        if not s.stack or not is_kernel_frame(s.stack[0][1]):
+            continue
+        leaves[s.stack[0][0]] += 1
+        kframes = []
+        for sym, dso in s.stack:     # leaf first; the kernel part is the innermost run
+            if not is_kernel_frame(dso):
+                break
+            kframes.append(sym.replace(";", ":"))
+        stacks[";".join(reversed(kframes))] += 1
+    nk = sum(leaves.values())
+    nb = len(busy)
+    fns = tuple(KernelFunction(sym, n, round(100.0 * n / nb, 1) if nb else 0.0)
+                for sym, n in leaves.most_common(top))
+    target = f"-p {pid}" if pid else "-a"
+    secs = f"{seconds:g}"
+    return KernelProfile(seconds=seconds, pid=pid, freq=freq, samples=len(samples),
+                         busy_samples=nb, kernel_samples=nk, lost=lost, functions=fns,
+                         stacks=dict(stacks.most_common(max_stacks)),
+                         source=f"perf record {target} ({secs} s)")
+
+
+def sample_kernel(seconds: float = 1.0, pid: int | None = None, *, freq: int = 99,
+                  top: int = 20) -> KernelProfile:
+    """Sample every CPU (or one process) for `seconds` with kernel stacks; live only.
+
+    Bounded: perf's own workload is a sleep of `seconds`, perf dies with ksight and is ended
+    (SIGINT, then SIGKILL) before this returns. Raises `Unavailable("perf", why)` when perf is
+    missing, does not run, or we are not root.
+    """
+    if not (0 < seconds <= 60):
+        raise ValueError("seconds must be in (0, 60]")
+    rec = Record(seconds=seconds, freq=freq, pid=pid)
+    with rec:
+        rec.wait()
+    if not rec.samples and rec.stderr.strip():
+        raise Unavailable("perf", f"perf record gave no samples: {rec.stderr.strip()[:200]}")
+    return summarize_kernel(rec.samples, seconds=seconds, pid=pid, freq=freq, lost=rec.lost,
+                            top=top)
