@@ -205,7 +205,7 @@ def test_blocked_groups_by_stack(tmp_path):
     files["proc/102/task/102/stat"] = pid_stat(vim.replace("26231", "102", 1), state="S")
     files[t + "stat"] = pid_stat(vim.replace("26231", "103", 1), state="D")
     files[t + "wchan"] = "0"
-    b = view.blocked(tree(tmp_path, files))
+    b = view.blocked(take(tree(tmp_path, files), sources=view.BLOCKED_SOURCES))
     assert len(b.tasks) == 3
     assert b.groups[0].stack == ("io_schedule", "folio_wait_bit_common")
     assert [t.pid for t in b.groups[0].tasks] == [100, 101]
@@ -232,7 +232,7 @@ def test_cli_json_live_and_from_capture(tmp_path, capsys):
     assert main(["cpu", "--from", cap, "--softirqs"]) == 0
     assert "KIND" in capsys.readouterr().out
     assert main(["cpu", "--from", cap, "--blocked"]) == 0
-    assert "capture" in capsys.readouterr().out
+    assert "threads in D state not read" in capsys.readouterr().out  # not captured by default
     assert main(["cpu", "--from", cap, "1", "2"]) == 3  # INTERVAL/COUNT refused with --from
     assert main(["cpu", "--topology", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["topology"]["threads"] >= 1
@@ -277,5 +277,49 @@ def test_blocked_skips_vanished_pids(tmp_path):
              "proc/300/cmdline": "",  # exited between listing and reading: no task directory
              "proc/301/task/301/wchan": "0"}  # no stat: gone while we read
     files["proc/100/task/100/stat"] = pid_stat(vim.replace("26231", "100", 1), state="D")
-    b = view.blocked(tree(tmp_path, files))
+    b = view.blocked(take(tree(tmp_path, files), sources=view.BLOCKED_SOURCES))
     assert [t.pid for t in b.tasks] == [100]
+
+
+def test_blocked_from_a_snapshot_without_the_source_says_so(tmp_path):
+    """An older capture (no blocked_tasks): the process table's leaders in D, and a note."""
+    vim = corpus_text("procfs", "proc", "26231", "stat")
+    files = {"proc/stat": corpus_text("procfs", "proc", "stat"),
+             "proc/loadavg": corpus_text("procfs", "proc", "loadavg"),
+             "proc/100/stat": pid_stat(vim.replace("26231", "100", 1), state="D"),
+             "proc/101/stat": pid_stat(vim.replace("26231", "101", 1), state="S")}
+    snap = take(tree(tmp_path, files), sources=("stat", "loadavg"), processes=True)
+    b = view.blocked(snap, live=False)
+    assert [t.pid for t in b.tasks] == [100]
+    assert b.tasks[0].stack is None and b.stack_reason
+    assert any("threads in D state not read" in n for n in b.notes)
+
+
+def test_blocked_tasks_source_is_opt_in():
+    from ksight.sources import DEFAULT, SYSTEM
+
+    assert "blocked_tasks" in SYSTEM and "blocked_tasks" not in DEFAULT
+
+
+def test_blocked_tasks_survive_a_capture_made_with_the_source(tmp_path):
+    """`ksight capture --with blocked_tasks`: the D-state thread, its wait channel and stack come
+    back on replay, as read from the tree (not from the capture's own idea of them)."""
+    from ksight.collect.collector import Collector
+    from ksight.collect.plan import Needs, Plan
+    from ksight.store.capture import capture
+
+    vim = corpus_text("procfs", "proc", "26231", "stat")
+    files = {"proc/stat": corpus_text("procfs", "proc", "stat"),
+             "proc/loadavg": corpus_text("procfs", "proc", "loadavg"),
+             "proc/uptime": "100.00 50.00\n",
+             "proc/100/task/101/stat": pid_stat(vim.replace("26231", "101", 1), state="D"),
+             "proc/100/task/101/wchan": "rwsem_down_write_slowpath",
+             "proc/100/task/101/stack": "[<0>] rwsem_down_write_slowpath+0x1/0x2\n"
+                                        "[<0>] do_mmap+0x3/0x4\n"}
+    out = str(tmp_path / "cap")
+    capture(out, root=tree(tmp_path / "t", files), count=1, processes=False, sockets=False,
+            sources=["stat", "loadavg", "uptime"], extra_sources=("blocked_tasks",))
+    snap = Collector.open(out).one(Plan.of([Needs(sources=view.BLOCKED_SOURCES, window=False)]))
+    b = view.blocked(snap, live=False)
+    assert [(t.pid, t.tid, t.wchan) for t in b.tasks] == [(100, 101, "rwsem_down_write_slowpath")]
+    assert b.groups[0].stack == ("rwsem_down_write_slowpath", "do_mmap")

@@ -39,6 +39,7 @@ examples:
   ksight capture -o capdir --no-processes                 # system sources only, a directory
   ksight capture -o share.tar.zst --redact                # to send elsewhere: no paths, peers, host
   ksight capture -o cap.tar.zst --pid 1234                # also 1234's memory map (ksight pmap --from)
+  ksight capture -o cap.tar.zst --with blocked_tasks      # also D-state threads' stacks (cpu --blocked)
 
 size: a snapshot with ~300 processes is ~1-3 MB raw and ~10x smaller as .tar.zst.
 """
@@ -56,6 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
                    help="also record the memory map (/proc/PID/smaps) of PID in each snapshot, "
                         "for `ksight pmap PID --from`; repeat for more processes")
+    p.add_argument("--with", dest="with_sources", action="append", default=[], metavar="SOURCE",
+                   help="also record an opt-in source (read only when named: blocked_tasks for "
+                        "`ksight cpu --blocked --from`, vmallocinfo); repeat or comma-separate")
     p.add_argument("--redact", action="store_true",
                    help="replace command lines, file paths of open fds, peer addresses and the "
                         "hostname by salted hashes (a redacted capture still replays)")
@@ -73,6 +77,13 @@ def run(args: argparse.Namespace) -> int:
 
     if any(pid <= 0 for pid in args.pid):
         raise UsageError("--pid must be a positive number")
+    from ..sources import SYSTEM
+
+    extra = tuple(dict.fromkeys(n.strip() for w in args.with_sources for n in w.split(",")
+                                if n.strip()))
+    bad = [n for n in extra if n not in SYSTEM]
+    if bad:
+        raise UsageError(f"--with: unknown source {', '.join(bad)}; sources: {', '.join(SYSTEM)}")
 
     tty = sys.stderr.isatty()
     if tty:
@@ -92,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         manifest = capture(args.output, interval=args.interval, count=args.count,
                            processes=not args.no_processes, sockets=not args.no_sockets,
                            redact=args.redact, pids=tuple(dict.fromkeys(args.pid)),
-                           progress=progress)
+                           progress=progress, extra_sources=extra)
     finally:
         if tty:
             print(file=sys.stderr)

@@ -159,12 +159,9 @@ def _blocked(col, args) -> int:
     from ..render import cpu_text
     from ..views import cpu
 
-    if col.live:
-        b = cpu.blocked(col.root)
-    else:
-        snap = col.one(Plan.of([Needs(sources=("stat", "loadavg"), processes=("stat",),
-                                      window=False)]))
-        b = cpu.blocked_in_capture(snap)
+    snap = col.one(Plan.of([Needs(sources=cpu.BLOCKED_SOURCES, processes=("stat",),
+                                  window=False)]))
+    b = cpu.blocked(snap, live=col.live)
     if args.json:
         print_json({"version": 1, "blocked": b})
     else:

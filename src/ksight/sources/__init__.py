@@ -57,6 +57,9 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)"),
     Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only; "
            "read only when named: the kernel's cost of printing it grows with tasks)", default=False),
+    Source("blocked_tasks", "blocked_tasks", doc="/proc/PID/task/TID/{stat,wchan,stack}: threads "
+           "in D state, wait channel, kernel stack (stacks: root; read only when named: it walks "
+           "every thread)", default=False),
     Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments"),
     Source("tmpfs", "tmpfs", doc="tmpfs/devtmpfs/ramfs mounts and their use (statfs live; "
            "ksight/tmpfs.json in captures)"),

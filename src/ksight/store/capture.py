@@ -397,7 +397,7 @@ def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: flo
 
 def capture_plan(sources: list[str] | None = None, processes: bool = True,
                  sockets: bool = True, pids: tuple[int, ...] = (),
-                 growing_maps: bool = True) -> Plan:
+                 growing_maps: bool = True, extra_sources: tuple[str, ...] = ()) -> Plan:
     """What a capture reads: the named system sources (else the default set), the process
     table (stat, status and the fds that name socket owners) and the sockets of every netns.
 
@@ -413,6 +413,8 @@ def capture_plan(sources: list[str] | None = None, processes: bool = True,
     from ..sources import DEFAULT
 
     srcs = tuple(sources) if sources is not None else tuple(DEFAULT)
+    # opt-in sources named on top of the set (`ksight capture --with blocked_tasks`)
+    srcs += tuple(x for x in extra_sources if x not in srcs)
     if growing_maps and processes and sources is None:
         srcs += ("process_maps",)
     few = (Few(("cmdline", "exe", "smaps"), pids=tuple(pids)),) if pids else ()
@@ -434,6 +436,7 @@ def capture(
     redact: bool = False,
     pids: tuple[int, ...] = (),
     progress: Callable[[int, int, Snapshot], None] | None = None,
+    extra_sources: tuple[str, ...] = (),
 ) -> dict:
     """Take `count` snapshots `interval` seconds apart and write their raw text and a manifest.
 
@@ -460,7 +463,8 @@ def capture(
                            "capture without --redact, or without --pid")
     col = Collector(root or LiveRoot())
     # smaps names every mapped file: a redacted capture holds none (no process_maps either)
-    plan = capture_plan(sources, processes, sockets, tuple(pids), growing_maps=not redact)
+    plan = capture_plan(sources, processes, sockets, tuple(pids), growing_maps=not redact,
+                        extra_sources=tuple(extra_sources))
     redactor = None
     if redact:
         from .redact import Redactor

@@ -8,9 +8,9 @@ and blocked tasks. Data only; text in render/cpu_text.py.
   Average line (first and last reading).
 - `topology(snapshot)`: sockets, cores, threads, NUMA nodes, and which CPUs share each cache
   (L1d, L1i, L2, L3) with its size, from sysfs (sources.cpu_topology, sources.numa).
-- `blocked(root)`: tasks (threads) in state D, their wait channel and, as root, their kernel
-  stack (/proc/PID/task/TID/stack), grouped by stack. Live: a capture holds no task stacks; it
-  gives the processes in D from its process table (thread group leaders only).
+- `blocked(snapshot)`: tasks (threads) in state D, their wait channel and, as root, their kernel
+  stack (the opt-in source blocked_tasks: /proc/PID/task/TID/stack), grouped by stack; a capture
+  taken without that source gives the process table's leaders in D and says so.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ..errors import ParseError, Unavailable
+from ..sources.blocked_tasks import BlockedTask, parse_stack  # noqa: F401 (re-exported)
 from ..model import cpu as model
 from ..model.series import Series
 from ..model.snapshot import Snapshot
@@ -154,15 +154,6 @@ def topology(snap: Snapshot) -> Topology:
 # ---- blocked (D state) tasks -------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class BlockedTask:
-    pid: int  # thread group (process)
-    tid: int
-    comm: str
-    wchan: str | None  # the kernel function it sleeps in ("0" or absent: unknown)
-    stack: tuple[str, ...] | None  # kernel stack, innermost first (root only)
-
-
-@dataclass(frozen=True)
 class StackGroup:
     stack: tuple[str, ...]  # innermost first; () when the stack could not be read
     wchan: str | None
@@ -171,7 +162,7 @@ class StackGroup:
 
 @dataclass(frozen=True)
 class Blocked:
-    live: bool
+    live: bool  # False: from a capture
     tasks: tuple[BlockedTask, ...]
     groups: tuple[StackGroup, ...]  # by stack (else wait channel), largest first
     procs_blocked: int | None  # /proc/stat's count, for comparison
@@ -181,73 +172,30 @@ class Blocked:
     notes: tuple[str, ...] = ()
 
 
-def parse_stack(text: str, path: str = "stack") -> tuple[str, ...]:
-    """/proc/PID/stack: '[<0>] io_schedule+0x42/0x70' lines -> ('io_schedule', ...)."""
-    out = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
-        if not s:
-            continue
-        if s.startswith("[<"):
-            _, sep, s = s.partition("] ")
-            if not sep:
-                raise ParseError(path, lineno, line, "expected '[<addr>] function+off/len'")
-        fn = s.split("+", 1)[0].split(" ", 1)[0]
-        if fn:
-            out.append(fn)
-    return tuple(out)
+# what `blocked` reads: the D-state threads (opt-in source) and the counters to compare with
+BLOCKED_SOURCES = ("blocked_tasks", "stat", "loadavg")
 
 
-def _state_and_comm(text: str) -> tuple[str, str] | None:
-    l, r = text.find("("), text.rfind(")")
-    if l < 0 or r < l:
-        return None
-    rest = text[r + 1:].split()
-    return (rest[0], text[l + 1:r]) if rest else None
-
-
-def blocked(root, *, max_tasks: int = 2000) -> Blocked:
-    """Every thread in state D now, with wchan and (root) kernel stack, grouped by stack."""
-    from ..sources import loadavg, stat
-
-    tasks: list[BlockedTask] = []
-    stack_reason = None
+def blocked(snap: Snapshot, *, live: bool = True) -> Blocked:
+    """Every thread in state D at the snapshot, with wchan and (root) kernel stack, grouped by
+    stack. A snapshot without the blocked_tasks source (an older capture) falls back to the
+    process table's leaders in D, with no wait channels or stacks, and says so."""
+    bt = snap.get("blocked_tasks")
     notes: list[str] = []
-    try:
-        pids = [int(n) for n in root.listdir("proc") if n.isdigit()]
-    except Unavailable as u:
-        raise Unavailable("proc", u.reason) from None
-    for pid in pids:
-        try:
-            tids = [int(n) for n in root.listdir(f"proc/{pid}/task") if n.isdigit()]
-        except Unavailable:
-            continue  # exited
-        for tid in tids:
-            base = f"proc/{pid}/task/{tid}"
-            try:
-                sc = _state_and_comm(root.read_text(base + "/stat"))
-            except Unavailable:
-                continue
-            if sc is None or sc[0] != "D":
-                continue
-            wchan = stack = None
-            try:
-                w = root.read_text(base + "/wchan").strip()
-                wchan = w if w and w != "0" else None
-            except Unavailable:
-                pass
-            try:
-                stack = parse_stack(root.read_text(base + "/stack"), base + "/stack")
-            except Unavailable as u:
-                stack_reason = stack_reason or f"{base}/stack: {u.reason} (kernel stacks need root)"
-            except ParseError as e:
-                stack_reason = stack_reason or str(e)
-            tasks.append(BlockedTask(pid, tid, sc[1], wchan, stack))
-            if len(tasks) >= max_tasks:
-                notes.append(f"stopped at {max_tasks} tasks in D state")
-                break
-        if len(tasks) >= max_tasks:
-            break
+    if bt is not None:
+        tasks, reason = bt.tasks, bt.stack_reason
+        notes.extend(bt.notes)
+    else:
+        m = snap.missing("blocked_tasks")
+        tasks = tuple(BlockedTask(pid, pid, p.comm or "?", None, None)
+                      for pid, p in sorted((snap.processes or {}).items())
+                      if p.stat is not None and p.stat.state == "D")
+        reason = "no task stacks in this snapshot"
+        notes.append("threads in D state not read" + (f" ({m.reason})" if m else "") +
+                     ": the process table's thread group leaders in D only, no wait channels or "
+                     "kernel stacks")
+        if snap.processes is None:
+            notes.append("no process table either")
     groups: dict[tuple, list] = defaultdict(list)
     for t in tasks:
         key = ("stack", t.stack) if t.stack else ("wchan", t.wchan)
@@ -255,40 +203,14 @@ def blocked(root, *, max_tasks: int = 2000) -> Blocked:
     out = [StackGroup(k[1] if k[0] == "stack" else (), ts[0].wchan, tuple(ts))
            for k, ts in groups.items()]
     out.sort(key=lambda g: (-len(g.tasks), g.stack))
-    pb = la = None
-    try:
-        pb = stat.read(root).procs_blocked
-    except (Unavailable, ParseError) as e:
-        notes.append(f"/proc/stat: {e}")
-    try:
-        la = loadavg.read(root).load1
-    except (Unavailable, ParseError) as e:
-        notes.append(f"/proc/loadavg: {e}")
-    ncpu = None
-    try:
-        ncpu = len(stat.read(root).cpus) or None
-    except (Unavailable, ParseError):
-        pass
-    return Blocked(True, tuple(tasks), tuple(out), pb, la, ncpu, stack_reason, tuple(notes))
+    st, la = snap.get("stat"), snap.get("loadavg")
+    for name, v in (("stat", st), ("loadavg", la)):
+        if v is None:
+            m = snap.missing(name)
+            notes.append(f"/proc/{name}: {m.reason if m else 'not read'}")
+    return Blocked(live, tuple(tasks), tuple(out), st.procs_blocked if st else None,
+                   la.load1 if la else None, model.cpus_online(snap), reason, tuple(notes))
 
 
-def blocked_in_capture(snap: Snapshot) -> Blocked:
-    """From a capture: processes in D in its process table (no threads, stacks or wchan)."""
-    tasks = []
-    for pid, p in sorted((snap.processes or {}).items()):
-        if p.stat is not None and p.stat.state == "D":
-            tasks.append(BlockedTask(pid, pid, p.comm or "?", None, None))
-    st = snap.get("stat")
-    la = snap.get("loadavg")
-    notes = ["from a capture: its process table holds thread group leaders only, and no wait "
-             "channels or kernel stacks"]
-    if snap.processes is None:
-        notes.append("the capture has no process table")
-    groups = (StackGroup((), None, tuple(tasks)),) if tasks else ()
-    return Blocked(False, tuple(tasks), groups, st.procs_blocked if st else None,
-                   la.load1 if la else None, model.cpus_online(snap),
-                   "a capture holds no kernel stacks", tuple(notes))
-
-
-__all__ = ["CpuStream", "topology", "Topology", "blocked", "blocked_in_capture", "Blocked",
+__all__ = ["CpuStream", "topology", "Topology", "blocked", "Blocked", "BLOCKED_SOURCES",
            "parse_stack", "SOURCES", "PARTS", "TOPOLOGY_SOURCES"]
