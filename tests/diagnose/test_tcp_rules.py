@@ -295,7 +295,14 @@ def test_live_flows_are_kept_for_their_own_namespace(tmp_path, monkeypatch):
     _traffic(m, 10000, 300, fast=300)
     m.snap()
     live = [dataclasses.replace(s, monotonic=100.0 + i) for i, s in enumerate(m.snaps)]
-    (f,) = found(diagnose(live, ["tcp"]), "tcp.retransmission-rate")
+    from ksight.diagnose.enrich import enrich
+
+    report = diagnose(live, ["tcp"])
+    (f,) = found(report, "tcp.retransmission-rate")
+    assert not [e for e in f.evidence if e.name.startswith("flow")]  # rules never trace
+    assert calls == []
+    enrich(report, live=True)  # what `ksight check` does live, after the rules
+    (f,) = found(report, "tcp.retransmission-rate")
     flows = [e for e in f.evidence if e.name.startswith("flow")]
     assert [e.name for e in flows] == ["flow 10.0.0.1:1000 -> 10.0.0.2:80"]
     assert flows[0].value == 9 and "client[5]" in flows[0].note

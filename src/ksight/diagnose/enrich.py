@@ -15,8 +15,11 @@ second or two of tracing, and that are only worth taking when the rule fired.
   printed, each enrichment not taken saying so;
 - from a capture (`--from`): nothing runs (the kernel it came from is not this one); the
   finding says so in one evidence line.
-An enrichment runs at most once per report and rule (its evidence is shared by that rule's
-findings). Enrichments are registered by the rule modules (imported by `load_rules`).
+An enrichment runs at most once per report and rule. Its evidence is shared by that rule's
+findings, unless it declares `split(result, finding) -> evidence`: then `run` returns a raw
+result (one trace of every flow, say) and `split` picks each finding's part (the flows of that
+finding's network namespace). Enrichments are registered by the rule modules (imported by
+`load_rules`).
 """
 
 from __future__ import annotations
@@ -38,16 +41,18 @@ class Enrichment:
     run: Callable[[Finding], Sequence[Evidence]]
     what: str  # the evidence's name when it is absent ("kernel functions")
     source: str  # where it would have come from ("perf record -a (1 s)")
+    split: Callable[[object, Finding], Sequence[Evidence]] | None = None
 
 
 ENRICHMENTS: dict[str, Enrichment] = {}
 
 
-def enrichment(name: str, *, rules: tuple[str, ...], what: str, source: str):
+def enrichment(name: str, *, rules: tuple[str, ...], what: str, source: str,
+               split: Callable[[object, Finding], Sequence[Evidence]] | None = None):
     def deco(func):
         if name in ENRICHMENTS:
             raise ValueError(f"enrichment {name} declared twice")
-        ENRICHMENTS[name] = Enrichment(name, tuple(rules), func, what, source)
+        ENRICHMENTS[name] = Enrichment(name, tuple(rules), func, what, source, split)
         return func
 
     return deco
@@ -61,6 +66,7 @@ def enrich(report: Report, *, live: bool,
            progress: Callable[[str], None] | None = None) -> list[str]:
     """Append the enrichments' evidence to the report's findings; returns the names run."""
     done: dict[tuple[str, str], tuple[Evidence, ...]] = {}
+    raw: dict[tuple[str, str], object] = {}  # results of enrichments that split them
     ran: list[str] = []
     stopped = False
     for i, f in enumerate(report.findings):
@@ -78,7 +84,11 @@ def enrich(report: Report, *, live: bool,
                     if progress:
                         progress(f"{f.id}: {e.what} ({e.source})...")
                     try:
-                        done[key] = tuple(e.run(f))
+                        if e.split is not None:
+                            raw[key] = e.run(f)
+                            done[key] = ()
+                        else:
+                            done[key] = tuple(e.run(f))
                         ran.append(e.name)
                     except Unavailable as u:
                         done[key] = (absent(e, u.reason),)
@@ -87,7 +97,13 @@ def enrich(report: Report, *, live: bool,
                         done[key] = (absent(e, "not taken: interrupted (Ctrl-C)"),)
                     except Exception as exc:  # an enrichment must never hide the finding
                         done[key] = (absent(e, f"failed: {type(exc).__name__}: {exc}"),)
-            extra.extend(done[key])
+            if key in raw:
+                try:
+                    extra.extend(e.split(raw[key], f))
+                except Exception as exc:  # never hide the finding
+                    extra.append(absent(e, f"failed: {type(exc).__name__}: {exc}"))
+            else:
+                extra.extend(done[key])
         if extra:
             report.findings[i] = replace(f, evidence=tuple(f.evidence) + tuple(extra))
     return ran

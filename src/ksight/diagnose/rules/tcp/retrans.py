@@ -3,26 +3,20 @@
 from __future__ import annotations
 
 from ....model import tcp as m
-from ...finding import Action
+from ...enrich import enrichment
+from ...finding import Action, Evidence, Finding
 from ...rule import Context, Rule, Threshold
 from .common import ns_file, ns_subject, tcp_rule, where
 
-# tests and `--from` never trace; `ksight check` live as root may, for about a second
+# `ksight check` live as root traces the flows behind a finding for about a second (an
+# enrichment: diagnose/enrich.py runs it after the rules, never on `--from`)
 ENRICH_SECONDS = 1.0
 
 
-def _enrich_allowed(ctx: Context) -> bool:
-    """Live (snapshots with a monotonic clock were taken on this machine just now) and root."""
-    import os
-
-    return ctx.last.monotonic is not None and os.geteuid() == 0 and ENRICH_SECONDS > 0
-
-
-def _in_netns(flows, ns: int | None, own: bool) -> tuple:
+def _in_netns(flows, label: str | None, own: bool) -> tuple:
     """The traced flows of one namespace: the tracepoint sees every namespace, and two
     namespaces may use the same addresses. A flow whose owner was not found is kept only for
     ksight's own namespace (where /proc/net/tcp would have named it otherwise)."""
-    label = m.netns_label(ns)
     out = []
     for f in flows:
         owner_ns = getattr(f.owner, "netns", None) if f.owner is not None else None
@@ -58,7 +52,6 @@ def retransmission_rate(ctx: Context, r: Rule):
     the flows behind it come from tcp:tcp_retransmit_skb for about a second."""
     s = ctx.series
     out = []
-    traced = None
     for ns in m.scopes(s):
         rt = m.retransmission(s, ns, min_segments=int(r.t("min_segments")))
         if rt.peak_pct is None or rt.peak_pct < r.t("warn_pct"):
@@ -87,20 +80,6 @@ def retransmission_rate(ctx: Context, r: Rule):
                                  note=f"{k.counter}; {k.since_boot:,} since boot"
                                  if k.since_boot is not None else k.counter))
         kinds = {k.name: k.window or 0 for k in rt.breakdown}
-        flows, why = (), None
-        if _enrich_allowed(ctx):
-            if traced is None:  # once per check, whatever the number of namespaces
-                from ....trace.recipes.retrans import top_flows
-
-                traced = top_flows(seconds=ENRICH_SECONDS, top=20)
-            flows, why = _in_netns(traced[0], ns, own), traced[1]
-        for f in flows[:5]:
-            who = f" {f.owner.comm}[{f.owner.pid}]" if f.owner is not None else ""
-            ev.append(ctx.ev(f"flow {f.saddr}:{f.sport} -> {f.daddr}:{f.dport}", f.retransmits,
-                             f"retransmits in {ENRICH_SECONDS:g} s", "tcp:tcp_retransmit_skb",
-                             note=f"{f.state or '?'}{who}"))
-        if why and _enrich_allowed(ctx):
-            ev.append(ctx.ev("flows", "not traced", "", "tcp:tcp_retransmit_skb", note=why))
         cause = ("mostly timeouts (RTO): segments and their ACKs are lost outright, or the peer "
                  "stopped answering" if kinds.get("timeouts (RTO)", 0) > kinds.get("fast retransmits", 0)
                  else "mostly fast retransmits: the path drops or reorders segments while ACKs "
@@ -123,3 +102,41 @@ def retransmission_rate(ctx: Context, r: Rule):
             f"a timeout), so throughput falls and latency rises for the flows concerned.",
             acts, subject=ns_subject(ns)))
     return out or None
+
+
+@enrichment("retransmitting-flows", rules=("tcp.retransmission-rate",), what="flows",
+            source="tcp:tcp_retransmit_skb", split=lambda traced, f: _flows_of(traced, f))
+def trace_flows(finding: Finding):
+    """One trace of tcp:tcp_retransmit_skb for every finding of the rule (the tracepoint sees
+    every namespace); `_flows_of` gives each finding its namespace's flows."""
+    import os
+
+    from ....errors import Unavailable
+    from ....trace.recipes.retrans import top_flows
+
+    if os.geteuid() != 0:
+        raise Unavailable("tcp:tcp_retransmit_skb", "tracing needs root")
+    try:
+        own = os.readlink("/proc/self/ns/net")
+    except OSError:
+        own = None
+    flows, why = top_flows(seconds=ENRICH_SECONDS, top=20)
+    return flows, why, own
+
+
+def _flows_of(traced, f: Finding) -> list[Evidence]:
+    flows, why, own_label = traced
+    label = f.subject.netns if f.subject is not None else None
+    mine = _in_netns(flows, label, label is None or label == own_label)
+    out = []
+    for fl in mine[:5]:
+        who = f" {fl.owner.comm}[{fl.owner.pid}]" if fl.owner is not None else ""
+        out.append(Evidence(f"flow {fl.saddr}:{fl.sport} -> {fl.daddr}:{fl.dport}", fl.retransmits,
+                            f"retransmits in {ENRICH_SECONDS:g} s", "tcp:tcp_retransmit_skb", None,
+                            f"{fl.state or '?'}{who}"))
+    if why:
+        out.append(Evidence("flows", "not traced", "", "tcp:tcp_retransmit_skb", None, why))
+    elif not mine:
+        out.append(Evidence("flows", "none seen", "", "tcp:tcp_retransmit_skb", None,
+                            f"no retransmission of this namespace in the {ENRICH_SECONDS:g} s traced"))
+    return out
