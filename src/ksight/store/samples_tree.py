@@ -40,23 +40,25 @@ _SEQ = (list, tuple)  # the packer makes tuples (attrgetter rows) and lists; Mes
 
 
 def compact(x):
-    """The keyframe form of a packed tree (a new tree; x is not changed)."""
-    if type(x) not in _SEQ:
-        return x
+    """The keyframe form of a packed tree (a new tree where something changed; x is not changed)."""
     n = len(x)
-    if n >= MIN_RUN and type(x[0]) is int:
+    if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:
         try:
             lo, hi = min(x), max(x)  # in C; a TypeError: not all numbers
         except TypeError:
-            lo = None
-        if lo is not None:  # numbers only: no list inside
-            if (hi - lo) * 4 < max(-lo, hi) or (x[0] == lo and x[-1] == hi and x == sorted(x)):
+            pass
+        else:  # numbers only: no list inside
+            if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (
+                    x[0] == lo and x[-1] == hi and x == sorted(x)):
                 try:
                     _I64(n).pack(*x)  # in C: every value an integer (no float) within 64 bits
                 except (struct.error, OverflowError):
                     return x  # a float among them: never differenced
                 return [KDIFF, x[0], *[b - a for a, b in zip(x, x[1:])]]
             return x
+    types = set(map(type, x))  # in C: a list with no list inside is left as it is
+    if list not in types and tuple not in types:
+        return x
     return [compact(v) if type(v) in _SEQ else v for v in x]
 
 
