@@ -71,13 +71,13 @@ import zstandard
 from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
-from .samples_tree import compact, diff, expand, patch
+from .samples_tree import compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
 VERSION = 2  # the layout written (docs/storage.md); 1 is still read (samples_v1.py)
 KEYFRAME, DELTA = 0, 1
 LEVEL = 3  # delta frames
-KEYFRAME_LEVEL = 9  # keyframes (docs/benchmarks.md: the knee of bytes against time)
+KEYFRAME_LEVEL = 6  # keyframes: level 9 saves 0.6 % of the bytes for 5 % more encode time (docs/benchmarks.md)
 _HEADER = struct.Struct(">4sBBHII")
 SUBSET = "processes:sample"  # the Missing entry that says the process table is a chosen subset
 
@@ -653,7 +653,7 @@ def _key_form(tree: list) -> list:
     (measured: 1,853 bytes either way on the capture's 50 processes), and skipping it saves a
     sixth of the encode time."""
     form = list(tree)
-    form[3] = compact(tree[3])
+    form[3] = compact_tree(tree[3])
     return form
 
 

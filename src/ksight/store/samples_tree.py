@@ -43,20 +43,44 @@ def compact(x):
     """The keyframe form of a packed tree (a new tree where something changed; x is not changed)."""
     n = len(x)
     if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:
-        try:
-            lo, hi = min(x), max(x)  # in C; a TypeError: not all numbers
-        except TypeError:
-            pass
-        else:  # numbers only: no list inside
-            if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (
-                    x[0] == lo and x[-1] == hi and x == sorted(x)):
-                try:
-                    _I64(n).pack(*x)  # in C: every value an integer (no float) within 64 bits
-                except (struct.error, OverflowError):
-                    return x  # a float among them: never differenced
-                return [KDIFF, x[0], *[b - a for a, b in zip(x, x[1:])]]
-            return x
+        done = _MEMO.get(id(x))  # one list met again (a key list shared by 500 cgroups' stats)
+        if done is not None and done[0] is x:
+            return done[1]
+        out = _MEMO[id(x)] = (x, _compact_ints(x, n))
+        return out[1]
     types = set(map(type, x))  # in C: a list with no list inside is left as it is
+    if list not in types and tuple not in types:
+        return x
+    return [compact(v) if type(v) in _SEQ else v for v in x]
+
+
+_MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree call
+
+
+def compact_tree(x):
+    """compact(x), each distinct integer list worked out once."""
+    try:
+        return compact(x)
+    finally:
+        _MEMO.clear()
+
+
+def _compact_ints(x, n: int):
+    """x (a list starting and ending with an integer) as [KDIFF, first, differences...] when
+    it is sorted or clustered, else as it is (or walked, if a list hides inside)."""
+    try:
+        lo, hi = min(x), max(x)  # in C; a TypeError: not all numbers
+    except TypeError:
+        pass
+    else:  # numbers only: no list inside
+        if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (x[0] == lo and x[-1] == hi and x == sorted(x)):
+            try:
+                _I64(n).pack(*x)  # in C: every value an integer (no float) within 64 bits
+            except (struct.error, OverflowError):
+                return x  # a float among them: never differenced
+            return [KDIFF, x[0], *[b - a for a, b in zip(x, x[1:])]]
+        return x
+    types = set(map(type, x))  # (None among them) a list with no list inside is left as it is
     if list not in types and tuple not in types:
         return x
     return [compact(v) if type(v) in _SEQ else v for v in x]
