@@ -266,8 +266,7 @@ def _dataclass_codec(cls: type) -> _Codec:
         sub = subs[i]
         if sub.native:
             if i in strcols:  # names (slab caches, IRQs, zones, comm) as vocabulary numbers
-                g = _VMAP.get
-                return [g(x, x) for x in col]
+                return _vocab_keys(col)
             return col
         if sub.table is not None:
             present = [x for x in col if x is not None]

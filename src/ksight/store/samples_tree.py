@@ -51,7 +51,7 @@ def compact(x):
     types = set(map(type, x))  # in C: a list with no list inside is left as it is
     if list not in types and tuple not in types:
         return x
-    return [compact(v) if type(v) in _SEQ else v for v in x]
+    return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
 
 _MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree call
@@ -83,7 +83,7 @@ def _compact_ints(x, n: int):
     types = set(map(type, x))  # (None among them) a list with no list inside is left as it is
     if list not in types and tuple not in types:
         return x
-    return [compact(v) if type(v) in _SEQ else v for v in x]
+    return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
 
 _STRUCTS: dict[int, struct.Struct] = {}
