@@ -432,8 +432,8 @@ def _prepare() -> None:
     latest = samples_schema.get(_SCHEMA_NO)
     _VMAP.clear()
     _VMAP.update((n, i) for i, n in enumerate(latest.vocab))
-    # a class table no registered schema has (fields added since): written into every sample
-    # (it still decodes anywhere; tests/store/test_samples_v2.py says to register it)
+    # a class table no registered schema has (fields added since): written into every frame;
+    # it still decodes anywhere (bench/sample_codec.py says so; docs/storage.md: register it)
     _EMBED = None if dict(latest.classes) == _SCHEMA else {k: list(v) for k, v in _SCHEMA.items()}
     _codec_ready = True
 
