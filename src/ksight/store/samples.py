@@ -71,6 +71,7 @@ import zstandard
 from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
+from . import samples_tree
 from .samples_tree import compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
@@ -382,8 +383,10 @@ def _vocab_keys(d) -> list:
     if out is None:
         if len(_KEYCACHE) > 4096:
             _KEYCACHE.clear()
+            samples_tree.NEAR.clear()
         g = _VMAP.get
         out = _KEYCACHE[t] = [g(k, k) for k in t]
+        samples_tree.NEAR.add(id(out))
     return out
 
 

@@ -55,6 +55,10 @@ def compact(x):
 
 
 _MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree call
+# ids of lists whose neighbours are near each other even when the list is not sorted: the
+# vocabulary numbers of a key list (kernels print names in about the order the vocabulary was
+# made in). samples.py keeps it; a stale id only costs bytes, never correctness.
+NEAR: set[int] = set()
 
 
 def compact_tree(x):
@@ -73,7 +77,8 @@ def _compact_ints(x, n: int):
     except TypeError:
         pass
     else:  # numbers only: no list inside
-        if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (x[0] == lo and x[-1] == hi and x == sorted(x)):
+        if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (x[0] == lo and x[-1] == hi and x == sorted(x)) \
+                or id(x) in NEAR:
             try:
                 _I64(n).pack(*x)  # in C: every value an integer (no float) within 64 bits
             except (struct.error, OverflowError):
