@@ -77,7 +77,7 @@ from .samples_tree import compact_tree, diff, expand, patch
 MAGIC = b"KSMP"
 VERSION = 2  # the layout written (docs/storage.md); 1 is still read (samples_v1.py)
 KEYFRAME, DELTA = 0, 1
-LEVEL = 3  # delta frames
+LEVEL = 6  # delta frames: 6 % smaller than level 3 for ~20 us (docs/benchmarks.md)
 KEYFRAME_LEVEL = 6  # keyframes: level 9 saves 0.6 % of the bytes for 5 % more encode time (docs/benchmarks.md)
 _HEADER = struct.Struct(">4sBBHII")
 SUBSET = "processes:sample"  # the Missing entry that says the process table is a chosen subset
