@@ -4,10 +4,10 @@ A *packed tree* is what store/samples.py makes of a Snapshot: nested lists of in
 strings, bools and None (a dataclass is the list of its values, a sequence of dataclasses a
 column table, a dict [keys, values]). Two transforms work on it, both type-blind and exact:
 
-- keyframes (`compact` / `expand`): an integer list that is sorted (pids, start times of
-  pid-sorted rows, dictionary key numbers in kernel order) or clustered (one counter across CPUs,
-  slab sizes) is written as its first value and the differences between neighbours:
-  [KDIFF, first, d1, d2, ...]. Small differences are one-byte MessagePack integers.
+- keyframes (`compact_tree` / `expand`): an integer list that is sorted, clustered (one counter
+  across CPUs) or named in NEAR (dictionary key numbers, in about the vocabulary's order) is
+  written as its first value and the differences between neighbours: [KDIFF, first, d1, d2,
+  ...]. Small differences are one-byte MessagePack integers.
 - delta frames (`diff` / `patch`): the tree is compared with the previous frame's tree. A part
   that did not change is one SAME marker (constants: slab object sizes, mounts, sysctls, host
   names, cmdlines, the dictionary key lists); a list of scalars of the same length is written as
