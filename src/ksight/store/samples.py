@@ -72,7 +72,7 @@ from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
 from . import samples_tree
-from .samples_tree import compact_tree, diff, expand, patch
+from .samples_tree import Keyed, compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
 VERSION = 2  # the layout written (docs/storage.md); 1 is still read (samples_v1.py)
@@ -172,7 +172,7 @@ def _build(t) -> _Codec:
             vals_unpack = vconv
         elif sub.table is not None:
             tp, vals_unpack = sub.table
-            pack = lambda v: (keys(v), tp(v.values()))  # noqa: E731
+            pack = lambda v: Keyed((keys(v), tp(v.values())))  # noqa: E731
         else:
             p, u = sub.pack, sub.unpack
             pack = lambda v: (keys(v), [p(x) for x in v.values()])  # noqa: E731
@@ -500,6 +500,8 @@ def _snapshot_v2(tree, schema_no: int) -> Snapshot:
         raise SampleError("the payload is not a v2 sample tree")
     clock, host_v, unavail, srcs, procs_v, embedded = tree[:6]  # later items: a newer writer's
     sch = samples_schema.get(schema_no)
+    if embedded is not None and not isinstance(embedded, dict):
+        raise SampleError("the sample's class table is malformed")
     schema = _Schema(embedded if embedded is not None else sch.classes)
     if not all(isinstance(k, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
                for k, v in schema.items()):

@@ -12,7 +12,9 @@ column table, a dict [keys, values]). Two transforms work on it, both type-blind
   that did not change is one SAME marker (constants: slab object sizes, mounts, sysctls, host
   names, cmdlines, the dictionary key lists); a list of scalars of the same length is written as
   numeric differences [NUM, d...] (a counter that moved by 3 costs one byte); any other list of the
-  same length element by element [ELEM, ...]; anything else in full.
+  same length element by element [ELEM, ...]; a keyed table (a dict of dataclasses) whose keys
+  changed row by row against the previous frame's row of the same key [KEYED, ...]; anything
+  else in full.
 
 Markers are MessagePack extension values (msgspec.msgpack.Ext, empty data): a packed tree from
 the sources never holds one, so they cannot be confused with data. Floats are never subtracted
@@ -31,12 +33,21 @@ SAME = Ext(1, b"")  # delta: this part equals the previous frame's
 ELEM = Ext(2, b"")  # delta, first item of a list: the rest are diffs of each element
 NUM = Ext(3, b"")  # delta, first item of a list: int -> prev + int, None -> None, SAME -> prev, [x] -> x
 KDIFF = Ext(4, b"")  # keyframe, first item of a list: first value, then neighbour differences
+KEYED = Ext(5, b"")  # delta, [KEYED, keys diff, [rows, column diffs...]]: a keyed table whose keys
+#                      changed, each column compared with the previous frame's rows of the same key
+
+
+class Keyed(tuple):
+    """(keys, column table) of a dict of dataclasses (cgroups by path, slab caches, CPUs): the
+    packer marks them so a delta frame compares rows by key when entries come and go."""
+
+    __slots__ = ()
 
 MIN_RUN = 3  # shorter integer lists are left as they are
 _2_63, _2_64 = 1 << 63, 1 << 64
 
 
-_SEQ = (list, tuple)  # the packer makes tuples (attrgetter rows) and lists; MessagePack arrays both
+_SEQ = (list, tuple, Keyed)  # the packer makes tuples (attrgetter rows) and lists; MessagePack arrays all
 
 
 def compact(x):
@@ -49,7 +60,7 @@ def compact(x):
         out = _MEMO[id(x)] = (x, _compact_ints(x, n))
         return out[1]
     types = set(map(type, x))  # in C: a list with no list inside is left as it is
-    if list not in types and tuple not in types:
+    if types.isdisjoint(_SEQ):
         return x
     return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
@@ -86,7 +97,7 @@ def _compact_ints(x, n: int):
             return [KDIFF, x[0], *[b - a for a, b in zip(x, x[1:])]]
         return x
     types = set(map(type, x))  # (None among them) a list with no list inside is left as it is
-    if list not in types and tuple not in types:
+    if types.isdisjoint(_SEQ):
         return x
     return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
@@ -133,7 +144,7 @@ def _num(cur: list, prev: list):
             app(a - b)
         elif a is None:
             app(None)
-        elif ta is list or ta is tuple or ta is dict:
+        elif ta in _SEQ or ta is dict:
             return None
         elif a == b and ta is type(b):
             app(SAME)
@@ -142,10 +153,33 @@ def _num(cur: list, prev: list):
     return out
 
 
+def _realign(col, idx: list, rows: int):
+    """The previous frame's column `col` (of `rows` rows) put in the order of this frame's keys
+    (idx: each key's row in the previous frame, -1 for a new key). Encoder and decoder do the
+    same, so any base works; a column that is not one value per row is left as it is."""
+    if type(col) in _SEQ and len(col) == rows:
+        return [col[j] if j >= 0 else None for j in idx]
+    return col
+
+
+def _keyed(cur: Keyed, prev: Keyed):
+    ck, ct = cur
+    pk, pt = prev
+    if not (type(ct) in _SEQ and type(pt) in _SEQ and len(ct) == len(pt) and len(ct) > 1
+            and type(ct[0]) is int and type(pt[0]) is int):
+        return cur
+    pos = {k: i for i, k in enumerate(pk)}
+    idx = [pos.get(k, -1) for k in ck]
+    rows = pt[0]
+    return [KEYED, diff(ck, pk), [ct[0], *[diff(c, _realign(p, idx, rows)) for c, p in zip(ct[1:], pt[1:])]]]
+
+
 def diff(cur, prev):
     """The delta-frame form of packed tree `cur` against the previous frame's tree `prev`."""
     if cur == prev and type(cur) is type(prev):
         return SAME
+    if type(cur) is Keyed and type(prev) is Keyed and cur[0] != prev[0]:
+        return _keyed(cur, prev)
     if type(cur) in _SEQ and type(prev) in _SEQ and len(cur) == len(prev) and cur:
         if type(cur[0]) is int and type(prev[0]) is int:
             try:
@@ -178,6 +212,22 @@ def patch(d, prev):
     if td is not list or not d or type(d[0]) is not Ext:
         return d  # a value in full
     mark = d[0].code
+    if mark == KEYED.code:
+        if not (len(d) == 3 and type(prev) is list and len(prev) == 2 and type(prev[1]) is list
+                and prev[1] and type(prev[1][0]) is int and type(d[2]) is list and d[2]
+                and len(d[2]) == len(prev[1])):
+            _bad("a keyed table that does not fit the previous one")
+        pk, pt = prev
+        ck = patch(d[1], pk)
+        if type(ck) is not list or type(pk) is not list:
+            _bad("keys that are not a list")
+        try:
+            pos = {k: i for i, k in enumerate(pk)}
+            idx = [pos.get(k, -1) for k in ck]
+        except TypeError:
+            _bad("a key that is not a name or a number")
+        rows = pt[0]
+        return [ck, [d[2][0], *[patch(c, _realign(p, idx, rows)) for c, p in zip(d[2][1:], pt[1:])]]]
     if type(prev) is not list or len(prev) != len(d) - 1:
         _bad("a list of another length")
     if mark == NUM.code:
