@@ -43,6 +43,7 @@ class Keyed(tuple):
 
     __slots__ = ()
 
+
 MIN_RUN = 3  # shorter integer lists are left as they are
 _2_63, _2_64 = 1 << 63, 1 << 64
 
