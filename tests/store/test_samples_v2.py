@@ -410,7 +410,19 @@ def test_a_newer_writer_with_unknown_fields_sources_and_items_decodes(raw):
     assert s.get("meminfo").mem_free_kb == _kv(raw["0000"]["proc/meminfo"], "MemFree")
 
 
-def test_a_class_table_not_registered_yet_travels_in_every_frame(monkeypatch):
+def test_a_class_not_registered_yet_travels_in_every_frame(monkeypatch, raw):
+    # Meminfo as a later ksight might have it before registering schema 2: a field added
+    form = _form(KEY.read_bytes())
+    tree = expand(form)
+    names = list(samples_schema.get(1).classes["Meminfo"]) + ["future_kb"]
+    tree[3][1][_meminfo_at(tree)].append(5)
+    tree[5] = {"Meminfo": names}  # only the class that differs
+    s = samples.decode(_reframe(compact(tree)))
+    assert s.get("meminfo").mem_total_kb == _kv(raw["0000"]["proc/meminfo"], "MemTotal")
+    assert s.get("slabinfo") == samples.decode(KEY.read_bytes()).get("slabinfo")
+
+
+def test_a_whole_class_table_not_registered_yet_travels_in_every_frame(monkeypatch):
     a, b = capture_snaps()
     samples._prepare()
     monkeypatch.setattr(samples, "_EMBED", {k: list(v) for k, v in samples._SCHEMA.items()})

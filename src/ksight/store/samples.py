@@ -23,7 +23,8 @@ dictionary:
     16     ..   zstd frame (content size and zstd checksum included)
 
 The payload is MessagePack (msgspec) of the *packed tree* [clocks, HostInfo, unavailable,
-[source names, source values], process table, class table or None], transformed by
+[source names, source values], process table, the classes whose fields differ from the
+schema's or None], transformed by
 samples_tree.py: a keyframe writes sorted or clustered integer lists as differences between
 neighbours, a delta frame writes what changed since the frame before (numbers as differences,
 the rest as SAME markers). Packing, by type:
@@ -43,8 +44,8 @@ Evolution (the store is an API: fields are only ever added, never renamed):
   has none and is optional; a required field missing is a SampleError.
 - a field, source or class the sample has and this ksight does not know (a newer ksight's) is
   ignored, and so are items appended to the tree.
-- a class table that differs from the latest registered schema (a field added and not registered
-  yet) is written into every frame: it still decodes anywhere, at some bytes' cost.
+- classes that differ from the latest registered schema (a field added and not registered yet)
+  are written into every frame: it still decodes anywhere, at some bytes' cost.
 - VERSION changes only if this layout changes; a larger one is refused, and so is a schema number
   this ksight lacks.
 
@@ -435,9 +436,10 @@ def _prepare() -> None:
     latest = samples_schema.get(_SCHEMA_NO)
     _VMAP.clear()
     _VMAP.update((n, i) for i, n in enumerate(latest.vocab))
-    # a class table no registered schema has (fields added since): written into every frame;
-    # it still decodes anywhere (bench/sample_codec.py says so; docs/storage.md: register it)
-    _EMBED = None if dict(latest.classes) == _SCHEMA else {k: list(v) for k, v in _SCHEMA.items()}
+    # classes no registered schema has as they are (fields added since): written into every
+    # frame, it still decodes anywhere (bench/sample_codec.py says so; docs/storage.md: register)
+    # only the classes that differ from the schema's
+    _EMBED = {k: list(v) for k, v in _SCHEMA.items() if latest.classes.get(k) != list(v)} or None
     _codec_ready = True
 
 
@@ -502,7 +504,9 @@ def _snapshot_v2(tree, schema_no: int) -> Snapshot:
     sch = samples_schema.get(schema_no)
     if embedded is not None and not isinstance(embedded, dict):
         raise SampleError("the sample's class table is malformed")
-    schema = _Schema(embedded if embedded is not None else sch.classes)
+    schema = _Schema(sch.classes)
+    if embedded:  # the classes the writer had otherwise than its schema
+        schema.update(embedded)
     if not all(isinstance(k, str) and isinstance(v, list) and all(isinstance(n, str) for n in v)
                for k, v in schema.items()):
         raise SampleError("the sample's class table is malformed")
