@@ -103,15 +103,16 @@ def start(name: str, seconds: float):
     return sc.running(seconds)
 
 
-def _in_subject_netns(f: dict, *ns: str) -> None:
+def _in_subject_netns(f: dict, *labels: str) -> None:
     got = (f["subject"] or {}).get("netns")
     if got is not None:
-        assert got in {netns_label(n) for n in ns}, (f["subject"], ns)
+        assert got in labels, (f["subject"], labels)
 
 
 def test_lossy_link_retransmits():
     with start("tcp-lossy-link", CHECK_S + 4) as run:
         a = run.info["ns_client"]
+        labels = netns_label(a), netns_label(run.info["ns_server"])
         c0 = counters(a)
         t0 = time.monotonic()
         doc = run_check()
@@ -124,12 +125,13 @@ def test_lossy_link_retransmits():
     rt = c1["Tcp:RetransSegs"] - c0["Tcp:RetransSegs"]
     assert out > 5000 and 100.0 * rt / out > 1.0, (out, rt)
     for f in findings(doc, "tcp.retransmission-rate"):
-        _in_subject_netns(f, a, run.info["ns_server"])
+        _in_subject_netns(f, *labels)
 
 
 def test_listen_overflow_names_the_listener():
     with start("tcp-listen-overflow", CHECK_S + 4) as run:
         b, pid = run.info["ns_server"], run.info["server_pid"]
+        label = netns_label(b)
         c0 = counters(b)
         t0 = time.monotonic()
         doc = run_check()
@@ -146,7 +148,7 @@ def test_listen_overflow_names_the_listener():
     want = f"{run.info['server_addr']}:{PORT}"
     assert any(s and s.get("socket") == want and s.get("pid") == pid for s in subj), (want, pid, subj)
     s = next(s for s in subj if s and s.get("socket") == want)
-    assert s.get("netns") == netns_label(b), s
+    assert s.get("netns") == label, s
     assert s.get("comm", "").startswith("python"), s
 
 
@@ -158,8 +160,9 @@ def test_close_wait_names_the_process():
         doc = run_check()
         settle(run, t0)
         held = ss(b, "-tanp", "state", "close-wait")
-    # the raw signal: CLOSE_WAIT grows by 10 a second, every socket held by the server's PID
-    assert len(held) >= n0 + 3 * 10, (n0, len(held))
+    # the raw signal: CLOSE_WAIT grows (5 a second after the first 100), every socket held by
+    # the server's PID
+    assert n0 >= 50 and len(held) >= n0 + 3 * 5, (n0, len(held))
     # (a connection the client closed before accept() took it is in the accept queue: no owner)
     owned = [x for x in held if "users:" in x]
     assert len(owned) >= len(held) - 5, held
@@ -171,6 +174,7 @@ def test_close_wait_names_the_process():
 def test_time_wait_storm():
     with start("tcp-time-wait-storm", CHECK_S + 4) as run:
         a = run.info["ns_client"]
+        label = netns_label(a)
         c0 = counters(a)
         t0 = time.monotonic()
         doc = run_check()
@@ -181,7 +185,7 @@ def test_time_wait_storm():
     assert tw >= 0.9 * 1024, tw
     assert c1["TcpExt:TCPTimeWaitOverflow"] > c0["TcpExt:TCPTimeWaitOverflow"], (c0, c1)
     for f in findings(doc, "tcp.time-wait-pressure"):
-        _in_subject_netns(f, a)
+        _in_subject_netns(f, label)
 
 
 def test_memory_pressure():
@@ -250,7 +254,13 @@ def test_no_tcp_or_net_rule_warns_at_rest():
     g._lock()
     try:
         doc = doc_of(run_check())
-        labs = {netns_label(n) for n in list_namespaces() if re.match(r"^ksl\d+[ab]$", n)}
+        labs = set()
+        for n in list_namespaces():
+            if re.match(r"^ksl\d+[ab]$", n):
+                try:
+                    labs.add(netns_label(n))
+                except FileNotFoundError:
+                    pass
     finally:
         g._unlock()
     assert doc["rules_selected"] >= 10 and doc["rules_run"] > 0, doc["not_evaluated"]

@@ -134,14 +134,15 @@ elif role == "noclose":         # accept every connection and keep it: never rea
         except socket.timeout:
             pass
 
-elif role == "closers":         # args[0] connections a second, each closed at once, at most args[1]
+elif role == "closers":         # args[2] at once, then args[0] a second, each closed at once; at most args[1]
     rate, cap = args[0], int(args[1])
+    burst = int(args[2]) if len(args) > 2 else 0
     t0, made = time.monotonic(), 0
     while left() > 0:
         if made < cap:
             c = connect_retry()
             c.close(); made += 1
-        ahead = t0 + made / rate - time.monotonic()
+        ahead = t0 + max(0, made - burst) / rate - time.monotonic()
         time.sleep(min(max(ahead, 0.0) if made < cap else 0.2, max(0.0, left())))
 
 elif role == "acceptclose":     # accept, wait for the client's FIN, then close (the client closes first)
@@ -374,12 +375,13 @@ class ListenOverflow(_TcpScenario):
 
 class CloseWait(_TcpScenario):
     name = "tcp-close-wait"
-    summary = ("a server accepts connections and never closes them; each client closes at "
-               "once (10 a second): the server's sockets pile up in CLOSE_WAIT")
+    summary = ("a server accepts connections and never closes them; clients connect and close "
+               "at once (100 at the start, then 5 a second): the server's sockets pile up in "
+               "CLOSE_WAIT and stay there")
     expects = ("tcp.close-wait-leak",)
-    bounds = "10 connections a second, at most 400, in namespaces ksl<pid>a/b"
+    bounds = "100 connections, then 5 a second, at most 400, in namespaces ksl<pid>a/b"
     server = ("noclose",)
-    client = ("closers", 10, 400)
+    client = ("closers", 5, 400, 100)
 
     def line(self, run, c, st, st_a):
         return (f"server pid {run.info['server_pid']} ({run.info['ns_server']}): CLOSE-WAIT "
