@@ -204,6 +204,33 @@ def test_memory_pressure():
     findings(doc, "tcp.memory-pressure")
 
 
+def _proc_net_dev_tx_drop(dev: str) -> int:
+    """TX drop of one interface from /proc/net/dev (own parse: the 12th number after the name)."""
+    with open("/proc/net/dev") as f:
+        for line in f:
+            name, _, rest = line.partition(":")
+            if name.strip() == dev:
+                return int(rest.split()[11])
+    raise AssertionError(f"{dev} not in /proc/net/dev")
+
+
+def test_tx_drops_names_the_interface():
+    with start("net-tx-drops", CHECK_S + 3) as run:
+        dev = run.info["interface"]
+        d0 = _proc_net_dev_tx_drop(dev)
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        d1 = _proc_net_dev_tx_drop(dev)
+        with open(f"/sys/class/net/{dev}/statistics/tx_dropped") as f:
+            sysfs = int(f.read())
+    # the raw signal: 200 drops a second, in /proc/net/dev and in sysfs alike
+    assert d1 - d0 >= 0.5 * 200 * CHECK_S, (d0, d1)
+    assert abs(sysfs - d1) <= 50
+    subj = [f["subject"] for f in findings(doc, "net.tx-drops")]
+    assert any(s and s.get("interface") == dev for s in subj), (dev, subj)
+
+
 def test_pcap_of_the_lossy_link_agrees_with_tshark(tmp_path):
     """tcpdump inside the sender's namespace (MTU-sized frames: GSO off on the veth, so the
     capture has duplicate ACKs and fast retransmissions like a real wire)."""

@@ -22,6 +22,7 @@ CONTRACT = {
     "tcp-close-wait": ("tcp.close-wait-leak",),
     "tcp-time-wait-storm": ("tcp.time-wait-pressure",),
     "tcp-memory-pressure": ("tcp.memory-pressure",),
+    "net-tx-drops": ("net.tx-drops",),
 }
 
 
@@ -30,7 +31,7 @@ def test_registered_with_their_rules():
 
     for name, rules in CONTRACT.items():
         sc = SCENARIOS[name]
-        assert sc.area == "tcp" and sc.expects == rules, name
+        assert sc.area == name.split("-")[0] and sc.expects == rules, name
         assert sc.bounds and sc.summary and sc.default_seconds <= 30
 
 
@@ -68,9 +69,14 @@ def test_everything_is_undone(name):
         unavailable(f"{name}: {why}")
     before = _tcp_mem()
     with sc.running(1) as run:
-        ns = (run.info["ns_client"], run.info["ns_server"])
+        pair = run.info["pair"]
+        ns = (pair.a, pair.b)
         assert set(ns) <= set(list_namespaces())
-        pids = (run.info["server_pid"], run.info["client_pid"])
+        pids = tuple(p.pid for p in run.procs)
+        assert pids
+        dev = run.info.get("interface")
+        if dev:
+            assert os.path.exists(f"/sys/class/net/{dev}")
         assert all(_alive(p) for p in pids), run.evidence()
         if name == "tcp-memory-pressure":
             low, pressure, mx = run.info["tcp_mem"]
@@ -80,6 +86,8 @@ def test_everything_is_undone(name):
         assert "unavailable" not in line, line
     assert not set(ns) & set(list_namespaces())
     assert not any(_alive(p) for p in pids)
+    if dev:
+        assert not os.path.exists(f"/sys/class/net/{dev}")
     assert _tcp_mem() == before
     assert leftovers(os.getpid(), {"net.ipv4.tcp_mem": before}) == []
 

@@ -19,6 +19,10 @@ namespaces other than ksight's own (as in containers) and no packet leaves the m
   reader in b, whose receive queues push TCP memory over the pressure threshold
   (TCPMemoryPressures moves in b). The maximum stays where it was, so no allocation on the
   machine fails; only the pressure mode (smaller buffers) is entered, machine-wide, for seconds.
+- net-tx-drops: the one fault that must be in ksight's own namespace (net.tx-drops reads its
+  /proc/net/dev): a veth `ksh<pid>` here whose peer sits down in b; 200 frames a second written
+  straight to its driver (AF_PACKET with PACKET_QDISC_BYPASS) are all dropped for want of a
+  carrier and counted as TX drops. Nothing leaves the interface; deleting b deletes it.
 
 The load is one small Python program (this interpreter) in each namespace, started through
 `ip netns exec` (which execs it: the PID is the program's), dying with the lab (PR_SET_PDEATHSIG)
@@ -464,6 +468,76 @@ class MemoryPressure(_TcpScenario):
                 f"TCPMemoryPressures {x.get('TCPMemoryPressures', 0)} in {run.info['ns_server']}")
 
 
+TX_WORKER = r"""
+import socket, sys, time
+dev, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.setsockopt(263, 20, 1)       # SOL_PACKET, PACKET_QDISC_BYPASS: straight to the driver
+s.bind((dev, 0))
+# broadcast, a locally administered source, EtherType 0x88B5 (IEEE local experimental)
+frame = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01" + b"\x88\xb5" + b"ksight lab tx drop".ljust(46, b".")
+t0, n = time.monotonic(), 0
+while time.monotonic() < end:
+    try:
+        s.send(frame)
+    except OSError:            # ENOBUFS: the frame was dropped (that is the point)
+        pass
+    n += 1
+    time.sleep(max(0.0, min(t0 + n / rate - time.monotonic(), end - time.monotonic())))
+"""
+
+
+class TxDrops(Scenario):
+    """An interface of ksight's own namespace that drops what it is given: net.tx-drops reads
+    /proc/net/dev there (interfaces of other namespaces are not in it)."""
+
+    name = "net-tx-drops"
+    area = "net"
+    summary = ("a veth interface ksh<pid> in this network namespace, its peer down in a lab "
+               "namespace (no carrier); a sender writes 200 frames a second straight to its "
+               "driver (AF_PACKET, PACKET_QDISC_BYPASS): every one is dropped and counted in "
+               "/proc/net/dev's TX drop")
+    expects = ("net.tx-drops",)
+    bounds = ("200 frames/s of 64 bytes that never leave the interface (no carrier); the "
+              "interface and the namespace are deleted afterwards")
+    warmup_s = 1.0
+    default_seconds = 8.0
+    rate = 200
+
+    def available(self):
+        ok, why = super().available()
+        if ok and shutil.which("ip") is None:
+            return False, "the `ip` command is missing (apt-get install iproute2)"
+        return ok, why
+
+    def start(self, run, stack):
+        import os
+
+        from .. import pids
+        from .netns import NetnsPair, _ip
+
+        pair = stack.enter_context(NetnsPair())
+        dev = f"ksh{os.getpid()}"
+        # the host end here, the peer in b (left down): deleting b deletes both ends
+        _ip("link", "add", dev, "type", "veth", "peer", "name", "kshp", "netns", pair.b)
+        _ip("link", "set", dev, "up")
+        run.info.update(pair=pair, interface=dev, ns_peer=pair.b)
+        p = subprocess.Popen(python_worker(TX_WORKER, dev, self.rate, run.seconds + 2.0),
+                             preexec_fn=pids.die_with_parent, stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        run.procs.append(p)
+        run.info["sender_pid"] = p.pid
+
+    def evidence(self, run):
+        dev = run.info["interface"]
+        with open(f"/sys/class/net/{dev}/statistics/tx_dropped") as f:
+            drops = int(f.read())
+        with open(f"/sys/class/net/{dev}/carrier") as f:
+            carrier = f.read().strip()
+        return f"{dev}: tx_dropped {drops}, carrier {carrier} (sender pid {run.info['sender_pid']})"
+
+
 _LISTEN_RE = re.compile(r"^\s*LISTEN\s+(\d+)\s+(\d+)\s+(\S+):(\d+)\s")
 
 
@@ -481,5 +555,6 @@ def listener_queue(pid: int, port: int) -> tuple[int, int] | None:
     return None
 
 
-for _sc in (LossyLink(), ListenOverflow(), CloseWait(), TimeWaitStorm(), MemoryPressure()):
+for _sc in (LossyLink(), ListenOverflow(), CloseWait(), TimeWaitStorm(), MemoryPressure(),
+            TxDrops()):
     register(_sc)
