@@ -94,27 +94,37 @@ def test_everything_is_undone(name):
 
 @needs_root
 @pytest.mark.lab
-def test_kill_9_leaves_nothing_after_cleanup():
+@pytest.mark.parametrize("name", ["tcp-memory-pressure", "net-tx-drops"])
+def test_kill_9_leaves_nothing_after_cleanup(name):
     from ksight.lab import available
     from ksight.lab.netns import list_namespaces
 
-    ok, why = available("tcp-memory-pressure")
+    ok, why = available(name)
     if not ok:
-        unavailable(f"tcp-memory-pressure: {why}")
+        unavailable(f"{name}: {why}")
     before = _tcp_mem()
-    p = subprocess.Popen([*KSIGHT, "lab", "run", "tcp-memory-pressure", "--seconds", "60"],
+    p = subprocess.Popen([*KSIGHT, "lab", "run", name, "--seconds", "60"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mine = {f"ksl{p.pid}a", f"ksl{p.pid}b"}
+    dev = f"/sys/class/net/ksh{p.pid}"
+
+    def up() -> bool:
+        if name == "net-tx-drops":
+            return os.path.exists(dev)
+        return mine <= set(list_namespaces()) and _tcp_mem() != before
+
     try:
         end = time.monotonic() + 200     # another lab run may hold the sysctl lock first
-        while time.monotonic() < end and not (mine <= set(list_namespaces())
-                                             and _tcp_mem() != before):
+        while time.monotonic() < end and not up():
             assert p.poll() is None, "the lab run ended by itself"
             time.sleep(0.2)
-        assert mine <= set(list_namespaces()) and _tcp_mem() != before
+        assert up()
         time.sleep(1.0)                  # the load is running
-        loads = [int(x) for x in subprocess.run(["ip", "netns", "pids", f"ksl{p.pid}b"],
-                                                capture_output=True, text=True).stdout.split()]
+        if name == "net-tx-drops":       # the sender runs here, a child of the lab
+            loads = [int(x) for x in open(f"/proc/{p.pid}/task/{p.pid}/children").read().split()]
+        else:
+            loads = [int(x) for x in subprocess.run(["ip", "netns", "pids", f"ksl{p.pid}b"],
+                                                    capture_output=True, text=True).stdout.split()]
         assert loads
         p.send_signal(signal.SIGKILL)
         p.wait(timeout=10)
@@ -127,4 +137,5 @@ def test_kill_9_leaves_nothing_after_cleanup():
     r = subprocess.run([*KSIGHT, "lab", "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not mine & set(list_namespaces()), r.stdout
+    assert not os.path.exists(dev), r.stdout
     assert _tcp_mem() == before, r.stdout
