@@ -97,14 +97,20 @@ EXPECTED = {11: "fast", 15: "retransmission", 17: "spurious", 25: "retransmissio
 
 def write(path, fmt="pcap", link="ether", pkts=None):
     with open(path, "wb") as f:
+        lt = {"raw": dpkt.pcap.DLT_RAW, "sll": 113, "sll2": 276}.get(link, dpkt.pcap.DLT_EN10MB)
         if fmt == "pcap":
-            w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW if link == "raw" else dpkt.pcap.DLT_EN10MB)
+            w = dpkt.pcap.Writer(f, linktype=lt)
         else:
-            w = dpkt.pcapng.Writer(f)
+            w = dpkt.pcapng.Writer(f, linktype=lt)
         for t, src, dst, sp, dp, seq, ack, flags, n in pkts or packets():
             ip, etype = _tcp_ip(src, dst, sp, dp, seq, ack, flags, n)
             if link == "raw":
                 frame = bytes(ip)
+            elif link == "sll":      # tcpdump -i any (Linux cooked v1)
+                frame = bytes(dpkt.sll.SLL(type=4, hdr=b"\x02\0\0\0\0\1\0\0", ethtype=etype)) + bytes(ip)
+            elif link == "sll2":     # tcpdump -i any (Linux cooked v2, libpcap >= 1.10)
+                frame = bytes(dpkt.sll2.SLL2(ethtype=etype, intindex=2, type=4,
+                                             hdr=b"\x02\0\0\0\0\1\0\0")) + bytes(ip)
             else:
                 frame = bytes(dpkt.ethernet.Ethernet(src=b"\x02\0\0\0\0\1", dst=b"\x02\0\0\0\0\2",
                                                      type=etype, data=ip))
@@ -155,7 +161,8 @@ def test_agrees_with_tshark(tmp_path):
     assert {r.frame: r.kind for r in rep.retransmissions} == tshark_retransmissions(path)
 
 
-@pytest.mark.parametrize("fmt,link", [("pcapng", "ether"), ("pcap", "raw")])
+@pytest.mark.parametrize("fmt,link", [("pcapng", "ether"), ("pcap", "raw"), ("pcap", "sll"),
+                                      ("pcapng", "sll2")])
 def test_pcapng_and_raw_ip(tmp_path, fmt, link):
     path = tmp_path / f"cases.{fmt}"
     write(path, fmt, link)
