@@ -20,6 +20,10 @@ window (scaled after the handshake) are tracked the way Wireshark does, since th
 kind. Flows are numbered in the order of their first packet, like `tcp.stream`; a new SYN with
 another initial sequence number on the same addresses and ports starts a new flow.
 
+Conversations are told apart as Wireshark does in ordinary traffic (a SYN with another initial
+sequence number on the same ports is a new flow); captures of nonsense flag combinations
+(SYN+RST+FIN...) can be split into conversations differently from Wireshark's, and then disagree.
+
 Reading the file is dpkt's (libpcap and pcapng; Ethernet, Linux cooked v1/v2, raw IP, BSD
 loopback), imported only here. A file that is neither format is an error (UsageError naming
 it); a file cut short mid-packet gives the packets before the cut and says so in `problems`.
@@ -191,11 +195,15 @@ def _tcp_of(dpkt, ip):
 
 def _window_scale(dpkt, tcp) -> int:
     try:
-        for kind, data in dpkt.tcp.parse_opts(tcp.opts):
-            if kind == dpkt.tcp.TCP_OPT_WSCALE and data:
-                return min(data[0], 14)
-    except (ValueError, IndexError):
-        pass
+        opts = dpkt.tcp.parse_opts(tcp.opts)
+    except (ValueError, IndexError, TypeError):
+        return -2
+    for o in opts:
+        if not o or len(o) != 2:     # dpkt gives None for a malformed option
+            break
+        kind, data = o
+        if kind == dpkt.tcp.TCP_OPT_WSCALE and data:
+            return min(data[0], 14)
     return -2
 
 
