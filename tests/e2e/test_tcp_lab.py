@@ -297,3 +297,39 @@ def test_no_tcp_or_net_rule_warns_at_rest():
             and (f["subject"] or {}).get("netns") not in labs
             and not re.match(r"^ksh\d+$", (f["subject"] or {}).get("interface") or "")]
     assert not loud, loud
+
+
+def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
+    """The capture starts before the connections: three short bulk transfers over the lossy
+    link, each with its handshake (Wireshark then takes the first RTT as its out-of-order
+    window) and its close."""
+    tcpdump = need_tool("tcpdump", "captures the lossy link")
+    need_tool("tshark", "the reference for tcp.analysis.retransmission")
+    need_tool("nft", "packet loss in the namespaces")
+    from ksight.lab.netns import NetnsPair
+    from ksight.lab.scenario import python_worker
+    from ksight.lab.tcp_scenarios import WORKER
+    from ksight.views.tcp_pcap import analyse
+    from tests.views.test_tcp_pcap import tshark_retransmissions
+
+    pcap = tmp_path / "handshakes.pcap"
+    with NetnsPair(loss_pct=3) as pair:
+        for ns, dev in ((pair.a, pair.dev_a), (pair.b, pair.dev_b)):
+            subprocess.run(["ip", "-n", ns, "link", "set", dev, "gso_max_segs", "1"], timeout=10)
+        td = pair.popen(pair.a, [tcpdump, "-i", pair.dev_a, "-s", "96", "-c", "30000", "-w",
+                                 str(pcap), "tcp"], stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        pair.popen(pair.b, python_worker(WORKER, "sink", pair.addr_b, PORT, 8))
+        time.sleep(0.5)
+        for _ in range(3):
+            pair.popen(pair.a, python_worker(WORKER, "bulk", pair.addr_b, PORT, 1.5,
+                                             4_000_000)).wait(timeout=30)
+        time.sleep(0.5)
+        td.terminate()
+        td.wait(timeout=10)
+    rep = analyse(str(pcap))
+    assert len(rep.flows) == 3 and all(f.handshake_seen for f in rep.flows), rep.flows
+    want = tshark_retransmissions(pcap)
+    assert len(want) > 10
+    assert {r.frame: r.kind for r in rep.retransmissions} == want
