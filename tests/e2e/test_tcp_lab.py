@@ -308,7 +308,7 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
     need_tool("nft", "packet loss in the namespaces")
     from ksight.lab.netns import NetnsPair
     from ksight.lab.scenario import python_worker
-    from ksight.lab.tcp_scenarios import WORKER
+    from ksight.lab.tcp_scenarios import WORKER, _wait_listening
     from ksight.views.tcp_pcap import analyse
     from tests.views.test_tcp_pcap import tshark_retransmissions
 
@@ -320,8 +320,8 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
                                  str(pcap), "tcp"], stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        pair.popen(pair.b, python_worker(WORKER, "sink", pair.addr_b, PORT, 8))
-        time.sleep(0.5)
+        srv = pair.popen(pair.b, python_worker(WORKER, "sink", pair.addr_b, PORT, 20))
+        _wait_listening(srv, pair.b)    # else a connect refused adds a flow (SYN, RST)
         for _ in range(3):
             pair.popen(pair.a, python_worker(WORKER, "bulk", pair.addr_b, PORT, 1.5,
                                              4_000_000)).wait(timeout=30)
@@ -330,6 +330,7 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
         td.wait(timeout=10)
     rep = analyse(str(pcap))
     assert len(rep.flows) == 3 and all(f.handshake_seen for f in rep.flows), rep.flows
+    assert all(f.data_bytes > 1_000_000 for f in rep.flows), rep.flows
     want = tshark_retransmissions(pcap)
     assert len(want) > 10
     assert {r.frame: r.kind for r in rep.retransmissions} == want
