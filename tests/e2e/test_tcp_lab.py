@@ -334,3 +334,20 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
     want = tshark_retransmissions(pcap)
     assert len(want) > 10
     assert {r.frame: r.kind for r in rep.retransmissions} == want
+
+
+@pytest.mark.parametrize("name,rule_id", [("tcp-listen-overflow", "tcp.listen-overflow"),
+                                          ("tcp-close-wait", "tcp.close-wait-leak")])
+def test_a_capture_gives_the_same_findings(tmp_path, name, rule_id):
+    """`ksight capture` while the fault runs, then `check --from` the capture (any machine)."""
+    cap = str(tmp_path / "cap.tar.zst")
+    with start(name, CHECK_S + 4) as run:
+        pid = run.info["server_pid"]
+        p = subprocess.run([sys.executable, "-m", "ksight", "capture", "-o", cap, "-i", "1",
+                            "-c", str(int(CHECK_S) + 1)], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+    subj = [f["subject"] for f in findings(run_check("--from", cap, seconds=None), rule_id)]
+    assert any(s and s.get("pid") == pid for s in subj), (pid, subj)
+    if rule_id == "tcp.listen-overflow":
+        assert any(s.get("socket") == f"{run.info['server_addr']}:{PORT}" for s in subj if s)
