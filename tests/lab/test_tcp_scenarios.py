@@ -151,5 +151,9 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
     r = subprocess.run([*KSIGHT, "lab", "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not mine & set(list_namespaces()), r.stdout
+    # the kernel destroys a deleted namespace's devices asynchronously (cleanup_net)
+    end = time.monotonic() + 30
+    while os.path.exists(dev) and time.monotonic() < end:
+        time.sleep(0.1)
     assert not os.path.exists(dev), r.stdout
     assert _tcp_mem() == before, r.stdout

@@ -521,6 +521,8 @@ class TxDrops(Scenario):
         dev = f"ksh{os.getpid()}"
         # the host end here, the peer in b (left down): deleting b deletes both ends
         _ip("link", "add", dev, "type", "veth", "peer", "name", "kshp", "netns", pair.b)
+        # deleted first, at once (a namespace's devices go away asynchronously after `ip netns del`)
+        stack.callback(_ip, "link", "del", dev, check=False)
         _ip("link", "set", dev, "up")
         run.info.update(pair=pair, interface=dev, ns_peer=pair.b)
         p = subprocess.Popen(python_worker(TX_WORKER, dev, self.rate, run.seconds + 2.0),
