@@ -265,3 +265,28 @@ def test_garbage_frames_and_odd_tcp_never_raise(tmp_path):
             w.writepkt(bytes(ip), ts=i / 1000)
     rep = analyse(str(path))
     assert rep.packets == 2000 and rep.flows
+
+
+def test_out_of_order_window_is_the_first_rtt_to_the_microsecond(tmp_path):
+    """Wireshark: out of order when the gap since the highest segment is *below* the handshake's
+    RTT; at exactly the RTT it is a retransmission. The timestamps are those of a real capture
+    of the lab's lossy link (epoch 1796086361.x) where float seconds put 48 us - 48 us on the
+    wrong side: the comparison must be made in integer time."""
+    c = (C4, S4, 40000, 80)
+    s = (S4, C4, 80, 40000)
+    b = 96086361   # write() adds 1.7e9
+    pk = [
+        (b + .047155, *c, 1000, 0, S, 0),          # 1
+        (b + .047187, *s, 5000, 1001, S | A, 0),   # 2
+        (b + .047203, *c, 1001, 5001, A, 0),       # 3 first RTT 48 us
+        (b + .649800, *c, 1001, 5001, A | P, 100),  # 4
+        (b + .649874, *c, 1101, 5001, A | P, 100),  # 5 highest so far
+        (b + .649922, *c, 1001, 5001, A | P, 100),  # 6 48 us after 5: a retransmission
+        (b + .900000, *c, 1201, 5001, A | P, 100),  # 7 highest
+        (b + .900047, *c, 1101, 5001, A | P, 100),  # 8 47 us after 7: out of order
+    ]
+    path = tmp_path / "rtt.pcap"
+    write(path, pkts=pk)
+    rep = analyse(str(path))
+    assert {r.frame: r.kind for r in rep.retransmissions} == {6: "retransmission"}
+    assert tshark_retransmissions(path) == {6: "retransmission"}

@@ -39,8 +39,8 @@ from ..errors import UsageError
 
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 M32 = 0xFFFFFFFF
-FAST_RETRANS_S = 0.020   # Wireshark: "within 20ms of the last duplicate ack"
-OOO_DEFAULT_S = 0.003    # Wireshark: out-of-order window when the first RTT is unknown
+FAST_RETRANS_NS = 20_000_000   # Wireshark: "within 20ms of the last duplicate ack"
+OOO_DEFAULT_NS = 3_000_000     # Wireshark: out-of-order window when the first RTT is unknown
 
 
 @dataclass(frozen=True)
@@ -117,9 +117,9 @@ class _Dir:
         self.base_seq = 0
         self.base_set = False
         self.nextseq = 0
-        self.nextseqtime = 0.0
+        self.nextseqtime = 0        # times in integer nanoseconds, compared as Wireshark does
         self.lastack = 0
-        self.lastacktime = 0.0
+        self.lastacktime = 0
         self.dupacknum = 0
         self.window = 0
         self.win_scale = -1       # -1 unknown (no SYN seen), -2 no option, else the shift
@@ -268,6 +268,10 @@ def analyse(path: str) -> PcapReport:
 
 def _analyse(dpkt, path, fmt, reader, w) -> PcapReport:
     link = reader.datalink()
+    # integer nanoseconds for the comparisons (a first RTT of 48 us against a gap of 48 us must
+    # not depend on float rounding): dpkt gives float seconds, exact to the file's resolution
+    res = getattr(reader, "_divisor", None)
+    res = int(res) if res and 10**9 % int(res) == 0 else None
     convs: dict[tuple, _Conv] = {}
     flows: list[_Conv] = []
     out: list[Retransmission] = []
@@ -306,7 +310,8 @@ def _analyse(dpkt, path, fmt, reader, w) -> PcapReport:
             continue
         tcp_packets += 1
         src, dst, tcp, seglen = got
-        r = _packet(dpkt, convs, flows, frame, ts, (src, tcp.sport), (dst, tcp.dport), tcp,
+        tn = round(ts * res) * (10**9 // res) if res else round(ts * 1e9)
+        r = _packet(dpkt, convs, flows, ts, tn, (src, tcp.sport), (dst, tcp.dport), tcp,
                     seglen)
         if r is not None:
             out.append(Retransmission(frame=frame, time=ts, rel_time=ts - t0, **r))
@@ -323,7 +328,7 @@ def _analyse(dpkt, path, fmt, reader, w) -> PcapReport:
                       first_time=t0, last_time=tl, skipped=skipped, problems=tuple(problems))
 
 
-def _packet(dpkt, convs, flows, frame, ts, src, dst, tcp, seglen):
+def _packet(dpkt, convs, flows, ts, tn, src, dst, tcp, seglen):
     flags = tcp.flags
     seq, ack, raw_win = tcp.seq, tcp.ack, tcp.win
     key = (src, dst) if src <= dst else (dst, src)
@@ -346,11 +351,11 @@ def _packet(dpkt, convs, flows, frame, ts, src, dst, tcp, seglen):
         fwd.win_scale = _window_scale(dpkt, tcp)
         if not flags & TH_ACK:
             c.client = src
-            c.syn_time = ts
+            c.syn_time = tn         # the most recent SYN (Wireshark's ts_mru_syn)
         window = raw_win          # a SYN's window is never scaled
     else:
-        if flags & TH_ACK and c.syn_time is not None and c.first_rtt is None:
-            c.first_rtt = ts - c.syn_time
+        if flags & TH_ACK and c.syn_time is not None and not c.first_rtt:
+            c.first_rtt = tn - c.syn_time
             c.handshake = True
         ws = fwd.win_scale
         window = raw_win << ws if ws >= 0 and rev.win_scale >= 0 else raw_win
@@ -396,12 +401,12 @@ def _packet(dpkt, convs, flows, frame, ts, src, dst, tcp, seglen):
         if seglen > 0 and rev.lastack and _le((seq + seglen) & M32, rev.lastack):
             kind = "spurious"
         elif (not_adv and rev.dupacknum >= 2 and rev.lastack == seq
-              and ts - rev.lastacktime < FAST_RETRANS_S):
+              and tn - rev.lastacktime < FAST_RETRANS_NS):
             kind = "fast"
         else:
-            thres = c.first_rtt if c.first_rtt else OOO_DEFAULT_S
+            thres = c.first_rtt if c.first_rtt else OOO_DEFAULT_NS
             end = (seq + seglen + (1 if flags & (TH_SYN | TH_FIN) else 0)) & M32
-            if not_adv and ts - fwd.nextseqtime < thres and fwd.nextseq != end:
+            if not_adv and tn - fwd.nextseqtime < thres and fwd.nextseq != end:
                 kind = None   # out of order: not a retransmission
             elif not_adv:
                 kind = "retransmission"
@@ -409,12 +414,12 @@ def _packet(dpkt, convs, flows, frame, ts, src, dst, tcp, seglen):
     nextseq = (seq + seglen + (1 if flags & (TH_SYN | TH_FIN) else 0)) & M32
     if (_gt(nextseq, fwd.nextseq) or not fwd.nextseq) and not zwp:
         fwd.nextseq = nextseq
-        fwd.nextseqtime = ts
+        fwd.nextseqtime = tn
     if (seq == fwd.maxseqtobeacked or not fwd.maxseqtobeacked) and not zwp:
         fwd.maxseqtobeacked = fwd.nextseq
     fwd.window = window
     fwd.lastack = ack
-    fwd.lastacktime = ts
+    fwd.lastacktime = tn
     fwd.keepalive_last = keepalive
     fwd.zwp_last = zwp
 
