@@ -4,7 +4,7 @@ Every scenario makes a NetnsPair (`ksl<pid>a` with 198.18.0.1, `ksl<pid>b` with 
 veth between them): the server runs in b, the clients in a, so the fault lives in network
 namespaces other than ksight's own (as in containers) and no packet leaves the machine.
 
-- tcp-lossy-link: nftables drops 3 % of the packets each way on the veth; a bulk sender in a
+- tcp-lossy-link: nftables drops 4 % of the packets each way on the veth; a bulk sender in a
   streams to a sink in b: retransmissions (RetransSegs, TCPLostRetransmit, TCPFastRetrans...).
 - tcp-listen-overflow: a listener in b with backlog 1 that never calls accept(); clients in a
   keep connecting: its accept queue is full and ListenOverflows/ListenDrops move in b.
@@ -339,11 +339,11 @@ def _wait_listening(proc: subprocess.Popen, ns: str, timeout: float = 5.0) -> No
 
 class LossyLink(_TcpScenario):
     name = "tcp-lossy-link"
-    summary = ("3 % of the packets are dropped each way on a veth link between two network "
+    summary = ("4 % of the packets are dropped each way on a veth link between two network "
                "namespaces (nftables: no netem here) while a bulk transfer runs over it")
     expects = ("tcp.retransmission-rate",)
     bounds = "one connection, at most 8 MB/s over the veth, in namespaces ksl<pid>a/b"
-    loss_pct = 3.0
+    loss_pct = 4.0
     server = ("sink",)
     client = ("bulk", 8_000_000)
 
