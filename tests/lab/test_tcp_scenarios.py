@@ -157,3 +157,35 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
         time.sleep(0.1)
     assert not os.path.exists(dev), r.stdout
     assert _tcp_mem() == before, r.stdout
+
+
+@needs_root
+@pytest.mark.lab
+def test_sigterm_during_a_run_cleans_up():
+    """`ksight lab run` stopped by SIGTERM (as by Ctrl-C): tcp_mem back, namespaces and load gone."""
+    from ksight.lab import available
+    from ksight.lab.netns import list_namespaces
+
+    ok, why = available("tcp-memory-pressure")
+    if not ok:
+        unavailable(f"tcp-memory-pressure: {why}")
+    before = _tcp_mem()
+    p = subprocess.Popen([*KSIGHT, "lab", "run", "tcp-memory-pressure", "--seconds", "30"],
+                         stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().startswith("Reproducing tcp memory pressure for 30 s")
+        lines = [p.stdout.readline() for _ in range(3)]   # bounds, the hint, one evidence line
+        assert "TCPMemoryPressures" in lines[2], lines
+        assert _tcp_mem() != before
+        loads = [int(x) for x in subprocess.run(["ip", "netns", "pids", f"ksl{p.pid}b"],
+                                                capture_output=True, text=True).stdout.split()]
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 130 and "cleaned up" in out, out
+    assert _tcp_mem() == before
+    assert not {f"ksl{p.pid}a", f"ksl{p.pid}b"} & set(list_namespaces())
+    assert loads and not any(_alive(x) for x in loads)
