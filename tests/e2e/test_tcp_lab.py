@@ -204,31 +204,33 @@ def test_memory_pressure():
     findings(doc, "tcp.memory-pressure")
 
 
-def _proc_net_dev_tx_drop(dev: str) -> int:
-    """TX drop of one interface from /proc/net/dev (own parse: the 12th number after the name)."""
-    with open("/proc/net/dev") as f:
-        for line in f:
-            name, _, rest = line.partition(":")
-            if name.strip() == dev:
-                return int(rest.split()[11])
-    raise AssertionError(f"{dev} not in /proc/net/dev")
+def _tx_drop(ns: str, dev: str) -> int:
+    """TX drop of one interface from /proc/net/dev inside ns (own parse: the 12th number)."""
+    for line in ns_text(ns, "/proc/net/dev").splitlines():
+        name, _, rest = line.partition(":")
+        if name.strip() == dev:
+            return int(rest.split()[11])
+    raise AssertionError(f"{dev} not in /proc/net/dev of {ns}")
 
 
 def test_tx_drops_names_the_interface():
     with start("net-tx-drops", CHECK_S + 15) as run:
-        dev = run.info["interface"]
-        d0 = _proc_net_dev_tx_drop(dev)
+        ns, dev = run.info["ns"], run.info["interface"]
+        label = netns_label(ns)
+        d0 = _tx_drop(ns, dev)
         t0 = time.monotonic()
         doc = run_check()
         settle(run, t0)
-        d1 = _proc_net_dev_tx_drop(dev)
-        with open(f"/sys/class/net/{dev}/statistics/tx_dropped") as f:
-            sysfs = int(f.read())
-    # the raw signal: 200 drops a second, in /proc/net/dev and in sysfs alike
+        d1 = _tx_drop(ns, dev)
+        link = subprocess.run(["ip", "-n", ns, "-s", "link", "show", dev], capture_output=True,
+                              text=True, timeout=10).stdout
+    # the raw signal: 200 drops a second, in /proc/net/dev and in `ip -s link` (TX: dropped)
     assert d1 - d0 >= 0.5 * 200 * CHECK_S, (d0, d1)
-    assert abs(sysfs - d1) <= 50
+    tx = link.split("TX:")[1].splitlines()[1].split()   # bytes packets errors dropped ...
+    assert abs(int(tx[3]) - d1) <= 50, link
     subj = [f["subject"] for f in findings(doc, "net.tx-drops")]
-    assert any(s and s.get("interface") == dev for s in subj), (dev, subj)
+    assert any(s and s.get("interface") == dev and s.get("netns") in (None, label)
+               for s in subj), (dev, label, subj)
 
 
 def test_pcap_of_the_lossy_link_agrees_with_tshark(tmp_path):
@@ -273,8 +275,7 @@ def test_pcap_of_the_lossy_link_agrees_with_tshark(tmp_path):
 
 def test_no_tcp_or_net_rule_warns_at_rest():
     """Holds the lab's sysctl lock meanwhile, so no lab run elsewhere lowers tcp_mem during the
-    check; findings about a lab namespace or a lab interface (ksh<pid>) of another run on this
-    machine are not ours."""
+    check; findings about a lab namespace of another run on this machine are not ours."""
     from ksight.lab.netns import list_namespaces
     from ksight.lab.sysctl import SysctlGuard
 
@@ -294,8 +295,7 @@ def test_no_tcp_or_net_rule_warns_at_rest():
     assert doc["rules_selected"] >= 10 and doc["rules_run"] > 0, doc["not_evaluated"]
     loud = [f for f in doc["findings"] if f["id"].startswith(("tcp.", "net."))
             and f["severity"] in ("warning", "critical")
-            and (f["subject"] or {}).get("netns") not in labs
-            and not re.match(r"^ksh\d+$", (f["subject"] or {}).get("interface") or "")]
+            and (f["subject"] or {}).get("netns") not in labs]
     assert not loud, loud
 
 

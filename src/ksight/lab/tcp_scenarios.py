@@ -19,10 +19,10 @@ namespaces other than ksight's own (as in containers) and no packet leaves the m
   reader in b, whose receive queues push TCP memory over the pressure threshold
   (TCPMemoryPressures moves in b). The maximum stays where it was, so no allocation on the
   machine fails; only the pressure mode (smaller buffers) is entered, machine-wide, for seconds.
-- net-tx-drops: the one fault that must be in ksight's own namespace (net.tx-drops reads its
-  /proc/net/dev): a veth `ksh<pid>` here whose peer sits down in b; 200 frames a second written
-  straight to its driver (AF_PACKET with PACKET_QDISC_BYPASS) are all dropped for want of a
-  carrier and counted as TX drops. Nothing leaves the interface; deleting b deletes it.
+- net-tx-drops: a veth `ksltx` in a whose peer sits down in b; 200 frames a second written
+  straight to its driver (AF_PACKET with PACKET_QDISC_BYPASS) by a sender in a are all dropped
+  for want of a carrier and counted as TX drops (/proc/net/dev of a). Nothing leaves the
+  interface; it goes with the namespaces.
 
 The load is one small Python program (this interpreter) in each namespace, started through
 `ip netns exec` (which execs it: the PID is the program's), dying with the lab (PR_SET_PDEATHSIG)
@@ -489,21 +489,22 @@ while time.monotonic() < end:
 
 
 class TxDrops(Scenario):
-    """An interface of ksight's own namespace that drops what it is given: net.tx-drops reads
-    /proc/net/dev there (interfaces of other namespaces are not in it)."""
+    """An interface that drops what it is given, inside a lab namespace (ksight reads every
+    namespace's /proc/PID/net/dev): nothing is added to ksight's own namespace."""
 
     name = "net-tx-drops"
     area = "net"
-    summary = ("a veth interface ksh<pid> in this network namespace, its peer down in a lab "
-               "namespace (no carrier); a sender writes 200 frames a second straight to its "
-               "driver (AF_PACKET, PACKET_QDISC_BYPASS): every one is dropped and counted in "
+    summary = ("a veth interface ksltx in namespace ksl<pid>a, its peer down in ksl<pid>b (no "
+               "carrier); a sender there writes 200 frames a second straight to its driver "
+               "(AF_PACKET, PACKET_QDISC_BYPASS): every one is dropped and counted in "
                "/proc/net/dev's TX drop")
     expects = ("net.tx-drops",)
-    bounds = ("200 frames/s of 64 bytes that never leave the interface (no carrier); the "
-              "interface and the namespace are deleted afterwards")
+    bounds = ("200 frames/s of 64 bytes that never leave the interface (no carrier), in "
+              "namespaces ksl<pid>a/b deleted afterwards")
     warmup_s = 1.0
     default_seconds = 8.0
     rate = 200
+    dev = "ksltx"
 
     def available(self):
         ok, why = super().available()
@@ -512,32 +513,31 @@ class TxDrops(Scenario):
         return ok, why
 
     def start(self, run, stack):
-        import os
-
         from .. import pids
         from .netns import NetnsPair, _ip
 
         pair = stack.enter_context(NetnsPair())
-        dev = f"ksh{os.getpid()}"
-        # the host end here, the peer in b (left down): deleting b deletes both ends
-        _ip("link", "add", dev, "type", "veth", "peer", "name", "kshp", "netns", pair.b)
-        # deleted first, at once (a namespace's devices go away asynchronously after `ip netns del`)
-        stack.callback(_ip, "link", "del", dev, check=False)
-        _ip("link", "set", dev, "up")
-        run.info.update(pair=pair, interface=dev, ns_peer=pair.b)
-        p = subprocess.Popen(python_worker(TX_WORKER, dev, self.rate, run.seconds + 2.0),
-                             preexec_fn=pids.die_with_parent, stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # one end in a (up), the peer in b (left down: no carrier on ours)
+        _ip("-n", pair.a, "link", "add", self.dev, "type", "veth", "peer", "name", "ksltxp",
+            "netns", pair.b)
+        _ip("-n", pair.a, "link", "set", self.dev, "up")
+        run.info.update(pair=pair, interface=self.dev, ns=pair.a, ns_peer=pair.b)
+        p = pair.popen(pair.a, python_worker(TX_WORKER, self.dev, self.rate, run.seconds + 2.0),
+                       preexec_fn=pids.die_with_parent, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         run.procs.append(p)
         run.info["sender_pid"] = p.pid
 
     def evidence(self, run):
-        dev = run.info["interface"]
-        with open(f"/sys/class/net/{dev}/statistics/tx_dropped") as f:
-            drops = int(f.read())
-        with open(f"/sys/class/net/{dev}/carrier") as f:
-            carrier = f.read().strip()
-        return f"{dev}: tx_dropped {drops}, carrier {carrier} (sender pid {run.info['sender_pid']})"
+        from ..fs import LiveRoot
+        from ..sources import netdev
+
+        pid, dev = run.info["sender_pid"], run.info["interface"]
+        nd = netdev.parse(LiveRoot().read_text(f"proc/{pid}/net/dev"), f"proc/{pid}/net/dev")
+        i = nd.interfaces.get(dev)
+        drops = i.tx_drop if i is not None else "?"
+        return (f"{dev} in {run.info['ns']}: TX drop {drops} (/proc/{pid}/net/dev; sender pid "
+                f"{pid})")
 
 
 _LISTEN_RE = re.compile(r"^\s*LISTEN\s+(\d+)\s+(\d+)\s+(\S+):(\d+)\s")
