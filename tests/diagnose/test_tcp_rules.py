@@ -223,6 +223,23 @@ def test_memory_pressure(tmp_path):
     assert acts[0].recommended == "377868 503824 755736"
 
 
+def test_memory_pressure_counted_in_another_namespace(tmp_path):
+    """tcp_mem is machine-wide but TCPMemoryPressures is counted in the namespace of the socket
+    that hit it: a slow reader in a container moves only /proc/PID/net/netstat there. The
+    evidence sums every namespace (3 + 20), not ksight's own alone (3)."""
+    m = Machine(tmp_path)
+    cont = {k: v for k, v in m.net.items()}
+    m.process(1, OWN_NS, "init", net=m.net)
+    m.process(200, CONTAINER_NS, "reader", net=cont)
+    m.snap()
+    m.net["sockstat"] = m.net["sockstat"].replace("mem 1", "mem 240000")
+    m.net["netstat"] = add(m.net["netstat"], "TcpExt", "TCPMemoryPressures", 3)
+    cont["netstat"] = add(cont["netstat"], "TcpExt", "TCPMemoryPressures", 20)
+    m.snap()
+    (f,) = found(m.check(), "tcp.memory-pressure")
+    assert ev(f, "TCPMemoryPressures").value == 23
+
+
 def test_memory_pressure_critical_near_high(tmp_path):
     m = Machine(tmp_path)
     m.snap()

@@ -283,6 +283,18 @@ def moved(series: Series, c: Counter, netns: int | None = None) -> Moved:
     return Moved(c.name, _int(cs.total), cs.peak_rate, since_boot(series, c, netns))
 
 
+def moved_everywhere(series: Series, c: Counter) -> Moved:
+    """A per-namespace MIB counter summed over every namespace with counters: for events of a
+    machine-wide resource (tcp_mem is global; TCPMemoryPressures is counted in the namespace of
+    the socket that hit it). The peak rate is the largest of one namespace's."""
+    parts = [moved(series, c, ns) for ns in scopes(series)]
+    wins = [p.window for p in parts if p.window is not None]
+    boots = [p.since_boot for p in parts if p.since_boot is not None]
+    peaks = [p.peak_per_s for p in parts if p.peak_per_s is not None]
+    return Moved(c.name, sum(wins) if wins else None, max(peaks) if peaks else None,
+                 sum(boots) if boots else None)
+
+
 @dataclass(frozen=True)
 class NsTcp:
     """The listen and SYN counters of one namespace."""
@@ -327,8 +339,8 @@ class TcpMemory:
     pressure: int | None  # above, the kernel moderates buffers until below low again
     high: int | None  # above, new allocations fail (drops, aborts)
     page_size: int
-    pressures: Moved  # TcpExt.TCPMemoryPressures
-    aborts_on_memory: Moved
+    pressures: Moved  # TcpExt.TCPMemoryPressures, summed over the namespaces
+    aborts_on_memory: Moved  # TcpExt.TCPAbortOnMemory, summed over the namespaces
 
 
 def tcp_memory(series: Series) -> TcpMemory:
@@ -338,8 +350,8 @@ def tcp_memory(series: Series) -> TcpMemory:
     lo, pr, hi = (mem + (None, None, None))[:3] if mem else (None, None, None)
     peak = g.peak
     return TcpMemory(_int(g.last), None if peak is None else int(peak[0]), lo, pr, hi,
-                     series.last.host.page_size, moved(series, MEMORY_PRESSURES),
-                     moved(series, ABORT_ON_MEMORY))
+                     series.last.host.page_size, moved_everywhere(series, MEMORY_PRESSURES),
+                     moved_everywhere(series, ABORT_ON_MEMORY))
 
 
 # ---- ephemeral ports ---------------------------------------------------------------------------

@@ -42,9 +42,9 @@ def memory_pressure(ctx: Context, r: Rule):
           ctx.ev("net.ipv4.tcp_mem", f"{mem.low} {mem.pressure} {mem.high}", "pages",
                  "/proc/sys/net/ipv4/tcp_mem", note="low, pressure, high"),
           ctx.ev("TCPMemoryPressures", entered if s.intervals else None, "over the window",
-                 "/proc/net/netstat", note="times TCP entered memory pressure"),
+                 "/proc/net/netstat", note="times TCP entered memory pressure, every namespace"),
           ctx.ev("TCPAbortOnMemory", aborts if s.intervals else None, "over the window",
-                 "/proc/net/netstat", note="connections reset for lack of memory")]
+                 "/proc/net/netstat", note="connections reset for lack of memory, every namespace")]
     table = s.last.sockets
     if table is not None:
         big = sorted(table.sockets, key=lambda k: -(k.rx_queue + k.tx_queue))[:3]
