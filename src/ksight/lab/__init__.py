@@ -141,6 +141,7 @@ def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list
 def _load() -> None:
     # each module registers its scenarios
     from . import memory_process_scenarios, memory_system_scenarios, pagecache_scenarios  # noqa: F401
+    from . import cpu_scenarios  # noqa: F401
 
 
 _load()

@@ -1,0 +1,383 @@
+"""Kernel-mode CPU faults, reproduced for real and bounded (see docs/lab.md, "CPU").
+
+- cpu-syscall-loop: one process reads 64 KiB of /dev/zero with readv() in a tight loop, pinned
+  to one CPU. Each call enters the kernel, which zero-fills the user buffer (clear_user): about
+  four fifths of that CPU's time becomes system time (sy), the process is the top consumer of
+  system time, and a profile shows the read path (entry_SYSCALL_64, do_syscall_64, ksys_readv,
+  vfs_readv, read_iter_zero, iov_iter_zero, clear_user / rep_stos_alternative).
+- cpu-softirq-loopback: two network namespaces joined by a veth pair (lab.netns.NetnsPair); a
+  sender in one blasts small UDP datagrams to a receiver in the other. Every datagram crosses
+  veth_xmit -> netif_rx -> the NET_RX softirq of the sending CPU (ip_rcv, udp_rcv), so
+  /proc/softirqs NET_RX climbs by tens of thousands a second and si takes a share of that CPU.
+- cpu-blocked-tasks: a chain of processes each suspended in vfork: every link calls
+  clone(CLONE_VFORK) and its child does the same, down to the last one, which sleeps. A vfork
+  parent waits in wait_for_vfork_done, TASK_KILLABLE (= TASK_UNINTERRUPTIBLE | TASK_WAKEKILL):
+  state D in /proc/PID/stat, counted in the load average (task_contributes_to_load), but
+  killable, holding no lock and no device. The load average climbs past the CPU count with no
+  CPU used at all. (A throttled block device would give real I/O waits too, but needs a loop
+  device and the io controller; the vfork chain works on any kernel.)
+
+Every load process stops by itself at the run's deadline and dies with the lab
+(PR_SET_PDEATHSIG; each link of the vfork chain sets it for itself, so killing the first link
+brings the chain down in turn). Names include the lab's PID (namespaces ksl<pid>a/b).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+from ..errors import Unavailable
+from . import register
+from .scenario import Scenario, python_worker
+
+# ------------------------------------------------------------------------------------------
+# cpu-syscall-loop
+SYSCALL_WORKER = r"""
+import os, sys, time
+cpu, size, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+if cpu >= 0:
+    try:
+        os.sched_setaffinity(0, {cpu})
+    except OSError:
+        pass
+fd = os.open("/dev/zero", os.O_RDONLY)
+bufs = [bytearray(size)]
+readv = os.readv
+while time.monotonic() < end:
+    for _ in range(100):
+        readv(fd, bufs)
+"""
+
+
+def _pid_times(pid: int) -> tuple[int, int, str, int | None]:
+    """(utime, stime, state, processor) ticks of a live process, through the project's parser."""
+    from ..fs import LiveRoot
+    from ..sources.proc_pid import stat
+
+    s = stat.read(LiveRoot(), pid)
+    return s.utime_ticks, s.stime_ticks, s.state, s.processor
+
+
+def _cpu_times():
+    from ..fs import LiveRoot
+    from ..sources import stat
+
+    return stat.read(LiveRoot())
+
+
+def _share(a, b, field: str) -> float:
+    """Percent of the interval between two CpuTimes spent in `field` (lab evidence only)."""
+    total = b.total_ticks - a.total_ticks
+    if total <= 0:
+        return 0.0
+    return 100.0 * ((getattr(b, field) or 0) - (getattr(a, field) or 0)) / total
+
+
+class SyscallLoop(Scenario):
+    name = "cpu-syscall-loop"
+    area = "cpu"
+    summary = ("one process reads 64 KiB of /dev/zero with readv() in a tight loop, pinned to "
+               "one CPU: the kernel zero-fills each buffer, ~80% of that CPU is system time")
+    expects = ("cpu.high-system",)
+    bounds = "one process, one CPU, no memory or disk beyond a 64 KiB buffer"
+    default_seconds = 10.0
+    warmup_s = 1.0
+    size = 64 << 10
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if not os.path.exists("/dev/zero"):
+            return False, "/dev/zero is missing"
+        return True, ""
+
+    def start(self, run, stack):
+        import subprocess
+
+        from .. import pids
+
+        try:
+            cpu = max(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpu = -1
+        p = subprocess.Popen(python_worker(SYSCALL_WORKER, cpu, self.size, run.seconds),
+                             preexec_fn=pids.die_with_parent)
+        run.procs.append(p)
+        run.info.update(pid=p.pid, cpu=cpu)
+        run.info["last"] = (_pid_times(p.pid), _cpu_times(), time.monotonic())
+
+    def evidence(self, run):
+        pid, cpu = run.info["pid"], run.info["cpu"]
+        (u0, s0, _, _), st0, t0 = run.info["last"]
+        now = (_pid_times(pid), _cpu_times(), time.monotonic())
+        run.info["last"] = now
+        (u1, s1, state, proc), st1, t1 = now
+        hz = os.sysconf("SC_CLK_TCK")
+        dt = max(t1 - t0, 1e-3)
+        line = (f"pid {pid} ({state}, on CPU {proc}): user {100 * (u1 - u0) / hz / dt:3.0f}%  "
+                f"system {100 * (s1 - s0) / hz / dt:3.0f}% of a CPU")
+        if cpu in st0.cpus and cpu in st1.cpus:
+            line += f"   CPU {cpu}: sy {_share(st0.cpus[cpu], st1.cpus[cpu], 'system_ticks'):3.0f}%"
+        return line + f"   all CPUs: sy {_share(st0.cpu_total, st1.cpu_total, 'system_ticks'):3.0f}%"
+
+
+# ------------------------------------------------------------------------------------------
+# cpu-softirq-loopback
+UDP_RECEIVER = r"""
+import socket, sys, time
+addr, port, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((addr, port))
+s.settimeout(0.2)
+buf = bytearray(2048)
+while time.monotonic() < end:
+    try:
+        for _ in range(1000):
+            s.recv_into(buf)
+    except socket.timeout:
+        pass
+"""
+
+UDP_SENDER = r"""
+import os, socket, sys, time
+addr, port, size, cpu, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+end = time.monotonic() + seconds
+if cpu >= 0:
+    try:
+        os.sched_setaffinity(0, {cpu})   # the NET_RX work lands on the sender's CPU
+    except OSError:
+        pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.connect((addr, port))
+msg = b"k" * size
+send = s.send
+while time.monotonic() < end:
+    for _ in range(500):
+        try:
+            send(msg)
+        except OSError:   # ECONNREFUSED before the receiver binds, ENOBUFS: keep going
+            pass
+"""
+
+
+def _softirqs() -> dict[str, int]:
+    from ..fs import LiveRoot
+    from ..sources import softirqs
+
+    s = softirqs.read(LiveRoot())
+    return {k: s.total(k) or 0 for k in ("NET_RX", "NET_TX")}
+
+
+class SoftirqLoopback(Scenario):
+    name = "cpu-softirq-loopback"
+    area = "cpu"
+    summary = ("a sender blasts 64-byte UDP datagrams over a veth pair between two network "
+               "namespaces of its own: each one is received in the NET_RX softirq")
+    expects = ("cpu.high-softirq",)
+    bounds = "two processes (sender, receiver), two netns with one veth pair, no disk"
+    default_seconds = 10.0
+    warmup_s = 1.5
+    port = 9
+    size = 64
+
+    def available(self):
+        import shutil
+
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if shutil.which("ip") is None:
+            return False, "the `ip` command is missing (install iproute2)"
+        return True, ""
+
+    def start(self, run, stack):
+        import subprocess
+
+        from .. import pids
+        from .netns import NetnsPair
+
+        n = stack.enter_context(NetnsPair())
+        try:
+            cpu = max(os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            cpu = -1
+        run.info.update(netns=(n.a, n.b), cpu=cpu)
+        for ns, argv in ((n.b, python_worker(UDP_RECEIVER, n.addr_b, self.port, run.seconds)),
+                         (n.a, python_worker(UDP_SENDER, n.addr_b, self.port, self.size, cpu,
+                                             run.seconds))):
+            p = n.popen(ns, argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        preexec_fn=pids.die_with_parent)
+            run.procs.append(p)
+            if ns == n.b:
+                time.sleep(0.2)  # the receiver binds before the first datagram
+        run.info["receiver"], run.info["sender"] = run.procs[-2].pid, run.procs[-1].pid
+        run.info["last"] = (_softirqs(), _cpu_times(), time.monotonic())
+
+    def evidence(self, run):
+        s0, st0, t0 = run.info["last"]
+        now = (_softirqs(), _cpu_times(), time.monotonic())
+        run.info["last"] = now
+        s1, st1, t1 = now
+        dt = max(t1 - t0, 1e-3)
+        per_cpu = "  ".join(f"CPU{c} si {_share(st0.cpus[c], st1.cpus[c], 'softirq_ticks'):3.0f}%"
+                            for c in sorted(st1.cpus) if c in st0.cpus)
+        return (f"NET_RX {(s1['NET_RX'] - s0['NET_RX']) / dt:8.0f}/s  "
+                f"NET_TX {(s1['NET_TX'] - s0['NET_TX']) / dt:6.0f}/s   {per_cpu}")
+
+
+# ------------------------------------------------------------------------------------------
+# cpu-blocked-tasks
+# clone(2) numbers; the flags go first on these architectures, and with the other arguments 0
+# (no new stack, no TLS, no TID pointers) the order of the rest does not matter
+SYS_CLONE = {"x86_64": 56, "aarch64": 220, "riscv64": 220, "ppc64le": 120, "ppc64": 120,
+             "loongarch64": 220}
+
+VFORK_WORKER = r"""
+import ctypes, os, sys, time
+nr, links, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+end = time.monotonic() + seconds
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+CLONE_VFORK, SIGCHLD, PR_SET_PDEATHSIG, SIGKILL = 0x4000, 17, 1, 9
+depth = 0
+while depth < links and time.monotonic() < end:
+    parent = os.getpid()
+    # no CLONE_VM: the child gets its own copy of memory (like fork), and the caller is
+    # suspended (D state, killable) until the child exits or execs
+    pid = libc.syscall(ctypes.c_long(nr), ctypes.c_ulong(CLONE_VFORK | SIGCHLD),
+                       ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if pid != 0:
+        os._exit(0 if pid > 0 else 1)   # resumed: our child is gone (or clone failed); leave
+    libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(0)                     # the parent died before we asked: no orphans
+    depth += 1
+while time.monotonic() < end:
+    time.sleep(0.2)
+os._exit(0)
+"""
+
+
+def _chain(top: int) -> list[int]:
+    """PIDs of the chain below (and including) `top`, following /proc/PID/task/PID/children."""
+    out, pid = [], top
+    for _ in range(10_000):
+        out.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                kids = [int(x) for x in f.read().split()]
+        except (OSError, ValueError):
+            break
+        if not kids:
+            break
+        pid = kids[0]
+    return out
+
+
+def _states(pids: list[int]) -> dict[int, str]:
+    from ..errors import Unavailable as U
+    from ..fs import LiveRoot
+    from ..sources.proc_pid import stat
+
+    root, out = LiveRoot(), {}
+    for p in pids:
+        try:
+            out[p] = stat.read(root, p).state
+        except U:
+            pass
+    return out
+
+
+class BlockedTasks(Scenario):
+    name = "cpu-blocked-tasks"
+    area = "cpu"
+    summary = ("a chain of processes each suspended in vfork (wait_for_vfork_done): D state, "
+               "counted in the load average, no CPU used")
+    expects = ("cpu.load-high",)
+    default_seconds = 10.0
+    # the 1-minute load average moves every 5 s by 8 % of the gap: after 12 s (2-3 updates)
+    # 16 D tasks per CPU have added 2.5-3.5 times the CPU count to it
+    warmup_s = 12.0
+
+    @property
+    def bounds(self) -> str:
+        return (f"{self.links()} processes of this Python (copy-on-write, a few MiB each), no "
+                "CPU, no disk; all killable")
+
+    @staticmethod
+    def links() -> int:
+        return min(256, max(32, 16 * (os.cpu_count() or 1)))
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if platform.machine() not in SYS_CLONE:
+            return False, (f"clone(2) is called by number, known here for "
+                           f"{', '.join(sorted(SYS_CLONE))}, not {platform.machine()}")
+        return True, ""
+
+    def start(self, run, stack):
+        import subprocess
+
+        from .. import pids
+
+        nr = SYS_CLONE[platform.machine()]
+        p = subprocess.Popen(python_worker(VFORK_WORKER, nr, self.links(), run.seconds),
+                             preexec_fn=pids.die_with_parent)
+        run.procs.append(p)
+        run.info["pid"] = p.pid
+        run.info["chain"] = []
+        stack.callback(self._end_chain, run)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chain = _chain(p.pid)
+            run.info["chain"] = [(c, pids.start_ticks(c)) for c in chain]
+            if len(chain) > self.links() or p.poll() is not None:
+                break
+            time.sleep(0.05)
+        if p.poll() is not None:
+            raise Unavailable(f"lab scenario {self.name}",
+                              f"the vfork chain ended at once (exit {p.returncode})")
+
+    @staticmethod
+    def _end_chain(run) -> None:
+        """SIGKILL every link still running (by PID, only if it is still the same process)."""
+        import signal
+
+        from .. import pids
+
+        chain = run.info.get("chain") or []
+        for pid, start in chain:
+            if start is not None and pids.start_ticks(pid) == start and not pids.is_zombie(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        end = time.monotonic() + 10
+        while time.monotonic() < end and any(
+                s is not None and pids.start_ticks(p) == s and not pids.is_zombie(p)
+                for p, s in chain):
+            time.sleep(0.05)
+
+    def evidence(self, run):
+        from ..fs import LiveRoot
+        from ..sources import loadavg
+
+        chain = [p for p, _ in run.info.get("chain") or []]
+        st = _states(chain)
+        d = sum(1 for s in st.values() if s == "D")
+        la = loadavg.read(LiveRoot())
+        return (f"{d} of {len(st)} chain processes in D state (wait_for_vfork_done)   "
+                f"load average {la.load1:.2f} {la.load5:.2f} {la.load15:.2f} on "
+                f"{os.cpu_count()} CPUs")
+
+
+for _sc in (SyscallLoop(), SoftirqLoopback(), BlockedTasks()):
+    register(_sc)
