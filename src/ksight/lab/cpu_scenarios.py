@@ -374,7 +374,7 @@ class BlockedTasks(Scenario):
         st = _states(chain)
         d = sum(1 for s in st.values() if s == "D")
         la = loadavg.read(LiveRoot())
-        return (f"{d} of {len(st)} chain processes in D state (wait_for_vfork_done)   "
+        return (f"{d} of {len(st)} chain processes in D state (vfork wait)   "
                 f"load average {la.load1:.2f} {la.load5:.2f} {la.load15:.2f} on "
                 f"{os.cpu_count()} CPUs")
 
