@@ -21,6 +21,7 @@ COMMANDS = {
     "pmap": "pmap",
     "pidstat": "pidstat",
     "trace": "trace",
+    "profile": "profile",
     "lab": "lab",
     "cleanup": "cleanup",
 }
@@ -42,6 +43,7 @@ HELPS = {
     "pmap": "procps pmap -x's columns for one process, from smaps, each mapping classed",
     "pidstat": "sysstat's pidstat -r columns (page faults/s, VSZ, RSS, share of RAM) per process",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
+    "profile": "what the CPUs run, sampled with perf: hottest kernel functions and stacks, flame graph",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
 }
