@@ -133,7 +133,9 @@ def run(args: argparse.Namespace) -> int:
 
         title = (f"ksight profile: {prof.target}, {prof.seconds:.1f} s, "
                  f"{prof.work_samples} samples" + (" (kernel only)" if args.kernel_only else ""))
-        _write(args.svg, lambda: svg(folded, title=title), "flame graph", files, errors)
+        kernel = {f for s in got.samples for f, d in s.stack if profile.is_kernel(d)}
+        _write(args.svg, lambda: svg(folded, title=title, kernel=kernel), "flame graph", files,
+               errors)
     if args.json:
         import dataclasses
 
