@@ -91,12 +91,12 @@ def test_syscall_loop_makes_system_time():
         time.sleep(2.0)
         p1, c1 = pid_stat(pid), cpu_lines()
         assert run.evidence().startswith(f"pid {pid}")
-    # the process spends most of its time in the kernel: stime > 2 x utime, and >= 0.6 s of
-    # the 2 s (one CPU; a shared machine may take some of it)
+    # the process spends most of its time in the kernel: stime > 4 x utime (~94% system on the
+    # idle machine: 15 x), and it really ran: >= 0.4 s of the 2 s (a shared machine takes some)
     du, ds = p1[1] - p0[1], p1[2] - p0[2]
     hz = os.sysconf("SC_CLK_TCK")
-    assert ds > 2 * du and ds >= 0.6 * 2 * hz, (du, ds)
-    # and its CPU shows it: >= 40% system time there (the idle machine shows ~80%)
+    assert ds > 4 * du and ds >= 0.2 * 2 * hz, (du, ds)
+    # and its CPU shows it: >= 40% system time there (the idle machine shows ~90%)
     key = f"cpu{cpu}" if cpu >= 0 else "cpu"
     assert share(c0[key], c1[key], SYSTEM) >= 40, (c0[key], c1[key])
     assert pid_stat(pid) is None or pid_stat(pid)[0] == "Z"  # gone (reaped) afterwards
