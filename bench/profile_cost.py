@@ -7,15 +7,16 @@ about LOOP_S seconds on this machine, then the same work every time), timed by t
 (wall clock and its own CPU time). Each run times the loop, interleaved:
 
 - baseline: nothing else started;
-- profile F Hz: `ksight profile --seconds LOOP_S+3 -F F` (the installed entry point, all CPUs,
-  kernel and user stacks; output to /dev/null) started first; the loop starts once perf is
-  sampling (1.0 s later) and ends before the sampling does. `perf script` runs after the loop.
+- profile F Hz: `ksight profile -F F` (the installed entry point, all CPUs, kernel and user
+  stacks; output to /dev/null) started first; the loop starts once perf is sampling (1.0 s
+  later); when the loop is done ksight gets SIGINT (as Ctrl-C), so the whole loop is sampled
+  however long a loaded machine makes it. `perf script` runs after the loop.
 
 Reported: the loop's wall time and CPU time per mode, median and range [min-max] over the runs,
 the slowdown against the baseline of the same run, in wall time (what the loop's user waits;
 it includes waiting for a CPU, so other load on the machine shows here) and in the loop's own
 CPU time (the sampling interrupts and cache effects; steadier), median [range], and the CPU the whole
-`ksight profile` command used (perf record + perf script + ksight). Needs root and perf.
+`ksight profile` command used (perf record + perf script + ksight), also per second sampled. Needs root and perf.
 Bounded: RUNS x modes loops of ~LOOP_S s; every process is waited for, killed by PID on error.
 """
 
@@ -62,14 +63,20 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def profiled(n: int, freq: int, loop_s: float) -> tuple[dict, float]:
+def profiled(n: int, freq: int, loop_s: float) -> tuple[dict, float, float]:
+    """The loop while `ksight profile` samples; it is stopped with SIGINT (as Ctrl-C) once the
+    loop is done, so the whole loop is sampled however long a loaded machine makes it."""
+    import signal
+
     before = children_cpu()
-    p = subprocess.Popen([sys.executable, "-m", "ksight", "profile", "--seconds",
-                          f"{loop_s + 3:g}", "-F", str(freq)], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+    p = subprocess.Popen([sys.executable, "-m", "ksight", "profile", "--seconds", "300",
+                          "-F", str(freq)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(1.0)        # perf started and sampling (ksight waits 0.3 s for it)
+        t0 = time.monotonic()
         res = loop(n)
+        p.send_signal(signal.SIGINT)
+        sampled = time.monotonic() - t0 + 1.0
         p.wait(timeout=loop_s + 120)
     finally:
         if p.poll() is None:
@@ -77,7 +84,7 @@ def profiled(n: int, freq: int, loop_s: float) -> tuple[dict, float]:
             p.wait()
     if p.returncode != 0:
         raise SystemExit(f"ksight profile failed (exit {p.returncode})")
-    return res, children_cpu() - before - res["cpu"]
+    return res, children_cpu() - before - res["cpu"], sampled
 
 
 def fmt(xs: list[float], unit: str = "s", digits: int = 3) -> str:
@@ -104,6 +111,7 @@ def main() -> int:
     slow = {m: [] for m in modes[1:]}
     slow_cpu = {m: [] for m in modes[1:]}
     cmd_cpu = {m: [] for m in modes[1:]}
+    per_s = {m: [] for m in modes[1:]}
     print(f"loop: {n} iterations (~{a.loop_s:g} s); {a.runs} runs; {os.cpu_count()} CPUs; "
           f"load before {os.getloadavg()[0]:.2f}", flush=True)
     for r in range(a.runs):
@@ -111,21 +119,22 @@ def main() -> int:
         wall["baseline"].append(base["wall"])
         cpu["baseline"].append(base["cpu"])
         for f, m in zip(a.freqs, modes[1:]):
-            res, c = profiled(n, f, a.loop_s)
+            res, c, sampled = profiled(n, f, a.loop_s)
             wall[m].append(res["wall"])
             cpu[m].append(res["cpu"])
             slow[m].append(100 * (res["wall"] / base["wall"] - 1))
             slow_cpu[m].append(100 * (res["cpu"] / base["cpu"] - 1))
             cmd_cpu[m].append(c)
+            per_s[m].append(c / sampled)
         print(f"run {r + 1}: " + "  ".join(f"{m} {wall[m][-1]:.3f} s" for m in modes), flush=True)
     print(f"\nload after {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<16} {'loop wall':<26} {'loop CPU':<26} {'slowdown (wall)':<24} "
-          f"{'slowdown (CPU)':<22} ksight profile CPU (all of it)")
+          f"{'slowdown (CPU)':<22} {'ksight profile CPU':<22} its CPU per s sampled")
     for m in modes:
         extra = ""
         if m in slow:
             extra = (f"{fmt(slow[m], '%', 1):<24} {fmt(slow_cpu[m], '%', 1):<22} "
-                     f"{fmt(cmd_cpu[m], 's', 2)}")
+                     f"{fmt(cmd_cpu[m], 's', 2):<22} {fmt(per_s[m], '', 3)}")
         print(f"{m:<16} {fmt(wall[m]):<26} {fmt(cpu[m]):<26} {extra}")
     return 0
 
