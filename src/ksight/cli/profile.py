@@ -18,7 +18,8 @@ user stacks (perf record --call-graph fp), and print:
 
 --folded writes the stacks in Brendan Gregg's folded format ("comm;root;...;leaf COUNT", the
 input of flamegraph.pl, speedscope and inferno); --svg writes a self-contained flame graph
-(open it in a browser; hover a frame for its name and samples). --kernel-only samples only
+(open it in a browser; hover a frame for its name and samples; kernel frames are orange). Both
+leave out the idle task's idle loop (it would dwarf the work on a quiet machine). --kernel-only samples only
 kernel mode (perf --all-kernel): cheaper, and the output is the kernel's side only.
 
 Needs root and perf (Debian: apt install linux-perf; Ubuntu: linux-tools-$(uname -r); Fedora:

@@ -285,10 +285,15 @@ def sample(seconds: float, *, pid: int | None = None, freq: int = DEFAULT_FREQ,
             if now > seconds + 30:   # perf should have ended by itself long ago
                 rec.stop()
                 break
-        # perf samples for exactly `seconds` (its workload is a bounded sleep) unless stopped
-        elapsed = min(seconds, time.monotonic() - t_on) if stopped else seconds
+        # perf samples for `seconds` (its workload is a bounded sleep), less when stopped or when
+        # the process it follows exits
+        elapsed = min(seconds, time.monotonic() - t_on)
     if not rec.samples and rec.stderr.strip():
         msg = " ".join(rec.stderr.strip().splitlines()[:3])[:300]
+        if re.search(r"paranoid|ermission|EACCES|EPERM|not permitted", msg):
+            msg += ("; perf_event_open was refused: kernel.perf_event_paranoid (`sysctl -w "
+                    "kernel.perf_event_paranoid=-1`), or a container without CAP_PERFMON / "
+                    "whose seccomp profile blocks perf_event_open")
         raise Unavailable("perf", f"perf record failed: {msg}")
     return Sampling(rec.samples, elapsed, rec.lost or 0, stopped, rec.stderr)
 
