@@ -280,3 +280,18 @@ def test_ctrl_c_stops_early_reports_and_leaves_no_perf():
     assert "stopped early" in out and "ksight profile:" in out
     for k in perf_pids:
         assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split(")")[1].split()[0] == "Z"
+
+
+@needs_root
+def test_cli_as_another_user_says_what_is_needed():
+    from tests.conftest import need_tool
+
+    setpriv = need_tool("setpriv", "to run ksight as nobody")
+    r = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-m", "ksight", "profile", "--seconds", "1"],
+                       capture_output=True, text=True, timeout=60, cwd="/")
+    assert r.returncode == 3, r
+    with open("/proc/sys/kernel/perf_event_paranoid") as f:
+        level = f.read().strip()
+    assert f"not root (kernel.perf_event_paranoid is {level})" in r.stderr, r.stderr
+    assert "sudo ksight profile" in r.stderr and "Traceback" not in r.stderr
