@@ -7,6 +7,8 @@ about LOOP_S seconds on this machine, then the same work every time), timed by t
 (wall clock and its own CPU time). Each run times the loop, interleaved:
 
 - baseline: nothing else started;
+- perf F Hz (the peer, first frequency only): `perf record -a -g -F F` stopped the same way,
+  then `perf script` of its file (what ksight runs; `perf report` costs about the same);
 - profile F Hz: `ksight profile -F F` (the installed entry point, all CPUs, kernel and user
   stacks; output to /dev/null) started first; the loop starts once perf is sampling (1.0 s
   later); when the loop is done ksight gets SIGINT (as Ctrl-C), so the whole loop is sampled
@@ -63,14 +65,23 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def profiled(n: int, freq: int, loop_s: float) -> tuple[dict, float, float]:
-    """The loop while `ksight profile` samples; it is stopped with SIGINT (as Ctrl-C) once the
+def profiled(n: int, freq: int, loop_s: float, peer: bool = False) -> tuple[dict, float, float]:
+    """The loop while `ksight profile` (or, peer=True, plain `perf record -a -g` followed by
+    `perf script`, what one runs by hand) samples; stopped with SIGINT (as Ctrl-C) once the
     loop is done, so the whole loop is sampled however long a loaded machine makes it."""
     import signal
+    import tempfile
 
     before = children_cpu()
-    p = subprocess.Popen([sys.executable, "-m", "ksight", "profile", "--seconds", "300",
-                          "-F", str(freq)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tmp = None
+    if peer:
+        tmp = tempfile.mkdtemp(prefix=f"ksight-bench-{os.getpid()}-")
+        argv = ["perf", "record", "-q", "-a", "-g", "-F", str(freq), "-o",
+                os.path.join(tmp, "perf.data"), "--", "sleep", "300"]
+    else:
+        argv = [sys.executable, "-m", "ksight", "profile", "--seconds", "300", "-F", str(freq)]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=peer)   # perf record: SIGINT to it alone
     try:
         time.sleep(1.0)        # perf started and sampling (ksight waits 0.3 s for it)
         t0 = time.monotonic()
@@ -78,12 +89,20 @@ def profiled(n: int, freq: int, loop_s: float) -> tuple[dict, float, float]:
         p.send_signal(signal.SIGINT)
         sampled = time.monotonic() - t0 + 1.0
         p.wait(timeout=loop_s + 120)
+        if peer:
+            subprocess.run(["perf", "script", "-i", os.path.join(tmp, "perf.data"), "-F",
+                            "comm,pid,tid,time,event,ip,sym,dso"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=300, check=True)
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
-    if p.returncode != 0:
-        raise SystemExit(f"ksight profile failed (exit {p.returncode})")
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
+    # perf record ends its workload with SIGTERM on SIGINT and then exits by that signal
+    ok = (0, -signal.SIGINT, -signal.SIGTERM, 130, 143) if peer else (0,)
+    if p.returncode not in ok:
+        raise SystemExit(f"{argv[0]} failed (exit {p.returncode})")
     return res, children_cpu() - before - res["cpu"], sampled
 
 
@@ -97,6 +116,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--loop-s", type=float, default=2.0)
     ap.add_argument("--freqs", type=int, nargs="+", default=[99, 999])
+    ap.add_argument("--no-peer", dest="peer", action="store_false",
+                    help="leave out plain perf record + perf script at the first frequency")
     a = ap.parse_args()
     if os.geteuid() != 0 or shutil.which("perf") is None:
         print("needs root and perf (Debian: apt install linux-perf)", file=sys.stderr)
@@ -105,7 +126,10 @@ def main() -> int:
         print("--runs 1..50, --loop-s 0.2..30", file=sys.stderr)
         return 3
     n = calibrate(a.loop_s)
-    modes = ["baseline"] + [f"profile {f} Hz" for f in a.freqs]
+    runs = [(f"profile {f} Hz", f, False) for f in a.freqs]
+    if a.peer:
+        runs.insert(1, (f"perf {a.freqs[0]} Hz", a.freqs[0], True))
+    modes = ["baseline"] + [m for m, _, _ in runs]
     wall = {m: [] for m in modes}
     cpu = {m: [] for m in modes}
     slow = {m: [] for m in modes[1:]}
@@ -118,8 +142,8 @@ def main() -> int:
         base = loop(n)
         wall["baseline"].append(base["wall"])
         cpu["baseline"].append(base["cpu"])
-        for f, m in zip(a.freqs, modes[1:]):
-            res, c, sampled = profiled(n, f, a.loop_s)
+        for m, f, peer in runs:
+            res, c, sampled = profiled(n, f, a.loop_s, peer)
             wall[m].append(res["wall"])
             cpu[m].append(res["cpu"])
             slow[m].append(100 * (res["wall"] / base["wall"] - 1))
@@ -129,7 +153,7 @@ def main() -> int:
         print(f"run {r + 1}: " + "  ".join(f"{m} {wall[m][-1]:.3f} s" for m in modes), flush=True)
     print(f"\nload after {os.getloadavg()[0]:.2f}")
     print(f"{'mode':<16} {'loop wall':<26} {'loop CPU':<26} {'slowdown (wall)':<24} "
-          f"{'slowdown (CPU)':<22} {'ksight profile CPU':<22} its CPU per s sampled")
+          f"{'slowdown (CPU)':<22} {'sampler CPU':<22} its CPU per s sampled")
     for m in modes:
         extra = ""
         if m in slow:
