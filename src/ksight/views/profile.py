@@ -123,7 +123,7 @@ def build(samples, *, seconds: float, freq: int = DEFAULT_FREQ, pid: int | None 
     idle = kernel = user = unknown_k = 0
     self_c: Counter = Counter()
     total_c: Counter = Counter()
-    dso_of: dict[str, str] = {}
+    dso_of: dict[tuple[str, bool], str] = {}
     stacks: Counter = Counter()
     procs: dict[int, list] = {}
     for s in samples:
@@ -139,18 +139,20 @@ def build(samples, *, seconds: float, freq: int = DEFAULT_FREQ, pid: int | None 
         p[1] += 1
         p[2] += leaf_k
         fr = _frames(s, kernel_only)
+        # keyed by (name, kernel?): "[unknown]" may be a user frame or a hidden kernel one
         if fr and (leaf_k or not kernel_only):
-            self_c[fr[0][0]] += 1
+            self_c[(fr[0][0], is_kernel(fr[0][1]))] += 1
         seen = set()
         for f, d in fr:
-            dso_of.setdefault(f, d)
-            if f not in seen:
-                seen.add(f)
-                total_c[f] += 1
+            key = (f, is_kernel(d))
+            dso_of.setdefault(key, d)
+            if key not in seen:
+                seen.add(key)
+                total_c[key] += 1
         if fr:
             stacks[(s.comm, tuple(f for f, _ in reversed(fr)))] += 1
-    funcs = [Func(f, dso_of.get(f, ""), is_kernel(dso_of.get(f, "")), n, total_c[f])
-             for f, n in self_c.items() if n > 0]
+    funcs = [Func(f, dso_of.get((f, k), ""), k, n, total_c[(f, k)])
+             for (f, k), n in self_c.items() if n > 0]
     funcs.sort(key=lambda x: (-x.self_samples, -x.total_samples, x.function))
     kfuncs = tuple(f for f in funcs if f.kernel)[:top]
     procs_t = sorted((ProcSamples(p, c, n, k) for p, (c, n, k) in procs.items()),
