@@ -330,18 +330,30 @@ class BlockedTasks(Scenario):
                "counted in the load average, no CPU used")
     expects = ("cpu.load-high",)
     default_seconds = 10.0
-    # the 1-minute load average moves every 5 s by 8 % of the gap: after 12 s (2-3 updates)
-    # 16 D tasks per CPU have added 2.5-3.5 times the CPU count to it
-    warmup_s = 12.0
+    max_links = 512
 
     @property
     def bounds(self) -> str:
-        return (f"{self.links()} processes of this Python (copy-on-write, a few MiB each), no "
+        return (f"{self.links()} processes of this Python (copy-on-write, ~0.35 MiB each), no "
                 "CPU, no disk; all killable")
 
-    @staticmethod
-    def links() -> int:
-        return min(256, max(32, 16 * (os.cpu_count() or 1)))
+    @classmethod
+    def links(cls) -> int:
+        """16 per CPU (32 at least, 512 at most)."""
+        return min(cls.max_links, max(32, 16 * (os.cpu_count() or 1)))
+
+    @property
+    def warmup_s(self) -> float:
+        """Long enough for the 1-minute load average to show the D tasks at twice the CPU count:
+        it is updated every 5 s, each time moving 8 % (1 - e^-5/60) of the way to the number of
+        runnable + D tasks. 2 updates (12 s) for up to 32 CPUs; more, up to 60 s, above."""
+        import math
+
+        need = 2.0 * (os.cpu_count() or 1) / self.links()
+        if need >= 1:
+            return 60.0
+        k = math.ceil(math.log(1 - need) / math.log(math.exp(-5 / 60)))
+        return min(60.0, 5.0 * k + 2.0)
 
     def available(self):
         ok, why = super().available()
