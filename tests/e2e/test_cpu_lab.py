@@ -43,6 +43,7 @@ def run_check(*extra: str, seconds: float | None = CHECK_S) -> dict:
         cmd += ["--interval", str(seconds)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode in (0, 1, 2, 3), p.stderr
+    assert p.stdout.strip(), f"ksight check printed no JSON (the cpu area missing?): {p.stderr}"
     doc = json.loads(p.stdout)
     assert doc["exit_status"] == p.returncode
     return doc
