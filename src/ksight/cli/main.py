@@ -23,6 +23,7 @@ COMMANDS = {
     "tcp": "tcp",
     "cpu": "cpu",
     "trace": "trace",
+    "profile": "profile",
     "lab": "lab",
     "cleanup": "cleanup",
     "sysctl": "sysctl",
@@ -49,6 +50,7 @@ HELPS = {
     "cpu": "CPU time per CPU as mpstat -P ALL, load, runnable/blocked, top processes; --softirqs, "
            "--interrupts, --topology, --blocked",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
+    "profile": "what the CPUs run, sampled with perf: hottest kernel functions and stacks, flame graph",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
     "sysctl": "audit the sysctls of an area (tcp): current value, what a busy server wants, why",

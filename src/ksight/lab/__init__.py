@@ -142,6 +142,7 @@ def _load() -> None:
     # each module registers its scenarios
     from . import memory_process_scenarios, memory_system_scenarios, pagecache_scenarios  # noqa: F401
     from . import tcp_scenarios  # noqa: F401
+    from . import cpu_scenarios  # noqa: F401
 
 
 _load()
