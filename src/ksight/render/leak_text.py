@@ -36,8 +36,8 @@ def _trend_rows(pg: ProcessGrowth) -> list[list[str]]:
         g = pg.growths.get(m)
         if g is None:
             continue
-        if m in ("file", "shmem", "swap") and g.first == 0 and g.last == 0:
-            continue
+        if m in ("file", "shmem", "swap") and g.growth == 0:
+            continue  # a type that did not move says nothing here
         rows.append([LABELS[m], _v(g, g.first), _v(g, g.last), _d(g, g.growth),
                      _d(g, g.slope_per_s, True), _d(g, g.tail_slope_per_s, True),
                      f"{g.r2:.2f}", f"{g.rises}/{g.falls}", "yes" if g.steady else "no"])
@@ -55,6 +55,10 @@ def _process(con, pg: ProcessGrowth, *, full: bool) -> None:
         return
     con.print("  memory types growing: " + (", ".join(pg.types_growing) or
                                            "none steadily (of anon, file, shmem, swap)"))
+    vsz, anon = pg.growths.get("vsz"), pg.growths.get("anon") or pg.growths.get("rss")
+    if vsz is not None and vsz.steady and not (anon is not None and anon.steady):
+        con.print("  VSZ grows, resident memory does not: address space reserved and never "
+                  "touched (mmap without use; see memory.virtual-leak)")
     if pg.maps_snapshots >= 2 or pg.mappings:
         con.print(f"  heap (brk) {'+' if pg.heap_kb > 0 else ''}{units.size_kb(pg.heap_kb)}, "
                   f"mmap {'+' if pg.mmap_kb > 0 else ''}{units.size_kb(pg.mmap_kb)} "
@@ -74,7 +78,11 @@ def _process(con, pg: ProcessGrowth, *, full: bool) -> None:
                   f"{units.size_kb(pg.recurring_size_kb)} ({pg.recurring_size_kb * 1024:,} bytes): "
                   "one mmap call repeated without munmap; `ksight leak --trace` names the "
                   "thread making it")
-    elif pg.heap_kb > 0:
+    elif pg.grown_step_kb:
+        con.print(f"  an anonymous mapping grows by steps of {units.size_kb(pg.grown_step_kb)} "
+                  "or less between snapshots: adjacent mmaps of the same protection merge into "
+                  "one mapping; `ksight leak --trace` shows the calls and their length")
+    if pg.heap_kb > 0:
         con.print("  [heap] grows: malloc'ed memory never freed (small blocks come from brk); "
                   "`ksight leak --trace` names the thread moving the break")
     for n in pg.notes:
@@ -87,7 +95,7 @@ def _trace(con, tr) -> None:
               + (f", {tr.lost} lost" if tr.lost else "") + ")")
     for f in tr.filters.items():
         con.print(f"  filter {f[0]}: {f[1]}")
-    if not tr.callers:
+    if tr.enabled and not tr.callers:
         con.print("  no call matched in the trace (the process may have stopped growing, or "
                   "grows more slowly than the trace is long: --trace-seconds)")
     rows = [[str(c.pid), str(c.tid), c.comm, c.call, units.number(c.calls),

@@ -96,6 +96,8 @@ class ProcessGrowth:
     mmap_kb: int = 0  # growth of other anonymous mappings (new or grown)
     recurring_size_kb: int | None = None  # the most common size of the new mappings
     recurring_count: int = 0
+    grown_step_kb: int | None = None  # the smallest growth between two reads of a grown
+    # anonymous mapping (adjacent mmaps of one kind merge into one mapping that grows by steps)
     maps_snapshots: int = 0  # snapshots that hold this process's smaps
     notes: tuple[str, ...] = ()
 
@@ -197,15 +199,27 @@ def judge(growths: dict, rules: dict) -> tuple[str, str]:
                          f"{gr.points - 1} intervals; r2 {gr.r2:.2f})")
 
 
-def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, int]:
+def _step_kb(seen, m) -> int | None:
+    """The smallest growth of mapping m between two consecutive reads of the process's smaps
+    (found by its start, or its end for a mapping grown downwards)."""
+    sizes = []
+    for pm in seen:
+        got = next((x for x in pm.anon if x.start == m.start or x.end == m.end), None)
+        sizes.append(None if got is None else got.size_kb)
+    steps = [b - a for a, b in zip(sizes, sizes[1:]) if a is not None and b is not None and b > a]
+    return min(steps) if steps else None
+
+
+def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, int, int | None]:
     """The rules' mapping diff (process_growth._growing_mappings) as data: (mappings, heap kB,
-    mmap kB, recurring size kB, its count, snapshots holding smaps)."""
+    mmap kB, recurring size kB, its count, snapshots holding smaps, the step of the largest
+    grown anonymous mapping)."""
     from ..diagnose.rules.memory.process_growth import _growing_mappings, _maps_of
 
     seen = [m for m in _maps_of(ctx, key) if m is not None]
     _, got = _growing_mappings(ctx, key, limit=0)
     if got is None:
-        return [], 0, 0, None, 0, len(seen)
+        return [], 0, 0, None, 0, len(seen), None
     new, grown = got
     path = seen[-1].path
     out = []
@@ -232,7 +246,9 @@ def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, 
         size, count = sizes.most_common(1)[0]
     # the recurring size first (the repeated mmap), then the largest growth
     out.sort(key=lambda g: (not (g.new and g.size_kb == size), -g.growth_kb, g.start))
-    return out, heap, mmap, size, count or 0, len(seen)
+    big = max((m for m, _ in grown if m.pathname != "[heap]"), key=lambda m: m.size_kb, default=None)
+    step = _step_kb(seen, big) if big is not None else None
+    return out, heap, mmap, size, count or 0, len(seen), step
 
 
 def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> LeakReport:
@@ -296,7 +312,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         p = next((t[key] for t in reversed(tables) if key in t), None)
         comm = (p.comm if p is not None else None) or "?"
         types = tuple(m for m in TYPES if m in gs and gs[m].steady and gs[m].growth >= TYPE_FLOOR_KB)
-        maps, heap, mmap, size, count, nmaps = _mappings(ctx, key)
+        maps, heap, mmap, size, count, nmaps, step = _mappings(ctx, key)
         pnotes = []
         if verdict != "steady" and nmaps < 2 and chosen_by is not None:
             pnotes.append("its smaps was read in fewer than two snapshots (it is chosen once it "
@@ -304,7 +320,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         if key not in tables[-1]:
             pnotes.append("exited before the last snapshot")
         pg = ProcessGrowth(key[0], key[1], comm, verdict, why, gs, types, tuple(maps), heap, mmap,
-                           size, count, nmaps, tuple(pnotes))
+                           size, count, step, nmaps, tuple(pnotes))
         (growing if verdict == "growing" else levelled if verdict != "steady" else named).append(pg)
 
     def speed(pg):
@@ -329,13 +345,18 @@ def own_pid(live: bool) -> int | None:
 def trace_targets(rep: LeakReport) -> list[dict]:
     """What `--trace` looks for, per growing process: an anonymous mapping of a recurring size
     (the mmap call repeated: its length is that size, or up to a few guard pages more, since a
-    PROT_NONE guard page split off the end leaves the rest its own mapping), or a growing [heap]
+    PROT_NONE guard page split off the end leaves the rest its own mapping); an anonymous
+    mapping that grows by steps (adjacent mmaps of the same protection merge into one mapping:
+    the calls are at most the smallest step long, kept for that process only); a growing [heap]
     (brk calls)."""
     out = []
     for pg in rep.growing:
         if pg.recurring_size_kb and pg.recurring_count >= 2:
             out.append({"pid": pg.pid, "comm": pg.comm, "call": "mmap",
                         "size_bytes": pg.recurring_size_kb * 1024, "count": pg.recurring_count})
+        elif pg.grown_step_kb:
+            out.append({"pid": pg.pid, "comm": pg.comm, "call": "mmap", "size_bytes": None,
+                        "max_bytes": pg.grown_step_kb * 1024, "count": None})
         if pg.heap_kb > 0:
             out.append({"pid": pg.pid, "comm": pg.comm, "call": "brk", "size_bytes": None,
                         "count": None})

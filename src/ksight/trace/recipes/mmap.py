@@ -151,10 +151,13 @@ class Catch(Recipe):
         self.targets = tuple(targets)
         self.sizes = sorted({t["size_bytes"] for t in self.targets
                              if t.get("call") == "mmap" and t.get("size_bytes")})
+        # mappings that grow by merging: calls up to the step, of these processes only
+        self.upto = {t["pid"]: t["max_bytes"] for t in self.targets
+                     if t.get("call") == "mmap" and not t.get("size_bytes") and t.get("max_bytes")}
         self.heap_pids = sorted({t["pid"] for t in self.targets if t.get("call") == "brk"})
         self.target_pids = {t["pid"] for t in self.targets}
         evs = []
-        if self.sizes:
+        if self.sizes or self.upto:
             evs.append("syscalls:sys_enter_mmap")
         if self.heap_pids:
             evs.append("syscalls:sys_enter_brk")
@@ -163,17 +166,33 @@ class Catch(Recipe):
         self.brk: dict = {}      # (tgid, tid) -> [calls, first address, last address]
         self._tgid: dict[int, int | None] = {}
 
+    def ranges(self) -> list[tuple[int, int]]:
+        out = [(s, s + GUARD_SLACK) for s in self.sizes]
+        if self.upto:
+            out.append((4096, max(self.upto.values()) + GUARD_SLACK))
+        return out
+
     def filters(self):
         out = {}
-        if self.sizes:
+        if self.ranges():
             out["syscalls:sys_enter_mmap"] = " || ".join(
-                f"(len >= {s} && len <= {s + GUARD_SLACK})" for s in self.sizes)
+                f"(len >= {a} && len <= {b})" for a, b in self.ranges())
         return out
+
+    def wanted(self, tgid, length: int) -> bool:
+        """An mmap event is kept when its length is one of the recurring sizes, or when it
+        comes from a process whose mapping grows by steps (of at most the step)."""
+        if any(s <= length <= s + GUARD_SLACK for s in self.sizes):
+            return True
+        up = self.upto.get(tgid)
+        return up is not None and length <= up + GUARD_SLACK
 
     def headline(self, seconds):
         what = []
         if self.sizes:
             what.append("mmap calls of " + ", ".join(f"{s:,}" for s in self.sizes) + " bytes")
+        if self.upto:
+            what.append("mmap calls of PID " + ", ".join(map(str, self.upto)))
         if self.heap_pids:
             what.append("brk calls of PID " + ", ".join(map(str, self.heap_pids)))
         return f"Tracing {' and '.join(what)} for {seconds:g} s... Hit Ctrl-C to end."
@@ -213,12 +232,15 @@ class Catch(Recipe):
                     got[1] = got[1] or addr
                     got[2] = addr
             return
+        length = int(e.fields.get("len", 0) or 0)
+        if not self.wanted(tgid, length):
+            return
         c = self.mm.get(key)
         if c is None:
             if len(self.mm) >= self.MAX_KEYS:
                 return
             c = self.mm[key] = Counter()
-        c[int(e.fields.get("len", 0) or 0)] += 1
+        c[length] += 1
 
     def body(self):
         out = []
@@ -230,6 +252,9 @@ class Catch(Recipe):
                               True))
         out.sort(key=lambda c: (not c.target, -c.calls))
         notes = []
+        if self.upto:
+            notes.append("a mapping that grows by steps is adjacent mmaps merged into one: the "
+                         "calls of up to the step's length of that process are shown")
         if self.sizes:
             notes.append(f"mmap lengths from each size up to {GUARD_SLACK // 1024} KiB more: a "
                          "guard page split off a mapping's end leaves the rest its own mapping")
@@ -286,10 +311,11 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
                 from ..perf import Record
 
                 if first["call"] == "mmap":
-                    s = first["size_bytes"]
+                    s = first.get("size_bytes")
+                    flt = (f"len >= {s} && len <= {s + GUARD_SLACK}" if s else
+                           f"len <= {first['max_bytes'] + GUARD_SLACK}")
                     stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_mmap"],
-                                       filter=f"len >= {s} && len <= {s + GUARD_SLACK}",
-                                       pid=first["pid"])
+                                       filter=flt, pid=first["pid"])
                 else:
                     stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_brk"],
                                        pid=first["pid"])
@@ -320,9 +346,12 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
         if not got:
             why = ("perf recorded no call of the target in the trace"
                    + (f" ({stack_rec.stderr.strip()[:200]})" if stack_rec.stderr.strip() else ""))
-        elif all(not s.stack or s.stack == "[unknown]" for s in got):
-            why = ("perf recorded the calls but could not walk the user stack (built without "
-                   "frame pointers: rebuild with -fno-omit-frame-pointer, or use DWARF unwinding)")
+        elif max(sum(1 for f in s.stack.split(" <- ") if f and f != "[unknown]")
+                 for s in got) <= 1:
+            why = ("perf walked no further than the innermost frame: the program (or its "
+                   "libc, or an interpreter) runs without frame pointers; rebuild with "
+                   "-fno-omit-frame-pointer, or record with DWARF unwinding "
+                   "(perf record --call-graph dwarf)")
         res = dataclasses.replace(res, stacks=got, stacks_why=why)
     else:
         res = dataclasses.replace(res, stacks_why=why or "no user stacks: not asked for")
