@@ -21,7 +21,7 @@ from tests.conftest import needs_root, unavailable
 pytestmark = [needs_root, pytest.mark.lab]
 
 WATCH_S = 7
-CLI = [sys.executable, "-m", "ksight", "leak"]
+CLI = [sys.executable, "-m", "ksight", "leak", "--interval", "1"]
 # a steady process: holds 32 MiB it touched once, then sleeps (bounded: 60 s)
 STEADY = "import time\nb = bytearray(32 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\ntime.sleep(60)\n"
 

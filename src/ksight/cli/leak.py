@@ -10,7 +10,8 @@ from .common import add_from, add_json, print_json, seconds_between
 HELP = "watch processes and report which grow: RSS/VSZ/VMA trends, the mappings that grew, --trace"
 DESCRIPTION = """\
 Watch every process (or the PIDs named) for --seconds (default 10), one snapshot every
---interval (default 1 s), and report the processes that grow steadily: the shape of a leak.
+--interval (default 2 s, shorter for a watch under 10 s so that it holds 6 snapshots: a trend
+needs 5 or more), and report the processes that grow steadily: the shape of a leak.
 Ctrl-C ends the watch early and still reports (two snapshots at least).
 
 For each process the trend of each measure over the watch (a least-squares line: start, end,
@@ -43,17 +44,24 @@ EPILOG = """\
 examples:
   ksight leak                         # every process, 10 s: which grow, and what grows in them
   ksight leak 1234 5678 --seconds 60  # two processes, a minute (slow leaks need longer)
+  ksight leak --interval 1            # a snapshot a second (twice the CPU of the default)
   ksight leak --trace                 # ... then catch the mmap/brk calls behind the growth
   ksight leak 1234 --trace --trace-seconds 20   # a mapping added every 10 s: trace longer
   ksight leak --json | jq '.growing[] | {pid, comm, verdict}'
   ksight leak --from cap.tar.zst      # a capture (`ksight capture -i 1 -c 11`): trends only,
                                       # a capture holds no smaps
-overhead: one read of stat and status per process per snapshot (about 20 us each: ~20 ms per
-snapshot at 1,000 processes) plus smaps of at most 4 growing processes; --trace costs one
+overhead: one read of stat and status per process per snapshot (about 25 us each: ~25 ms per
+snapshot at 1,000 processes) plus smaps of at most 4 growing processes (~5-15 ms); a 10 s
+watch at 1,000 processes used ~4 % of one CPU (docs/benchmarks.md); --trace costs one
 filtered tracepoint per mmap call (and per brk call) while it runs, and perf for the stacks.
 """
 
 MAX_S = 86400.0
+# Each snapshot scans every process (stat and status: ~25 us each, ~25 ms at 1,000 processes)
+# and smaps of the growing few: one every 2 s keeps a 10 s watch under 5 % of a CPU there
+# (docs/benchmarks.md, issue 10) and still gives the 5 points a trend needs, with one to spare.
+DEFAULT_STEP_S = 2.0
+MIN_STEPS = 5
 
 
 def _pid(text: str) -> int:
@@ -72,7 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--seconds", type=seconds_between(0.01, MAX_S, "the watch"), default=10.0,
                    metavar="N", help="how long to watch (default 10; the trends need 5 s or more)")
     p.add_argument("-i", "--interval", type=seconds_between(0.01, MAX_S, "the interval"),
-                   default=1.0, metavar="S", help="seconds between snapshots (default 1)")
+                   default=None, metavar="S",
+                   help=f"seconds between snapshots (default {DEFAULT_STEP_S:g}, or the watch / "
+                        f"{MIN_STEPS} when that is shorter)")
     p.add_argument("--trace", action="store_true",
                    help="after the watch, trace the mmap/brk calls behind the growing mappings "
                         "(live, root)")
@@ -96,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..views import leak
 
+    if args.interval is None:
+        args.interval = min(DEFAULT_STEP_S, args.seconds / MIN_STEPS)
     if args.interval > args.seconds:
         raise UsageError(f"--interval {args.interval:g} is longer than the watch (--seconds "
                          f"{args.seconds:g})")

@@ -251,6 +251,28 @@ def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, 
     return out, heap, mmap, size, count or 0, len(seen), step
 
 
+def _span_values(vals) -> float:
+    got = [v for v in vals if v is not None]
+    return max(got) - min(got) if got else 0.0
+
+
+def _span(g: GaugeSeries | None) -> float:
+    """How far a gauge moved (max - min): at least its growth (last - first)."""
+    return 0.0 if g is None else _span_values(g.values)
+
+
+def _gauge(series: Series, tables, key, fn, label) -> GaugeSeries:
+    """One process's gauge, as Series.entity_gauges makes it, for one key."""
+    vals = []
+    for t in tables:
+        e = t.get(key)
+        try:
+            vals.append(None if e is None else fn(e))
+        except (AttributeError, KeyError, TypeError):
+            vals.append(None)
+    return GaugeSeries(label, tuple(vals), series.times)
+
+
 def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> LeakReport:
     """The leak report of a window of snapshots (live or from a capture). `me`: this ksight's
     own PID, left out (it keeps the snapshots, so it grows by design)."""
@@ -276,7 +298,13 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         for p in pids:
             if p not in found:
                 notes.append(f"PID {p}: not in any snapshot (no such process, or it exited)")
-    gauges = {m: series.entity_gauges("processes", fn, label) for m, (label, fn) in METRICS.items()}
+    # the judged measures for every process (model.series); the others (file, shmem, swap) only
+    # for the processes that moved past a floor: at 1,000 processes a trend of each measure of
+    # each process is most of the view's cost, and a process that moved less than every floor
+    # cannot grow, level off or be irregular
+    gauges = {m: series.entity_gauges("processes", METRICS[m][1], METRICS[m][0])
+              for m in ("rss", "vsz", "anon")}
+    floors = {m: rules[JUDGED[m][0]].t(JUDGED[m][2]) for m in JUDGED}
     maps_src = [s.get("process_maps") for s in series.snapshots]
     maps_read = sorted({pid for pm in maps_src if pm is not None for pid in pm.procs})
     chosen_by = next((pm.chosen_by for pm in reversed(maps_src) if pm is not None), None)
@@ -288,9 +316,15 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         notes.append("one snapshot, or no clock between them: no trend can be judged")
     growing, levelled, named = [], [], []
     for key in keys:
+        counts = [None if pm is None or key not in t or key[0] not in pm.procs
+                  else pm.procs[key[0]].count for pm, t in zip(maps_src, tables)]
+        if key[0] not in pids and not (
+                any(_span(gauges[m].get(key)) >= floors[m] for m in gauges)
+                or _span_values(counts) >= floors["vmas"]):
+            continue
         gs: dict = {}
-        for metric, table in gauges.items():
-            g = table.get(key)
+        for metric, (label, fn) in METRICS.items():
+            g = gauges[metric].get(key) if metric in gauges else _gauge(series, tables, key, fn, label)
             if g is None or not g.present:
                 continue
             rid = JUDGED.get(metric, ("memory.leak-suspect",))[0]
@@ -299,8 +333,6 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
                 gs[metric] = gr
         if not gs:
             continue
-        counts = [None if pm is None or key not in t or key[0] not in pm.procs
-                  else pm.procs[key[0]].count for pm, t in zip(maps_src, tables)]
         if sum(1 for c in counts if c is not None) >= 2:
             gr = growth_of("vmas", "mappings", GaugeSeries("VMAs", tuple(counts), series.times),
                            rules["memory.vma-growth"])
