@@ -261,7 +261,7 @@ def _span(g: GaugeSeries | None) -> float:
     return 0.0 if g is None else _span_values(g.values)
 
 
-def _gauge(series: Series, tables, key, fn, label) -> GaugeSeries:
+def _gauge(times, tables, key, fn, label) -> GaugeSeries:
     """One process's gauge, as Series.entity_gauges makes it, for one key."""
     vals = []
     for t in tables:
@@ -270,7 +270,7 @@ def _gauge(series: Series, tables, key, fn, label) -> GaugeSeries:
             vals.append(None if e is None else fn(e))
         except (AttributeError, KeyError, TypeError):
             vals.append(None)
-    return GaugeSeries(label, tuple(vals), series.times)
+    return GaugeSeries(label, tuple(vals), times)
 
 
 def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> LeakReport:
@@ -315,16 +315,19 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
     if series.intervals == 0 or not series.has_clock:
         notes.append("one snapshot, or no clock between them: no trend can be judged")
     growing, levelled, named = [], [], []
+    times = series.times
+    mapped = {pid for pm in maps_src if pm is not None for pid in pm.procs}
     for key in keys:
         counts = [None if pm is None or key not in t or key[0] not in pm.procs
-                  else pm.procs[key[0]].count for pm, t in zip(maps_src, tables)]
+                  else pm.procs[key[0]].count for pm, t in zip(maps_src, tables)] \
+            if key[0] in mapped else []
         if key[0] not in pids and not (
                 any(_span(gauges[m].get(key)) >= floors[m] for m in gauges)
                 or _span_values(counts) >= floors["vmas"]):
             continue
         gs: dict = {}
         for metric, (label, fn) in METRICS.items():
-            g = gauges[metric].get(key) if metric in gauges else _gauge(series, tables, key, fn, label)
+            g = gauges[metric].get(key) if metric in gauges else _gauge(times, tables, key, fn, label)
             if g is None or not g.present:
                 continue
             rid = JUDGED.get(metric, ("memory.leak-suspect",))[0]
@@ -334,7 +337,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         if not gs:
             continue
         if sum(1 for c in counts if c is not None) >= 2:
-            gr = growth_of("vmas", "mappings", GaugeSeries("VMAs", tuple(counts), series.times),
+            gr = growth_of("vmas", "mappings", GaugeSeries("VMAs", tuple(counts), times),
                            rules["memory.vma-growth"])
             if gr is not None:
                 gs["vmas"] = gr
