@@ -252,13 +252,9 @@ def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, 
 
 
 def _span_values(vals) -> float:
+    """How far a gauge moved (max - min): at least its growth (last - first)."""
     got = [v for v in vals if v is not None]
     return max(got) - min(got) if got else 0.0
-
-
-def _span(g: GaugeSeries | None) -> float:
-    """How far a gauge moved (max - min): at least its growth (last - first)."""
-    return 0.0 if g is None else _span_values(g.values)
 
 
 def _gauge(times, tables, key, fn, label) -> GaugeSeries:
@@ -302,8 +298,13 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
     # for the processes that moved past a floor: at 1,000 processes a trend of each measure of
     # each process is most of the view's cost, and a process that moved less than every floor
     # cannot grow, level off or be irregular
-    gauges = {m: series.entity_gauges("processes", METRICS[m][1], METRICS[m][0])
-              for m in ("rss", "vsz", "anon")}
+    first = ("rss", "vsz", "anon")
+    fns = [METRICS[m][1] for m in first]
+
+    def _three(p):  # one pass over the table for the three judged measures
+        return tuple(f(p) for f in fns)
+
+    both = series.entity_gauges("processes", _three, "rss,vsz,anon")
     floors = {m: rules[JUDGED[m][0]].t(JUDGED[m][2]) for m in JUDGED}
     maps_src = [s.get("process_maps") for s in series.snapshots]
     maps_read = sorted({pid for pm in maps_src if pm is not None for pid in pm.procs})
@@ -321,13 +322,17 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         counts = [None if pm is None or key not in t or key[0] not in pm.procs
                   else pm.procs[key[0]].count for pm, t in zip(maps_src, tables)] \
             if key[0] in mapped else []
+        trio = both.get(key)
+        cols = list(zip(*[v if v is not None else (None,) * 3 for v in trio.values])) \
+            if trio is not None else [(), (), ()]
         if key[0] not in pids and not (
-                any(_span(gauges[m].get(key)) >= floors[m] for m in gauges)
+                any(_span_values(c) >= floors[m] for m, c in zip(first, cols))
                 or _span_values(counts) >= floors["vmas"]):
             continue
         gs: dict = {}
         for metric, (label, fn) in METRICS.items():
-            g = gauges[metric].get(key) if metric in gauges else _gauge(times, tables, key, fn, label)
+            g = (GaugeSeries(label, tuple(cols[first.index(metric)]), times) if metric in first
+                 else _gauge(times, tables, key, fn, label))
             if g is None or not g.present:
                 continue
             rid = JUDGED.get(metric, ("memory.leak-suspect",))[0]
