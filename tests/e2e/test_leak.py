@@ -255,3 +255,26 @@ def test_a_capture_gives_the_same_growing_process(tmp_path):
     assert 3.0 * 1024 <= g["growths"]["anon"]["slope_per_s"] <= 5.0 * 1024
     # a capture holds no smaps: trends only, and the report says why
     assert g["mappings"] == [] and any("which mappings grew" in n for n in doc["notes"])
+
+
+def test_at_rest_every_process_named_really_grew():
+    """Other programs may really grow meanwhile (a test next door); every process ksight leak
+    calls growing must have grown in our own reading of its status, by a rule's floor."""
+    pids = [int(n) for n in os.listdir("/proc") if n.isdigit()]
+    before = {}
+    for p in pids:
+        try:
+            before[p] = _status(p)
+        except (OSError, ValueError):
+            pass
+    doc, _ = _run("--seconds", "6")
+    for g in doc["growing"]:
+        try:
+            b = _status(g["pid"])
+        except (OSError, ValueError):
+            continue  # gone since: cannot tell
+        a = before.get(g["pid"], {})
+        grew_anon = b.get("RssAnon", 0) + b.get("VmSwap", 0) - a.get("RssAnon", 0) - a.get("VmSwap", 0)
+        assert (grew_anon >= 1024 or b.get("VmRSS", 0) - a.get("VmRSS", 0) >= 1024
+                or b.get("VmSize", 0) - a.get("VmSize", 0) >= 64 * 1024
+                or "vmas" in g["growths"] and g["growths"]["vmas"]["steady"]), (g, a, b)

@@ -276,3 +276,16 @@ def test_catch_of_nothing_says_so(tmp_path):
 
     res = catch(tree(tmp_path, {"x": ""}), [], 1.0)
     assert res.callers == () and res.events == 0 and "nothing to trace" in res.notes[0]
+
+
+def test_trace_without_root_says_why_instead_of_failing(tmp_path, monkeypatch):
+    import argparse
+    import os
+
+    from ksight.cli import leak as cli_leak
+
+    rep = leak.build(snaps(tmp_path, [{"status": status(anon=ANON0 + 4096 * i), "smaps": smaps(i)}
+                                      for i in range(8)]))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    res = cli_leak._trace(rep, argparse.Namespace(trace_seconds=0.5, stacks=True))
+    assert res.callers == () and res.errors and "root" in res.errors[0], res
