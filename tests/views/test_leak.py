@@ -208,6 +208,7 @@ def test_cli_from_a_two_snapshot_capture_reports_without_a_trend():
     doc = json.loads(p.stdout)
     assert doc["version"] == 1 and doc["live"] is False and doc["snapshots"] == 2
     assert doc["growing"] == [] and doc["processes_seen"] > 50
+    assert any("only 2 snapshots: a trend needs 5" in n for n in doc["notes"]), doc["notes"]
     assert any("which mappings grew is not known" in n for n in doc["notes"])
 
 

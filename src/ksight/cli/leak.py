@@ -33,7 +33,8 @@ since the first look); a process that starts growing late may show its trends wi
 
 --trace (live, root): after the watch, trace for --trace-seconds the calls behind the growing
 mappings: mmap calls of the recurring size (filtered in the kernel by length), brk calls of a
-process whose [heap] grows. It prints who made them (PID, TID, command) and, when perf runs
+process whose [heap] grows, and for one anonymous mapping that grows by steps (adjacent mmaps
+merge into one mapping) the mmap calls of that process up to the step's length. It prints who made them (PID, TID, command) and, when perf runs
 here, the user stacks of the first growing process (frame-pointer unwinding: a program built
 without frame pointers shows only its innermost frames, and the report says so). Tracing is
 switched off and removed afterwards, also on Ctrl-C.
@@ -52,7 +53,8 @@ examples:
                                       # a capture holds no smaps
 overhead: one read of stat and status per process per snapshot (about 25 us each: ~25 ms per
 snapshot at 1,000 processes) plus smaps of at most 4 growing processes (~5-15 ms); a 10 s
-watch at 1,000 processes used ~4 % of one CPU (docs/benchmarks.md); --trace costs one
+watch at 1,000 processes used ~4.5 % of one CPU, about what `pidstat -r 1 10` uses
+(docs/benchmarks.md); --trace costs one
 filtered tracepoint per mmap call (and per brk call) while it runs, and perf for the stacks.
 """
 
@@ -78,7 +80,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pids", nargs="*", type=_pid, metavar="PID",
                    help="only these processes (default: every process)")
     p.add_argument("-s", "--seconds", type=seconds_between(0.01, MAX_S, "the watch"), default=10.0,
-                   metavar="N", help="how long to watch (default 10; the trends need 5 s or more)")
+                   metavar="N", help="how long to watch (default 10; a trend needs 5 snapshots or more)")
     p.add_argument("-i", "--interval", type=seconds_between(0.01, MAX_S, "the interval"),
                    default=None, metavar="S",
                    help=f"seconds between snapshots (default {DEFAULT_STEP_S:g}, or the watch / "

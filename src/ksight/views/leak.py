@@ -315,6 +315,10 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         notes.append(f"which mappings grew is not known: process_maps: {why}")
     if series.intervals == 0 or not series.has_clock:
         notes.append("one snapshot, or no clock between them: no trend can be judged")
+    elif len(series.snapshots) < rules["memory.leak-suspect"].t("min_points"):
+        notes.append(f"only {len(series.snapshots)} snapshots: a trend needs "
+                     f"{rules['memory.leak-suspect'].t('min_points'):g} or more, so nothing can be "
+                     "called growing (watch longer, or take snapshots more often: --interval)")
     growing, levelled, named = [], [], []
     times = series.times
     mapped = {pid for pm in maps_src if pm is not None for pid in pm.procs}
