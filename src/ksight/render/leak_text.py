@@ -10,6 +10,7 @@ from .pmap_text import console, table
 
 LABELS = {"anon": "anon", "rss": "RSS", "vsz": "VSZ", "vmas": "VMAs", "file": "file",
           "shmem": "shmem", "swap": "swap"}
+LEVELLED_SHOWN = 5  # processes that grew but are not a leak: the fastest few
 ORDER = ("anon", "rss", "vsz", "vmas", "file", "shmem", "swap")
 
 
@@ -138,8 +139,10 @@ def render(rep: LeakReport, out) -> None:
         con.print("")
         con.print(f"GREW, NOT A LEAK: {len(rep.levelled)} process(es) grew and levelled off, "
                   "or went up and down")
-        for pg in rep.levelled:
+        for pg in rep.levelled[:LEVELLED_SHOWN]:
             _process(con, pg, full=False)
+        if len(rep.levelled) > LEVELLED_SHOWN:
+            con.print(f"... and {len(rep.levelled) - LEVELLED_SHOWN} more (--json lists all)")
     if rep.named:
         con.print("")
         for pg in rep.named:
