@@ -19,7 +19,9 @@ A process is
   levelled off  it grew past those floors but not to the end (the last half of the watch is
                 under half the pace): a cache warming up, a pool being filled; not a leak;
   irregular     it grew past the floors but up and down (falls, r2 < 0.8): churn, not a leak;
-  steady        none of that (listed only for the PIDs named on the command line).
+  steady        none of that (listed only for the PIDs named on the command line);
+  unjudged      it grew but was seen in fewer snapshots than a trend needs (it started or
+                ended during the watch; listed only when named).
 For a growing process: the mappings that appeared or grew between the first and the last
 snapshot holding its smaps (range, size, growth, kind heap or anon), heap (brk) against mmap, and
 the recurring size of the new mappings (the mmap call repeated: what `--trace` looks for).
@@ -87,7 +89,7 @@ class ProcessGrowth:
     pid: int
     starttime_ticks: int | None
     comm: str
-    verdict: str  # growing, levelled-off, irregular, steady, gone
+    verdict: str  # growing, levelled-off, irregular, steady, unjudged
     why: str  # one sentence: which metric, and why that verdict
     growths: dict  # metric -> Growth
     types_growing: tuple[str, ...]  # memory types (anon, file, shmem, swap) that grow steadily
@@ -182,6 +184,10 @@ def judge(growths: dict, rules: dict) -> tuple[str, str]:
         big.append(gr)
     if not big:
         return "steady", "no judged metric grew past the rules' floors"
+    need = rules["memory.leak-suspect"].t("min_points")
+    if all(gr.points < need for gr in big):
+        return "unjudged", (f"grew, but seen in only {max(gr.points for gr in big)} snapshots (it "
+                            f"started or ended during the watch): a trend needs {need:g}")
     for gr in big:
         if gr.steady:
             return "growing", (f"{gr.metric} grew in {gr.rises} of {gr.points - 1} intervals "
@@ -351,7 +357,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
             if gr is not None:
                 gs["vmas"] = gr
         verdict, why = judge(gs, rules)
-        if verdict == "steady" and key[0] not in pids:
+        if verdict in ("steady", "unjudged") and key[0] not in pids:
             continue
         p = next((t[key] for t in reversed(tables) if key in t), None)
         comm = (p.comm if p is not None else None) or "?"
@@ -365,7 +371,8 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
             pnotes.append("exited before the last snapshot")
         pg = ProcessGrowth(key[0], key[1], comm, verdict, why, gs, types, tuple(maps), heap, mmap,
                            size, count, step, nmaps, tuple(pnotes))
-        (growing if verdict == "growing" else levelled if verdict != "steady" else named).append(pg)
+        (growing if verdict == "growing" else
+         levelled if verdict in ("levelled-off", "irregular") else named).append(pg)
 
     def speed(pg):
         g = pg.growths.get("anon") or pg.growths.get("rss")
