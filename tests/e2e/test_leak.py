@@ -56,10 +56,17 @@ def _maps(pid: int) -> list[tuple[int, int, str, str]]:
     return out
 
 
-def _run(*args, timeout=180) -> tuple[dict, subprocess.CompletedProcess]:
-    p = subprocess.run(CLI + ["--json", *args], capture_output=True, text=True, timeout=timeout)
+def _run(*args, timeout=180) -> tuple[dict, subprocess.Popen]:
+    p = subprocess.Popen(CLI + ["--json", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        p.stdout_text, p.stderr = p.communicate(timeout=timeout)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
     assert p.returncode in (0, 1), p.stderr
-    doc = json.loads(p.stdout)
+    doc = json.loads(p.stdout_text)
     assert p.returncode == (1 if doc["growing"] else 0)
     return doc, p
 
@@ -143,12 +150,15 @@ def test_a_pid_that_does_not_exist_is_a_clear_error():
     assert p.returncode == 3 and f"no such process: {pid}" in p.stderr and "Traceback" not in p.stderr
 
 
-def _ours():
+def _ours(pid: int | None = None):
+    """ksight's tracefs instances (of run `pid` only, when given: other sessions on this shared
+    machine trace too) and the global set_event."""
     from ksight.trace import tracefs
 
     m = tracefs.acquire()
     try:
-        return tracefs.our_instances(m), open(os.path.join(m, "set_event")).read()
+        names = [n for n in tracefs.our_instances(m) if pid is None or n.startswith(f"ksight-{pid}-")]
+        return names, open(os.path.join(m, "set_event")).read()
     finally:
         tracefs.release()
 
@@ -156,7 +166,6 @@ def _ours():
 @pytest.mark.parametrize("name,call", [("anon-mapping-growth", "mmap"), ("heap-leak", "brk")])
 def test_trace_names_the_thread_making_the_calls(name, call):
     sc = _scenario(name)
-    before = _ours()
     with sc.running(WATCH_S + 12) as run:
         pid = run.info["pid"]
         doc, p = _run("--seconds", "6", "--trace", "--trace-seconds", "4")
@@ -177,12 +186,11 @@ def test_trace_names_the_thread_making_the_calls(name, call):
     if tr["stacks"]:
         assert tr["stacks"][0]["pid"] == pid
         assert ("mmap" if call == "mmap" else "brk") in tr["stacks"][0]["stack"]
-    assert _ours() == before  # no tracing left behind
+    assert _ours(p.pid) == ([], "")  # no tracing left behind
 
 
 def test_ctrl_c_in_the_trace_still_reports_and_cleans_up():
     sc = _scenario("anon-mapping-growth")
-    before = _ours()
     with sc.running(40) as run:
         pid = run.info["pid"]
         p = subprocess.Popen(CLI + ["--json", "--seconds", "6", "--trace", "--trace-seconds", "60"],
@@ -206,7 +214,7 @@ def test_ctrl_c_in_the_trace_still_reports_and_cleans_up():
     assert p.returncode == 1, rest
     doc = json.loads(out)
     assert _named(doc, pid) and doc["trace"]["seconds"] < 30
-    assert _ours() == before
+    assert _ours(p.pid) == ([], "")
     # perf (the user stacks) ended with it: no process still writes that run's perf.data
     # (perf record -o /tmp/ksight-perf-PID-*/perf.data)
     mark = f"ksight-perf-{p.pid}-".encode()
