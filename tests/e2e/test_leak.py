@@ -183,9 +183,13 @@ def test_trace_names_the_thread_making_the_calls(name, call):
         assert mine[0]["calls"] >= 4 and mine[0]["brk_grew_bytes"] >= 1 << 20
     # a user stack where perf runs here, else the reason
     assert tr["stacks"] or tr["stacks_why"]
-    if tr["stacks"]:
-        assert tr["stacks"][0]["pid"] == pid
-        assert ("mmap" if call == "mmap" else "brk") in tr["stacks"][0]["stack"]
+    # perf stacks one kind of call: mmap when any growing process has an mmap target (another
+    # process may grow on this shared machine), else brk
+    stacked = "mmap" if any(t["call"] == "mmap" for t in tr["targets"]) else "brk"
+    if tr["stacks"] and stacked == call:
+        # other processes may grow on this shared machine: the scenario's among those stacked
+        st = [s for s in tr["stacks"] if s["pid"] == pid]
+        assert st and ("mmap" if call == "mmap" else "brk") in st[0]["stack"], tr["stacks"]
     assert _ours(p.pid) == ([], "")  # no tracing left behind
 
 

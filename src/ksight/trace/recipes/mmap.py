@@ -278,8 +278,9 @@ class Catch(Recipe):
 def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> CatchResult:
     """Trace the calls behind the growing mappings for `seconds` (Ctrl-C or SIGTERM end it
     early; the trace still reports). User stacks come from perf (`perf record -e
-    syscalls:sys_enter_mmap --filter ... -p PID --call-graph fp`) for the first target, when
-    perf runs here; otherwise `stacks_why` says why. Tracing is off and the tracefs instance
+    syscalls:sys_enter_mmap --filter ... -p PID,PID --call-graph fp`) for the processes whose
+    mmap calls are looked for (else those whose brk calls are), when perf runs here; otherwise
+    `stacks_why` says why. Tracing is off and the tracefs instance
     gone when this returns, whatever happened (the session's and perf.Record's own clean-up)."""
     import dataclasses
     import signal
@@ -306,19 +307,19 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
     old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
     try:
         if stacks:
-            first = targets[0]
+            # perf for every process of one kind of call (a tracepoint filter cannot hold both
+            # mmap's length and brk's address): the mmap targets, else the brk ones
+            mm = [t["pid"] for t in targets if t["call"] == "mmap"]
+            who = ",".join(str(p) for p in dict.fromkeys(mm or [t["pid"] for t in targets]))
             try:
                 from ..perf import Record
 
-                if first["call"] == "mmap":
-                    s = first.get("size_bytes")
-                    flt = (f"len >= {s} && len <= {s + GUARD_SLACK}" if s else
-                           f"len <= {first['max_bytes'] + GUARD_SLACK}")
+                if mm:
                     stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_mmap"],
-                                       filter=flt, pid=first["pid"])
+                                       filter=rec_obj.filters()["syscalls:sys_enter_mmap"],
+                                       pid=who)
                 else:
-                    stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_brk"],
-                                       pid=first["pid"])
+                    stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_brk"], pid=who)
                 stack_rec.__enter__()
                 live.append(stack_rec)
             except Unavailable as exc:
