@@ -39,7 +39,8 @@ here, the user stacks of the first growing process (frame-pointer unwinding: a p
 without frame pointers shows only its innermost frames, and the report says so). Tracing is
 switched off and removed afterwards, also on Ctrl-C.
 
-Exit status: 0 no process grows, 1 some process grows, 3 could not watch (usage, no such PID).
+Exit status: 0 no process grows, 1 some process grows, 3 could not judge (too few snapshots for
+a trend, as in a two-snapshot capture; a usage error; no such PID).
 """
 EPILOG = """\
 examples:
@@ -148,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
         from ..render.leak_text import render
 
         render(rep, sys.stdout)
-    return 1 if rep.growing else 0
+    if rep.growing:
+        return 1
+    return 0 if rep.judged else 3
 
 
 def _json(rep) -> dict:

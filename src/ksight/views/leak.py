@@ -119,6 +119,7 @@ class LeakReport:
     notes: tuple[str, ...] = ()
     trace: object | None = None  # a trace.recipes.mmap.CatchResult, with --trace
     interrupted: bool = False
+    judged: bool = True  # False: too few snapshots (or no clock) for any trend
 
 
 def _rules():
@@ -384,9 +385,11 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
     for metric, (rid, unit, gname, sname) in JUDGED.items():
         r = rules[rid]
         th[metric] = {"rule": rid, "unit": unit, "min_growth": r.t(gname), "min_slope_per_s": r.t(sname)}
+    judged = (series.has_clock and
+                  len(series.snapshots) >= rules["memory.leak-suspect"].t("min_points"))
     return LeakReport(round(series.seconds, 3), len(series.snapshots), live, len(keys),
                       tuple(growing), tuple(levelled), tuple(named), tuple(maps_read), chosen_by,
-                      th, tuple(notes))
+                      th, tuple(notes), judged=judged)
 
 
 def own_pid(live: bool) -> int | None:
