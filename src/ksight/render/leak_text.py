@@ -45,7 +45,7 @@ def _trend_rows(pg: ProcessGrowth) -> list[list[str]]:
     return rows
 
 
-def _process(con, pg: ProcessGrowth, *, full: bool) -> None:
+def _process(con, pg: ProcessGrowth, *, full: bool, avail_kb=None) -> None:
     con.print(f"PID {pg.pid} ({pg.comm}): {pg.verdict}: {pg.why}")
     con.print(table(("  metric", "start", "end", "growth", "slope", "last half", "r2",
                      "up/down", "steady"), (8, 9, 9, 10, 12, 12, 4, 7, 6), "lrrrrrrrl",
@@ -54,6 +54,10 @@ def _process(con, pg: ProcessGrowth, *, full: bool) -> None:
         for n in pg.notes:
             con.print(f"  note: {n}")
         return
+    g = pg.growths.get("anon") or pg.growths.get("rss")
+    if avail_kb and g is not None and g.steady and g.slope_per_s > 0:
+        con.print(f"  at this pace MemAvailable ({units.size_kb(avail_kb)}) is gone in "
+                  f"{units.duration(avail_kb / g.slope_per_s)}")
     con.print("  memory types growing: " + (", ".join(pg.types_growing) or
                                            "none steadily (of anon, file, shmem, swap)"))
     vsz, anon = pg.growths.get("vsz"), pg.growths.get("anon") or pg.growths.get("rss")
@@ -131,7 +135,7 @@ def render(rep: LeakReport, out) -> None:
         con.print(f"GROWING: {len(rep.growing)} process(es) grew steadily to the end of the "
                   "watch (the shape of a leak)")
         for pg in rep.growing:
-            _process(con, pg, full=True)
+            _process(con, pg, full=True, avail_kb=rep.mem_available_kb)
     else:
         con.print("")
         con.print("No process grew steadily to the end of the watch.")

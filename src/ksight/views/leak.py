@@ -120,6 +120,7 @@ class LeakReport:
     trace: object | None = None  # a trace.recipes.mmap.CatchResult, with --trace
     interrupted: bool = False
     judged: bool = True  # False: too few snapshots (or no clock) for any trend
+    mem_available_kb: int | None = None  # MemAvailable at the last snapshot
 
 
 def _rules():
@@ -389,7 +390,8 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
                   len(series.snapshots) >= rules["memory.leak-suspect"].t("min_points"))
     return LeakReport(round(series.seconds, 3), len(series.snapshots), live, len(keys),
                       tuple(growing), tuple(levelled), tuple(named), tuple(maps_read), chosen_by,
-                      th, tuple(notes), judged=judged)
+                      th, tuple(notes), judged=judged,
+                      mem_available_kb=getattr(series.last.get("meminfo"), "mem_available_kb", None))
 
 
 def own_pid(live: bool) -> int | None:
