@@ -186,10 +186,13 @@ def judge(growths: dict, rules: dict) -> tuple[str, str]:
         big.append(gr)
     if not big:
         return "steady", "no judged metric grew past the rules' floors"
-    need = rules["memory.leak-suspect"].t("min_points")
-    if all(gr.points < need for gr in big):
+    def need(gr):  # each rule's own min_points (the mapping count starts a snapshot late)
+        return rules[JUDGED[gr.metric][0]].t("min_points")
+
+    if all(gr.points < need(gr) for gr in big):
         return "unjudged", (f"grew, but seen in only {max(gr.points for gr in big)} snapshots (it "
-                            f"started or ended during the watch): a trend needs {need:g}")
+                            f"started or ended during the watch): a trend needs "
+                            f"{min(need(gr) for gr in big):g}")
     for gr in big:
         if gr.steady:
             return "growing", (f"{gr.metric} grew in {gr.rises} of {gr.points - 1} intervals "
