@@ -20,13 +20,14 @@ COMMANDS = {
     "top": "top",
     "pmap": "pmap",
     "pidstat": "pidstat",
+    "leak": "leak",
     "tcp": "tcp",
+    "sysctl": "sysctl",
     "cpu": "cpu",
-    "trace": "trace",
     "profile": "profile",
+    "trace": "trace",
     "lab": "lab",
     "cleanup": "cleanup",
-    "sysctl": "sysctl",
 }
 
 # subcommand -> its one-line help (each module's HELP; tests/test_cli_main.py checks they agree).
@@ -49,6 +50,7 @@ HELPS = {
            "--connections",
     "cpu": "CPU time per CPU as mpstat -P ALL, load, runnable/blocked, top processes; --softirqs, "
            "--interrupts, --topology, --blocked",
+    "leak": "watch processes and report which grow: RSS/VSZ/VMA trends, the mappings that grew, --trace",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "profile": "what the CPUs run, sampled with perf: hottest kernel functions and stacks, flame graph",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",

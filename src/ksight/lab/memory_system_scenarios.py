@@ -296,16 +296,112 @@ class SlabSockets(Scenario):
         return "no UDP cache in /proc/slabinfo"
 
 
+# bpf(2): BPF_MAP_CREATE of a BPF_MAP_TYPE_ARRAY, whose values the kernel allocates with
+# vmalloc (kernel/bpf/arraymap.c array_map_alloc -> bpf_map_area_alloc, past a few pages); the
+# map lives while a file descriptor holds it
+SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+BPF_HOLDER = r"""
+import ctypes, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+class Attr(ctypes.Structure):
+    _fields_ = [("map_type", ctypes.c_uint32), ("key_size", ctypes.c_uint32),
+                ("value_size", ctypes.c_uint32), ("max_entries", ctypes.c_uint32),
+                ("map_flags", ctypes.c_uint32), ("rest", ctypes.c_uint8 * 108)]
+nr, value, entries, nmaps, period, seconds = (int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]),
+                                              int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]))
+start = time.monotonic()
+end = start + seconds
+fds = []
+while time.monotonic() < end and len(fds) < nmaps:
+    a = Attr(2, 4, value, entries, 0)   # BPF_MAP_TYPE_ARRAY, u32 keys
+    fd = libc.syscall(nr, 0, ctypes.byref(a), ctypes.sizeof(a))   # BPF_MAP_CREATE
+    if fd < 0:
+        print("bpf map create failed: errno", ctypes.get_errno(), file=sys.stderr, flush=True)
+        break
+    fds.append(fd)                      # held: never closed until this process ends
+    time.sleep(max(0.0, start + len(fds) * period - time.monotonic()))
+while time.monotonic() < end:
+    time.sleep(0.1)
+"""
+
+
+def _array_map_pages() -> int:
+    """Pages vmalloc holds for BPF array maps (array_map_alloc), read from /proc/vmallocinfo."""
+    n = 0
+    with open("/proc/vmallocinfo") as f:
+        for line in f:
+            if " array_map_alloc+" in line:
+                for tok in line.split():
+                    if tok.startswith("pages="):
+                        n += int(tok[6:])
+    return n
+
+
+class VmallocBpfMaps(Scenario):
+    name = "vmalloc-bpf-maps"
+    area = "memory"
+    summary = ("a process creates 4 MiB BPF array maps (bpf(2) BPF_MAP_CREATE), 4 a second, and "
+               "keeps their file descriptors: vmalloc grows, allocated by array_map_alloc")
+    expects = ("memory.vmalloc-leak",)
+    bounds = ("at most 48 maps of 4 MiB (192 MiB of vmalloc'ed kernel memory), 16 MiB/s; freed "
+              "by the kernel when the holder is killed")
+    value_bytes = 4096
+    entries = 1024
+    nmaps = 48
+    period = 0.25
+    warmup_s = 0.5
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        import platform
+
+        nr = SYS_BPF.get(platform.machine())
+        if nr is None:
+            return False, f"no bpf(2) syscall number known for {platform.machine()}"
+        if not os.path.exists("/proc/vmallocinfo"):
+            return False, "/proc/vmallocinfo is missing (the caller could not be named)"
+        # one tiny map, closed at once: bpf(2) works here (CONFIG_BPF_SYSCALL, not locked down)
+        libc = _libc()
+        libc.syscall.restype = ctypes.c_long
+        attr = (ctypes.c_uint32 * 32)(2, 4, 4, 1)
+        fd = libc.syscall(nr, 0, ctypes.byref(attr), 48)
+        if fd < 0:
+            return False, f"bpf(BPF_MAP_CREATE) fails here: {os.strerror(ctypes.get_errno())}"
+        os.close(fd)
+        return True, ""
+
+    def start(self, run, stack):
+        import platform
+
+        run.info["pages_before"] = _array_map_pages()
+        p = subprocess.Popen(python_worker(BPF_HOLDER, SYS_BPF[platform.machine()],
+                                           self.value_bytes, self.entries, self.nmaps,
+                                           self.period, run.seconds),
+                             preexec_fn=_die_with_parent)
+        run.procs.append(p)
+        run.info["pid"] = p.pid
+
+    def evidence(self, run):
+        pages = _array_map_pages()
+        return (f"array_map_alloc holds {pages * os.sysconf('SC_PAGE_SIZE') / MiB:.1f} MiB of "
+                f"vmalloc (was {run.info['pages_before'] * os.sysconf('SC_PAGE_SIZE') / MiB:.1f}); "
+                f"VmallocUsed {_meminfo()['VmallocUsed'] / 1024:.1f} MiB")
+
+
 def _die_with_parent():
     from .. import pids
 
     pids.die_with_parent()
 
 
-for _sc in (ShmemTmpfs(), SysvOrphan(), OomCgroup(), SlabSockets()):
+for _sc in (ShmemTmpfs(), SysvOrphan(), OomCgroup(), SlabSockets(), VmallocBpfMaps()):
     register(_sc)
 
-__all__ = ["ShmemTmpfs", "SysvOrphan", "OomCgroup", "SlabSockets", "SysvSegment"]
+__all__ = ["ShmemTmpfs", "SysvOrphan", "OomCgroup", "SlabSockets", "VmallocBpfMaps",
+           "SysvSegment"]
 
 
 LAB_KEY_PREFIX = 0x6B73  # 'ks': the high half of every key a lab segment is made with
