@@ -26,7 +26,7 @@ import pytest
 
 from ksight.errors import ParseError, Unavailable
 from ksight.sources import SYSTEM
-from ksight.sources import consoles, kmemleak, kmsg_oom, tmpfs
+from ksight.sources import blocked_tasks, consoles, kmemleak, kmsg_oom, tmpfs
 from ksight.sources import (buddyinfo, cgroup_memory, cpu_topology, diskstats, interrupts, loadavg,
                             lru_gen,
                             meminfo, mounts, net_tcp, netclass, netdev, netstat, numa, pressure,
@@ -108,6 +108,9 @@ CASES = [
                                  "7ffd1c000000-7ffd1c021000 rw-p 00000000 00:00 0 [stack]\n"),
     ("pid.oom", lambda t: pid_oom.parse(t, t), "0\n"),
     ("pid.cgroup", pid_cgroup.parse, "12:memory:/user.slice\n0::/user.slice/session-1.scope\n"),
+    ("blocked_tasks", blocked_tasks.parse_stack,  # /proc/PID/task/TID/stack as 6.18 prints it
+     "[<0>] rwsem_down_write_slowpath+0x28c/0x6a0\n[<0>] do_mmap+0x4a1/0x5f0\n"
+     "[<0>] do_syscall_64+0x82/0x170\n"),
     ("consoles", consoles.parse, "ttyS0                -W- (EC  p a)    4:64\n"),
     ("tmpfs", tmpfs.parse, '{"format": 1, "mounts": [{"mount_point": "/dev/shm", "fstype": "tmpfs", '
                            '"source": "tmpfs", "size_bytes": 409600, "used_bytes": 102400}]}\n'),

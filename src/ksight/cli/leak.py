@@ -162,8 +162,7 @@ def _json(rep) -> dict:
 
 def _trace(rep, args):
     from ..errors import Unavailable
-    from ..fs import LiveRoot
-    from ..trace.recipes.mmap import CatchResult, catch
+    from ..trace.recipes.mmap import CatchResult, catch_live
     from ..views.leak import trace_targets
 
     targets = trace_targets(rep)
@@ -173,7 +172,7 @@ def _trace(rep, args):
                            notes=("nothing to trace: no growing process made new anonymous "
                                   "mappings of a recurring size or grew its [heap]",))
     try:
-        return catch(LiveRoot(), targets, args.trace_seconds, stacks=args.stacks, say=_say)
+        return catch_live(targets, args.trace_seconds, stacks=args.stacks, say=_say)
     except Unavailable as exc:
         return CatchResult(targets=tuple(targets), seconds=0.0, backend="tracefs", events=0,
                            lost=0, enabled=(), filters={}, callers=(),

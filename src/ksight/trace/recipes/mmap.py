@@ -275,6 +275,14 @@ class Catch(Recipe):
                            errors=tuple(t.errors), notes=tuple(body["notes"]))
 
 
+def catch_live(targets, seconds: float, *, stacks: bool = True, say=None) -> CatchResult:
+    """`catch` on this machine's kernel (tracing acts on the live kernel only: commands such as
+    `ksight leak --trace` call this and never hold a Root themselves)."""
+    from ...fs import LiveRoot
+
+    return catch(LiveRoot(), targets, seconds, stacks=stacks, say=say)
+
+
 def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> CatchResult:
     """Trace the calls behind the growing mappings for `seconds` (Ctrl-C or SIGTERM end it
     early; the trace still reports). User stacks come from perf (`perf record -e
