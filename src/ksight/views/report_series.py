@@ -301,13 +301,14 @@ class _Builder:
         snaps = [s for _, s in chunk]
         times = [t for t, _ in chunk]
         segs, breaks = split(snaps)
-        for br in breaks:  # a gap in every line between the two sides of the break
-            tg = (times[br.after] + times[br.after + 1]) / 2
-            for r in self.all_rows():
-                r.gap(tg)
-            self.breaks.append(br.reason)
         pos = 0
         for k, seg in enumerate(segs):
+            if k:  # a gap in every line between the two sides of a break
+                br = breaks[k - 1]
+                tg = (times[br.after] + times[br.after + 1]) / 2
+                for r in self.all_rows():
+                    r.gap(tg)
+                self.breaks.append(br.reason)
             segt = times[pos:pos + len(seg)]
             pos += len(seg)
             self.segment(seg, segt, skip_first=(k == 0 and carried))
@@ -327,18 +328,18 @@ class _Builder:
                 self.missing[m.source] = m.reason
             self.memory.add(t[i], _memory_row(s))
         # per interval, at the later snapshot's time
-        rec = [ser.counter(c) for _, c in RECLAIM]
-        pg = [ser.counter(c) for c in (PGPGIN, PGPGOUT, PSWPIN, PSWPOUT)]
+        rec = [ser.counter(c).rates for _, c in RECLAIM]  # (rates is computed on each call)
+        pg = [ser.counter(c).rates for c in (PGPGIN, PGPGOUT, PSWPIN, PSWPOUT)]
         scale = (1024.0, 1024.0, float(self.page_size), float(self.page_size))
-        rs, os_ = ser.counter(RETRANS_SEGS), ser.counter(OUT_SEGS)
+        rs, os_ = ser.counter(RETRANS_SEGS).deltas, ser.counter(OUT_SEGS).deltas
         for i in range(ser.intervals):
             te = t[i + 1]
-            for r, cs in zip(self.reclaim, rec):
-                r.add(te, (cs.rates[i],))
-            for r, cs, k in zip(self.paging, pg, scale):
-                v = cs.rates[i]
+            for r, rates in zip(self.reclaim, rec):
+                r.add(te, (rates[i],))
+            for r, rates, k in zip(self.paging, pg, scale):
+                v = rates[i]
                 r.add(te, (None if v is None else v * k,))
-            dr, do = rs.deltas[i], os_.deltas[i]
+            dr, do = rs[i], os_[i]
             self.retrans.add(te, (pct(dr, do),))
             self.cpu.add(te, _cpu_row(seg[i], seg[i + 1]))
         # processes: one series per (pid, start time)
