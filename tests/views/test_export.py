@@ -237,3 +237,16 @@ def test_json_summary(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     (t,) = doc["export"]["tables"]
     assert t["name"] == "cpus" and t["rows"] == 4 and doc["export"]["snapshots"] == 2
+
+
+def test_cgroup_rows_are_the_cgroup_files(csv_dir):
+    rows = read_csv(csv_dir / "cgroups.csv")
+    last = [r for r in rows if float(r["unix_time"]) == pytest.approx(_manifest_times()[1], abs=1e-3)]
+    assert {r["path"] for r in last} >= {"/", "/process_api"}
+    for r in last:
+        base = "0001/sys/fs/cgroup/memory" + ("" if r["path"] == "/" else r["path"])
+        assert r["version"] == "1"
+        assert r["current_bytes"] == _raw(f"{base}/memory.usage_in_bytes").strip()
+        assert r["failcnt"] == _raw(f"{base}/memory.failcnt").strip()
+        stat = dict(ln.split() for ln in _raw(f"{base}/memory.stat").splitlines())
+        assert r["stat_cache"] == stat["cache"] and r["stat_rss"] == stat["rss"]

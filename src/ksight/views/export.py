@@ -30,6 +30,7 @@ import dataclasses
 import datetime as _dt
 import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -83,12 +84,23 @@ def _scalars(obj, prefix: str = "", skip: tuple[str, ...] = ()) -> dict:
     """The scalar fields of a dataclass (int, float, str, bool, None) as prefix + name."""
     out = {}
     for f in dataclasses.fields(obj):
-        if f.name in skip:
+        if f.name in skip or not _scalar_type(f.type):
             continue
         v = getattr(obj, f.name)
         if v is None or isinstance(v, (int, float, str, bool)):
             out[prefix + f.name] = v
     return out
+
+
+_SCALAR_WORDS = frozenset(("int", "float", "str", "bool", "None", "Optional"))
+
+
+def _scalar_type(annotation) -> bool:
+    """A field declared as a scalar (`int | None`), not a dict or a dataclass that is None now:
+    a column must not depend on whether the first row had a value."""
+    if not isinstance(annotation, str):
+        annotation = getattr(annotation, "__name__", str(annotation))
+    return set(re.findall(r"[A-Za-z_]+", annotation)) <= _SCALAR_WORDS
 
 
 def _groups(prefix: str, groups: dict[str, dict[str, int]]) -> dict:
@@ -185,8 +197,7 @@ def _named_rows(source: str, attr: str, key: str) -> Callable[[Snapshot], Iterat
         for name, e in getattr(src, attr).items():
             row = dict(base)
             row[key] = name
-            row.update(_scalars(e))
-            row[key] = name
+            row.update(_scalars(e, skip=("name",)))
             yield row
     return rows
 
