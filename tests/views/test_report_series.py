@@ -231,3 +231,19 @@ def test_capture_memory_and_cpu_equal_the_raw_text():
     statm = _raw(f"0001/proc/{pid}/statm")
     assert top.values[-1] == int(statm.split()[1]) * 4096
     assert not math.isnan(top.peak)
+
+
+def test_report_view_in_one_call_and_as_json(rec):
+    import json
+
+    from ksight.render.jsonable import jsonable
+    from tests.browser.synth import episode
+
+    ep = episode(T0 + 300, T0 + 320)
+    v = rs.report_view(iter(rec), episodes=[ep], notes=["recorded by a test"])
+    assert v.start == T0 and v.end == T0 + 599 and v.snapshots == 600
+    assert v.episodes == (ep,) and v.notes[0] == "recorded by a test"
+    doc = json.loads(json.dumps(jsonable(v)))
+    mem = next(c for c in doc["charts"] if c["id"] == "memory")
+    assert mem["series"][0]["name"] == "anon" and len(mem["series"][0]["times"]) == 600
+    assert doc["episodes"][0]["rule"] == "memory.leak-suspect"

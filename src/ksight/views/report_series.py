@@ -444,4 +444,18 @@ def build_charts(snapshots: Iterable[Snapshot], *, top: int = 5,
                     b.notes())
 
 
-__all__ = ["build_charts", "ChartSet", "CHUNK", "MAX_BUCKETS", "MEMORY_PARTS", "CPU_PARTS"]
+__all__ = ["build_charts", "report_view", "ChartSet", "CHUNK", "MAX_BUCKETS", "MEMORY_PARTS", "CPU_PARTS"]
+
+
+def report_view(snapshots: Iterable[Snapshot], *, episodes=(), findings=(), not_evaluated=(),
+                top: int = 5, notes: Iterable[str] = (), title: str = "ksight report",
+                max_buckets: int = MAX_BUCKETS):
+    """The whole page's data in one call (views/report.py passes what the rules found): the
+    charts of `snapshots` and the episodes, findings and rules that could not judge."""
+    from .report_data import ReportView
+
+    cs = build_charts(snapshots, top=top, max_buckets=max_buckets)
+    return ReportView(cs.host, cs.kernel, cs.start, cs.end, cs.charts, episodes=tuple(episodes),
+                      findings=tuple(findings), not_evaluated=tuple(not_evaluated),
+                      notes=tuple(notes) + cs.notes, wall_clock=cs.wall_clock,
+                      snapshots=cs.snapshots, title=title)
