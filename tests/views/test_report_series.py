@@ -247,3 +247,13 @@ def test_report_view_in_one_call_and_as_json(rec):
     mem = next(c for c in doc["charts"] if c["id"] == "memory")
     assert mem["series"][0]["name"] == "anon" and len(mem["series"][0]["times"]) == 600
     assert doc["episodes"][0]["rule"] == "memory.leak-suspect"
+
+
+def test_a_process_missing_from_some_snapshots_is_a_gap():
+    p = process(42, "bursty", 500, start_ticks=7)
+    other = process(1, "init", 100, start_ticks=1)
+    snaps = [snap(i, procs=[p, other] if i not in (3, 4) else [other]) for i in range(7)]
+    s = series(build_charts(snaps), "processes", "bursty (42)")
+    assert [v for v in s.values if v is not None] == [500 * 4096.0] * 5
+    gap = s.values.index(None)
+    assert s.times[gap] == T0 + 3 and s.times[gap + 1] == T0 + 5
