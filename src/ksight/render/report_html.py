@@ -6,8 +6,8 @@ a machine with no network, and must be safe to open although every process name 
 comes from the machine under diagnosis. SVG drawn in Python needs no script at all, so the page
 carries a Content-Security-Policy that forbids scripts and every fetch (`default-src 'none'`): a
 hostile process name can neither run nor phone home, and there is no vendored JavaScript to keep
-patched or to license. The cost is no zoom or live tooltips; hover titles (SVG <title>) give the
-exact value of each line's peak, of each episode and of each point drawn.
+patched or to license. The cost is no zoom and no per-point tooltip; hover titles (SVG <title>)
+give each line's exact peak and when, and each episode's rule, subject, span and title.
 
 Drawing: each chart is PLOT_W pixels wide. Series longer than that are reduced per pixel column
 to the column's lowest and highest sample (for a stacked chart, the samples where the stack is
@@ -475,6 +475,8 @@ def to_html(view: ReportView) -> str:
     else:
         if t1 <= t0:
             t0, t1 = t0 - 0.5, t1 + 0.5
+        if not view.charts:
+            parts.append('<p class="missing">No chart in this report.</p>')
         for ch in view.charts:
             parts.append(f'<div class="chartbox" id="chart-{_e(ch.id)}"><h3>{_e(ch.title)}</h3>')
             if ch.note:
