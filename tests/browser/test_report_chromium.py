@@ -114,3 +114,24 @@ def test_the_screenshot_check_catches_a_blank_page(tmp_path):
     assert (w, h) == (W, H)
     var, _ = png.stats(rows, bpp)
     assert var < 1
+
+
+def test_a_reduced_long_recording_and_odd_values_load_cleanly(tmp_path):
+    """Reduced series (min/max per bucket, gaps from a reboot) and a chart with no data."""
+    from ksight.views.report_series import report_view
+
+    snaps = recording(3000)
+    # a reboot two thirds in: another boot_id, uptime restarting
+    from dataclasses import replace
+
+    cut = 2000
+    snaps = snaps[:cut] + [replace(s, host=replace(s.host, boot_id="b-2"), uptime_s=s.uptime_s - 5000,
+                                   monotonic=s.monotonic - 5000) for s in snaps[cut:]]
+    v = report_view(snaps, max_buckets=64, episodes=(episode(T0 + 100, T0 + 2500),))
+    assert any(s.reduced for c in v.charts for s in c.series)
+    out = tmp_path / "long.html"
+    rh.render(v, out)
+    r = chromium(tmp_path, "--dump-dom", out.as_uri())
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert console_messages(r.stderr) == []
+    assert r.stdout.count("<svg") == sum(1 for c in v.charts if c.series)

@@ -170,3 +170,26 @@ def test_render_to_a_path_is_owner_only(tmp_path):
     rh.render(one_chart([1.0, 2.0]), out)
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert os.stat(out).st_mode & 0o077 == 0
+
+
+def test_odd_numbers_are_gaps_not_broken_paths():
+    nan, inf = float("nan"), float("inf")
+    vals = [1.0, nan, 2.0, inf, 3.0, -inf, 4.0]
+    doc = rh.to_html(one_chart(vals))
+    (d,) = paths(doc)
+    assert "nan" not in d.lower() and "inf" not in d.lower()
+    assert len(ys(d)) == 0 or all(rh.MARGIN_T <= y <= rh.MARGIN_T + rh.PLOT_H for y in ys(d))
+    # a point with no finite time is left out
+    t = (T0, float("nan"), T0 + 2)
+    doc = rh.to_html(one_chart([1.0, 2.0, 3.0], times=t))
+    assert "nan" not in paths(doc)[0].lower()
+
+
+def test_episode_outside_or_reversed_is_harmless():
+    from dataclasses import replace
+
+    v = one_chart([1.0] * 10)
+    eps = (episode(T0 - 100, T0 - 50), episode(T0 + 8, T0 + 3), episode(T0 + 2, T0 + 2))
+    doc = rh.to_html(replace(v, episodes=eps))
+    widths = [float(w) for w in re.findall(r'<g class="episode">.*?width="([-\d.]+)"', doc)]
+    assert widths and all(w > 0 for w in widths)

@@ -21,6 +21,7 @@ Every string from the machine (host, process names, paths, evidence, actions) go
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import html
 import math
@@ -189,8 +190,21 @@ def _path(points: list[tuple[float, float] | None]) -> str:
     return " ".join(d)
 
 
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _clean(s: ReportSeries) -> ReportSeries:
+    """A series safe to draw: a value that is not a finite number is a gap, a point without a
+    finite time is dropped (a NaN in a path's d attribute is an error in the browser)."""
+    pts = [(t, v if _finite(v) else None) for t, v in zip(s.times, s.values) if _finite(t)]
+    return dataclasses.replace(s, times=tuple(t for t, _ in pts), values=tuple(v for _, v in pts),
+                               peak=s.peak if _finite(s.peak) else None)
+
+
 def _chart_svg(ch: ReportChart, view: ReportView, t0: float, t1: float) -> str:
     wall = view.wall_clock
+    ch = dataclasses.replace(ch, series=tuple(_clean(s) for s in ch.series))
     span = max(t1 - t0, 1e-9)
 
     def x_of(t: float) -> float:
