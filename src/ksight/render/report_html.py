@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
-from ..views.report_data import ReportChart, ReportSeries, ReportView
+from ..views.report_data import ReportChart, ReportSeries, ReportView, as_report_view
 from . import units
 
 PLOT_W = 900  # plot area, pixels
@@ -459,7 +459,9 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border-bottom:1
 
 
 def to_html(view: ReportView) -> str:
-    """The page as a string."""
+    """The page as a string (`view`: a ReportView, or the view of `ksight report` in its own
+    shape, read by views.report_data.as_report_view)."""
+    view = as_report_view(view)
     wall = view.wall_clock
     t0 = view.start
     t1 = view.end

@@ -71,4 +71,62 @@ class ReportView:
     title: str = "ksight report"
 
 
-__all__ = ["ReportSeries", "ReportChart", "ReportView", "UNITS"]
+__all__ = ["ReportSeries", "ReportChart", "ReportView", "UNITS", "as_report_view"]
+
+
+# ---- views of another shape --------------------------------------------------------------------
+# `ksight report` (views/report.py) may hand the renderer its own view: `episodes` an
+# EpisodeReport (episodes, not_evaluated, notes, host, kernel, start, end, samples) and `charts` a
+# list of Chart(name, title, unit "kB" | "/s" | "%", stacked, lines=(Line(name, times, values),),
+# source). as_report_view reads that shape (duck-typed: no import of it) into a ReportView, so
+# either contract draws the same page.
+
+_UNIT_SCALE = {"kB": ("bytes", 1024.0), "KiB": ("bytes", 1024.0), "bytes": ("bytes", 1.0),
+               "B": ("bytes", 1.0), "/s": ("/s", 1.0), "%": ("%", 1.0),
+               "pages/s": ("pages/s", 1.0), "bytes/s": ("bytes/s", 1.0)}
+
+
+def _peak(times, values):
+    best = None
+    for t, v in zip(times, values):
+        if v is not None and (best is None or v > best[0]):
+            best = (v, t)
+    return best or (None, None)
+
+
+def as_report_view(view) -> ReportView:
+    """`view` itself when it is a ReportView, else the same data read from the other shape."""
+    if isinstance(view, ReportView):
+        return view
+    er = getattr(view, "episodes", None)
+    if er is None or not hasattr(er, "episodes"):
+        raise TypeError(f"cannot draw a {type(view).__name__}: expected a ReportView")
+    charts = []
+    wall = True
+    for ch in getattr(view, "charts", None) or ():
+        unit, k = _UNIT_SCALE.get(getattr(ch, "unit", ""), (getattr(ch, "unit", ""), 1.0))
+        series = []
+        for ln in ch.lines:
+            vals = tuple(None if v is None else v * k for v in ln.values)
+            p, pt = _peak(ln.times, vals)
+            series.append(ReportSeries(ln.name, tuple(ln.times), vals,
+                                       getattr(ch, "source", "") or "", p, pt))
+            if ln.times and ln.times[0] < 1e9:  # seconds since boot, not Unix time
+                wall = False
+        stacked = bool(getattr(ch, "stacked", False)) and len({s.times for s in series}) <= 1
+        name = getattr(ch, "name", "chart")
+        charts.append(ReportChart(name, getattr(ch, "title", name), unit, tuple(series),
+                                  stacked=stacked, y_max=100.0 if unit == "%" and stacked else None,
+                                  note=getattr(ch, "source", None),
+                                  missing=None if series else "no data in the recording"))
+    host = getattr(er, "host", None) or {}
+    return ReportView(
+        host=host.get("hostname") if isinstance(host, dict) else str(host),
+        kernel=getattr(er, "kernel", None),
+        start=getattr(view, "since", None) or getattr(er, "start", None),
+        end=getattr(view, "until", None) or getattr(er, "end", None),
+        charts=tuple(charts), episodes=tuple(er.episodes),
+        findings=tuple(getattr(view, "findings", ()) or ()),
+        not_evaluated=tuple(getattr(er, "not_evaluated", ()) or ()),
+        notes=tuple(getattr(er, "notes", ()) or ()), wall_clock=wall,
+        snapshots=int(getattr(er, "samples", 0) or 0))
