@@ -212,11 +212,14 @@ def test_db_without_the_store_says_so(tmp_path, monkeypatch, capsys):
     assert "ksight.record.store is missing" in err and "--from" in err
 
 
-def test_bad_invocations_are_one_line_errors(tmp_path, capsys):
+def test_bad_invocations_are_one_line_errors(tmp_path, capsys, monkeypatch):
     f = tmp_path / "file"
     f.write_text("x")
     assert main(["export", "--from", CAP, "--format", "csv", "--out", str(f)]) == 3
     assert "not a directory" in capsys.readouterr().err
+    import ksight.cli.export as cli_export
+
+    monkeypatch.setattr(cli_export, "_default_db", lambda: None)  # no recorder file here
     assert main(["export", "--format", "csv", "--out", str(tmp_path / "o")]) == 3
     assert "--db PATH" in capsys.readouterr().err
     assert main(["export", "--from", CAP, "--tables", "nope", "--out", str(tmp_path / "o")]) == 3

@@ -16,14 +16,14 @@ interfaces (/proc/net/dev) and disks (/proc/diskstats). Every row has `time` (UT
 `unix_time`, `uptime_s` and `boot_id`. Values are the kernel's: counters stay cumulative
 (compute rates in your tool, per boot_id), absent is null. docs/export.md lists every column.
 
-The source is a recording (--db, from `ksight record`) or a capture (--from, from `ksight
-capture`). --since/--until take ISO 8601 times (local unless they say Z or +HH:MM), Unix
-seconds, or a time before now: -30m, -2h, -1d.
+The source is a recording (--db, from `ksight record`; default: the recorder's own file when it
+exists) or a capture (--from, from `ksight capture`). --since/--until take ISO 8601 times (local
+unless they say Z or +HH:MM), Unix seconds, or a time before now: -30m, -2h, -1d.
 Parquet needs pyarrow (pip install 'ksight[parquet]'); CSV needs nothing.
 """
 EPILOG = """\
 examples:
-  ksight export --db /var/lib/ksight/record.db --format parquet --since -2h --out /tmp/last2h
+  ksight export --db /var/lib/ksight/ksight.db --format parquet --since -2h --out /tmp/last2h
   ksight export --from cap.tar.zst --format csv --out cap-csv
   ksight export --db rec.db --format parquet --since 2026-01-01T03:00 --until 2026-01-01T04:00
   duckdb -c "SELECT time, meminfo_anon_pages_kb FROM '/tmp/last2h/system.parquet' ORDER BY time"
@@ -96,6 +96,19 @@ def _recording(path: str, since, until):
     return rec.snapshots(since, until)
 
 
+def _default_db() -> str | None:
+    """The file `ksight record` writes by default, when this ksight has the recorder and the
+    file exists."""
+    import os
+
+    try:
+        from ..record.recorder import default_db
+    except ImportError:
+        return None
+    path = default_db()
+    return path if os.path.exists(path) else None
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -117,11 +130,15 @@ def run(args: argparse.Namespace) -> int:
         from ..collect.plan import Needs, Plan
 
         col = Collector.open(args.from_)
-        if col.live:
-            raise UsageError("give the data to export: --db PATH (a recording from `ksight "
-                             "record`) or --from FILE (a capture from `ksight capture`)")
-        plan = Plan.of([Needs(uses=ex.SOURCES, processes=ex.PROCESS_PARTS, window=False)])
-        snaps = col.stream(plan, interval=None, count=None)
+        if col.live:  # neither --db nor --from: the recorder's default file, if there is one
+            db = _default_db()
+            if db is None:
+                raise UsageError("give the data to export: --db PATH (a recording from `ksight "
+                                 "record`) or --from FILE (a capture from `ksight capture`)")
+            snaps = _recording(db, since, until)
+        else:
+            plan = Plan.of([Needs(uses=ex.SOURCES, processes=ex.PROCESS_PARTS, window=False)])
+            snaps = col.stream(plan, interval=None, count=None)
     out = args.out
     if os.path.exists(out) and not os.path.isdir(out):
         raise UsageError(f"--out {out}: exists and is not a directory")
