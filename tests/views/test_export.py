@@ -253,3 +253,10 @@ def test_cgroup_rows_are_the_cgroup_files(csv_dir):
         assert r["failcnt"] == _raw(f"{base}/memory.failcnt").strip()
         stat = dict(ln.split() for ln in _raw(f"{base}/memory.stat").splitlines())
         assert r["stat_cache"] == stat["cache"] and r["stat_rss"] == stat["rss"]
+
+
+def test_a_time_before_now_is_given_with_equals(tmp_path, capsys):
+    # the capture was taken before the last two hours: nothing to export
+    assert main(["export", "--from", CAP, "--format", "csv", "--out", str(tmp_path / "r"),
+                 "--since=-2h"]) == 3
+    assert "nothing written" in capsys.readouterr().out

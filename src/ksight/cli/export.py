@@ -18,12 +18,13 @@ interfaces (/proc/net/dev) and disks (/proc/diskstats). Every row has `time` (UT
 
 The source is a recording (--db, from `ksight record`; default: the recorder's own file when it
 exists) or a capture (--from, from `ksight capture`). --since/--until take ISO 8601 times (local
-unless they say Z or +HH:MM), Unix seconds, or a time before now: -30m, -2h, -1d.
+unless they say Z or +HH:MM), Unix seconds, or a time before now written with "=" (the value
+starts with "-"): --since=-30m, --since=-2h, --until=-1d.
 Parquet needs pyarrow (pip install 'ksight[parquet]'); CSV needs nothing.
 """
 EPILOG = """\
 examples:
-  ksight export --db /var/lib/ksight/ksight.db --format parquet --since -2h --out /tmp/last2h
+  ksight export --db /var/lib/ksight/ksight.db --format parquet --since=-2h --out /tmp/last2h
   ksight export --from cap.tar.zst --format csv --out cap-csv
   ksight export --db rec.db --format parquet --since 2026-01-01T03:00 --until 2026-01-01T04:00
   duckdb -c "SELECT time, meminfo_anon_pages_kb FROM '/tmp/last2h/system.parquet' ORDER BY time"
@@ -38,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_from(src)
     p.add_argument("--format", choices=("parquet", "csv"), default="parquet",
                    help="file format (default parquet)")
-    p.add_argument("--since", metavar="T", help="first time to export (ISO 8601, Unix s, -2h)")
+    p.add_argument("--since", metavar="T", help="first time to export (ISO 8601, Unix s, or --since=-2h)")
     p.add_argument("--until", metavar="T", help="last time to export (same forms)")
     p.add_argument("--out", metavar="DIR", default="ksight-export",
                    help="directory for the files (default ./ksight-export)")
@@ -75,7 +76,7 @@ def parse_time(text: str | None, now: float | None = None) -> float | None:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00") if t.endswith("Z") else t)
     except ValueError:
         raise UsageError(f"{text!r} is not a time: give ISO 8601 (2026-01-01T03:00, local unless "
-                         "it says Z or +HH:MM), Unix seconds, or -30m / -2h / -1d") from None
+                         "it says Z or +HH:MM), Unix seconds, or --since=-30m / -2h / -1d") from None
     if d.tzinfo is None:
         d = d.astimezone()  # local time
     return d.timestamp()
