@@ -260,3 +260,29 @@ def test_a_time_before_now_is_given_with_equals(tmp_path, capsys):
     assert main(["export", "--from", CAP, "--format", "csv", "--out", str(tmp_path / "r"),
                  "--since=-2h"]) == 3
     assert "nothing written" in capsys.readouterr().out
+
+
+def test_db_reads_the_store_with_the_time_range(tmp_path, monkeypatch):
+    """--db goes through ksight.record.store.Recording.open(path).snapshots(since, until) (the
+    recorder branch's API); a stand-in store here."""
+    import types
+
+    calls = []
+
+    class Recording:
+        @classmethod
+        def open(cls, path):
+            calls.append(("open", path))
+            return cls()
+
+        def snapshots(self, since=None, until=None):
+            calls.append(("snapshots", since, until))
+            return iter([snap(i) for i in range(5)])
+
+    monkeypatch.setitem(sys.modules, "ksight.record.store", types.SimpleNamespace(Recording=Recording))
+    out = tmp_path / "db"
+    assert main(["export", "--db", "x.db", "--format", "csv", "--out", str(out),
+                 "--since", str(T0 + 1), "--until", "2026-01-01T00:00:03Z", "--tables", "system"]) == 0
+    assert calls == [("open", "x.db"), ("snapshots", T0 + 1, T0 + 3)]
+    rows = read_csv(out / "system.csv")
+    assert [float(r["unix_time"]) for r in rows] == [T0 + 1, T0 + 2, T0 + 3]  # both ends kept
