@@ -193,3 +193,14 @@ def test_episode_outside_or_reversed_is_harmless():
     doc = rh.to_html(replace(v, episodes=eps))
     widths = [float(w) for w in re.findall(r'<g class="episode">.*?width="([-\d.]+)"', doc)]
     assert widths and all(w > 0 for w in widths)
+
+
+def test_undecodable_bytes_in_a_name_do_not_stop_the_page(tmp_path):
+    bad = b"caf\xe9\xff".decode("utf-8", "surrogateescape")
+    v = one_chart([1.0, 2.0])
+    from dataclasses import replace
+
+    v = replace(v, host=bad)
+    out = tmp_path / "r.html"
+    rh.render(v, out)
+    assert "caf\ufffd\ufffd" in out.read_text(encoding="utf-8")

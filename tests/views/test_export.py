@@ -286,3 +286,21 @@ def test_db_reads_the_store_with_the_time_range(tmp_path, monkeypatch):
     assert calls == [("open", "x.db"), ("snapshots", T0 + 1, T0 + 3)]
     rows = read_csv(out / "system.csv")
     assert [float(r["unix_time"]) for r in rows] == [T0 + 1, T0 + 2, T0 + 3]  # both ends kept
+
+
+def test_undecodable_bytes_in_a_name_are_replaced_not_fatal(tmp_path):
+    pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from tests.browser.synth import process
+
+    bad = b"x\xff".decode("utf-8", "surrogateescape")
+    s = snap(0, procs=[process(7, "x", 10)])
+    p = s.processes[7]
+    from dataclasses import replace
+
+    s = replace(s, processes={7: replace(p, comm=bad)})
+    for fmt in ("csv", "parquet"):
+        ex.write_tables([s], str(tmp_path), fmt, tables=("processes",))
+    assert read_csv(tmp_path / "processes.csv")[0]["comm"] == "x\ufffd"
+    assert pq.read_table(tmp_path / "processes.parquet").column("comm").to_pylist() == ["x\ufffd"]

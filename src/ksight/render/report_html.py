@@ -519,7 +519,8 @@ def to_html(view: ReportView) -> str:
         parts.append('<p class="dim">Every rule could look.</p>')
     parts.append('<p class="dim">Written by ksight. Self-contained: no script, no network.</p>')
     parts.append('</body></html>\n')
-    return "\n".join(parts)
+    # a name read with surrogateescape (undecodable bytes) must not stop the page being written
+    return "\n".join(parts).encode("utf-8", "replace").decode("utf-8")
 
 
 def render(view: ReportView, out: str | os.PathLike | IO[str]) -> None:

@@ -248,7 +248,12 @@ def _cell(v, typ: str):
     if typ == "float" or typ == "time":
         v = float(v)
         return v if math.isfinite(v) else None
-    return str(v)
+    v = str(v)
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes kept as surrogates: U+FFFD, as the parsers do
+        v = v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return v
 
 
 # ---- writers -----------------------------------------------------------------------------------
