@@ -520,7 +520,19 @@ def to_html(view: ReportView) -> str:
     parts.append('<p class="dim">Written by ksight. Self-contained: no script, no network.</p>')
     parts.append('</body></html>\n')
     # a name read with surrogateescape (undecodable bytes) must not stop the page being written
-    return "\n".join(parts).encode("utf-8", "replace").decode("utf-8")
+    return _utf8("\n".join(parts))
+
+
+def _utf8(text: str) -> str:
+    """Text that encodes as UTF-8: undecodable bytes kept as surrogates become U+FFFD."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def render(view: ReportView, out: str | os.PathLike | IO[str]) -> None:
