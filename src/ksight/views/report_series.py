@@ -518,7 +518,7 @@ class _Builder:
                                            f"/proc/{k[0]}/statm or status VmRSS")
                       for _, k in ranked)
         out.append(ReportChart(
-            "processes", f"RSS of the top {self.top} processes", "bytes", procs,
+            "processes", f"RSS of the top {len(procs) or self.top} processes", "bytes", procs,
             note="resident memory of the processes with the highest peak RSS in the window; "
                  "a process is its pid and start time",
             missing=None if procs else "no process table in the recording"))
