@@ -257,3 +257,17 @@ def test_a_process_missing_from_some_snapshots_is_a_gap():
     assert [v for v in s.values if v is not None] == [500 * 4096.0] * 5
     gap = s.values.index(None)
     assert s.times[gap] == T0 + 3 and s.times[gap + 1] == T0 + 5
+
+
+def test_without_a_wall_clock_times_are_seconds_since_boot():
+    from dataclasses import replace
+
+    from ksight.render.report_html import to_html
+
+    snaps = [replace(snap(i, vm=dict(pgpgin=100 * i)), taken_at=None) for i in range(4)]
+    cs = build_charts(snaps)
+    assert not cs.wall_clock and cs.start == 1000.0 and cs.end == 1003.0
+    pin = series(cs, "paging", "page-in")
+    assert pin.times == (1001.0, 1002.0, 1003.0) and pin.values == (100 * 1024.0,) * 3
+    v = rs.report_view(snaps)
+    assert "seconds since boot" in to_html(v)
