@@ -271,3 +271,12 @@ def test_without_a_wall_clock_times_are_seconds_since_boot():
     assert pin.times == (1001.0, 1002.0, 1003.0) and pin.values == (100 * 1024.0,) * 3
     v = rs.report_view(snaps)
     assert "seconds since boot" in to_html(v)
+
+
+def test_blocks_that_share_their_edge_give_the_same_charts(rec):
+    from ksight.model.series import Series
+
+    b = rs.ChartBuilder()
+    for a in range(0, 599, 50):  # blocks [0..50], [50..100], ...: the edge snapshot twice
+        b.observe(Series(rec[a:a + 51]))
+    assert b.result().charts == build_charts(rec).charts

@@ -371,6 +371,8 @@ class _Builder:
         self.host = self.kernel = None
         self.missing: dict[str, str] = {}  # source -> the last reason it was unavailable
         self.page_size = 4096
+        self._chunk: list[tuple[float, Snapshot]] = []  # not drawn yet, except its first
+        self._carried = False  # snapshot when True (that one starts the next intervals)
 
     def clock(self, s: Snapshot) -> float | None:
         if self.wall is None:
@@ -384,19 +386,25 @@ class _Builder:
                 *self.procs.values()]
 
     def feed(self, snapshots: Iterable[Snapshot]) -> None:
-        chunk: list[tuple[float, Snapshot]] = []
-        carried = False
+        """Add snapshots in time order; may be called again with the next ones. A snapshot not
+        later than the last one fed (blocks that share their edge snapshot) is skipped."""
         for s in snapshots:
             t = self.clock(s)
             if t is None:
                 self.skipped += 1
                 continue
-            chunk.append((t, s))
-            if len(chunk) >= CHUNK:
-                self.chunk(chunk, carried)
-                chunk, carried = [chunk[-1]], True
-        if chunk and not (carried and len(chunk) == 1):
-            self.chunk(chunk, carried)
+            if self._chunk and t <= self._chunk[-1][0]:
+                continue
+            self._chunk.append((t, s))
+            if len(self._chunk) >= CHUNK:
+                self.chunk(self._chunk, self._carried)
+                self._chunk, self._carried = [self._chunk[-1]], True
+
+    def finish(self) -> None:
+        c = self._chunk
+        if c and not (self._carried and len(c) == 1):
+            self.chunk(c, self._carried)
+            self._chunk, self._carried = [c[-1]], True
 
     def chunk(self, chunk: list[tuple[float, Snapshot]], carried: bool) -> None:
         snaps = [s for _, s in chunk]
@@ -541,13 +549,46 @@ def build_charts(snapshots: Iterable[Snapshot], *, top: int = 5,
                  max_buckets: int = MAX_BUCKETS) -> ChartSet:
     """The report's charts from snapshots in time order (a list, or an iterator over a
     recording: at most CHUNK snapshots are held at once)."""
-    b = _Builder(top, max_buckets)
+    b = ChartBuilder(top=top, max_buckets=max_buckets)
     b.feed(snapshots)
-    return ChartSet(b.charts(), b.start, b.end, b.host, b.kernel, b.n, bool(b.wall),
-                    b.notes())
+    return b.result()
 
 
-__all__ = ["build_charts", "report_view", "ChartSet", "CHUNK", "MAX_BUCKETS", "MEMORY_PARTS", "CPU_PARTS"]
+class ChartBuilder:
+    """The charts built piece by piece, for a caller that already streams the recording in
+    blocks (e.g. the episode finder's `observe(series)`):
+
+        charts = ChartBuilder(top=5)
+        find_episodes(snapshots, observe=charts.observe)   # or charts.feed(snapshots) per block
+        view = charts.view(episodes=..., not_evaluated=...)
+
+    Blocks may share their edge snapshot (it is seen once); they must come in time order."""
+
+    def __init__(self, *, top: int = 5, max_buckets: int = MAX_BUCKETS):
+        self._b = _Builder(top, max_buckets)
+
+    def feed(self, snapshots: Iterable[Snapshot]) -> None:
+        self._b.feed(snapshots)
+
+    def observe(self, series) -> None:
+        """Feed a model.series.Series (or anything with `.snapshots`)."""
+        self._b.feed(series.snapshots)
+
+    def result(self) -> ChartSet:
+        b = self._b
+        b.finish()
+        return ChartSet(b.charts(), b.start, b.end, b.host, b.kernel, b.n, bool(b.wall),
+                        b.notes())
+
+    def view(self, *, episodes=(), findings=(), not_evaluated=(), notes: Iterable[str] = (),
+             title: str = "ksight report"):
+        from .report_data import ReportView
+
+        cs = self.result()
+        return ReportView(cs.host, cs.kernel, cs.start, cs.end, cs.charts,
+                          episodes=tuple(episodes), findings=tuple(findings),
+                          not_evaluated=tuple(not_evaluated), notes=tuple(notes) + cs.notes,
+                          wall_clock=cs.wall_clock, snapshots=cs.snapshots, title=title)
 
 
 def report_view(snapshots: Iterable[Snapshot], *, episodes=(), findings=(), not_evaluated=(),
@@ -555,10 +596,11 @@ def report_view(snapshots: Iterable[Snapshot], *, episodes=(), findings=(), not_
                 max_buckets: int = MAX_BUCKETS):
     """The whole page's data in one call (views/report.py passes what the rules found): the
     charts of `snapshots` and the episodes, findings and rules that could not judge."""
-    from .report_data import ReportView
+    b = ChartBuilder(top=top, max_buckets=max_buckets)
+    b.feed(snapshots)
+    return b.view(episodes=episodes, findings=findings, not_evaluated=not_evaluated,
+                  notes=notes, title=title)
 
-    cs = build_charts(snapshots, top=top, max_buckets=max_buckets)
-    return ReportView(cs.host, cs.kernel, cs.start, cs.end, cs.charts, episodes=tuple(episodes),
-                      findings=tuple(findings), not_evaluated=tuple(not_evaluated),
-                      notes=tuple(notes) + cs.notes, wall_clock=cs.wall_clock,
-                      snapshots=cs.snapshots, title=title)
+
+__all__ = ["build_charts", "report_view", "ChartBuilder", "ChartSet", "CHUNK", "MAX_BUCKETS",
+           "MEMORY_PARTS", "CPU_PARTS"]
