@@ -29,6 +29,10 @@ is lowest and highest, so the bands stay one consistent sample). When the grid p
 MAX_BUCKETS it doubles its bucket width and merges pairs, so a 24-hour recording at 1 s ends
 with ~1,350 buckets of 64 s: at most two points each, and no peak is lost. A reboot or host
 change inside the recording (model.series.split) is a gap in every line, never a rate.
+
+Entry points: `build_charts(snapshots)` (a ChartSet), `report_view(snapshots, episodes=...,
+findings=..., not_evaluated=...)` (the page's whole ReportView), and `ChartBuilder` for a caller
+that already reads the recording in blocks (`observe(series)`).
 """
 
 from __future__ import annotations
