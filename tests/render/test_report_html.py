@@ -204,3 +204,14 @@ def test_undecodable_bytes_in_a_name_do_not_stop_the_page(tmp_path):
     out = tmp_path / "r.html"
     rh.render(v, out)
     assert "caf\ufffd\ufffd" in out.read_text(encoding="utf-8")
+
+
+def test_many_episodes_keep_their_bands_and_few_labels():
+    from dataclasses import replace
+
+    v = one_chart([1.0] * 3600)
+    eps = tuple(episode(T0 + 100 * k, T0 + 100 * k + 5, rule="tcp.retrans-high") for k in range(30))
+    doc = rh.to_html(replace(v, episodes=eps))
+    assert doc.count('<g class="episode">') == 30  # every band drawn
+    labels = re.findall(r'class="eplabel"[^>]*>([^<]*)<', doc)
+    assert 1 <= len(labels) <= 9 and set(labels) == {"tcp.retrans-high"}

@@ -255,9 +255,13 @@ def _chart_svg(ch: ReportChart, view: ReportView, t0: float, t1: float) -> str:
         out.append(f'<text x="{x:.1f}" y="{MARGIN_T + PLOT_H + 16}" class="xtick">{_e(lab)}</text>')
     xlab = f"local time ({_tz_name(t0)})" if wall else "seconds since boot"
     out.append(f'<text x="{MARGIN_L + PLOT_W / 2:.0f}" y="{SVG_H - 6}" class="axis">{_e(xlab)}</text>')
-    # episodes: shaded bands with their rule id
-    for j, ep in enumerate(view.episodes):
-        a, b = max(ep.start, t0), min(ep.end, t1)
+    # episodes: shaded bands with their rule id. Labels are kept readable: a rule is named on
+    # its first band and on bands wide enough for it, at most 9 per chart, on three rows
+    labelled: set[str] = set()
+    n_labels = 0
+    for ep in sorted(view.episodes, key=lambda e: (min(e.start, e.end), e.rule)):
+        lo, hi = min(ep.start, ep.end), max(ep.start, ep.end)
+        a, b = max(lo, t0), min(hi, t1)
         if b < t0 or a > t1:
             continue
         xa, xb = x_of(a), x_of(b)
@@ -267,11 +271,16 @@ def _chart_svg(ch: ReportChart, view: ReportView, t0: float, t1: float) -> str:
         tip = (f"{ep.rule} ({ep.severity}) {_subject(ep.subject)}: "
                f"{_clock(ep.start, wall)} to {_clock(ep.end, wall)}, {ep.windows} window(s); "
                f"{ep.peak.title}")
+        label = ""
+        if n_labels < 9 and (ep.rule not in labelled or xb - xa >= 7 * len(ep.rule)):
+            label = (f'<text x="{xa + 2:.1f}" y="{MARGIN_T + 11 + 11 * (n_labels % 3)}" '
+                     f'class="eplabel" fill="{col}">{_e(ep.rule)}</text>')
+            labelled.add(ep.rule)
+            n_labels += 1
         out.append(f'<g class="episode"><title>{_e(tip)}</title>'
                    f'<rect x="{xa:.1f}" y="{MARGIN_T}" width="{xb - xa:.1f}" height="{PLOT_H}" '
                    f'fill="{col}" fill-opacity="0.16" stroke="{col}" stroke-opacity="0.6"/>'
-                   f'<text x="{xa + 2:.1f}" y="{MARGIN_T + 11 + 11 * (j % 3)}" class="eplabel" '
-                   f'fill="{col}">{_e(ep.rule)}</text></g>')
+                   f'{label}</g>')
     # the data
     if ch.stacked:
         out.extend(_stacked(series, x_of, y_of, ch.unit, wall))
