@@ -57,7 +57,8 @@ class WatchView:
 def watch_view():
     t = tuple(T0 + i for i in range(10))
     mem = Chart("memory", "Memory", "kB", True,
-                (Line("anon", t, (1000.0,) * 10), Line("file", t, (3000.0,) * 9 + (None,))),
+                (Line("anon", t, (1000.0,) * 10), Line("file", t, (3000.0,) * 9 + (None,)),
+                 Line("dirty", t, (200.0,) * 10)),
                 "/proc/meminfo")
     rec = Chart("reclaim", "Reclaim", "/s", False, (Line("pgscan kswapd", t[1:], (0.0, 5.0) * 4 + (2.0,)),),
                 "/proc/vmstat")
@@ -78,6 +79,9 @@ def test_the_other_shape_is_read_with_units_converted():
     assert mem.unit == "bytes" and mem.stacked
     assert mem.series[0].values[0] == 1000 * 1024 and mem.series[0].peak == 1000 * 1024
     assert mem.series[1].values[-1] is None
+    # the stack's file band is the clean part when the view also stacks dirty
+    assert [s.name for s in mem.series] == ["anon", "file cache (clean)", "dirty"]
+    assert mem.series[1].values[0] == (3000 - 200) * 1024
     assert v.charts[1].unit == "/s" and v.charts[1].series[0].peak == 5.0
     assert v.charts[2].y_max == 100.0
     assert v.episodes[0].rule == "memory.leak-suspect"

@@ -94,6 +94,21 @@ def _peak(times, values):
     return best or (None, None)
 
 
+def _dirty_apart(series: list[ReportSeries]) -> list[ReportSeries]:
+    """In a stack, "dirty" pages are part of "file" (the page cache): the file band becomes the
+    clean part, so the stack's total is not counted twice."""
+    names = [s.name for s in series]
+    if "file" not in names or "dirty" not in names:
+        return series
+    f, d = series[names.index("file")], series[names.index("dirty")]
+    clean = tuple(None if a is None else max(a - (b or 0), 0.0) for a, b in zip(f.values, d.values))
+    p, pt = _peak(f.times, clean)
+    out = list(series)
+    out[names.index("file")] = ReportSeries("file cache (clean)", f.times, clean,
+                                            f.source + " minus dirty", p, pt, f.reduced)
+    return out
+
+
 def as_report_view(view) -> ReportView:
     """`view` itself when it is a ReportView, else the same data read from the other shape."""
     if isinstance(view, ReportView):
@@ -114,6 +129,7 @@ def as_report_view(view) -> ReportView:
             if ln.times and ln.times[0] < 1e9:  # seconds since boot, not Unix time
                 wall = False
         stacked = bool(getattr(ch, "stacked", False)) and len({s.times for s in series}) <= 1
+        series = _dirty_apart(series) if stacked else series
         name = getattr(ch, "name", "chart")
         charts.append(ReportChart(name, getattr(ch, "title", name), unit, tuple(series),
                                   stacked=stacked, y_max=100.0 if unit == "%" and stacked else None,
