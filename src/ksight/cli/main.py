@@ -26,6 +26,7 @@ COMMANDS = {
     "cpu": "cpu",
     "profile": "profile",
     "trace": "trace",
+    "export": "export",
     "lab": "lab",
     "cleanup": "cleanup",
 }
@@ -56,6 +57,7 @@ HELPS = {
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
     "sysctl": "audit the sysctls of an area (tcp): current value, what a busy server wants, why",
+    "export": "export a recording or a capture as Parquet or CSV tables (pandas, DuckDB, Spark)",
 }
 
 DESCRIPTION = """\
