@@ -390,6 +390,9 @@ def test_buffer_config_pinned_send_buffer(tmp_path):
     assert any(a.kind == "sysctl" and a.name == "net.core.wmem_max" and a.recommended == "4194304"
                for a in f.actions)
     assert not [x for x in f.evidence if x.name.startswith("flow 10.0.0.1:2 ")]
+    # the subject is the capped flow and its process (the lab's tcp-buffer-pinned checks it live)
+    assert f.subject.socket == "10.0.0.1:1 -> 10.0.0.2:443" and f.subject.pid == 42
+    assert f.subject.comm == "uploader"
 
 
 def test_buffer_config_quiet_when_flows_are_not_buffer_bound(tmp_path):
