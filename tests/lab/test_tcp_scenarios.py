@@ -23,7 +23,14 @@ CONTRACT = {
     "tcp-time-wait-storm": ("tcp.time-wait-pressure",),
     "tcp-memory-pressure": ("tcp.memory-pressure",),
     "net-tx-drops": ("net.tx-drops",),
+    "tcp-syn-flood": ("tcp.syn-flood",),
+    "tcp-fin-wait2": ("tcp.fin-wait2",),
+    "tcp-buffer-pinned": ("tcp.buffer-config",),
+    "net-softnet-squeeze": ("net.softnet-squeeze",),
 }
+# where each scenario's load runs (its namespace a or b), for the kill -9 test
+LOAD_NS = {"net-tx-drops": "a", "net-softnet-squeeze": "a", "tcp-syn-flood": "a",
+           "tcp-fin-wait2": "b", "tcp-buffer-pinned": "a", "tcp-memory-pressure": "b"}
 
 
 def test_registered_with_their_rules():
@@ -108,7 +115,7 @@ def _journal_pid():
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.parametrize("name", ["tcp-memory-pressure", "net-tx-drops"])
+@pytest.mark.parametrize("name", sorted(LOAD_NS))
 def test_kill_9_leaves_nothing_after_cleanup(name):
     from ksight.lab import available
     from ksight.lab.netns import list_namespaces
@@ -120,10 +127,10 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
     p = subprocess.Popen([*KSIGHT, "lab", "run", name, "--seconds", "60"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mine = {f"ksl{p.pid}a", f"ksl{p.pid}b"}
-    load_ns = f"ksl{p.pid}a" if name == "net-tx-drops" else f"ksl{p.pid}b"
+    load_ns = f"ksl{p.pid}{LOAD_NS[name]}"
 
     def up() -> bool:
-        if name == "net-tx-drops":
+        if name != "tcp-memory-pressure":
             return mine <= set(list_namespaces())
         return mine <= set(list_namespaces()) and _tcp_mem() != before
 
@@ -133,7 +140,7 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
             assert p.poll() is None, "the lab run ended by itself"
             time.sleep(0.2)
         assert up()
-        time.sleep(1.0)                  # the load is running
+        time.sleep(2.0)                  # the load is running (started after the namespaces)
         loads = [int(x) for x in subprocess.run(["ip", "netns", "pids", load_ns],
                                                 capture_output=True, text=True).stdout.split()]
         assert loads
