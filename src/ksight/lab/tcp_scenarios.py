@@ -715,15 +715,16 @@ class TxDrops(Scenario):
 class SoftnetSqueeze(Scenario):
     """The cpu lab's routing loop (two namespaces each routing 198.19.255.0/24 to the other),
     with RPS on both veth ends steering every received packet to one other CPU: the sender only
-    enqueues, that CPU does all the forwarding (about 63 hops a datagram) and falls behind. Its
-    NET_RX runs out of budget with packets left (time_squeeze) and its backlog passes
-    netdev_max_backlog (dropped). No global sysctl changes: rps_cpus belongs to the lab's veths."""
+    enqueues, that CPU does all the forwarding (about 63 hops a datagram) and falls behind: its
+    backlog passes netdev_max_backlog (softnet 'dropped'). No global sysctl changes (rps_cpus
+    belongs to the lab's veths), but the lab's sysctl lock is held for the run, so no other lab
+    run (nor the e2e at-rest check, which takes it) overlaps a machine-wide softnet signal."""
 
     name = "net-softnet-squeeze"
     area = "net"
     summary = ("64-byte UDP datagrams sent into a routing loop between two lab namespaces, RPS "
-               "on both veth ends steering all receive work to one other CPU: its NET_RX "
-               "softirq cannot keep up (time_squeeze; backlog over netdev_max_backlog: dropped)")
+               "on both veth ends steering all receive work to one other CPU: its backlog "
+               "overflows netdev_max_backlog (softnet dropped)")
     expects = ("net.softnet-squeeze",)
     bounds = ("one sender of at most 20000 datagrams/s on one CPU, the receive work on another "
               "for the run (that CPU busy in softirq), namespaces ksl<pid>a/b and their "
@@ -731,6 +732,8 @@ class SoftnetSqueeze(Scenario):
     warmup_s = 1.5
     default_seconds = 10.0
     rate = 20000
+    rps = True
+    budget: int | None = None    # net.core.netdev_budget for the run (global), None: untouched
 
     def available(self):
         ok, why = super().available()
@@ -738,14 +741,16 @@ class SoftnetSqueeze(Scenario):
             return ok, why
         if shutil.which("ip") is None:
             return False, "the `ip` command is missing (apt-get install iproute2)"
-        try:
-            import os
+        if self.rps:
+            try:
+                import os
 
-            cpus = sorted(os.sched_getaffinity(0))
-        except (AttributeError, OSError):
-            cpus = []
-        if len(cpus) < 2:
-            return False, "needs two CPUs (one sends, RPS steers the receive work to the other)"
+                cpus = sorted(os.sched_getaffinity(0))
+            except (AttributeError, OSError):
+                cpus = []
+            if len(cpus) < 2:
+                return False, ("needs two CPUs (one sends, RPS steers the receive work to the "
+                               "other)")
         return True, ""
 
     def start(self, run, stack):
@@ -755,10 +760,15 @@ class SoftnetSqueeze(Scenario):
         from .. import pids
         from .cpu_scenarios import LOOP_DST, LOOP_NET, NETNS_SYSCTLS, quietest_cpus
         from .netns import NetnsPair, _ip
+        from .sysctl import SysctlGuard
 
+        guard = SysctlGuard()
+        stack.callback(guard.restore)
+        guard._lock()     # waits for another lab run that holds it
+        run.waited_s = guard.waited_s
         cpus = quietest_cpus() or sorted(os.sched_getaffinity(0))
-        send_cpu, rx_cpu = cpus[0], cpus[1]
-        mask = format(1 << rx_cpu, "x")
+        send_cpu = cpus[0]
+        rx_cpu = cpus[1] if self.rps else send_cpu   # without RPS the loop runs where it is sent
         n = stack.enter_context(NetnsPair())
         for ns, dev, via in ((n.a, n.dev_a, n.addr_b), (n.b, n.dev_b, n.addr_a)):
             r = n.run(ns, [sys.executable, "-I", "-S", "-c", NETNS_SYSCTLS, dev], timeout=10)
@@ -766,12 +776,20 @@ class SoftnetSqueeze(Scenario):
                 raise Unavailable(f"lab scenario {self.name}",
                                   f"cannot set the namespace's sysctls: {r.stderr.strip()[-200:]}")
             _ip("-n", ns, "route", "add", LOOP_NET, "via", via)
+            if not self.rps:
+                continue
             # `ip netns exec` mounts the namespace's own /sys: the veth's RPS map
+            mask = format(1 << rx_cpu, "x")
             r = n.run(ns, ["sh", "-c", f"echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus"],
                       timeout=10)
             if r.returncode != 0:
                 raise Unavailable(f"lab scenario {self.name}",
                                   f"cannot set rps_cpus on {dev}: {r.stderr.strip()[-200:]}")
+        if self.budget is not None:
+            from .sysctl import read_sysctl
+
+            run.info["netdev_budget_old"] = int(read_sysctl("net.core.netdev_budget"))
+            guard.set("net.core.netdev_budget", self.budget)
         run.info.update(pair=n, netns=(n.a, n.b), send_cpu=send_cpu, rx_cpu=rx_cpu)
         p = n.popen(n.a, python_worker(SOFTNET_SENDER, LOOP_DST, 9, 64, 64, send_cpu, self.rate,
                                        run.seconds + 1.0),
@@ -787,11 +805,28 @@ class SoftnetSqueeze(Scenario):
         run.info["last"] = c1
         dt = max(c1[0] - c0[0], 1e-3)
         cpu = run.info["rx_cpu"]
-        d = {k: (c1[1].get(k, (0, 0))[0] - c0[1].get(k, (0, 0))[0],
-                 c1[1].get(k, (0, 0))[1] - c0[1].get(k, (0, 0))[1]) for k in c1[1]}
-        dr, sq = d.get(cpu, (0, 0))
-        return (f"CPU{cpu} (RPS target): dropped {dr / dt:8.0f}/s  time_squeeze {sq / dt:7.0f}/s"
-                f"   (sender on CPU{run.info['send_cpu']})")
+        a, b = c0[1].get(cpu, (0, 0)), c1[1].get(cpu, (0, 0))
+        what = "RPS target" if self.rps else "sender and loop"
+        return (f"CPU{cpu} ({what}): dropped {(b[0] - a[0]) / dt:8.0f}/s  time_squeeze "
+                f"{(b[1] - a[1]) / dt:7.0f}/s" + ("" if self.budget is None else
+                                                  f"   (netdev_budget {self.budget})"))
+
+
+class SoftnetBudget(SoftnetSqueeze):
+    """The same loop on the sender's own CPU (no RPS), with net.core.netdev_budget lowered to 16
+    (a global sysctl: set under the lab's sysctl lock, journalled, restored): a datagram takes
+    ~63 hops through the backlog, so every NET_RX run ends with work left (time_squeeze)."""
+
+    name = "net-softnet-budget"
+    summary = ("64-byte UDP datagrams sent into a routing loop between two lab namespaces "
+               "(~63 hops each through the sender CPU's backlog) with net.core.netdev_budget "
+               "lowered to 16: NET_RX runs out of budget with packets left (time_squeeze)")
+    bounds = ("2000 datagrams/s on one CPU; net.core.netdev_budget=16 machine-wide for the run "
+              "(under the lab's sysctl lock, restored; `ksight lab cleanup` after a kill -9); "
+              "namespaces ksl<pid>a/b deleted afterwards")
+    rate = 2000
+    rps = False
+    budget = 16
 
 
 SOFTNET_SENDER = r"""
@@ -850,5 +885,6 @@ def listener_queue(pid: int, port: int) -> tuple[int, int] | None:
 
 
 for _sc in (LossyLink(), ListenOverflow(), CloseWait(), TimeWaitStorm(), MemoryPressure(),
-            TxDrops(), SynFlood(), FinWait2(), PinnedSendBuffer(), SoftnetSqueeze()):
+            TxDrops(), SynFlood(), FinWait2(), PinnedSendBuffer(), SoftnetSqueeze(),
+            SoftnetBudget()):
     register(_sc)
