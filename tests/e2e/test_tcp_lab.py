@@ -374,8 +374,13 @@ def test_syn_flood_in_the_servers_namespace():
     mine = findings(doc, "tcp.syn-flood")
     assert any((f["subject"] or {}).get("netns") == label for f in mine), (label, mine)
     f = next(f for f in mine if f["subject"]["netns"] == label)
+    # the listener whose SYN queue is full: its address, port and PID
+    want = f"{run.info['server_addr']}:{PORT}"
+    assert f["subject"]["socket"] == want and f["subject"]["pid"] == run.info["server_pid"], f
     rate = next(e for e in f["evidence"] if e["name"] == "SyncookiesSent")["value"]
     assert 100 <= rate <= 400, rate   # the sender's 200/s
+    q = next(e for e in f["evidence"] if e["name"] == f"SYN queue of {want}")
+    assert abs(q["value"] - len(synrecv)) <= 2 and q["threshold"] == 16, q
 
 
 def test_fin_wait2_in_the_clients_namespace():
