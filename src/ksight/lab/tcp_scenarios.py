@@ -23,6 +23,18 @@ namespaces other than ksight's own (as in containers) and no packet leaves the m
   straight to its driver (AF_PACKET with PACKET_QDISC_BYPASS) by a sender in a are all dropped
   for want of a carrier and counted as TX drops (/proc/net/dev of a). Nothing leaves the
   interface; it goes with the namespaces.
+- tcp-syn-flood: raw SYNs from spoofed 198.19.x.y sources in a to a listener in b with backlog
+  16; b routes the SYN-ACKs to a, which is no router and drops them: the SYN queue stays full
+  and b answers with SYN cookies (SyncookiesSent, tcp_syncookies=1 in b).
+- tcp-fin-wait2: clients in a close 1500 connections to a server in b that never closes: the
+  clients' sockets wait in FIN_WAIT2 (orphans, tcp_fin_timeout 60 s in a).
+- tcp-buffer-pinned: a tbf shaper's queue on a's veth gives the path its delay (no netem); a
+  cubic flow with default buffers fills it, a second one with SO_SNDBUF 64 KiB is capped by
+  its buffer (ss: sndbuf_limited).
+- net-softnet-squeeze: the cpu lab's routing loop with RPS steering all receive work to one
+  other CPU, whose backlog overflows netdev_max_backlog (softnet dropped).
+- net-softnet-budget: the same loop on one CPU with net.core.netdev_budget 16 (global, under
+  the lab's sysctl lock, restored): NET_RX stops with work left (time_squeeze).
 
 The load is one small Python program (this interpreter) in each namespace, started through
 `ip netns exec` (which execs it: the PID is the program's), dying with the lab (PR_SET_PDEATHSIG)
