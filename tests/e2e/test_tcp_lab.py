@@ -337,7 +337,8 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
 
 
 @pytest.mark.parametrize("name,rule_id", [("tcp-listen-overflow", "tcp.listen-overflow"),
-                                          ("tcp-close-wait", "tcp.close-wait-leak")])
+                                          ("tcp-close-wait", "tcp.close-wait-leak"),
+                                          ("tcp-syn-flood", "tcp.syn-flood")])
 def test_a_capture_gives_the_same_findings(tmp_path, name, rule_id):
     """`ksight capture` while the fault runs, then `check --from` the capture (any machine)."""
     cap = str(tmp_path / "cap.tar.zst")
@@ -349,7 +350,7 @@ def test_a_capture_gives_the_same_findings(tmp_path, name, rule_id):
         assert p.returncode == 0, p.stderr
     subj = [f["subject"] for f in findings(run_check("--from", cap, seconds=None), rule_id)]
     assert any(s and s.get("pid") == pid for s in subj), (pid, subj)
-    if rule_id == "tcp.listen-overflow":
+    if rule_id in ("tcp.listen-overflow", "tcp.syn-flood"):
         assert any(s.get("socket") == f"{run.info['server_addr']}:{PORT}" for s in subj if s)
 
 
