@@ -126,7 +126,7 @@ def test_syn_flood(tmp_path):
     m = Machine(tmp_path)
     m.net["tcp"] = tcp_table([tcp_row(0, "0.0.0.0", 80, "0.0.0.0", 0, LISTEN, inode=5)] + [
         tcp_row(i + 1, "10.0.0.1", 80, f"192.0.2.{i % 250 + 1}", 40000 + i, SYN_RECV)
-        for i in range(300)])
+        for i in range(300)] + [tcp_row(301, "0.0.0.0", 443, "0.0.0.0", 0, LISTEN, inode=6)])
     m.net["netstat"] = add(m.net["netstat"], "TcpExt", "TCPReqQFullDrop", 0)  # 3.10 lacks it
     m.snap()
     m.net["netstat"] = add(add(m.net["netstat"], "TcpExt", "SyncookiesSent", 900),
@@ -137,6 +137,9 @@ def test_syn_flood(tmp_path):
     assert ev(f, "SYN_RECV sockets").value == 300
     assert f.severity == "critical"  # 250 drops/s
     assert any(a.kind == "sysctl" and a.name == "net.ipv4.tcp_max_syn_backlog" for a in f.actions)
+    # the listener whose SYN queue holds the 300 requests (port 80, wildcard address) is named
+    assert f.subject.socket == "0.0.0.0:80"
+    assert ev(f, "SYN queue of 0.0.0.0:80").value == 300
 
 
 def test_close_wait_leak_names_the_process(tmp_path):
@@ -390,6 +393,9 @@ def test_buffer_config_pinned_send_buffer(tmp_path):
     assert any(a.kind == "sysctl" and a.name == "net.core.wmem_max" and a.recommended == "4194304"
                for a in f.actions)
     assert not [x for x in f.evidence if x.name.startswith("flow 10.0.0.1:2 ")]
+    # the subject is the capped flow and its process (the lab's tcp-buffer-pinned checks it live)
+    assert f.subject.socket == "10.0.0.1:1 -> 10.0.0.2:443" and f.subject.pid == 42
+    assert f.subject.comm == "uploader"
 
 
 def test_buffer_config_quiet_when_flows_are_not_buffer_bound(tmp_path):

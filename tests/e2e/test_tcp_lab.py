@@ -337,7 +337,8 @@ def test_pcap_with_handshakes_agrees_with_tshark(tmp_path):
 
 
 @pytest.mark.parametrize("name,rule_id", [("tcp-listen-overflow", "tcp.listen-overflow"),
-                                          ("tcp-close-wait", "tcp.close-wait-leak")])
+                                          ("tcp-close-wait", "tcp.close-wait-leak"),
+                                          ("tcp-syn-flood", "tcp.syn-flood")])
 def test_a_capture_gives_the_same_findings(tmp_path, name, rule_id):
     """`ksight capture` while the fault runs, then `check --from` the capture (any machine)."""
     cap = str(tmp_path / "cap.tar.zst")
@@ -349,5 +350,147 @@ def test_a_capture_gives_the_same_findings(tmp_path, name, rule_id):
         assert p.returncode == 0, p.stderr
     subj = [f["subject"] for f in findings(run_check("--from", cap, seconds=None), rule_id)]
     assert any(s and s.get("pid") == pid for s in subj), (pid, subj)
-    if rule_id == "tcp.listen-overflow":
+    if rule_id in ("tcp.listen-overflow", "tcp.syn-flood"):
         assert any(s.get("socket") == f"{run.info['server_addr']}:{PORT}" for s in subj if s)
+
+
+def test_syn_flood_in_the_servers_namespace():
+    with start("tcp-syn-flood", CHECK_S + 15) as run:
+        b = run.info["ns_server"]
+        label = netns_label(b)
+        c0 = counters(b)
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        c1 = counters(b)
+        # the kernel prunes old requests of a queue more than half full (fewer SYN-ACK retries,
+        # reqsk_timer_handler), new SYNs refill it at once: the fullest of a few looks
+        seen = []
+        for _ in range(5):
+            seen.append(ss(b, "-tan", "state", "syn-recv", f"sport = :{PORT}"))
+            time.sleep(0.2)
+        synrecv = max(seen, key=len)
+    # the raw signal: b answered with SYN cookies (200 SYNs/s, the queue full), and ss shows
+    # the SYN queue: half-open requests to the listener, from the spoofed 198.19.x.y sources,
+    # as many as the backlog of 16 lets in (the queue is full past it)
+    sent = c1["TcpExt:SyncookiesSent"] - c0["TcpExt:SyncookiesSent"]
+    assert sent >= 0.5 * 200 * CHECK_S, (sent, c0["TcpExt:SyncookiesSent"])
+    assert c1["TcpExt:SyncookiesRecv"] == c0["TcpExt:SyncookiesRecv"]   # nobody completes
+    assert 16 <= len(synrecv) <= 32, synrecv
+    assert all(x.split()[-1].startswith("198.19.") for x in synrecv), synrecv[:3]
+    mine = findings(doc, "tcp.syn-flood")
+    assert any((f["subject"] or {}).get("netns") == label for f in mine), (label, mine)
+    f = next(f for f in mine if f["subject"]["netns"] == label)
+    # the listener whose SYN queue is full: its address, port and PID
+    want = f"{run.info['server_addr']}:{PORT}"
+    assert f["subject"]["socket"] == want and f["subject"]["pid"] == run.info["server_pid"], f
+    rate = next(e for e in f["evidence"] if e["name"] == "SyncookiesSent")["value"]
+    assert 100 <= rate <= 400, rate   # the sender's 200/s
+    q = next(e for e in f["evidence"] if e["name"] == f"SYN queue of {want}")
+    assert 1 <= q["value"] <= 16 + 1 and q["threshold"] == 16, q   # full past the backlog
+
+
+def test_fin_wait2_in_the_clients_namespace():
+    with start("tcp-fin-wait2", CHECK_S + 15) as run:
+        a = run.info["ns_client"]
+        label = netns_label(a)
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        fw2 = ss(a, "-tan", "state", "fin-wait-2")
+        fin = ns_text(a, "/proc/sys/net/ipv4/tcp_fin_timeout").strip()
+    # the raw signal: the 1500 closed connections wait in FIN_WAIT2 in a (orphans, tcp_fin_timeout
+    # 60 s there, longer than the run), all towards the server
+    assert len(fw2) >= 1400 and fin == "60", (len(fw2), fin)
+    assert all(f"{run.info['server_addr']}:{PORT}" in x for x in fw2), fw2[:3]
+    mine = [f for f in findings(doc, "tcp.fin-wait2") if f["subject"]["netns"] == label]
+    assert mine, (label, findings(doc, "tcp.fin-wait2"))
+    n = next(e for e in mine[0]["evidence"] if e["name"] == "FIN_WAIT2 sockets")["value"]
+    assert abs(n - len(fw2)) <= 50, (n, len(fw2))
+
+
+_SS_NUM = {"rtt": r"\brtt:([\d.]+)/", "busy": r"\bbusy:(\d+)ms",
+           "sndbuf_limited": r"\bsndbuf_limited:(\d+)ms", "tb": r"\btb(\d+)\b"}
+
+
+def _ss_flow(ns: str, port: int) -> dict[str, float]:
+    """ss -tinm of the flow from local port `port`: its rtt, sk_sndbuf (skmem tb), and the
+    kernel's own account of time spent limited by the send buffer (tcp_info tcpi_sndbuf_limited
+    against tcpi_busy_time, ss's busy: and sndbuf_limited:)."""
+    text = " ".join(ss(ns, "-tinm", "state", "established", f"sport = :{port}"))
+    return {k: float(m.group(1)) if (m := re.search(p, text)) else 0.0
+            for k, p in _SS_NUM.items()}
+
+
+def test_pinned_send_buffer_names_the_flow():
+    with start("tcp-buffer-pinned", CHECK_S + 15) as run:
+        a, pid = run.info["ns_client"], run.info["client_pid"]
+        label = netns_label(a)
+        port = int(run.info["pinned"].rsplit(":", 1)[1])
+        s0 = _ss_flow(a, port)
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        s1 = _ss_flow(a, port)
+    # the raw signal, from ss: the flow's send buffer is what SO_SNDBUF 64 KiB gives (doubled by
+    # the kernel), the path's RTT is the shaper's queue (milliseconds, not a veth's microseconds),
+    # and the kernel itself says the buffer limited the flow most of the time it was busy
+    assert s1["tb"] == 2 * 65536 and s1["rtt"] >= 5.0, s1
+    busy = s1["busy"] - s0["busy"]
+    assert busy > 0 and (s1["sndbuf_limited"] - s0["sndbuf_limited"]) >= 0.5 * busy, (s0, s1)
+    f = findings(doc, "tcp.buffer-config")[0]
+    want = f"{run.info['pinned']} -> {run.info['server_addr']}:{PORT}"
+    assert f["subject"]["socket"] == want and f["subject"]["pid"] == pid, (want, pid, f["subject"])
+    assert f["subject"]["netns"] == label, f["subject"]
+
+
+def _softnet(col: int = 1) -> dict[int, int]:
+    """A column per CPU from /proc/net/softnet_stat (own parse: hex; 1 dropped, 2 time_squeeze;
+    the CPU is the 13th column on 5.10+, else the row number)."""
+    out = {}
+    with open("/proc/net/softnet_stat") as f:
+        for i, line in enumerate(f):
+            v = [int(x, 16) for x in line.split()]
+            out[v[12] if len(v) > 12 else i] = v[col]
+    return out
+
+
+def test_softnet_drops_name_the_cpu():
+    with start("net-softnet-squeeze", CHECK_S + 15) as run:
+        cpu = run.info["rx_cpu"]
+        d0 = _softnet()
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        d1 = _softnet()
+    # the raw signal: the RPS target CPU's backlog overflowed (softnet_stat 'dropped'), many
+    # times a second; that CPU, and no other, is the one the rule names first
+    assert d1[cpu] - d0[cpu] >= 10 * CHECK_S, (cpu, d0, d1)
+    (f,) = findings(doc, "net.softnet-squeeze")
+    assert str(cpu) in f["subject"]["cpu"].split(","), (cpu, f["subject"])
+    top = f["evidence"][0]
+    assert top["name"] == f"cpu{cpu} dropped" and top["value"] >= 1, f["evidence"][:3]
+
+
+def test_softnet_time_squeeze_names_the_cpu():
+    """netdev_budget 16 (global, for the run): each datagram's ~63 hops in one backlog poll
+    (up to dev_weight 64 packets) overrun it, so NET_RX stops with work left once a datagram."""
+    with start("net-softnet-budget", CHECK_S + 15) as run:
+        cpu = run.info["rx_cpu"]
+        with open("/proc/sys/net/core/netdev_budget") as f:
+            budget = int(f.read())
+        q0 = _softnet(2)
+        t0 = time.monotonic()
+        doc = run_check()
+        settle(run, t0)
+        q1 = _softnet(2)
+    # the raw signal: the loop's CPU squeezes about once per datagram (2000/s; half of that on a
+    # loaded machine is plenty), far over the rule's 50/s
+    assert budget == 16
+    assert q1[cpu] - q0[cpu] >= 500 * CHECK_S, (cpu, q0, q1)
+    (f,) = findings(doc, "net.softnet-squeeze")
+    assert str(cpu) in f["subject"]["cpu"].split(","), (cpu, f["subject"])
+    e = next(e for e in f["evidence"] if e["name"] == f"cpu{cpu} time_squeeze")
+    assert e["value"] >= 500, f["evidence"]
+    assert any(a["kind"] == "sysctl" and a["name"] == "net.core.netdev_budget"
+               and int(a["recommended"]) > 16 for a in f["actions"]), f["actions"]

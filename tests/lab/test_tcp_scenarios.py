@@ -23,7 +23,16 @@ CONTRACT = {
     "tcp-time-wait-storm": ("tcp.time-wait-pressure",),
     "tcp-memory-pressure": ("tcp.memory-pressure",),
     "net-tx-drops": ("net.tx-drops",),
+    "tcp-syn-flood": ("tcp.syn-flood",),
+    "tcp-fin-wait2": ("tcp.fin-wait2",),
+    "tcp-buffer-pinned": ("tcp.buffer-config",),
+    "net-softnet-squeeze": ("net.softnet-squeeze",),
+    "net-softnet-budget": ("net.softnet-squeeze",),
 }
+# where each scenario's load runs (its namespace a or b), for the kill -9 test
+LOAD_NS = {"net-tx-drops": "a", "net-softnet-squeeze": "a", "net-softnet-budget": "a",
+           "tcp-syn-flood": "a",
+           "tcp-fin-wait2": "b", "tcp-buffer-pinned": "a", "tcp-memory-pressure": "b"}
 
 
 def test_registered_with_their_rules():
@@ -48,6 +57,11 @@ def _tcp_mem() -> str:
         return f.read().strip()
 
 
+def _budget() -> str:
+    with open("/proc/sys/net/core/netdev_budget") as f:
+        return f.read().strip()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -68,6 +82,7 @@ def test_everything_is_undone(name):
     if not ok:
         unavailable(f"{name}: {why}")
     before = _tcp_mem()
+    budget = _budget()
     with sc.running(1) as run:
         pair = run.info["pair"]
         ns = (pair.a, pair.b)
@@ -84,12 +99,14 @@ def test_everything_is_undone(name):
             low, pressure, mx = run.info["tcp_mem"]
             assert _tcp_mem().split() == [str(low), str(pressure), str(mx)]
             assert before.split()[2] == str(mx)     # the maximum is never lowered
+        if name == "net-softnet-budget":
+            assert _budget() == "16" and run.info["netdev_budget_old"] == int(budget)
         line = run.evidence()
         assert "unavailable" not in line, line
     assert not set(ns) & set(list_namespaces())
     assert not any(_alive(p) for p in pids)
-    assert _tcp_mem() == before
-    left = leftovers(os.getpid(), {"net.ipv4.tcp_mem": before})
+    assert _tcp_mem() == before and _budget() == budget
+    left = leftovers(os.getpid(), {"net.ipv4.tcp_mem": before, "net.core.netdev_budget": budget})
     assert [x for x in left if not x.startswith("sysctl journal") or _journal_pid() == os.getpid()] == []
 
 
@@ -108,7 +125,7 @@ def _journal_pid():
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.parametrize("name", ["tcp-memory-pressure", "net-tx-drops"])
+@pytest.mark.parametrize("name", sorted(LOAD_NS))
 def test_kill_9_leaves_nothing_after_cleanup(name):
     from ksight.lab import available
     from ksight.lab.netns import list_namespaces
@@ -117,13 +134,16 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
     if not ok:
         unavailable(f"{name}: {why}")
     before = _tcp_mem()
+    budget = _budget()
     p = subprocess.Popen([*KSIGHT, "lab", "run", name, "--seconds", "60"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     mine = {f"ksl{p.pid}a", f"ksl{p.pid}b"}
-    load_ns = f"ksl{p.pid}a" if name == "net-tx-drops" else f"ksl{p.pid}b"
+    load_ns = f"ksl{p.pid}{LOAD_NS[name]}"
 
     def up() -> bool:
-        if name == "net-tx-drops":
+        if name == "net-softnet-budget":
+            return mine <= set(list_namespaces()) and _budget() != budget
+        if name != "tcp-memory-pressure":
             return mine <= set(list_namespaces())
         return mine <= set(list_namespaces()) and _tcp_mem() != before
 
@@ -133,7 +153,7 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
             assert p.poll() is None, "the lab run ended by itself"
             time.sleep(0.2)
         assert up()
-        time.sleep(1.0)                  # the load is running
+        time.sleep(2.0)                  # the load is running (started after the namespaces)
         loads = [int(x) for x in subprocess.run(["ip", "netns", "pids", load_ns],
                                                 capture_output=True, text=True).stdout.split()]
         assert loads
@@ -148,7 +168,7 @@ def test_kill_9_leaves_nothing_after_cleanup(name):
     r = subprocess.run([*KSIGHT, "lab", "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not mine & set(list_namespaces()), r.stdout
-    assert _tcp_mem() == before, r.stdout
+    assert _tcp_mem() == before and _budget() == budget, r.stdout
 
 
 @needs_root

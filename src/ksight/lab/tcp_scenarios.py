@@ -23,6 +23,18 @@ namespaces other than ksight's own (as in containers) and no packet leaves the m
   straight to its driver (AF_PACKET with PACKET_QDISC_BYPASS) by a sender in a are all dropped
   for want of a carrier and counted as TX drops (/proc/net/dev of a). Nothing leaves the
   interface; it goes with the namespaces.
+- tcp-syn-flood: raw SYNs from spoofed 198.19.x.y sources in a to a listener in b with backlog
+  16; b routes the SYN-ACKs to a, which is no router and drops them: the SYN queue stays full
+  and b answers with SYN cookies (SyncookiesSent, tcp_syncookies=1 in b).
+- tcp-fin-wait2: clients in a close 1500 connections to a server in b that never closes: the
+  clients' sockets wait in FIN_WAIT2 (orphans, tcp_fin_timeout 60 s in a).
+- tcp-buffer-pinned: a tbf shaper's queue on a's veth gives the path its delay (no netem); a
+  cubic flow with default buffers fills it, a second one with SO_SNDBUF 64 KiB is capped by
+  its buffer (ss: sndbuf_limited).
+- net-softnet-squeeze: the cpu lab's routing loop with RPS steering all receive work to one
+  other CPU, whose backlog overflows netdev_max_backlog (softnet dropped).
+- net-softnet-budget: the same loop on one CPU with net.core.netdev_budget 16 (global, under
+  the lab's sysctl lock, restored): NET_RX stops with work left (time_squeeze).
 
 The load is one small Python program (this interpreter) in each namespace, started through
 `ip netns exec` (which execs it: the PID is the program's), dying with the lab (PR_SET_PDEATHSIG)
@@ -47,6 +59,14 @@ import errno, os, select, socket, sys, time
 role, addr, port, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 args = [float(a) for a in sys.argv[5:]]
 end = time.monotonic() + seconds
+try:                            # hold more sockets than a default soft limit of 1024 allows
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192 if hard == resource.RLIM_INFINITY else min(hard, 8192)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+except (ImportError, ValueError, OSError):
+    pass
 
 def listener(backlog):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -216,6 +236,69 @@ elif role == "fillers":         # args[0] connections, each sending as fast as t
                 conns.remove(c)
         if not conns:
             break
+elif role == "synflood":        # raw SYNs from spoofed 198.19.x.y sources: args[0]/s, at most args[1]
+    import random, struct
+    rate, cap = args[0], int(args[1])
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL
+    dst = socket.inet_aton(addr)
+
+    def csum(b):
+        t = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+        while t >> 16:
+            t = (t & 0xFFFF) + (t >> 16)
+        return ~t & 0xFFFF
+
+    t0, n = time.monotonic(), 0
+    while left() > 0 and n < cap:
+        src = socket.inet_aton("198.19.%d.%d" % (n // 250 % 250, 1 + n % 250))
+        sport = 1024 + (n * 7919) % 60000
+        # SYN, window 64240, one option: MSS 1460 (data offset 6 words)
+        tcp = struct.pack("!HHIIBBHHH", sport, port, random.getrandbits(32), 0, 6 << 4, 0x02,
+                          64240, 0, 0) + struct.pack("!BBH", 2, 4, 1460)
+        c = csum(src + dst + struct.pack("!BBH", 0, 6, len(tcp)) + tcp)
+        tcp = tcp[:16] + struct.pack("!H", c) + tcp[18:]
+        # the kernel fills the IP id, total length and checksum
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0, 64, 6, 0, src, dst)
+        try:
+            raw.sendto(ip + tcp, (addr, 0))
+        except OSError:
+            pass
+        n += 1
+        ahead = t0 + n / rate - time.monotonic()
+        if ahead > 0:
+            time.sleep(min(ahead, max(0.0, left())))
+    while left() > 0:
+        time.sleep(min(0.2, max(0.0, left())))
+
+elif role == "pinned":          # two cubic flows: one with default buffers, one with SO_SNDBUF=args[0]
+    sndbuf, sport = int(args[0]), int(args[1])
+    # cubic fills the shaper's queue (the RTT both flows see); BBR (a common default) keeps it
+    # near empty, and 64 KiB is then enough for the path. Per socket: a namespace other than
+    # the first may not change its default (EPERM).
+    free = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    free.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+    free.settimeout(2)
+    free.connect((addr, port))
+    pin = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    pin.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+    pin.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)  # autotuning off for it
+    pin.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    pin.bind(("0.0.0.0", sport))
+    pin.settimeout(2)
+    pin.connect((addr, port))
+    conns = [free, pin]
+    for c in conns:
+        c.setblocking(False)
+    buf = b"p" * 65536
+    while left() > 0 and conns:
+        _, w, _ = select.select([], conns, [], min(0.2, max(0.0, left())))
+        for c in w:
+            try:
+                c.send(buf)
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                conns.remove(c)
 else:
     sys.exit("unknown role " + role)
 """
@@ -468,6 +551,115 @@ class MemoryPressure(_TcpScenario):
                 f"TCPMemoryPressures {x.get('TCPMemoryPressures', 0)} in {run.info['ns_server']}")
 
 
+class SynFlood(_TcpScenario):
+    name = "tcp-syn-flood"
+    summary = ("a raw-socket sender in a sends 200 SYNs a second from spoofed 198.19.x.y "
+               "sources to a listener in b with backlog 16; b routes their SYN-ACKs to a, "
+               "which drops them (not forwarding): nobody answers, the SYN queue fills and b "
+               "answers with SYN cookies (tcp_syncookies=1 in b)")
+    expects = ("tcp.syn-flood",)
+    bounds = ("200 SYNs/s of 64 bytes, at most 6000, between namespaces ksl<pid>a/b; "
+              "tcp_syncookies=1 and tcp_max_syn_backlog=128 only in ksl<pid>b")
+    backlog = 16
+    rate = 200
+    server = ("noaccept", 16)
+    client = ("synflood", 200, 6000)
+    spoofed = "198.19.0.0/16"   # RFC 2544 range, like the pair's own addresses
+
+    def sysctls_b(self):
+        return {"net.ipv4.tcp_syncookies": "1", "net.ipv4.tcp_max_syn_backlog": "128"}
+
+    def before_load(self, run, stack):
+        from .netns import _ip
+
+        pair = run.info["pair"]
+        # b answers the spoofed sources through a, which is not a router: the SYN-ACKs die there
+        # (no RST comes back to clear the half-open requests)
+        _ip("-n", pair.b, "route", "add", self.spoofed, "via", pair.addr_a)
+
+    def line(self, run, c, st, st_a):
+        x = c.get("TcpExt", {})
+        return (f"listener {run.info['server_addr']}:{PORT} ({run.info['ns_server']}): "
+                f"SYN-RECV {st.get('SYN-RECV', 0)} (backlog {self.backlog}); SyncookiesSent "
+                f"{x.get('SyncookiesSent', 0)} TCPReqQFullDoCookies "
+                f"{x.get('TCPReqQFullDoCookies', 0)} TCPReqQFullDrop {x.get('TCPReqQFullDrop', 0)}")
+
+
+class FinWait2(_TcpScenario):
+    name = "tcp-fin-wait2"
+    summary = ("clients in a open 1500 connections (600 a second) to a server in b that "
+               "accepts and never closes, and close each at once: the clients' sockets wait "
+               "in FIN_WAIT2 for a FIN that never comes (orphans, freed after tcp_fin_timeout "
+               "= 60 s in a)")
+    expects = ("tcp.fin-wait2",)
+    bounds = ("1500 connections, 600 a second, the server holding 1500 sockets, in "
+              "namespaces ksl<pid>a/b")
+    fin_timeout = 60
+    server = ("noclose",)
+    client = ("closers", 600, 1500, 0)
+
+    def sysctls_a(self):
+        return {"net.ipv4.tcp_fin_timeout": str(self.fin_timeout)}
+
+    def line(self, run, c, st, st_a):
+        return (f"clients ({run.info['ns_client']}): FIN-WAIT-2 {st_a.get('FIN-WAIT-2', 0)} "
+                f"(tcp_fin_timeout {self.fin_timeout} s); server pid {run.info['server_pid']}: "
+                f"CLOSE-WAIT {st.get('CLOSE-WAIT', 0)}")
+
+
+class PinnedSendBuffer(_TcpScenario):
+    name = "tcp-buffer-pinned"
+    summary = ("two cubic flows from a to a sink in b across a 80 Mbit/s tbf shaper with a "
+               "60 ms queue on a's veth (no netem here: the delay is the queue): one with "
+               "default buffers keeps the queue full, the other has SO_SNDBUF 64 KiB (autotuning "
+               "off): its whole send buffer is in flight every round trip, the buffer caps it")
+    expects = ("tcp.buffer-config",)
+    bounds = ("two connections, 10 MB/s in all (the shaper), in namespaces ksl<pid>a/b; the "
+              "qdisc goes with them")
+    sndbuf = 65536
+    pinned_port = 40001
+    rate = "80mbit"
+    server = ("sink",)
+    client = ("pinned", 65536, 40001)
+
+    def available(self):
+        ok, why = super().available()
+        if ok and shutil.which("tc") is None:
+            return False, "the `tc` command is missing (apt-get install iproute2)"
+        if ok:
+            try:
+                with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+                    have = f.read().split()
+            except OSError:
+                have = []
+            if "cubic" not in have:
+                return False, "the cubic congestion control is not available (tcp_cubic)"
+        return ok, why
+
+    def before_load(self, run, stack):
+        pair = run.info["pair"]
+        r = subprocess.run(["tc", "-n", pair.a, "qdisc", "add", "dev", pair.dev_a, "root", "tbf",
+                            "rate", self.rate, "burst", "32kb", "latency", "60ms"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise Unavailable("tc tbf on the lab veth", r.stderr.strip() or "failed "
+                              "(kernel without sch_tbf?)")
+        run.info.update(pinned=f"{pair.addr_a}:{self.pinned_port}", sndbuf=self.sndbuf)
+
+    def evidence(self, run):
+        from ..collect import sockdiag
+
+        # the sockets of the client's namespace, through ksight's sock_diag reader
+        for k in sockdiag.query_live(run.info["client_pid"]):
+            if k.local_port == self.pinned_port and k.state == "ESTABLISHED":
+                i = k.info or {}
+                rate = (i.get("delivery_rate") or 0) / 1e6
+                return (f"pinned flow {run.info['pinned']} -> {run.info['server_addr']}:{PORT}: "
+                        f"sndbuf {k.sndbuf} bytes, rtt {(i.get('rtt_us') or 0) / 1000:.1f} ms, "
+                        f"delivery {rate:.2f} MB/s")
+        return f"pinned flow {run.info['pinned']}: not established yet"
+
+
 TX_WORKER = r"""
 import socket, sys, time
 dev, rate, seconds = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
@@ -540,6 +732,161 @@ class TxDrops(Scenario):
                 f"{pid})")
 
 
+class SoftnetSqueeze(Scenario):
+    """The cpu lab's routing loop (two namespaces each routing 198.19.255.0/24 to the other),
+    with RPS on both veth ends steering every received packet to one other CPU: the sender only
+    enqueues, that CPU does all the forwarding (about 63 hops a datagram) and falls behind: its
+    backlog passes netdev_max_backlog (softnet 'dropped'). No global sysctl changes (rps_cpus
+    belongs to the lab's veths), but the lab's sysctl lock is held for the run, so no other lab
+    run (nor the e2e at-rest check, which takes it) overlaps a machine-wide softnet signal."""
+
+    name = "net-softnet-squeeze"
+    area = "net"
+    summary = ("64-byte UDP datagrams sent into a routing loop between two lab namespaces, RPS "
+               "on both veth ends steering all receive work to one other CPU: its backlog "
+               "overflows netdev_max_backlog (softnet dropped)")
+    expects = ("net.softnet-squeeze",)
+    bounds = ("one sender of at most 40000 datagrams/s on one CPU, the receive work on another "
+              "for the run (that CPU busy in softirq), namespaces ksl<pid>a/b and their "
+              "rps_cpus deleted afterwards; no global sysctl changed")
+    warmup_s = 1.5
+    default_seconds = 10.0
+    rate = 40000      # x ~63 hops: about twice what the development VM's CPU forwards (1.1 M/s)
+    rps = True
+    budget: int | None = None    # net.core.netdev_budget for the run (global), None: untouched
+
+    def available(self):
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if shutil.which("ip") is None:
+            return False, "the `ip` command is missing (apt-get install iproute2)"
+        if self.rps:
+            try:
+                import os
+
+                cpus = sorted(os.sched_getaffinity(0))
+            except (AttributeError, OSError):
+                cpus = []
+            if len(cpus) < 2:
+                return False, ("needs two CPUs (one sends, RPS steers the receive work to the "
+                               "other)")
+        return True, ""
+
+    def start(self, run, stack):
+        import os
+        import sys
+
+        from .. import pids
+        from .cpu_scenarios import LOOP_DST, LOOP_NET, NETNS_SYSCTLS, quietest_cpus
+        from .netns import NetnsPair, _ip
+        from .sysctl import SysctlGuard
+
+        guard = SysctlGuard()
+        stack.callback(guard.restore)
+        guard._lock()     # waits for another lab run that holds it
+        run.waited_s = guard.waited_s
+        cpus = quietest_cpus() or sorted(os.sched_getaffinity(0))
+        send_cpu = cpus[0]
+        rx_cpu = cpus[1] if self.rps else send_cpu   # without RPS the loop runs where it is sent
+        n = stack.enter_context(NetnsPair())
+        for ns, dev, via in ((n.a, n.dev_a, n.addr_b), (n.b, n.dev_b, n.addr_a)):
+            r = n.run(ns, [sys.executable, "-I", "-S", "-c", NETNS_SYSCTLS, dev], timeout=10)
+            if r.returncode != 0:
+                raise Unavailable(f"lab scenario {self.name}",
+                                  f"cannot set the namespace's sysctls: {r.stderr.strip()[-200:]}")
+            _ip("-n", ns, "route", "add", LOOP_NET, "via", via)
+            if not self.rps:
+                continue
+            # `ip netns exec` mounts the namespace's own /sys: the veth's RPS map
+            mask = format(1 << rx_cpu, "x")
+            r = n.run(ns, ["sh", "-c", f"echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus"],
+                      timeout=10)
+            if r.returncode != 0:
+                raise Unavailable(f"lab scenario {self.name}",
+                                  f"cannot set rps_cpus on {dev}: {r.stderr.strip()[-200:]}")
+        if self.budget is not None:
+            from .sysctl import read_sysctl
+
+            run.info["netdev_budget_old"] = int(read_sysctl("net.core.netdev_budget"))
+            guard.set("net.core.netdev_budget", self.budget)
+        run.info.update(pair=n, netns=(n.a, n.b), send_cpu=send_cpu, rx_cpu=rx_cpu)
+        p = n.popen(n.a, python_worker(SOFTNET_SENDER, LOOP_DST, 9, 64, 64, send_cpu, self.rate,
+                                       run.seconds + 1.0),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                    preexec_fn=pids.die_with_parent)
+        run.procs.append(p)
+        run.info["sender_pid"] = p.pid
+        run.info["last"] = softnet_counts()
+
+    def evidence(self, run):
+        c0 = run.info["last"]
+        c1 = softnet_counts()
+        run.info["last"] = c1
+        dt = max(c1[0] - c0[0], 1e-3)
+        cpu = run.info["rx_cpu"]
+        a, b = c0[1].get(cpu, (0, 0)), c1[1].get(cpu, (0, 0))
+        what = "RPS target" if self.rps else "sender and loop"
+        return (f"CPU{cpu} ({what}): dropped {(b[0] - a[0]) / dt:8.0f}/s  time_squeeze "
+                f"{(b[1] - a[1]) / dt:7.0f}/s" + ("" if self.budget is None else
+                                                  f"   (netdev_budget {self.budget})"))
+
+
+class SoftnetBudget(SoftnetSqueeze):
+    """The same loop on the sender's own CPU (no RPS), with net.core.netdev_budget lowered to 16
+    (a global sysctl: set under the lab's sysctl lock, journalled, restored): a datagram takes
+    ~63 hops through the backlog, so every NET_RX run ends with work left (time_squeeze)."""
+
+    name = "net-softnet-budget"
+    summary = ("64-byte UDP datagrams sent into a routing loop between two lab namespaces "
+               "(~63 hops each through the sender CPU's backlog) with net.core.netdev_budget "
+               "lowered to 16: NET_RX runs out of budget with packets left (time_squeeze)")
+    bounds = ("2000 datagrams/s on one CPU; net.core.netdev_budget=16 machine-wide for the run "
+              "(under the lab's sysctl lock, restored; `ksight lab cleanup` after a kill -9); "
+              "namespaces ksl<pid>a/b deleted afterwards")
+    rate = 2000
+    rps = False
+    budget = 16
+
+
+SOFTNET_SENDER = r"""
+import os, socket, sys, time
+addr, port, size, ttl, cpu, rate, seconds = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+    int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7]))
+end = time.monotonic() + seconds
+try:
+    os.sched_setaffinity(0, {cpu})
+except OSError:
+    pass
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+s.connect((addr, port))
+msg = b"q" * size
+t0, n = time.monotonic(), 0
+while time.monotonic() < end:
+    for _ in range(100):
+        try:
+            s.send(msg)
+        except OSError:
+            pass
+    n += 100
+    ahead = t0 + n / rate - time.monotonic()
+    if ahead > 0:
+        time.sleep(min(ahead, max(0.0, end - time.monotonic())))
+"""
+
+
+def softnet_counts() -> tuple[float, dict[int, tuple[int, int]]]:
+    """(monotonic time, {cpu: (dropped, time_squeeze)}) from /proc/net/softnet_stat (the parser)."""
+    import time
+
+    from ..fs import LiveRoot
+    from ..sources import softnet_stat
+
+    st = softnet_stat.read(LiveRoot())
+    return time.monotonic(), {c.cpu: (c.dropped, c.time_squeeze) for c in st.cpus}
+
+
 _LISTEN_RE = re.compile(r"^\s*LISTEN\s+(\d+)\s+(\d+)\s+(\S+):(\d+)\s")
 
 
@@ -558,5 +905,6 @@ def listener_queue(pid: int, port: int) -> tuple[int, int] | None:
 
 
 for _sc in (LossyLink(), ListenOverflow(), CloseWait(), TimeWaitStorm(), MemoryPressure(),
-            TxDrops()):
+            TxDrops(), SynFlood(), FinWait2(), PinnedSendBuffer(), SoftnetSqueeze(),
+            SoftnetBudget()):
     register(_sc)

@@ -131,6 +131,7 @@ def syn_flood(ctx: Context, r: Rule):
         own = m.is_own(s, ns)
         nt = m.ns_tcp(s, ns, s.last.sockets)
         netstat = ns_file("/proc/net/netstat", ns, s)
+        lst, queued = _syn_listener(s, ns)
         ev = [ctx.ev("SyncookiesSent", ps, "/s", netstat, threshold=r.t("warn_per_s"),
                      note=ctx.peak_note(sent.peak, sent.mean_rate)),
               ctx.ev("TCPReqQFullDrop", pd if drop.present else None, "/s", netstat,
@@ -138,11 +139,25 @@ def syn_flood(ctx: Context, r: Rule):
               ctx.ev("SyncookiesRecv", nt.cookies_recv.window, "over the window", netstat,
                      note="valid cookies came back: real clients completed the handshake"),
               ctx.ev("SyncookiesFailed", nt.cookies_failed.window, "over the window", netstat),
-              ctx.ev("SYN_RECV sockets", nt.syn_recv, "now", "sock_diag", threshold=maxsyn)]
+              ctx.ev("SYN_RECV sockets", nt.syn_recv, "now", "sock_diag", threshold=maxsyn,
+                     note="tcp_max_syn_backlog of ksight's namespace" if not own else None)]
+        if lst is not None:
+            ev.append(ctx.ev(f"SYN queue of {lst.socket}", queued, "requests", "sock_diag",
+                             threshold=lst.backlog,
+                             note=("half-open requests to this listener; the kernel calls its "
+                                   "SYN queue full past its backlog (min(listen() backlog, "
+                                   "somaxconn))" if lst.backlog is not None else
+                                   "half-open requests to this listener")))
         if cookies is not None:
             ev.append(ctx.ev("net.ipv4.tcp_syncookies", cookies, "",
                              "/proc/sys/net/ipv4/tcp_syncookies"))
         acts = []
+        if lst is not None:
+            who = f"{lst.comm or '?'}[{lst.pid}]" if lst.pid is not None else "the process"
+            acts.append(Action.code(f"raise the backlog {who} passes to listen() on {lst.socket} "
+                                    "(and net.core.somaxconn): it bounds the SYN queue too",
+                                    why="with SYN cookies on, the queue is full past the listen() "
+                                        "backlog whatever tcp_max_syn_backlog says"))
         if maxsyn is not None:
             acts.append(Action.sysctl("net.ipv4.tcp_max_syn_backlog", maxsyn, toward(maxsyn, 8192),
                                       why="a longer SYN queue absorbs bursts of new connections; "
@@ -161,5 +176,28 @@ def syn_flood(ctx: Context, r: Rule):
             f"connections with SYN cookies ({ps:.0f}/s) or drops them ({pd:.0f}/s). Either a SYN "
             "flood (many SYNs, few valid cookies coming back) or more connection attempts than "
             "the listener's queues hold.",
-            acts, subject=ns_subject(ns)))
+            acts, subject=(ns_subject(ns, socket=lst.socket, pid=lst.pid, comm=lst.comm)
+                           if lst is not None else ns_subject(ns))))
     return out or None
+
+
+_ANY = ("0.0.0.0", "::", "*", "")
+
+
+def _syn_listener(series, ns):
+    """(the listener of namespace `ns` with the most SYN_RECV request sockets, their number):
+    a request belongs to the listener on its local port, at its address or a wildcard one.
+    (None, 0) when no listener has any."""
+    table = series.last.sockets
+    if table is None:
+        return None, 0
+    syn = [k for k in table.sockets if m.state_of(k) == "SYN_RECV" and (ns is None or k.netns == ns)]
+    best, most = None, 0
+    for lst in m.listeners(series):
+        if ns is not None and lst.netns != ns:
+            continue
+        n = sum(1 for k in syn if k.local_port == lst.port
+                and (lst.addr in _ANY or lst.addr == k.local_addr))
+        if n > most:
+            best, most = lst, n
+    return best, most

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ....model import tcp as m
 from ...finding import Action
 from ...rule import Context, Rule, Threshold
-from .common import socket_table, tcp_rule
+from .common import ns_subject, socket_table, tcp_rule
 
 
 @tcp_rule("tcp.memory-pressure", title="TCP memory near or above the tcp_mem pressure threshold",
@@ -156,4 +156,11 @@ def buffer_config(ctx: Context, r: Rule):
         expl.append(f"{len(ceiling)} flow(s) deliver as fast as tcp_wmem max allows over their "
                     "RTT: the ceiling, not the network, limits them")
     text = "; ".join(expl)
-    return r.finding("warning", ev, text[:1].upper() + text[1:] + ".", acts)
+    # the flow delivering the most of those the buffer caps (its process, its namespace); the
+    # machine-wide setting alone (autotuning off) has no one subject
+    subj = None
+    if limited:
+        k = max(limited, key=lambda x: x[0].delivery_rate)[0]
+        subj = ns_subject(k.netns, socket=f"{k.local_addr}:{k.local_port} -> {k.remote_addr}:"
+                                           f"{k.remote_port}", pid=k.pid, comm=k.comm)
+    return r.finding("warning", ev, text[:1].upper() + text[1:] + ".", acts, subject=subj)
