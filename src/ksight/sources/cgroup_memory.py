@@ -311,6 +311,8 @@ def _limited(texts, version: int, prefix: str) -> bool:
         v = texts.get(name)
         if type(v) is not bytes:
             continue
+        if v == b"max\n" or v == b"9223372036854771712\n":  # v2 / v1 (4 kB pages) unlimited
+            continue
         try:
             if parse_limit(v.decode("utf-8", "replace"), prefix + name) < UNLIMITED:
                 return True
