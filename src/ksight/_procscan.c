@@ -426,6 +426,7 @@ static int parse_status(const char *t, size_t n, const typed_t *typed, int ntype
 /* ---- building Python objects -------------------------------------------------------------- */
 
 static PyObject *str___dict__, *str_name, *str_text; /* interned at import, kept */
+static PyObject *str_pid, *str_stat, *str_statm, *str_status, *str_socket_inodes, *str_comm;
 
 /* object.__new__(cls) with `d` as its __dict__ (how the Python parsers fill frozen dataclasses).
  * Steals d. */
@@ -439,6 +440,19 @@ static PyObject *new_with_dict(PyTypeObject *cls, PyObject *d) {
         return NULL;
     }
     Py_DECREF(d);
+    return o;
+}
+
+/* new_with_dict for objects that hold only atomic values (ints, str, None, tuples of ints): when
+ * the dict is not tracked by the cyclic GC (CPython tracks a dict only once a tracked container
+ * goes in), the object cannot be part of a reference cycle either, so it is untracked too, as
+ * CPython untracks such tuples and dicts itself: the collections that run while a scan builds
+ * thousands of them (and every later full collection) need not visit them. */
+static PyObject *new_atomic(PyTypeObject *cls, PyObject *d) {
+    int atomic = d && !PyObject_GC_IsTracked(d);
+    PyObject *o = new_with_dict(cls, d);
+    if (o && atomic && PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o);
     return o;
 }
 
@@ -472,7 +486,7 @@ static PyObject *build_stat(const builders *b, const stat_res *r, int npick) {
     for (int k = 0; k < npick; k++)
         if (set_steal(d, PyTuple_GET_ITEM(names, 3 + k), num_obj(&r->pick[k])))
             goto fail;
-    return new_with_dict(b->stat_cls, d);
+    return new_atomic(b->stat_cls, d);
 fail:
     Py_DECREF(d);
     return NULL;
@@ -487,7 +501,7 @@ static PyObject *build_statm(const builders *b, const num_t v[7]) {
             Py_DECREF(d);
             return NULL;
         }
-    return new_with_dict(b->statm_cls, d);
+    return new_atomic(b->statm_cls, d);
 }
 
 static PyObject *build_status(const builders *b, const typed_t *typed, int ntyped, const char *t,
@@ -514,6 +528,7 @@ static PyObject *build_status(const builders *b, const typed_t *typed, int ntype
                 }
                 PyTuple_SET_ITEM(v, i, x);
             }
+            PyObject_GC_UnTrack(v); /* ints only */
         } else if (typed[k].kind == 3) {
             v = PyUnicode_FromStringAndSize(&o->letter, 1);
         } else {
@@ -524,7 +539,7 @@ static PyObject *build_status(const builders *b, const typed_t *typed, int ntype
     }
     if (set_steal(d, b->str_text, PyUnicode_DecodeASCII(t, (Py_ssize_t)n, NULL)))
         goto fail;
-    return new_with_dict(b->status_cls, d);
+    return new_atomic(b->status_cls, d);
 fail:
     Py_DECREF(d);
     return NULL;
@@ -736,11 +751,14 @@ static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks
 static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
-    PyObject *pids, *spec, *cache = Py_None;
+    PyObject *pids, *spec, *cache = Py_None, *proc = Py_None, *proc_cls = NULL, *proc_blank = NULL;
     int live, with_statm = 1, with_socks = 0;
     long room = 0;
-    if (!PyArg_ParseTuple(args, "sOpO!|ppOl:scan", &base, &pids, &live, &PyTuple_Type, &spec,
-                          &with_statm, &with_socks, &cache, &room))
+    if (!PyArg_ParseTuple(args, "sOpO!|ppOlO:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm, &with_socks, &cache, &room, &proc))
+        return NULL;
+    if (proc != Py_None && !PyArg_ParseTuple(proc, "O!O!:proc", &PyType_Type, &proc_cls,
+                                             &PyDict_Type, &proc_blank))
         return NULL;
     if (cache != Py_None && !PyDict_CheckExact(cache)) {
         PyErr_SetString(PyExc_TypeError, "scan: cache must be a dict or None");
@@ -904,9 +922,25 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
                     }
                     PyTuple_SET_ITEM(k, (Py_ssize_t)j, x);
                 }
-                item = k ? PyTuple_Pack(4, a, m, s, k) : NULL;
+                item = k && !proc_cls ? PyTuple_Pack(4, a, m, s, k) : NULL;
             } else {
-                item = s ? PyTuple_Pack(3, a, m, s) : NULL;
+                item = s && !proc_cls ? PyTuple_Pack(3, a, m, s) : NULL;
+            }
+            if (s && proc_cls && (k || !with_socks)) {
+                /* the Process itself: the caller's blank fields, then what was read (as the
+                 * Python loop of collect.processes.scan fills them) */
+                PyObject *pd = PyDict_Copy(proc_blank);
+                PyObject *comm = pd ? PyObject_GetAttr(a, str_comm) : NULL;
+                if (!comm || PyDict_SetItem(pd, str_pid, pidobj) < 0 ||
+                    PyDict_SetItem(pd, str_stat, a) < 0 || PyDict_SetItem(pd, str_statm, m) < 0 ||
+                    PyDict_SetItem(pd, str_status, s) < 0 ||
+                    (with_socks && PyDict_SetItem(pd, str_socket_inodes, k) < 0) ||
+                    PyDict_SetItem(pd, str_comm, comm) < 0) {
+                    Py_XDECREF(pd);
+                    pd = NULL;
+                }
+                Py_XDECREF(comm);
+                item = pd ? new_with_dict((PyTypeObject *)proc_cls, pd) : NULL;
             }
             Py_XDECREF(a);
             Py_XDECREF(m);
@@ -1633,8 +1667,9 @@ plain_no:
 
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
-     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list:\n"
-     "per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or an int\n"
+     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0,\n"
+     "proc=None) -> list: per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or with\n"
+     "proc=(Process class, blank fields) the Process made from them, or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
     {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
      "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"
@@ -1667,6 +1702,14 @@ PyMODINIT_FUNC PyInit__procscan(void) {
     str___dict__ = PyUnicode_InternFromString("__dict__");
     str_name = PyUnicode_InternFromString("name");
     str_text = PyUnicode_InternFromString("text");
+    str_pid = PyUnicode_InternFromString("pid");
+    str_stat = PyUnicode_InternFromString("stat");
+    str_statm = PyUnicode_InternFromString("statm");
+    str_status = PyUnicode_InternFromString("status");
+    str_socket_inodes = PyUnicode_InternFromString("socket_inodes");
+    str_comm = PyUnicode_InternFromString("comm");
+    if (!str_pid || !str_stat || !str_statm || !str_status || !str_socket_inodes || !str_comm)
+        return NULL;
     if (!str___dict__ || !str_name || !str_text)
         return NULL;
     PyObject *m = PyModule_Create(&module);
