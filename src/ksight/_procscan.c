@@ -1409,7 +1409,7 @@ done:
 }
 
 /* read_dir_kept(dirpath, names, maxbytes, entry, gen, room) -> (st_nlink, st_ino, [bytes | int, ...],
- * added) or an int errno (the directory cannot be opened).
+ * added, nbad) or an int errno (the directory cannot be opened); nbad: how many values are ints.
  *
  * read_dir_files with the fds kept open between calls (the control files of a memory cgroup,
  * read again at every sample): `entry` is the caller's dict for this directory, {"": O_PATH fd
@@ -1593,8 +1593,11 @@ static PyObject *procscan_read_dir_kept(PyObject *self, PyObject *args) {
             out = PyLong_FromLong(errno ? errno : EIO);
             goto done;
         }
-        out = Py_BuildValue("(kKOn)", (unsigned long)st.st_nlink, (unsigned long long)st.st_ino,
-                            items, added);
+        Py_ssize_t nbad = 0; /* items that are not bytes (an errno or BIG) */
+        for (Py_ssize_t i = 0; i < n; i++)
+            nbad += !PyBytes_CheckExact(PyList_GET_ITEM(items, i));
+        out = Py_BuildValue("(kKOnn)", (unsigned long)st.st_nlink, (unsigned long long)st.st_ino,
+                            items, added, nbad);
         break;
     }
 done:
@@ -1683,7 +1686,7 @@ static PyMethodDef methods[] = {
      "opened with openat relative to one O_PATH fd of the directory and read to EOF."},
     {"read_dir_kept", procscan_read_dir_kept, METH_VARARGS,
      "read_dir_kept(dirpath, names, maxbytes, entry, gen, room) -> (st_nlink, st_ino, [bytes or\n"
-     "int errno/BIG, ...], added), or an int errno: read_dir_files with the fds kept in `entry`\n"
+     "int errno/BIG, ...], added, nbad), or an int errno: read_dir_files with the fds kept in `entry`\n"
      "between calls and read again with pread (see the comment in _procscan.c)."},
     {"space_kv", procscan_space_kv, METH_O,
      "space_kv(data: bytes) -> {name: int} as sources._text.fast_space_kv gives for the decoded\n"

@@ -3,8 +3,7 @@ file through Root.text_reader, every group listed with listdirs. Kept only as th
 tests compare the current walk with, field by field (tests/sources/test_cgroup_memory_walk.py).
 Since then it also gives each group its id (Root.dir_id: a stat of the path, where the walk
 takes it from the fstat of the kept directory fd) and reads the files of a "NAME:limited" plan
-name in the groups whose own limit (v2 memory.max/high, v1 limit_in_bytes/memsw.limit_in_bytes)
-is below 2^62.
+name in the groups whose own limit (v2 memory.max/high, v1 limit_in_bytes) is below 2^62.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None, 
             kw[fld] = None
             continue
         kw[fld] = parser(text, path)
-    lims = ("high_bytes", "max_bytes") if version == 2 else ("max_bytes", "memsw_limit_bytes")
+    lims = ("high_bytes", "max_bytes") if version == 2 else ("max_bytes",)
     if cond and any(kw.get(x) is not None and kw[x] < 2**62 for x in lims):
         for fld, name, parser in cond:
             if fld in kw:

@@ -386,10 +386,10 @@ def _check_subset(root_factory, files):
     lim_names = [n for n in files if n.endswith(":limited") and n[:-8] not in files]
     cond = {f for n in lim_names for f in fv[n[:-8]]} - asked
     if lim_names:
-        asked |= {"high_bytes", "max_bytes"} if full.version == 2 else {"max_bytes", "memsw_limit_bytes"}
+        asked |= {"high_bytes", "max_bytes"} if full.version == 2 else {"max_bytes"}
     for cg, g in part.groups.items():
         ref = full.groups[cg]
-        lims = (ref.high_bytes, ref.max_bytes) if full.version == 2 else (ref.max_bytes, ref.memsw_limit_bytes)
+        lims = (ref.high_bytes, ref.max_bytes) if full.version == 2 else (ref.max_bytes,)
         has_limit = any(x is not None and x < 2**62 for x in lims)
         for f in fields(g):
             want = getattr(ref, f.name) if f.name in asked or f.name in ("path", "version", "id") or (
@@ -405,8 +405,7 @@ def _check_subset(root_factory, files):
         not_asked -= {"memory.current", "memory.swap.current", "memory.usage_in_bytes",
                       "memory.memsw.usage_in_bytes"}
     # NAME:limited: NAME's files opened only in groups with a limit (their own limit files say)
-    gate = ("memory.high", "memory.max") if full.version == 2 else (
-        "memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+    gate = ("memory.high", "memory.max") if full.version == 2 else ("memory.limit_in_bytes",)
     cond_files = {f for n in lim_names for f in table[n[:-8]]} & not_asked - set(gate)
     for p in rec.files:
         d, _, name = p.rpartition("/")

@@ -15,6 +15,11 @@ files a plan asks for (collect.plan.Plan.cgroup_files; FILES_V2/FILES_V1 map eac
 files); the fields of the others stay None; and unless the plan names "idle" it skips the groups
 nothing can charge (no task in their subtree and a zero charge; "idle groups" below says why that
 is safe), counting them in `skipped_idle`. `read(root)` reads every file of every group.
+A plan name "NAME:limited" reads NAME's files only in groups with a memory limit of their own
+(see LIMITED). On the live root the control files stay open between walks and are read again
+with pread ("kept control files" below). Each group carries its id (MemCgroup.id: the inode
+number of its directory, Root.dir_id; None in captures made before ksight recorded it), so a
+group removed and made again under the same path is another entity, like a reused PID.
 
 File -> field:
   v2: memory.current -> current_bytes, memory.{min,low,high,max} -> *_bytes,
@@ -252,8 +257,8 @@ for _a, _ns in ALIASES.items():
     FILES_V2[_a] = tuple(f for n in _ns for f in FILES_V2[n])
     FILES_V1[_a] = tuple(f for n in _ns for f in FILES_V1[n])
 # "NAME:limited": the files of NAME only in groups with a memory limit of their own (v2
-# memory.max or memory.high, v1 memory.limit_in_bytes or memory.memsw.limit_in_bytes, below
-# unlimited); the limit files (the gate) are then read in every group. For rules whose counters
+# memory.max or memory.high, v1 memory.limit_in_bytes, below unlimited); the limit files (the
+# gate) are then read in every group. For rules whose counters
 # can only move at a group's own limit (v1 failcnt counts the charges that failed at *this*
 # group's limit: page_counter_try_charge; v2 memory.events.local max/high likewise) or that use
 # a value only next to a limit (usage of limit, dirty headroom, peak at the limit). A group
@@ -265,8 +270,10 @@ FILES = tuple(FILES_V2) + tuple(f"{n}:limited" for n in LIMITED)  # = collect.pl
 _ORDER = tuple(_SPEC_V2)  # every name but the aliases
 # the gate of ":limited": read in every group when a plan names one
 _GATE_V2 = (("high_bytes", "memory.high", parse_limit), ("max_bytes", "memory.max", parse_limit))
-_GATE_V1 = (("max_bytes", "memory.limit_in_bytes", parse_limit),
-            ("memsw_limit_bytes", "memory.memsw.limit_in_bytes", parse_limit))
+# v1: memory.limit_in_bytes alone. The kernel keeps memory.max <= memsw.max (mm/memcontrol-v1.c
+# mem_cgroup_resize_max refuses a memsw limit below the memory limit, and a memory limit above
+# the memsw limit, with EINVAL), so a group whose memory limit is unlimited has no memsw limit.
+_GATE_V1 = (("max_bytes", "memory.limit_in_bytes", parse_limit),)
 
 
 def _wanted(files) -> frozenset | None:
@@ -500,14 +507,13 @@ def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_gr
     truncated = False
     busy = True  # was the last group read not idle (cost only: which files go in one call)
     # (dir, cgroup path, depth, parent index, whether the parent showed the subtree uncharged)
-    stack: list[tuple[str, str, int, int, bool]] = [(mount.rel, base, 0, -1, False)]
+    stack: list[tuple[str, str, int, int, bool]] = [(norm(mount.rel), base, 0, -1, False)]
     while stack:
         d, cg, depth, parent, uncharged = stack.pop()
         if len(nodes) >= max_groups:
             truncated = True
             break
-        nd = norm(d)
-        prefix = nd + "/" if nd else ""
+        prefix = d + "/" if d else ""  # d is normalised: mount.rel and directory names
         idle = False
         if not skip_idle or not nodes:  # every file; the hierarchy's own group is never skipped
             texts = read_many(d, spec_names)
@@ -539,11 +545,12 @@ def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_gr
                 _complete(read_many, d, texts, spec_names)
         nodes.append([d, cg, parent, texts, idle, prefix])
         me = len(nodes) - 1
+        cg_slash = cg.endswith("/")
         if has_children and depth >= max_depth:
             truncated = True
             continue
         for n in reversed(subdirs or ()):  # reversed: pop() then visits them in sorted order
-            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me, uncharged))
+            stack.append((prefix + n, cg + n if cg_slash else f"{cg}/{n}", depth + 1, me, uncharged))
     if skip_idle and version == 1:
         # a v1 group is skipped only when it and all its descendants are idle: children come
         # after their parent in the walk, so one pass from the end settles every subtree
@@ -559,7 +566,8 @@ def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_gr
     for d, cg, _parent, texts, idle, prefix in nodes:
         if idle:
             continue
-        _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
+        if skip_idle:
+            _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
         lim = bool(cond_names) and _limited(texts, version, prefix)
         if lim:
             _complete(read_many, d, texts, cond_names)
@@ -689,24 +697,28 @@ class _Kept:
         _Kept.gen += 1
         return k
 
-    def read_many(self, path: str, names) -> DirFiles:
-        """Root.read_many (same bytes and Unavailable reasons), with `ino` and `nlink`."""
-        d = norm(path)
+    def read_many(self, d: str, names) -> DirFiles:
+        """Root.read_many (same bytes and Unavailable reasons), with `ino` and `nlink`; `d` is a
+        normalised root-relative path (the walk's), `names` a sequence of file names."""
         self.seen.add(d)
         entry = _Kept.entries.get(d)
         if entry is None:
             entry = _Kept.entries[d] = {}
-        room = max(0, self.cap - _Kept.count)
-        got = _c_read_dir_kept("/" + d, list(names), _READ_MAX, entry, _Kept.gen, room)
+        room = self.cap - _Kept.count
+        got = _c_read_dir_kept("/" + d, names, _READ_MAX, entry, _Kept.gen, room if room > 0 else 0)
         if type(got) is int:  # the directory itself: as LiveRoot.read_many says it
-            return self.root.read_many(path, names)
-        out = DirFiles()
-        out.nlink, out.ino, vals, added = got
+            return self.root.read_many(d, names)
+        nlink, ino, vals, added, nbad = got
+        out = DirFiles(zip(names, vals))
+        out.nlink = nlink
+        out.ino = ino
         _Kept.count += added
+        if not nbad:
+            return out
         prefix = d + "/" if d else ""
         for n, v in zip(names, vals):
             if type(v) is bytes:
-                out[n] = v
+                continue
             elif v == _C_BIG:  # larger than the buffer: the ordinary read
                 try:
                     out[n] = self.root.read_bytes(prefix + n)
