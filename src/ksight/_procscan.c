@@ -426,7 +426,6 @@ static int parse_status(const char *t, size_t n, const typed_t *typed, int ntype
 /* ---- building Python objects -------------------------------------------------------------- */
 
 static PyObject *str___dict__, *str_name, *str_text; /* interned at import, kept */
-static PyObject *str_pid, *str_stat, *str_statm, *str_status, *str_socket_inodes, *str_comm;
 
 /* object.__new__(cls) with `d` as its __dict__ (how the Python parsers fill frozen dataclasses).
  * Steals d. */
@@ -751,14 +750,11 @@ static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks
 static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
-    PyObject *pids, *spec, *cache = Py_None, *proc = Py_None, *proc_cls = NULL, *proc_blank = NULL;
+    PyObject *pids, *spec, *cache = Py_None;
     int live, with_statm = 1, with_socks = 0;
     long room = 0;
-    if (!PyArg_ParseTuple(args, "sOpO!|ppOlO:scan", &base, &pids, &live, &PyTuple_Type, &spec,
-                          &with_statm, &with_socks, &cache, &room, &proc))
-        return NULL;
-    if (proc != Py_None && !PyArg_ParseTuple(proc, "O!O!:proc", &PyType_Type, &proc_cls,
-                                             &PyDict_Type, &proc_blank))
+    if (!PyArg_ParseTuple(args, "sOpO!|ppOl:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm, &with_socks, &cache, &room))
         return NULL;
     if (cache != Py_None && !PyDict_CheckExact(cache)) {
         PyErr_SetString(PyExc_TypeError, "scan: cache must be a dict or None");
@@ -922,25 +918,9 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
                     }
                     PyTuple_SET_ITEM(k, (Py_ssize_t)j, x);
                 }
-                item = k && !proc_cls ? PyTuple_Pack(4, a, m, s, k) : NULL;
+                item = k ? PyTuple_Pack(4, a, m, s, k) : NULL;
             } else {
-                item = s && !proc_cls ? PyTuple_Pack(3, a, m, s) : NULL;
-            }
-            if (s && proc_cls && (k || !with_socks)) {
-                /* the Process itself: the caller's blank fields, then what was read (as the
-                 * Python loop of collect.processes.scan fills them) */
-                PyObject *pd = PyDict_Copy(proc_blank);
-                PyObject *comm = pd ? PyObject_GetAttr(a, str_comm) : NULL;
-                if (!comm || PyDict_SetItem(pd, str_pid, pidobj) < 0 ||
-                    PyDict_SetItem(pd, str_stat, a) < 0 || PyDict_SetItem(pd, str_statm, m) < 0 ||
-                    PyDict_SetItem(pd, str_status, s) < 0 ||
-                    (with_socks && PyDict_SetItem(pd, str_socket_inodes, k) < 0) ||
-                    PyDict_SetItem(pd, str_comm, comm) < 0) {
-                    Py_XDECREF(pd);
-                    pd = NULL;
-                }
-                Py_XDECREF(comm);
-                item = pd ? new_with_dict((PyTypeObject *)proc_cls, pd) : NULL;
+                item = s ? PyTuple_Pack(3, a, m, s) : NULL;
             }
             Py_XDECREF(a);
             Py_XDECREF(m);
@@ -1670,9 +1650,8 @@ plain_no:
 
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
-     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0,\n"
-     "proc=None) -> list: per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or with\n"
-     "proc=(Process class, blank fields) the Process made from them, or an int\n"
+     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list:\n"
+     "per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
     {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
      "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"
@@ -1705,14 +1684,6 @@ PyMODINIT_FUNC PyInit__procscan(void) {
     str___dict__ = PyUnicode_InternFromString("__dict__");
     str_name = PyUnicode_InternFromString("name");
     str_text = PyUnicode_InternFromString("text");
-    str_pid = PyUnicode_InternFromString("pid");
-    str_stat = PyUnicode_InternFromString("stat");
-    str_statm = PyUnicode_InternFromString("statm");
-    str_status = PyUnicode_InternFromString("status");
-    str_socket_inodes = PyUnicode_InternFromString("socket_inodes");
-    str_comm = PyUnicode_InternFromString("comm");
-    if (!str_pid || !str_stat || !str_statm || !str_status || !str_socket_inodes || !str_comm)
-        return NULL;
     if (!str___dict__ || !str_name || !str_text)
         return NULL;
     PyObject *m = PyModule_Create(&module);
