@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -80,7 +79,6 @@ def groups(request):
         g.close()
 
 
-_LIMIT_FIELD = "max_bytes"
 _FILES = ("max", "stat", "usage", "idle")  # idle: empty groups of our own are read too
 
 
