@@ -1510,7 +1510,9 @@ static PyObject *procscan_read_dir_kept(PyObject *self, PyObject *args) {
             if (fd < 0)
                 continue;
             size_t got = 0;
-            int rc = read_fd(fd, 1, buf, cap, &got);
+            /* live = 0: read until read(2) says EOF. cgroup.procs and tasks are seq_files of
+             * many records, and one read stops at a page of them: a short read is no EOF */
+            int rc = read_fd(fd, 0, buf, cap, &got);
             if (rc && rc != CODE_BIG) { /* ENODEV: the directory was removed */
                 stale = 1;
                 break;
@@ -1554,7 +1556,9 @@ static PyObject *procscan_read_dir_kept(PyObject *self, PyObject *args) {
             const char *c = PyUnicode_AsUTF8(name);
             size_t got = 0;
             int keep = -1;
-            int rc = read_file(dfd, c, 1, buf, cap, &got, room > 0 ? &keep : NULL);
+            /* as read_dir_files: to EOF (live = 0; it also adds O_NOFOLLOW: kernfs control
+             * files are never links) */
+            int rc = read_file(dfd, c, 0, buf, cap, &got, room > 0 ? &keep : NULL);
             if (keep >= 0) {
                 if (entry_set(entry, name, keep) < 0) {
                     close(keep);

@@ -6,7 +6,9 @@ their own (names hold the pid) and remove them."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -158,6 +160,49 @@ def test_kept_fds_closed_in_a_forked_child(groups):
     _, st = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(st) == 0
     assert cgm.kept_fds() > 0 and not any(map(closed, fds))  # the parent's stay open
+
+
+
+@needs_root
+def test_kept_fds_read_many_page_files_to_the_end(groups):
+    # tasks and cgroup.procs are seq_files of many records: one read(2) stops after a page of
+    # them (~4 kB), so a short read is no end of file. A process with 900 threads in a group of
+    # our own: its `tasks` is ~6 kB, read whole both fresh and through the kept fd.
+    from ksight import _procscan
+
+    code = ("import threading, time\n"
+            "ev = threading.Event()\n"
+            "ts = [threading.Thread(target=ev.wait, args=(60,), daemon=True) for _ in range(900)]\n"
+            "[t.start() for t in ts]\n"
+            "print('up', flush=True)\n"
+            "time.sleep(60)\n")
+    groups.mk("t")
+    d = groups.path("t")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                         preexec_fn=lambda: open(os.path.join(d, "cgroup.procs"), "w").write(str(os.getpid())))
+    try:
+        assert p.stdout.readline().strip() == b"up"
+        with open(os.path.join(d, "tasks"), "rb") as f:
+            ref = f.read()
+        assert ref.count(b"\n") == 901 and len(ref) > 4096
+        entry: dict = {}
+        for gen in (1, 2):  # fresh (openat), then the kept fd (pread)
+            got = _procscan.read_dir_kept(d, ["tasks", "cgroup.procs"], 65536, entry, gen, 10)
+            assert got[2][0] == ref, gen
+            assert got[2][1] == f"{p.pid}\n".encode()
+        assert set(entry) == {"", ".", "tasks", "cgroup.procs"}  # kept
+    finally:
+        p.kill()
+        p.wait(timeout=10)
+        for k, fd in entry.items():
+            if k != ".":
+                os.close(fd)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the group empties once the process is reaped
+            with open(os.path.join(d, "tasks")) as f:
+                if not f.read().strip():
+                    break
+            time.sleep(0.05)
 
 
 def test_kept_fds_budget_follows_rlimit(monkeypatch):
