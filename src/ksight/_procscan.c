@@ -442,6 +442,19 @@ static PyObject *new_with_dict(PyTypeObject *cls, PyObject *d) {
     return o;
 }
 
+/* new_with_dict for objects that hold only atomic values (ints, str, None, tuples of ints): when
+ * the dict is not tracked by the cyclic GC (CPython tracks a dict only once a tracked container
+ * goes in), the object cannot be part of a reference cycle either, so it is untracked too, as
+ * CPython untracks such tuples and dicts itself: the collections that run while a scan builds
+ * thousands of them (and every later full collection) need not visit them. */
+static PyObject *new_atomic(PyTypeObject *cls, PyObject *d) {
+    int atomic = d && !PyObject_GC_IsTracked(d);
+    PyObject *o = new_with_dict(cls, d);
+    if (o && atomic && PyObject_GC_IsTracked(o))
+        PyObject_GC_UnTrack(o);
+    return o;
+}
+
 /* d[key] = value, stealing value. */
 static int set_steal(PyObject *d, PyObject *key, PyObject *value) {
     if (!value)
@@ -472,7 +485,7 @@ static PyObject *build_stat(const builders *b, const stat_res *r, int npick) {
     for (int k = 0; k < npick; k++)
         if (set_steal(d, PyTuple_GET_ITEM(names, 3 + k), num_obj(&r->pick[k])))
             goto fail;
-    return new_with_dict(b->stat_cls, d);
+    return new_atomic(b->stat_cls, d);
 fail:
     Py_DECREF(d);
     return NULL;
@@ -487,7 +500,7 @@ static PyObject *build_statm(const builders *b, const num_t v[7]) {
             Py_DECREF(d);
             return NULL;
         }
-    return new_with_dict(b->statm_cls, d);
+    return new_atomic(b->statm_cls, d);
 }
 
 static PyObject *build_status(const builders *b, const typed_t *typed, int ntyped, const char *t,
@@ -514,6 +527,7 @@ static PyObject *build_status(const builders *b, const typed_t *typed, int ntype
                 }
                 PyTuple_SET_ITEM(v, i, x);
             }
+            PyObject_GC_UnTrack(v); /* ints only */
         } else if (typed[k].kind == 3) {
             v = PyUnicode_FromStringAndSize(&o->letter, 1);
         } else {
@@ -524,7 +538,7 @@ static PyObject *build_status(const builders *b, const typed_t *typed, int ntype
     }
     if (set_steal(d, b->str_text, PyUnicode_DecodeASCII(t, (Py_ssize_t)n, NULL)))
         goto fail;
-    return new_with_dict(b->status_cls, d);
+    return new_atomic(b->status_cls, d);
 fail:
     Py_DECREF(d);
     return NULL;
@@ -1374,6 +1388,212 @@ done:
     return out;
 }
 
+/* read_dir_kept(dirpath, names, maxbytes, entry, gen, room) -> (st_nlink, st_ino, [bytes | int, ...],
+ * added, nbad) or an int errno (the directory cannot be opened); nbad: how many values are ints.
+ *
+ * read_dir_files with the fds kept open between calls (the control files of a memory cgroup,
+ * read again at every sample): `entry` is the caller's dict for this directory, {"": O_PATH fd
+ * of the directory, ".": the `gen` it was last proven alive in, name: fd}. A kept fd is read
+ * again with pread at offset 0 (kernfs files are one-record seq_files: the text is made anew).
+ * Correctness: kernfs answers ENODEV on an open file of a removed directory, never the text of
+ * a directory made again under the same path, so a kept fd that fails (ENODEV or any error)
+ * drops every fd of the entry and the whole call is made afresh by path. The
+ * directory fd is used for names not kept only when it was proven alive in this `gen` (a kept
+ * read of it succeeded in this walk): else the entry is dropped and opened afresh too (openat
+ * below a removed directory would say ENOENT, not "gone"). New fds are kept while `room` > 0;
+ * `added` is how many fds the entry gained (negative when it lost some). st_nlink and st_ino
+ * come from fstat of the directory fd. Values: as read_dir_files. */
+static int entry_fd(PyObject *entry, PyObject *key) {
+    PyObject *v = PyDict_GetItemWithError(entry, key);
+    if (!v)
+        return PyErr_Occurred() ? -2 : -1;
+    long x = PyLong_AsLong(v);
+    if (x == -1 && PyErr_Occurred())
+        return -2;
+    return (int)x;
+}
+
+static Py_ssize_t entry_drop(PyObject *entry) {
+    /* close every fd of the entry and empty it; returns how many fds were closed */
+    PyObject *k, *v;
+    Py_ssize_t pos = 0, n = 0;
+    while (PyDict_Next(entry, &pos, &k, &v)) {
+        if (PyUnicode_Check(k) && PyUnicode_GET_LENGTH(k) == 1 &&
+            PyUnicode_READ_CHAR(k, 0) == '.')
+            continue;
+        long fd = PyLong_AsLong(v);
+        if (fd >= 0) {
+            close((int)fd);
+            n++;
+        }
+    }
+    PyErr_Clear();
+    PyDict_Clear(entry);
+    return n;
+}
+
+static int entry_set(PyObject *entry, PyObject *key, long val) {
+    PyObject *x = PyLong_FromLong(val);
+    if (!x)
+        return -1;
+    int rc = PyDict_SetItem(entry, key, x);
+    Py_DECREF(x);
+    return rc;
+}
+
+static PyObject *procscan_read_dir_kept(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *path_obj, *names, *entry, *seq = NULL, *items = NULL, *out = NULL;
+    PyObject *k_dir = NULL, *k_gen = NULL;
+    Py_ssize_t maxbytes, room;
+    long gen;
+    if (!PyArg_ParseTuple(args, "O&OnO!ln:read_dir_kept", PyUnicode_FSConverter, &path_obj, &names,
+                          &maxbytes, &PyDict_Type, &entry, &gen, &room))
+        return NULL;
+    if (maxbytes < 0 || maxbytes > (1 << 26)) {
+        PyErr_SetString(PyExc_ValueError, "read_dir_kept: maxbytes out of range");
+        Py_DECREF(path_obj);
+        return NULL;
+    }
+    seq = PySequence_Fast(names, "read_dir_kept: names must be a sequence");
+    if (!seq) {
+        Py_DECREF(path_obj);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    size_t cap = (size_t)maxbytes + 1;
+    char *buf = NULL;
+    Py_ssize_t added = 0;
+    k_dir = PyUnicode_FromString("");
+    k_gen = PyUnicode_FromString(".");
+    if (!k_dir || !k_gen)
+        goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PySequence_Fast_GET_ITEM(seq, i);
+        Py_ssize_t ln;
+        const char *c = PyUnicode_Check(o) ? PyUnicode_AsUTF8AndSize(o, &ln) : NULL;
+        if (!c) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "read_dir_kept: names must be str");
+            goto done;
+        }
+        if (ln == 0 || (size_t)ln != strlen(c) || memchr(c, '/', (size_t)ln) ||
+            strcmp(c, ".") == 0 || strcmp(c, "..") == 0) {
+            PyErr_Format(PyExc_ValueError, "read_dir_kept: %R is not a file name", o);
+            goto done;
+        }
+    }
+    buf = PyMem_Malloc(cap);
+    items = PyList_New(n);
+    if (!buf || !items) {
+        if (!buf)
+            PyErr_NoMemory();
+        goto done;
+    }
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int dfd = entry_fd(entry, k_dir);
+        if (dfd == -2)
+            goto done;
+        int alive = 0, stale = 0;
+        if (dfd >= 0) {
+            int g = entry_fd(entry, k_gen);
+            if (g == -2)
+                goto done;
+            alive = g >= 0 && (long)g == gen;
+        }
+        /* pass 1: the kept fds */
+        for (Py_ssize_t i = 0; dfd >= 0 && i < n && !stale; i++) {
+            PyObject *name = PySequence_Fast_GET_ITEM(seq, i);
+            int fd = entry_fd(entry, name);
+            if (fd == -2)
+                goto done;
+            if (fd < 0)
+                continue;
+            size_t got = 0;
+            /* live = 0: read until read(2) says EOF. cgroup.procs and tasks are seq_files of
+             * many records, and one read stops at a page of them: a short read is no EOF */
+            int rc = read_fd(fd, 0, buf, cap, &got);
+            if (rc && rc != CODE_BIG) { /* ENODEV: the directory was removed */
+                stale = 1;
+                break;
+            }
+            alive = 1;
+            PyObject *v = rc ? PyLong_FromLong(rc) : PyBytes_FromStringAndSize(buf, (Py_ssize_t)got);
+            if (!v)
+                goto done;
+            PyObject *old = PyList_GET_ITEM(items, i);
+            PyList_SET_ITEM(items, i, v);
+            Py_XDECREF(old);
+        }
+        if (dfd >= 0 && (stale || !alive)) {
+            added -= entry_drop(entry);
+            for (Py_ssize_t i = 0; i < n; i++) { /* the reads of pass 1 are made again */
+                PyObject *old = PyList_GET_ITEM(items, i);
+                PyList_SET_ITEM(items, i, NULL);
+                Py_XDECREF(old);
+            }
+            dfd = -1;
+        }
+        if (dfd < 0) {
+            dfd = open(PyBytes_AS_STRING(path_obj), O_PATH | O_DIRECTORY | O_CLOEXEC);
+            if (dfd < 0) {
+                out = PyLong_FromLong(errno ? errno : EIO);
+                goto done;
+            }
+            if (entry_set(entry, k_dir, dfd) < 0) {
+                close(dfd);
+                goto done;
+            }
+            added++;
+        }
+        if (entry_set(entry, k_gen, gen) < 0)
+            goto done;
+        /* pass 2: the names not read yet, opened relative to the directory fd */
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (PyList_GET_ITEM(items, i))
+                continue;
+            PyObject *name = PySequence_Fast_GET_ITEM(seq, i);
+            const char *c = PyUnicode_AsUTF8(name);
+            size_t got = 0;
+            int keep = -1;
+            /* as read_dir_files: to EOF (live = 0; it also adds O_NOFOLLOW: kernfs control
+             * files are never links) */
+            int rc = read_file(dfd, c, 0, buf, cap, &got, room > 0 ? &keep : NULL);
+            if (keep >= 0) {
+                if (entry_set(entry, name, keep) < 0) {
+                    close(keep);
+                    goto done;
+                }
+                room--;
+                added++;
+            }
+            PyObject *v = rc ? PyLong_FromLong(rc) : PyBytes_FromStringAndSize(buf, (Py_ssize_t)got);
+            if (!v)
+                goto done;
+            PyList_SET_ITEM(items, i, v);
+        }
+        struct stat st;
+        if (fstat(dfd, &st) < 0) {
+            out = PyLong_FromLong(errno ? errno : EIO);
+            goto done;
+        }
+        Py_ssize_t nbad = 0; /* items that are not bytes (an errno or BIG) */
+        for (Py_ssize_t i = 0; i < n; i++)
+            nbad += !PyBytes_CheckExact(PyList_GET_ITEM(items, i));
+        out = Py_BuildValue("(kKOnn)", (unsigned long)st.st_nlink, (unsigned long long)st.st_ino,
+                            items, added, nbad);
+        break;
+    }
+done:
+    Py_XDECREF(k_dir);
+    Py_XDECREF(k_gen);
+    PyMem_Free(buf);
+    Py_XDECREF(items);
+    Py_DECREF(seq);
+    Py_DECREF(path_obj);
+    return out;
+}
+
 /* space_kv(data) -> dict or None: sources/_text.fast_space_kv on bytes (memory.stat of a cgroup,
  * read with read_dir_files, parsed without decoding it). Every line "name value\n": a name of
  * one or more bytes that are not whitespace (as Python's str.split() sees ASCII: py_space), one
@@ -1447,6 +1667,10 @@ static PyMethodDef methods[] = {
      "read_dir_files(dirpath, names, maxbytes) -> (st_nlink, [bytes or int errno/BIG, ...]), or\n"
      "an int errno when the directory cannot be opened: small files of one directory, each\n"
      "opened with openat relative to one O_PATH fd of the directory and read to EOF."},
+    {"read_dir_kept", procscan_read_dir_kept, METH_VARARGS,
+     "read_dir_kept(dirpath, names, maxbytes, entry, gen, room) -> (st_nlink, st_ino, [bytes or\n"
+     "int errno/BIG, ...], added, nbad), or an int errno: read_dir_files with the fds kept in `entry`\n"
+     "between calls and read again with pread (see the comment in _procscan.c)."},
     {"space_kv", procscan_space_kv, METH_O,
      "space_kv(data: bytes) -> {name: int} as sources._text.fast_space_kv gives for the decoded\n"
      "text, or None when the bytes are not in its plain ASCII form (Python then does it)."},

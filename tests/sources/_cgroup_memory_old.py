@@ -1,6 +1,9 @@
 """The memory cgroup walk as it was before read_many (commit 0c8f9e1): one full-path read per
 file through Root.text_reader, every group listed with listdirs. Kept only as the reference the
 tests compare the current walk with, field by field (tests/sources/test_cgroup_memory_walk.py).
+Since then it also gives each group its id (Root.dir_id: a stat of the path, where the walk
+takes it from the fstat of the kept directory fd) and reads the files of a "NAME:limited" plan
+name in the groups whose own limit (v2 memory.max/high, v1 limit_in_bytes) is below 2^62.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ from ksight.errors import Unavailable
 from ksight.fs import Root, norm
 from ksight.sources import mounts as _mounts
 from ksight.sources.cgroup_memory import (
-    MAX_DEPTH, MAX_GROUPS, CgroupMemory, MemCgroup, _base_path, _parse_populated, _probe_field,
-    _spec, _wanted, parse_value,
+    MAX_DEPTH, MAX_GROUPS, CgroupMemory, MemCgroup, _base_path, _cond_spec, _parse_populated,
+    _probe_field, _spec, _wanted, parse_value,
 )
 
 
-def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None) -> MemCgroup | None:
+def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None, cond=(),
+                gid=None) -> MemCgroup | None:
     """One group: every file of `spec` under `prefix` ('sys/fs/cgroup/x/'); an absent file is
     None. `have`: fields already read (the idle test's). None when the first file read is
     absent and the caller then finds the directory gone (see read_hierarchy)."""
@@ -31,12 +35,21 @@ def _read_group(read_text, prefix: str, cg: str, version: int, spec, have=None) 
             kw[fld] = None
             continue
         kw[fld] = parser(text, path)
+    lims = ("high_bytes", "max_bytes") if version == 2 else ("max_bytes",)
+    if cond and any(kw.get(x) is not None and kw[x] < 2**62 for x in lims):
+        for fld, name, parser in cond:
+            if fld in kw:
+                continue
+            try:
+                kw[fld] = parser(read_text(prefix + name), prefix + name)
+            except Unavailable:
+                kw[fld] = None
     oom = kw.pop("oom", None)
     if oom:
         kw["oom_kill_disable"] = oom.get("oom_kill_disable")
         kw["under_oom"] = oom.get("under_oom")
         kw["oom_kill"] = oom.get("oom_kill")
-    return MemCgroup(cg, version, **kw)
+    return MemCgroup(cg, version, **kw, id=gid)
 
 
 def _zero(read_text, path: str, parser=None) -> bool | None:
@@ -125,7 +138,8 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     for d, cg, _depth, _parent, have, idle, prefix in nodes:
         if idle:
             continue
-        g = _read_group(read_text, prefix, cg, version, spec, have)
+        g = _read_group(read_text, prefix, cg, version, spec, have, _cond_spec(version, want, spec),
+                        root.dir_id(d))
         # a group removed mid-read has files that read as None: only then ask whether it is gone
         if groups and (probe is None or getattr(g, probe) is None) and not root.isdir(d):
             continue

@@ -353,7 +353,11 @@ _SUBSETS = [(n,) for n in _FIELDS[2]] + [
     # direct-reclaim's and pagecache --protect's, as the rules declare them
     ("usage", "failcnt", "max", "stat", "events", "events_local", "pressure", "oom"),
     ("usage", "max", "protection", "stat", "idle"),
-    ("procs", "swap"), (), tuple(_FIELDS[2])]
+    ("procs", "swap"), (), tuple(_FIELDS[2]),
+    # check's plan as the rules declare it (":limited": only where a group has a limit)
+    ("stat", "usage:limited", "max", "failcnt:limited", "events", "events_local", "pressure:limited",
+     "oom", "peak:limited", "swap:limited", "idle"),
+    ("usage", "usage:limited", "stat"), ("swap:limited",), ("peak:limited", "failcnt:limited")]
 
 
 def _check_subset(root_factory, files):
@@ -362,7 +366,8 @@ def _check_subset(root_factory, files):
     from ksight.collect.plan import CGROUP_FILES
     from ksight.fs import RecordingRoot
 
-    assert set(CGROUP_FILES) == set(cgm.FILES) == set(_FIELDS[2]) == set(_FIELDS[1])
+    limited = {f"{n}:limited" for n in cgm.LIMITED}
+    assert set(CGROUP_FILES) == set(cgm.FILES) == set(_FIELDS[2]) | limited == set(_FIELDS[1]) | limited
     full = cgm.read(root_factory())
     rec = RecordingRoot(root_factory())
     part = cgm.read(rec, files=files)
@@ -374,10 +379,21 @@ def _check_subset(root_factory, files):
         assert not gone
     # a skipped group had nothing charged (the full read says so)
     assert all(full.groups[cg].current_bytes == 0 for cg in gone)
-    asked = {f for n in files for f in _FIELDS[full.version][n]}
+    fv = _FIELDS[full.version]
+    asked = {f for n in files if n in fv for f in fv[n]}
+    # NAME:limited: NAME's fields only in groups with a limit of their own, and the limits (the
+    # gate) in every group; NAME alone wins
+    lim_names = [n for n in files if n.endswith(":limited") and n[:-8] not in files]
+    cond = {f for n in lim_names for f in fv[n[:-8]]} - asked
+    if lim_names:
+        asked |= {"high_bytes", "max_bytes"} if full.version == 2 else {"max_bytes"}
     for cg, g in part.groups.items():
+        ref = full.groups[cg]
+        lims = (ref.high_bytes, ref.max_bytes) if full.version == 2 else (ref.max_bytes,)
+        has_limit = any(x is not None and x < 2**62 for x in lims)
         for f in fields(g):
-            want = getattr(full.groups[cg], f.name) if f.name in asked or f.name in ("path", "version") else None
+            want = getattr(ref, f.name) if f.name in asked or f.name in ("path", "version", "id") or (
+                f.name in cond and has_limit) else None
             assert getattr(g, f.name) == want, (files, cg, f.name)
     # and the files not asked for were not opened (but the idle test's, when idle is not asked)
     names = {p.rsplit("/", 1)[1] for p in rec.files}
@@ -388,6 +404,17 @@ def _check_subset(root_factory, files):
     if "idle" not in files:
         not_asked -= {"memory.current", "memory.swap.current", "memory.usage_in_bytes",
                       "memory.memsw.usage_in_bytes"}
+    # NAME:limited: NAME's files opened only in groups with a limit (their own limit files say)
+    gate = ("memory.high", "memory.max") if full.version == 2 else ("memory.limit_in_bytes",)
+    cond_files = {f for n in lim_names for f in table[n[:-8]]} & not_asked - set(gate)
+    for p in rec.files:
+        d, _, name = p.rpartition("/")
+        if name in cond_files:
+            vals = [rec.files.get(f"{d}/{x}", b"max").strip() for x in gate]
+            assert any(v.isdigit() and int(v) < 2**62 for v in vals), (files, p, vals)
+    not_asked -= cond_files
+    if lim_names:
+        not_asked -= set(gate)
     assert not names & not_asked, (files, names & not_asked)
 
 

@@ -29,8 +29,13 @@ FEW_BY = ("rss", "virt", "shr", "swap", "oom")
 # memory.min/low, v1 soft_limit_in_bytes; "current" and "limits" stand for usage+failcnt+peak and
 # max+protection. "idle": also read the groups nothing can charge (no task in their subtree and no
 # charge), which a plan without it skips and counts (CgroupMemory.skipped_idle).
+# "NAME:limited" (usage, failcnt, peak, swap, pressure): those files only in groups with a memory
+# limit of their own (sources.cgroup_memory.LIMITED says why that is enough for a rule whose
+# counters move only at a group's own limit); NAME alone wins when both are named.
 CGROUP_FILES = ("usage", "failcnt", "peak", "max", "protection", "stat", "events", "events_local",
-                "pressure", "procs", "swap", "oom", "idle", "current", "limits")
+                "pressure", "procs", "swap", "oom", "idle", "current", "limits",
+                "usage:limited", "failcnt:limited", "peak:limited", "swap:limited",
+                "pressure:limited")
 
 
 @dataclass(frozen=True)

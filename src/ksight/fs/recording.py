@@ -20,6 +20,7 @@ class RecordingRoot(Root):
         self.files: dict[str, bytes] = {}
         self.links: dict[str, str] = {}
         self.dirs: set[str] = set()
+        self.dir_ids: dict[str, int] = {}  # written to the capture as fs.root.DIR_IDS
 
     def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK) -> bytes:
         data = self.inner.read_bytes(path, chunk=chunk)
@@ -38,7 +39,15 @@ class RecordingRoot(Root):
             if isinstance(v, bytes):
                 self.files[norm(prefix + n)] = v
             out[n] = v
+        if got.ino is not None:  # the id rides along: recorded, and passed on
+            out.ino = self.dir_ids[d] = got.ino
         return out
+
+    def dir_id(self, path: str) -> int | None:
+        v = self.inner.dir_id(path)
+        if v is not None:
+            self.dir_ids[norm(path)] = v
+        return v
 
     def listdir(self, path: str) -> list[str]:
         names = self.inner.listdir(path)

@@ -113,6 +113,27 @@ class DirFiles(dict):
     filesystem may read it that way."""
 
     nlink: int | None = None
+    ino: int | None = None  # the directory's inode number, where the root read it on the way
+
+
+# Where a capture keeps the ids of the directories it read (RecordingRoot.dir_id): one
+# "<inode number> <root-relative path>" line per directory. Old captures have none: dir_id None.
+DIR_IDS = "ksight/dir_ids"
+
+
+def parse_dir_ids(text: str) -> dict[str, int]:
+    """DIR_IDS -> {path: id}; lines not of that form are skipped (an id is an aid, never
+    required: a group without one is keyed by its path alone)."""
+    out: dict[str, int] = {}
+    for line in text.split("\n"):
+        num, _, path = line.partition(" ")
+        if path and num.isdigit() and num.isascii():
+            out[norm(path)] = int(num)
+    return out
+
+
+def format_dir_ids(ids: dict[str, int]) -> bytes:
+    return "".join(f"{i} {p}\n" for p, i in sorted(ids.items()) if "\n" not in p).encode()
 
 
 def _file_name(name: str) -> str:
@@ -184,6 +205,21 @@ class Root(ABC):
         /proc/PID/stat, statm, status): a read that returns less than it asked for is then the
         whole file, and the extra read(2) that confirms EOF is skipped."""
         return self.read_text
+
+    def dir_id(self, path: str) -> int | None:
+        """The identity of a directory beyond its path: its inode number (for a cgroup, the
+        cgroup id: cgroupfs is kernfs and cgroup_id() is the kernfs node id, which is the inode
+        number; a directory removed and made again under the same path has another). The live
+        root stats it; a capture gives what its recording root saw (DIR_IDS in the snapshot);
+        None when not known (an old capture, a path that is not a directory)."""
+        ids = self.__dict__.get("_dir_ids")
+        if ids is None:
+            try:
+                ids = parse_dir_ids(self.read_text(DIR_IDS))
+            except Unavailable:
+                ids = {}
+            self._dir_ids = ids
+        return ids.get(norm(path))
 
     def read_sysctl(self, name: str) -> str:
         """The value of one sysctl, whitespace-trimmed (tabs inside multi-value ones are kept)."""
@@ -379,6 +415,14 @@ class LiveRoot(DirRoot):
     def __init__(self) -> None:
         super().__init__("/", live=True, label="live")
 
+    def dir_id(self, path: str) -> int | None:
+        """Root.dir_id: the inode number of the directory now (lstat: a link is no directory)."""
+        try:
+            st = os.lstat("/" + norm(path))
+        except (OSError, ValueError):
+            return None
+        return st.st_ino if stat.S_ISDIR(st.st_mode) else None
+
     def read_bytes(self, path: str, *, chunk: int = PROCFS_CHUNK, _open=os.open, _read=os.read,
                    _close=os.close, _flags=os.O_RDONLY | os.O_CLOEXEC) -> bytes:
         """DirRoot.read_bytes for base '/' (same results and errors), without the generic
@@ -454,7 +498,8 @@ class LiveRoot(DirRoot):
                 out[n] = Unavailable(prefix + n, _os_reason(prefix + n, exc, self._pid_exists))
             return out
         try:
-            out.nlink = os.fstat(dfd).st_nlink
+            st = os.fstat(dfd)
+            out.nlink, out.ino = st.st_nlink, st.st_ino
             for n in names:
                 try:
                     fd = os.open(n, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dfd)

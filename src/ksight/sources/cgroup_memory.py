@@ -15,6 +15,11 @@ files a plan asks for (collect.plan.Plan.cgroup_files; FILES_V2/FILES_V1 map eac
 files); the fields of the others stay None; and unless the plan names "idle" it skips the groups
 nothing can charge (no task in their subtree and a zero charge; "idle groups" below says why that
 is safe), counting them in `skipped_idle`. `read(root)` reads every file of every group.
+A plan name "NAME:limited" reads NAME's files only in groups with a memory limit of their own
+(see LIMITED). On the live root the control files stay open between walks and are read again
+with pread ("kept control files" below). Each group carries its id (MemCgroup.id: the inode
+number of its directory, Root.dir_id; None in captures made before ksight recorded it), so a
+group removed and made again under the same path is another entity, like a reused PID.
 
 File -> field:
   v2: memory.current -> current_bytes, memory.{min,low,high,max} -> *_bytes,
@@ -34,12 +39,16 @@ root group has no memory.max, memory.current or memory.events).
 
 from __future__ import annotations
 
+import _thread
+import os
 import posixpath
+import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import ParseError, Unavailable
-from ..fs import Root, norm
+from ..fs import LiveRoot, Root, norm
+from ..fs.root import DirFiles, _os_reason
 from . import mounts as _mounts
 from ._text import fast_count_int_lines, fast_space_kv, numbered_lines, to_int
 
@@ -79,6 +88,10 @@ class MemCgroup:
     oom_kill_disable: int | None = None
     under_oom: int | None = None
     oom_kill: int | None = None
+    # the cgroup id: the inode number of the group's directory (cgroupfs is kernfs: cgroup_id() is
+    # kernfs_ino), None where the root cannot say (captures made before ksight recorded it). A
+    # group removed and made again under the same path has another id: another entity.
+    id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,8 +256,24 @@ FILES_V1 = {n: tuple(f for _fld, f, _p in s) for n, s in _SPEC_V1.items()}
 for _a, _ns in ALIASES.items():
     FILES_V2[_a] = tuple(f for n in _ns for f in FILES_V2[n])
     FILES_V1[_a] = tuple(f for n in _ns for f in FILES_V1[n])
-FILES = tuple(FILES_V2)  # = collect.plan.CGROUP_FILES
+# "NAME:limited": the files of NAME only in groups with a memory limit of their own (v2
+# memory.max or memory.high, v1 memory.limit_in_bytes, below unlimited); the limit files (the
+# gate) are then read in every group. For rules whose counters
+# can only move at a group's own limit (v1 failcnt counts the charges that failed at *this*
+# group's limit: page_counter_try_charge; v2 memory.events.local max/high likewise) or that use
+# a value only next to a limit (usage of limit, dirty headroom, peak at the limit). A group
+# whose limit is set or removed inside the window has these fields in only some snapshots: no
+# delta for those intervals, as for a group created in the window. NAME alone wins over
+# NAME:limited when a plan names both.
+LIMITED = ("usage", "failcnt", "peak", "swap", "pressure")
+FILES = tuple(FILES_V2) + tuple(f"{n}:limited" for n in LIMITED)  # = collect.plan.CGROUP_FILES
 _ORDER = tuple(_SPEC_V2)  # every name but the aliases
+# the gate of ":limited": read in every group when a plan names one
+_GATE_V2 = (("high_bytes", "memory.high", parse_limit), ("max_bytes", "memory.max", parse_limit))
+# v1: memory.limit_in_bytes alone. The kernel keeps memory.max <= memsw.max (mm/memcontrol-v1.c
+# mem_cgroup_resize_max refuses a memsw limit below the memory limit, and a memory limit above
+# the memsw limit, with EINVAL), so a group whose memory limit is unlimited has no memsw limit.
+_GATE_V1 = (("max_bytes", "memory.limit_in_bytes", parse_limit),)
 
 
 def _wanted(files) -> frozenset | None:
@@ -259,13 +288,44 @@ def _wanted(files) -> frozenset | None:
     out = set(files - set(ALIASES))
     for a in files & set(ALIASES):
         out.update(ALIASES[a])
-    return frozenset(out)
+    # NAME alone wins over NAME:limited
+    return frozenset(n for n in out if not (n.endswith(":limited") and n[:-8] in out))
 
 
 def _spec(version: int, want: frozenset | None) -> tuple:
-    """(field, file, parser) of every file to read in each group, built once per walk."""
+    """(field, file, parser) of every file to read in each group, built once per walk (with the
+    limit files when a ":limited" name is wanted: they decide which groups get those)."""
     table = _SPEC_V2 if version == 2 else _SPEC_V1
-    return tuple(x for n in _ORDER if want is None or n in want for x in table[n])
+    out = [x for n in _ORDER if want is None or n in want for x in table[n]]
+    if want is not None and any(n.endswith(":limited") for n in want):
+        out += [x for x in (_GATE_V2 if version == 2 else _GATE_V1) if x not in out]
+    return tuple(out)
+
+
+def _cond_spec(version: int, want: frozenset | None, spec: tuple) -> tuple:
+    """(field, file, parser) of the files read only in groups with a limit of their own."""
+    if want is None:
+        return ()
+    table = _SPEC_V2 if version == 2 else _SPEC_V1
+    return tuple(x for n in LIMITED if f"{n}:limited" in want for x in table[n] if x not in spec)
+
+
+def _limited(texts, version: int, prefix: str) -> bool:
+    """Whether the group has a memory limit of its own (see LIMITED). A limit file that is absent
+    (the v2 root group has none) says no limit; one that does not parse counts as a limit (the
+    files are then read: what is unknown is read, not skipped)."""
+    for _f, name, _p in (_GATE_V2 if version == 2 else _GATE_V1):
+        v = texts.get(name)
+        if type(v) is not bytes:
+            continue
+        if v == b"max\n" or v == b"9223372036854771712\n":  # v2 / v1 (4 kB pages) unlimited
+            continue
+        try:
+            if parse_limit(v.decode("utf-8", "replace"), prefix + name) < UNLIMITED:
+                return True
+        except ParseError:
+            return True
+    return False
 
 
 try:  # the optional C extension (setup.py): fast_space_kv on the bytes read, no decoding
@@ -287,19 +347,32 @@ _new = object.__new__
 _setattr = object.__setattr__
 
 
-def _build(cg: str, version: int, spec, texts, prefix: str) -> MemCgroup:
+def _build(cg: str, version: int, spec, texts, prefix: str, gid: int | None = None) -> MemCgroup:
     """One group from the files read (texts: name -> bytes or Unavailable; a name absent or
     Unavailable leaves its field None). Built as processes.py builds its entries: the frozen
     dataclass given its __dict__ (every field in it), the same object its __init__ makes."""
     kw = dict(_FIELDS_NONE)
     kw["path"] = cg
     kw["version"] = version
+    kw["id"] = gid
     for fld, name, parser in spec:
         v = texts.get(name)
         if v is None or type(v) is not bytes:
             continue
-        val = (_kv_bytes(v, prefix + name) if parser in _KV_PARSERS
-               else parser(v.decode("utf-8", "replace"), prefix + name))
+        if parser is parse_value or parser is parse_limit:
+            # the plain form in bulk ("123\n", "max\n"); anything else through the parser
+            if len(v) < 21 and v[-1:] == b"\n" and v[:-1].isdigit():
+                val = int(v[:-1])
+                if parser is parse_limit and val >= _UNLIMITED_FLOOR:
+                    val = UNLIMITED
+            elif parser is parse_limit and v == b"max\n":
+                val = UNLIMITED
+            else:
+                val = parser(v.decode("utf-8", "replace"), prefix + name)
+        elif parser in _KV_PARSERS:
+            val = _kv_bytes(v, prefix + name)
+        else:
+            val = parser(v.decode("utf-8", "replace"), prefix + name)
         if fld == "oom":
             if val:
                 kw["oom_kill_disable"] = val.get("oom_kill_disable")
@@ -394,7 +467,19 @@ _V1_HIER = "memory.use_hierarchy"
 def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                    max_depth: int = MAX_DEPTH, max_groups: int = MAX_GROUPS,
                    files=None) -> CgroupMemory:
-    """Walk one memory hierarchy (see module doc for the bounds; `files`: see read).
+    """Walk one memory hierarchy (see module doc for the bounds; `files`: see read). On the
+    live root the control files stay open between walks (_Kept)."""
+    kept = _Kept.get(root)
+    try:
+        return _walk(root, version, mount, max_depth, max_groups, files, kept)
+    finally:
+        if kept is not None:
+            kept.release()
+
+
+def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_groups: int,
+          files, kept) -> CgroupMemory:
+    """read_hierarchy's walk.
 
     I/O: each group's files are read with root.read_many (LiveRoot: one directory fd, openat
     per file), the idle test's and the plan's in as few calls as the answers allow: the plan's
@@ -406,8 +491,10 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     want = _wanted(files)
     spec = _spec(version, want)
     spec_names = tuple(dict.fromkeys(n for _f, n, _p in spec))
+    cond = _cond_spec(version, want, spec)
+    cond_names = tuple(dict.fromkeys(n for _f, n, _p in cond))
     skip_idle = want is not None and "idle" not in want
-    read_many = root.read_many
+    read_many = kept.read_many if kept is not None else root.read_many
     listdirs = root.listdirs
     with_spec = {p: _with(p, spec_names) for p in ("cgroup.events", "tasks", _V1_USAGE)}
     # after an idle group: the idle test's files in one call (an idle group needs them all)
@@ -420,14 +507,13 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
     truncated = False
     busy = True  # was the last group read not idle (cost only: which files go in one call)
     # (dir, cgroup path, depth, parent index, whether the parent showed the subtree uncharged)
-    stack: list[tuple[str, str, int, int, bool]] = [(mount.rel, base, 0, -1, False)]
+    stack: list[tuple[str, str, int, int, bool]] = [(norm(mount.rel), base, 0, -1, False)]
     while stack:
         d, cg, depth, parent, uncharged = stack.pop()
         if len(nodes) >= max_groups:
             truncated = True
             break
-        nd = norm(d)
-        prefix = nd + "/" if nd else ""
+        prefix = d + "/" if d else ""  # d is normalised: mount.rel and directory names
         idle = False
         if not skip_idle or not nodes:  # every file; the hierarchy's own group is never skipped
             texts = read_many(d, spec_names)
@@ -459,11 +545,12 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
                 _complete(read_many, d, texts, spec_names)
         nodes.append([d, cg, parent, texts, idle, prefix])
         me = len(nodes) - 1
+        cg_slash = cg.endswith("/")
         if has_children and depth >= max_depth:
             truncated = True
             continue
         for n in reversed(subdirs or ()):  # reversed: pop() then visits them in sorted order
-            stack.append((posixpath.join(d, n), posixpath.join(cg, n), depth + 1, me, uncharged))
+            stack.append((prefix + n, cg + n if cg_slash else f"{cg}/{n}", depth + 1, me, uncharged))
     if skip_idle and version == 1:
         # a v1 group is skipped only when it and all its descendants are idle: children come
         # after their parent in the walk, so one pass from the end settles every subtree
@@ -474,15 +561,27 @@ def read_hierarchy(root: Root, version: int, mount: _mounts.Mount, *,
         skipped += sum(1 for x in nodes if x[4])
     probe_field = _probe_field(spec, None)
     groups: dict[str, MemCgroup] = {}
+    full = spec + cond
+    dir_id = root.dir_id
     for d, cg, _parent, texts, idle, prefix in nodes:
         if idle:
             continue
-        _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
-        g = _build(cg, version, spec, texts, prefix)
+        if skip_idle:
+            _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
+        lim = bool(cond_names) and _limited(texts, version, prefix)
+        if lim:
+            _complete(read_many, d, texts, cond_names)
+        gid = texts.ino
+        # the ":limited" fields only where the group has a limit (the idle test may have read
+        # some of their files elsewhere: not kept, so a field never depends on the idle test)
+        g = _build(cg, version, full if lim else spec, texts, prefix,
+                   gid if gid is not None else dir_id(d))
         # a group removed mid-read has files that read as None: only then ask whether it is gone
         if groups and (probe_field is None or g.__dict__[probe_field] is None) and not root.isdir(d):
             continue
         groups[cg] = g
+    if kept is not None:
+        kept.prune()
     return CgroupMemory(version=version, mount=mount.rel, groups=groups, truncated=truncated,
                         skipped_idle=skipped)
 
@@ -547,6 +646,136 @@ def _idle_v1(read_many, d: str, prefix: str, texts, uncharged: bool,
     if type(tasks) is not bytes:
         return False, False
     return not tasks.decode("utf-8", "replace").strip(), uncharged
+
+
+# ---- kept control files (live) ------------------------------------------------------------
+# On the live root a group's control files stay open between walks and are read again with pread
+# at offset 0 (ksight._procscan.read_dir_kept): a kernfs open and close cost ~4 us of a small
+# control file's ~5 us, a pread ~1 us. Correctness: kernfs answers ENODEV on an open file of a
+# removed group, never the text of a group made again under the same path; read_dir_kept then
+# opens the path afresh (see its comment). What it costs: the fds (at most KEEP_FDS_MAX and a
+# quarter of RLIMIT_NOFILE's soft limit, whichever is lower; past it files are opened and closed
+# as before) and the kernel memory of each open seq_file. The fds of groups no longer walked
+# are closed at the end of each walk; close_kept() closes them all; a forked child closes its
+# copies. KEEP_FDS = False turns it off.
+KEEP_FDS = True
+KEEP_FDS_MAX = 8192
+_READ_MAX = 32768  # files above this are read through the root (memory.stat is 1-2 kB)
+
+try:
+    from .._procscan import BIG as _C_BIG, read_dir_kept as _c_read_dir_kept
+except ImportError:  # pragma: no cover - depends on the build
+    _c_read_dir_kept = None
+    _C_BIG = -2
+
+
+class _Kept:
+    """The kept fds of one process: {directory: read_dir_kept's entry}. One walk at a time
+    (a lock taken without waiting: a second thread walks without the kept fds)."""
+
+    entries: dict[str, dict] = {}
+    count = 0  # fds held
+    gen = 0  # walks so far: which entries were proven alive in this walk
+    lock = _thread.allocate_lock()
+    pid = os.getpid()
+
+    @classmethod
+    def get(cls, root: Root) -> "_Kept | None":
+        if not (KEEP_FDS and _c_read_dir_kept is not None and type(root) is LiveRoot):
+            return None
+        if not cls.lock.acquire(False):
+            return None
+        if cls.pid != os.getpid():  # forked without the at-fork hook: the numbers are not ours
+            cls.entries = {}
+            cls.count = 0
+            cls.pid = os.getpid()
+        k = cls()
+        k.root = root
+        k.seen: set[str] = set()
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        k.cap = KEEP_FDS_MAX if soft == resource.RLIM_INFINITY else min(KEEP_FDS_MAX, soft // 4)
+        _Kept.gen += 1
+        return k
+
+    def read_many(self, d: str, names) -> DirFiles:
+        """Root.read_many (same bytes and Unavailable reasons), with `ino` and `nlink`; `d` is a
+        normalised root-relative path (the walk's), `names` a sequence of file names."""
+        self.seen.add(d)
+        entry = _Kept.entries.get(d)
+        if entry is None:
+            entry = _Kept.entries[d] = {}
+        room = self.cap - _Kept.count
+        got = _c_read_dir_kept("/" + d, names, _READ_MAX, entry, _Kept.gen, room if room > 0 else 0)
+        if type(got) is int:  # the directory itself: as LiveRoot.read_many says it
+            return self.root.read_many(d, names)
+        nlink, ino, vals, added, nbad = got
+        out = DirFiles(zip(names, vals))
+        out.nlink = nlink
+        out.ino = ino
+        _Kept.count += added
+        if not nbad:
+            return out
+        prefix = d + "/" if d else ""
+        for n, v in zip(names, vals):
+            if type(v) is bytes:
+                continue
+            elif v == _C_BIG:  # larger than the buffer: the ordinary read
+                try:
+                    out[n] = self.root.read_bytes(prefix + n)
+                except Unavailable as u:
+                    out[n] = u
+            else:  # the reason LiveRoot.read_many gives for this errno
+                out[n] = Unavailable(prefix + n, _os_reason(prefix + n, OSError(v, os.strerror(v)),
+                                                           self.root._pid_exists))
+        return out
+
+    def prune(self) -> None:
+        """Close the fds of directories this walk did not read (groups removed, or skipped)."""
+        for d in [d for d in _Kept.entries if d not in self.seen]:
+            _Kept.count -= _drop(_Kept.entries.pop(d))
+
+    def release(self) -> None:
+        _Kept.lock.release()
+
+
+def _drop(entry: dict) -> int:
+    n = 0
+    for k, fd in entry.items():
+        if k != "." and fd >= 0:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            n += 1
+    return n
+
+
+def kept_fds() -> int:
+    """How many cgroup control file fds are kept open now."""
+    return _Kept.count
+
+
+def close_kept() -> None:
+    """Close every kept cgroup fd (the next walk opens and keeps them again if KEEP_FDS)."""
+    with _Kept.lock:
+        _close_all()
+
+
+def _close_all() -> None:
+    for e in _Kept.entries.values():
+        _drop(e)
+    _Kept.entries = {}
+    _Kept.count = 0
+
+
+def _after_fork_in_child() -> None:
+    _Kept.lock = _thread.allocate_lock()
+    _Kept.pid = os.getpid()
+    _close_all()  # the child's copies: the parent's stay open
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def read(root: Root, files=None) -> CgroupMemory:

@@ -33,6 +33,7 @@ from ..collect.snapshot import take
 from ..errors import CaptureError
 from ..fs import ArchiveRoot, DirRoot, LiveRoot, Root
 from ..fs.bundle import FORMAT, VERSION, Bundle, open_bundle
+from ..fs.root import DIR_IDS, format_dir_ids
 from ..model.snapshot import HostInfo, Missing, Snapshot
 
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tzst")
@@ -387,6 +388,14 @@ def _write_snapshot(writer: "_Writer", snap: Snapshot, rec, d: str, started: flo
                 continue
         writer.file(f"{d}/{path}", data, stamp)
         files += 1
+    ids = getattr(rec, "dir_ids", None)
+    if ids:  # the ids of the directories read (cgroups): Root.dir_id of the replay
+        data = format_dir_ids(ids)
+        if redactor is not None:
+            data = redactor.file(DIR_IDS, data)
+        if data is not None:
+            writer.file(f"{d}/{DIR_IDS}", data, stamp)
+            files += 1
     for path, target in sorted(rec.links.items()):
         writer.link(f"{d}/{path}", redactor.link(path, target) if redactor else target, stamp)
     writer.end_snapshot()

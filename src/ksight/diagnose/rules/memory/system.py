@@ -382,7 +382,8 @@ def _depth(path: str) -> int:
 
 @rule("memory.oom-kill", title="The OOM killer killed a process",
       needs=("vmstat",), counters=(OOM_KILL,), uses=("cgroup_memory",),
-      cgroup_files=("events", "events_local", "oom", "max", "failcnt", "peak", "swap", "idle"))
+      cgroup_files=("events", "events_local", "oom", "max", "failcnt:limited", "peak:limited",
+                    "swap:limited", "idle"))
 def oom_kill(ctx: Context, r: Rule):
     """vmstat oom_kill (4.13+) counts every OOM kill, machine-wide or inside a memory cgroup
     (mm/oom_kill.c __oom_kill_process: count_vm_event(OOM_KILL) and memcg_memory_event_mm(mm,

@@ -11,7 +11,7 @@ from .counters import NR_DIRTIED, NR_WRITTEN
 
 @rule("pagecache.dirty-backlog", title="Dirty pages at the writeback thresholds",
       needs=("vmstat", "meminfo"), uses=("zoneinfo", "sysctl", "cgroup_memory"), window=False,
-      cgroup_files=("stat", "usage", "max"),
+      cgroup_files=("stat", "usage:limited", "max"),
       thresholds={
           "warn_fraction_of_freerun": Threshold(1.0, "x freerun ceiling",
                                                 "above (thresh+bg_thresh)/2 writers are throttled "

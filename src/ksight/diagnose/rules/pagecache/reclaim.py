@@ -87,7 +87,8 @@ def _interval_ratio(num, den, i: int) -> float | None:
 @rule("pagecache.direct-reclaim", title="Processes reclaim memory themselves (direct reclaim)",
       needs=("vmstat", "meminfo"), counters=(ALLOCSTALL, PGSCAN_DIRECT),
       uses=("zoneinfo", "pressure", "cgroup_memory", "sysctl", "buddyinfo"),
-      cgroup_files=("usage", "failcnt", "max", "stat", "events", "events_local", "pressure", "oom"),
+      cgroup_files=("usage:limited", "failcnt:limited", "max", "stat", "events", "events_local",
+                    "pressure:limited", "oom"),
       thresholds={
           "warn_allocstall_per_s": Threshold(
               1, "stalls/s sustained", "one task a second entering try_to_free_pages(), interval "
