@@ -1,0 +1,387 @@
+"""Rules over a recorded stretch of time, judged window by window, merged into episodes.
+
+    rep = find_episodes(recording.snapshots(since, until), areas=["memory"], window_seconds=60)
+    for e in rep.episodes: e.rule, e.subject, e.start, e.end, e.peak.evidence
+
+The samples stream through once (memory stays flat over a day of samples). They are cut into
+windows of `window_seconds` of recorded time, one every `step` seconds; a rule judges a window
+as `ksight check` judges its window (per interval inside it: a 5 s burst in a 60 s window is seen
+at its peak). Consecutive windows where a rule fires on the same subject make one Episode (its
+start and end, how many windows, the worst severity, the finding of its worst window). A reboot
+or a change of host in the recording ends the windows there; judging starts again after it.
+
+Speed (issue 13: a day at 1 s, 86,400 samples, in seconds, not minutes). Every rule on every
+window at full resolution costs about 0.5 ms per sample here (the CPU area's per-interval model
+alone is about 0.2 ms), so judging is done in two passes:
+1. coarse: every `coarse_windows` windows make a block, judged once by every rule on one
+   snapshot in `coarse_every` (rates over `coarse_every` samples: a burst is averaged over them),
+   plus a cheap screen at full resolution on the counters the rules declare (model/series.py
+   deltas of those counters only): a window whose per-interval peak of a declared counter is
+   well above that counter's peak over the coarse intervals holds a burst the coarse pass may
+   have averaged away;
+2. fine: the windows of a block where a rule fired in the coarse pass, and the windows the screen
+   flagged, are judged again at full resolution by those rules; episodes come from this pass
+   only, so their evidence is the full-resolution one.
+Known limit: a rule that declares no counters (the CPU rules read /proc/stat through their own
+model) is screened at the coarse resolution only: a burst of it shorter than about two coarse
+intervals can be missed. `exact=True` judges every window at full resolution with every rule
+(slow: the figures are in docs/benchmarks.md).
+
+Rules that could not look are reported like `check` does: never looked in any window ->
+`not_evaluated` with the reason; looked in some windows only -> `partial`, with how many windows
+and the first reason.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+
+from ..diagnose.engine import load_rules, why_cannot_look
+from ..diagnose.finding import Finding, NotEvaluated, Subject, severity_rank
+from ..diagnose.rule import CannotLook, Context, Rule
+from ..model.series import Series, find_break
+from ..model.snapshot import Snapshot
+from .episode import Episode
+
+DEFAULT_WINDOW_S = 60.0
+COARSE_WINDOWS = 10  # windows per coarse block
+COARSE_EVERY = 10  # the coarse pass keeps one sample in this many
+BURST_RATIO = 2.0  # full-resolution peak / coarse peak of a declared counter that flags a window
+
+
+@dataclass(frozen=True)
+class Partial:
+    """A rule that looked in some windows only."""
+
+    rule: str
+    windows_not_looked: int
+    windows: int
+    reason: str  # the first reason it could not look
+
+
+@dataclass
+class EpisodeReport:
+    episodes: list[Episode] = field(default_factory=list)
+    start: float | None = None  # time of the first sample judged
+    end: float | None = None  # time of the last one
+    samples: int = 0
+    windows: int = 0  # windows judged (coarse pass)
+    windows_fine: int = 0  # windows judged again at full resolution
+    window_seconds: float = DEFAULT_WINDOW_S
+    step: float = DEFAULT_WINDOW_S
+    rules_selected: int = 0
+    rules_run: int = 0  # rules that looked in at least one window
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    partial: list[Partial] = field(default_factory=list)
+    breaks: list[dict] = field(default_factory=list)  # reboots / host changes in the range
+    host: dict = field(default_factory=dict)
+    kernel: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def worst(self) -> str | None:
+        if not self.episodes:
+            return None
+        return max((e.severity for e in self.episodes), key=severity_rank)
+
+    @property
+    def verdict(self) -> str:
+        """As `check`: critical / warning (worst episode), ok (every rule looked everywhere and
+        nothing at warning or above), incomplete (some rule could not look), unknown (none
+        looked, or no sample)."""
+        if self.rules_run == 0:
+            return "unknown"
+        w = self.worst
+        if w in ("critical", "warning"):
+            return w
+        return "ok" if not self.not_evaluated and not self.partial else "incomplete"
+
+    def exit_status(self) -> int:
+        return {"critical": 2, "warning": 1, "ok": 0}.get(self.verdict, 3)
+
+
+def clock(s: Snapshot) -> float | None:
+    """The time a sample stands at: wall clock when recorded, else uptime, else monotonic."""
+    for t in (s.taken_at, s.uptime_s, s.monotonic):
+        if t is not None:
+            return t
+    return None
+
+
+def subject_key(sub: Subject | None):
+    """What makes two windows' findings one episode: the subject, without the CPU list (a CPU
+    rule firing on CPUs 0-1 then on CPU 0 is one episode)."""
+    if sub is None:
+        return None
+    return replace(sub, cpu=None)
+
+
+class _Judge:
+    """Runs rules on one window; remembers who could not look, and why."""
+
+    def __init__(self, rules: list[Rule]):
+        self.rules = rules
+        self.looked: dict[str, int] = {}
+        self.not_looked: dict[str, list] = {}  # rule -> [count, first reason]
+
+    def run(self, snaps: list[Snapshot], rules: Iterable[Rule], *,
+            count: bool = True) -> list[Finding]:
+        series = Series(snaps)
+        ctx = Context(series)
+        out: list[Finding] = []
+        for r in rules:
+            one = series if r.needs.window else None
+            reason = why_cannot_look(r.needs, one or Series(snaps[-1:]))
+            if reason is None:
+                try:
+                    got = r.func(ctx if one else Context(Series(snaps[-1:])), r)
+                except CannotLook as c:
+                    reason = c.reason
+                except Exception as exc:  # one rule's bug must not hide the others
+                    tb = traceback.extract_tb(exc.__traceback__)[-1]
+                    reason = (f"internal error: {type(exc).__name__}: {exc} at "
+                              f"{tb.filename}:{tb.lineno}")
+                else:
+                    if count:
+                        self.looked[r.id] = self.looked.get(r.id, 0) + 1
+                    if got:
+                        out.extend(got if isinstance(got, list) else [got])
+                    continue
+            if count:
+                n = self.not_looked.setdefault(r.id, [0, reason])
+                n[0] += 1
+        return out
+
+
+def _declared(rules: list[Rule]) -> dict[str, list]:
+    """rule id -> its declared counters (the burst screen reads only these)."""
+    return {r.id: list(r.needs.counters) for r in rules if r.needs.window and r.needs.counters}
+
+
+def _screen(rates: dict, lo: int, hi: int, thin: Series, counters: dict[str, list],
+            ratio: float) -> set[str]:
+    """Rules whose declared counters burst in intervals lo..hi of the block (full resolution:
+    `rates`, counter -> per-interval rates from model/series.py) well above their peak over the
+    coarse intervals of `thin` (the same window, one sample in N): the coarse pass may have
+    averaged the burst away."""
+    flagged = set()
+    for rid, cs in counters.items():
+        for c in cs:
+            p = max((r for r in rates[c][lo:hi] if r is not None), default=None)
+            if p is None or p <= 0:
+                continue
+            q = thin.counter(c).peak if thin.intervals else None
+            if q is None or p > ratio * max(q.rate, 0.0):
+                flagged.add(rid)
+                break
+    return flagged
+
+
+def _thin(snaps: list[Snapshot], every: int) -> list[Snapshot]:
+    """One snapshot in `every`, always keeping the first and the last."""
+    if every <= 1 or len(snaps) <= 2:
+        return list(snaps)
+    out = snaps[::every]
+    if out[-1] is not snaps[-1]:
+        out.append(snaps[-1])
+    return out
+
+
+def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None = None,
+                  window_seconds: float = DEFAULT_WINDOW_S, step: float | None = None,
+                  rules: Iterable[str] | None = None, exact: bool = False,
+                  coarse_windows: int = COARSE_WINDOWS, coarse_every: int = COARSE_EVERY,
+                  observe=None, bundles: Iterable[dict] = ()) -> EpisodeReport:
+    """Episodes of the selected areas' rules (or the rule ids in `rules`) over `snapshots`
+    (in time order; an iterator is read once). `observe(series)` is called with the Series of
+    every block of samples (about `coarse_windows` windows; consecutive blocks share their edge
+    sample), for views that plot the same range without reading it twice. `bundles`: dicts
+    with rule, subject (a Subject or None), at (time) and path, as the watcher writes them: an
+    episode gets the path of a bundle captured for its rule and subject during it."""
+    if window_seconds <= 0:
+        raise ValueError("window_seconds must be > 0")
+    step = window_seconds if step is None else step
+    if step <= 0:
+        raise ValueError("step must be > 0")
+    selected = load_rules(areas)
+    if rules:
+        want = set(rules)
+        selected = [r for r in selected if r.id in want]
+    rep = EpisodeReport(window_seconds=window_seconds, step=step, rules_selected=len(selected))
+    judge = _Judge(selected)
+    counters = {} if exact else _declared(selected)
+    hits: list[tuple[int, float, float, Finding]] = []  # (window index, start, end, finding)
+    block_span = step * max(1, coarse_windows)
+    single = {r.id: not r.needs.window for r in selected}
+
+    def judge_block(block: list[Snapshot], base_index: int, t0: float) -> None:
+        """Judge the windows of one block (their start times t0 + k*step inside it)."""
+        if len(block) < 2:
+            return
+        full = Series(block)
+        if observe is not None:
+            observe(full)
+        times = [clock(s) for s in block]
+        wins = []  # (index, start, end, snaps)
+        k = 0
+        while True:
+            ws = t0 + k * step
+            if ws >= times[-1] or (k and ws + 1e-9 >= t0 + block_span):
+                break
+            we = ws + window_seconds
+            w = [s for s, t in zip(block, times) if ws - 1e-6 <= t <= we + 1e-6]
+            if len(w) >= 2:
+                wins.append((base_index + k, ws, min(we, times[-1]), w))
+            k += 1
+        if not wins:
+            return
+        rep.windows += len(wins)
+        index = {id(x): i for i, x in enumerate(block)}
+        rates = {c: full.counter(c).rates for cs in counters.values() for c in cs}
+        for idx, ws, we, w in wins:
+            if exact:
+                todo = {r.id for r in selected}
+            else:
+                # coarse: one sample in coarse_every, every rule (each counted as looked or not)
+                wthin = _thin(w, coarse_every)
+                todo = set()
+                for f in judge.run(wthin, selected):
+                    if single[f.id]:  # judged on the window's last sample: same at any resolution
+                        hits.append((idx, ws, we, f))
+                    else:
+                        todo.add(f.id)
+                if counters:
+                    lo = index[id(w[0])]
+                    todo |= _screen(rates, lo, lo + len(w) - 1, Series(wthin), counters, BURST_RATIO)
+            if not todo:
+                continue
+            rep.windows_fine += 1
+            rs = [r for r in selected if r.id in todo]
+            for f in judge.run(w, rs, count=exact):
+                hits.append((idx, ws, we, f))
+
+    block: list[Snapshot] = []
+    seg_start: float | None = None
+    block_start: float | None = None
+    base_index = 0
+    prev: Snapshot | None = None
+    for s in snapshots:
+        t = clock(s)
+        if t is None:
+            continue
+        rep.samples += 1
+        if rep.start is None:
+            rep.start = t
+            rep.host = {"hostname": s.host.hostname, "page_size": s.host.page_size,
+                        "cpus": s.host.cpus}
+        rep.end = t
+        rep.kernel = s.host.kernel
+        if prev is not None:
+            br = find_break(prev, s)
+            if br is not None:
+                rep.breaks.append({"at": t, "kind": br[0], "reason": br[1]})
+                judge_block(block, base_index, block_start)
+                base_index += coarse_windows + 1
+                block, seg_start, block_start = [], None, None
+            elif clock(prev) is not None and t <= clock(prev):
+                continue  # out of order or repeated: a recording is in time order
+        prev = s
+        if seg_start is None:
+            seg_start = block_start = t
+        block.append(s)
+        if t >= block_start + block_span + window_seconds - step:
+            # the block's last window is complete: judge it, keep what the next block's
+            # windows need (they start at block_start + block_span)
+            judge_block(block, base_index, block_start)
+            base_index += max(1, coarse_windows)
+            block_start += block_span
+            block = [x for x in block if clock(x) >= block_start - 1e-6]
+    judge_block(block, base_index, block_start if block_start is not None else 0.0)
+
+    rep.episodes = merge(hits, bundles)
+    for r in selected:
+        n_ok = judge.looked.get(r.id, 0)
+        miss = judge.not_looked.get(r.id)
+        if n_ok == 0:
+            reason = miss[1] if miss else "no window to judge (fewer than two samples)"
+            rep.not_evaluated.append(NotEvaluated(r.id, reason))
+        elif miss:
+            rep.partial.append(Partial(r.id, miss[0], miss[0] + n_ok, miss[1]))
+        if n_ok:
+            rep.rules_run += 1
+    if not exact:
+        rep.notes.append(
+            f"judged in windows of {window_seconds:g} s every {step:g} s; rules screened on one "
+            f"sample in {coarse_every} (and their declared counters at full resolution), then "
+            f"{rep.windows_fine} of {rep.windows} windows judged again at full resolution")
+    return rep
+
+
+def merge(hits: list[tuple[int, float, float, Finding]],
+          bundles: Iterable[dict] = ()) -> list[Episode]:
+    """Consecutive windows where a rule fired on the same subject -> one Episode."""
+    by: dict[tuple, list] = {}
+    for idx, ws, we, f in sorted(hits, key=lambda h: h[0]):
+        by.setdefault((f.id, subject_key(f.subject)), []).append((idx, ws, we, f))
+    out: list[Episode] = []
+    for (_rid, _key), rows in by.items():
+        run: list = []
+        for row in rows:
+            if run and row[0] > run[-1][0] + 1:
+                out.append(_episode(run))
+                run = []
+            if run and row[0] == run[-1][0]:  # the same window twice (overlapping blocks)
+                if severity_rank(row[3].severity) > severity_rank(run[-1][3].severity):
+                    run[-1] = row
+                continue
+            run.append(row)
+        if run:
+            out.append(_episode(run))
+    bl = list(bundles)
+    if bl:
+        out = [_with_bundle(e, bl) for e in out]
+    out.sort(key=lambda e: (e.start, -severity_rank(e.severity), e.rule))
+    return out
+
+
+def _episode(run: list) -> Episode:
+    worst = max(run, key=lambda r: severity_rank(r[3].severity))  # the first of equals
+    f = worst[3]
+    return Episode(rule=f.id, area=f.area, severity=f.severity, subject=f.subject,
+                   start=run[0][1], end=run[-1][2], windows=len(run), peak=f, peak_at=worst[2])
+
+
+def _with_bundle(e: Episode, bundles: list[dict]) -> Episode:
+    key = subject_key(e.subject)
+    for b in bundles:
+        if b.get("rule") != e.rule or subject_key(b.get("subject")) != key:
+            continue
+        at = b.get("at")
+        if at is not None and e.start - 60 <= at <= e.end + 60:
+            return replace(e, bundle=b.get("path"))
+    return e
+
+
+def iter_windows(snaps: list[Snapshot], window_seconds: float) -> Iterator[list[Snapshot]]:
+    """Tumbling windows of a list (tests, small inputs)."""
+    if not snaps:
+        return
+    t0 = clock(snaps[0])
+    cur: list[Snapshot] = []
+    k = 0
+    for s in snaps:
+        t = clock(s)
+        while t > t0 + (k + 1) * window_seconds + 1e-6:
+            if len(cur) >= 2:
+                yield cur
+            cur = cur[-1:]
+            k += 1
+        cur.append(s)
+    if len(cur) >= 2:
+        yield cur
+
+
+__all__ = ["find_episodes", "merge", "EpisodeReport", "Partial", "clock", "subject_key",
+           "DEFAULT_WINDOW_S"]
