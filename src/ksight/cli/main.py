@@ -23,6 +23,7 @@ COMMANDS = {
     "tcp": "tcp",
     "cpu": "cpu",
     "trace": "trace",
+    "report": "report",
     "lab": "lab",
     "cleanup": "cleanup",
 }
@@ -48,6 +49,7 @@ HELPS = {
     "cpu": "CPU time per CPU as mpstat -P ALL, load, runnable/blocked, top processes; --softirqs, "
            "--interrupts, --topology, --blocked",
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
+    "report": "episodes over a recorded range (ksight record, or a capture): when each rule fired, on what",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
 }
