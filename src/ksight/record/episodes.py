@@ -48,6 +48,7 @@ from .episode import Episode
 DEFAULT_WINDOW_S = 60.0
 COARSE_WINDOWS = 10  # windows per coarse block
 COARSE_EVERY = 10  # the coarse pass keeps one sample in this many
+MIN_COARSE_INTERVALS = 6  # a coarse window keeps at least this many intervals (trends need 5 points)
 BURST_RATIO = 2.0  # full-resolution peak / coarse peak of a declared counter that flags a window
 
 
@@ -241,25 +242,28 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
         index = {id(x): i for i, x in enumerate(block)}
         rates = {c: full.counter(c).rates for cs in counters.values() for c in cs}
         for idx, ws, we, w in wins:
-            if exact:
-                todo = {r.id for r in selected}
-            else:
-                # coarse: one sample in coarse_every, every rule (each counted as looked or not)
-                wthin = _thin(w, coarse_every)
-                todo = set()
-                for f in judge.run(wthin, selected):
-                    if single[f.id]:  # judged on the window's last sample: same at any resolution
-                        hits.append((idx, ws, we, f))
-                    else:
-                        todo.add(f.id)
-                if counters:
-                    lo = index[id(w[0])]
-                    todo |= _screen(rates, lo, lo + len(w) - 1, Series(wthin), counters, BURST_RATIO)
+            every = max(1, min(coarse_every, (len(w) - 1) // MIN_COARSE_INTERVALS))
+            if exact or every == 1:  # full resolution from the start: one pass
+                rep.windows_fine += 1
+                for f in judge.run(w, selected):
+                    hits.append((idx, ws, we, f))
+                continue
+            # coarse: one sample in `every`, every rule (each counted as looked or not)
+            wthin = _thin(w, every)
+            todo = set()
+            for f in judge.run(wthin, selected):
+                if single[f.id]:  # judged on the window's last sample: same at any resolution
+                    hits.append((idx, ws, we, f))
+                else:
+                    todo.add(f.id)
+            if counters:
+                lo = index[id(w[0])]
+                todo |= _screen(rates, lo, lo + len(w) - 1, Series(wthin), counters, BURST_RATIO)
             if not todo:
                 continue
             rep.windows_fine += 1
             rs = [r for r in selected if r.id in todo]
-            for f in judge.run(w, rs, count=exact):
+            for f in judge.run(w, rs, count=False):
                 hits.append((idx, ws, we, f))
 
     block: list[Snapshot] = []
