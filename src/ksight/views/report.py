@@ -159,6 +159,14 @@ class _Charts:
         self.lines: dict[tuple[str, str], _Points] = {}
         self.procs: dict[tuple, tuple[str, float]] = {}  # key -> (label, peak RSS)
         self.sources: set[str] = set()
+        # plotting needs no more than `cap` points a line: samples are taken at least plot_dt
+        # apart (0: every sample), plot_dt growing as the range does; rates between the samples
+        # kept are the mean rates over the samples skipped (cumulative counters), so nothing is
+        # lost that the merge of points would not have averaged anyway
+        self.plot_dt = 0.0
+        self.next_t: float | None = None
+        self.prev = None  # the last sample kept, first of the next block's series
+        self.first_t: float | None = None
 
     def _p(self, chart: str, name: str) -> _Points:
         k = (chart, name)
@@ -167,7 +175,30 @@ class _Charts:
             got = self.lines[k] = _Points(self.cap)
         return got
 
-    def __call__(self, series: Series) -> None:
+    def __call__(self, block: Series) -> None:
+        kept = [] if self.prev is None else [self.prev]
+        for s in block.snapshots:
+            t = clock(s)
+            if self.first_t is None:
+                self.first_t = t
+            if kept and t <= clock(kept[-1]):
+                continue
+            if self.next_t is None or t >= self.next_t - 1e-6:
+                kept.append(s)
+                self.next_t = t + self.plot_dt
+        last = block.snapshots[-1]
+        if kept[-1] is not last and clock(last) > clock(kept[-1]):
+            kept.append(last)  # the block's end: the next block's rates start from it
+            self.next_t = clock(last) + self.plot_dt
+        self.prev = kept[-1]
+        if len(kept) < 2:
+            return
+        self._plot(Series.of(kept))
+        n = max((len(p.t) for p in self.lines.values()), default=0)
+        if n > self.cap:  # thin what comes next to about cap points over the range so far
+            self.plot_dt = max(self.plot_dt, (clock(last) - self.first_t) / self.cap)
+
+    def _plot(self, series: Series) -> None:
         times = [clock(s) for s in series.snapshots]
         ends = times[1:]
         secs = series.seconds_per_interval
