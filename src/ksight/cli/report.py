@@ -17,7 +17,8 @@ bundle the recorder captured when it fired (traces, smaps, stacks), if any.
 Reads a recording of `ksight record` (--db; the recorder's default store when neither --db nor
 --from is given) or a capture of `ksight capture` (--from). --since and --until take a time:
 Unix seconds, an ISO date ('2026-12-01 03:00', '2026-12-01T03:00:00'), a time of today ('03:00'),
-or a time before now ('-2h', '-30m', '-1d', '-90s').
+or a time before now ('-2h', '-30m', '-1d', '-90s': write it with '=', as in --since=-2h,
+or it is taken for an option).
 
 Exit status: 0 every rule looked and no episode at warning or above, 1 warning, 2 critical,
 3 could not diagnose (a rule could not look and nothing worse was found: -v says which).
@@ -25,10 +26,10 @@ Exit status: 0 every rule looked and no episode at warning or above, 1 warning, 
 EPILOG = """\
 examples:
   ksight report                                  # the recorder's default store, all of it
-  ksight report --db /var/lib/ksight/rec.db --since -2h
+  ksight report --db /var/lib/ksight/rec.db --since=-2h
   ksight report --since '2026-12-01 03:00' --until '2026-12-01 04:00' --area memory
   ksight report --json | jq '.episodes[] | {rule, subject, start, end}'
-  ksight report --html day.html --since -1d      # one self-contained page with charts
+  ksight report --html day.html --since=-1d      # one self-contained page with charts
   ksight report --from cap.tar.zst               # a capture of `ksight capture`, as a recording
 """
 
