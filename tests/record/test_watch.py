@@ -159,3 +159,15 @@ def test_prune_removes_the_oldest_first(tmp_path):
     assert sorted(os.path.basename(p) for p in removed) == ["b0", "b1"]
     assert sorted(os.listdir(tmp_path)) == ["b2", "b3"]
     assert triggers.dir_bytes(str(tmp_path)) == 2000
+
+
+def test_watched_pids_name_the_process_a_finding_follows(tmp_path):
+    # the largest process grows 4 MiB/s from 20 s on: the recorder must keep it in its samples
+    snaps, pid = series(90, leak=lambda t: 4096 * max(0, t - 20))
+    w = Watcher(areas=["memory"], bundle_dir=str(tmp_path), live=False)
+    assert w.watched_pids() == ()
+    seen = set()
+    for s in snaps:
+        w.feed(s)
+        seen.update(w.watched_pids())
+    assert pid in seen

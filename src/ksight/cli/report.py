@@ -35,6 +35,19 @@ examples:
 
 
 def parse_time(text: str, now: float | None = None) -> float:
+    """Every command's --since/--until grammar (cli/common.parse_time, when this ksight has the
+    recorder's) else the same forms parsed here; an argparse type."""
+    try:
+        from .common import parse_time as common
+    except ImportError:
+        return _parse_time(text, now)
+    try:
+        return common(text, now)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time: {e}") from None
+
+
+def _parse_time(text: str, now: float | None = None) -> float:
     """Unix seconds from '1790000000', '2026-12-01 03:00[:00]', '2026-12-01T03:00', '03:00[:00]'
     (today, local time) or '-2h' / '-30m' / '-1d' / '-90s' (before now)."""
     import datetime
@@ -134,16 +147,18 @@ def _snapshots(args, areas):
     store = _store()
     path = args.db
     if path is None:
-        default = getattr(store, "default_path", None)
-        path = default() if callable(default) else None
-        if path is None:
-            raise UsageError("give --db PATH (the recording of `ksight record`) or --from CAPTURE")
+        try:
+            from ..record.recorder import default_db
+        except ImportError:
+            raise UsageError("give --db PATH (the recording of `ksight record`) or --from "
+                             "CAPTURE") from None
+        path = default_db()
     if not os.path.exists(path):
         raise UsageError(f"--db {path}: no such recording (start one with `ksight record --db {path}`)")
     rec = store.Recording.open(path)
     from ..record.triggers import bundle_dir_for
 
-    bundles = args.bundles or bundle_dir_for(path)
+    bundles = args.bundles or bundle_dir_for(path, getattr(rec, "meta", None))
     return rec.snapshots(args.since, args.until), path, bundles
 
 

@@ -71,9 +71,13 @@ def capture_for(rule_id: str) -> Capture:
     return CAPTURES.get(rule_id, Capture())
 
 
-def bundle_dir_for(db_path: str) -> str:
-    """Where a recording's bundles go by default: `<db>.bundles` next to it."""
-    return f"{db_path}.bundles"
+def bundle_dir_for(db_path: str, meta: dict | None = None) -> str:
+    """Where a recording's bundles are: the recording's meta `bundle_dir` when the recorder
+    wrote one, else beside the file (`/var/lib/ksight/ksight.db` -> `.../ksight-bundles`, as
+    the recorder makes it)."""
+    if meta and meta.get("bundle_dir"):
+        return meta["bundle_dir"]
+    return os.path.splitext(os.path.abspath(db_path))[0] + "-bundles"
 
 
 def _slug(text: str) -> str:

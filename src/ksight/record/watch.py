@@ -80,6 +80,7 @@ class Watcher:
         self.bundles: list[dict] = []  # {rule, subject, at, path}
         self.skipped = 0  # findings that fired while a capture was running
         self.errors: list[str] = []
+        self._last_found: list[Finding] = []
 
     # ---- sampling side -----------------------------------------------------------------------
     def feed(self, snap: Snapshot) -> list[Finding]:
@@ -103,6 +104,7 @@ class Watcher:
         self._last_judged = t
         snaps = list(self._buf)
         found = self._judge.run(snaps, self.rules)
+        self._last_found = found
         ws = clock(snaps[0])
         idx = self._index
         self._index += 1
@@ -162,6 +164,12 @@ class Watcher:
 
     def close(self, timeout: float = 30.0) -> None:
         self.wait(timeout)
+
+    def watched_pids(self) -> tuple[int, ...]:
+        """The processes the last judged window's findings name: the recorder keeps them in
+        its samples (beside the largest and busiest), so the report can judge them later."""
+        return tuple(dict.fromkeys(f.subject.pid for f in self._last_found
+                                   if f.subject is not None and f.subject.pid))
 
     # ---- what it saw -------------------------------------------------------------------------
     @property
