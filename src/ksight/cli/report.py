@@ -143,7 +143,7 @@ def _snapshots(args, areas):
         needs = [r.needs for r in load_rules(areas)]
         # the charts: meminfo, vmstat, snmp, stat and the processes' RSS
         needs.append(Needs(sources=("meminfo", "vmstat", "snmp", "stat"), processes=("stat", "status")))
-        return col.stream(Plan.of(needs)), args.from_, args.bundles
+        return col.stream(Plan.of(needs)), args.from_, args.bundles, None
     store = _store()
     path = args.db
     if path is None:
@@ -159,7 +159,7 @@ def _snapshots(args, areas):
     from ..record.triggers import bundle_dir_for
 
     bundles = args.bundles or bundle_dir_for(path, getattr(rec, "meta", None))
-    return rec.snapshots(args.since, args.until), path, bundles
+    return rec.snapshots(args.since, args.until), path, bundles, rec
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,11 +179,16 @@ def run(args: argparse.Namespace) -> int:
         except ImportError:
             raise UsageError("--html: this ksight has no HTML report (ksight.render.report_html); "
                              "use --json or the text report") from None
-    snaps, label, bundle_dir = _snapshots(args, areas)
+    snaps, label, bundle_dir, rec = _snapshots(args, areas)
     bundles = load_bundles(bundle_dir) if bundle_dir else []
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
                        charts=bool(args.html or args.json), exact=args.exact)
+    skipped = getattr(rec, "skipped", 0)
+    if skipped:  # torn or undecodable rows: the store skips them; the report says so
+        errs = list(getattr(rec, "errors", []))[:3]
+        view.episodes.notes.append(f"{skipped} sample(s) of the recording could not be read and "
+                                   f"were left out" + (f": {'; '.join(errs)}" if errs else ""))
     if render_html is not None:
         try:
             with open(args.html, "w") as out:
