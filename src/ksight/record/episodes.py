@@ -170,6 +170,8 @@ def _screen(rates: dict, lo: int, hi: int, thin: Series, counters: dict[str, lis
     flagged = set()
     for rid, cs in counters.items():
         for c in cs:
+            if rates[c] is None:
+                continue
             p = max((r for r in rates[c][lo:hi] if r is not None), default=None)
             if p is None or p <= 0:
                 continue
@@ -240,7 +242,12 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
             return
         rep.windows += len(wins)
         index = {id(x): i for i, x in enumerate(block)}
-        rates = {c: full.counter(c).rates for cs in counters.values() for c in cs}
+        rates = {}
+        for c in dict.fromkeys(c for cs in counters.values() for c in cs):
+            a, b = (c.read(x.get(c.source)) for x in (block[0], block[-1]))
+            # counters only go up: one that reads the same at both ends of the block did not
+            # move inside it (a reset that climbed back to the very same value aside)
+            rates[c] = None if a is not None and a == b else full.counter(c).rates
         for idx, ws, we, w in wins:
             every = max(1, min(coarse_every, (len(w) - 1) // MIN_COARSE_INTERVALS))
             if exact or every == 1:  # full resolution from the start: one pass
