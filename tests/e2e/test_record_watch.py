@@ -77,3 +77,40 @@ def test_watcher_catches_the_growing_process_and_its_smaps(tmp_path):
     inst = "/sys/kernel/tracing/instances"
     if os.path.isdir(inst):
         assert not [n for n in os.listdir(inst) if n.startswith(f"ksight-{os.getpid()}-")]
+
+
+def test_record_then_report_lists_the_episode_with_its_bundle(tmp_path):
+    """The whole path as a person runs it: `ksight record` while the process grows, then
+    `ksight report --db --json`. Runs once the recorder (record/store.py, branch h-rec) is
+    merged; until then it says so."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("ksight.record.store", reason="the recorder (h-rec) is not merged yet")
+    from ksight.lab import SCENARIOS, available
+
+    sc = SCENARIOS["anon-mapping-growth"]
+    ok, why = available(sc)
+    if not ok:
+        unavailable(f"{sc.name}: {why}")
+    db = str(tmp_path / "rec.db")
+    with sc.running(30) as run:
+        pid = run.info["pid"]
+        p = subprocess.run([sys.executable, "-m", "ksight", "record", "--db", db, "--seconds", "20",
+                            "--trigger", "memory.leak-suspect"], capture_output=True, text=True,
+                           timeout=120)
+        assert p.returncode == 0, p.stderr
+    p = subprocess.run([sys.executable, "-m", "ksight", "report", "--db", db, "--json",
+                        "--area", "memory", "--window", "15"], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode in (1, 2), p.stderr
+    doc = json.loads(p.stdout)
+    mine = [e for e in doc["episodes"] if e["rule"] == "memory.leak-suspect"
+            and (e["subject"] or {}).get("pid") == pid]
+    assert mine, (doc["episodes"], doc["not_evaluated"], doc["notes"])
+    e = mine[0]
+    assert doc["range"]["start"] <= e["start"] <= e["end"] <= doc["range"]["end"]
+    assert e["bundle"], e
+    text = open(os.path.join(e["bundle"], f"smaps-{pid}.txt")).read()
+    assert _anon_4mib_mappings(text) >= 3
