@@ -50,7 +50,7 @@ def test_db_without_the_store_or_file_is_a_clear_error(tmp_path):
     assert p.returncode == 3 and "Traceback" not in p.stderr
     assert "--db" in p.stderr
     p = ksight("report", "--from", CAPTURE, "--db", str(tmp_path / "x.db"))
-    assert p.returncode == 3 and "not both" in p.stderr
+    assert p.returncode == 3 and "not allowed with argument" in p.stderr
 
 
 def test_bad_times_are_usage_errors():

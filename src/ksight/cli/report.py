@@ -84,9 +84,10 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="PATH", help="the recording of `ksight record` (default: the "
-                                                "recorder's default store)")
-    add_from(p)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--db", metavar="PATH", help="the recording of `ksight record` (default: the "
+                                                  "recorder's default store)")
+    add_from(src)
     p.add_argument("--since", type=parse_time, metavar="T", help="start of the range (default: "
                                                                  "the first sample)")
     p.add_argument("--until", type=parse_time, metavar="T", help="end of the range (default: "
@@ -127,26 +128,27 @@ def _store():
 
 
 def _snapshots(args, areas):
-    """(snapshot iterator, label, bundle dir) for --from or --db."""
+    """(snapshot iterator, label, bundle dir, the Recording or None) for --from or --db."""
     import os
 
     from ..errors import UsageError
 
-    if args.from_ and args.db:
-        raise UsageError("give --db or --from, not both")
-    if args.from_:
+    if args.db is None:
         from ..collect.collector import Collector
-        from ..collect.plan import Needs, Plan
-        from ..diagnose.engine import load_rules
 
         col = Collector.open(args.from_)
-        needs = [r.needs for r in load_rules(areas)]
-        # the charts: meminfo, vmstat, snmp, stat and the processes' RSS
-        needs.append(Needs(sources=("meminfo", "vmstat", "snmp", "stat"), processes=("stat", "status")))
-        return col.stream(Plan.of(needs)), args.from_, args.bundles, None
+        if not col.live:  # a capture: its snapshots, through the same plan as check's
+            from ..collect.plan import Needs, Plan
+            from ..diagnose.engine import load_rules
+
+            needs = [r.needs for r in load_rules(areas)]
+            # the charts: meminfo, vmstat, snmp, stat and the processes' RSS
+            needs.append(Needs(sources=("meminfo", "vmstat", "snmp", "stat"),
+                               processes=("stat", "status")))
+            return col.stream(Plan.of(needs)), col.label, args.bundles, None
     store = _store()
     path = args.db
-    if path is None:
+    if path is None:  # neither --db nor --from: the recorder's default file
         try:
             from ..record.recorder import default_db
         except ImportError:
