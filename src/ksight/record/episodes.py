@@ -124,6 +124,7 @@ class _Judge:
 
     def __init__(self, rules: list[Rule]):
         self.rules = rules
+        self.window_rules = {r.id for r in rules if r.needs.window}
         self.looked: dict[str, int] = {}
         self.not_looked: dict[str, list] = {}  # rule -> [count, first reason]
 
@@ -192,6 +193,48 @@ def _thin(snaps: list[Snapshot], every: int) -> list[Snapshot]:
     return out
 
 
+def block_rates(block: list[Snapshot], full: Series, counters: dict[str, list]) -> dict:
+    """Per-interval rates (model/series.py) over `block` of every declared counter, None for
+    a counter that did not move in the block (counters only go up: one that reads the same at
+    both ends did not move inside it, a reset that climbed back to the very same value aside)."""
+    rates = {}
+    for c in dict.fromkeys(c for cs in counters.values() for c in cs):
+        a, b = (c.read(x.get(c.source)) for x in (block[0], block[-1]))
+        rates[c] = None if a is not None and a == b else full.counter(c).rates
+    return rates
+
+
+def judge_window(judge: "_Judge", w: list[Snapshot], selected: list[Rule], *, exact: bool = False,
+                 coarse_every: int = COARSE_EVERY, counters: dict[str, list] | None = None,
+                 rates: dict | None = None, lo: int = 0) -> tuple[list[Finding], bool]:
+    """The findings of one window, and whether it was judged at full resolution.
+
+    Coarse first: every rule on one sample in `coarse_every` (each rule counted as looked or
+    not there); then at full resolution only the rules that fired (those judged on the last
+    sample alone keep their coarse finding: it is the same) and those whose declared counters
+    burst in the window (`rates`: per-interval rates of the block holding the window, which
+    starts at interval `lo`; None: computed on the window)."""
+    every = max(1, min(coarse_every, (len(w) - 1) // MIN_COARSE_INTERVALS))
+    if exact or every == 1:  # full resolution from the start: one pass
+        return judge.run(w, selected), True
+    out: list[Finding] = []
+    wthin = _thin(w, every)
+    todo = set()
+    for f in judge.run(wthin, selected):
+        if f.id not in judge.window_rules:  # judged on the last sample: same at any resolution
+            out.append(f)
+        else:
+            todo.add(f.id)
+    if counters:
+        if rates is None:
+            rates, lo = block_rates(w, Series(w), counters), 0
+        todo |= _screen(rates, lo, lo + len(w) - 1, Series(wthin), counters, BURST_RATIO)
+    if not todo:
+        return out, False
+    rs = [r for r in selected if r.id in todo]
+    return out + judge.run(w, rs, count=False), True
+
+
 def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None = None,
                   window_seconds: float = DEFAULT_WINDOW_S, step: float | None = None,
                   rules: Iterable[str] | None = None, exact: bool = False,
@@ -217,7 +260,6 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
     counters = {} if exact else _declared(selected)
     hits: list[tuple[int, float, float, Finding]] = []  # (window index, start, end, finding)
     block_span = step * max(1, coarse_windows)
-    single = {r.id: not r.needs.window for r in selected}
 
     def judge_block(block: list[Snapshot], base_index: int, t0: float) -> None:
         """Judge the windows of one block (their start times t0 + k*step inside it)."""
@@ -242,35 +284,13 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
             return
         rep.windows += len(wins)
         index = {id(x): i for i, x in enumerate(block)}
-        rates = {}
-        for c in dict.fromkeys(c for cs in counters.values() for c in cs):
-            a, b = (c.read(x.get(c.source)) for x in (block[0], block[-1]))
-            # counters only go up: one that reads the same at both ends of the block did not
-            # move inside it (a reset that climbed back to the very same value aside)
-            rates[c] = None if a is not None and a == b else full.counter(c).rates
+        rates = block_rates(block, full, counters)
         for idx, ws, we, w in wins:
-            every = max(1, min(coarse_every, (len(w) - 1) // MIN_COARSE_INTERVALS))
-            if exact or every == 1:  # full resolution from the start: one pass
-                rep.windows_fine += 1
-                for f in judge.run(w, selected):
-                    hits.append((idx, ws, we, f))
-                continue
-            # coarse: one sample in `every`, every rule (each counted as looked or not)
-            wthin = _thin(w, every)
-            todo = set()
-            for f in judge.run(wthin, selected):
-                if single[f.id]:  # judged on the window's last sample: same at any resolution
-                    hits.append((idx, ws, we, f))
-                else:
-                    todo.add(f.id)
-            if counters:
-                lo = index[id(w[0])]
-                todo |= _screen(rates, lo, lo + len(w) - 1, Series(wthin), counters, BURST_RATIO)
-            if not todo:
-                continue
-            rep.windows_fine += 1
-            rs = [r for r in selected if r.id in todo]
-            for f in judge.run(w, rs, count=False):
+            lo = index[id(w[0])]
+            found, fine = judge_window(judge, w, selected, exact=exact, coarse_every=coarse_every,
+                                       counters=counters, rates=rates, lo=lo)
+            rep.windows_fine += fine
+            for f in found:
                 hits.append((idx, ws, we, f))
 
     block: list[Snapshot] = []

@@ -6,7 +6,10 @@
     w.close()                             # waits for a capture still running (bounded)
 
 `feed` keeps the samples of the last `window_seconds` (default 60 s) and, every `every_seconds`
-(default 10 s) of sample time, runs the rules on them, as `ksight check` would on that window.
+(default 10 s) of sample time, runs the rules on them, as `ksight report` judges a window: every
+rule on one sample in ten, then at full resolution the rules that fired and those whose declared
+counters burst (record/episodes.judge_window; `exact=True`: every rule at full resolution). A
+judgement costs the sampling loop tens of ms (hundreds with `exact` and ~1,000 processes).
 When a finding is at warning or above, its rule is in `triggers` (None: every rule) and the
 watcher is `live`, a deep-evidence bundle is captured right then (record/triggers.py: the rule's
 trace recipe for a few seconds, smaps of the process it names, D-state stacks):
@@ -31,7 +34,7 @@ from ..diagnose.finding import Finding, severity_rank
 from ..model.series import find_break
 from ..model.snapshot import Snapshot
 from .episode import Episode
-from .episodes import _Judge, clock, merge, subject_key
+from .episodes import COARSE_EVERY, _declared, _Judge, clock, judge_window, merge, subject_key
 from .triggers import CAPTURE_SECONDS, capture, prune
 
 WINDOW_S = 60.0
@@ -47,7 +50,8 @@ class Watcher:
                  bundle_dir: str | None = None, live: bool = True,
                  rate_limit_s: float = RATE_LIMIT_S, max_bundle_bytes: int = MAX_BUNDLE_BYTES,
                  window_seconds: float = WINDOW_S, every_seconds: float = EVERY_S,
-                 capture_seconds: float = CAPTURE_SECONDS, capture_fn=None, root=None):
+                 capture_seconds: float = CAPTURE_SECONDS, capture_fn=None, root=None,
+                 exact: bool = False, coarse_every: int = COARSE_EVERY):
         from ..diagnose.engine import load_rules
 
         self.rules = load_rules(areas)
@@ -70,6 +74,8 @@ class Watcher:
         self._capture = capture_fn or capture
         self._root = root
         self._judge = _Judge(self.rules)
+        self.exact, self.coarse_every = exact, coarse_every
+        self._counters = {} if exact else _declared(self.rules)
         self._buf: deque[Snapshot] = deque()
         self._last_judged: float | None = None
         self._last_capture: dict[tuple, float] = {}  # (rule, subject key) -> time captured
@@ -103,7 +109,8 @@ class Watcher:
             return []
         self._last_judged = t
         snaps = list(self._buf)
-        found = self._judge.run(snaps, self.rules)
+        found, _ = judge_window(self._judge, snaps, self.rules, exact=self.exact,
+                                coarse_every=self.coarse_every, counters=self._counters)
         self._last_found = found
         ws = clock(snaps[0])
         idx = self._index
