@@ -113,3 +113,16 @@ def test_a_long_range_is_thinned_for_plotting_but_keeps_the_mean():
     assert len(st.times) <= 400
     assert all(v == pytest.approx(10) for v in st.values if v is not None)
     assert st.times[-1] == T0 + 2999
+
+
+def test_html_writes_a_page_or_says_why_not(tmp_path):
+    out = tmp_path / "r.html"
+    p = ksight("report", "--from", CAPTURE, "--html", str(out))
+    import importlib.util
+
+    if importlib.util.find_spec("ksight.render.report_html") is None:  # until h-html is merged
+        assert p.returncode == 3 and "no HTML report" in p.stderr and not out.exists()
+        return
+    assert p.returncode in (0, 1, 2), p.stderr
+    page = out.read_text()
+    assert page.lstrip().lower().startswith("<!doctype html") and "<svg" in page
