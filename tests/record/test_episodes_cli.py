@@ -126,3 +126,15 @@ def test_html_writes_a_page_or_says_why_not(tmp_path):
     assert p.returncode in (0, 1, 2), p.stderr
     page = out.read_text()
     assert page.lstrip().lower().startswith("<!doctype html") and "<svg" in page
+
+
+def test_since_until_bound_the_range():
+    from ksight.views.report import report_view
+
+    snaps, _ = series(600, stalls=burst(100, 5, 200))
+    view = report_view(iter(snaps), areas=["pagecache"], since=T0 + 200, until=T0 + 499)
+    rep = view.episodes
+    assert (rep.start, rep.end, rep.samples) == (T0 + 200, T0 + 499, 300)
+    assert rep.episodes == []  # the burst at 100 s is outside
+    view = report_view(iter(snaps), areas=["pagecache"], until=T0 + 299)
+    assert [e.rule for e in view.episodes.episodes] == ["pagecache.direct-reclaim"]
