@@ -207,3 +207,22 @@ def test_merge_gives_an_episode_its_bundle():
                                   "at": T0 + 5000, "path": "/b/far"}])
     assert [e.bundle for e in rep.episodes] == ["/b/1"]
     assert merge([]) == []
+
+
+def test_a_gap_in_the_recording_separates_episodes_and_keeps_their_times():
+    # 10 minutes, then the recorder was off for 2 hours, then 10 minutes: a burst in each part
+    a, _ = series(600, stalls=burst(300, 5, 200))
+    b, _ = series(600, stalls=burst(300, 5, 200))
+    gap = 7200.0
+    later = [dataclasses.replace(s, taken_at=s.taken_at + gap, uptime_s=s.uptime_s + gap) for s in b]
+    # counters after the gap continue from where they were (same boot): shift them up
+    last = a[-1].get("vmstat").counters
+    later = [dataclasses.replace(s, sources={**s.sources, "vmstat": dataclasses.replace(
+        s.get("vmstat"), counters={k: v + last.get(k, 0) for k, v in s.get("vmstat").counters.items()})})
+        for s in later]
+    rep = find_episodes(a + later, rules=RECLAIM, window_seconds=60)
+    starts = [e.start - T0 for e in rep.episodes]
+    assert len(starts) == 2, rep.episodes
+    assert starts[0] <= 301 <= rep.episodes[0].end - T0
+    assert starts[1] <= gap + 301 <= rep.episodes[1].end - T0
+    assert rep.samples == 1200 and not rep.breaks

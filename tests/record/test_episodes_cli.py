@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from ksight.cli.report import parse_time
-from tests.record.test_episodes import T0, series
+from tests.record.test_episodes import T0, burst, series
 
 CAPTURE = os.path.join(os.path.dirname(__file__), "..", "fixtures", "captures", "vm-6.18.tar.zst")
 

@@ -171,3 +171,18 @@ def test_watched_pids_name_the_process_a_finding_follows(tmp_path):
         w.feed(s)
         seen.update(w.watched_pids())
     assert pid in seen
+
+
+def test_a_restarted_watcher_keeps_the_rate_limit_of_the_bundles_on_disk(tmp_path, monkeypatch):
+    def no_trace(*a, **k):
+        raise Unavailable("tracefs", "not in this test")
+
+    monkeypatch.setattr(triggers, "_recipe", no_trace)
+    snaps, _ = series(300, stalls=lambda t: 50 if t > 100 else 0)
+    first = Watcher(areas=["pagecache"], bundle_dir=str(tmp_path), rate_limit_s=600)
+    _feed(first, snaps[:200])
+    assert len(triggers.load_bundles(str(tmp_path))) == 1
+    cap = FakeCapture()
+    again = Watcher(areas=["pagecache"], bundle_dir=str(tmp_path), rate_limit_s=600, capture_fn=cap)
+    _feed(again, snaps[200:])
+    assert cap.calls == []  # the bundle taken 100 s earlier still counts

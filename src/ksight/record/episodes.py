@@ -35,7 +35,7 @@ and the first reason.
 from __future__ import annotations
 
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from ..diagnose.engine import load_rules, why_cannot_look
@@ -329,6 +329,10 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
             base_index += max(1, coarse_windows)
             block_start += block_span
             block = [x for x in block if clock(x) >= block_start - 1e-6]
+            if block and clock(block[0]) >= block_start + block_span:  # a gap in the recording
+                skip = int((clock(block[0]) - block_start) // block_span)
+                block_start += skip * block_span
+                base_index += skip * max(1, coarse_windows)
     judge_block(block, base_index, block_start if block_start is not None else 0.0)
 
     rep.episodes = merge(hits, bundles)
@@ -393,25 +397,6 @@ def _with_bundle(e: Episode, bundles: list[dict]) -> Episode:
         if at is not None and e.start - 60 <= at <= e.end + 60:
             return replace(e, bundle=b.get("path"))
     return e
-
-
-def iter_windows(snaps: list[Snapshot], window_seconds: float) -> Iterator[list[Snapshot]]:
-    """Tumbling windows of a list (tests, small inputs)."""
-    if not snaps:
-        return
-    t0 = clock(snaps[0])
-    cur: list[Snapshot] = []
-    k = 0
-    for s in snaps:
-        t = clock(s)
-        while t > t0 + (k + 1) * window_seconds + 1e-6:
-            if len(cur) >= 2:
-                yield cur
-            cur = cur[-1:]
-            k += 1
-        cur.append(s)
-    if len(cur) >= 2:
-        yield cur
 
 
 __all__ = ["find_episodes", "merge", "EpisodeReport", "Partial", "clock", "subject_key",

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Iterable
 
@@ -87,6 +86,13 @@ class Watcher:
         self.skipped = 0  # findings that fired while a capture was running
         self.errors: list[str] = []
         self._last_found: list[Finding] = []
+        # a recorder restarted keeps the rate limit: the bundles already on disk count
+        if bundle_dir:
+            from .triggers import load_bundles
+
+            for b in load_bundles(bundle_dir):
+                key = (b["rule"], subject_key(b["subject"]))
+                self._last_capture[key] = max(self._last_capture.get(key, b["at"]), b["at"])
 
     # ---- sampling side -----------------------------------------------------------------------
     def feed(self, snap: Snapshot) -> list[Finding]:
@@ -147,7 +153,7 @@ class Watcher:
     def _take(self, f: Finding, t: float) -> None:
         try:
             os.makedirs(self.bundle_dir, mode=0o700, exist_ok=True)
-            kw = {"seconds": self.capture_seconds, "at": time.time()}
+            kw = {"seconds": self.capture_seconds, "at": t}
             if self._root is not None:
                 kw["root"] = self._root
             path = self._capture(f, self.bundle_dir, **kw)
