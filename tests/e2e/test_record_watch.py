@@ -73,10 +73,14 @@ def test_watcher_catches_the_growing_process_and_its_smaps(tmp_path):
            and x.subject is not None and x.subject.pid == pid]
     assert got and got[0].bundle == e.bundle, rep.episodes
     assert kept[0].taken_at <= got[0].start <= got[0].end <= kept[-1].taken_at + 1e-6
-    # tracing was left off: no ksight tracefs instance remains
-    inst = "/sys/kernel/tracing/instances"
-    if os.path.isdir(inst):
-        assert not [n for n in os.listdir(inst) if n.startswith(f"ksight-{os.getpid()}-")]
+    # tracing was left off: no tracefs instance of this process remains (wherever tracefs is
+    # mounted now; the trace unmounts it again when it mounted it)
+    from ksight.trace import tracefs
+
+    mnt = tracefs.tracefs_mount_point(tracefs._read_mountinfo())
+    if mnt and os.path.isdir(os.path.join(mnt, "instances")):
+        assert not [n for n in os.listdir(os.path.join(mnt, "instances"))
+                    if n.startswith(f"ksight-{os.getpid()}-")]
 
 
 def test_record_then_report_lists_the_episode_with_its_bundle(tmp_path):
