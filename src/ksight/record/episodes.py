@@ -346,7 +346,7 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
             rep.partial.append(Partial(r.id, miss[0], miss[0] + n_ok, miss[1]))
         if n_ok:
             rep.rules_run += 1
-    if not exact:
+    if not exact and rep.windows:
         rep.notes.append(
             f"judged in windows of {window_seconds:g} s every {step:g} s; rules screened on one "
             f"sample in {coarse_every} (and their declared counters at full resolution), then "

@@ -48,7 +48,8 @@ def render(view, *, verbose: bool = False) -> None:
     counts = {s: sum(1 for e in rep.episodes if e.severity == s) for s in ("critical", "warning", "info")}
     v = rep.verdict
     if v == "unknown":
-        verdict = "[bold]could not diagnose[/]: no rule could look (below)"
+        verdict = ("[bold]could not diagnose[/]: no rule could look"
+                   + (" (below)" if rep.samples >= 2 else ""))
     elif v in ("ok", "incomplete") and not any(counts.values()):
         verdict = ("[bold green]OK[/]: no episode" if v == "ok" else
                    "[bold yellow]incomplete[/]: no episode from the rules that looked; some "
@@ -59,6 +60,11 @@ def render(view, *, verbose: bool = False) -> None:
             f"{rep.rules_run} of {rep.rules_selected} rules looked: {verdict}")
     if view.source:
         c.print(f"[dim]from {escape(view.source)}[/]")
+    if rep.samples < 2:
+        c.print("nothing to judge: " + ("no sample in the range" if not rep.samples else
+                                       "one sample in the range (a window needs two)")
+                + (" (--since/--until)" if view.since or view.until else ""))
+        return
     for n in rep.notes:
         c.print(f"[dim]{escape(n)}[/]")
     for b in rep.breaks:
