@@ -226,3 +226,14 @@ def test_a_gap_in_the_recording_separates_episodes_and_keeps_their_times():
     assert starts[0] <= 301 <= rep.episodes[0].end - T0
     assert starts[1] <= gap + 301 <= rep.episodes[1].end - T0
     assert rep.samples == 1200 and not rep.breaks
+
+
+def test_a_subject_with_no_field_is_the_machine():
+    from ksight.diagnose.finding import Evidence, Finding, Subject
+
+    def f(sub):
+        return Finding("tcp.retransmission-rate", "tcp", "warning", "t",
+                       (Evidence("x", 1, "", "/proc/net/snmp"),), "e", (), sub)
+
+    eps = merge([(0, T0, T0 + 60, f(Subject())), (1, T0 + 60, T0 + 120, f(None))])
+    assert len(eps) == 1 and eps[0].subject is None and eps[0].windows == 2

@@ -116,7 +116,8 @@ def subject_key(sub: Subject | None):
     rule firing on CPUs 0-1 then on CPU 0 is one episode)."""
     if sub is None:
         return None
-    return replace(sub, cpu=None)
+    key = replace(sub, cpu=None)
+    return None if key == Subject() else key
 
 
 class _Judge:
@@ -384,7 +385,8 @@ def merge(hits: list[tuple[int, float, float, Finding]],
 def _episode(run: list) -> Episode:
     worst = max(run, key=lambda r: severity_rank(r[3].severity))  # the first of equals
     f = worst[3]
-    return Episode(rule=f.id, area=f.area, severity=f.severity, subject=f.subject,
+    sub = None if f.subject == Subject() else f.subject  # no field set: the whole machine
+    return Episode(rule=f.id, area=f.area, severity=f.severity, subject=sub,
                    start=run[0][1], end=run[-1][2], windows=len(run), peak=f, peak_at=worst[2])
 
 
