@@ -37,10 +37,11 @@ def base():
     return dataclasses.replace(s, sources=srcs, sockets=None, monotonic=None)
 
 
-def series(seconds: int, *, stalls=None, leak=None, reboot_at: int | None = None,
+def series(seconds: int, *, stalls=None, leak=None, sys=None, reboot_at: int | None = None,
            drop: tuple[str, ...] = ()):
     """One snapshot a second. stalls(t) -> allocation stalls in the second ending at t;
-    leak(t) -> kB of anonymous memory the largest process has grown by at t."""
+    leak(t) -> kB of anonymous memory the largest process has grown by at t; sys(t) -> system
+    ticks of each CPU in that second (of 100; default 2, user 5, idle the rest)."""
     b = base()
     vm0 = b.get("vmstat")
     st0 = b.get("stat")
@@ -56,10 +57,11 @@ def series(seconds: int, *, stalls=None, leak=None, reboot_at: int | None = None
             vm["allocstall_normal"] = vm.get("allocstall_normal", 0) + n
             vm["pgscan_direct"] = vm.get("pgscan_direct", 0) + 100 * n
             vm["pgsteal_direct"] = vm.get("pgsteal_direct", 0) + 90 * n
+            busy = sys(t) if sys else 2
             for c in cpu.values():
                 c[0] += 5
-                c[1] += 2
-                c[2] += 93
+                c[1] += busy
+                c[2] += 95 - busy
         cpus = {n: dataclasses.replace(st0.cpus[n], user_ticks=c[0], system_ticks=c[1],
                                        idle_ticks=c[2]) for n, c in cpu.items()}
         tot = [sum(c[i] for c in cpu.values()) for i in range(3)]
@@ -237,3 +239,16 @@ def test_a_subject_with_no_field_is_the_machine():
 
     eps = merge([(0, T0, T0 + 60, f(Subject())), (1, T0 + 60, T0 + 120, f(None))])
     assert len(eps) == 1 and eps[0].subject is None and eps[0].windows == 2
+
+
+def test_a_short_cpu_burst_the_coarse_pass_misses_is_found_by_the_tick_screen():
+    # 4 s of 95 % system time on every CPU: over the coarse pass's 10 s intervals that is one
+    # interval at ~39 %, and cpu.high-system wants two; at full resolution it is four at 95 %
+    snaps, _ = series(600, sys=lambda t: 95 if 300 < t <= 304 else 2)
+    rep = find_episodes(snaps, areas=["cpu"], rules=["cpu.high-system"], window_seconds=60)
+    assert [e.rule for e in rep.episodes] == ["cpu.high-system"], rep.episodes
+    e = rep.episodes[0]
+    assert e.start <= T0 + 301 and e.end >= T0 + 304 and e.windows == 1
+    ev = {x.name: x.value for x in e.peak.evidence}
+    peak = next(v for k, v in ev.items() if k.startswith("%sys (all CPUs"))
+    assert peak == pytest.approx(95.0)  # 95 of 100 ticks, as written above

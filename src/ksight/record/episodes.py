@@ -11,21 +11,24 @@ start and end, how many windows, the worst severity, the finding of its worst wi
 or a change of host in the recording ends the windows there; judging starts again after it.
 
 Speed (issue 13: a day at 1 s, 86,400 samples, in seconds, not minutes). Every rule on every
-window at full resolution costs about 0.5 ms per sample here (the CPU area's per-interval model
+window at full resolution costs about 0.3 ms per sample here (the CPU area's per-interval model
 alone is about 0.2 ms), so judging is done in two passes:
-1. coarse: every `coarse_windows` windows make a block, judged once by every rule on one
-   snapshot in `coarse_every` (rates over `coarse_every` samples: a burst is averaged over them),
-   plus a cheap screen at full resolution on the counters the rules declare (model/series.py
-   deltas of those counters only): a window whose per-interval peak of a declared counter is
-   well above that counter's peak over the coarse intervals holds a burst the coarse pass may
-   have averaged away;
-2. fine: the windows of a block where a rule fired in the coarse pass, and the windows the screen
-   flagged, are judged again at full resolution by those rules; episodes come from this pass
-   only, so their evidence is the full-resolution one.
-Known limit: a rule that declares no counters (the CPU rules read /proc/stat through their own
-model) is screened at the coarse resolution only: a burst of it shorter than about two coarse
-intervals can be missed. `exact=True` judges every window at full resolution with every rule
-(slow: the figures are in docs/benchmarks.md).
+1. coarse: every window is judged by every rule on one sample in `coarse_every` (rates over
+   `coarse_every` samples: a burst is averaged over them), and a cheap screen runs at full
+   resolution on the counters the rules declare (model/series.py deltas of those counters only;
+   for the rules that read /proc/stat without declaring counters, its CPU time columns): a
+   window whose per-interval peak of such a counter is over twice that counter's peak over the
+   coarse intervals holds a burst the coarse pass may have averaged away;
+2. fine: in the windows where a rule fired in the coarse pass, or the screen flagged it, that
+   rule is judged again at full resolution; episodes come from this pass (rules judged on the
+   window's last sample alone keep their coarse finding: it is the same).
+Known limit: a burst that lasts about one coarse interval (5-15 s at the defaults) of a rule
+that wants its condition sustained over several intervals can be missed: averaged over the
+coarse interval it still peaks at more than half its height, so the screen does not flag it,
+and the coarse pass sees one interval where the rule wants two. `exact=True` (`ksight report
+--exact`) judges every window at full resolution with every rule (4-5x slower: the figures are
+in docs/benchmarks.md). Windows too short to thin (fewer than 7 samples) are judged at full
+resolution in one pass.
 
 Rules that could not look are reported like `check` does: never looked in any window ->
 `not_evaluated` with the reason; looked in some windows only -> `partial`, with how many windows
@@ -158,9 +161,39 @@ class _Judge:
         return out
 
 
+@dataclass(frozen=True)
+class CpuTicks:
+    """A /proc/stat time column of all CPUs as a counter (read like model.counters.Counter), for
+    the burst screen of rules that judge CPU time without declaring counters."""
+
+    field: str
+
+    source = "stat"
+
+    @property
+    def name(self) -> str:
+        return f"cpu {self.field}"
+
+    def read(self, parsed) -> int | None:
+        return None if parsed is None else getattr(parsed.cpu_total, self.field, None)
+
+
+CPU_TICKS = tuple(CpuTicks(f) for f in ("system_ticks", "softirq_ticks", "irq_ticks",
+                                        "iowait_ticks", "steal_ticks", "user_ticks"))
+
+
 def _declared(rules: list[Rule]) -> dict[str, list]:
-    """rule id -> its declared counters (the burst screen reads only these)."""
-    return {r.id: list(r.needs.counters) for r in rules if r.needs.window and r.needs.counters}
+    """rule id -> the counters its burst screen reads: those it declares; for a rule that
+    declares none and reads /proc/stat, the CPU time columns."""
+    out = {}
+    for r in rules:
+        if not r.needs.window:
+            continue
+        if r.needs.counters:
+            out[r.id] = list(r.needs.counters)
+        elif "stat" in r.needs.sources:
+            out[r.id] = list(CPU_TICKS)
+    return out
 
 
 def _screen(rates: dict, lo: int, hi: int, thin: Series, counters: dict[str, list],
