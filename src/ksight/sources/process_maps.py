@@ -51,7 +51,7 @@ class ProcMaps:
 
 @dataclass(frozen=True)
 class ProcessMaps:
-    procs: dict  # pid -> ProcMaps
+    procs: dict[int, ProcMaps]  # pid -> ProcMaps (typed: the sample codec decodes by the annotation)
     chosen_by: str
 
 
