@@ -52,24 +52,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=10.0, metavar="N", help="how long to sample (default 10, at most "
                    f"{MAX_SECONDS:g}; Ctrl-C stops earlier)")
     p.add_argument("-p", "--pid", type=int, metavar="PID", help="sample this process only")
-    p.add_argument("--kernel-only", action="store_true",
-                   help="sample kernel mode only, and show kernel frames only")
-    p.add_argument("-F", "--freq", type=int, default=99, metavar="HZ",
-                   help="samples per second per CPU (default 99; 1..2000)")
-    p.add_argument("--top", type=int, default=25, metavar="N",
-                   help="how many functions to list (default 25)")
+    add_sampling_options(p)
     p.add_argument("--folded", metavar="FILE", help="write folded stacks (for flame graph tools)")
     p.add_argument("--svg", metavar="FILE", help="write an SVG flame graph")
     add_json(p)
 
 
+def add_sampling_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The options of `ksight profile` that `ksight trace profile` takes too (it has its own
+    --seconds, -p, --svg, --folded and --json)."""
+    p.add_argument("--kernel-only", action="store_true",
+                   help=prefix + "sample kernel mode only, and show kernel frames only")
+    p.add_argument("-F", "--freq", type=int, default=99, metavar="HZ",
+                   help=prefix + "samples per second per CPU (default 99; 1..2000)")
+    p.add_argument("--top", type=int, default=25, metavar="N",
+                   help=prefix + "how many functions to list (default 25)")
+
+
 def run(args: argparse.Namespace) -> int:
+    """`ksight profile`, and `ksight trace profile` (cli/trace.py hands its arguments here)."""
+    import dataclasses
     import os
     import signal
     import sys
     import threading
 
-    from ..errors import Unavailable, UsageError
+    from ..errors import UsageError
+    from ..trace import perf
     from ..views import profile
     from .common import print_json, refuse_from
     from .trace import _writable
@@ -87,60 +96,49 @@ def run(args: argparse.Namespace) -> int:
     for path, what in ((args.svg, "--svg"), (args.folded, "--folded")):
         if path:
             _writable(path, what)
-    needs = profile.read_requirements(args.pid)
-    if needs:
-        lines = "; ".join(f"{n.what}: {n.fix}" for n in needs)
-        raise Unavailable("ksight profile", lines)
+    perf.check(args.pid, getattr(args, "_command", "ksight profile"))
 
     stop = threading.Event()
     tty = _isatty(sys.stderr)
+    target = f"PID {args.pid}" if args.pid else "all CPUs"
 
     def progress(elapsed: float, total: float) -> None:
         if tty:
-            print(f"\rsampling {args.pid and f'PID {args.pid}' or 'all CPUs'}: "
-                  f"{elapsed:4.0f} / {total:g} s (Ctrl-C to stop)", end="", file=sys.stderr,
-                  flush=True)
+            print(f"\rsampling {target}: {elapsed:4.0f} / {total:g} s (Ctrl-C to stop)", end="",
+                  file=sys.stderr, flush=True)
 
     def on_signal(signum, frame):
         stop.set()
 
-    print(f"ksight: sampling {f'PID {args.pid}' if args.pid else 'all CPUs'} for "
-          f"{args.seconds:g} s at {args.freq} Hz"
+    print(f"ksight: sampling {target} for {args.seconds:g} s at {args.freq} Hz"
           + (" (kernel only)" if args.kernel_only else "") + "; Ctrl-C stops early",
           file=sys.stderr, flush=True)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        got = profile.sample(args.seconds, pid=args.pid, freq=args.freq,
-                             kernel_only=args.kernel_only, stop=stop, progress=progress)
+        got = profile.take(args.seconds, pid=args.pid, freq=args.freq,
+                           kernel_only=args.kernel_only, top=args.top, stop=stop,
+                           progress=progress)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         if tty:
             print(file=sys.stderr)
-    notes = []
+    prof = got.profile
     if args.pid and not os.path.exists(f"/proc/{args.pid}"):
-        notes.append(f"process {args.pid} exited during the profile")
-    prof = profile.build(got.samples, seconds=got.seconds, freq=args.freq, pid=args.pid,
-                         kernel_only=args.kernel_only, top=args.top, lost=got.lost,
-                         stopped_early=got.stopped_early, notes=notes)
+        prof = dataclasses.replace(
+            prof, notes=prof.notes + (f"process {args.pid} exited during the profile",))
     files: dict[str, str] = {}
     errors: list[str] = []
-    folded = profile.fold(got.samples, kernel_only=args.kernel_only, idle=False)
     if args.folded:
-        from ..trace.perf import folded_text
-
-        _write(args.folded, lambda: folded_text(folded), "folded stacks", files, errors)
+        _write(args.folded, lambda: perf.folded_text(got.folded), "folded stacks", files, errors)
     if args.svg:
         from ..trace.flame import svg
 
         title = (f"ksight profile: {prof.target}, {prof.seconds:.1f} s, "
                  f"{prof.work_samples} samples" + (" (kernel only)" if args.kernel_only else ""))
-        kernel = {f for s in got.samples for f, d in s.stack if profile.is_kernel(d)}
-        _write(args.svg, lambda: svg(folded, title=title, kernel=kernel), "flame graph", files,
-               errors)
+        _write(args.svg, lambda: svg(got.folded, title=title, kernel=got.kernel), "flame graph",
+               files, errors)
     if args.json:
-        import dataclasses
-
         print_json({"version": 1, **dataclasses.asdict(prof), "files": files})
     else:
         from ..render.profile_text import render
