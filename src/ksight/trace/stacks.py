@@ -9,9 +9,10 @@ Where a sample fell (`context`), as the kernel's own CPU accounting (/proc/stat)
 - `softirq`: the innermost context frame on the kernel stack is a softirq one (the softirq
   loop `handle_softirqs` / `__do_softirq` / `do_softirq`, `run_ksoftirqd`, or a softirq action
   such as `net_rx_action`): /proc/stat counts that time as si, whichever task it interrupted;
-- `irq`: the innermost context frame is a hard-interrupt one (`asm_common_interrupt`,
-  `sysvec_*`, `handle_irq_event`, `irq_exit_rcu`, ...): hi. A hard interrupt taken inside a
-  softirq is irq (innermost wins);
+- `irq`: the innermost context frame is a hard-interrupt one (`common_interrupt`, `sysvec_*`,
+  `handle_irq_event`, `irq_exit_rcu`, ...): hi. A hard interrupt taken inside a softirq is irq
+  (innermost wins). The interrupt's way out (`irqentry_exit*`, `preempt_schedule_irq`: a
+  reschedule or the return to user space) is the interrupted task's time again;
 - `idle`: the idle task (PID 0, "swapper") outside any interrupt: the idle loop, halt, and the
   idle task's own bookkeeping (`do_idle`, `tick_nohz_idle_*`, `schedule_idle`): /proc/stat id;
 - `kernel`: any other task with its leaf in kernel code (system calls, page faults): sy;
@@ -46,16 +47,26 @@ _SOFTIRQ_FRAMES = frozenset({
     "handle_softirqs", "__do_softirq", "do_softirq", "do_softirq_own_stack", "run_ksoftirqd",
     "net_rx_action", "net_tx_action", "tasklet_action", "tasklet_hi_action",
     "tasklet_action_common", "run_timer_softirq", "hrtimer_run_softirq", "rcu_core_si",
-    "blk_done_softirq", "irq_poll_softirq", "run_rebalance_domains"})
-# ... or in hard-interrupt context (x86-64 entry code and generic irq layer; arm64 gic)
+    "blk_done_softirq", "irq_poll_softirq", "run_rebalance_domains", "sched_balance_softirq"})
+# ... or in hard-interrupt context: the C handlers the entry code calls, which run the
+# interrupt between irq_enter_rcu() and irq_exit_rcu() (x86-64 sysvec_*/common_interrupt and
+# the generic irq layer; arm64 gic). Not the asm_* entry stubs: they also run the way back
+# (below), which is task context.
 _IRQ_FRAMES = frozenset({
-    "asm_common_interrupt", "common_interrupt", "__common_interrupt", "do_IRQ", "handle_irq",
+    "common_interrupt", "__common_interrupt", "do_IRQ", "handle_irq",
     "handle_irq_event", "handle_irq_event_percpu", "__handle_irq_event_percpu",
     "generic_handle_irq", "generic_handle_domain_irq", "handle_edge_irq", "handle_fasteoi_irq",
     "irq_exit", "irq_exit_rcu", "__irq_exit_rcu", "irq_enter", "irq_enter_rcu",
     "hrtimer_interrupt", "smp_apic_timer_interrupt", "apic_timer_interrupt",
     "gic_handle_irq", "el1_interrupt", "el0_interrupt", "handle_domain_irq"})
-_IRQ_PREFIXES = ("asm_sysvec_", "sysvec_", "__sysvec_")
+_IRQ_PREFIXES = ("sysvec_", "__sysvec_")
+# ... and innermost of these says the interrupt is over (or not begun): the entry code's way
+# in and out (rescheduling, signals, return to user space) runs as the interrupted task
+_TASK_FRAMES = frozenset({
+    "irqentry_exit", "irqentry_exit_to_user_mode", "irqentry_exit_cond_resched",
+    "raw_irqentry_exit_cond_resched", "preempt_schedule_irq", "irqentry_enter",
+    "irqentry_enter_from_user_mode", "exit_to_user_mode_loop", "exit_to_user_mode_prepare",
+    "el0_interrupt_exit", "exit_to_kernel_mode", "exit_to_user_mode"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +95,8 @@ def _frame_context(symbol: str) -> str | None:
         return SOFTIRQ
     if base in _IRQ_FRAMES or base.startswith(_IRQ_PREFIXES):
         return IRQ
+    if base in _TASK_FRAMES:
+        return KERNEL
     return None
 
 
@@ -93,8 +106,10 @@ def context(s) -> str:
         if not is_kernel_frame(dso):
             break                            # user code below: no interrupt on this stack
         ctx = _frame_context(sym)
-        if ctx is not None:
+        if ctx in (SOFTIRQ, IRQ):
             return ctx
+        if ctx is not None:
+            break                            # the entry code's way out: the task's own time
     if s.pid == 0:
         return IDLE
     if s.stack and is_kernel_frame(s.stack[0][1]):
