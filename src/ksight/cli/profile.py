@@ -10,7 +10,9 @@ DESCRIPTION = """\
 Sample what every CPU (or one process, -p) runs, 99 times a second per CPU, with kernel and
 user stacks (perf record --call-graph fp), and print:
 
-  - where the samples fell: idle, kernel, user;
+  - where the samples fell: idle, kernel (softirq and irq shown apart), user. Idle is the
+    idle task outside interrupts, as /proc/stat counts it: a softirq or interrupt that ran on
+    an idle CPU (NET_RX steered to a quiet CPU) is work;
   - the hottest kernel functions: SELF = the CPU was running that function, TOTAL = that
     function or something it called (a syscall entry point's TOTAL is its whole cost);
   - the hottest functions, kernel and user (user frames need frame pointers to go deep);
@@ -19,7 +21,7 @@ user stacks (perf record --call-graph fp), and print:
 --folded writes the stacks in Brendan Gregg's folded format ("comm;root;...;leaf COUNT", the
 input of flamegraph.pl, speedscope and inferno); --svg writes a self-contained flame graph
 (open it in a browser; hover a frame for its name and samples; kernel frames are orange). Both
-leave out the idle task's idle loop (it would dwarf the work on a quiet machine). --kernel-only samples only
+leave out idle (it would dwarf the work on a quiet machine). --kernel-only samples only
 kernel mode (perf --all-kernel): cheaper, and the output is the kernel's side only.
 
 Needs root and perf (Debian: apt install linux-perf; Ubuntu: linux-tools-$(uname -r); Fedora:
@@ -34,6 +36,7 @@ examples:
   ksight profile -p 1234 --seconds 5        # one process, kernel and user stacks
   ksight profile --svg cpu.svg --folded cpu.folded   # flame graph and folded stacks
   ksight profile --json > profile.json      # for scripts (top functions, stacks, folded)
+  ksight trace profile --seconds 0          # the same command, until Ctrl-C (600 s at most)
 overhead: 99 samples per second per CPU, each a timer interrupt that walks the stack: a
 CPU-bound loop did not slow down measurably (-1.5 % [-4.3..+5.5] CPU time, as with plain perf;
 +4 % at -F 999), and ksight itself used ~0.45 s of CPU for a 3 s profile (perf record, then
