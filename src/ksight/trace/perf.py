@@ -264,6 +264,8 @@ class Record:
             if os.path.exists(self._out) and os.path.getsize(self._out) <= self.max_bytes:
                 r = subprocess.run(["perf", "script", "-i", self._out, "-F", SCRIPT_FIELDS],
                                    capture_output=True, text=True, timeout=120)
+                if r.returncode != 0 and not r.stdout.strip():
+                    self.stderr += f"\nperf script: {r.stderr.strip()[:300]}"
                 self.samples = parse_script(r.stdout)
             elif os.path.exists(self._out):
                 self.stderr += f"\nperf.data larger than {self.max_bytes} bytes: not read"
