@@ -45,6 +45,10 @@ Nothing is changed on the machine.
 """
 
 MAX_SECONDS = 600.0
+DEFAULT_FREQ = 99
+DEFAULT_TOP = 25
+OVERHEAD = ("low: 99 samples per second per CPU with frame-pointer stacks (about 1% of one CPU), "
+            "plus `perf script` after the run")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,10 +70,10 @@ def add_sampling_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
     --seconds, -p, --svg, --folded and --json)."""
     p.add_argument("--kernel-only", action="store_true",
                    help=prefix + "sample kernel mode only, and show kernel frames only")
-    p.add_argument("-F", "--freq", type=int, default=99, metavar="HZ",
-                   help=prefix + "samples per second per CPU (default 99; 1..2000)")
-    p.add_argument("--top", type=int, default=25, metavar="N",
-                   help=prefix + "how many functions to list (default 25)")
+    p.add_argument("-F", "--freq", type=int, default=DEFAULT_FREQ, metavar="HZ",
+                   help=prefix + f"samples per second per CPU (default {DEFAULT_FREQ}; 1..2000)")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N",
+                   help=prefix + f"how many functions to list (default {DEFAULT_TOP})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -211,10 +211,11 @@ def run(args: argparse.Namespace) -> int:
         for r in RECIPES.values():
             print(f"{r.name:<11} {r.question}\n{'':<11} events: {', '.join(r.events)}\n"
                   f"{'':<11} backends: {', '.join(r.backends)}\n{'':<11} overhead: {r.overhead}")
+        from .profile import OVERHEAD
+
         print(f"{PROFILE:<11} `ksight profile`: what the CPUs run (sampling, kernel and user "
               f"stacks)\n{'':<11} events: perf CPU sampling (cpu-clock or cycles)\n{'':<11} "
-              f"backends: perf\n{'':<11} overhead: low: 99 samples per second per CPU with "
-              "frame-pointer stacks (about 1% of one CPU), plus `perf script` after the run")
+              f"backends: perf\n{'':<11} overhead: {OVERHEAD}")
         return 0
     if args.check:
         return _check(args)
@@ -222,9 +223,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("name a RECIPE (see `ksight trace --list`)")
     if args.recipe == PROFILE:
         return _profile(args)
+    from .profile import DEFAULT_FREQ, DEFAULT_TOP
+
     for given, what in ((args.svg, "--svg"), (args.folded, "--folded"),
-                        (args.kernel_only, "--kernel-only"), (args.freq != 99, "--freq"),
-                        (args.top != 25, "--top")):
+                        (args.kernel_only, "--kernel-only"), (args.freq != DEFAULT_FREQ, "--freq"),
+                        (args.top != DEFAULT_TOP, "--top")):
         if given:
             raise UsageError(f"{what} applies to profile only")
     cls = get(args.recipe)
