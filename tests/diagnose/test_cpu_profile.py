@@ -101,13 +101,13 @@ def test_ctrl_c_stops_the_check_profile_and_leaves_nothing():
     enrichment then says "interrupted") within seconds, perf and its sleep are gone, and the
     perf.data directory is removed."""
     import glob
-    import signal
     import subprocess
     import sys
     import tempfile
     import time
 
     from tests.conftest import unavailable
+    from tests.trace.perf_children import children, gone, interrupt, running, wait_perf
 
     if os.geteuid() != 0:
         pytest.skip("needs root")
@@ -117,39 +117,16 @@ def test_ctrl_c_stops_the_check_profile_and_leaves_nothing():
     code = ("import time\nfrom ksight.trace import perf\nt = time.monotonic()\n"
             "try:\n    perf.sample_kernel(30)\nexcept KeyboardInterrupt:\n"
             "    print('interrupted', round(time.monotonic() - t, 1))\n")
-    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    kids: list[int] = []
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not kids:
-            time.sleep(0.2)
-            try:
-                with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                pass
+    with running([sys.executable, "-c", code]) as p:
+        kids = list(wait_perf(p.pid))
         assert kids, "no perf started"
         time.sleep(1.0)
-        for k in list(kids):                   # perf's bounded sleep too
-            try:
-                with open(f"/proc/{k}/task/{k}/children") as f:
-                    kids += [int(x) for x in f.read().split()]
-            except OSError:
-                pass
+        kids += [c for k in kids for c in children(k)]     # perf's bounded sleep too
         dirs = glob.glob(os.path.join(tempfile.gettempdir(), f"ksight-perf-{p.pid}-*"))
         assert dirs, "no perf.data directory"
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        out, err, took = interrupt(p)
     assert out.startswith("interrupted"), (out, err)
-    assert time.monotonic() - t0 < 20 and len(kids) >= 2, kids
+    assert took < 20 and len(kids) >= 2, kids
     assert not any(os.path.exists(d) for d in dirs), dirs
-    from ksight.pids import is_zombie
-
     for k in kids:
-        assert not os.path.exists(f"/proc/{k}") or is_zombie(k), k
+        assert gone(k), k

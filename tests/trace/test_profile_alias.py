@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import time
 import pytest
 
 from tests.conftest import need_tool, needs_root, unavailable
+from tests.trace.perf_children import gone, interrupt, running, wait_perf
 
 
 def ksight(*args, env=None, timeout=120):
@@ -88,39 +88,15 @@ def test_same_json_and_options_as_ksight_profile():
 @needs_root
 def test_seconds_0_runs_until_ctrl_c_and_leaves_no_perf():
     _need_perf()
-    p = subprocess.Popen([sys.executable, "-m", "ksight", "trace", "profile", "--seconds", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    perf_pids: list[int] = []
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not perf_pids:
-            time.sleep(0.2)
-            try:
-                with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            for k in kids:
-                try:
-                    with open(f"/proc/{k}/cmdline", "rb") as f:
-                        argv = f.read().split(b"\0")
-                except OSError:
-                    continue
-                if argv[0].endswith(b"perf"):
-                    perf_pids.append(k)
-                    # its bounded sleep is the 600 s cap of "until Ctrl-C"
-                    assert b"600.000" in argv, argv
-        assert perf_pids, "ksight started no perf"
+    with running([sys.executable, "-m", "ksight", "trace", "profile", "--seconds", "0"]) as p:
+        found = wait_perf(p.pid)
+        assert found, "ksight started no perf"
+        # its bounded sleep is the 600 s cap of "until Ctrl-C"
+        assert all(b"600.000" in argv for argv in found.values()), found
         time.sleep(1.0)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        out, err, _ = interrupt(p)
+    perf_pids = list(found)
     assert p.returncode == 0, err
     assert "(stopped early)" in out and "600 s" in err, (out, err)
     for k in perf_pids:
-        from ksight.pids import is_zombie
-
-        assert not os.path.exists(f"/proc/{k}") or is_zombie(k)
+        assert gone(k), k
