@@ -240,7 +240,7 @@ def test_live_softirq_seconds_agree_with_proc_stat(tmp_path):
     si_stat = (s1[6] - s0[6]) / hz                      # field 7: softirq, in USER_HZ ticks
     si_prof = p.softirq_samples / 499
     assert si_stat >= 0.2, f"the flood made little softirq time ({si_stat:.2f} s): {s1}"
-    # measured here: 1.0 s vs 0.97-1.0 s over 3 runs on a shared 2-CPU VM
+    # measured here (shared 2-CPU VM, 3 runs): 23-25 % of the samples vs si 24-26 % of the time
     assert abs(si_prof - si_stat) <= 0.1 + 0.3 * si_stat, (si_prof, si_stat, p.samples)
     swapper = next((x for x in p.processes if x.pid == 0), None)
     if swapper is not None:
