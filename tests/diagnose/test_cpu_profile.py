@@ -93,3 +93,40 @@ def test_live_short_profile_sees_a_syscall_loop():
     # perf is gone when sample_kernel returns
     out = subprocess.run(["pgrep", "-P", str(os.getpid()), "-x", "perf"], capture_output=True)
     assert out.returncode == 1
+
+
+@pytest.mark.root
+def test_ctrl_c_stops_the_check_profile_and_leaves_nothing():
+    """Ctrl-C (SIGINT) during sample_kernel: KeyboardInterrupt reaches the caller (the check's
+    enrichment then says "interrupted") within seconds, perf and its sleep are gone, and the
+    perf.data directory is removed."""
+    import glob
+    import subprocess
+    import sys
+    import tempfile
+    import time
+
+    from tests.conftest import unavailable
+    from tests.trace.perf_children import children, gone, interrupt, running, wait_perf
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    ok, why = perf.available()
+    if not ok:
+        unavailable(f"perf does not run here: {why}")
+    code = ("import time\nfrom ksight.trace import perf\nt = time.monotonic()\n"
+            "try:\n    perf.sample_kernel(30)\nexcept KeyboardInterrupt:\n"
+            "    print('interrupted', round(time.monotonic() - t, 1))\n")
+    with running([sys.executable, "-c", code]) as p:
+        kids = list(wait_perf(p.pid))
+        assert kids, "no perf started"
+        time.sleep(1.0)
+        kids += [c for k in kids for c in children(k)]     # perf's bounded sleep too
+        dirs = glob.glob(os.path.join(tempfile.gettempdir(), f"ksight-perf-{p.pid}-*"))
+        assert dirs, "no perf.data directory"
+        out, err, took = interrupt(p)
+    assert out.startswith("interrupted"), (out, err)
+    assert took < 20 and len(kids) >= 2, kids
+    assert not any(os.path.exists(d) for d in dirs), dirs
+    for k in kids:
+        assert gone(k), k

@@ -35,11 +35,11 @@ def _tree(tmp_path, files: dict[str, str], links: dict[str, str] = {}) -> DirRoo
 
 
 def test_every_recipe_is_registered_and_declares_its_backends():
+    # `ksight trace profile` is `ksight profile`, not a recipe (tests/trace/test_profile_alias.py)
     assert list(recipes.RECIPES) == ["retrans", "reclaim", "compaction", "writeback", "buflimit",
-                                     "mmap", "oom", "kmalloc", "softirq", "profile"]
+                                     "mmap", "oom", "kmalloc", "softirq"]
     with_bpftrace = sorted(n for n, r in recipes.RECIPES.items() if "bpftrace" in r.backends)
     assert with_bpftrace == ["reclaim", "softirq"]
-    assert recipes.RECIPES["profile"].backends == ("perf",)
     from ksight.errors import UsageError
 
     with pytest.raises(UsageError, match="unknown recipe"):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from ksight.trace.perf import parse_folded, parse_script
 from ksight.views import profile
 from tests.conftest import needs_root, unavailable
+from tests.trace.perf_children import gone, interrupt, running, wait_perf
 
 IDLE = """\
 swapper     0/0      9554.120001: cpu-clock:ppp: 
@@ -246,40 +246,17 @@ def test_live_profile_of_a_syscall_loop(tmp_path):
 @needs_root
 def test_ctrl_c_stops_early_reports_and_leaves_no_perf():
     _need_perf()
-    p = subprocess.Popen([sys.executable, "-m", "ksight", "profile", "--seconds", "60",
-                          "--kernel-only"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    perf_pids = []
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not perf_pids:
-            time.sleep(0.2)
-            try:
-                with open(f"/proc/{p.pid}/task/{p.pid}/children") as f:
-                    kids = [int(x) for x in f.read().split()]
-            except OSError:
-                kids = []
-            for k in kids:
-                try:
-                    with open(f"/proc/{k}/comm") as f:
-                        if f.read().strip().startswith("perf"):
-                            perf_pids.append(k)
-                except OSError:
-                    pass
+    with running([sys.executable, "-m", "ksight", "profile", "--seconds", "60",
+                  "--kernel-only"]) as p:
+        perf_pids = list(wait_perf(p.pid))
         assert perf_pids, "ksight started no perf"
         time.sleep(1.5)
-        t0 = time.monotonic()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        out, err, took = interrupt(p)
     assert p.returncode == 0, err
-    assert time.monotonic() - t0 < 30
+    assert took < 30
     assert "stopped early" in out and "ksight profile:" in out
     for k in perf_pids:
-        assert not os.path.exists(f"/proc/{k}") or open(f"/proc/{k}/stat").read().split(")")[1].split()[0] == "Z"
+        assert gone(k), k
 
 
 @needs_root

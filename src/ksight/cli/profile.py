@@ -10,7 +10,9 @@ DESCRIPTION = """\
 Sample what every CPU (or one process, -p) runs, 99 times a second per CPU, with kernel and
 user stacks (perf record --call-graph fp), and print:
 
-  - where the samples fell: idle, kernel, user;
+  - where the samples fell: idle, kernel (softirq and irq shown apart), user. Idle is the
+    idle task outside interrupts, as /proc/stat counts it: a softirq or interrupt that ran on
+    an idle CPU (NET_RX steered to a quiet CPU) is work;
   - the hottest kernel functions: SELF = the CPU was running that function, TOTAL = that
     function or something it called (a syscall entry point's TOTAL is its whole cost);
   - the hottest functions, kernel and user (user frames need frame pointers to go deep);
@@ -19,7 +21,7 @@ user stacks (perf record --call-graph fp), and print:
 --folded writes the stacks in Brendan Gregg's folded format ("comm;root;...;leaf COUNT", the
 input of flamegraph.pl, speedscope and inferno); --svg writes a self-contained flame graph
 (open it in a browser; hover a frame for its name and samples; kernel frames are orange). Both
-leave out the idle task's idle loop (it would dwarf the work on a quiet machine). --kernel-only samples only
+leave out idle (it would dwarf the work on a quiet machine). --kernel-only samples only
 kernel mode (perf --all-kernel): cheaper, and the output is the kernel's side only.
 
 Needs root and perf (Debian: apt install linux-perf; Ubuntu: linux-tools-$(uname -r); Fedora:
@@ -34,6 +36,7 @@ examples:
   ksight profile -p 1234 --seconds 5        # one process, kernel and user stacks
   ksight profile --svg cpu.svg --folded cpu.folded   # flame graph and folded stacks
   ksight profile --json > profile.json      # for scripts (top functions, stacks, folded)
+  ksight trace profile --seconds 0          # the same command, until Ctrl-C (600 s at most)
 overhead: 99 samples per second per CPU, each a timer interrupt that walks the stack: a
 CPU-bound loop did not slow down measurably (-1.5 % [-4.3..+5.5] CPU time, as with plain perf;
 +4 % at -F 999), and ksight itself used ~0.45 s of CPU for a 3 s profile (perf record, then
@@ -42,6 +45,10 @@ Nothing is changed on the machine.
 """
 
 MAX_SECONDS = 600.0
+DEFAULT_FREQ = 99
+DEFAULT_TOP = 25
+OVERHEAD = ("low: 99 samples per second per CPU with frame-pointer stacks (about 1% of one CPU), "
+            "plus `perf script` after the run")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,24 +59,33 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    default=10.0, metavar="N", help="how long to sample (default 10, at most "
                    f"{MAX_SECONDS:g}; Ctrl-C stops earlier)")
     p.add_argument("-p", "--pid", type=int, metavar="PID", help="sample this process only")
-    p.add_argument("--kernel-only", action="store_true",
-                   help="sample kernel mode only, and show kernel frames only")
-    p.add_argument("-F", "--freq", type=int, default=99, metavar="HZ",
-                   help="samples per second per CPU (default 99; 1..2000)")
-    p.add_argument("--top", type=int, default=25, metavar="N",
-                   help="how many functions to list (default 25)")
+    add_sampling_options(p)
     p.add_argument("--folded", metavar="FILE", help="write folded stacks (for flame graph tools)")
     p.add_argument("--svg", metavar="FILE", help="write an SVG flame graph")
     add_json(p)
 
 
+def add_sampling_options(p: argparse.ArgumentParser, prefix: str = "") -> None:
+    """The options of `ksight profile` that `ksight trace profile` takes too (it has its own
+    --seconds, -p, --svg, --folded and --json)."""
+    p.add_argument("--kernel-only", action="store_true",
+                   help=prefix + "sample kernel mode only, and show kernel frames only")
+    p.add_argument("-F", "--freq", type=int, default=DEFAULT_FREQ, metavar="HZ",
+                   help=prefix + f"samples per second per CPU (default {DEFAULT_FREQ}; 1..2000)")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, metavar="N",
+                   help=prefix + f"how many functions to list (default {DEFAULT_TOP})")
+
+
 def run(args: argparse.Namespace) -> int:
+    """`ksight profile`, and `ksight trace profile` (cli/trace.py hands its arguments here)."""
+    import dataclasses
     import os
     import signal
     import sys
     import threading
 
-    from ..errors import Unavailable, UsageError
+    from ..errors import UsageError
+    from ..trace import perf
     from ..views import profile
     from .common import print_json, refuse_from
     from .trace import _writable
@@ -87,60 +103,49 @@ def run(args: argparse.Namespace) -> int:
     for path, what in ((args.svg, "--svg"), (args.folded, "--folded")):
         if path:
             _writable(path, what)
-    needs = profile.read_requirements(args.pid)
-    if needs:
-        lines = "; ".join(f"{n.what}: {n.fix}" for n in needs)
-        raise Unavailable("ksight profile", lines)
+    perf.check(args.pid, getattr(args, "_command", "ksight profile"))
 
     stop = threading.Event()
     tty = _isatty(sys.stderr)
+    target = f"PID {args.pid}" if args.pid else "all CPUs"
 
     def progress(elapsed: float, total: float) -> None:
         if tty:
-            print(f"\rsampling {args.pid and f'PID {args.pid}' or 'all CPUs'}: "
-                  f"{elapsed:4.0f} / {total:g} s (Ctrl-C to stop)", end="", file=sys.stderr,
-                  flush=True)
+            print(f"\rsampling {target}: {elapsed:4.0f} / {total:g} s (Ctrl-C to stop)", end="",
+                  file=sys.stderr, flush=True)
 
     def on_signal(signum, frame):
         stop.set()
 
-    print(f"ksight: sampling {f'PID {args.pid}' if args.pid else 'all CPUs'} for "
-          f"{args.seconds:g} s at {args.freq} Hz"
+    print(f"ksight: sampling {target} for {args.seconds:g} s at {args.freq} Hz"
           + (" (kernel only)" if args.kernel_only else "") + "; Ctrl-C stops early",
           file=sys.stderr, flush=True)
     old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        got = profile.sample(args.seconds, pid=args.pid, freq=args.freq,
-                             kernel_only=args.kernel_only, stop=stop, progress=progress)
+        got = profile.take(args.seconds, pid=args.pid, freq=args.freq,
+                           kernel_only=args.kernel_only, top=args.top, stop=stop,
+                           progress=progress)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
         if tty:
             print(file=sys.stderr)
-    notes = []
+    prof = got.profile
     if args.pid and not os.path.exists(f"/proc/{args.pid}"):
-        notes.append(f"process {args.pid} exited during the profile")
-    prof = profile.build(got.samples, seconds=got.seconds, freq=args.freq, pid=args.pid,
-                         kernel_only=args.kernel_only, top=args.top, lost=got.lost,
-                         stopped_early=got.stopped_early, notes=notes)
+        prof = dataclasses.replace(
+            prof, notes=prof.notes + (f"process {args.pid} exited during the profile",))
     files: dict[str, str] = {}
     errors: list[str] = []
-    folded = profile.fold(got.samples, kernel_only=args.kernel_only, idle=False)
     if args.folded:
-        from ..trace.perf import folded_text
-
-        _write(args.folded, lambda: folded_text(folded), "folded stacks", files, errors)
+        _write(args.folded, lambda: perf.folded_text(got.folded), "folded stacks", files, errors)
     if args.svg:
         from ..trace.flame import svg
 
         title = (f"ksight profile: {prof.target}, {prof.seconds:.1f} s, "
                  f"{prof.work_samples} samples" + (" (kernel only)" if args.kernel_only else ""))
-        kernel = {f for s in got.samples for f, d in s.stack if profile.is_kernel(d)}
-        _write(args.svg, lambda: svg(folded, title=title, kernel=kernel), "flame graph", files,
-               errors)
+        _write(args.svg, lambda: svg(got.folded, title=title, kernel=got.kernel), "flame graph",
+               files, errors)
     if args.json:
-        import dataclasses
-
         print_json({"version": 1, **dataclasses.asdict(prof), "files": files})
     else:
         from ..render.profile_text import render

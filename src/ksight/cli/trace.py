@@ -9,8 +9,8 @@ DESCRIPTION = """\
 Trace what counters only count: which flows retransmit, which processes stall in reclaim,
 which code maps memory of a given size, who was OOM-killed and why. Each RECIPE enables a few
 tracepoints, with kernel-side filters, in a private tracefs instance (never the global
-buffer), aggregates as events arrive, and prints a summary at the end. `profile` samples CPU
-stacks with perf and can write folded stacks and an SVG flame graph.
+buffer), aggregates as events arrive, and prints a summary at the end. `profile` is
+`ksight profile` (CPU stacks sampled with perf; same options, same output, same JSON).
 
 reclaim and softirq can also run as a bpftrace program (--backend, default auto: bpftrace
 when it is installed and runs, else tracefs): the latency/time histograms are then built in
@@ -32,7 +32,7 @@ recipes:
   oom         OOM victims: PID, memory, cgroup, constraint
   kmalloc     kernel memory allocated and not freed, by call site (HIGH overhead)
   softirq     softirq time per kind and CPU
-  profile     hottest functions (kernel + user), folded stacks, SVG flame graph (perf)
+  profile     = `ksight profile`: hottest functions and stacks, flame graph (perf)
 """
 EPILOG = """\
 examples:
@@ -41,7 +41,7 @@ examples:
   ksight trace mmap --size 7340032 -p 1234  # who maps 7 MiB blocks, PID 1234 only
   ksight trace mmap --size 7340032 --stacks # ... with the user-space stacks (perf)
   ksight trace oom --seconds 0              # wait for OOM kills until Ctrl-C
-  ksight trace profile --svg cpu.svg --folded cpu.folded   # flame graph of 10 s
+  ksight trace profile --svg cpu.svg --folded cpu.folded   # = ksight profile ...
   ksight trace softirq --json               # for scripts
   ksight trace softirq --backend tracefs    # without bpftrace even when it is installed
   ksight trace --list                       # recipes, their events and overhead
@@ -59,6 +59,7 @@ profile samples at 99 Hz per CPU (~1% of a CPU). See docs/tracing.md for measure
 MAX_BUFFER_KB = 256 * 1024      # per CPU: 256 MiB of kernel memory on each CPU is plenty
 MIN_BUFFER_KB = 4
 PERF_MAX_S = 600.0              # profile / mmap --stacks "until Ctrl-C" still ends by itself
+PROFILE = "profile"             # `ksight trace profile` is `ksight profile` (cli/profile.py)
 
 
 def _seconds(text: str) -> float:
@@ -129,6 +130,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "depends on the recipe)")
     p.add_argument("--svg", metavar="FILE", help="profile: write an SVG flame graph")
     p.add_argument("--folded", metavar="FILE", help="profile: write folded stacks")
+    from .profile import add_sampling_options
+
+    add_sampling_options(p, prefix="profile: ")
     p.add_argument("--backend", choices=("auto", "tracefs", "bpftrace"), default="auto",
                    help="reclaim, softirq: aggregate in the kernel with bpftrace (auto: when "
                         "bpftrace is installed and runs, else tracefs; default auto)")
@@ -168,9 +172,28 @@ def _check(args) -> int:
 def _options(args) -> dict:
     if args.recipe == "mmap":
         return {"size": args.size, "pid": args.pid}
-    if args.recipe == "profile":
-        return {"pid": args.pid}
     return {}
+
+
+def _profile(args) -> int:
+    """`ksight trace profile`: `ksight profile` with the same arguments (0 s: until Ctrl-C,
+    which still ends by itself after PERF_MAX_S)."""
+    from ..errors import UsageError
+    from . import profile
+
+    for given, what in ((args.size is not None, "--size"), (args.stacks, "--stacks"),
+                        (args.buffer_kb, "--buffer-kb"),
+                        (args.max_events != 2_000_000, "--max-events"),
+                        (args.backend != "auto", "--backend")):
+        if given:
+            raise UsageError(f"{what} does not apply to profile (it samples with perf; see "
+                             "`ksight profile --help`)")
+    if args.seconds == 0:
+        args.seconds = PERF_MAX_S
+    elif not 0.1 <= args.seconds <= PERF_MAX_S:
+        raise UsageError(f"--seconds: profile samples 0.1 to {PERF_MAX_S:g} s (0: until Ctrl-C)")
+    args._command = "ksight trace profile"
+    return profile.run(args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,42 +209,41 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         for r in RECIPES.values():
-            evs = ", ".join(r.events) if r.events else "perf CPU sampling"
-            print(f"{r.name:<11} {r.question}\n{'':<11} events: {evs}\n{'':<11} backends: "
-                  f"{', '.join(r.backends)}\n{'':<11} overhead: {r.overhead}")
+            print(f"{r.name:<11} {r.question}\n{'':<11} events: {', '.join(r.events)}\n"
+                  f"{'':<11} backends: {', '.join(r.backends)}\n{'':<11} overhead: {r.overhead}")
+        from .profile import OVERHEAD
+
+        print(f"{PROFILE:<11} `ksight profile`: what the CPUs run (sampling, kernel and user "
+              f"stacks)\n{'':<11} events: perf CPU sampling (cpu-clock or cycles)\n{'':<11} "
+              f"backends: perf\n{'':<11} overhead: {OVERHEAD}")
         return 0
     if args.check:
         return _check(args)
     if not args.recipe:
         raise UsageError("name a RECIPE (see `ksight trace --list`)")
+    if args.recipe == PROFILE:
+        return _profile(args)
+    from .profile import DEFAULT_FREQ, DEFAULT_TOP
+
+    for given, what in ((args.svg, "--svg"), (args.folded, "--folded"),
+                        (args.kernel_only, "--kernel-only"), (args.freq != DEFAULT_FREQ, "--freq"),
+                        (args.top != DEFAULT_TOP, "--top")):
+        if given:
+            raise UsageError(f"{what} applies to profile only")
     cls = get(args.recipe)
-    for path, what in ((args.svg, "--svg"), (args.folded, "--folded")):
-        if path:
-            if "perf" not in cls.backends:
-                raise UsageError(f"{what} applies to profile only")
-            _writable(path, what)
     root = LiveRoot()
     opts = _options(args)
     fallback = None
-    if "perf" in cls.backends:
-        if args.backend == "bpftrace":
-            raise UsageError(f"{cls.name} uses perf; --backend bpftrace applies to "
-                             + " and ".join(n for n, r in RECIPES.items() if "bpftrace" in r.backends))
-        backend, why = "perf", None
-    else:
-        from ..trace import bpftrace
+    from ..trace import bpftrace
 
-        backend, why = bpftrace.choose(args.backend, "bpftrace" in cls.backends)
-        if backend == "bpftrace":
-            opts["backend"] = "bpftrace"
+    backend, why = bpftrace.choose(args.backend, "bpftrace" in cls.backends)
+    if backend == "bpftrace":
+        opts["backend"] = "bpftrace"
     recipe = cls(root, **opts)
     seconds = args.seconds if args.seconds > 0 else None
     kw = {"max_events": args.max_events}
     if args.buffer_kb:
         kw["buffer_kb"] = args.buffer_kb
-    if backend == "perf":
-        kw = {}
-        seconds = min(seconds or PERF_MAX_S, PERF_MAX_S)
     print(recipe.headline(seconds), file=sys.stderr if args.json else sys.stdout, flush=True)
     stack_rec = None
     if args.recipe == "mmap" and args.stacks:
@@ -229,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
 
         flt = f"len == {args.size}" if args.size else None
         stack_rec = Record(seconds=min(seconds or PERF_MAX_S, PERF_MAX_S), events=["syscalls:sys_enter_mmap"],
-                           filter=flt, pid=args.pid)
+                           filter=flt, pid=args.pid, command="ksight trace mmap --stacks")
         stack_rec.__enter__()
     # Ctrl-C and SIGTERM end the trace early (the summary is still printed); handlers are in
     # place before tracing starts, so a signal during set-up cannot skip the clean-up.
@@ -274,7 +296,6 @@ def run(args: argparse.Namespace) -> int:
         if stack_rec is not None:
             stack_rec.__exit__(None, None, None)
     res = recipe.result(t)
-    write_errors: list[str] = []
     extra: dict = {"backend_why": why}
     if fallback:
         extra["notes"] = res.notes + (fallback,)
@@ -283,19 +304,6 @@ def run(args: argparse.Namespace) -> int:
 
         extra["stacks"] = stacks_of(stack_rec.samples)
     res = dataclasses.replace(res, **extra)
-    if backend == "perf":
-        from ..trace.perf import folded_text
-
-        folded = recipe.rec.folded
-        for path, make in ((args.folded, lambda: folded_text(folded)),
-                           (args.svg, lambda: _svg(folded, res))):
-            if not path:
-                continue
-            try:
-                with open(path, "w") as f:
-                    f.write(make())
-            except OSError as exc:   # the profile itself is still printed below
-                write_errors.append(f"could not write {path}: {exc.strerror or exc}")
     if args.json:
         from .common import print_json
 
@@ -304,12 +312,4 @@ def run(args: argparse.Namespace) -> int:
         from ..render.trace_text import render
 
         print(render(res))
-    for e in write_errors:
-        print(f"ksight: {e}", file=sys.stderr)
-    return 3 if write_errors else 0
-
-
-def _svg(folded, res) -> str:
-    from ..trace.flame import svg
-
-    return svg(folded, title=f"ksight profile, {res.seconds:.0f} s")
+    return 0

@@ -19,10 +19,21 @@ def _funcs(title: str, funcs, total: int, with_dso: bool) -> list[str]:
             where = f"  ({f.dso})"
         elif with_dso and f.kernel:
             where = "  [kernel]" if f.dso in ("[kernel.kallsyms]", "") else f"  {f.dso}"
+        ctx = [f"{n} in {what}" for what, n in (("softirq", f.softirq_samples),
+                                                  ("irq", f.irq_samples)) if n]
+        where += f"  ({', '.join(ctx)})" if ctx else ""
         out.append(f"{units.number(f.self_samples):>7} {_pct(f.self_samples, total):>7} "
                    f"{units.number(f.total_samples):>7} {_pct(f.total_samples, total):>7}  "
                    f"{f.function}{where}")
     return out
+
+
+def _interrupts(p, work: int) -> str:
+    """' (softirq 3.0 %, irq 0.5 %)': the kernel's work done in interrupt context, which
+    /proc/stat counts as si and hi (on idle CPUs too), not sy."""
+    parts = [f"{what} {_pct(n, work)}" for what, n in (("softirq", p.softirq_samples),
+                                                        ("irq", p.irq_samples)) if n]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _stack(frames: tuple[str, ...], width: int = 6) -> str:
@@ -42,10 +53,12 @@ def render(p, files: dict[str, str] | None = None) -> str:
         lines.append("no samples: nothing ran on the sampled CPUs (or the process was idle)")
     elif p.kernel_only:
         lines.append(f"  idle {_pct(p.idle_samples, p.samples)} of samples (user mode is not "
-                     "sampled with --kernel-only)")
+                     "sampled with --kernel-only)"
+                     + (f"; of the work{_interrupts(p, work)}" if _interrupts(p, work) else ""))
     else:
         lines.append(f"  idle {_pct(p.idle_samples, p.samples)} of samples; of the work: kernel "
-                     f"{_pct(p.kernel_samples, work)}, user {_pct(p.user_samples, work)}")
+                     f"{_pct(p.kernel_samples, work)}{_interrupts(p, work)}, user "
+                     f"{_pct(p.user_samples, work)}")
     lines += _funcs("Hottest kernel functions (SELF: running it; TOTAL: it or its callees; % of "
                     "work samples)", p.kernel_functions, work, False)
     if not p.kernel_only:

@@ -14,7 +14,6 @@ from ..trace.recipes.compaction import CompactionResult
 from ..trace.recipes.kmalloc import KmallocResult
 from ..trace.recipes.mmap import MmapResult
 from ..trace.recipes.oom import OomResult
-from ..trace.recipes.profile import ProfileResult
 from ..trace.recipes.reclaim import ReclaimResult
 from ..trace.recipes.retrans import RetransResult
 from ..trace.recipes.softirq import SoftirqResult
@@ -163,20 +162,9 @@ def _softirq(res) -> list[str]:
     return out
 
 
-def _profile(res) -> list[str]:
-    if not res.hottest:
-        return []
-    total = max(1, res.events)
-    out = [f"{'SAMPLES':>8} {'%':>8}  FUNCTION (self)"]
-    for h in res.hottest[:25]:
-        out.append(f"{units.number(h.samples):>8} {units.pct(100 * h.samples / total):>8}  {h.function}")
-    return out
-
-
 _BODY = {RetransResult: _retrans, ReclaimResult: _reclaim, CompactionResult: _compaction,
          WritebackResult: _writeback, BuflimitResult: _buflimit, MmapResult: _mmap,
-         OomResult: _oom, KmallocResult: _kmalloc, SoftirqResult: _softirq,
-         ProfileResult: _profile}
+         OomResult: _oom, KmallocResult: _kmalloc, SoftirqResult: _softirq}
 
 
 def footer(res) -> list[str]:

@@ -9,7 +9,8 @@ Counters say that something happens; tracepoints say who, where and how long.
 
 - tracefs (no dependency): a private instance `instances/ksight-<pid>-<n>`, kernel-side filters,
   per-CPU binary ring buffers decoded with each event's own `format` file; see session.py.
-- perf: CPU sampling and user-space stacks of events (perf.py), folded stacks, SVG (flame.py).
+- perf: the one runner of perf (perf.py: CPU profiles, user-space stacks of events); the
+  samples' model (stacks.py: idle/softirq/irq, folded stacks, the profile); SVG (flame.py).
 - bpftrace: optional, used when installed and working, for in-kernel aggregation: the `reclaim`
   and `softirq` recipes build their latency histograms in the kernel (bpftrace.py).
 - recipes/: traces named by the question they answer (`ksight trace RECIPE`), one module

@@ -1,13 +1,23 @@
-"""perf backend: CPU sampling with stacks, and user-space stacks of tracepoints.
+"""perf: the one runner of `perf record` in ksight (CPU profiles, user stacks of tracepoints).
 
-`perf record` writes a perf.data file; `perf script` prints one block per sample:
+Every profile goes through `Record` (or `sample` / `sample_kernel` on top of it):
+`ksight profile` and its alias `ksight trace profile`, the 1 s kernel profile `ksight check`
+adds to `cpu.high-system`, and `ksight trace mmap --stacks`. The samples are parsed, classified
+and summarised in `stacks.py` (one model: idle vs work, softirq and irq, folded stacks);
+`flame.svg` draws them.
 
-    python3  4242/4242  1801.123456: cpu-clock:
-    	ffffffff8d2a1b2c clear_page_erms ([kernel.kallsyms])
-    	00007f3a12345678 __memset_avx2 (/usr/lib/x86_64-linux-gnu/libc.so.6)
+    rec = Record(seconds=5, freq=99)          # says what is missing: perf, root, paranoid
+    with rec:
+        rec.run(stop=event, progress=fn)      # until perf's bounded sleep ends, `stop`, Ctrl-C
+    rec.samples, rec.lost, rec.elapsed, rec.stopped_early
 
-`parse_script` turns that into samples (leaf first, as perf prints), `fold` into Brendan
-Gregg's folded format ("comm;root;...;leaf count"), which `flame.svg` draws.
+How it runs: `perf record -q --call-graph fp [-F HZ | -e EVENT --filter F] (-a | -p PID)
+-- sleep N`, in its own process group, with PR_SET_PDEATHSIG (it dies with ksight) and its
+bounded `sleep` workload under `setpriv --pdeathsig KILL` (it dies with perf); both are
+recorded by PID and start time in /run/ksight so that the next ksight command ends them if
+ksight is SIGKILLed. Stopping: SIGINT to perf's own process group (perf writes its file), then
+SIGKILL after 30 s; only processes this Record started are ever signalled, never by name. The
+temp directory (perf.data) is removed on every exit path. Then `perf script -F` + `parse_script`.
 """
 
 from __future__ import annotations
@@ -18,28 +28,17 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
-from collections import Counter
 from dataclasses import dataclass
 
-from ..errors import ParseError, Unavailable
+from ..errors import Unavailable
+# the model of the samples lives in stacks.py; these names stay importable from here
+from .stacks import (DEFAULT_FREQ, KernelFunction, KernelProfile, Sample, fold, folded_text,
+                     is_kernel_frame, parse_folded, parse_script, summarize_kernel)
 
 SCRIPT_FIELDS = "comm,pid,tid,time,event,ip,sym,dso"
-_HEADER = re.compile(r"^(?P<comm>\S.*?)\s+(?P<pid>-?\d+)/(?P<tid>-?\d+)\s+(?P<time>\d+\.\d+):\s+"
-                     r"(?:(?P<period>\d+)\s+)?(?P<event>\S+?):?\s*$")
-
-
-@dataclass(frozen=True)
-class Sample:
-    comm: str
-    pid: int
-    tid: int
-    time: float
-    event: str
-    stack: tuple[tuple[str, str], ...]   # (symbol, dso), leaf first
-
-    def frames(self) -> list[str]:
-        return [s for s, _ in self.stack]
+OVERRUN_S = 30.0   # perf must have ended this long after its sleep; else it is stopped
 
 
 def available() -> tuple[bool, str]:
@@ -56,105 +55,103 @@ def available() -> tuple[bool, str]:
     return True, r.stdout.strip()
 
 
-def parse_script(text: str, path: str = "perf script") -> list[Sample]:
-    """Parse `perf script -F comm,pid,tid,time,event,ip,sym,dso` output."""
-    out: list[Sample] = []
-    cur = None
-    stack: list[tuple[str, str]] = []
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            if cur is not None:
-                out.append(Sample(*cur, tuple(stack)))
-                cur, stack = None, []
-            continue
-        if line[0] in " \t":
-            if cur is None:
-                raise ParseError(path, lineno, line, "stack frame before any sample header")
-            s = line.strip()
-            addr, _, rest = s.partition(" ")
-            rest = rest.strip()
-            dso = ""
-            if rest.endswith(")") and " (" in rest:
-                i = rest.rfind(" (")
-                rest, dso = rest[:i], rest[i + 2:-1]
-            elif rest.startswith("(") and rest.endswith(")"):
-                rest, dso = "", rest[1:-1]
-            sym = rest or "[unknown]"
-            if "+0x" in sym:
-                sym = sym[:sym.rfind("+0x")]
-            stack.append((sym, dso))
-            continue
-        if cur is not None:
-            out.append(Sample(*cur, tuple(stack)))
-            stack = []
-        m = _HEADER.match(line)
-        if not m:
-            raise ParseError(path, lineno, line, "expected 'comm pid/tid time: event:'")
-        cur = (m.group("comm"), int(m.group("pid")), int(m.group("tid")), float(m.group("time")),
-               m.group("event"))
-    if cur is not None:
-        out.append(Sample(*cur, tuple(stack)))
+# --- what sampling needs here ---------------------------------------------------------------------
+INSTALL = ("install perf: Debian `apt install linux-perf`, Ubuntu `apt install "
+           "linux-tools-$(uname -r)`, Fedora/RHEL `dnf install perf`")
+
+
+@dataclass(frozen=True)
+class Need:
+    what: str      # what is missing
+    fix: str       # how to get it
+
+
+def requirements(*, perf_ok: tuple[bool, str], euid: int, paranoid: int | None,
+                 kptr_restrict: int | None, pid: int | None = None,
+                 command: str = "ksight profile") -> list[Need]:
+    """What stops sampling here (pure: the caller reads perf, the euid and the sysctls).
+    ksight runs perf as root only (it records what it starts in /run/ksight so that a killed
+    run's perf is ended by the next command); without root, say what a user needs to run perf
+    by hand. `command` is what to run again with sudo."""
+    out = []
+    ok, why = perf_ok
+    if not ok:
+        out.append(Need(why, INSTALL))
+    if euid != 0:
+        level = "unknown" if paranoid is None else str(paranoid)
+        need = -1 if pid is None else 1
+        out.append(Need(
+            f"not root (kernel.perf_event_paranoid is {level})",
+            f"run `sudo {command}`; without root, perf itself can sample "
+            + ("all CPUs" if pid is None else "another user's process in the kernel")
+            + f" only with `sysctl -w kernel.perf_event_paranoid={need}` (or CAP_PERFMON)"
+            + ("" if not kptr_restrict else
+               ", and kernel symbols need `sysctl -w kernel.kptr_restrict=0`")))
     return out
 
 
-def fold(samples, *, with_comm: bool = True) -> Counter:
-    """Folded stacks: 'comm;root;...;leaf' -> samples (root first, as flame graphs want)."""
-    c: Counter = Counter()
-    for s in samples:
-        frames = [f.replace(";", ":") for f in reversed(s.frames())] or ["[no stack]"]
-        if with_comm:
-            frames.insert(0, s.comm.replace(";", ":") or "?")
-        c[";".join(frames)] += 1
-    return c
+def read_requirements(pid: int | None = None, command: str = "ksight profile") -> list[Need]:
+    from ..fs import LiveRoot
+
+    root = LiveRoot()
+
+    def sysctl(name):
+        try:
+            return int(root.read_sysctl(name).split()[0])
+        except (Unavailable, ValueError, IndexError):
+            return None
+
+    return requirements(perf_ok=available(), euid=os.geteuid(),
+                        paranoid=sysctl("kernel.perf_event_paranoid"),
+                        kptr_restrict=sysctl("kernel.kptr_restrict"), pid=pid, command=command)
 
 
-def folded_text(folded: Counter) -> str:
-    return "".join(f"{k} {v}\n" for k, v in sorted(folded.items()))
+def check(pid: int | None = None, command: str = "ksight profile") -> None:
+    """Raise Unavailable("perf", what is missing: what to do) unless perf can sample here."""
+    needs = read_requirements(pid, command)
+    if needs:
+        raise Unavailable("perf", "; ".join(f"{n.what}: {n.fix}" for n in needs))
 
 
-def parse_folded(text: str, path: str = "folded") -> Counter:
-    c: Counter = Counter()
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            raise ParseError(path, lineno, line, "expected 'frame;frame;... COUNT'")
-        c[stack] += int(n)
-    return c
+def refused(stderr: str) -> str:
+    """perf record's own failure, for people, with the fix when the kernel refused it."""
+    msg = " ".join(stderr.strip().splitlines()[:3])[:300]
+    if re.search(r"paranoid|ermission|EACCES|EPERM|not permitted", msg):
+        msg += ("; perf_event_open was refused: kernel.perf_event_paranoid (`sysctl -w "
+                "kernel.perf_event_paranoid=-1`), or a container without CAP_PERFMON / "
+                "whose seccomp profile blocks perf_event_open")
+    return f"perf record failed: {msg}"
 
 
-def hottest(samples, n: int = 20) -> list[tuple[str, int]]:
-    """Functions by samples in which they are the leaf (self time)."""
-    c: Counter = Counter()
-    for s in samples:
-        c[s.stack[0][0] if s.stack else "[no stack]"] += 1
-    return c.most_common(n)
-
-
+# --- the runner -------------------------------------------------------------------------------------
 class Record:
-    """`perf record` for at most `seconds` (or until the with-body ends), then `perf script`.
+    """`perf record` for at most `seconds` (or until stopped), then `perf script`.
 
-        with Record(seconds=5, freq=99) as r: workload()
-        r.samples, r.folded
+        with Record(seconds=5, freq=99) as r: r.run()     # or: workload()
+        r.samples, r.lost, r.elapsed, r.stopped_early
     """
 
     def __init__(self, seconds: float = 10, *, events: list[str] | None = None,
-                 filter: str | None = None, pid: int | None = None, freq: int = 99,
-                 callgraph: str = "fp", max_bytes: int = 256 << 20):
-        ok, why = available()
-        if not ok:
-            raise Unavailable("perf", why)
-        if os.geteuid() != 0:
-            raise Unavailable("perf", "system-wide sampling needs root (or kernel.perf_event_paranoid <= -1)")
+                 filter: str | None = None, pid: int | None = None, freq: int = DEFAULT_FREQ,
+                 callgraph: str = "fp", kernel_only: bool = False, max_bytes: int = 256 << 20,
+                 command: str = "ksight profile"):
+        check(pid, command)
         self.seconds, self.events, self.filter, self.pid = seconds, events, filter, pid
         self.freq, self.callgraph, self.max_bytes = freq, callgraph, max_bytes
+        self.kernel_only = kernel_only
         self.samples: list[Sample] = []
         self.lost: int | None = None
         self.stderr = ""
+        self.elapsed = 0.0            # seconds sampled (from perf's start to its end or stop)
+        self.stopped_early = False
+        self._p = None
+        self._t0 = None
 
     def argv(self, out: str) -> list[str]:
-        a = ["perf", "record", "-q", "-o", out, "--call-graph", self.callgraph]
+        a = ["perf", "record", "-q", "-o", out]
+        if self.kernel_only:          # no user-mode samples at all: cheaper, kernel side only
+            a.append("--all-kernel")
+        a += ["--call-graph", self.callgraph]
         if self.events:
             for e in self.events:
                 a += ["-e", e]
@@ -170,14 +167,14 @@ class Record:
         return a
 
     def __enter__(self) -> "Record":
-        from .tracefs import acquire
-
         from .. import pids
+        from .tracefs import acquire
 
         acquire()  # perf reads tracepoint IDs from tracefs; ours to unmount afterwards
         self._acq = True
         self._eids = []
         self._p = None
+        self._dir = None
         try:
             self._dir = tempfile.mkdtemp(prefix=f"ksight-perf-{os.getpid()}-")
             self._eids.append(pids.register("dir", path=self._dir, ident="dir:" + self._dir))
@@ -189,6 +186,7 @@ class Record:
                                        preexec_fn=pids.die_with_parent)
             self._eids.append(pids.register_child(self._p, "perf"))
             time.sleep(0.3)  # let perf open its events before the workload starts
+            self._t0 = time.monotonic()
             self._eids += self._record_workload(pids)
         except BaseException:
             self.__exit__(None, None, None)
@@ -209,45 +207,70 @@ class Record:
                 out.append(pids.register("child", what="perf workload", proc=d.jsonable()))
         return out
 
-    def wait(self) -> None:
+    def run(self, stop: threading.Event | None = None, progress=None) -> None:
+        """Wait until perf ends by itself (its sleep of `seconds`, or the process followed with
+        -p exits), `stop` is set, or the deadline (`seconds` + 30 s) passes; progress(elapsed,
+        seconds) about once a second. Ctrl-C (KeyboardInterrupt) stops perf and propagates."""
+        stop = stop or threading.Event()
+        shown = 0
         try:
-            self._p.wait(timeout=self.seconds + 30)
+            while self._p.poll() is None:
+                if stop.wait(0.1):
+                    self.stopped_early = True
+                    self.stop()
+                    break
+                now = time.monotonic() - self._t0
+                if progress is not None and int(now) > shown:
+                    shown = int(now)
+                    progress(now, self.seconds)
+                if now > self.seconds + OVERRUN_S:   # perf should have ended long ago
+                    self.stop()
+                    break
         except KeyboardInterrupt:
-            pass
+            self.stopped_early = True
+            self.stop()
+            raise
+        finally:
+            self.elapsed = min(self.seconds, time.monotonic() - self._t0)
 
     def stop(self) -> None:
-        """End the recording early (perf writes its file on SIGINT)."""
-        if self._p.poll() is None:
+        """End the recording early (perf writes its file on SIGINT). Only our own perf: its
+        process group is its PID, and it is signalled only while not yet reaped."""
+        if self._p is not None and self._p.poll() is None:
             try:
                 os.killpg(self._p.pid, signal.SIGINT)
             except ProcessLookupError:
                 pass
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type=None, *exc) -> None:
         from .. import pids
         from .tracefs import release
 
         try:
             if self._p is None:
                 return
-            if self._p.poll() is None:
-                # perf record stops cleanly on SIGINT and writes its file
-                os.killpg(self._p.pid, signal.SIGINT)
+            if self._t0 is not None and not self.elapsed:
+                self.elapsed = min(self.seconds, time.monotonic() - self._t0)
+            self.stop()                 # perf record stops cleanly on SIGINT
             try:
-                _, self.stderr = self._p.communicate(timeout=30)
+                _, self.stderr = self._p.communicate(timeout=OVERRUN_S)
             except subprocess.TimeoutExpired:
                 os.killpg(self._p.pid, signal.SIGKILL)
                 _, self.stderr = self._p.communicate()
             m = re.search(r"Processed \d+ events and lost (\d+) chunks", self.stderr or "")
             self.lost = int(m.group(1)) if m else None
+            if exc_type is not None:    # interrupted or failed: no `perf script`
+                return
             if os.path.exists(self._out) and os.path.getsize(self._out) <= self.max_bytes:
                 r = subprocess.run(["perf", "script", "-i", self._out, "-F", SCRIPT_FIELDS],
                                    capture_output=True, text=True, timeout=120)
+                if r.returncode != 0 and not r.stdout.strip():
+                    self.stderr += f"\nperf script: {r.stderr.strip()[:300]}"
                 self.samples = parse_script(r.stdout)
             elif os.path.exists(self._out):
                 self.stderr += f"\nperf.data larger than {self.max_bytes} bytes: not read"
         finally:
-            if getattr(self, "_dir", None):
+            if self._dir:
                 shutil.rmtree(self._dir, ignore_errors=True)
             if self._p is None or self._p.poll() is not None:
                 for eid in self._eids:
@@ -257,95 +280,46 @@ class Record:
                 self._acq = False
                 release()
 
-    @property
-    def folded(self) -> Counter:
-        return fold(self.samples)
 
-
-# ---------------------------------------------------------------------------------------------
-# A short kernel profile: the API `cpu.high-system`'s enrichment and `ksight profile` share.
-
-# dsos perf prints in brackets that are not kernel code
-_USER_BRACKETS = frozenset({"[vdso]", "[vsyscall]", "[unknown]", "[heap]", "[stack]", "[anon]",
-                            "[uprobes]", "[vectors]", "[jit]"})
-
-
-def is_kernel_frame(dso: str) -> bool:
-    """True for the kernel image ([kernel.kallsyms]) and modules ([nf_conntrack], [ext4])."""
-    return dso.startswith("[") and dso.endswith("]") and dso not in _USER_BRACKETS \
-        and not dso.startswith("[anon") and not dso.startswith("[unknown")
-
-
-@dataclass(frozen=True)
-class KernelFunction:
-    symbol: str
-    samples: int        # busy samples whose leaf (innermost frame) is this kernel function
-    share_pct: float    # of all busy samples (idle task, pid 0, excluded)
-
-
-@dataclass(frozen=True)
-class KernelProfile:
-    """What the CPUs ran in the kernel during `seconds` of `perf record -a -g` (or `-p PID`).
-
-    `busy_samples` leaves out the idle task (pid 0, "swapper"): its samples are idle time.
-    `kernel_samples` are the busy samples whose leaf is kernel code; `functions` ranks their
-    leaves (self time), `stacks` holds kernel-only folded stacks ("outer;...;leaf" -> samples).
-    """
+# --- a profile -----------------------------------------------------------------------------------
+@dataclass
+class Sampling:
+    """The outcome of sample(): perf's samples and how the run went."""
+    samples: list
     seconds: float
-    pid: int | None
-    freq: int
-    samples: int
-    busy_samples: int
-    kernel_samples: int
-    lost: int | None
-    functions: tuple[KernelFunction, ...]
-    stacks: dict[str, int]
-    source: str          # how it was taken, for evidence: "perf record -a (1 s)"
+    lost: int
+    stopped_early: bool
+    stderr: str
 
 
-def summarize_kernel(samples, *, seconds: float, pid: int | None = None, freq: int = 99,
-                     lost: int | None = None, top: int = 20,
-                     max_stacks: int = 2000) -> KernelProfile:
-    """Pure: rank kernel leaves of parsed samples (see `sample_kernel`)."""
-    busy = [s for s in samples if s.pid != 0]
-    leaves: Counter = Counter()
-    stacks: Counter = Counter()
-    for s in busy:
-        if not s.stack or not is_kernel_frame(s.stack[0][1]):
-            continue
-        leaves[s.stack[0][0]] += 1
-        kframes = []
-        for sym, dso in s.stack:     # leaf first; the kernel part is the innermost run
-            if not is_kernel_frame(dso):
-                break
-            kframes.append(sym.replace(";", ":"))
-        stacks[";".join(reversed(kframes))] += 1
-    nk = sum(leaves.values())
-    nb = len(busy)
-    fns = tuple(KernelFunction(sym, n, round(100.0 * n / nb, 1) if nb else 0.0)
-                for sym, n in leaves.most_common(top))
-    target = f"-p {pid}" if pid else "-a"
-    secs = f"{seconds:g}"
-    return KernelProfile(seconds=seconds, pid=pid, freq=freq, samples=len(samples),
-                         busy_samples=nb, kernel_samples=nk, lost=lost, functions=fns,
-                         stacks=dict(stacks.most_common(max_stacks)),
-                         source=f"perf record {target} ({secs} s)")
+def sample(seconds: float, *, pid: int | None = None, freq: int = DEFAULT_FREQ,
+           kernel_only: bool = False, stop: threading.Event | None = None, progress=None,
+           command: str = "ksight profile") -> Sampling:
+    """Sample every CPU (or one process) for `seconds`, or until `stop` is set, with kernel
+    and user stacks (kernel only with kernel_only). perf is ended and reaped before this
+    returns, whatever happens. Raises Unavailable("perf", what to do) when it cannot sample."""
+    rec = Record(seconds=seconds, freq=freq, pid=pid, kernel_only=kernel_only, command=command)
+    with rec:
+        rec.run(stop, progress)
+    if not rec.samples and rec.stderr.strip():
+        raise Unavailable("perf", refused(rec.stderr))
+    return Sampling(rec.samples, rec.elapsed, rec.lost or 0, rec.stopped_early, rec.stderr)
 
 
-def sample_kernel(seconds: float = 1.0, pid: int | None = None, *, freq: int = 99,
-                  top: int = 20) -> KernelProfile:
-    """Sample every CPU (or one process) for `seconds` with kernel stacks; live only.
-
-    Bounded: perf's own workload is a sleep of `seconds`, perf dies with ksight and is ended
-    (SIGINT, then SIGKILL) before this returns. Raises `Unavailable("perf", why)` when perf is
-    missing, does not run, or we are not root.
-    """
+def sample_kernel(seconds: float = 1.0, pid: int | None = None, *, freq: int = DEFAULT_FREQ,
+                  top: int = 20, command: str = "ksight check") -> KernelProfile:
+    """A short kernel profile of every CPU (or one process), live only: the kernel leaves
+    ranked among the work samples (stacks.summarize_kernel). Bounded: perf's own workload is a
+    sleep of `seconds`; perf is ended and reaped before this returns; Ctrl-C propagates."""
     if not (0 < seconds <= 60):
         raise ValueError("seconds must be in (0, 60]")
-    rec = Record(seconds=seconds, freq=freq, pid=pid)
-    with rec:
-        rec.wait()
-    if not rec.samples and rec.stderr.strip():
-        raise Unavailable("perf", f"perf record gave no samples: {rec.stderr.strip()[:200]}")
-    return summarize_kernel(rec.samples, seconds=seconds, pid=pid, freq=freq, lost=rec.lost,
+    got = sample(seconds, pid=pid, freq=freq, command=command)
+    return summarize_kernel(got.samples, seconds=seconds, pid=pid, freq=freq, lost=got.lost,
                             top=top)
+
+
+__all__ = ["available", "requirements", "read_requirements", "check", "refused", "Need",
+           "Record", "Sampling", "sample", "sample_kernel", "SCRIPT_FIELDS",
+           # from stacks.py
+           "Sample", "parse_script", "fold", "folded_text", "parse_folded", "is_kernel_frame",
+           "KernelProfile", "KernelFunction", "summarize_kernel"]
