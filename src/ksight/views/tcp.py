@@ -114,6 +114,14 @@ class Connection:
     last_data_recv_ms: int | None = None  # ms since data last arrived (tcp_info)
     rcvbuf: int | None = None  # the socket's receive buffer now (sock_diag skmeminfo)
     sndbuf: int | None = None
+    # tcp_info (4.10+), over the connection's life: ms with data to send, and of it ms held back
+    # by the peer's receive window / by the send buffer (ss -ti: busy, rwnd_limited,
+    # sndbuf_limited); the shares are of busy_ms (None where busy is 0 or not known)
+    busy_ms: float | None = None
+    rwnd_limited_ms: float | None = None
+    rwnd_limited_pct: float | None = None
+    sndbuf_limited_ms: float | None = None
+    sndbuf_limited_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,10 @@ def _ms(us: int | None) -> float | None:
     return None if us is None else us / 1000.0
 
 
+def _share(part: int | None, busy: int | None) -> float | None:
+    return None if part is None or not busy else 100.0 * part / busy
+
+
 def connections(snap, *, pid: int | None = None, port: int | None = None,
                 states: tuple[str, ...] = ()) -> Connections:
     table = snap.sockets
@@ -147,6 +159,9 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
         st = m.state_of(k)
         if states and st not in states:
             continue
+        busy = getattr(k, "busy_time_us", None)
+        rwnd = getattr(k, "rwnd_limited_us", None)
+        sndl = getattr(k, "sndbuf_limited_us", None)
         ss = k.ssthresh if k.ssthresh is not None and k.ssthresh < 0x7FFFFFFF else None
         rows.append(Connection(
             k.family, st, _ep(k.local_addr, k.local_port), _ep(k.remote_addr, k.remote_port),
@@ -156,7 +171,8 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
             k.retransmits, k.retrans, k.total_retrans, k.lost, k.unacked, k.snd_mss,
             getattr(k, "rcv_space", None), k.delivery_rate, k.cookie,
             getattr(k, "last_data_recv_ms", None), getattr(k, "rcvbuf", None),
-            getattr(k, "sndbuf", None)))
+            getattr(k, "sndbuf", None), _ms(busy), _ms(rwnd), _share(rwnd, busy), _ms(sndl),
+            _share(sndl, busy)))
     order = {s: i for i, s in enumerate(m.STATES)}
     rows.sort(key=lambda c: (order.get(c.state, 99), c.netns or 0, c.local, c.remote))
     return Connections(tuple(rows), total, {"pid": pid, "port": port, "states": list(states)},
