@@ -56,6 +56,10 @@ def _netns_inode(name: str) -> int:
     return os.stat(f"/run/netns/{name}").st_ino
 
 
+def _ino_of(label: str) -> int:
+    return int(label[len("net:["):-1])
+
+
 def _check(*args: str) -> dict:
     r = subprocess.run([sys.executable, "-m", "ksight", "check", "--area", "tcp", "--json", *args],
                        capture_output=True, text=True, timeout=120)
@@ -102,12 +106,20 @@ def test_listen_overflow_cites_the_namespaces_somaxconn(tmp_path):
         try:
             time.sleep(2.0)  # the accept queue is full: every further handshake overflows
             live = _check("-i", "2")
+            r = subprocess.run([sys.executable, "-m", "ksight", "tcp", "--json"],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+            view = json.loads(r.stdout)["overview"]
             capture(str(cap), interval=1.0, count=2, processes=True,
                     sources=["snmp", "netstat", "sockstat", "sysctl", "uptime"])
         finally:
             for p in (cli, srv):
                 p.kill()
                 p.wait(timeout=5)
+
+    # `ksight tcp` shows each namespace's own values
+    (nsv,) = [n for n in view["namespaces"] if n["netns"] == _ino_of(label)]
+    assert nsv["sysctls"]["net.core.somaxconn"] == str(want) and nsv["sysctls_why"] is None, nsv
 
     f = _overflow(live, label)
     e, a = _somaxconn(f)

@@ -85,6 +85,11 @@ def render(ov: Overview, out) -> None:
         p(f"    SYN cookies sent {_n(t.cookies_sent.window)}, SYN queue drops "
           f"{_n(t.reqq_full_drop.window)}, SYN_RECV {_n(t.syn_recv)}; TIME_WAIT "
           f"{_n(t.time_wait)}, TCPTimeWaitOverflow {_n(t.tw_overflow.window)}")
+        sc = n.sysctls
+        if sc:
+            short = ", ".join(f"{k.rsplit('.', 1)[1]} {' '.join(v.split())}" for k, v in sc.items())
+            p(f"    {short}" + (f" (ksight's namespace's values: {n.sysctls_why})"
+                                 if n.sysctls_why else ""))
 
     mem = ov.memory
     p()

@@ -6,7 +6,7 @@ counters); this module picks and assembles it for the command. Text is render/tc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..collect.plan import Needs
 from ..model import tcp as m
@@ -26,6 +26,10 @@ class Namespace:
     pid: int | None  # the process whose /proc/PID/net/* were read (None: the system files)
     retrans: m.Retransmission
     tcp: m.NsTcp
+    # NS_SYSCTLS as they apply in the namespace (model.tcp.ns_sysctl): name -> value as printed
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # None: the namespace's own values (or ksight's namespace); else why ksight's stand in
+    sysctls_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_s
            "net.core.netdev_budget_usecs", "net.core.netdev_max_backlog")
 
 
+# per namespace (the namespace's own value: collect/netns_counters.NS_SYSCTLS), in the overview
+NS_SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies",
+              "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_max_tw_buckets",
+              "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range")
+
+
 def _safe(fn, *a):
     try:
         return fn(*a)
@@ -65,8 +75,11 @@ def overview(snaps, *, top: int = 10) -> Overview:
     spaces = []
     for ns in m.scopes(s):
         c = t.get(ns) if (t is not None and ns is not None) else None
+        xs = [m.ns_sysctl(s.last, n, ns) for n in NS_SYSCTLS]
+        why = next((x.why for x in xs if not x.own_value and x.why), None)
         spaces.append(Namespace(ns, m.is_own(s, ns), c.pid if c is not None else None,
-                                m.retransmission(s, ns), m.ns_tcp(s, ns, s.last.sockets)))
+                                m.retransmission(s, ns), m.ns_tcp(s, ns, s.last.sockets),
+                                {x.name: x.text for x in xs if x.text is not None}, why))
     sc = s.last.get("sysctl")
     notes = []
     if s.intervals == 0:
