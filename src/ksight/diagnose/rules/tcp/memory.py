@@ -72,7 +72,7 @@ def memory_pressure(ctx: Context, r: Rule):
 
 @tcp_rule("tcp.buffer-config", title="TCP buffer settings cap throughput",
           sysctls=("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"), sockets=True, window=False,
-          netns_counters=False, uses=("sysctl",),
+          uses=("sysctl",),
           thresholds={
               "sndbuf_limited_share": Threshold(0.5, "of the flow's busy time (tcp_info)",
                                                 "more than half the time the flow had data to "
@@ -99,9 +99,9 @@ def buffer_config(ctx: Context, r: Rule):
     the window when the socket is in two snapshots or more, else over the connection's life.
     On kernels without these fields, an estimate: the delivery rate (tcp_info) reaching what the
     send buffer allows, (sk_sndbuf / 2) / rtt (sock_diag skmeminfo; tcp_wmem[2] when not
-    known). A buffer below tcp_wmem[2] is pinned (SO_SNDBUF set by the application, capped at
-    net.core.wmem_max, and autotuning off for that socket) or not yet grown; at tcp_wmem[2]
-    the ceiling itself is too low for the path."""
+    known). A buffer below tcp_wmem[2] (the flow's namespace's own) is pinned (SO_SNDBUF set by
+    the application, capped at net.core.wmem_max, and autotuning off for that socket) or not
+    yet grown; at tcp_wmem[2] the ceiling itself is too low for the path."""
     sc = ctx.get("sysctl")
     wmem, rmem = sc.ints("net.ipv4.tcp_wmem"), sc.ints("net.ipv4.tcp_rmem")
     moderate = ctx.sysctl("net.ipv4.tcp_moderate_rcvbuf")
@@ -116,10 +116,15 @@ def buffer_config(ctx: Context, r: Rule):
     rwnd_w = s.entity_counters("sockets", lambda k: k.rwnd_limited_us, "rwnd_limited_us")
     last = s.entities("sockets")[-1]  # key -> socket of the last snapshot (table's sockets)
     limited = []  # (socket, sort weight, buffer, evidence value, threshold, note, unit)
+    wmax_ns: dict = {}  # netns -> its own tcp_wmem max (per namespace since 4.15)
     for key, k in (last.items() if last else ((None, k) for k in table.sockets)):
         if k.state != "ESTABLISHED":
             continue
-        buf = getattr(k, "sndbuf", None) or wmem[2]
+        if k.netns not in wmax_ns:
+            w = m.ns_sysctl(s.last, "net.ipv4.tcp_wmem", k.netns).ints
+            wmax_ns[k.netns] = w[2] if w and len(w) >= 3 else wmem[2]
+        wmax = wmax_ns[k.netns]
+        buf = getattr(k, "sndbuf", None) or wmax
         who = f" {k.comm}[{k.pid}]" if k.pid is not None else ""
         busy = getattr(k, "busy_time_us", None)
         if busy is not None:  # the kernel measured it
@@ -137,7 +142,7 @@ def buffer_config(ctx: Context, r: Rule):
             if share >= r.t("sndbuf_limited_share"):
                 rw_note = (f", rwnd_limited {rwnd / 1000:.0f} ms ({100 * rwnd / busy:.1f} %)"
                            if rwnd is not None else "")
-                limited.append((k, snd, buf, round(100 * share, 1),
+                limited.append((k, snd, buf, wmax, round(100 * share, 1),
                                 round(100 * r.t("sndbuf_limited_share")),
                                 f"sndbuf_limited {snd / 1000:.0f} ms of busy {busy / 1000:.0f} ms "
                                 f"{span}{rw_note} (tcp_info); sndbuf {buf} bytes, rtt "
@@ -150,15 +155,15 @@ def buffer_config(ctx: Context, r: Rule):
             continue
         cap = buf / 2 / (k.rtt_us / 1e6)  # payload bytes/s a full send buffer allows
         if k.delivery_rate >= r.t("limited_share") * cap:
-            limited.append((k, k.delivery_rate, buf, k.delivery_rate, round(cap),
+            limited.append((k, k.delivery_rate, buf, wmax, k.delivery_rate, round(cap),
                             f"estimated: delivery rate against (sndbuf / 2) / rtt, this kernel's "
                             f"tcp_info has no sndbuf_limited (before 4.10); sndbuf {buf} bytes, "
                             f"rtt {k.rtt_us / 1000:.1f} ms, cwnd {k.cwnd}{who}", "bytes/s"))
     off = moderate == 0
     if not off and not limited:
         return None
-    pinned = [x for x in limited if x[2] < wmem[2]]
-    ceiling = [x for x in limited if x[2] >= wmem[2]]
+    pinned = [x for x in limited if x[2] < x[3]]  # below its namespace's tcp_wmem max
+    ceiling = [x for x in limited if x[2] >= x[3]]
     ev = [ctx.ev("net.ipv4.tcp_wmem", " ".join(map(str, wmem)), "bytes",
                  "/proc/sys/net/ipv4/tcp_wmem", note="min, default, max (autotuning)"),
           ctx.ev("net.ipv4.tcp_rmem", " ".join(map(str, rmem)), "bytes",
@@ -169,7 +174,7 @@ def buffer_config(ctx: Context, r: Rule):
                  note="the cap on SO_RCVBUF set by an application"),
           ctx.ev("net.ipv4.tcp_moderate_rcvbuf", moderate, "",
                  "/proc/sys/net/ipv4/tcp_moderate_rcvbuf")]
-    for k, _w, buf, value, thr, note, unit in sorted(limited, key=lambda x: -x[1])[:3]:
+    for k, _w, buf, _wmax, value, thr, note, unit in sorted(limited, key=lambda x: -x[1])[:3]:
         name = "sndbuf-limited" if unit == "%" else "flow"
         ev.append(ctx.ev(f"{name} {k.local_addr}:{k.local_port} -> {k.remote_addr}:"
                          f"{k.remote_port}", value, unit, "sock_diag", threshold=thr, note=note))
