@@ -77,7 +77,8 @@ def test_live_read_inside_a_namespace_we_create(tmp_path):
             host = int(f.read())
         mine = 23 if host != 23 else 24
         subprocess.run([ip, "netns", "exec", name, "sh", "-c",
-                        f"echo {mine} > /proc/sys/net/ipv4/tcp_fin_timeout"], check=True, timeout=10)
+                        f"echo {mine} > /proc/sys/net/ipv4/tcp_fin_timeout"],
+                       check=True, timeout=10)
         ref = subprocess.run([ip, "netns", "exec", name, "cat",
                               "/proc/sys/net/core/somaxconn"], capture_output=True, text=True,
                              check=True, timeout=10).stdout.strip()

@@ -94,7 +94,8 @@ def test_listen_overflow_cites_the_namespaces_somaxconn(tmp_path):
                      timeout=10)
         assert r.returncode == 0, r.stderr
         # the namespace has its own value; the host's is untouched
-        assert pair.run(pair.b, ["cat", "/proc/sys/net/core/somaxconn"], timeout=10).stdout.strip() == str(want)
+        got = pair.run(pair.b, ["cat", "/proc/sys/net/core/somaxconn"], timeout=10)
+        assert got.stdout.strip() == str(want)
         with open("/proc/sys/net/core/somaxconn") as f:
             assert int(f.read()) == host
         srv = pair.popen(pair.b, [sys.executable, "-c", LISTENER, pair.addr_b, "40"],

@@ -170,8 +170,8 @@ def _sysctls_replay(root: Root, netns: int) -> tuple[dict | None, str | None]:
                       "or the namespace could not be entered)")
     except (ValueError, RecursionError) as exc:
         return None, f"{path} is malformed ({str(exc)[:100]})"
-    if (not isinstance(doc, dict) or not isinstance(doc.get("values"), dict)
-            or not all(isinstance(k, str) and isinstance(v, str) for k, v in doc["values"].items())):
+    vals = doc.get("values") if isinstance(doc, dict) else None
+    if not isinstance(vals, dict) or not all(isinstance(v, str) for v in vals.values()):
         return None, f"{path} is malformed (no values)"
     return doc, None
 
