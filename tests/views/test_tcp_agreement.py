@@ -215,3 +215,96 @@ def test_retransmission_rate_equals_hand_from_the_same_readings(tmp_path):
     assert r1 - r0 > 0, "3 % loss each way and no retransmission: the loss rules did not apply"
     # since boot too, from the last reading alone
     assert ns["retrans"]["since_boot_pct"] == pytest.approx(r1 / o1 * 100, rel=1e-9)
+
+
+PINNED_SENDER = r"""
+import socket, sys, time
+c = socket.socket()
+c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, int(sys.argv[2]))  # autotuning off for it
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, b"cubic")
+c.settimeout(5)
+c.connect((sys.argv[1], 7000))
+buf, sent, end = b"x" * 65536, 0, time.time() + 8
+while sent < int(sys.argv[3]) and time.time() < end:
+    sent += c.send(buf)
+print("ready", flush=True)  # all written: once acknowledged, the chrono counters hold still
+time.sleep(float(sys.argv[4]))
+"""
+
+
+def _ss_limited(pair, ns: str) -> dict:
+    """(local, peer) -> busy, rwnd_limited, sndbuf_limited as `ss -ti` prints them: ms (integer
+    division of tcp_info's usec) and the share of busy in % with one decimal; a part ss leaves
+    out is 0 (it prints only what is not)."""
+    import re
+
+    out = pair.run(ns, [need_tool("ss"), "-tin", "state", "established"], timeout=10).stdout
+    got, key = {}, None
+    for line in out.splitlines()[1:]:
+        if not line.startswith(("\t", " ")):
+            f = line.split()
+            key = (f[-2], f[-1]) if ":" in f[-1] else (f[-3], f[-2])
+            continue
+        m = re.search(r"\bbusy:(\d+)ms", line)
+        row = {"busy": int(m.group(1)) if m else None}
+        for part in ("rwnd_limited", "sndbuf_limited"):
+            m = re.search(rf"\b{part}:(\d+)ms\(([\d.]+)%\)", line)
+            row[part] = (int(m.group(1)), m.group(2)) if m else (0, None)
+        got[key] = row
+    return got
+
+
+def test_buffer_limited_time_agrees_with_ss():
+    """A sender with SO_SNDBUF 16 KiB across a 20 Mbit/s tbf shaper in namespaces we create:
+    the kernel counts most of its busy time as limited by its send buffer (ss -ti:
+    sndbuf_limited:...ms(x%)). ksight tcp --connections gives the same ms and shares, read from
+    sock_diag's tcp_info after the transfer ends (then the counters no longer move)."""
+    from ksight.collect.collector import Collector
+    from ksight.collect.plan import Plan
+    from ksight.lab.netns import NetnsPair
+    from ksight.views import tcp
+
+    need_tool("ip", "creates the network namespaces")
+    tc = need_tool("tc", "shapes the namespace's veth (tbf)")
+    with open("/proc/sys/net/ipv4/tcp_available_congestion_control") as f:
+        if "cubic" not in f.read().split():
+            pytest.skip("the cubic congestion control is not available (tcp_cubic)")
+    with NetnsPair() as pair:
+        r = subprocess.run([tc, "-n", pair.a, "qdisc", "add", "dev", pair.dev_a, "root", "tbf",
+                            "rate", "20mbit", "burst", "32kb", "latency", "60ms"],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            pytest.skip(f"tc tbf failed (kernel without sch_tbf?): {r.stderr.strip()}")
+        srv = pair.popen(pair.b, [sys.executable, "-c", SERVER, pair.addr_b, "20", "drain"])
+        time.sleep(0.5)
+        cli = pair.popen(pair.a, [sys.executable, "-c", PINNED_SENDER, pair.addr_b, "16384",
+                                  str(2 << 20), "20"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            _wait_ready(cli, timeout=15)
+            ino = _netns_inode(pair.a)
+            for attempt in range(10):  # until the last segment is acknowledged: ss and we agree
+                time.sleep(0.5)
+                want = _ss_limited(pair, pair.a)
+                snap = Collector().one(Plan.of([tcp.needs(window=False)]))
+                rows = {(c.local, c.remote): c for c in tcp.connections(
+                    snap, states=("ESTABLISHED",)).rows if c.netns == ino}
+                if want and want == _ss_limited(pair, pair.a) and set(rows) == set(want):
+                    break
+            assert len(want) == 1 and set(rows) == set(want), (rows, want)
+            (k, w), = want.items()
+            got = rows[k]
+            assert w["busy"] and w["busy"] > 100, w  # 2 MiB at 20 Mbit/s: most of a second
+            assert int(got.busy_ms) == w["busy"], (got, w)
+            for part in ("rwnd_limited", "sndbuf_limited"):
+                ms, share = getattr(got, f"{part}_ms"), getattr(got, f"{part}_pct")
+                assert int(ms) == w[part][0], (part, got, w)
+                if w[part][1] is not None:
+                    assert f"{share:.1f}" == w[part][1], (part, got, w)
+            # what the setup makes: a send buffer, not the network, holds the flow back
+            assert got.sndbuf_limited_pct > 30, got
+            assert got.sndbuf == 2 * 16384, got  # SO_SNDBUF 16 KiB: the kernel doubles it
+        finally:
+            for p in (cli, srv):
+                p.kill()
+                p.wait(timeout=5)

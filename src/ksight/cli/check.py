@@ -21,7 +21,9 @@ with their source file), why it matters, and what to do (sysctl lines, commands)
 Areas: pagecache (reclaim, dirty pages, swap, caches thrown away), memory (processes that grow,
 shmem/tmpfs and orphan SysV segments, slab and vmalloc growth, OOM kills, unexplained memory),
 cpu (system, softirq, iowait, hard-irq and steal time per CPU, load against the CPU count; live,
-cpu.high-system adds the top kernel functions from a 1 s perf profile when perf runs as root).
+cpu.high-system adds the top kernel functions from a 1 s perf profile when perf runs as root),
+tcp (retransmits, listen/SYN overflows, CLOSE_WAIT leaks, TIME_WAIT, memory, buffers; per netns),
+net (transmit drops per interface, softnet drops and time squeezes per CPU against netdev_budget).
 
 Exit status: 0 every rule looked and found nothing at warning or above, 1 warning, 2 critical,
 3 could not diagnose (a rule could not look and nothing worse was found: -v says which and why).

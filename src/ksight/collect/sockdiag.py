@@ -28,7 +28,8 @@ hold ksight/sock_diag.json (decoded sockets, format 1); they are still read.
 
 Why a hand-written decoder instead of pyroute2: inet_diag_msg is a fixed 72-byte struct followed
 by plain rtattrs, and tcp_info fields must be taken only when the attribute is long enough to hold
-them (tcp_info grew over the years: delivery_rate since 4.9, bytes_retrans since 4.19); pyroute2's
+them (tcp_info grew over the years: delivery_rate since 4.9, busy_time, rwnd_limited and
+sndbuf_limited since 4.10, bytes_retrans since 4.19); pyroute2's
 tcp_info class decodes against its own idea of the struct's length and needs a socket object
 around its marshal. The decoder below takes the byte order of the capturing host (netlink is
 host-endian) and needs nothing outside the standard library, so any machine can replay a capture.
@@ -83,6 +84,11 @@ TCP_INFO_FIELDS = {
     "rcv_space": (96, 4),  # tcpi_rcv_space: receive autotuning's estimate of what the peer sends per RTT
     "total_retrans": (100, 4),
     "delivery_rate": (160, 8),  # bytes/s, 4.9+
+    # usec the flow had data to send (chrono: not idle), and of it the time it was held back by
+    # the peer's receive window or by its own send buffer (tcp_chrono_start), 4.10+
+    "busy_time_us": (168, 8),
+    "rwnd_limited_us": (176, 8),
+    "sndbuf_limited_us": (184, 8),
     "bytes_retrans": (208, 8),  # 4.19+
 }
 
@@ -203,10 +209,12 @@ ROW_FIELDS = ("family", "local_addr", "local_port", "remote_addr", "remote_port"
               "inode", "pid", "comm", "backlog", "accept_queue", "cwnd", "ssthresh", "rtt_us",
               "rttvar_us", "retrans", "total_retrans", "lost", "unacked", "snd_mss",
               "delivery_rate", "bytes_retrans", "netns", "cookie", "rto_us", "rcv_space",
-              "last_data_recv_ms", "rcvbuf", "sndbuf")
+              "last_data_recv_ms", "rcvbuf", "sndbuf", "busy_time_us", "rwnd_limited_us",
+              "sndbuf_limited_us")
 assert _INFO_ORDER == ("retransmits", "rto_us", "snd_mss", "unacked", "lost", "retrans",
                        "last_data_recv_ms", "rtt_us", "rttvar_us", "ssthresh", "cwnd", "rcv_space", "total_retrans",
-                       "delivery_rate", "bytes_retrans")
+                       "delivery_rate", "busy_time_us", "rwnd_limited_us", "sndbuf_limited_us",
+                       "bytes_retrans")
 BOUND_INACTIVE = 13  # bind() without listen() or connect(): sock_diag lists it, /proc/net/tcp not
 _STATE_NAMES = tuple(state_name(i) for i in range(256))
 _FAST: dict[str, tuple] = {}
@@ -316,7 +324,9 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "lost": None, "unacked": None, "snd_mss": None,
                             "delivery_rate": None, "bytes_retrans": None, "netns": netns,
                             "cookie": cookie, "rto_us": None, "rcv_space": None,
-                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
+                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf,
+                            "busy_time_us": None, "rwnd_limited_us": None,
+                            "sndbuf_limited_us": None})
                 elif info is None:
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
@@ -328,11 +338,13 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "total_retrans": None, "lost": None, "unacked": None,
                             "snd_mss": None, "delivery_rate": None, "bytes_retrans": None,
                             "netns": netns, "cookie": cookie, "rto_us": None, "rcv_space": None,
-                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
+                            "last_data_recv_ms": None, "rcvbuf": rcvbuf, "sndbuf": sndbuf,
+                            "busy_time_us": None, "rwnd_limited_us": None,
+                            "sndbuf_limited_us": None})
                 else:
                     (i_retransmits, i_rto, i_snd_mss, i_unacked, i_lost, i_retrans, i_last_recv,
                      i_rtt, i_rttvar, i_ssthresh, i_cwnd, i_rcv_space, i_total, i_rate,
-                     i_bytes) = info
+                     i_busy, i_rwnd_lim, i_sndbuf_lim, i_bytes) = info
                     append({"family": fam, "local_addr": la, "local_port": sport,
                             "remote_addr": ra, "remote_port": dport, "state": names[st],
                             "tx_queue": wq, "rx_queue": rq, "timer_active": timer,
@@ -344,7 +356,9 @@ def table_rows(data: bytes, byteorder: str = sys.byteorder, netns: int | None = 
                             "unacked": i_unacked, "snd_mss": i_snd_mss, "delivery_rate": i_rate,
                             "bytes_retrans": i_bytes, "netns": netns, "cookie": cookie,
                             "rto_us": i_rto, "rcv_space": i_rcv_space,
-                            "last_data_recv_ms": i_last_recv, "rcvbuf": rcvbuf, "sndbuf": sndbuf})
+                            "last_data_recv_ms": i_last_recv, "rcvbuf": rcvbuf, "sndbuf": sndbuf,
+                            "busy_time_us": i_busy, "rwnd_limited_us": i_rwnd_lim,
+                            "sndbuf_limited_us": i_sndbuf_lim})
         elif n_type == NLMSG_DONE:
             return out
         elif n_type == NLMSG_ERROR:

@@ -74,6 +74,12 @@ class Sock:
     rto_us: int | None = None  # tcp_info: the retransmission timeout now
     rcv_space: int | None = None  # tcp_info: receive autotuning's per-RTT estimate (bytes)
     last_data_recv_ms: int | None = None  # tcp_info: ms since data last arrived (idle time)
+    # tcp_info (4.10+): usec with data to send, and of it held back by the peer's receive window
+    # or by the socket's own send buffer (what `ss -ti` prints as busy, rwnd_limited,
+    # sndbuf_limited); over the connection's life
+    busy_time_us: int | None = None
+    rwnd_limited_us: int | None = None
+    sndbuf_limited_us: int | None = None
     # sock_diag INET_DIAG_SKMEMINFO: the socket's buffer sizes now (bytes)
     rcvbuf: int | None = None
     sndbuf: int | None = None
@@ -107,7 +113,7 @@ _TCP_FIELDS = [f.name for f in fields(net_tcp.TcpSocket)]
 _SOCK_FIELDS = {f.name for f in fields(Sock)}
 _INFO_FIELDS = ("cwnd", "ssthresh", "rtt_us", "rttvar_us", "retrans", "total_retrans", "lost",
                 "unacked", "snd_mss", "delivery_rate", "bytes_retrans", "rto_us", "rcv_space",
-                "last_data_recv_ms")
+                "last_data_recv_ms", "busy_time_us", "rwnd_limited_us", "sndbuf_limited_us")
 
 
 def _comm(root: Root, pid: int) -> str | None:

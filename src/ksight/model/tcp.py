@@ -106,6 +106,76 @@ def ns_source(snap, source: str, netns: int | None):
     return snap.get(source)
 
 
+@dataclass(frozen=True)
+class NsSysctl:
+    """One sysctl as it applies in a network namespace."""
+
+    name: str
+    text: str | None  # as the kernel printed it (None: not read)
+    path: str  # /proc/sys/... (read inside the namespace, for another namespace's own value)
+    own_value: bool  # True: the namespace's own value (or ksight's namespace); False: ksight's
+    # namespace's value stands in for it (not read there: `why`)
+    why: str | None = None
+    pid: int | None = None  # a process in the namespace (to enter it: nsenter -t PID -n)
+
+    @property
+    def value(self) -> int | None:
+        """A single integer, or None (not read, or several values)."""
+        t = (self.text or "").split()
+        try:
+            return int(t[0]) if len(t) == 1 else None
+        except ValueError:
+            return None
+
+    @property
+    def ints(self) -> tuple[int, ...] | None:
+        try:
+            return tuple(int(x) for x in self.text.split()) if self.text else None
+        except ValueError:
+            return None
+
+    def note(self, netns: int | None) -> str | None:
+        """Where the value comes from, for evidence; None for ksight's own namespace."""
+        if netns is None or self.why is None and self.pid is None:
+            return None
+        if self.own_value:
+            return f"net:[{netns}]'s own value, read inside it"
+        return f"ksight's namespace's value: net:[{netns}]'s own was not read ({self.why})"
+
+    def sysctl_command(self, netns: int | None, value) -> str | None:
+        """How to set it in that namespace (None: ksight's own, plain sysctl -w)."""
+        if netns is None or self.pid is None:
+            return None
+        return f"nsenter -t {self.pid} -n sysctl -w {self.name}={value}"
+
+
+def ns_sysctl(snap, name: str, netns: int | None) -> NsSysctl:
+    """Sysctl `name` as it applies in namespace `netns` of a snapshot: the value read inside it
+    (collect/netns_counters.py NS_SYSCTLS); for ksight's own namespace (or None) the system
+    sysctl source; else, when the namespace's values were not read (a capture made before, a
+    namespace that could not be entered, a sysctl not per namespace), the system value, with why."""
+    path = "/proc/sys/" + name.replace(".", "/")
+    sc = snap.get("sysctl")
+    system = sc.text(name) if sc is not None else None
+    t = _ns_table(snap)
+    if netns is None or t is not None and t.own == netns:
+        return NsSysctl(name, system, path, True)
+    if t is None:
+        return NsSysctl(name, system, path, False, "the namespaces' own values were not collected")
+    c = t.get(netns)
+    if c is None:
+        return NsSysctl(name, system, path, False, "no process of it was read")
+    nss = getattr(c, "sysctls", None)
+    if nss is None:
+        return NsSysctl(name, system, path, False, getattr(c, "sysctls_why", None) or "not read",
+                        c.pid)
+    text = nss.text(name)
+    if text is None:
+        why = nss.missing.get(name) or "not read per namespace by ksight"
+        return NsSysctl(name, system, path, False, why, c.pid)
+    return NsSysctl(name, text, path, True, None, c.pid)
+
+
 def ns_counter(series: Series, c: Counter, netns: int | None = None) -> CounterSeries:
     """Counter `c` of one namespace across the series (the system counter for None or our own)."""
     if netns is None or is_own(series, netns) and _ns_table(series.last).get(netns) is None:
@@ -374,18 +444,23 @@ class EphemeralPorts:
     destinations: tuple[Destination, ...]  # busiest first
 
 
-def ephemeral_ports(snap, top: int = 10) -> EphemeralPorts | None:
+def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralPorts | None:
+    """Local ports in ip_local_port_range held per destination; with `netns`, only the sockets of
+    that namespace, against that namespace's own range (ns_sysctl)."""
     table = snap.sockets
     if table is None:
         return None
-    sc = snap.get("sysctl")
-    rng = sc.ints("net.ipv4.ip_local_port_range") if sc is not None else None
+    if netns is not None:
+        rng = ns_sysctl(snap, "net.ipv4.ip_local_port_range", netns).ints
+    else:
+        sc = snap.get("sysctl")
+        rng = sc.ints("net.ipv4.ip_local_port_range") if sc is not None else None
     lo, hi = (rng[0], rng[1]) if rng and len(rng) >= 2 else (None, None)
     per: _Tally = _Tally()
     tw: _Tally = _Tally()
     used = 0
     for s in table.sockets:
-        if s.state == "LISTEN" or not s.remote_port:
+        if s.state == "LISTEN" or not s.remote_port or netns is not None and s.netns != netns:
             continue
         if lo is not None and not lo <= s.local_port <= hi:
             continue

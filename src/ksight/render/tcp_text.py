@@ -85,6 +85,11 @@ def render(ov: Overview, out) -> None:
         p(f"    SYN cookies sent {_n(t.cookies_sent.window)}, SYN queue drops "
           f"{_n(t.reqq_full_drop.window)}, SYN_RECV {_n(t.syn_recv)}; TIME_WAIT "
           f"{_n(t.time_wait)}, TCPTimeWaitOverflow {_n(t.tw_overflow.window)}")
+        sc = n.sysctls
+        if sc:
+            short = ", ".join(f"{k.rsplit('.', 1)[1]} {' '.join(v.split())}" for k, v in sc.items())
+            p(f"    {short}" + (f" (ksight's namespace's values: {n.sysctls_why})"
+                                 if n.sysctls_why else ""))
 
     mem = ov.memory
     p()
@@ -131,6 +136,12 @@ def render(ov: Overview, out) -> None:
         p(f"unavailable: {m.source}: {m.reason}")
 
 
+def _limited(c) -> str:
+    if c.busy_ms is None or c.rwnd_limited_pct is None:
+        return "-"
+    return f"{c.rwnd_limited_pct:.1f}/{c.sndbuf_limited_pct:.1f} %"
+
+
 def render_connections(rep: Connections, out) -> None:
     p = lambda s="": print(s, file=out)  # noqa: E731
     f = {k: v for k, v in rep.filters.items() if v}
@@ -144,10 +155,13 @@ def render_connections(rep: Connections, out) -> None:
                      if c.state != "LISTEN" else _n(c.backlog), _n(c.cwnd), _n(c.ssthresh), rtt,
                      "-" if c.rto_ms is None else f"{c.rto_ms:g}",
                      "-" if c.total_retrans is None else f"{c.retrans}/{c.total_retrans}",
-                     _n(c.rcv_space), who, _ns(c.netns)])
+                     _n(c.rcv_space), _n(c.busy_ms), _limited(c), who, _ns(c.netns)])
     for line in _table(["State", "Local", "Peer", "Recv-Q", "Send-Q", "cwnd", "ssthresh",
-                        "rtt/var ms", "rto ms", "retrans", "rcv_space", "process", "netns"],
-                       rows, "lllrrrrrrrrll"):
+                        "rtt/var ms", "rto ms", "retrans", "rcv_space", "busy ms",
+                        "rwnd/sndbuf limited", "process", "netns"],
+                       rows, "lllrrrrrrrrrrll"):
         p(line)
     p("Recv-Q/Send-Q: unread / unacknowledged bytes (LISTEN: accept queue / backlog); "
       "retrans: outstanding/total")
+    p("busy: ms with data to send over the connection's life; rwnd/sndbuf limited: the share of "
+      "it held back by the peer's receive window / the socket's send buffer (tcp_info, 4.10+)")

@@ -6,7 +6,7 @@ counters); this module picks and assembles it for the command. Text is render/tc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..collect.plan import Needs
 from ..model import tcp as m
@@ -26,6 +26,10 @@ class Namespace:
     pid: int | None  # the process whose /proc/PID/net/* were read (None: the system files)
     retrans: m.Retransmission
     tcp: m.NsTcp
+    # NS_SYSCTLS as they apply in the namespace (model.tcp.ns_sysctl): name -> value as printed
+    sysctls: dict[str, str] = field(default_factory=dict)
+    # None: the namespace's own values (or ksight's namespace); else why ksight's stand in
+    sysctls_why: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,12 @@ SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_s
            "net.core.netdev_budget_usecs", "net.core.netdev_max_backlog")
 
 
+# per namespace (the namespace's own value: collect/netns_counters.NS_SYSCTLS), in the overview
+NS_SYSCTLS = ("net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.ipv4.tcp_syncookies",
+              "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_max_tw_buckets",
+              "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_fin_timeout", "net.ipv4.ip_local_port_range")
+
+
 def _safe(fn, *a):
     try:
         return fn(*a)
@@ -65,8 +75,11 @@ def overview(snaps, *, top: int = 10) -> Overview:
     spaces = []
     for ns in m.scopes(s):
         c = t.get(ns) if (t is not None and ns is not None) else None
+        xs = [m.ns_sysctl(s.last, n, ns) for n in NS_SYSCTLS]
+        why = next((x.why for x in xs if not x.own_value and x.why), None)
         spaces.append(Namespace(ns, m.is_own(s, ns), c.pid if c is not None else None,
-                                m.retransmission(s, ns), m.ns_tcp(s, ns, s.last.sockets)))
+                                m.retransmission(s, ns), m.ns_tcp(s, ns, s.last.sockets),
+                                {x.name: x.text for x in xs if x.text is not None}, why))
     sc = s.last.get("sysctl")
     notes = []
     if s.intervals == 0:
@@ -114,6 +127,14 @@ class Connection:
     last_data_recv_ms: int | None = None  # ms since data last arrived (tcp_info)
     rcvbuf: int | None = None  # the socket's receive buffer now (sock_diag skmeminfo)
     sndbuf: int | None = None
+    # tcp_info (4.10+), over the connection's life: ms with data to send, and of it ms held back
+    # by the peer's receive window / by the send buffer (ss -ti: busy, rwnd_limited,
+    # sndbuf_limited); the shares are of busy_ms (None where busy is 0 or not known)
+    busy_ms: float | None = None
+    rwnd_limited_ms: float | None = None
+    rwnd_limited_pct: float | None = None
+    sndbuf_limited_ms: float | None = None
+    sndbuf_limited_pct: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +154,10 @@ def _ms(us: int | None) -> float | None:
     return None if us is None else us / 1000.0
 
 
+def _share(part: int | None, busy: int | None) -> float | None:
+    return None if part is None or not busy else 100.0 * part / busy
+
+
 def connections(snap, *, pid: int | None = None, port: int | None = None,
                 states: tuple[str, ...] = ()) -> Connections:
     table = snap.sockets
@@ -147,6 +172,9 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
         st = m.state_of(k)
         if states and st not in states:
             continue
+        busy = getattr(k, "busy_time_us", None)
+        rwnd = getattr(k, "rwnd_limited_us", None)
+        sndl = getattr(k, "sndbuf_limited_us", None)
         ss = k.ssthresh if k.ssthresh is not None and k.ssthresh < 0x7FFFFFFF else None
         rows.append(Connection(
             k.family, st, _ep(k.local_addr, k.local_port), _ep(k.remote_addr, k.remote_port),
@@ -156,7 +184,8 @@ def connections(snap, *, pid: int | None = None, port: int | None = None,
             k.retransmits, k.retrans, k.total_retrans, k.lost, k.unacked, k.snd_mss,
             getattr(k, "rcv_space", None), k.delivery_rate, k.cookie,
             getattr(k, "last_data_recv_ms", None), getattr(k, "rcvbuf", None),
-            getattr(k, "sndbuf", None)))
+            getattr(k, "sndbuf", None), _ms(busy), _ms(rwnd), _share(rwnd, busy), _ms(sndl),
+            _share(sndl, busy)))
     order = {s: i for i, s in enumerate(m.STATES)}
     rows.sort(key=lambda c: (order.get(c.state, 99), c.netns or 0, c.local, c.remote))
     return Connections(tuple(rows), total, {"pid": pid, "port": port, "states": list(states)},

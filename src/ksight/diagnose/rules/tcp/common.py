@@ -47,6 +47,21 @@ def ns_file(path: str, netns: int | None, series) -> str:
     return path
 
 
+def ns_sysctl_ev(ctx, sx, netns: int | None, unit: str = "", note: str | None = None):
+    """Evidence for a sysctl as it applies in a namespace (model.tcp.ns_sysctl): its value, and
+    whose value it is when the namespace is not ksight's own."""
+    where_from = sx.note(netns)
+    text = "; ".join(x for x in (note, where_from) if x) or None
+    value = sx.value if sx.value is not None else sx.text
+    return ctx.ev(sx.name, value, unit, sx.path, note=text)
+
+
+def ns_why(sx, netns: int | None, why: str, value) -> str:
+    """An action's why, with how to apply it inside another namespace."""
+    cmd = sx.sysctl_command(netns, value)
+    return why + (f"; it is per network namespace: set it in net:[{netns}] ({cmd})" if cmd else "")
+
+
 def toward(current: int | None, target: int, up: bool = True) -> int:
     """A recommended value that never steps the wrong way."""
     if current is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ....model import tcp as m
 from ...finding import Action
 from ...rule import Context, Rule, Threshold
-from .common import ns_file, ns_subject, tcp_rule, toward, where
+from .common import ns_file, ns_subject, ns_sysctl_ev, ns_why, tcp_rule, toward, where
 
 
 def _fill(lst: m.Listener) -> float:
@@ -30,13 +30,15 @@ def listen_overflow(ctx: Context, r: Rule):
     tcp_abort_on_overflow) and ListenDrops (every drop at a listener, overflows included), per
     network namespace. The listener is the one of that namespace whose accept queue (sock_diag
     idiag_rqueue, /proc/net/tcp rx_queue) reached its backlog (idiag_wqueue: min(listen()
-    backlog, net.core.somaxconn)) during the window; else the fullest."""
+    backlog, net.core.somaxconn)) during the window; else the fullest. somaxconn and
+    tcp_abort_on_overflow are the namespace's own (read inside it), not ksight's."""
     s = ctx.series
     out = []
-    somax = ctx.sysctl("net.core.somaxconn")
-    abort = ctx.sysctl("net.ipv4.tcp_abort_on_overflow")
     all_listeners = m.listeners(s)
     for ns in m.scopes(s):
+        somax_x = m.ns_sysctl(s.last, "net.core.somaxconn", ns)
+        abort_x = m.ns_sysctl(s.last, "net.ipv4.tcp_abort_on_overflow", ns)
+        somax, abort = somax_x.value, abort_x.value
         ov = m.ns_counter(s, m.LISTEN_OVERFLOWS, ns)
         dr = m.ns_counter(s, m.LISTEN_DROPS, ns)
         if (ov.total or 0) < r.t("warn_overflows"):
@@ -68,11 +70,10 @@ def listen_overflow(ctx: Context, r: Rule):
                                        "(sock_diag unavailable)")))
                 subject = ns_subject(ns, socket=lst.socket, pid=lst.pid, comm=lst.comm)
             if somax is not None:
-                ev.append(ctx.ev("net.core.somaxconn", somax, "", "/proc/sys/net/core/somaxconn",
-                                 note="caps every listen() backlog (per namespace)"))
+                ev.append(ns_sysctl_ev(ctx, somax_x, ns,
+                                       note="caps every listen() backlog (per namespace)"))
             if abort is not None:
-                ev.append(ctx.ev("net.ipv4.tcp_abort_on_overflow", abort, "",
-                                 "/proc/sys/net/ipv4/tcp_abort_on_overflow"))
+                ev.append(ns_sysctl_ev(ctx, abort_x, ns))
             who = (f"{lst.comm or '?'}[{lst.pid}]" if lst is not None and lst.pid is not None
                    else "the process")
             backlog = lst.backlog if lst is not None and lst.backlog else None
@@ -86,9 +87,11 @@ def listen_overflow(ctx: Context, r: Rule):
             ]
             if somax is not None:
                 acts.append(Action.sysctl("net.core.somaxconn", somax, toward(somax, want),
-                                          why="listen() backlogs are capped at somaxconn; "
-                                              "raising it alone changes nothing until the "
-                                              "application asks for more (and restarts)"))
+                                          why=ns_why(somax_x, ns,
+                                                     "listen() backlogs are capped at somaxconn; "
+                                                     "raising it alone changes nothing until the "
+                                                     "application asks for more (and restarts)",
+                                                     toward(somax, want))))
             acts.append(Action.command(
                 f"ss -ltn{'p' if lst is not None else ''}"
                 + (f" 'sport = :{lst.port}'" if lst is not None else "")
@@ -120,9 +123,10 @@ def syn_flood(ctx: Context, r: Rule):
     per network namespace; SYN_RECV sockets against net.ipv4.tcp_max_syn_backlog."""
     s = ctx.series
     out = []
-    maxsyn = ctx.sysctl("net.ipv4.tcp_max_syn_backlog")
-    cookies = ctx.sysctl("net.ipv4.tcp_syncookies")
     for ns in m.scopes(s):
+        maxsyn_x = m.ns_sysctl(s.last, "net.ipv4.tcp_max_syn_backlog", ns)
+        cookies_x = m.ns_sysctl(s.last, "net.ipv4.tcp_syncookies", ns)
+        maxsyn, cookies = maxsyn_x.value, cookies_x.value
         sent = m.ns_counter(s, m.COOKIES_SENT, ns)
         drop = m.ns_counter(s, m.REQQ_FULL_DROP, ns)
         ps, pd = sent.peak_rate or 0.0, drop.peak_rate or 0.0
@@ -140,7 +144,8 @@ def syn_flood(ctx: Context, r: Rule):
                      note="valid cookies came back: real clients completed the handshake"),
               ctx.ev("SyncookiesFailed", nt.cookies_failed.window, "over the window", netstat),
               ctx.ev("SYN_RECV sockets", nt.syn_recv, "now", "sock_diag", threshold=maxsyn,
-                     note="tcp_max_syn_backlog of ksight's namespace" if not own else None)]
+                     note=(f"against tcp_max_syn_backlog ({maxsyn_x.note(ns)})"
+                           if maxsyn_x.note(ns) else None))]
         if lst is not None:
             ev.append(ctx.ev(f"SYN queue of {lst.socket}", queued, "requests", "sock_diag",
                              threshold=lst.backlog,
@@ -148,9 +153,10 @@ def syn_flood(ctx: Context, r: Rule):
                                    "SYN queue full past its backlog (min(listen() backlog, "
                                    "somaxconn))" if lst.backlog is not None else
                                    "half-open requests to this listener")))
+        if maxsyn is not None:
+            ev.append(ns_sysctl_ev(ctx, maxsyn_x, ns))
         if cookies is not None:
-            ev.append(ctx.ev("net.ipv4.tcp_syncookies", cookies, "",
-                             "/proc/sys/net/ipv4/tcp_syncookies"))
+            ev.append(ns_sysctl_ev(ctx, cookies_x, ns))
         acts = []
         if lst is not None:
             who = f"{lst.comm or '?'}[{lst.pid}]" if lst.pid is not None else "the process"
@@ -160,13 +166,17 @@ def syn_flood(ctx: Context, r: Rule):
                                         "backlog whatever tcp_max_syn_backlog says"))
         if maxsyn is not None:
             acts.append(Action.sysctl("net.ipv4.tcp_max_syn_backlog", maxsyn, toward(maxsyn, 8192),
-                                      why="a longer SYN queue absorbs bursts of new connections; "
-                                          "the listen() backlog (and somaxconn) also bounds it"))
+                                      why=ns_why(maxsyn_x, ns,
+                                                 "a longer SYN queue absorbs bursts of new "
+                                                 "connections; the listen() backlog (and "
+                                                 "somaxconn) also bounds it",
+                                                 toward(maxsyn, 8192))))
         if cookies is not None and cookies == 0:
             acts.append(Action.sysctl("net.ipv4.tcp_syncookies", cookies, 1,
-                                      why="answer with SYN cookies when the queue is full instead "
-                                          "of dropping; costs TCP options (window scaling, SACK) "
-                                          "only for those connections"))
+                                      why=ns_why(cookies_x, ns,
+                                                 "answer with SYN cookies when the queue is full "
+                                                 "instead of dropping; costs TCP options (window "
+                                                 "scaling, SACK) only for those connections", 1)))
         acts.append(Action.command("ss -tn state syn-recv | awk '{print $4}' | sort | uniq -c | "
                                    "sort -rn | head  # who sends the SYNs"))
         sev = "critical" if pd >= r.t("critical_drops_per_s") else "warning"

@@ -72,45 +72,98 @@ def memory_pressure(ctx: Context, r: Rule):
 
 @tcp_rule("tcp.buffer-config", title="TCP buffer settings cap throughput",
           sysctls=("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"), sockets=True, window=False,
-          netns_counters=False, uses=("sysctl",),
+          uses=("sysctl",),
           thresholds={
-              "limited_share": Threshold(0.8, "of what the send buffer allows per RTT",
+              "sndbuf_limited_share": Threshold(0.5, "of the flow's busy time (tcp_info)",
+                                                "more than half the time the flow had data to "
+                                                "send, the kernel held it back for room in its "
+                                                "send buffer: a larger buffer lets it send more"),
+              "min_busy_ms": Threshold(200, "ms busy (with data to send) over the window, or "
+                                            "over the connection's life from one snapshot",
+                                       "the kernel counts in jiffies (1-10 ms): shorter "
+                                       "transfers are too short to judge"),
+              "limited_share": Threshold(0.8, "of what the send buffer allows per RTT "
+                                              "(fallback: kernels before 4.10)",
                                          "a flow delivering at >= 80 % of (sndbuf / 2) / rtt is "
                                          "bounded by its buffer, not by the network (half of "
                                          "sk_sndbuf is payload, the rest the kernel's overhead)"),
-              "min_rtt_ms": Threshold(1.0, "ms round-trip time",
+              "min_rtt_ms": Threshold(1.0, "ms round-trip time (fallback)",
                                       "on shorter paths a few hundred kB always suffice"),
-              "min_rate": Threshold(1_000_000, "bytes/s delivered",
+              "min_rate": Threshold(1_000_000, "bytes/s delivered (fallback)",
                                     "a flow this slow is limited by its application, not its buffer"),
           })
 def buffer_config(ctx: Context, r: Rule):
     """net.ipv4.tcp_moderate_rcvbuf=0 (receive autotuning off: every socket stays at
-    tcp_rmem[1]); or established flows whose delivery rate (tcp_info) reaches what their send
-    buffer allows, (sk_sndbuf / 2) / rtt (sock_diag skmeminfo; tcp_wmem[2] when not known): the
-    buffer, not the path, caps them. A buffer below tcp_wmem[2] is pinned (SO_SNDBUF set by the
-    application, capped at net.core.wmem_max, and autotuning off for that socket) or not yet
-    grown; at tcp_wmem[2] the ceiling itself is too low for the path."""
+    tcp_rmem[1]); or established flows the kernel held back for room in their send buffer:
+    tcp_info's sndbuf_limited against busy_time (4.10+; `ss -ti` prints them), their growth over
+    the window when the socket is in two snapshots or more, else over the connection's life.
+    On kernels without these fields, an estimate: the delivery rate (tcp_info) reaching what the
+    send buffer allows, (sk_sndbuf / 2) / rtt (sock_diag skmeminfo; tcp_wmem[2] when not
+    known). A buffer below tcp_wmem[2] (the flow's namespace's own) is pinned (SO_SNDBUF set by
+    the application, capped at net.core.wmem_max, and autotuning off for that socket) or not
+    yet grown; at tcp_wmem[2] the ceiling itself is too low for the path."""
     sc = ctx.get("sysctl")
     wmem, rmem = sc.ints("net.ipv4.tcp_wmem"), sc.ints("net.ipv4.tcp_rmem")
     moderate = ctx.sysctl("net.ipv4.tcp_moderate_rcvbuf")
     wmax_core, rmax_core = ctx.sysctl("net.core.wmem_max"), ctx.sysctl("net.core.rmem_max")
     if not wmem or not rmem or len(wmem) < 3 or len(rmem) < 3:
         raise ctx.cannot_look("tcp_wmem/tcp_rmem do not hold three values")
-    limited = []
-    for k in socket_table(ctx).sockets:
-        if k.state != "ESTABLISHED" or not k.rtt_us or not k.delivery_rate:
+    table = socket_table(ctx)
+    # per socket over the window: busy and send-buffer-limited usec (model/series deltas)
+    s = ctx.series
+    busy_w = s.entity_counters("sockets", lambda k: k.busy_time_us, "busy_time_us")
+    snd_w = s.entity_counters("sockets", lambda k: k.sndbuf_limited_us, "sndbuf_limited_us")
+    rwnd_w = s.entity_counters("sockets", lambda k: k.rwnd_limited_us, "rwnd_limited_us")
+    last = s.entities("sockets")[-1]  # key -> socket of the last snapshot (table's sockets)
+    limited = []  # (socket, sort weight, buffer, evidence value, threshold, note, unit)
+    wmax_ns: dict = {}  # netns -> its own tcp_wmem max (per namespace since 4.15)
+    for key, k in (last.items() if last else ((None, k) for k in table.sockets)):
+        if k.state != "ESTABLISHED":
+            continue
+        if k.netns not in wmax_ns:
+            w = m.ns_sysctl(s.last, "net.ipv4.tcp_wmem", k.netns).ints
+            wmax_ns[k.netns] = w[2] if w and len(w) >= 3 else wmem[2]
+        wmax = wmax_ns[k.netns]
+        buf = getattr(k, "sndbuf", None) or wmax
+        who = f" {k.comm}[{k.pid}]" if k.pid is not None else ""
+        busy = getattr(k, "busy_time_us", None)
+        if busy is not None:  # the kernel measured it
+            b, sl, rw = (busy_w.get(key), snd_w.get(key), rwnd_w.get(key)) if key else (None,) * 3
+            if b is not None and b.total is not None and sl is not None and sl.total is not None:
+                span = f"over the window ({b.covered_seconds:.1f} s)"
+                busy, snd = b.total, sl.total
+                rwnd = rw.total if rw is not None else None
+            else:
+                span = "over the connection's life (one snapshot of it)"
+                snd, rwnd = k.sndbuf_limited_us, k.rwnd_limited_us
+            if busy < r.t("min_busy_ms") * 1000 or snd is None:
+                continue
+            share = snd / busy
+            if share >= r.t("sndbuf_limited_share"):
+                rw_note = (f", rwnd_limited {rwnd / 1000:.0f} ms ({100 * rwnd / busy:.1f} %)"
+                           if rwnd is not None else "")
+                limited.append((k, snd, buf, wmax, round(100 * share, 1),
+                                round(100 * r.t("sndbuf_limited_share")),
+                                f"sndbuf_limited {snd / 1000:.0f} ms of busy {busy / 1000:.0f} ms "
+                                f"{span}{rw_note} (tcp_info); sndbuf {buf} bytes, rtt "
+                                f"{(k.rtt_us or 0) / 1000:.1f} ms, cwnd {k.cwnd}{who}", "%"))
+            continue
+        # fallback, kernels before 4.10 (tcp_info without sndbuf_limited): an estimate
+        if not k.rtt_us or not k.delivery_rate:
             continue
         if k.rtt_us < r.t("min_rtt_ms") * 1000 or k.delivery_rate < r.t("min_rate"):
             continue
-        buf = getattr(k, "sndbuf", None) or wmem[2]
         cap = buf / 2 / (k.rtt_us / 1e6)  # payload bytes/s a full send buffer allows
         if k.delivery_rate >= r.t("limited_share") * cap:
-            limited.append((k, cap, buf))
+            limited.append((k, k.delivery_rate, buf, wmax, k.delivery_rate, round(cap),
+                            f"estimated: delivery rate against (sndbuf / 2) / rtt, this kernel's "
+                            f"tcp_info has no sndbuf_limited (before 4.10); sndbuf {buf} bytes, "
+                            f"rtt {k.rtt_us / 1000:.1f} ms, cwnd {k.cwnd}{who}", "bytes/s"))
     off = moderate == 0
     if not off and not limited:
         return None
-    pinned = [x for x in limited if x[2] < wmem[2]]
-    ceiling = [x for x in limited if x[2] >= wmem[2]]
+    pinned = [x for x in limited if x[2] < x[3]]  # below its namespace's tcp_wmem max
+    ceiling = [x for x in limited if x[2] >= x[3]]
     ev = [ctx.ev("net.ipv4.tcp_wmem", " ".join(map(str, wmem)), "bytes",
                  "/proc/sys/net/ipv4/tcp_wmem", note="min, default, max (autotuning)"),
           ctx.ev("net.ipv4.tcp_rmem", " ".join(map(str, rmem)), "bytes",
@@ -121,12 +174,10 @@ def buffer_config(ctx: Context, r: Rule):
                  note="the cap on SO_RCVBUF set by an application"),
           ctx.ev("net.ipv4.tcp_moderate_rcvbuf", moderate, "",
                  "/proc/sys/net/ipv4/tcp_moderate_rcvbuf")]
-    for k, cap, buf in sorted(limited, key=lambda x: -x[0].delivery_rate)[:3]:
-        who = f" {k.comm}[{k.pid}]" if k.pid is not None else ""
-        ev.append(ctx.ev(f"flow {k.local_addr}:{k.local_port} -> {k.remote_addr}:{k.remote_port}",
-                         k.delivery_rate, "bytes/s", "sock_diag", threshold=round(cap),
-                         note=f"sndbuf {buf} bytes, rtt {k.rtt_us / 1000:.1f} ms, cwnd "
-                              f"{k.cwnd}{who}"))
+    for k, _w, buf, _wmax, value, thr, note, unit in sorted(limited, key=lambda x: -x[1])[:3]:
+        name = "sndbuf-limited" if unit == "%" else "flow"
+        ev.append(ctx.ev(f"{name} {k.local_addr}:{k.local_port} -> {k.remote_addr}:"
+                         f"{k.remote_port}", value, unit, "sock_diag", threshold=thr, note=note))
     acts = []
     if off:
         acts.append(Action.sysctl("net.ipv4.tcp_moderate_rcvbuf", moderate, 1,
@@ -150,17 +201,17 @@ def buffer_config(ctx: Context, r: Rule):
         expl.append("receive buffer autotuning is off (tcp_moderate_rcvbuf=0): every connection "
                     "keeps tcp_rmem's default size, whatever its bandwidth-delay product")
     if pinned:
-        expl.append(f"{len(pinned)} flow(s) deliver as fast as a send buffer below tcp_wmem max "
-                    "allows: pinned by SO_SNDBUF, or not grown")
+        expl.append(f"{len(pinned)} flow(s) held back by a send buffer below tcp_wmem max: "
+                    "pinned by SO_SNDBUF, or not grown")
     if ceiling:
-        expl.append(f"{len(ceiling)} flow(s) deliver as fast as tcp_wmem max allows over their "
-                    "RTT: the ceiling, not the network, limits them")
+        expl.append(f"{len(ceiling)} flow(s) held back by a send buffer at tcp_wmem max: the "
+                    "ceiling, not the network, limits them")
     text = "; ".join(expl)
     # the flow delivering the most of those the buffer caps (its process, its namespace); the
     # machine-wide setting alone (autotuning off) has no one subject
     subj = None
     if limited:
-        k = max(limited, key=lambda x: x[0].delivery_rate)[0]
+        k = max(limited, key=lambda x: x[1])[0]
         subj = ns_subject(k.netns, socket=f"{k.local_addr}:{k.local_port} -> {k.remote_addr}:"
                                            f"{k.remote_port}", pid=k.pid, comm=k.comm)
     return r.finding("warning", ev, text[:1].upper() + text[1:] + ".", acts, subject=subj)

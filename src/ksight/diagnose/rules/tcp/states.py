@@ -8,7 +8,7 @@ from collections import Counter as Tally
 from ....model import tcp as m
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold
-from .common import ns_file, ns_subject, socket_table, tcp_rule, toward, where
+from .common import ns_file, ns_subject, ns_sysctl_ev, ns_why, socket_table, tcp_rule, toward, where
 
 
 def _key(s) -> tuple:
@@ -116,10 +116,12 @@ def time_wait_pressure(ctx: Context, r: Rule):
     connections to one server runs out of ports there first."""
     s = ctx.series
     out = []
-    buckets = ctx.sysctl("net.ipv4.tcp_max_tw_buckets")
-    reuse = ctx.sysctl("net.ipv4.tcp_tw_reuse")
-    eph = m.ephemeral_ports(s.last)
     for ns in m.scopes(s):
+        # the namespace's own limits (read inside it), and its ports against its own range
+        buckets_x = m.ns_sysctl(s.last, "net.ipv4.tcp_max_tw_buckets", ns)
+        reuse_x = m.ns_sysctl(s.last, "net.ipv4.tcp_tw_reuse", ns)
+        buckets, reuse = buckets_x.value, reuse_x.value
+        eph = m.ephemeral_ports(s.last, netns=ns)
         own = m.is_own(s, ns)
         st = m.ns_source(s.last, "sockstat", ns)
         tw = st.get("TCP", "tw") if st is not None else None
@@ -134,7 +136,9 @@ def time_wait_pressure(ctx: Context, r: Rule):
         if not hit_tw and not hit_ports:
             continue
         ev = [ctx.ev("TIME_WAIT sockets", tw, "sockets", ns_file("/proc/net/sockstat", ns, s),
-                     threshold=buckets, note="net.ipv4.tcp_max_tw_buckets" if buckets else None),
+                     threshold=buckets, note=("net.ipv4.tcp_max_tw_buckets" + (
+                         f" ({buckets_x.note(ns)})" if buckets_x.note(ns) else "")
+                         if buckets else None)),
               ctx.ev("TCPTimeWaitOverflow", moved if ovf is not None and ovf.present else None,
                      "over the window", ns_file("/proc/net/netstat", ns, s),
                      note="TIME_WAIT sockets destroyed early: the table was full")]
@@ -143,27 +147,38 @@ def time_wait_pressure(ctx: Context, r: Rule):
                              worst.ports_in_use, "local ports", "sock_diag",
                              threshold=eph.size,
                              note=(f"{worst.time_wait} in TIME_WAIT; ip_local_port_range "
-                                   f"{eph.low}-{eph.high} ({eph.size} ports)")))
+                                   f"{eph.low}-{eph.high} ({eph.size} ports"
+                                   + (f"; {n})" if (n := m.ns_sysctl(
+                                       s.last, "net.ipv4.ip_local_port_range", ns).note(ns))
+                                      else ")"))))
         acts = []
         if reuse is not None and reuse != 1:
             acts.append(Action.sysctl("net.ipv4.tcp_tw_reuse", reuse, 1,
-                                      why="lets connect() reuse a TIME_WAIT port to the same "
-                                          "destination when timestamps prove it safe (2, the "
-                                          "default, does so on loopback only)"))
+                                      why=ns_why(reuse_x, ns,
+                                                 "lets connect() reuse a TIME_WAIT port to the "
+                                                 "same destination when timestamps prove it safe "
+                                                 "(2, the default, does so on loopback only)", 1)))
         acts.append(Action.code("reuse connections (HTTP keep-alive, a connection pool) instead "
                                 "of one connection per request",
                                 why="each closed connection leaves its port in TIME_WAIT for "
                                     "60 s on the side that closed first"))
         if eph is not None and eph.low is not None and eph.size < 50000:
+            rng = f"{min(eph.low, 10000)} {max(eph.high, 65000)}"
             acts.append(Action.sysctl("net.ipv4.ip_local_port_range", f"{eph.low} {eph.high}",
-                                      f"{min(eph.low, 10000)} {max(eph.high, 65000)}",
-                                      why="more ports per destination; keep clear of ports "
-                                          "servers listen on (ip_local_reserved_ports)"))
+                                      rng,
+                                      why=ns_why(m.ns_sysctl(s.last, "net.ipv4.ip_local_port_range",
+                                                             ns), ns,
+                                                 "more ports per destination; keep clear of ports "
+                                                 "servers listen on (ip_local_reserved_ports)",
+                                                 f"'{rng}'")))
         if buckets is not None and share is not None and share >= r.t("warn_tw_share"):
             acts.append(Action.sysctl("net.ipv4.tcp_max_tw_buckets", buckets,
                                       toward(buckets, 2 * buckets),
-                                      why="each TIME_WAIT socket costs ~200 bytes; destroying "
-                                          "them early risks old segments hitting new connections"))
+                                      why=ns_why(buckets_x, ns,
+                                                 "each TIME_WAIT socket costs ~200 bytes; "
+                                                 "destroying them early risks old segments "
+                                                 "hitting new connections",
+                                                 toward(buckets, 2 * buckets))))
         sev = "critical" if pshare is not None and pshare >= r.t("critical_port_share") else "warning"
         what = []
         if hit_tw:
@@ -184,7 +199,7 @@ def time_wait_pressure(ctx: Context, r: Rule):
 
 
 @tcp_rule("tcp.fin-wait2", title="Many sockets wait in FIN_WAIT2 for peers that do not close",
-          sockets=True, netns_counters=False, window=False, uses=("sysctl",),
+          sockets=True, window=False, uses=("sysctl",),
           thresholds={
               "warn_sockets": Threshold(1000, "FIN_WAIT2 sockets in one namespace",
                                         "peers that never close their side keep these for "
@@ -196,7 +211,6 @@ def fin_wait2(ctx: Context, r: Rule):
     ones (closed by the application) are freed after net.ipv4.tcp_fin_timeout; sockets only
     shut down for writing stay as long as the application holds them."""
     s = ctx.series
-    fin = ctx.sysctl("net.ipv4.tcp_fin_timeout")
     per: dict = {}
     for k in socket_table(ctx).sockets:
         if k.state == "FIN_WAIT2":
@@ -212,13 +226,16 @@ def fin_wait2(ctx: Context, r: Rule):
                      note=f"{owned} still held by a process, {len(socks) - owned} orphaned"),
               ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
         acts = []
+        fin_x = m.ns_sysctl(s.last, "net.ipv4.tcp_fin_timeout", ns)  # the namespace's own
+        fin = fin_x.value
         if fin is not None:
-            ev.append(ctx.ev("net.ipv4.tcp_fin_timeout", fin, "s",
-                             "/proc/sys/net/ipv4/tcp_fin_timeout",
-                             note="how long an orphaned FIN_WAIT2 socket lives"))
+            ev.append(ns_sysctl_ev(ctx, fin_x, ns, "s",
+                                   note="how long an orphaned FIN_WAIT2 socket lives"))
             acts.append(Action.sysctl("net.ipv4.tcp_fin_timeout", fin, toward(fin, 15, up=False),
-                                      why="frees orphaned FIN_WAIT2 sockets sooner; sockets the "
-                                          "application still holds are not bound by it"))
+                                      why=ns_why(fin_x, ns,
+                                                 "frees orphaned FIN_WAIT2 sockets sooner; sockets "
+                                                 "the application still holds are not bound by it",
+                                                 toward(fin, 15, up=False))))
         acts.append(Action.code("close() sockets after shutdown(SHUT_WR) once the peer is done, "
                                 "and find why the peers never close their side"))
         out.append(r.finding("warning", ev,
