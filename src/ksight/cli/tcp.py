@@ -29,7 +29,9 @@ netstat,sockstat}, sock_diag, /proc/net/dev, /sys/class/net and /proc/net/softne
                     netdev_budget / netdev_budget_usecs / netdev_max_backlog
 
 --connections lists each socket like `ss -tani`: queues, cwnd, ssthresh, rtt, rto,
-retransmits, rcv_space, the process and namespace; -p PID and --port N filter it.
+retransmits, rcv_space, busy time and the share of it limited by the receiver's window or the
+send buffer (ss -ti's busy/rwnd_limited/sndbuf_limited), the process and namespace; -p PID and
+--port N filter it.
 --pcap FILE lists the retransmissions in a packet capture, with their flows (what tshark's
 tcp.analysis.retransmission finds).
 """
