@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..model.counters import Counter
+if TYPE_CHECKING:  # the counter tables are imported by the rules that name counters, not here
+    from ..model.counters import Counter
 
 # process parts the scan knows (collect.processes.DETAILS). maps, smaps (one entry per mapping:
 # the kernel walks every mapping, smaps its page tables too) and exe (the proc/PID/exe link) are
