@@ -181,18 +181,51 @@ STATE_DIR = "/run/ksight"   # ksight.pids.STATE_DIR; exists only while something
 
 def _after_dead_runs(command: str | None) -> None:
     """Every command first undoes what killed ksight runs left (ksight.pids, trace/leftovers).
-    Costs one stat when nothing is recorded; `ksight cleanup` does the thorough job itself."""
+    Costs one listdir when nothing is recorded, and one open and flock per record while other
+    ksight runs are alive: the cleanup code (~15 ms of imports) is loaded only when a record may
+    be a dead run's. `ksight cleanup` does the thorough job itself."""
     import os
 
     if command == "cleanup":
         return
     try:
-        os.stat(STATE_DIR)
-    except OSError:
+        names = os.listdir(STATE_DIR)
+    except OSError:  # absent (nothing recorded), or not root (the cleanup could not act)
+        return
+    if names and _all_owners_alive(names):
         return
     from .cleanup import reap_quietly
 
     reap_quietly()
+
+
+def _all_owners_alive(names: list[str]) -> bool:
+    """True when every entry of STATE_DIR is the record of a live ksight run: a live owner holds
+    an exclusive flock on its record from before it is named (ksight.pids.Record._write), so
+    a record we cannot lock is a live run's; one we can lock, a temp file or anything else:
+    False, and the cleanup looks (pids.records decides, as before)."""
+    import fcntl
+    import os
+
+    for n in names:
+        if not n.endswith(".json"):
+            return False
+        try:
+            fd = os.open(os.path.join(STATE_DIR, n), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            continue  # its owner finished meanwhile
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # held: its owner lives
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # also drops the lock if we got it
+        return False
+    return True
 
 
 if __name__ == "__main__":
