@@ -173,3 +173,29 @@ def test_hook_runs_cleanup_for_a_dead_record(tmp_path, monkeypatch):
     monkeypatch.setattr(m, "STATE_DIR", str(tmp_path / "absent"))
     m._after_dead_runs("pmap")  # nothing recorded: one failed listdir
     assert calls == [1, 1]
+
+
+# ---- the pmap view's per-mapping cache -----------------------------------------------------
+TWO_SEGMENTS = """\
+7f0000000000-7f0000004000 rw-s 00000000 00:01 98307                      /SYSV00000000 (deleted)
+Rss:                   8 kB
+7f0000010000-7f0000012000 rw-s 00000000 00:01 98308                      /SYSV00000000 (deleted)
+Rss:                   4 kB
+7f0000020000-7f0000021000 rw-s 00000000 00:01 5001                       /dev/zero (deleted)
+Rss:                   4 kB
+7f0000030000-7f0000031000 rw-s 00000000 00:01 5002                       /dev/zero (deleted)
+Rss:                   0 kB
+"""
+
+
+def test_pmap_view_names_each_sysv_segment_by_its_own_inode():
+    # two SysV segments with the same path and device: the cache of per-mapping columns is
+    # keyed without the inode, yet pmap -x names each by its shmid (98307 = 0x18003,
+    # 98308 = 0x18004), and each mapping keeps its own inode
+    from ksight.views.pmap import parse_smaps
+
+    maps, _ = parse_smaps(TWO_SEGMENTS, "smaps", None)
+    assert [(m.name, m.inode, m.kbytes, m.rss_kb) for m in maps] == [
+        ("  [ shmid=0x18003 ]", 98307, 16, 8), ("  [ shmid=0x18004 ]", 98308, 8, 4),
+        ("zero (deleted)", 5001, 4, 4), ("zero (deleted)", 5002, 4, 0)]
+    assert [m.kind for m in maps] == ["shm"] * 4
