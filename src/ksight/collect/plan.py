@@ -64,6 +64,8 @@ class Few:
 
 @dataclass(frozen=True)
 class Needs:
+    """What one rule or view cannot look without (merged into a Plan)."""
+
     sources: tuple[str, ...] = ()  # required system sources (snapshot.get(name))
     uses: tuple[str, ...] = ()  # optional sources: read when there, the rule runs without them
     counters: tuple[Counter, ...] = ()  # required counters: absent on this kernel -> not evaluated

@@ -97,6 +97,8 @@ EXITED = "process exited"
 
 @dataclass(frozen=True)
 class Process:
+    """One process of the table: the parts read for it, and top's memory columns."""
+
     pid: int
     comm: str | None  # from stat (authoritative: keeps spaces and ')'), else status Name
     cmdline: tuple[str, ...] | None = None  # () for kernel threads; None: not read

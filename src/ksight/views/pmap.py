@@ -45,6 +45,8 @@ _KERNEL_PAGES = ("[vdso]", "[vvar]", "[vvar_vclock]", "[vsyscall]", "[uprobes]",
 # of a `ksight pmap` run's start-up); identity equality, as for any object
 @dataclass(frozen=True, eq=False)
 class Mapping:
+    """One row of pmap -x, with its class (see the module doc)."""
+
     start: int
     end: int
     kbytes: int
@@ -64,6 +66,8 @@ class Mapping:
 
 @dataclass(frozen=True, eq=False)
 class Pmap:
+    """pmap -x of one process: its mappings and their totals."""
+
     pid: int
     command: str  # pmap's first line: the command line, else [comm]
     mappings: tuple[Mapping, ...]
