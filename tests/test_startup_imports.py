@@ -199,3 +199,25 @@ def test_pmap_view_names_each_sysv_segment_by_its_own_inode():
         ("  [ shmid=0x18003 ]", 98307, 16, 8), ("  [ shmid=0x18004 ]", 98308, 8, 4),
         ("zero (deleted)", 5001, 4, 4), ("zero (deleted)", 5002, 4, 0)]
     assert [m.kind for m in maps] == ["shm"] * 4
+
+
+def test_pmap_mapping_dicts_hold_exactly_the_fields_in_order():
+    # mapping_dicts copies each Mapping's __dict__: it must be the dataclass's fields, in their
+    # order, whichever way the Mapping was made (mappings_of's template, or __init__)
+    import dataclasses
+
+    from ksight.views.pmap import Mapping, Pmap, mapping_dicts, parse_smaps
+
+    names = [f.name for f in dataclasses.fields(Mapping)]
+    maps, _ = parse_smaps(TWO_SEGMENTS, "smaps", None)
+    made = Mapping(1, 2, 0, None, None, "r----", "  [ anon ]", "", "r---", 0, False, True, "anon")
+    pm = Pmap(1, "x", tuple(maps) + (made,), 0, 0, 0, None)
+    got = mapping_dicts(pm)
+    assert [list(d) for d in got] == [names] * 5
+    assert got[0]["name"] == "  [ shmid=0x18003 ]" and got[0]["inode"] == 98307
+    assert got[4] == {"start": 1, "end": 2, "kbytes": 0, "rss_kb": None, "dirty_kb": None,
+                      "mode": "r----", "name": "  [ anon ]", "path": "", "perms": "r---",
+                      "inode": 0, "shared": False, "anonymous": True, "kind": "anon",
+                      "swap_kb": None, "pss_kb": None}
+    got[0]["name"] = "changed"  # a copy: the Mapping is not changed through it
+    assert maps[0].name == "  [ shmid=0x18003 ]"

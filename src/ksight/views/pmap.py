@@ -31,7 +31,7 @@ Views return data: text lives in render/pmap_text.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..errors import Unavailable
 
@@ -211,9 +211,11 @@ PARTS = ("stat", "status", "cmdline", "exe", "smaps")
 
 
 def mapping_dicts(pm: Pmap) -> list[dict]:
-    """The mappings as plain dicts (the generic dataclass walk costs ~0.1 s per 5,000)."""
-    names = [f.name for f in fields(Mapping)]
-    return [{n: getattr(m, n) for n in names} for m in pm.mappings]
+    """The mappings as plain dicts, keys in field order (the generic dataclass walk costs ~0.1 s
+    per 5,000, a getattr per field ~9 ms). A Mapping's __dict__ holds exactly its fields, in
+    their order (made by __init__, or by mappings_of from a template in field order): a copy
+    of it is the dict, ~0.5 ms per 5,000."""
+    return [m.__dict__.copy() for m in pm.mappings]
 
 
 def command_of(proc) -> str:
