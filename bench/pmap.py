@@ -92,6 +92,7 @@ def main() -> int:
         plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
         py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
         from ksight.render.pmap_text import render
+        from ksight.collect.processes import MAPS_CHUNK
         from ksight.sources.proc_pid import smaps
 
         import gc
@@ -124,7 +125,7 @@ def main() -> int:
             view.build(col.one(plan).processes[pid])
             res["snapshot+build()"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            data = root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
+            data = root.read_bytes(f"proc/{pid}/smaps", chunk=MAPS_CHUNK)
             res["read"].append(time.perf_counter() - t)
             gc.disable()  # as ksight pmap runs
             t = time.perf_counter()
