@@ -1,6 +1,6 @@
 """`ksight pmap PID` against procps `pmap -x PID` on a process with 5,000 mappings (issue 10).
 
-    .venv/bin/python bench/pmap.py [--rounds 15] [--maps 5000]
+    .venv/bin/python bench/pmap.py [--rounds 15] [--maps 5000] [--base SRC]
 
 A child python maps MAPS one-page anonymous regions with alternating protections (so the kernel
 cannot merge neighbours), touches each, and sleeps. Each round runs, interleaved, `ksight pmap
@@ -9,6 +9,10 @@ PID`, as commands: wall time from fork to exit, start-up included (what a person
 for scale, `python -c pass` (the interpreter's start-up) and `cat /proc/PID/smaps` (the
 kernel's share, which pmap pays too). Also measured in this process: one snapshot with the pmap
 plan plus views.pmap.build() (read + parse + the view), and the bare read of /proc/PID/smaps.
+With --base SRC (the src/ folder of another checkout, its C extensions built in place, e.g. from
+`git archive COMMIT src setup.py pyproject.toml` and `setup.py build_ext --inplace`), that tree's
+`ksight pmap PID` runs in the same rounds, as its console script ran it (`sys.exit(main())`),
+so a before/after is measured interleaved on the same process.
 Prints median and range [min-max]. The tree is byte-compiled first (as pip installs it): with
 PYTHONDONTWRITEBYTECODE set, every run would otherwise compile ksight's modules again.
 Bounded: ROUNDS rounds; the child is killed by PID at the end, also on error.
@@ -60,6 +64,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--maps", type=int, default=5000)
+    ap.add_argument("--base", help="src/ of another ksight tree, measured in the same rounds")
     a = ap.parse_args()
     here = os.path.dirname(os.path.abspath(__file__))
     ksight = os.path.join(os.path.dirname(here), ".venv", "bin", "ksight")
@@ -87,6 +92,7 @@ def main() -> int:
         plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
         py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
         from ksight.render.pmap_text import render
+        from ksight.collect.processes import MAPS_CHUNK
         from ksight.sources.proc_pid import smaps
 
         import gc
@@ -97,7 +103,18 @@ def main() -> int:
                "snapshot+build()": [], "read": [], "parse (C)": [], "parse (Python)": [],
                "view (mappings_of)": [], "render (text)": []}
         nopid = gone_pid()
+        if a.base:
+            compileall.compile_dir(os.path.join(a.base, "ksight"), quiet=1)
+            res["base: ksight pmap"] = []
+            base_env = dict(os.environ, PYTHONPATH=a.base)
+            base_cmd = [py, "-c", "import sys; from ksight.cli.main import main; sys.exit(main())",
+                        "pmap", str(pid)]
         for _ in range(a.rounds):
+            if a.base:
+                t = time.perf_counter()
+                subprocess.run(base_cmd, env=base_env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, check=True)
+                res["base: ksight pmap"].append(time.perf_counter() - t)
             res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
             res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
             res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
@@ -108,7 +125,7 @@ def main() -> int:
             view.build(col.one(plan).processes[pid])
             res["snapshot+build()"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            data = root.read_bytes(f"proc/{pid}/smaps", chunk=1 << 20)
+            data = root.read_bytes(f"proc/{pid}/smaps", chunk=MAPS_CHUNK)
             res["read"].append(time.perf_counter() - t)
             gc.disable()  # as ksight pmap runs
             t = time.perf_counter()
@@ -125,7 +142,8 @@ def main() -> int:
             render(pm, io.StringIO())
             res["render (text)"].append(time.perf_counter() - t)
             gc.enable()
-        print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall)")
+        print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall); "
+              f"load average {os.getloadavg()[0]:.1f}")
         for k, v in res.items():
             print(f"  {k:26s} {fmt(v)}")
         return 0

@@ -22,7 +22,6 @@ from collections.abc import Callable, Iterator
 
 from ..errors import UsageError
 from ..fs import LiveRoot, RecordingRoot, Root
-from ..fs.bundle import open_bundle
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from .plan import Plan
 from .snapshot import take
@@ -141,6 +140,8 @@ class CaptureCollector(Collector):
     live = False
 
     def __init__(self, spec: str):
+        from ..fs.bundle import open_bundle  # only with --from: the live path skips it
+
         self.capture = open_bundle(spec)
         self.root = None
         self.label = spec

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ..model.counters import Counter
+if TYPE_CHECKING:  # the counter tables are imported by the rules that name counters, not here
+    from ..model.counters import Counter
 
 # process parts the scan knows (collect.processes.DETAILS). maps, smaps (one entry per mapping:
 # the kernel walks every mapping, smaps its page tables too) and exe (the proc/PID/exe link) are
@@ -62,6 +64,8 @@ class Few:
 
 @dataclass(frozen=True)
 class Needs:
+    """What one rule or view cannot look without (merged into a Plan)."""
+
     sources: tuple[str, ...] = ()  # required system sources (snapshot.get(name))
     uses: tuple[str, ...] = ()  # optional sources: read when there, the rule runs without them
     counters: tuple[Counter, ...] = ()  # required counters: absent on this kernel -> not evaluated

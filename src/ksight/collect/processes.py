@@ -63,21 +63,40 @@ from typing import Iterable
 from ..errors import ParseError, Unavailable
 from ..fs import DirRoot, LiveRoot, Root
 from ..model.snapshot import Missing
-from ..sources.proc_pid import cgroup as _cgroup
 from ..sources.proc_pid import cmdline as _cmdline
-from ..sources.proc_pid import maps as _maps
-from ..sources.proc_pid import oom as _oom
 from ..sources.proc_pid import smaps as _smaps
 from ..sources.proc_pid import stat as _stat
 from ..sources.proc_pid import statm as _statm
 from ..sources.proc_pid import status as _status
-from ..sources.proc_pid.cgroup import PidCgroups
-from ..sources.proc_pid.maps import Maps
-from ..sources.proc_pid.oom import OomInfo
 from ..sources.proc_pid.smaps import Smaps, SmapsRollup
 from ..sources.proc_pid.stat import PidStat
 from ..sources.proc_pid.statm import PidStatm
 from ..sources.proc_pid.status import PidStatus
+
+
+
+class _Parser:
+    """A parser module of sources/proc_pid imported when a part first needs it (`ksight pmap`
+    reads no cgroup, maps or oom: ~2 ms of its start-up); on first use it puts the module in
+    its place among this module's globals. Process's annotations name these classes through
+    it (`_cgroup.PidCgroups`), so typing.get_type_hints(Process) (store/samples) imports them."""
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, module: str, name: str):
+        self._module, self._name = module, name
+
+    def __getattr__(self, attr: str):
+        import importlib
+
+        mod = importlib.import_module(f"ksight.sources.proc_pid.{self._module}")
+        globals()[self._name] = mod
+        return getattr(mod, attr)
+
+
+_cgroup = _Parser("cgroup", "_cgroup")
+_maps = _Parser("maps", "_maps")
+_oom = _Parser("oom", "_oom")
 
 try:
     from .. import _procscan  # the optional C fast path (setup.py); absent: Python only
@@ -97,17 +116,19 @@ EXITED = "process exited"
 
 @dataclass(frozen=True)
 class Process:
+    """One process of the table: the parts read for it, and top's memory columns."""
+
     pid: int
     comm: str | None  # from stat (authoritative: keeps spaces and ')'), else status Name
     cmdline: tuple[str, ...] | None = None  # () for kernel threads; None: not read
     stat: PidStat | None = None
     statm: PidStatm | None = None
     status: PidStatus | None = None
-    oom: OomInfo | None = None
-    cgroup: PidCgroups | None = None
+    oom: _oom.OomInfo | None = None
+    cgroup: _cgroup.PidCgroups | None = None
     smaps_rollup: SmapsRollup | None = None
     socket_inodes: tuple[int, ...] | None = None
-    maps: Maps | None = None  # proc/PID/maps (part "maps"): the mappings, without page counts
+    maps: _maps.Maps | None = None  # proc/PID/maps (part "maps"): the mappings, without page counts
     smaps: Smaps | None = None  # proc/PID/smaps (part "smaps"): the mappings with their pages
     exe: str | None = None  # the proc/PID/exe link (part "exe"): the program file
     missing: tuple[str, ...] = ()  # "part: reason" for each requested part that was unavailable
@@ -193,7 +214,7 @@ _TEXT_PARTS = {
     "stat": ("stat", _stat.parse),
     "statm": ("statm", _statm.parse),
     "status": ("status", _status.parse),
-    "cgroup": ("cgroup", _cgroup.parse),
+    "cgroup": ("cgroup", lambda text, path: _cgroup.parse(text, path)),
     "smaps_rollup": ("smaps_rollup", _smaps.parse_rollup),
 }
 _OTHER_PARTS = {"cmdline": _read_cmdline, "oom": _read_oom, "sockets": _read_sockets}
@@ -510,11 +531,15 @@ RANKS = {
     "swap": lambda p: p.status.vm_swap_kb if p.status is not None else None,
     "oom": lambda p: p.oom.score if p.oom is not None else None,
 }
-MAPS_CHUNK = 1 << 20  # smaps of 5,000 mappings is ~4 MB: fewer, larger reads (the kernel fills
-# the whole buffer per read(2) from a seq_file)
+# read(2) size for maps and smaps. The kernel hands out one seq_file page (~4 kB of whole
+# records) per read(2) whatever the size asked, so a larger buffer saves no call: smaps of 5,000
+# mappings is ~1,000 reads either way. It must stay below glibc's mmap threshold (128 kB): each
+# read allocates a bytes object of this size first, and at 1 MiB every one was a fresh mmap,
+# page-faulted and unmapped again: the first smaps read of a process took 34 ms instead of 22.
+MAPS_CHUNK = 1 << 16
 
 
-def _read_maps(root: Root, pid: int, base: str) -> Maps:
+def _read_maps(root: Root, pid: int, base: str) -> _maps.Maps:
     """proc/PID/maps; on a capture that holds only smaps (`ksight capture --pid`), its region
     headers, which are the maps lines (the kernel prints both through show_map_vma)."""
     p = base + "maps"
@@ -524,7 +549,7 @@ def _read_maps(root: Root, pid: int, base: str) -> Maps:
         if root.live or not root.exists(base + "smaps"):
             raise
         sm = _read_smaps(root, pid, base)
-        return Maps(tuple(_maps.MapRegion(r.start, r.end, r.perms, r.offset, r.dev, r.inode,
+        return _maps.Maps(tuple(_maps.MapRegion(r.start, r.end, r.perms, r.offset, r.dev, r.inode,
                                           r.pathname) for r in sm.regions))
     return _maps.parse(text, p)
 

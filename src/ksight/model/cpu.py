@@ -154,6 +154,8 @@ def mpstat_cpu(prev: CpuTimes | None, cur: CpuTimes | None, name: str = "all") -
 
 @dataclass(frozen=True)
 class MpstatInterval:
+    """mpstat -P ALL for one interval: all CPUs and each CPU."""
+
     all: CpuPct
     cpus: dict[int, CpuPct]  # the CPUs mpstat shows (online in both readings)
     offline: tuple[int, ...]  # in the earlier reading, not in the later one
@@ -196,6 +198,8 @@ def mpstat_interval(prev, cur) -> MpstatInterval:
 
 @dataclass(frozen=True)
 class ProcCpu:
+    """One process's CPU time over an interval."""
+
     pid: int
     comm: str
     usr_pct: float  # of one CPU (100 = one CPU busy for the whole interval), as pidstat %usr
@@ -218,6 +222,8 @@ class RateRow:
 
 @dataclass(frozen=True)
 class CpuInterval:
+    """One interval of the CPU series."""
+
     index: int
     seconds: float | None
     taken_at: float | None  # wall clock of the later snapshot

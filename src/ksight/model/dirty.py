@@ -33,6 +33,8 @@ from .snapshot import Snapshot
 
 @dataclass(frozen=True)
 class DirtyLimits:
+    """The kernel's dirty page thresholds, as it computes them."""
+
     page_size: int
     dirty_pages: int | None
     writeback_pages: int | None

@@ -92,6 +92,8 @@ def split(snapshots: Sequence[Snapshot]) -> tuple[list[list[Snapshot]], list[Bre
 
 @dataclass(frozen=True)
 class Peak:
+    """The highest per-interval rate of a counter, and when."""
+
     rate: float
     interval: int  # index of the interval (between snapshots interval and interval + 1)
     seconds: float  # length of that interval

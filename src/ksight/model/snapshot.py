@@ -22,6 +22,8 @@ class Missing:
 
 @dataclass(frozen=True)
 class HostInfo:
+    """Who a snapshot is of: host, kernel, boot, and the units its files are in."""
+
     hostname: str | None = None
     kernel: str | None = None  # uname -r
     kernel_version: str | None = None  # /proc/version
@@ -34,6 +36,8 @@ class HostInfo:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One look at the kernel: parsed sources, processes, sockets, and what was missing."""
+
     taken_at: float | None  # wall clock, seconds since the epoch (None: a capture without manifest)
     monotonic: float | None  # CLOCK_MONOTONIC when taken live; None from a capture without it
     uptime_s: float | None  # /proc/uptime: lets rates be computed from any capture

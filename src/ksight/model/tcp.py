@@ -192,6 +192,8 @@ def since_boot(series: Series, c: Counter, netns: int | None = None) -> int | No
 
 @dataclass(frozen=True)
 class RetransKind:
+    """One kind of TCP retransmission and its counter."""
+
     name: str  # "fast retransmits"
     counter: str  # "TcpExt.TCPFastRetrans"
     window: int | None  # moved over the window
@@ -200,6 +202,8 @@ class RetransKind:
 
 @dataclass(frozen=True)
 class Retransmission:
+    """Retransmitted segments per interval, in one network namespace."""
+
     netns: int | None
     pct_per_interval: tuple[float | None, ...]  # ΔRetransSegs / ΔOutSegs × 100 (None: no segments)
     out_segs_per_interval: tuple[int | None, ...]
@@ -260,6 +264,8 @@ class Holder:
 
 @dataclass(frozen=True)
 class Census:
+    """TCP sockets by state: every namespace, each namespace, and who holds most."""
+
     counts: dict[str, int]  # state -> sockets (every namespace)
     by_netns: dict[int | None, dict[str, int]]
     holders: tuple[Holder, ...]  # most sockets first
@@ -291,6 +297,8 @@ def census(table, top: int = 20) -> Census | None:
 
 @dataclass(frozen=True)
 class Listener:
+    """One listening socket and its queue."""
+
     family: str
     addr: str
     port: int
@@ -342,6 +350,8 @@ def listeners(series: Series) -> list[Listener]:
 
 @dataclass(frozen=True)
 class Moved:
+    """A counter that moved over the window."""
+
     counter: str  # "TcpExt.ListenOverflows"
     window: int | None  # moved over the window (None: absent or reset)
     peak_per_s: float | None
@@ -403,6 +413,8 @@ def ns_tcp(series: Series, netns: int | None, table=None) -> NsTcp:
 
 @dataclass(frozen=True)
 class TcpMemory:
+    """TCP memory against its limits."""
+
     pages: int | None  # sockstat TCP mem now (pages, machine-wide)
     peak_pages: int | None
     low: int | None  # net.ipv4.tcp_mem: below, no pressure
@@ -428,6 +440,8 @@ def tcp_memory(series: Series) -> TcpMemory:
 
 @dataclass(frozen=True)
 class Destination:
+    """Local ports held towards one destination (address and port)."""
+
     netns: int | None
     remote_addr: str
     remote_port: int
@@ -437,6 +451,8 @@ class Destination:
 
 @dataclass(frozen=True)
 class EphemeralPorts:
+    """The ephemeral port range and its use."""
+
     low: int | None
     high: int | None
     size: int | None  # ports in the range
@@ -477,6 +493,8 @@ def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralP
 
 @dataclass(frozen=True)
 class NicTx:
+    """Transmit drops and packets of one interface over the window."""
+
     interface: str
     tx_drop: int | None  # over the window
     tx_drop_peak_per_s: float | None
@@ -522,6 +540,8 @@ def nic_tx(series: Series) -> list[NicTx]:
 
 @dataclass(frozen=True)
 class SoftnetCpu:
+    """softnet_stat of one CPU over the window."""
+
     cpu: int
     processed: int | None  # over the window
     dropped: int | None  # backlog full (netdev_max_backlog)
@@ -534,6 +554,8 @@ class SoftnetCpu:
 
 @dataclass(frozen=True)
 class Softnet:
+    """softnet_stat of every CPU, with the budget sysctls."""
+
     cpus: tuple[SoftnetCpu, ...]
     netdev_budget: int | None
     netdev_budget_usecs: int | None

@@ -66,19 +66,27 @@ def render(pm: Pmap, out) -> None:
     ~2 s (and importing it costs ~20 ms of a run pmap -x finishes in ~35 ms); pmap -x prints it
     in 30 ms. Same rule as the rich tables: each column at least pmap's width, wider when a value
     needs it (never run together); no line ends in spaces."""
-    rows = [(f"{m.start:016x}", str(m.kbytes), _n(m.rss_kb), _n(m.dirty_kb), m.mode,
-             class_cell(m), m.name) for m in pm.mappings]
+    maps = pm.mappings
     totals = (str(pm.total_kbytes), str(pm.total_rss_kb), str(pm.total_dirty_kb))
+    # widths from the largest value (the digits of a non-negative int grow with it; "-" for an
+    # absent value is narrower than any column): one pass over the rows, not one per column
     w = [ADDR_WIDTH, NUM_WIDTH, NUM_WIDTH, NUM_WIDTH, MODE_WIDTH, 7]
+    tops = (max((m.kbytes for m in maps), default=0), max((m.rss_kb or 0 for m in maps), default=0),
+            max((m.dirty_kb or 0 for m in maps), default=0))
     for i in range(1, 4):
-        w[i] = max(w[i], len(totals[i - 1]), max((len(r[i]) for r in rows), default=0))
-    w[5] = max(w[5], max((len(r[5]) for r in rows), default=0))
+        w[i] = max(w[i], len(totals[i - 1]), len(str(tops[i - 1])))
+    cells = {(m.shared, m.kind) for m in maps}
+    w[5] = max(w[5], max((len(k) + 2 for _, k in cells), default=0))
     a, k, r_, d, mo, c = w
     lines = [f"{pm.pid}:   {pm.command}".rstrip(),
              f"{'Address':<{a}} {'Kbytes':>{k}} {'RSS':>{r_}} {'Dirty':>{d}} {'Mode':<{mo}} "
              f"{'Class':<{c}} Mapping"]
-    fmt = f"{{:<{a}}} {{:>{k}}} {{:>{r_}}} {{:>{d}}} {{:<{mo}}} {{:<{c}}} {{}}".format
-    lines += [fmt(*r).rstrip() for r in rows]
+    # printf-style: ~0.35 us a row where str.format took ~0.6 us (5,000 rows: 1.7 vs 2.8 ms)
+    fmt = f"%0{a}x %{k}s %{r_}s %{d}s %-{mo}s %-{c}s %s"
+    cls = {key: ("s " if key[0] else "p ") + key[1] for key in cells}
+    lines += [(fmt % (m.start, m.kbytes, "-" if m.rss_kb is None else m.rss_kb,
+                      "-" if m.dirty_kb is None else m.dirty_kb, m.mode, cls[m.shared, m.kind],
+                      m.name)).rstrip() for m in maps]
     lines.append(f"{'-' * a} {'-' * k} {'-' * r_} {'-' * d}")
     lines.append(f"{'total kB':<{a}} {totals[0]:>{k}} {totals[1]:>{r_}} {totals[2]:>{d}}")
     kinds = pm.by_kind()

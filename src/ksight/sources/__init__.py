@@ -25,6 +25,8 @@ from typing import Any, Callable
 
 @dataclass(frozen=True)
 class Source:
+    """A system source: its name and how to read and parse it."""
+
     name: str
     module: str  # under ksight.sources
     reader: str = "read"
