@@ -11,7 +11,7 @@ at known times (so the episodes found can be checked against them):
   leak      one process growing 4 MiB/s of anonymous memory for 5 minutes from 15:00:00
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
-    .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
+    .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store] [--no-charts]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
@@ -137,7 +137,8 @@ def hms(t: float) -> str:
     return f"{t // 3600:02d}:{t // 60 % 60:02d}:{t % 60:02d}"
 
 
-def run_once(hours: float, window: float, store: str | None) -> tuple[float, float, float, object]:
+def run_once(hours: float, window: float, store: str | None,
+             charts: bool = True) -> tuple[float, float, float, object]:
     """(CPU s of generating alone, wall s and CPU s of the report, the report's view)."""
     from ksight.views.report import report_view
 
@@ -152,10 +153,10 @@ def run_once(hours: float, window: float, store: str | None) -> tuple[float, flo
         from ksight.record.store import Recording
 
         rec = Recording.open(store)
-        view = report_view(rec.snapshots(None, None), window_seconds=window)
+        view = report_view(rec.snapshots(None, None), window_seconds=window, charts=charts)
         rec.close()
     else:
-        view = report_view(synthetic(n, base=base), window_seconds=window)
+        view = report_view(synthetic(n, base=base), window_seconds=window, charts=charts)
     return gen, time.perf_counter() - t, time.process_time() - c, view
 
 
@@ -166,6 +167,8 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=60.0)
     ap.add_argument("--store", action="store_true",
                     help="write a SQLite recording first and report through it (ksight.record.store)")
+    ap.add_argument("--no-charts", action="store_true",
+                    help="episodes only, as the text report (`ksight report` without --json/--html)")
     a = ap.parse_args(argv)
     store = None
     if a.store:
@@ -186,7 +189,7 @@ def main(argv=None) -> int:
         print(f"wrote {store}: {os.path.getsize(store) / 1e6:.1f} MB in {time.perf_counter() - t:.0f} s")
     gens, tooks, cpus = [], [], []
     for i in range(a.runs):
-        gen, took, cpu, view = run_once(a.hours, a.window, store)
+        gen, took, cpu, view = run_once(a.hours, a.window, store, charts=not a.no_charts)
         eps = view.episodes
         gens.append(gen)
         tooks.append(took)
@@ -201,7 +204,7 @@ def main(argv=None) -> int:
     # the charts keep the bursts at their height: the 5 s of direct reclaim scan 20,000 pages/s
     # and the sys fault is 80 % system time, each a point of its (reduced) line
     pts = {(c.id, s.name): s for c in view.charts for s in c.series}
-    for key, want in ((("reclaim", "direct scanned"), 20000.0), (("cpu", "sys"), 80.0)):
+    for key, want in ((("reclaim", "direct scanned"), 20000.0), (("cpu", "sys"), 80.0)) * bool(view.charts):
         s = pts.get(key)
         top = max((v for v in s.values if v is not None), default=None) if s else None
         print(f"  chart {key[0]}/{key[1]}: {len(s.times) if s else 0} points, highest point "
