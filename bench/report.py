@@ -11,13 +11,15 @@ at known times (so the episodes found can be checked against them):
   leak      one process growing 4 MiB/s of anonymous memory for 5 minutes from 15:00:00
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
-    .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store] [--no-charts]
+    .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
+                                     [--no-charts]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
 included: the samples stream through), the episodes found, and whether the reclaim and
-system-time bursts are points of their charts' lines at the height written. `--store` writes the samples into a SQLite recording first (needs
-`ksight.record.store`, branch h-rec) and reports through it, decoding included.
+system-time bursts are points of their charts' lines at the height written (`--no-charts`:
+episodes only, as the text report). `--store` writes the samples into a SQLite recording first
+(needs `ksight.record.store`, branch h-rec) and reports through it, decoding included.
 """
 
 from __future__ import annotations
@@ -189,7 +191,8 @@ def main(argv=None) -> int:
         print(f"wrote {store}: {os.path.getsize(store) / 1e6:.1f} MB in {time.perf_counter() - t:.0f} s")
     gens, tooks, cpus = [], [], []
     for i in range(a.runs):
-        gen, took, cpu, view = run_once(a.hours, a.window, store, charts=not a.no_charts)
+        gen, took, cpu, view = run_once(a.hours, a.window, store,
+                                        charts=not a.no_charts)
         eps = view.episodes
         gens.append(gen)
         tooks.append(took)
@@ -204,7 +207,8 @@ def main(argv=None) -> int:
     # the charts keep the bursts at their height: the 5 s of direct reclaim scan 20,000 pages/s
     # and the sys fault is 80 % system time, each a point of its (reduced) line
     pts = {(c.id, s.name): s for c in view.charts for s in c.series}
-    for key, want in ((("reclaim", "direct scanned"), 20000.0), (("cpu", "sys"), 80.0)) * bool(view.charts):
+    bursts = ((("reclaim", "direct scanned"), 20000.0), (("cpu", "sys"), 80.0))
+    for key, want in bursts if view.charts else ():
         s = pts.get(key)
         top = max((v for v in s.values if v is not None), default=None) if s else None
         print(f"  chart {key[0]}/{key[1]}: {len(s.times) if s else 0} points, highest point "
