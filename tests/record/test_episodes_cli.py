@@ -179,3 +179,29 @@ def test_since_until_bound_the_range():
             assert T0 + 200 <= s.times[0] and s.times[-1] <= T0 + 499
     view = report_view(iter(snaps), areas=["pagecache"], until=T0 + 299)
     assert [e.rule for e in view.episodes] == ["pagecache.direct-reclaim"]
+
+
+def test_unreadable_samples_of_a_recording_are_a_note_in_every_output(monkeypatch, capsys):
+    """A recording whose store skipped torn rows (the store is h-rec's: stood in for here):
+    the note is in the JSON's notes, the text's, and the episode report's."""
+    import argparse
+
+    from ksight.cli import report as cli
+
+    snaps, _ = series(120, stalls=burst(30, 5, 200))
+
+    class Rec:
+        skipped = 2
+        errors = ["row 17: torn frame"]
+
+    monkeypatch.setattr(cli, "_snapshots", lambda args, areas: (iter(snaps), "x.db", None, Rec()))
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    assert cli.run(p.parse_args(["--db", "x.db", "--json", "--area", "pagecache"])) == 2
+    doc = json.loads(capsys.readouterr().out)
+    want = "2 sample(s) of the recording could not be read and were left out: row 17: torn frame"
+    assert want in doc["notes"] and doc["source"] == "x.db"
+    assert [e["rule"] for e in doc["episodes"]] == ["pagecache.direct-reclaim"]
+    assert doc["range"]["samples"] == 120 and doc["verdict"] == "critical"
+    cli.run(p.parse_args(["--db", "x.db", "--area", "pagecache"]))
+    assert want in " ".join(capsys.readouterr().out.split())
