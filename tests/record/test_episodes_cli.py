@@ -123,8 +123,9 @@ def test_charts_hold_the_rates_written_into_the_series():
     assert [e.rule for e in view.episodes] == ["pagecache.direct-reclaim"]
     assert view.episodes[0].start <= T0 + 101 and view.episodes[0].end >= T0 + 160
     # the whole range: memory from the first sample, rates from the first interval's end
-    for s in ch["memory"].values():
+    for s in ch["memory"].values():  # 300 samples: far under the grid, one point each
         assert (s.times[0], s.times[-1]) == (T0, T0 + 299)
+        assert len(s.times) == 300 and not s.reduced
     for s in ch["reclaim"].values():
         assert (s.times[0], s.times[-1]) == (T0 + 1, T0 + 299)
     assert (view.start, view.end, view.wall_clock) == (T0, T0 + 299, True)
