@@ -47,7 +47,8 @@ def render(view, *, verbose: bool = False) -> None:
     host = view.host or rep.host.get("hostname") or "?"
     span = (f"{when(rep.start)} to {when(rep.end)} ({duration((rep.end or 0) - (rep.start or 0))}, "
             f"{rep.samples:,} samples)" if rep.samples else "no samples in the range")
-    counts = {s: sum(1 for e in view.episodes if e.severity == s) for s in ("critical", "warning", "info")}
+    counts = {s: sum(1 for e in view.episodes if e.severity == s)
+              for s in ("critical", "warning", "info")}
     v = rep.verdict
     if v == "unknown":
         verdict = ("[bold]could not diagnose[/]: no rule could look"
@@ -58,7 +59,8 @@ def render(view, *, verbose: bool = False) -> None:
                    "could not look (below)")
     else:
         verdict = ", ".join(f"[{_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n) + " episode(s)"
-    c.print(f"ksight report: {escape(host)} (kernel {escape(view.kernel or rep.kernel or '?')}), {span}, "
+    kernel = view.kernel or rep.kernel or "?"
+    c.print(f"ksight report: {escape(host)} (kernel {escape(kernel)}), {span}, "
             f"{rep.rules_run} of {rep.rules_selected} rules looked: {verdict}")
     if view.source:
         c.print(f"[dim]from {escape(view.source)}[/]")
