@@ -135,3 +135,27 @@ def test_a_reduced_long_recording_and_odd_values_load_cleanly(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert console_messages(r.stderr) == []
     assert r.stdout.count("<svg") == sum(1 for c in v.charts if c.series)
+
+
+def test_the_report_commands_page_loads_cleanly(tmp_path):
+    """`ksight report --html` end to end: the one ReportView of views/report.py (episodes and
+    charts of one pass over the checked-in capture) drawn and loaded in chromium."""
+    import sys
+
+    from tests.conftest import FIXTURES
+
+    out = tmp_path / "report.html"
+    p = subprocess.run([sys.executable, "-m", "ksight", "report", "--from",
+                        str(FIXTURES / "captures" / "vm-6.18.tar.zst"), "--html", str(out)],
+                       capture_output=True, text=True, timeout=180)
+    assert p.returncode in (0, 1, 2), p.stderr
+    assert (out.stat().st_mode & 0o077) == 0  # it names the machine's processes: owner only
+    r = chromium(tmp_path, "--dump-dom", out.as_uri())
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert console_messages(r.stderr) == []
+    boxes = dict(re.findall(r'<div class="chartbox" id="chart-([a-z]+)">(.*?)</div>', r.stdout,
+                            re.S))
+    for cid in ("memory", "cpu", "processes"):  # the capture's two samples: drawn
+        assert re.search(r'<path d="M[\d.]+,[\d.]+', boxes[cid]), cid
+    # the capture's episodes (check's findings on it, tests/record/test_episodes_cli.py)
+    assert "cpu.high-iowait" in r.stdout and "from " in r.stdout

@@ -35,7 +35,15 @@ def test_report_json_from_a_capture_agrees_with_check():
     for e in doc["episodes"]:
         assert e["start"] == doc["range"]["start"] and e["end"] == doc["range"]["end"]
         assert e["windows"] == 1 and e["bundle"] is None
-    assert {ch["name"] for ch in doc["charts"]} >= {"memory", "reclaim", "cpu", "rss"}
+    charts = {ch["id"]: ch for ch in doc["charts"]}
+    assert set(charts) >= {"memory", "reclaim", "cpu", "processes"}
+    for cid in ("memory", "cpu", "processes"):
+        assert charts[cid]["series"], cid
+    # the capture's two samples: memory at both, CPU per interval (one)
+    assert len(charts["memory"]["series"][0]["times"]) == 2
+    assert len(charts["cpu"]["series"][0]["times"]) == 1
+    assert doc["host"] == doc["host_info"]["hostname"] == "vm" and doc["source"] == CAPTURE
+    assert doc["version"] == 2 and doc["wall_clock"] is True
 
 
 def test_report_text_from_a_capture():
@@ -80,39 +88,69 @@ def test_help_ends_with_examples():
 
 
 # ---- the charts ----------------------------------------------------------------------------------
+def _charts(view):
+    return {c.id: {s.name: s for s in c.series} for c in view.charts}
+
+
+def _at(s):
+    return dict(zip(s.times, s.values))
+
+
 def test_charts_hold_the_rates_written_into_the_series():
     from ksight.views.report import report_view
+    from ksight.views.report_data import ReportView
 
-    # 50 stalls/s (100 pages scanned directly per stall) from 100 s to 160 s
+    # 50 stalls/s, 100 pages scanned and 90 stolen directly per stall, from 100 s to 160 s
     snaps, _ = series(300, stalls=lambda t: 50 if 100 < t <= 160 else 0)
     view = report_view(iter(snaps))
-    charts = {c.name: c for c in view.charts}
-    rec = {ln.name: ln for ln in charts["reclaim"].lines}
-    st = rec["allocstall"]
-    by_t = dict(zip(st.times, st.values))
-    assert by_t[T0 + 130] == 50 and by_t[T0 + 99] == 0 and by_t[T0 + 200] == 0
-    assert dict(zip(rec["pgscan direct"].times, rec["pgscan direct"].values))[T0 + 130] == 5000
+    assert isinstance(view, ReportView) and view.episode_report.samples == 300
+    ch = _charts(view)
+    scanned, stolen = _at(ch["reclaim"]["direct scanned"]), _at(ch["reclaim"]["direct reclaimed"])
+    assert scanned[T0 + 130] == 5000 and scanned[T0 + 99] == 0 and scanned[T0 + 200] == 0
+    assert stolen[T0 + 130] == 4500 and stolen[T0 + 161] == 0
     # CPU: 5 user, 2 system, 93 idle ticks of 100 per CPU each second (written in series())
-    cpu = {ln.name: dict(zip(ln.times, ln.values)) for ln in charts["cpu"].lines}
-    assert cpu["usr"][T0 + 50] == pytest.approx(5.0) and cpu["sys"][T0 + 50] == pytest.approx(2.0)
-    # memory composition: the capture's meminfo, kB as the kernel printed it
-    mem = {ln.name: ln.values[0] for ln in charts["memory"].lines}
+    assert _at(ch["cpu"]["usr"])[T0 + 50] == pytest.approx(5.0)
+    assert _at(ch["cpu"]["sys"])[T0 + 50] == pytest.approx(2.0)
+    assert _at(ch["cpu"]["iowait"])[T0 + 50] == pytest.approx(0.0)
+    # memory composition: the capture's meminfo, kB as the kernel printed it, in bytes
     mi = snaps[0].get("meminfo")
-    assert mem["anon"] == mi.anon_pages_kb and mem["shmem"] == mi.shmem_kb
-    assert mem["file"] == mi.cached_kb - mi.shmem_kb + mi.buffers_kb
-    # at most MAX_POINTS a line, the whole range covered
-    assert all(len(ln.times) <= 2 * 1000 for c in view.charts for ln in c.lines)
+    mem = {name: s.values[0] for name, s in ch["memory"].items()}
+    assert mem["anon"] == mi.anon_pages_kb * 1024 and mem["shmem"] == mi.shmem_kb * 1024
+    assert mem["dirty"] == mi.dirty_kb * 1024 and mem["slab"] == mi.slab_kb * 1024
+    assert mem["file cache (clean)"] == (mi.active_file_kb + mi.inactive_file_kb
+                                         - mi.dirty_kb) * 1024
+    # the episode the same pass found
+    assert [e.rule for e in view.episodes] == ["pagecache.direct-reclaim"]
+    assert view.episodes[0].start <= T0 + 101 and view.episodes[0].end >= T0 + 160
+    # the whole range: memory from the first sample, rates from the first interval's end
+    for s in ch["memory"].values():  # 300 samples: far under the grid, one point each
+        assert (s.times[0], s.times[-1]) == (T0, T0 + 299)
+        assert len(s.times) == 300 and not s.reduced
+    for s in ch["reclaim"].values():
+        assert (s.times[0], s.times[-1]) == (T0 + 1, T0 + 299)
+    assert (view.start, view.end, view.wall_clock) == (T0, T0 + 299, True)
 
 
-def test_a_long_range_is_thinned_for_plotting_but_keeps_the_mean():
+def test_a_one_second_burst_in_a_long_range_is_kept_at_its_peak():
     from ksight.views.report import report_view
 
-    snaps, _ = series(3000, stalls=lambda t: 10)  # a steady 10 stalls/s for 50 minutes
-    view = report_view(iter(snaps), max_points=200, areas=["pagecache"])
-    st = next(ln for c in view.charts if c.name == "reclaim" for ln in c.lines if ln.name == "allocstall")
-    assert len(st.times) <= 400
-    assert all(v == pytest.approx(10) for v in st.values if v is not None)
-    assert st.times[-1] == T0 + 2999
+    # 50 minutes of a steady 10 stalls/s (1,000 pages scanned/s) and, in the second ending at
+    # 1,234 s, 300 stalls (30,000 pages): far more samples than the 64 buckets of the grid
+    snaps, _ = series(3000, stalls=lambda t: 300 if t == 1234 else 10)
+    view = report_view(iter(snaps), max_buckets=64, areas=["pagecache"])
+    sc = _charts(view)["reclaim"]["direct scanned"]
+    assert sc.reduced and len(sc.times) <= 2 * 64 + 2  # at most two points per bucket
+    assert _at(sc)[T0 + 1234] == 30000  # the burst is a point of the line, at its height
+    assert (sc.peak, sc.peak_at) == (30000, T0 + 1234)
+    # nothing averaged: every point is a rate written into the series (1,000 or 30,000 pages/s)
+    assert all(v == pytest.approx(1000) or v == 30000 for v in sc.values)
+    assert sc.times[0] == T0 + 1 and sc.times[-1] <= T0 + 2999
+    # the whole range is covered: 3,000 s in at most 64 buckets is buckets of 64 s (0.25 s
+    # doubled until 64 cover the range); the last one holds the last sample's bucket
+    assert any("every 64 s (peaks kept)" in n for n in view.notes), view.notes
+    assert sc.times[-1] > T0 + 2999 - 64
+    mem = _charts(view)["memory"]["anon"]
+    assert mem.times[0] == T0 and mem.times[-1] > T0 + 2999 - 64
 
 
 def test_html_writes_a_page_or_says_why_not(tmp_path):
@@ -133,8 +171,38 @@ def test_since_until_bound_the_range():
 
     snaps, _ = series(600, stalls=burst(100, 5, 200))
     view = report_view(iter(snaps), areas=["pagecache"], since=T0 + 200, until=T0 + 499)
-    rep = view.episodes
+    rep = view.episode_report
     assert (rep.start, rep.end, rep.samples) == (T0 + 200, T0 + 499, 300)
-    assert rep.episodes == []  # the burst at 100 s is outside
+    assert view.episodes == ()  # the burst at 100 s is outside
+    assert (view.since, view.until, view.start, view.end) == (T0 + 200, T0 + 499) * 2
+    for c in view.charts:  # the charts hold that range only
+        for s in c.series:
+            assert T0 + 200 <= s.times[0] and s.times[-1] <= T0 + 499
     view = report_view(iter(snaps), areas=["pagecache"], until=T0 + 299)
-    assert [e.rule for e in view.episodes.episodes] == ["pagecache.direct-reclaim"]
+    assert [e.rule for e in view.episodes] == ["pagecache.direct-reclaim"]
+
+
+def test_unreadable_samples_of_a_recording_are_a_note_in_every_output(monkeypatch, capsys):
+    """A recording whose store skipped torn rows (the store is h-rec's: stood in for here):
+    the note is in the JSON's notes, the text's, and the episode report's."""
+    import argparse
+
+    from ksight.cli import report as cli
+
+    snaps, _ = series(120, stalls=burst(30, 5, 200))
+
+    class Rec:
+        skipped = 2
+        errors = ["row 17: torn frame"]
+
+    monkeypatch.setattr(cli, "_snapshots", lambda args, areas: (iter(snaps), "x.db", None, Rec()))
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    assert cli.run(p.parse_args(["--db", "x.db", "--json", "--area", "pagecache"])) == 2
+    doc = json.loads(capsys.readouterr().out)
+    want = "2 sample(s) of the recording could not be read and were left out: row 17: torn frame"
+    assert want in doc["notes"] and doc["source"] == "x.db"
+    assert [e["rule"] for e in doc["episodes"]] == ["pagecache.direct-reclaim"]
+    assert doc["range"]["samples"] == 120 and doc["verdict"] == "critical"
+    cli.run(p.parse_args(["--db", "x.db", "--area", "pagecache"]))
+    assert want in " ".join(capsys.readouterr().out.split())

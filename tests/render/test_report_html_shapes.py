@@ -1,98 +1,47 @@
-"""The page also draws the view `ksight report` builds in its own shape (views/report.py on the
-report branch: an EpisodeReport and Chart/Line lists in kB, /s, %), read through
-views.report_data.as_report_view. Stand-ins with those fields, as that branch defines them."""
+"""The page draws the one view `ksight report` builds (views/report.report_view: episodes and
+charts from one pass over the samples, a views/report_data.ReportView); anything else is
+refused. The samples are tests/record/test_episodes.series: the checked-in capture's snapshot
+with a burst of direct reclaim written in by hand."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 import pytest
 
-from ksight.diagnose.finding import NotEvaluated
 from ksight.render import report_html as rh
-from ksight.views.report_data import ReportView, as_report_view
-from tests.browser.synth import T0, episode
+from tests.record.test_episodes import T0, burst, series
 
 
-@dataclass(frozen=True)
-class Line:
-    name: str
-    times: tuple
-    values: tuple
+@pytest.fixture(scope="module")
+def view():
+    from ksight.views.report import report_view
+
+    # 200 stalls/s (20,000 pages scanned directly per second) in the 5 s ending at 105..109 s
+    snaps, _ = series(240, stalls=burst(104, 5, 200))
+    return report_view(iter(snaps), areas=["pagecache"], source="rec-test.db")
 
 
-@dataclass(frozen=True)
-class Chart:
-    name: str
-    title: str
-    unit: str
-    stacked: bool
-    lines: tuple
-    source: str
-
-
-@dataclass
-class EpisodeReport:
-    episodes: list = field(default_factory=list)
-    start: float | None = None
-    end: float | None = None
-    samples: int = 0
-    not_evaluated: list = field(default_factory=list)
-    host: dict = field(default_factory=dict)
-    kernel: str | None = None
-    notes: list = field(default_factory=list)
-
-
-@dataclass
-class WatchView:
-    episodes: EpisodeReport
-    charts: list = field(default_factory=list)
-    source: str | None = None
-    since: float | None = None
-    until: float | None = None
-    bundle_dir: str | None = None
-
-
-def watch_view():
-    t = tuple(T0 + i for i in range(10))
-    mem = Chart("memory", "Memory", "kB", True,
-                (Line("anon", t, (1000.0,) * 10), Line("file", t, (3000.0,) * 9 + (None,)),
-                 Line("dirty", t, (200.0,) * 10)),
-                "/proc/meminfo")
-    rec = Chart("reclaim", "Reclaim", "/s", False, (Line("pgscan kswapd", t[1:], (0.0, 5.0) * 4 + (2.0,)),),
-                "/proc/vmstat")
-    cpu = Chart("cpu", "CPU", "%", True, (Line("usr", t[1:], (20.0,) * 9), Line("sys", t[1:], (5.0,) * 9)),
-                "/proc/stat")
-    er = EpisodeReport([episode(T0 + 2, T0 + 6)], T0, T0 + 9, 10,
-                       [NotEvaluated("cpu.steal", "no steal column")], {"hostname": "w1"}, "6.18",
-                       ["a note"])
-    return WatchView(er, [mem, rec, cpu], source="rec.db")
-
-
-def test_the_other_shape_is_read_with_units_converted():
-    v = as_report_view(watch_view())
-    assert isinstance(v, ReportView)
-    assert v.host == "w1" and v.kernel == "6.18" and v.start == T0 and v.end == T0 + 9
-    assert v.snapshots == 10 and v.wall_clock and v.notes == ("a note",)
-    mem = v.charts[0]
-    assert mem.unit == "bytes" and mem.stacked
-    assert mem.series[0].values[0] == 1000 * 1024 and mem.series[0].peak == 1000 * 1024
-    assert mem.series[1].values[-1] is None
-    # the stack's file band is the clean part when the view also stacks dirty
-    assert [s.name for s in mem.series] == ["anon", "file cache (clean)", "dirty"]
-    assert mem.series[1].values[0] == (3000 - 200) * 1024
-    assert v.charts[1].unit == "/s" and v.charts[1].series[0].peak == 5.0
-    assert v.charts[2].y_max == 100.0
-    assert v.episodes[0].rule == "memory.leak-suspect"
-    assert as_report_view(v) is v
-
-
-def test_the_page_draws_it():
-    doc = rh.to_html(watch_view())
-    assert doc.count("<svg") == 3
+def test_the_page_draws_the_report_view(view):
+    doc = rh.to_html(view)
+    drawn = [c for c in view.charts if any(s.times for s in c.series)]
+    assert drawn and doc.count("<svg") == len(drawn)
     assert all(re.findall(r'<path d="([^"]+)"', doc))
-    assert ">memory.leak-suspect</text>" in doc and "no steal column" in doc
+    assert "pagecache.direct-reclaim" in doc and "from rec-test.db" in doc
+    # the legend names the direct-scan line's exact peak: 20,000 pages/s (written in series())
+    direct = next(s for c in view.charts if c.id == "reclaim" for s in c.series
+                  if s.name == "direct scanned")
+    assert direct.peak == 20000 and T0 + 105 <= direct.peak_at <= T0 + 109
+
+
+def test_partial_rules_are_listed_with_what_could_not_be_judged(view):
+    from dataclasses import replace
+
+    from ksight.record.episodes import Partial
+
+    rep = replace(view.episode_report, partial=[Partial("cpu.steal", 3, 4, "no steal column")])
+    doc = rh.to_html(replace(view, episode_report=rep))
+    assert "could not look in 3 of 4 windows: no steal column" in doc
 
 
 def test_something_else_is_refused():

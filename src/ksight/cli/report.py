@@ -20,6 +20,10 @@ Unix seconds, an ISO date ('2026-12-01 03:00', '2026-12-01T03:00:00'), a time of
 or a time before now ('-2h', '-30m', '-1d', '-90s': write it with '=', as in --since=-2h,
 or it is taken for an option).
 
+--json prints the view the HTML page draws (charts, episodes, verdict, judged range, rules
+that could not look): the fields are in docs/report-json.md. The charts of a long range keep,
+per time bucket, each line's lowest and highest sample, so a one-second peak is never lost.
+
 Exit status: 0 every rule looked and no episode at warning or above, 1 warning, 2 critical,
 3 could not diagnose (a rule could not look and nothing worse was found: -v says which).
 """
@@ -165,6 +169,8 @@ def _snapshots(args, areas):
 
 
 def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from ..errors import UsageError
     from ..record.triggers import load_bundles
     from ..views.report import report_view
@@ -189,12 +195,13 @@ def run(args: argparse.Namespace) -> int:
     skipped = getattr(rec, "skipped", 0)
     if skipped:  # torn or undecodable rows: the store skips them; the report says so
         errs = list(getattr(rec, "errors", []))[:3]
-        view.episodes.notes.append(f"{skipped} sample(s) of the recording could not be read and "
-                                   f"were left out" + (f": {'; '.join(errs)}" if errs else ""))
+        note = (f"{skipped} sample(s) of the recording could not be read and were left out"
+                + (f": {'; '.join(errs)}" if errs else ""))
+        view.episode_report.notes.append(note)
+        view = dataclasses.replace(view, notes=view.notes + (note,))
     if render_html is not None:
         try:
-            with open(args.html, "w") as out:
-                render_html(view, out)
+            render_html(view, args.html)  # created readable by its owner only
         except OSError as exc:
             raise UsageError(f"--html {args.html}: {exc.strerror or exc}") from None
     elif args.json:
@@ -206,4 +213,4 @@ def run(args: argparse.Namespace) -> int:
         from ..render.report_text import render
 
         render(view, verbose=args.verbose)
-    return view.episodes.exit_status()
+    return view.episode_report.exit_status()

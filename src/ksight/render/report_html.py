@@ -29,7 +29,7 @@ import os
 from collections.abc import Sequence
 from typing import IO
 
-from ..views.report_data import ReportChart, ReportSeries, ReportView, as_report_view
+from ..views.report_data import ReportChart, ReportSeries, ReportView
 from . import units
 
 PLOT_W = 900  # plot area, pixels
@@ -468,9 +468,9 @@ table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border-bottom:1
 
 
 def to_html(view: ReportView) -> str:
-    """The page as a string (`view`: a ReportView, or the view of `ksight report` in its own
-    shape, read by views.report_data.as_report_view)."""
-    view = as_report_view(view)
+    """The page as a string (`view`: the ReportView of views/report.py or report_series.py)."""
+    if not isinstance(view, ReportView):
+        raise TypeError(f"cannot draw a {type(view).__name__}: expected a ReportView")
     wall = view.wall_clock
     t0 = view.start
     t1 = view.end
@@ -492,6 +492,8 @@ def to_html(view: ReportView) -> str:
                  f'{view.snapshots:,} snapshots &middot; {len(view.episodes)} episode(s), '
                  f'{len(view.findings)} other finding(s), {len(view.not_evaluated)} rule(s) could '
                  'not judge</p>')
+    if view.source:
+        parts.append(f'<p class="meta dim">from {_e(view.source)}</p>')
     for n in view.notes:
         parts.append(f'<p class="meta dim">{_e(n)}</p>')
     parts.append('<h2>Over time</h2>')
@@ -520,10 +522,14 @@ def to_html(view: ReportView) -> str:
     else:
         parts.append('<p class="dim">No other finding.</p>')
     parts.append('<h2>What could not be judged</h2>')
-    if view.not_evaluated:
+    partial = list(getattr(view.episode_report, "partial", None) or ())
+    if view.not_evaluated or partial:
         parts.append('<ul class="notev">' + "".join(
             f'<li><span class="rule">{_e(n.rule)}</span>: {_e(n.reason)}</li>'
-            for n in view.not_evaluated) + '</ul>')
+            for n in view.not_evaluated) + "".join(
+            f'<li><span class="rule">{_e(p.rule)}</span>: could not look in '
+            f'{p.windows_not_looked:,} of {p.windows:,} windows: {_e(p.reason)}</li>'
+            for p in partial) + '</ul>')
     else:
         parts.append('<p class="dim">Every rule could look.</p>')
     parts.append('<p class="dim">Written by ksight. Self-contained: no script, no network.</p>')

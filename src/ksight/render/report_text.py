@@ -1,17 +1,19 @@
 """`ksight report` for people: the range and verdict, then one block per episode (rule, subject,
 start, end, how long, the evidence of its worst window, the bundle captured for it), then the
-rules that could not look. JSON is `report_json` (render/jsonable of the view, plus the
-verdict). At most 100 columns; colour only on a terminal."""
+rules that could not look. JSON is `report_json`: the views/report_data.ReportView the page
+draws, with the episode report's verdict, range and rule counts (docs/report-json.md). At most
+100 columns; colour only on a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 from ..record.episodes import EpisodeReport
 from .units import duration, number
 
 _STYLE = {"critical": "bold red", "warning": "bold yellow", "info": "cyan"}
-VERSION = 1
+VERSION = 2  # 2: one view for text, JSON and HTML (charts as ReportChart, host a name)
 
 
 def when(t: float | None, wall: bool = True) -> str:
@@ -41,11 +43,12 @@ def render(view, *, verbose: bool = False) -> None:
     from .check_text import _block, _console, _num
 
     c = _console()
-    rep: EpisodeReport = view.episodes
-    host = rep.host.get("hostname") or "?"
+    rep: EpisodeReport = view.episode_report
+    host = view.host or rep.host.get("hostname") or "?"
     span = (f"{when(rep.start)} to {when(rep.end)} ({duration((rep.end or 0) - (rep.start or 0))}, "
             f"{rep.samples:,} samples)" if rep.samples else "no samples in the range")
-    counts = {s: sum(1 for e in rep.episodes if e.severity == s) for s in ("critical", "warning", "info")}
+    counts = {s: sum(1 for e in view.episodes if e.severity == s)
+              for s in ("critical", "warning", "info")}
     v = rep.verdict
     if v == "unknown":
         verdict = ("[bold]could not diagnose[/]: no rule could look"
@@ -56,7 +59,8 @@ def render(view, *, verbose: bool = False) -> None:
                    "could not look (below)")
     else:
         verdict = ", ".join(f"[{_STYLE[s]}]{n} {s}[/]" for s, n in counts.items() if n) + " episode(s)"
-    c.print(f"ksight report: {escape(host)} (kernel {escape(rep.kernel or '?')}), {span}, "
+    kernel = view.kernel or rep.kernel or "?"
+    c.print(f"ksight report: {escape(host)} (kernel {escape(kernel)}), {span}, "
             f"{rep.rules_run} of {rep.rules_selected} rules looked: {verdict}")
     if view.source:
         c.print(f"[dim]from {escape(view.source)}[/]")
@@ -65,12 +69,12 @@ def render(view, *, verbose: bool = False) -> None:
                                        "one sample in the range (a window needs two)")
                 + (" (--since/--until)" if view.since or view.until else ""))
         return
-    for n in rep.notes:
+    for n in view.notes:
         c.print(f"[dim]{escape(n)}[/]")
     for b in rep.breaks:
         c.print(f"[yellow]{escape(b['kind'])} at {when(b['at'])}[/]: {escape(b['reason'])}; "
                 "windows start again after it")
-    for e in rep.episodes:
+    for e in view.episodes:
         f = e.peak
         c.print()
         c.print(f"[{_STYLE[e.severity]}]{e.severity.upper()}[/] [bold]{escape(f.title)}[/]  "
@@ -101,7 +105,7 @@ def render(view, *, verbose: bool = False) -> None:
         for p in rep.partial:
             c.print(f"  {p.rule}: could not look in {number(p.windows_not_looked)} of "
                     f"{number(p.windows)} judgements: {escape(p.reason)}")
-    if rep.not_evaluated and (verbose or rep.rules_run == 0 or not rep.episodes):
+    if rep.not_evaluated and (verbose or rep.rules_run == 0 or not view.episodes):
         c.print("\nnot evaluated (could not look):")
         for n in rep.not_evaluated:
             c.print(f"  {n.rule}: {escape(n.reason)}")
@@ -110,28 +114,22 @@ def render(view, *, verbose: bool = False) -> None:
 
 
 def report_json(view) -> dict:
+    """The ReportView as JSON (render/jsonable), its episode report flattened into the verdict,
+    the judged range, the rule counts, partial rules and breaks (docs/report-json.md)."""
     from .jsonable import jsonable
 
-    rep: EpisodeReport = view.episodes
-    return {
-        "version": VERSION,
-        "verdict": rep.verdict,
-        "exit_status": rep.exit_status(),
-        "source": view.source,
-        "since": view.since,
-        "until": view.until,
-        "host": rep.host,
-        "kernel": rep.kernel,
-        "range": {"start": rep.start, "end": rep.end, "samples": rep.samples,
-                  "window_seconds": rep.window_seconds, "step": rep.step,
-                  "windows": rep.windows, "windows_full_resolution": rep.windows_fine},
-        "rules_run": rep.rules_run,
-        "rules_selected": rep.rules_selected,
-        "episodes": [dict(jsonable(e), seconds=round(e.seconds, 3)) for e in rep.episodes],
-        "not_evaluated": [jsonable(n) for n in rep.not_evaluated],
-        "partial": [jsonable(p) for p in rep.partial],
-        "breaks": rep.breaks,
-        "notes": rep.notes,
-        "charts": [jsonable(ch) for ch in view.charts],
-        "bundle_dir": view.bundle_dir,
-    }
+    rep: EpisodeReport = view.episode_report
+    doc = {"version": VERSION, "verdict": rep.verdict, "exit_status": rep.exit_status(),
+           "rules_run": rep.rules_run, "rules_selected": rep.rules_selected}
+    for f in dataclasses.fields(view):
+        if f.name == "episode_report":
+            continue
+        doc[f.name] = jsonable(getattr(view, f.name))
+    doc["episodes"] = [dict(jsonable(e), seconds=round(e.seconds, 3)) for e in view.episodes]
+    doc["host_info"] = rep.host
+    doc["range"] = {"start": rep.start, "end": rep.end, "samples": rep.samples,
+                    "window_seconds": rep.window_seconds, "step": rep.step,
+                    "windows": rep.windows, "windows_full_resolution": rep.windows_fine}
+    doc["partial"] = [jsonable(p) for p in rep.partial]
+    doc["breaks"] = rep.breaks
+    return doc

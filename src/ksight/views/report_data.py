@@ -1,7 +1,8 @@
 """What the flight recorder's report shows, as data: the contract between the code that computes
 it (views/report_series.py builds the charts from snapshots; views/report.py adds the episodes
-and findings) and the renderers (render/report_html.py draws the page; `ksight report --json`
-prints the same dataclasses through render.jsonable). Fields are only ever added.
+and the episode report) and the renderers: render/report_text.py (the text and, through
+render.jsonable, `ksight report --json`: docs/report-json.md) and render/report_html.py (the
+page) all read this one ReportView. Fields are only ever added.
 
 Times are wall-clock Unix seconds (`ReportView.wall_clock`), or, for a capture that recorded no
 wall clock, seconds since boot (the kernel's uptime). A value of None is a gap: no reading there
@@ -17,9 +18,13 @@ whole window either way.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..diagnose.finding import Finding, NotEvaluated
 from ..record.episode import Episode
+
+if TYPE_CHECKING:  # the judging engine is not imported to draw a page
+    from ..record.episodes import EpisodeReport
 
 # the units a chart's axis can be in; render/report_html.py formats each with render/units.py
 UNITS = ("bytes", "bytes/s", "pages/s", "%", "count", "/s")
@@ -69,80 +74,13 @@ class ReportView:
     wall_clock: bool = True  # False: times are seconds since boot (no wall clock recorded)
     snapshots: int = 0
     title: str = "ksight report"
+    # `ksight report` (views/report.py) also fills these:
+    episode_report: EpisodeReport | None = None  # verdict, rules run, partial, breaks, range
+    source: str | None = None  # the recording or capture read
+    since: float | None = None  # the range asked for (None: from the first sample / to the last)
+    until: float | None = None
+    bundle_dir: str | None = None  # where the recorder's trigger bundles were looked for
 
 
-__all__ = ["ReportSeries", "ReportChart", "ReportView", "UNITS", "as_report_view"]
+__all__ = ["ReportSeries", "ReportChart", "ReportView", "UNITS"]
 
-
-# ---- views of another shape --------------------------------------------------------------------
-# `ksight report` (views/report.py) may hand the renderer its own view: `episodes` an
-# EpisodeReport (episodes, not_evaluated, notes, host, kernel, start, end, samples) and `charts` a
-# list of Chart(name, title, unit "kB" | "/s" | "%", stacked, lines=(Line(name, times, values),),
-# source). as_report_view reads that shape (duck-typed: no import of it) into a ReportView, so
-# either contract draws the same page.
-
-_UNIT_SCALE = {"kB": ("bytes", 1024.0), "KiB": ("bytes", 1024.0), "bytes": ("bytes", 1.0),
-               "B": ("bytes", 1.0), "/s": ("/s", 1.0), "%": ("%", 1.0),
-               "pages/s": ("pages/s", 1.0), "bytes/s": ("bytes/s", 1.0)}
-
-
-def _peak(times, values):
-    best = None
-    for t, v in zip(times, values):
-        if v is not None and (best is None or v > best[0]):
-            best = (v, t)
-    return best or (None, None)
-
-
-def _dirty_apart(series: list[ReportSeries]) -> list[ReportSeries]:
-    """In a stack, "dirty" pages are part of "file" (the page cache): the file band becomes the
-    clean part, so the stack's total is not counted twice."""
-    names = [s.name for s in series]
-    if "file" not in names or "dirty" not in names:
-        return series
-    f, d = series[names.index("file")], series[names.index("dirty")]
-    clean = tuple(None if a is None else max(a - (b or 0), 0.0) for a, b in zip(f.values, d.values))
-    p, pt = _peak(f.times, clean)
-    out = list(series)
-    out[names.index("file")] = ReportSeries("file cache (clean)", f.times, clean,
-                                            f.source + " minus dirty", p, pt, f.reduced)
-    return out
-
-
-def as_report_view(view) -> ReportView:
-    """`view` itself when it is a ReportView, else the same data read from the other shape."""
-    if isinstance(view, ReportView):
-        return view
-    er = getattr(view, "episodes", None)
-    if er is None or not hasattr(er, "episodes"):
-        raise TypeError(f"cannot draw a {type(view).__name__}: expected a ReportView")
-    charts = []
-    wall = True
-    for ch in getattr(view, "charts", None) or ():
-        unit, k = _UNIT_SCALE.get(getattr(ch, "unit", ""), (getattr(ch, "unit", ""), 1.0))
-        series = []
-        for ln in ch.lines:
-            vals = tuple(None if v is None else v * k for v in ln.values)
-            p, pt = _peak(ln.times, vals)
-            series.append(ReportSeries(ln.name, tuple(ln.times), vals,
-                                       getattr(ch, "source", "") or "", p, pt))
-            if ln.times and ln.times[0] < 1e9:  # seconds since boot, not Unix time
-                wall = False
-        stacked = bool(getattr(ch, "stacked", False)) and len({s.times for s in series}) <= 1
-        series = _dirty_apart(series) if stacked else series
-        name = getattr(ch, "name", "chart")
-        charts.append(ReportChart(name, getattr(ch, "title", name), unit, tuple(series),
-                                  stacked=stacked, y_max=100.0 if unit == "%" and stacked else None,
-                                  note=getattr(ch, "source", None),
-                                  missing=None if series else "no data in the recording"))
-    host = getattr(er, "host", None) or {}
-    return ReportView(
-        host=host.get("hostname") if isinstance(host, dict) else str(host),
-        kernel=getattr(er, "kernel", None),
-        start=getattr(view, "since", None) or getattr(er, "start", None),
-        end=getattr(view, "until", None) or getattr(er, "end", None),
-        charts=tuple(charts), episodes=tuple(er.episodes),
-        findings=tuple(getattr(view, "findings", ()) or ()),
-        not_evaluated=tuple(getattr(er, "not_evaluated", ()) or ()),
-        notes=tuple(getattr(er, "notes", ()) or ()), wall_clock=wall,
-        snapshots=int(getattr(er, "samples", 0) or 0))
