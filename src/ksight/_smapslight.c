@@ -10,7 +10,8 @@
  *
  * It accepts only the plain form the kernel prints (fs/proc/task_mmu.c): printable ASCII lines,
  * a header "start-end perms offset dev inode [path]" with single spaces between its first five
- * fields, field lines "Name: N kB" / "Name: N" (at most 19 digits) and "VmFlags: ...", and a
+ * fields, field lines "Name: N kB" / "Name: N" (spaces or tabs after the colon, at most 19
+ * digits) and "VmFlags: ...", and a
  * newline at the end. Anything else (a cut file, non-ASCII, a field before the first header, a
  * line that is neither) returns None, and the caller hands the text to smaps.parse, which
  * parses it or raises the ParseError naming the line.
@@ -67,7 +68,7 @@ static const char *find(const char *p, const char *e, char c) {
 /* "Name:   N kB" or "Name:   N" from the ':' on: the value, or 0 when not that form */
 static int field_value(const char *colon, const char *e, unsigned long long *out) {
     const char *p = colon + 1;
-    while (p < e && *p == ' ')
+    while (p < e && (*p == ' ' || *p == '\t'))
         p++;
     const char *d = p;
     while (p < e && *p >= '0' && *p <= '9')
@@ -191,7 +192,7 @@ static PyObject *parse(PyObject *self, PyObject *arg) {
     while (p < end) {
         const char *e = find(p, end, '\n');
         for (const char *q = p; q < e; q++)
-            if (*q < 0x20 || *q > 0x7e)
+            if ((*q < 0x20 && *q != '\t') || *q > 0x7e) /* tabs: "THPeligible:\t\t0" */
                 goto not_plain;
         if (e == p) {
             p = e + 1;
@@ -201,7 +202,7 @@ static PyObject *parse(PyObject *self, PyObject *arg) {
         if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
             if (have && emit(out, cache, &h) < 0)
                 goto fail;
-            if (!header(p, e, &h))
+            if (memchr(p, '\t', (size_t)(e - p)) || !header(p, e, &h))
                 goto not_plain;
             have = 1;
         } else if (c >= 'A' && c <= 'Z') {
