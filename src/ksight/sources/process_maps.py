@@ -1,11 +1,18 @@
 """/proc/PID/smaps (or maps) of the processes that grow: the mappings behind a growing process
-and their count, for the memory growth rules (diagnose/rules/memory/process_growth.py).
+and their count, for the memory growth rules (diagnose/rules/memory/process_growth.py) and
+`ksight leak`; their diff over a window is model/mappings.py.
 
 smaps costs the kernel a page-table walk per mapping, so it is read only for the few processes
-that grow: at most MAPS_PROCS per snapshot, those whose statm size or resident set grew most since
+that grow: at most MAPS_PROCS per snapshot, those whose size or resident set grew most since
 this ksight process first saw them, by at least PICK_MIN_PAGES (the selection keeps state between
-snapshots of one run: `_FIRST`). Live only; on a capture or fixture tree every proc/PID/smaps (or
-maps) the tree holds is read. Opt-in (SYSTEM default=False): read only when a rule names it.
+snapshots of one run: `_FIRST`). The PIDs and sizes come from the process scan's table (VmSize,
+VmRSS of status: the source runs after the scan, `after_processes`), so /proc is neither listed
+nor statm read a second time; without a table, /proc is listed and statm read. Each smaps is read
+light (smaps.parse_light: region headers, Rss and Anonymous; no Region objects), and every kind
+of region is kept but the kernel's own pages: heap, stack, anon, shm (/dev/shm, SysV, memfd),
+file. Live only; on a capture or fixture tree every proc/PID/smaps (or maps) the tree holds is
+read, or exactly the PIDs the capture chose. Opt-in (SYSTEM default=False): read only when a rule
+names it.
 """
 
 from __future__ import annotations

@@ -12,9 +12,11 @@ read only for the few processes that grow (the `process_maps` source below: at m
 MAPS_PROCS processes per snapshot, those whose statm size or resident set grew most since this
 ksight process first saw them, by at least PICK_MIN_PAGES). The core's process parts maps and
 smaps (plan.Few) pick processes by size, not by growth since a first look, so this stays its own
-opt-in source (sources/process_maps.py). Its cost per snapshot: one statm read per process (a few us each) plus smaps of
-the chosen few. The first snapshot has no growth to choose by, so mapping counts start at the
-second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
+opt-in source (sources/process_maps.py). Its cost per snapshot: the choice from the scan's
+table (no file read) plus a light read of smaps (headers, Rss, Anonymous) of the chosen few.
+The diff of their mappings (new and grown, every kind: anon, heap, stack, shm, file) is
+model/mappings.py's, the one `ksight leak` lists too. The first snapshot has no growth to
+choose by, so mapping counts start at the second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
 ksight/process_maps), so memory.vma-growth and the per-mapping evidence work --from a capture.
 """
 
