@@ -90,7 +90,7 @@ class ProcMaps:
 
 @dataclass(frozen=True)
 class ProcessMaps:
-    procs: dict  # pid -> ProcMaps
+    procs: dict  # pid -> ProcMaps (untyped: a recording decodes them as dicts, see the report)
     chosen_by: str
 
 
