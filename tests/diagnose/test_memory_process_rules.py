@@ -148,6 +148,24 @@ def test_mappings_added_every_second_are_vma_growth_with_the_new_mapping(tmp_pat
     assert ev(l)["new anonymous mappings"] == 14
 
 
+def test_a_growing_shm_mapping_is_the_leak_suspects_evidence(tmp_path):
+    # anonymous memory grows 1 MiB/s and so does a /dev/shm mapping of the process (same start):
+    # the evidence names that mapping, its kind and its growth (7 MiB over the window)
+    from tests.model.test_mappings import SHM, region
+
+    def sm(i):
+        return smaps(0) + region(SHM.format(end=0x7f0000000000 + (1 + i) * 0x100000),
+                                 1024 * (1 + i), 1024 * (1 + i))
+
+    rep = run(tmp_path, [{"status": status(anon=ANON0 + 1024 * i), "smaps": sm(i)}
+                         for i in range(8)])
+    (f,) = found(rep, "memory.leak-suspect")
+    (e,) = [e for e in f.evidence if e.name.startswith("grown mapping ")]
+    assert e.name == "grown mapping 7f0000000000-7f0000800000 rw-s /dev/shm/cache-26231"
+    assert e.value == 7 * 1024 and e.note.startswith("shm: 1,024 -> 8,192 kB")
+    assert e.source == f"/proc/{PID}/smaps"
+
+
 def test_a_count_near_max_map_count_is_critical(tmp_path):
     rep = run(tmp_path, [{"status": status(), "smaps": smaps(3)} for _ in range(8)],
               max_map_count=20)  # 18 mappings of 20 allowed, not growing

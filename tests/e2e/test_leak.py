@@ -265,8 +265,14 @@ def test_a_capture_gives_the_same_growing_process(tmp_path):
     g = _named(doc, pid)
     assert g["verdict"] == "growing" and g["growths"]["anon"]["steady"]
     assert 3.0 * 1024 <= g["growths"]["anon"]["slope_per_s"] <= 5.0 * 1024
-    # a capture holds no smaps: trends only, and the report says why
-    assert g["mappings"] == [] and any("which mappings grew" in n for n in doc["notes"])
+    # the capture recorded smaps of the processes that grew (the process_maps source, with the
+    # PIDs it chose under ksight/process_maps): the replay gives the same mapping diff as live,
+    # the recurring 4 MiB mapping first
+    assert not any("which mappings grew" in n for n in doc["notes"])
+    assert (g["recurring_size_kb"], g["heap_kb"]) == (4096, 0) and g["mmap_kb"] > 0
+    assert g["recurring_count"] >= WATCH_S - 4
+    m = g["mappings"][0]
+    assert (m["new"], m["kind"], m["size_kb"], m["perms"]) == (True, "anon", 4096, "rw-p")
 
 
 def test_at_rest_every_process_named_really_grew():

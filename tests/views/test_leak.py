@@ -156,6 +156,33 @@ def test_a_growing_heap_is_brk_not_mmap(tmp_path):
     assert leak.trace_targets(rep)[0]["call"] == "brk"
 
 
+def test_a_growing_shm_mapping_is_listed_with_its_file(tmp_path):
+    # a /dev/shm file mapped MAP_SHARED and grown by 1 MiB a second (same start): kind shm,
+    # counted apart from heap and mmap, its file named in the text
+    from tests.model.test_mappings import SHM, region
+
+    def sm(i):
+        return smaps(0) + region(SHM.format(end=0x7f0000000000 + (1 + i) * 0x100000),
+                                 1024 * (1 + i), 1024 * (1 + i))
+
+    rep = leak.build(snaps(tmp_path, [{"status": status(anon=ANON0 + 1024 * i), "smaps": sm(i)}
+                                      for i in range(8)]))
+    (pg,) = rep.growing
+    (m,) = pg.mappings
+    assert (m.kind, m.new, m.start, m.growth_kb, m.size_kb) == ("shm", False, 0x7f0000000000,
+                                                               7 * 1024, 8 * 1024)
+    assert m.pathname == "/dev/shm/cache-26231"
+    assert (pg.shm_kb, pg.heap_kb, pg.mmap_kb, pg.file_kb) == (7 * 1024, 0, 0, 0)
+    import io
+
+    from ksight.render.leak_text import render
+
+    out = io.StringIO()
+    render(rep, out)
+    text = out.getvalue()
+    assert "shared memory +7.0 MiB" in text and "/dev/shm/cache-26231" in text
+
+
 def test_a_steady_named_process_is_listed_steady_and_a_missing_one_noted(tmp_path):
     rep = leak.build(snaps(tmp_path, [{"status": status()} for _ in range(8)]), pids=(PID, 999999))
     assert not rep.growing and not rep.levelled

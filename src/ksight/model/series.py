@@ -355,11 +355,15 @@ class Series:
 
     @property
     def times(self) -> tuple[float | None, ...]:
-        """Seconds from the first snapshot to each snapshot (None after an unknown interval)."""
-        out: list[float | None] = [0.0]
-        for s in self.seconds_per_interval:
-            out.append(None if s is None or out[-1] is None else out[-1] + s)
-        return tuple(out)
+        """Seconds from the first snapshot to each snapshot (None after an unknown interval).
+        Computed once (every entity's gauge carries it: thousands of processes)."""
+        got = self._cache.get("times")
+        if got is None:
+            out: list[float | None] = [0.0]
+            for s in self.seconds_per_interval:
+                out.append(None if s is None or out[-1] is None else out[-1] + s)
+            got = self._cache["times"] = tuple(out)
+        return got
 
     # ---- system counters and gauges --------------------------------------------------------
     def counter(self, c: Counter) -> CounterSeries:
@@ -432,6 +436,7 @@ class Series:
         for table in per:
             keys.update(dict.fromkeys(table))
         out = {}
+        times = self.times
         for k in keys:
             vals = []
             for table in per:
@@ -440,7 +445,7 @@ class Series:
                     vals.append(None if e is None else fn(e))
                 except (AttributeError, KeyError, TypeError):
                     vals.append(None)
-            out[k] = GaugeSeries(name, tuple(vals), self.times)
+            out[k] = GaugeSeries(name, tuple(vals), times)
         return out
 
 

@@ -65,17 +65,20 @@ def _process(con, pg: ProcessGrowth, *, full: bool, avail_kb=None) -> None:
         con.print("  VSZ grows, resident memory does not: address space reserved and never "
                   "touched (mmap without use; see memory.virtual-leak)")
     if pg.maps_snapshots >= 2 or pg.mappings:
+        more = "".join(f", {name} +{units.size_kb(kb)}" for name, kb in
+                       (("shared memory", pg.shm_kb), ("files", pg.file_kb)) if kb > 0)
         con.print(f"  heap (brk) {'+' if pg.heap_kb > 0 else ''}{units.size_kb(pg.heap_kb)}, "
                   f"mmap {'+' if pg.mmap_kb > 0 else ''}{units.size_kb(pg.mmap_kb)} "
-                  f"(anonymous mappings, from {pg.maps_snapshots} reads of its smaps)")
+                  f"(anonymous mappings){more}, from {pg.maps_snapshots} reads of its smaps")
     if pg.mappings:
         shown = pg.mappings[:8]
         con.print(f"  mappings that grew ({len(pg.mappings)}):")
         rows = [[f"    {m.start:x}-{m.end:x}", m.perms, m.kind, units.size_kb(m.size_kb),
                  "new" if m.new else "+" + units.size_kb(m.growth_kb),
-                 units.size_kb(m.rss_kb) if m.rss_kb is not None else "-"] for m in shown]
-        con.print(table(("    address range", "perms", "kind", "size", "growth", "Rss"),
-                        (30, 5, 4, 10, 11, 10), "llllrr", rows))
+                 units.size_kb(m.rss_kb) if m.rss_kb is not None else "-",
+                 m.pathname if m.kind in ("shm", "file") else ""] for m in shown]
+        con.print(table(("    address range", "perms", "kind", "size", "growth", "Rss", "file"),
+                        (30, 5, 5, 10, 11, 10, 0), "llllrrl", rows))
         if len(pg.mappings) > len(shown):
             con.print(f"    ... and {len(pg.mappings) - len(shown)} more (--json lists all)")
     if pg.recurring_size_kb and pg.recurring_count >= 2:

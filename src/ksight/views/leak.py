@@ -4,8 +4,9 @@ One model, many views: the judgement is the memory rules' (diagnose/rules/memory
 process_growth.py). Every trend comes from model.series (GaugeSeries.trend: slope, r2, rises and
 falls), the steady-growth test is the rules' `steady` (grew in almost every interval, r2 >= 0.8,
 and the last half of the window still at half the whole window's pace or more), with the rules'
-own named thresholds, and the mappings that grew are the rules' diff of the `process_maps`
-source (smaps read only for the few processes that grow: sources/process_maps.py).
+own named thresholds, and the mappings that grew are the same diff the rules cite
+(model.mappings.diff_of, of the `process_maps` source: smaps read only for the few processes
+that grow, sources/process_maps.py).
 
 Per process (keyed by pid and start time, as everywhere):
   RSS      VmRSS                  VSZ   VmSize              VMAs  mappings (smaps regions; only
@@ -23,7 +24,8 @@ A process is
   unjudged      it grew but was seen in fewer snapshots than a trend needs (it started or
                 ended during the watch; listed only when named).
 For a growing process: the mappings that appeared or grew between the first and the last
-snapshot holding its smaps (range, size, growth, kind heap or anon), heap (brk) against mmap, and
+snapshot holding its smaps (range, size, growth, kind: heap, anon, shm, file or stack), heap (brk)
+against anonymous mmap (and shared memory and files apart), and
 the recurring size of the new mappings (the mmap call repeated: what `--trace` looks for).
 
 Views return data; the text is render/leak_text.py.
@@ -32,9 +34,9 @@ Views return data; the text is render/leak_text.py.
 from __future__ import annotations
 
 import os
-from collections import Counter as _Tally
 from dataclasses import dataclass, field
 
+from ..model import mappings as mappings_model
 from ..model.series import GaugeSeries, Series
 
 SOURCES = ("meminfo", "uptime")
@@ -76,12 +78,13 @@ class GrownMapping:
     start: int
     end: int
     perms: str
-    kind: str  # heap or anon (process_maps keeps anonymous memory: see the module doc)
+    kind: str  # heap, stack, anon, shm, file (sources.process_maps.KINDS)
     size_kb: int
     growth_kb: int  # size_kb for a new mapping
     rss_kb: int | None  # None when read from maps (no page-table walk)
     new: bool
     source: str  # the file read: /proc/PID/smaps
+    pathname: str = ""  # '' anonymous, '[heap]', '[stack]', a file
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class ProcessGrowth:
     mappings: tuple[GrownMapping, ...] = ()
     heap_kb: int = 0  # growth of [heap] (brk) in the mapping diff
     mmap_kb: int = 0  # growth of other anonymous mappings (new or grown)
+    shm_kb: int = 0  # growth of shared-memory mappings (/dev/shm, SysV, memfd)
+    file_kb: int = 0  # growth of file mappings
     recurring_size_kb: int | None = None  # the most common size of the new mappings
     recurring_count: int = 0
     grown_step_kb: int | None = None  # the smallest growth between two reads of a grown
@@ -157,12 +162,12 @@ METRICS = {  # metric -> (label, fn(process))
 def growth_of(metric: str, unit: str, g: GaugeSeries, rule) -> Growth | None:
     """The trend of g (None without two points with a clock), judged with the rule's steady
     test (process_growth.steady) and min_points."""
-    from ..diagnose.rules.memory.process_growth import _tail, steady
+    from ..diagnose.rules.memory.process_growth import steady, tail as tail_of
 
     t = g.trend()
     if t is None:
         return None
-    tail = _tail(g)
+    tail = tail_of(g)
     ok = steady(g, rule) is not None
     return Growth(metric, unit, t.first, t.last, t.growth, t.slope_per_s, t.r2, t.rises,
                   t.falls, t.points, None if tail is None else tail.slope_per_s, ok)
@@ -210,56 +215,22 @@ def judge(growths: dict, rules: dict) -> tuple[str, str]:
                          f"{gr.points - 1} intervals; r2 {gr.r2:.2f})")
 
 
-def _step_kb(seen, m) -> int | None:
-    """The smallest growth of mapping m between two consecutive reads of the process's smaps
-    (found by its start, or its end for a mapping grown downwards)."""
-    sizes = []
-    for pm in seen:
-        got = next((x for x in pm.anon if x.start == m.start or x.end == m.end), None)
-        sizes.append(None if got is None else got.size_kb)
-    steps = [b - a for a, b in zip(sizes, sizes[1:]) if a is not None and b is not None and b > a]
-    return min(steps) if steps else None
-
-
-def _mappings(ctx, key) -> tuple[list[GrownMapping], int, int, int | None, int, int, int | None]:
-    """The rules' mapping diff (process_growth._growing_mappings) as data: (mappings, heap kB,
-    mmap kB, recurring size kB, its count, snapshots holding smaps, the step of the largest
-    grown anonymous mapping)."""
-    from ..diagnose.rules.memory.process_growth import _growing_mappings, _maps_of
-
-    seen = [m for m in _maps_of(ctx, key) if m is not None]
-    _, got = _growing_mappings(ctx, key, limit=0)
-    if got is None:
-        return [], 0, 0, None, 0, len(seen), None
-    new, grown = got
-    path = seen[-1].path
-    out = []
-    heap = mmap = 0
-    for m, old in grown:
-        kind = "heap" if m.pathname == "[heap]" else "anon"
-        d = m.size_kb - old.size_kb
-        out.append(GrownMapping(m.start, m.end, m.perms, kind, m.size_kb, d, m.rss_kb, False, path))
-        if kind == "heap":
-            heap += d
-        else:
-            mmap += d
-    for m in new:
-        kind = "heap" if m.pathname == "[heap]" else "anon"
-        out.append(GrownMapping(m.start, m.end, m.perms, kind, m.size_kb, m.size_kb, m.rss_kb,
-                                True, path))
-        if kind == "heap":
-            heap += m.size_kb
-        else:
-            mmap += m.size_kb
-    size = count = None
-    sizes = _Tally(m.size_kb for m in new if m.pathname != "[heap]")
-    if sizes:
-        size, count = sizes.most_common(1)[0]
+def _mappings(series, key):
+    """The mapping diff (model.mappings.diff_of, as the rules cite it) as the view's data:
+    (mappings, heap kB, mmap kB, shm kB, file kB, recurring size kB, its count, reads of the
+    process's mappings, the step of the largest grown anonymous mapping)."""
+    d = mappings_model.diff_of(series, key)
+    if d is None:
+        reads = sum(1 for m in mappings_model.maps_per_snapshot(series, key) if m is not None)
+        return [], 0, 0, 0, 0, None, 0, reads, None
+    out = [GrownMapping(c.start, c.end, c.perms, c.kind, c.size_kb, c.growth_kb, c.rss_kb, c.new,
+                        d.source, c.pathname) for c in d.new + d.grown]
+    size, count = d.recurring("anon") or (None, 0)
     # the recurring size first (the repeated mmap), then the largest growth
-    out.sort(key=lambda g: (not (g.new and g.size_kb == size), -g.growth_kb, g.start))
-    big = max((m for m, _ in grown if m.pathname != "[heap]"), key=lambda m: m.size_kb, default=None)
-    step = _step_kb(seen, big) if big is not None else None
-    return out, heap, mmap, size, count or 0, len(seen), step
+    out.sort(key=lambda g: (not (g.new and g.kind == "anon" and g.size_kb == size),
+                            -g.growth_kb, g.start))
+    return (out, d.growth_kb("heap"), d.growth_kb("anon"), d.growth_kb("shm"),
+            d.growth_kb("file"), size, count, d.reads, d.step_kb)
 
 
 def _span_values(vals) -> float:
@@ -283,11 +254,8 @@ def _gauge(times, tables, key, fn, label) -> GaugeSeries:
 def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> LeakReport:
     """The leak report of a window of snapshots (live or from a capture). `me`: this ksight's
     own PID, left out (it keeps the snapshots, so it grows by design)."""
-    from ..diagnose.rule import Context
-
     rules = _rules()
     series = Series.of(snapshots)
-    ctx = Context(series)
     live = series.last.monotonic is not None
     notes: list[str] = []
     if series.breaks:
@@ -367,7 +335,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         p = next((t[key] for t in reversed(tables) if key in t), None)
         comm = (p.comm if p is not None else None) or "?"
         types = tuple(m for m in TYPES if m in gs and gs[m].steady and gs[m].growth >= TYPE_FLOOR_KB)
-        maps, heap, mmap, size, count, nmaps, step = _mappings(ctx, key)
+        maps, heap, mmap, shm, fil, size, count, nmaps, step = _mappings(series, key)
         pnotes = []
         if verdict != "steady" and nmaps < 2 and chosen_by is not None:
             pnotes.append("its smaps was read in fewer than two snapshots (it is chosen once it "
@@ -375,7 +343,7 @@ def build(snapshots, *, pids: tuple[int, ...] = (), me: int | None = None) -> Le
         if key not in tables[-1]:
             pnotes.append("exited before the last snapshot")
         pg = ProcessGrowth(key[0], key[1], comm, verdict, why, gs, types, tuple(maps), heap, mmap,
-                           size, count, step, nmaps, tuple(pnotes))
+                           shm, fil, size, count, step, nmaps, tuple(pnotes))
         (growing if verdict == "growing" else
          levelled if verdict in ("levelled-off", "irregular") else named).append(pg)
 

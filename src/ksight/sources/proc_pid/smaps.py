@@ -242,3 +242,34 @@ def read(root: Root, pid: int) -> Smaps:
 def read_rollup(root: Root, pid: int) -> SmapsRollup:
     p = rollup_path(pid)
     return parse_rollup(root.read_text(p), p)
+
+
+# ---- the light reading: region headers, Rss and Anonymous only -------------------------------
+
+try:
+    from ... import _smapslight  # the optional C reader (setup.py); absent: parse() projected
+    SMAPSLIGHT_ERROR = ""
+except ImportError as _exc:
+    _smapslight = None
+    SMAPSLIGHT_ERROR = f"ksight._smapslight not importable: {_exc}"
+
+LightRegion = tuple  # (start, end, perms, inode, pathname, rss_kb | None, anonymous_kb | None)
+
+
+def light(s: Smaps) -> list[LightRegion]:
+    """The light tuples of a parsed smaps: what parse_light gives for the same text."""
+    return [(r.start, r.end, r.perms, r.inode, r.pathname, r.fields.get("Rss"),
+             r.fields.get("Anonymous")) for r in s.regions]
+
+
+def parse_light(data: bytes, path: str = PATH) -> list[LightRegion]:
+    """Per region (start, end, perms, inode, pathname, Rss kB, Anonymous kB): all that the memory
+    growth rules and `ksight leak` need (sources/process_maps.py), without building a Region and
+    its `fields` per mapping. The C reader (ksight._smapslight) reads the plain form the kernel
+    prints; anything else goes through parse(), the reference, which gives the same tuples or
+    raises the ParseError (tests/sources/test_smaps_light.py compares both)."""
+    if _smapslight is not None:
+        got = _smapslight.parse(data)
+        if got is not None:
+            return got
+    return light(parse(data.decode("utf-8", "replace"), path))

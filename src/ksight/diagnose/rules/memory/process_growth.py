@@ -12,19 +12,21 @@ read only for the few processes that grow (the `process_maps` source below: at m
 MAPS_PROCS processes per snapshot, those whose statm size or resident set grew most since this
 ksight process first saw them, by at least PICK_MIN_PAGES). The core's process parts maps and
 smaps (plan.Few) pick processes by size, not by growth since a first look, so this stays its own
-opt-in source (sources/process_maps.py). Its cost per snapshot: one statm read per process (a few us each) plus smaps of
-the chosen few. The first snapshot has no growth to choose by, so mapping counts start at the
-second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
+opt-in source (sources/process_maps.py). Its cost per snapshot: the choice from the scan's
+table (no file read) plus a light read of smaps (headers, Rss, Anonymous) of the chosen few.
+The diff of their mappings (new and grown, every kind: anon, heap, stack, shm, file) is
+model/mappings.py's, the one `ksight leak` lists too. The first snapshot has no growth to
+choose by, so mapping counts start at the second. `ksight capture` records this source too (with the PIDs it chose, maybe none, under
 ksight/process_maps), so memory.vma-growth and the per-mapping evidence work --from a capture.
 """
 
 from __future__ import annotations
 
 import os
-from collections import Counter as _Tally
 from dataclasses import dataclass
 
 from ....errors import ParseError, Unavailable
+from ....model.mappings import diff_of, maps_per_snapshot
 from ....model.series import GaugeSeries, Trend
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold, rule
@@ -34,7 +36,7 @@ from ....sources.process_maps import (MAPS_PROCS, PICK_MIN_PAGES, SOURCE, Mappin
 
 # ---- judging a trend --------------------------------------------------------------------------
 
-def _tail(g: GaugeSeries) -> Trend | None:
+def tail(g: GaugeSeries) -> Trend | None:
     """The trend of the last half of the points."""
     idx = [i for i, (t, v) in enumerate(zip(g.times, g.values)) if t is not None and v is not None]
     if len(idx) < 4:
@@ -51,10 +53,10 @@ def steady(g: GaugeSeries, r: Rule) -> tuple[Trend, Trend] | None:
         return None
     if t.rises * 2 < t.points - 1:  # grew in fewer than half the intervals: a step, not a trend
         return None
-    tail = _tail(g)
-    if tail is None or tail.slope_per_s < r.t("min_tail_share") * t.slope_per_s:
+    last = tail(g)
+    if last is None or last.slope_per_s < r.t("min_tail_share") * t.slope_per_s:
         return None
-    return t, tail
+    return t, last
 
 
 def _trend_note(t: Trend, ctx: Context) -> str:
@@ -79,50 +81,36 @@ def _proc(ctx: Context, key):
         (t[key] for t in reversed(ctx.series.entities("processes")) if key in t), None)
 
 
-def _maps_of(ctx: Context, key) -> list:
-    """ProcMaps per snapshot for this process (None where not read or another start time)."""
-    pid = key[0]
-    out = []
-    for s, table in zip(ctx.snapshots, ctx.series.entities("processes")):
-        pm = s.get(SOURCE)
-        got = pm.procs.get(pid) if pm is not None else None
-        out.append(got if got is not None and key in table else None)
-    return out
+_GROUPS = (("anonymous", ("anon", "heap")), ("shared-memory", ("shm",)), ("file", ("file",)),
+           ("stack", ("stack",)))
 
 
 def _growing_mappings(ctx: Context, key, limit: int = 3):
-    """Evidence for the anonymous mappings that appeared or grew between the first and the last
-    snapshot that hold this process's smaps: (evidence list, summary or None)."""
-    seen = [m for m in _maps_of(ctx, key) if m is not None]
-    if len(seen) < 2:
-        return [], None
-    a, b = seen[0], seen[-1]
-    before = {m.start: m for m in a.anon}
-    ends = {m.end: m for m in a.anon}  # a heap or a mapping grown downwards keeps its end
-    new, grown = [], []
-    for m in b.anon:
-        old = before.get(m.start) or ends.get(m.end)
-        if old is None:
-            new.append(m)
-        elif m.size_kb > old.size_kb:
-            grown.append((m, old))
+    """Evidence for the mappings that appeared or grew between the first and the last snapshot
+    that hold this process's mappings (model.mappings.diff_of): (evidence list, the diff or
+    None). Every kind (anonymous and heap, shared memory, files, stack), the largest growth
+    first, and for new mappings the recurring size first (the mmap call repeated)."""
+    d = diff_of(ctx.series, key)
+    if d is None or not (d.new or d.grown):
+        return [], d
     ev = []
-    for m, old in sorted(grown, key=lambda x: x[1].size_kb - x[0].size_kb)[:limit]:
-        rss = f", Rss {m.rss_kb:,} kB" if m.rss_kb is not None else ""
-        ev.append(ctx.ev(f"grown mapping {m.label()}", m.size_kb - old.size_kb, "kB", b.path,
-                         note=f"{old.size_kb:,} -> {m.size_kb:,} kB{rss}"))
-    if new:
-        sizes = _Tally(m.size_kb for m in new)
-        size, n = sizes.most_common(1)[0]
-        total = sum(m.size_kb for m in new)
-        latest = sorted(new, key=lambda m: (m.size_kb != size, -m.size_kb, m.start))[:limit]
-        ev.append(ctx.ev("new anonymous mappings", len(new), "mappings", b.path,
+    for c in d.grown[:limit]:
+        rss = f", Rss {c.rss_kb:,} kB" if c.rss_kb is not None else ""
+        ev.append(ctx.ev(f"grown mapping {c.label()}", c.growth_kb, "kB", d.source,
+                         note=f"{c.kind}: {c.old_size_kb:,} -> {c.size_kb:,} kB{rss}"))
+    for word, kinds in _GROUPS:
+        new = [c for c in d.new if c.kind in kinds]
+        if not new:
+            continue
+        size, n = d.recurring(*kinds)
+        total = sum(c.size_kb for c in new)
+        ev.append(ctx.ev(f"new {word} mappings", len(new), "mappings", d.source,
                          note=f"{total:,} kB in all; most common size {size:,} kB ({n} of them)"))
-        for m in latest:  # the recurring size first: that is the mmap call repeated
-            rss = f", Rss {m.rss_kb:,} kB" if m.rss_kb is not None else ""
-            ev.append(ctx.ev(f"new mapping {m.label()}", m.size_kb, "kB", b.path,
-                             note=f"not there {ctx.seconds:.3g} s earlier{rss}"))
-    return ev, (new, grown)
+        for c in sorted(new, key=lambda c: (c.size_kb != size, -c.size_kb, c.start))[:limit]:
+            rss = f", Rss {c.rss_kb:,} kB" if c.rss_kb is not None else ""
+            ev.append(ctx.ev(f"new mapping {c.label()}", c.size_kb, "kB", d.source,
+                             note=f"{c.kind}: not there {ctx.seconds:.3g} s earlier{rss}"))
+    return ev, d
 
 
 def _subject(p, key) -> Subject:
@@ -179,7 +167,7 @@ def leak_suspect(ctx: Context, r: Rule):
         got = steady(g, r)
         if got is None:
             continue
-        t, tail = got
+        t, tl = got
         base = max(t.first, 1.0)
         if (t.slope_per_s < r.t("min_slope_kb_per_s") or t.growth < r.t("min_growth_kb")
                 or 100 * t.growth / base < r.t("min_growth_pct")):
@@ -189,7 +177,7 @@ def leak_suspect(ctx: Context, r: Rule):
                      threshold=r.t("min_growth_kb"), note=_trend_note(t, ctx)),
               ctx.ev(f"{what} slope", t.slope_per_s, "kB/s", f"/proc/{key[0]}/status",
                      threshold=r.t("min_slope_kb_per_s"),
-                     note=f"last half of the window {tail.slope_per_s:,.0f} kB/s; "
+                     note=f"last half of the window {tl.slope_per_s:,.0f} kB/s; "
                           f"{100 * t.growth / base:.1f} % of the start"),
               ]
         if what != "VmRSS" and key in rss and rss[key].last is not None:
@@ -263,7 +251,7 @@ def vma_growth(ctx: Context, r: Rule):
     for key in keys:
         if key[0] == me:
             continue
-        maps = _maps_of(ctx, key)
+        maps = maps_per_snapshot(ctx.series, key)
         if sum(1 for m in maps if m is not None) < 2:
             continue
         g = GaugeSeries("VMAs", tuple(None if m is None else m.count for m in maps),
@@ -349,7 +337,7 @@ def virtual_leak(ctx: Context, r: Rule):
         got = steady(g, r)
         if got is None:
             continue
-        t, tail = got
+        t, tl = got
         if t.slope_per_s < r.t("min_virt_slope_kb_per_s") or t.growth < r.t("min_virt_growth_kb"):
             continue
         rt = rss[key].trend() if key in rss else None
@@ -362,7 +350,7 @@ def virtual_leak(ctx: Context, r: Rule):
                      threshold=r.t("min_virt_growth_kb"), note=_trend_note(t, ctx)),
               ctx.ev("VmSize slope", t.slope_per_s, "kB/s", f"/proc/{key[0]}/status",
                      threshold=r.t("min_virt_slope_kb_per_s"),
-                     note=f"last half of the window {tail.slope_per_s:,.0f} kB/s"),
+                     note=f"last half of the window {tl.slope_per_s:,.0f} kB/s"),
               ctx.ev("VmRSS growth", res_growth, "kB", f"/proc/{key[0]}/status",
                      note=f"VIRT grew {ratio:,.0f}x as much" if res_growth >= 1 else
                      "RES did not grow"),
