@@ -50,11 +50,11 @@ examples:
   ksight leak --trace                 # ... then catch the mmap/brk calls behind the growth
   ksight leak 1234 --trace --trace-seconds 20   # a mapping added every 10 s: trace longer
   ksight leak --json | jq '.growing[] | {pid, comm, verdict}'
-  ksight leak --from cap.tar.zst      # a capture (`ksight capture -i 1 -c 11`): trends only,
-                                      # a capture holds no smaps
+  ksight leak --from cap.tar.zst      # a capture (`ksight capture -i 1 -c 11`): trends, and the
+                                      # mappings of the processes that grew while it was taken
 overhead: one read of stat and status per process per snapshot (about 25 us each: ~25 ms per
 snapshot at 1,000 processes) plus smaps of at most 4 growing processes (~5-15 ms); a 10 s
-watch at 1,000 processes used ~4.5 % of one CPU, about what `pidstat -r 1 10` uses
+watch at 1,000 processes used ~3-4 % of one CPU, about what `pidstat -r 1 10` uses
 (docs/benchmarks.md); --trace costs one
 filtered tracepoint per mmap call (and per brk call) while it runs, and perf for the stacks.
 """
