@@ -240,8 +240,16 @@ def test_live_softirq_seconds_agree_with_proc_stat(tmp_path):
     si_stat = (s1[6] - s0[6]) / hz                      # field 7: softirq, in USER_HZ ticks
     si_prof = p.softirq_samples / 499
     assert si_stat >= 0.2, f"the flood made little softirq time ({si_stat:.2f} s): {s1}"
-    # measured here (shared 2-CPU VM, 3 runs): 23-25 % of the samples vs si 24-26 % of the time
-    assert abs(si_prof - si_stat) <= 0.1 + 0.3 * si_stat, (si_prof, si_stat, p.samples)
+    # The profile must not lose softirq time the kernel accounted (dropping the idle task's
+    # samples loses the NET_RX work on the idle receiving CPU). It may see more: with NOHZ, the
+    # kernel accounts an idle CPU's time from idle entry/exit and its ticks, so interrupt work
+    # done from idle is largely counted as idle. Measured here on a quiet machine (2 s of this
+    # flood, RPS to CPU 0): CPU 0 idle 177 + softirq 7 ticks of 200 while perf saw it busy in
+    # NET_RX; on a loaded machine (ticks running) both agreed, 23-25 % vs 24-26 %. So: a lower
+    # bound here; over-counting is covered by the hand-labelled fixture tests above.
+    assert si_prof >= 0.7 * si_stat - 0.1, (si_prof, si_stat, p.samples)
+    elapsed = rec.elapsed or 2.0
+    assert si_prof <= elapsed * len(cpus) + 0.2, (si_prof, elapsed)
     swapper = next((x for x in p.processes if x.pid == 0), None)
     if swapper is not None:
         assert swapper.samples <= p.softirq_samples + p.irq_samples, (swapper, p.softirq_samples)
