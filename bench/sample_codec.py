@@ -1,27 +1,47 @@
-"""Flight-recorder sample size and speed on this live machine (run by hand, as root).
+"""Flight-recorder sample size and speed (store/samples.py, layout v2), against `sadc -S ALL`.
 
-    .venv/bin/python bench/sample_codec.py [--runs 200] [--interval 1]
+    .venv/bin/python bench/sample_codec.py [--runs 5] [--snapshots 6] [--reps 40] [--json FILE]
 
-Takes live snapshots (every system source plus the process table), keeps the 50 largest
-processes by RSS, and measures store/samples.py: keyframe size (encode()), delta size
-(SampleEncoder against the snapshot `--interval` seconds before), encode and decode time
-(median and range over --runs). Targets (issue 7): <= 3,992 bytes (what `sadc -S ALL` writes per
-sample on this machine kind) and encode < 1 ms. Snapshot-taking time is not counted.
+Run by hand, as root (slabinfo is root-only). Each run, interleaved on this live machine:
+1. ksight: --snapshots live snapshots 1 s apart (every default system source plus the process
+   table), the 50 largest processes by RSS kept. Measured: keyframe bytes (encode()), delta-frame
+   bytes (SampleEncoder, each frame against the one 1 s before), encode and decode time of both
+   (median of --reps), bytes per sample with a keyframe every 60 frames. Snapshot-taking is not
+   counted. Also without cgroup_memory: this machine is shared, and other benchmarks create
+   hundreds of memory cgroups for a while (the cgroup count is printed per run).
+2. sysstat: `sadc -S ALL 1 2 A` and `sadc -S ALL 1 3 B`: bytes per sample = size(B) - size(A)
+   (the file header and the first record cancel out).
+3. synthetic 8-, 64- and 256-CPU samples made from the first live pair: the per-CPU sources
+   replaced by real rows of bigger machines in the corpora (../shared/corpora: /proc/stat of a
+   480-CPU HP BL920 Gen8, /proc/interrupts and /proc/softirqs of a 40-CPU machine) repeated and
+   scaled to N CPUs; softnet_stat and cpu_topology rows scaled from this machine's. The second
+   frame advances every per-CPU counter by a per-CPU amount, as one second would.
+Medians and ranges over the runs are printed at the end. Targets (issue 7): a keyframe <= what
+`sadc -S ALL` writes per sample (3,992 bytes on this machine kind), encode < 1 ms (median).
+No dictionary is used by layout v2; nothing here is trained.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import os
 import statistics
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 from ksight.collect.snapshot import take
 from ksight.fs import LiveRoot
 from ksight.store import samples
 
 TARGET_BYTES = 3992
-ON_DEMAND = ("slabinfo", "vmallocinfo")  # what the recorder set leaves out (docs/storage.md)
+SADC = "/usr/lib/sysstat/sadc"
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+BIG_STAT = CORPORA / "pcp/unpacked/bigsys-root-hpbl920gen8/proc/stat"  # 480 CPUs
+IRQ_DIR = CORPORA / "pcp/unpacked/meminfo-root-008/proc"  # interrupts, softirqs: 40 CPUs
 
 
 def top50(snap):
@@ -32,71 +52,217 @@ def without(snap, names):
     return dataclasses.replace(snap, sources={k: v for k, v in snap.sources.items() if k not in names})
 
 
-def stats(xs, unit=1.0, fmt="{:.0f}"):
-    xs = sorted(x * unit for x in xs)
-    return f"median {fmt.format(statistics.median(xs))}, range {fmt.format(xs[0])}..{fmt.format(xs[-1])}"
+def med(xs):
+    return statistics.median(xs)
+
+
+def timed(fn, reps):
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return med(ts)
+
+
+def measure(snaps, reps):
+    """Sizes and times of keyframes and delta frames over a live series (1 s apart)."""
+    tops = [top50(s) for s in snaps]
+    key = [len(samples.encode(s, t)) for s, t in zip(snaps, tops)]
+    enc = samples.SampleEncoder(keyframe_every=10 ** 9)
+    frames = [enc.encode(s, t) for s, t in zip(snaps, tops)]
+    delta = [len(f) for f in frames[1:]]
+    s0, t0 = snaps[-1], tops[-1]
+    kf = samples.encode(s0, t0)
+    key_enc = timed(lambda: samples.encode(s0, t0), reps)
+    key_dec = timed(lambda: samples.decode(kf), reps)
+
+    def delta_encode():
+        e = samples.SampleEncoder()
+        e.encode(snaps[-2], tops[-2])
+        t1 = time.perf_counter()
+        e.encode(snaps[-1], tops[-1])
+        return time.perf_counter() - t1
+
+    d_enc = med([delta_encode() for _ in range(reps)])
+    base = samples.SampleEncoder()
+    first = base.encode(snaps[-2], tops[-2])
+    df = base.encode(snaps[-1], tops[-1])
+
+    def decode_delta():
+        d = samples.SampleDecoder()
+        d.decode(first)
+        t1 = time.perf_counter()
+        d.decode(df)
+        return time.perf_counter() - t1
+
+    d_dec = med([decode_delta() for _ in range(reps)])
+    return {
+        "keyframe_bytes": med(key), "keyframe_bytes_max": max(key),
+        "delta_bytes": med(delta), "delta_bytes_max": max(delta),
+        "keyframe_encode_us": key_enc * 1e6, "delta_encode_us": d_enc * 1e6,
+        "keyframe_decode_us": key_dec * 1e6, "delta_decode_us": d_dec * 1e6,
+        "per_sample_every_60": (med(key) + 59 * med(delta)) / 60,
+    }
+
+
+def sadc_bytes() -> int | None:
+    if not os.access(SADC, os.X_OK):
+        return None
+    with tempfile.TemporaryDirectory(prefix=f"ksight-sadc-{os.getpid()}-") as d:
+        a, b = os.path.join(d, "a"), os.path.join(d, "b")
+        subprocess.run([SADC, "-S", "ALL", "1", "2", a], check=True, timeout=30)
+        subprocess.run([SADC, "-S", "ALL", "1", "3", b], check=True, timeout=30)
+        return os.path.getsize(b) - os.path.getsize(a)
+
+
+# ---------------------------------------------------------------- synthetic many-CPU samples
+def _scaled(v: int, cpu: int) -> int:
+    """A CPU's value made from a real one: 0.9x..1.1x, zero stays zero (an IRQ a CPU never takes)."""
+    return v * (90 + (cpu * 37) % 21) // 100
+
+
+def _step(step: int, cpu: int, j: int) -> int:
+    """What one second adds to counter j of CPU cpu: pseudo-random 0..49, no pattern zstd can use."""
+    return step * ((((cpu + 1) * 2654435761 + j * 40503) >> 7) % 50)
+
+
+def synthetic(snap, ncpu: int, step: int = 0):
+    """snap with its per-CPU sources replaced by ncpu CPUs of real bigger machines' rows; step 1
+    advances every non-zero per-CPU counter as one second would."""
+    from ksight.sources import interrupts, softirqs, stat
+
+    big = stat.parse(BIG_STAT.read_text())
+    rows = [big.cpus[c] for c in sorted(big.cpus)]
+    cpus = {}
+    for i in range(ncpu):
+        r = rows[i % len(rows)]
+        vals = {}
+        for j, f in enumerate(dataclasses.fields(r)):
+            v = getattr(r, f.name)
+            if v is not None:
+                v = (v if i < len(rows) else _scaled(v, i)) + (_step(step, i, j) if v else 0)
+            vals[f.name] = v
+        cpus[i] = dataclasses.replace(r, **vals)
+    tot = {f.name: sum(getattr(c, f.name) or 0 for c in cpus.values()) for f in dataclasses.fields(rows[0])}
+    st = dataclasses.replace(big, cpu_total=dataclasses.replace(big.cpu_total, **tot), cpus=cpus)
+
+    def widen(vals, j):
+        out = []
+        for i in range(ncpu):
+            v = vals[i % len(vals)]
+            v = v if i < len(vals) else _scaled(v, i)
+            out.append(v + _step(step, i, j) if v else v)
+        return tuple(out)
+
+    irq = interrupts.parse((IRQ_DIR / "interrupts").read_text())
+    irqs = {name: dataclasses.replace(q, per_cpu=q.per_cpu if q.total_only else widen(q.per_cpu, j))
+            for j, (name, q) in enumerate(irq.irqs.items())}
+    irq = dataclasses.replace(irq, cpus=tuple(range(ncpu)), irqs=irqs)
+    sirq = softirqs.parse((IRQ_DIR / "softirqs").read_text())
+    sirq = dataclasses.replace(sirq, cpus=tuple(range(ncpu)),
+                               counts={n: widen(v, 1000 + j) for j, (n, v) in enumerate(sirq.counts.items())})
+    src = dict(snap.sources)
+    src.update(stat=st, interrupts=irq, softirqs=sirq)
+    sn = snap.get("softnet_stat")
+    if sn is not None and sn.cpus:
+        src["softnet_stat"] = dataclasses.replace(sn, cpus=tuple(
+            dataclasses.replace(sn.cpus[i % len(sn.cpus)], cpu=i,
+                                processed=_scaled(sn.cpus[i % len(sn.cpus)].processed, i) + _step(step, i, 2000))
+            for i in range(ncpu)))
+    topo = snap.get("cpu_topology")
+    if topo is not None and topo.cpus:
+        c0 = next(iter(topo.cpus.values()))
+        src["cpu_topology"] = dataclasses.replace(topo, online=tuple(range(ncpu)), cpus={
+            i: dataclasses.replace(c0, cpu=i, core_id=i // 2, package_id=i // 64,
+                                   thread_siblings=(i - i % 2, i - i % 2 + 1),
+                                   core_siblings=tuple(range(i - i % 64, min(ncpu, i - i % 64 + 64))))
+            for i in range(ncpu)})
+    return dataclasses.replace(snap, sources=src, host=dataclasses.replace(snap.host, cpus=ncpu))
+
+
+def sadc_estimate(sadc_here: int, ncpu: int, irqs: int, here_cpus: int, here_irqs: int) -> int:
+    """A lower bound of what `sadc -S ALL` writes per sample with ncpu CPUs and irqs IRQ lines,
+    from this machine's file and the per-CPU record sizes `sadf -H` lists for sysstat 12.6
+    (A_CPU 10 x 8 bytes per CPU, A_NET_SOFT 6 x 4, A_PWR_CPU 8, A_IRQ 4 per CPU per IRQ line;
+    each with one more item for "all")."""
+    per_cpu = 80 + 24 + 8
+    return (sadc_here + (ncpu - here_cpus) * per_cpu
+            + 4 * ((ncpu + 1) * irqs - (here_cpus + 1) * here_irqs))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=200)
-    ap.add_argument("--snapshots", type=int, default=6, help="live snapshots to measure on")
-    ap.add_argument("--interval", type=float, default=1.0, help="seconds between snapshots")
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--snapshots", type=int, default=6, help="live snapshots per run, 1 s apart")
+    ap.add_argument("--reps", type=int, default=40, help="timing repetitions per measure")
+    ap.add_argument("--json", help="write every run's figures here")
     a = ap.parse_args()
 
     root = LiveRoot()
-    snaps = []
-    for i in range(a.snapshots):
-        if i:
-            time.sleep(a.interval)
-        snaps.append(take(root, processes=True))
-    print(f"{a.snapshots} live snapshots {a.interval:g} s apart, {len(snaps[-1].processes)} processes, "
-          f"{len(snaps[-1].sources)} sources; 50 largest by RSS kept; keyframes: zstd level "
-          f"{samples.KEYFRAME_LEVEL}, built-in dictionary {samples.DICT_VERSION}; deltas: level {samples.LEVEL}")
+    runs = []
+    for run in range(a.runs):
+        snaps = []
+        for i in range(a.snapshots):
+            if i:
+                time.sleep(1.0)
+            snaps.append(take(root, processes=True))
+        cg = snaps[0].get("cgroup_memory")
+        r = {
+            "run": run, "processes": len(snaps[0].processes), "sources": len(snaps[0].sources),
+            "cgroups": len(cg.groups) if cg is not None else None,
+            "load1": os.getloadavg()[0],
+            "full": measure(snaps, a.reps),
+            "no_cgroups": measure([without(s, ("cgroup_memory",)) for s in snaps], a.reps),
+        }
+        r["sadc_bytes"] = sadc_bytes()
+        if run == 0 and not (BIG_STAT.exists() and (IRQ_DIR / "interrupts").exists()):
+            print(f"synthetic many-CPU samples skipped: corpora not found at {CORPORA}")
+        elif run == 0:
+            from ksight.sources import interrupts
 
-    for label, drop in (("full system snapshot", ()), ("recorder set (no slabinfo, vmallocinfo)", ON_DEMAND)):
-        series = [without(s, drop) for s in snaps]
-        tops = [top50(s) for s in snaps]
-        key_sizes, delta_sizes, enc_t, dec_t, denc_t, ddec_t = [], [], [], [], [], []
-        samples.encode(series[0], tops[0])  # build the codecs and load the dictionary once
-        for i, (s, t) in enumerate(zip(series, tops)):
-            data = samples.encode(s, t)
-            key_sizes.append(len(data))
-            for _ in range(a.runs // len(series) or 1):
-                t0 = time.perf_counter()
-                samples.encode(s, t)
-                t1 = time.perf_counter()
-                samples.decode(data)
-                t2 = time.perf_counter()
-                enc_t.append(t1 - t0)
-                dec_t.append(t2 - t1)
-        for i in range(1, len(series)):
-            for _ in range(a.runs // len(series) or 1):
-                enc = samples.SampleEncoder()
-                first = enc.encode(series[i - 1], tops[i - 1])
-                t0 = time.perf_counter()
-                d = enc.encode(series[i], tops[i])
-                t1 = time.perf_counter()
-                dec = samples.SampleDecoder()
-                dec.decode(first)
-                t2 = time.perf_counter()
-                dec.decode(d)
-                t3 = time.perf_counter()
-                denc_t.append(t1 - t0)
-                ddec_t.append(t3 - t2)
-            delta_sizes.append(len(d))
-        print(f"\n{label}:")
-        print(f"  keyframe bytes:   {stats(key_sizes)} (target <= {TARGET_BYTES}: "
-              f"{'met' if max(key_sizes) <= TARGET_BYTES else 'NOT met'})")
-        print(f"  delta bytes:      {stats(delta_sizes)} ("
-              f"{'met' if max(delta_sizes) <= TARGET_BYTES else 'NOT met'})")
-        print(f"  keyframe encode:  {stats(enc_t, 1e6)} us (target < 1000: "
-              f"{'met' if max(enc_t) < 1e-3 else 'median ' + ('met' if statistics.median(enc_t) < 1e-3 else 'NOT met')})")
-        print(f"  delta encode:     {stats(denc_t, 1e6)} us")
-        print(f"  keyframe decode:  {stats(dec_t, 1e6)} us")
-        print(f"  delta decode:     {stats(ddec_t, 1e6)} us")
-        avg = (statistics.mean(key_sizes) + 59 * statistics.mean(delta_sizes)) / 60
-        print(f"  mean bytes/sample with a keyframe every 60: {avg:.0f}")
+            pair = [without(s, ("cgroup_memory",)) for s in snaps[:2]]
+            nirq = len(interrupts.parse((IRQ_DIR / "interrupts").read_text()).irqs)
+            here = snaps[0].get("interrupts")
+            for n in (8, 64, 256):
+                r[f"cpus_{n}"] = measure([synthetic(pair[0], n, 0), synthetic(pair[1], n, 1)],
+                                         max(5, a.reps // 4))
+                if r["sadc_bytes"] is not None and here is not None:
+                    r[f"cpus_{n}"]["sadc_estimate"] = sadc_estimate(
+                        r["sadc_bytes"], n, nirq, len(here.cpus), len(here.irqs))
+        runs.append(r)
+        f, s = r["full"], r["sadc_bytes"]
+        print(f"run {run}: {r['processes']} processes, {r['cgroups']} memory cgroups, load {r['load1']:.1f}; "
+              f"keyframe {f['keyframe_bytes']:.0f} B (max {f['keyframe_bytes_max']}), delta {f['delta_bytes']:.0f} B, "
+              f"encode {f['keyframe_encode_us']:.0f} us / {f['delta_encode_us']:.0f} us; "
+              f"no cgroups: keyframe {r['no_cgroups']['keyframe_bytes']:.0f} B, delta {r['no_cgroups']['delta_bytes']:.0f} B; "
+              f"sadc -S ALL {s} B/sample", flush=True)
+
+    def line(label, key, sub="full", fmt="{:.0f}"):
+        xs = [r[sub][key] for r in runs]
+        return f"  {label:38s} median {fmt.format(med(xs))}  range {fmt.format(min(xs))}..{fmt.format(max(xs))}"
+
+    print(f"\n{a.runs} runs, medians of each run, then median and range over the runs "
+          f"(schema {samples._SCHEMA_NO}{', class table embedded' if samples._EMBED else ''}):")
+    for sub in ("full", "no_cgroups"):
+        print(f" {sub}:")
+        for key in ("keyframe_bytes", "keyframe_bytes_max", "delta_bytes", "delta_bytes_max",
+                    "per_sample_every_60", "keyframe_encode_us", "delta_encode_us",
+                    "keyframe_decode_us", "delta_decode_us"):
+            print(line(key, key, sub))
+    sadc = [r["sadc_bytes"] for r in runs if r["sadc_bytes"] is not None]
+    if sadc:
+        print(f"  sadc -S ALL bytes/sample               median {med(sadc):.0f}  range {min(sadc)}..{max(sadc)}")
+    for n in (8, 64, 256):
+        m = runs[0].get(f"cpus_{n}")
+        if m is None:
+            continue
+        print(f" synthetic {n} CPUs (no cgroups): keyframe {m['keyframe_bytes']:.0f} B, delta {m['delta_bytes']:.0f} B, "
+              f"encode {m['keyframe_encode_us']:.0f} us / {m['delta_encode_us']:.0f} us, "
+              f"per sample (keyframe every 60) {m['per_sample_every_60']:.0f} B; "
+              f"sadc -S ALL at {n} CPUs >= {m.get('sadc_estimate', '?')} B (estimate)")
+    if a.json:
+        Path(a.json).write_text(json.dumps(runs, indent=1))
 
 
 if __name__ == "__main__":

@@ -120,11 +120,21 @@ def test_live_round_trip_equals_the_snapshot():
 
 
 def _payload():
-    return msgspec.msgpack.decode(samples._unframe(SAMPLE.read_bytes(), None))
+    from ksight.store import samples_v1
+
+    return msgspec.msgpack.decode(samples_v1.unframe(SAMPLE.read_bytes(), None))
 
 
 def _reframe(p) -> bytes:
-    return samples._frame(msgspec.msgpack.encode(p), samples.KEYFRAME, None, 3)
+    """A v1 keyframe (dictionary 1) of payload map p, as ksight wrote them before layout v2."""
+    import zlib
+
+    from ksight.store import samples_v1
+
+    payload = msgspec.msgpack.encode(p)
+    body = zstandard.ZstdCompressor(level=3, dict_data=samples_v1.builtin_dict(1), write_checksum=True,
+                                    write_content_size=True, write_dict_id=False).compress(payload)
+    return samples_v1.HEADER.pack(b"KSMP", 1, 0, 1, 0, zlib.crc32(payload)) + body
 
 
 def _drop_field(p, tag, field, source):
@@ -192,9 +202,9 @@ def test_garbled_samples_are_sample_errors():
 def test_a_newer_format_version_is_refused_clearly():
     data = bytearray(SAMPLE.read_bytes())
     data[4] = samples.VERSION + 1
-    with pytest.raises(SampleError, match=r"version 2 is newer than this ksight reads \(<= 1\)"):
+    with pytest.raises(SampleError, match=r"version 3 is newer than this ksight reads \(<= 2\)"):
         samples.decode(bytes(data))
-    data[4] = samples.VERSION
+    data[4] = 1  # a v1 keyframe naming a dictionary this ksight never had
     data[6:8] = (99).to_bytes(2, "big")
     with pytest.raises(SampleError, match="dictionary 99 is not one this ksight has"):
         samples.decode(bytes(data))
@@ -234,20 +244,20 @@ def test_check_startup_does_not_import_msgspec():
     assert out.stdout.strip() == "False"
 
 
-def test_builtin_dictionary_2_is_frozen_and_keyframes_use_it():
+def test_builtin_dictionary_2_is_frozen_and_v2_writes_no_dictionary():
     from ksight.store import samples_dict, samples_dict2
 
-    # written when dictionary 2 was made (bench/train_sample_dict.py): never edit it; add 3
+    # written when dictionary 2 was made: never edit it. Only v1 samples need it now
     want = "3fb31ec14a442fd0ad6ea535f64d7d50d24d61e52461f82bc14f71e9567c54e5"
     d2 = samples_dict.dictionary(2)
     assert hashlib.sha256(d2).hexdigest() == want == samples_dict.SHA256[2] == samples_dict2.SHA256
     assert d2.startswith(samples_dict.dictionary(1))  # 1's bytes, then one live payload
     assert samples_dict.NUMBERS == (1, 2) and samples_dict.dictionary(3) is None
-    assert samples.DICT_VERSION == 2
     s = samples.decode(SAMPLE.read_bytes())
     assert int.from_bytes(SAMPLE.read_bytes()[6:8], "big") == 1  # the v1 sample: dictionary 1
     data = samples.encode(s)
-    assert int.from_bytes(data[6:8], "big") == 2
+    assert data[4] == 2  # layout v2: bytes 6-7 name the schema, and zstd has no dictionary
+    assert zstandard.get_frame_parameters(data[16:]).dict_id == 0
     assert samples.decode(data) == s
 
 

@@ -1,4 +1,7 @@
-"""The built-in zstd dictionaries keyframe samples are compressed with (store/samples.py).
+"""The built-in zstd dictionaries layout v1 keyframes were compressed with (store/samples_v1.py).
+
+Read only: layout v2 (store/samples.py) uses no dictionary. These stay, frozen, so every v1
+sample ever written keeps decoding (tests/fixtures/samples/v1-*.ksample).
 
 A dictionary is frozen forever once samples were written with it: a keyframe names its dictionary
 by number and cannot be read without exactly these bytes. A better dictionary is added as number
@@ -11,7 +14,7 @@ tests/store/test_samples.py checks each one's SHA-256.
    snmp, slab cache and IRQ names...) in payload order and typical values of a small VM, so a
    keyframe pays for what differs from it. Stored zstd-compressed (level 19), base85.
 2: dictionary 1's bytes followed by the payload of one live sample of the benchmark VM (the 50
-   largest processes), made by bench/train_sample_dict.py; only that suffix is stored, in
+   largest processes), made by bench/train_sample_dict.py (removed with layout v2); only that suffix is stored, in
    samples_dict2.py (imported only when dictionary 2 is loaded). Keyframes are written with it
    since it was added; samples written with 1 keep decoding with 1.
 """

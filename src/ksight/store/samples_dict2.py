@@ -1,4 +1,5 @@
-"""Built-in sample dictionary 2 (store/samples_dict.py has the rules: frozen forever).
+"""Built-in sample dictionary 2 (store/samples_dict.py has the rules: frozen forever; read only,
+for layout v1 samples written with it).
 
 Made by bench/train_sample_dict.py (12 live samples 3 s apart on the 2-vCPU benchmark VM,
 kernel 6.18, 81 processes; docs/storage.md): dictionary 1's bytes followed by the payload of the

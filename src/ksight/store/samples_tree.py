@@ -1,0 +1,256 @@
+"""Sample layout v2: how a packed sample tree is made small before zstd (store/samples.py).
+
+A *packed tree* is what store/samples.py makes of a Snapshot: nested lists of ints, floats,
+strings, bools and None (a dataclass is the list of its values, a sequence of dataclasses a
+column table, a dict [keys, values]). Two transforms work on it, both type-blind and exact:
+
+- keyframes (`compact_tree` / `expand`): an integer list that is sorted, clustered (one counter
+  across CPUs) or named in NEAR (dictionary key numbers, in about the vocabulary's order) is
+  written as its first value and the differences between neighbours: [KDIFF, first, d1, d2,
+  ...]. Small differences are one-byte MessagePack integers.
+- delta frames (`diff` / `patch`): the tree is compared with the previous frame's tree. A part
+  that did not change is one SAME marker (constants: slab object sizes, mounts, sysctls, host
+  names, cmdlines, the dictionary key lists); a list of scalars of the same length is written as
+  numeric differences [NUM, d...] (a counter that moved by 3 costs one byte); any other list of the
+  same length element by element [ELEM, ...]; a keyed table (a dict of dataclasses) whose keys
+  changed row by row against the previous frame's row of the same key [KEYED, ...]; anything
+  else in full.
+
+Markers are MessagePack extension values (msgspec.msgpack.Ext, empty data): a packed tree from
+the sources never holds one, so they cannot be confused with data. Floats are never subtracted
+(a float difference does not always add back exactly): a changed float is written in full.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from msgspec.msgpack import Ext
+
+from ..errors import SampleError
+
+SAME = Ext(1, b"")  # delta: this part equals the previous frame's
+ELEM = Ext(2, b"")  # delta, first item of a list: the rest are diffs of each element
+NUM = Ext(3, b"")  # delta, first item of a list: int -> prev + int, None -> None, SAME -> prev, [x] -> x
+KDIFF = Ext(4, b"")  # keyframe, first item of a list: first value, then neighbour differences
+KEYED = Ext(5, b"")  # delta, [KEYED, keys diff, [rows, column diffs...]]: a keyed table whose keys
+#                      changed, each column compared with the previous frame's rows of the same key
+
+
+class Keyed(tuple):
+    """(keys, column table) of a dict of dataclasses (cgroups by path, slab caches, CPUs): the
+    packer marks them so a delta frame compares rows by key when entries come and go."""
+
+    __slots__ = ()
+
+
+MIN_RUN = 3  # shorter integer lists are left as they are
+_2_63, _2_64 = 1 << 63, 1 << 64
+
+
+_SEQ = (list, tuple, Keyed)  # the packer makes tuples (attrgetter rows) and lists; MessagePack arrays all
+
+
+def compact(x):
+    """The keyframe form of a packed tree (a new tree where something changed; x is not changed)."""
+    n = len(x)
+    if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:
+        done = _MEMO.get(id(x))  # one list met again (a key list shared by 500 cgroups' stats)
+        if done is not None and done[0] is x:
+            return done[1]
+        out = _MEMO[id(x)] = (x, _compact_ints(x, n))
+        return out[1]
+    types = set(map(type, x))  # in C: a list with no list inside is left as it is
+    if types.isdisjoint(_SEQ):
+        return x
+    return [compact(v) if type(v) in _SEQ and v else v for v in x]
+
+
+_MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree call
+# ids of lists whose neighbours are near each other even when the list is not sorted: the
+# vocabulary numbers of a key list (kernels print names in about the order the vocabulary was
+# made in). samples.py keeps it; a stale id only costs bytes, never correctness.
+NEAR: set[int] = set()
+
+
+def compact_tree(x):
+    """compact(x), each distinct integer list worked out once."""
+    try:
+        return compact(x)
+    finally:
+        _MEMO.clear()
+
+
+def _compact_ints(x, n: int):
+    """x (a list starting and ending with an integer) as [KDIFF, first, differences...] when
+    it is sorted or clustered, else as it is (or walked, if a list hides inside)."""
+    try:
+        lo, hi = min(x), max(x)  # in C; a TypeError: not all numbers
+    except TypeError:
+        pass
+    else:  # numbers only: no list inside
+        if (hi - lo) * 4 < (hi if hi > -lo else -lo) or (x[0] == lo and x[-1] == hi and x == sorted(x)) \
+                or id(x) in NEAR:
+            try:
+                _I64(n).pack(*x)  # in C: every value an integer (no float) within 64 bits
+            except (struct.error, OverflowError):
+                return x  # a float among them: never differenced
+            return [KDIFF, x[0], *[b - a for a, b in zip(x, x[1:])]]
+        return x
+    types = set(map(type, x))  # (None among them) a list with no list inside is left as it is
+    if types.isdisjoint(_SEQ):
+        return x
+    return [compact(v) if type(v) in _SEQ and v else v for v in x]
+
+
+_STRUCTS: dict[int, struct.Struct] = {}
+
+
+def _I64(n: int) -> struct.Struct:
+    s = _STRUCTS.get(n)
+    if s is None:
+        s = _STRUCTS[n] = struct.Struct(f"<{n}q")
+    return s
+
+
+def expand(x):
+    """The packed tree of a keyframe's form (compact's inverse)."""
+    if type(x) is not list:
+        if type(x) is Ext:
+            raise SampleError(f"a delta marker (ext {x.code}) in a keyframe")
+        return x
+    if x and type(x[0]) is Ext:
+        if x[0].code != KDIFF.code or len(x) < 2:
+            raise SampleError(f"a list marked {x[0].code} where a keyframe list was expected")
+        out = [x[1]]
+        acc = x[1]
+        try:
+            for d in x[2:]:
+                acc += d
+                out.append(acc)
+        except TypeError:
+            raise SampleError("a difference-coded list holds a value that is not an integer") from None
+        if type(acc) is not int:
+            raise SampleError("a difference-coded list holds a value that is not an integer")
+        return out
+    return [expand(v) if type(v) is list else v for v in x]
+
+
+def _num(cur: list, prev: list):
+    out = [NUM]
+    app = out.append
+    for a, b in zip(cur, prev):
+        ta = type(a)
+        if ta is int and type(b) is int and -_2_63 <= a - b < _2_64:
+            app(a - b)
+        elif a is None:
+            app(None)
+        elif ta in _SEQ or ta is dict:
+            return None
+        elif a == b and ta is type(b):
+            app(SAME)
+        else:
+            app([a])
+    return out
+
+
+def _realign(col, idx: list, rows: int):
+    """The previous frame's column `col` (of `rows` rows) put in the order of this frame's keys
+    (idx: each key's row in the previous frame, -1 for a new key). Encoder and decoder do the
+    same, so any base works; a column that is not one value per row is left as it is."""
+    if type(col) in _SEQ and len(col) == rows:
+        return [col[j] if j >= 0 else None for j in idx]
+    return col
+
+
+def _keyed(cur: Keyed, prev: Keyed):
+    ck, ct = cur
+    pk, pt = prev
+    if not (type(ct) in _SEQ and type(pt) in _SEQ and len(ct) == len(pt) and len(ct) > 1
+            and type(ct[0]) is int and type(pt[0]) is int):
+        return cur
+    pos = {k: i for i, k in enumerate(pk)}
+    idx = [pos.get(k, -1) for k in ck]
+    rows = pt[0]
+    return [KEYED, diff(ck, pk), [ct[0], *[diff(c, _realign(p, idx, rows)) for c, p in zip(ct[1:], pt[1:])]]]
+
+
+def diff(cur, prev):
+    """The delta-frame form of packed tree `cur` against the previous frame's tree `prev`."""
+    if cur == prev and type(cur) is type(prev):
+        return SAME
+    if type(cur) is Keyed and type(prev) is Keyed and cur[0] != prev[0]:
+        return _keyed(cur, prev)
+    if type(cur) in _SEQ and type(prev) in _SEQ and len(cur) == len(prev) and cur:
+        if type(cur[0]) is int and type(prev[0]) is int:
+            try:
+                st = _I64(len(cur))
+                st.pack(*cur), st.pack(*prev)  # in C: integers only (a float, None or list: no)
+            except (struct.error, OverflowError, TypeError):
+                pass
+            else:
+                ds = [a - b for a, b in zip(cur, prev)]
+                if -_2_63 <= min(ds) and max(ds) < _2_64:  # what MessagePack can hold
+                    return [NUM, *ds]
+        out = _num(cur, prev)
+        if out is not None:
+            return out
+        return [ELEM, *[diff(a, b) for a, b in zip(cur, prev)]]
+    return cur
+
+
+def _bad(why: str):
+    raise SampleError(f"a delta frame does not fit the frame before it: {why}")
+
+
+def patch(d, prev):
+    """The packed tree of delta-frame form `d` given the previous frame's tree (diff's inverse)."""
+    td = type(d)
+    if td is Ext:
+        if d.code != SAME.code:
+            _bad(f"marker {d.code} where a value was expected")
+        return prev
+    if td is not list or not d or type(d[0]) is not Ext:
+        return d  # a value in full
+    mark = d[0].code
+    if mark == KEYED.code:
+        if not (len(d) == 3 and type(prev) is list and len(prev) == 2 and type(prev[1]) is list
+                and prev[1] and type(prev[1][0]) is int and type(d[2]) is list and d[2]
+                and len(d[2]) == len(prev[1])):
+            _bad("a keyed table that does not fit the previous one")
+        pk, pt = prev
+        ck = patch(d[1], pk)
+        if type(ck) is not list or type(pk) is not list:
+            _bad("keys that are not a list")
+        try:
+            pos = {k: i for i, k in enumerate(pk)}
+            idx = [pos.get(k, -1) for k in ck]
+        except TypeError:
+            _bad("a key that is not a name or a number")
+        rows = pt[0]
+        return [ck, [d[2][0], *[patch(c, _realign(p, idx, rows)) for c, p in zip(d[2][1:], pt[1:])]]]
+    if type(prev) is not list or len(prev) != len(d) - 1:
+        _bad("a list of another length")
+    if mark == NUM.code:
+        out = []
+        app = out.append
+        for v, b in zip(d[1:], prev):
+            tv = type(v)
+            if tv is int:
+                if type(b) is not int:
+                    _bad("a number difference against a value that is not an integer")
+                app(b + v)
+            elif v is None:
+                app(None)
+            elif tv is Ext:
+                if v.code != SAME.code:
+                    _bad(f"marker {v.code} in a number list")
+                app(b)
+            elif tv is list and len(v) == 1:
+                app(v[0])
+            else:
+                _bad("an item of a number list is neither a difference nor a value")
+        return out
+    if mark == ELEM.code:
+        return [patch(v, b) for v, b in zip(d[1:], prev)]
+    _bad(f"list marker {mark}")
