@@ -1,0 +1,284 @@
+"""The recorder's loop: sample every S seconds through a live Collector, store one frame per
+sample (record/store.py), and hand each snapshot to the watcher (record/watch.py) when there is one.
+
+What one sample holds (enough to re-run every rule later): the system sources every area's rules
+read (diagnose.engine.plan_for), the process table cut to the N largest by resident memory, the N
+busiest by CPU since the sample before and any process the watcher follows, and the socket-state
+summary (counts per state, network namespace and owner; listeners' queues) instead of the socket
+table. Only one recorder writes a store at a time (`StoreLock`: an flock, released by the kernel
+when its holder dies, so a killed recorder's lock never blocks). SIGTERM and SIGINT finish the
+sample being taken, then the loop ends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .store import RecordingError, RecordingWriter, Retention
+
+DB_NAME = "ksight.db"
+
+
+def state_dir(env: dict | None = None, euid: int | None = None) -> str:
+    """Where the recording lives by default: $STATE_DIRECTORY under systemd (StateDirectory=),
+    else /var/lib/ksight as root, else $XDG_STATE_HOME/ksight (~/.local/state/ksight)."""
+    env = os.environ if env is None else env
+    euid = os.geteuid() if euid is None else euid
+    sd = env.get("STATE_DIRECTORY")
+    if sd:
+        return sd.split(":")[0]
+    if euid == 0:
+        return "/var/lib/ksight"
+    xdg = env.get("XDG_STATE_HOME") or os.path.join(env.get("HOME") or os.path.expanduser("~"),
+                                                    ".local", "state")
+    return os.path.join(xdg, "ksight")
+
+
+def default_db(env: dict | None = None, euid: int | None = None) -> str:
+    return os.path.join(state_dir(env, euid), DB_NAME)
+
+
+class StoreLock:
+    """An exclusive flock on PATH.lock holding the writer's pid. The kernel drops it when the
+    process dies (kill -9 included), so a stale lock file never blocks the next recorder."""
+
+    def __init__(self, db: str):
+        self.path = db + ".lock"
+        self.fd: int | None = None
+
+    def acquire(self) -> "StoreLock":
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as e:
+            raise RecordingError(f"{self.path}: cannot create the recorder's lock: {e.strerror}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            finally:
+                os.close(fd)
+            raise RecordingError(f"{self.path[:-5]} is being recorded by another ksight record "
+                                 f"(pid {holder}); only one recorder writes a store at a time") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+@dataclass
+class Stats:
+    samples: int = 0
+    bytes: int = 0
+    failed: int = 0
+    cpu_s: float = 0.0  # the recorder's own CPU time (user + system) spent sampling and storing
+    findings: int = 0
+    last_error: str | None = None
+    watcher: str | None = None  # why the watcher is not running, if it is not
+    notes: list[str] = field(default_factory=list)
+
+
+def recorder_plan():
+    """Every area's rules' needs (diagnose.engine.plan_for), as one plan for every sample."""
+    from ..diagnose.engine import plan_for
+
+    return plan_for(None)
+
+
+def _cpu_ticks(p) -> int | None:
+    st = p.stat
+    if st is None:
+        return None
+    return (st.utime_ticks or 0) + (st.stime_ticks or 0)
+
+
+def choose_processes(snap, n: int, prev_ticks: dict, watched=()) -> tuple[list[int], dict]:
+    """PIDs to store: the n largest by resident memory, the n that used the most CPU since the
+    previous sample (from its cumulative ticks, keyed by pid and start time so a reused pid is not
+    taken for the old process), and those watched. Returns them and the ticks for next time.
+
+    The CPU ranking compares each process's cumulative utime+stime with its own previous value
+    only to rank (this is a choice of rows to keep, not a rate anyone reads: the stored counters
+    are the cumulative ones, and model/series.py computes the rates from them)."""
+    procs = snap.processes or {}
+    ticks: dict = {}
+    busy = []
+    for pid, p in procs.items():
+        t = _cpu_ticks(p)
+        if t is None:
+            continue
+        key = (pid, getattr(p.stat, "starttime_ticks", None))
+        ticks[key] = t
+        before = prev_ticks.get(key)
+        if before is not None and t >= before:
+            busy.append((t - before, pid))
+    by_mem = sorted(((p.res_kb or 0, pid) for pid, p in procs.items() if not p.kernel_thread),
+                    reverse=True)[:n]
+    busy.sort(reverse=True)
+    chosen = dict.fromkeys(pid for _, pid in by_mem)
+    chosen.update(dict.fromkeys(pid for d, pid in busy[:n] if d > 0))
+    chosen.update(dict.fromkeys(pid for pid in watched if pid in procs))
+    return sorted(chosen), ticks
+
+
+class Recorder:
+    def __init__(self, collector, db: str, *, interval: float = 1.0, retention: Retention | None = None,
+                 processes: int = 50, triggers: tuple[str, ...] | None = None,
+                 seconds: float | None = None, keyframe_every: int | None = None,
+                 progress: Callable[[str], None] | None = None, watcher=True):
+        self.collector = collector
+        self.db = db
+        self.interval = interval
+        self.retention = retention
+        self.nproc = processes
+        self.triggers = triggers
+        self.seconds = seconds
+        self.keyframe_every = keyframe_every
+        self.progress = progress
+        self.stats = Stats()
+        self._stop = False
+        self._sleeping = False
+        self._want_watcher = watcher
+        self.watcher = None
+
+    # ---- signals: finish the sample being taken, then stop
+    def _on_signal(self, signum, frame):
+        self._stop = True
+        if self._sleeping:
+            raise _Stop()
+
+    def stop(self) -> None:
+        self._stop = True
+
+    def _make_watcher(self):
+        if not self._want_watcher:
+            return None
+        try:
+            from . import watch
+        except ImportError:
+            self.stats.watcher = "record/watch.py is not part of this ksight: samples are stored, no rule runs while recording"
+            return None
+        try:
+            return watch.Watcher(triggers=self.triggers, db=self.db)
+        except TypeError:
+            try:
+                return watch.Watcher()
+            except Exception as e:  # the watcher is optional: the recording goes on without it
+                self.stats.watcher = f"the watcher could not start: {e}"
+                return None
+
+    def run(self) -> Stats:
+        from ..collect.plan import Plan
+
+        d = os.path.dirname(os.path.abspath(self.db))
+        os.makedirs(d, exist_ok=True)
+        lock = StoreLock(self.db).acquire()
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        writer = None
+        try:
+            plan = recorder_plan()
+            first = self.collector.sample(plan)
+            kwargs = {"keyframe_every": self.keyframe_every} if self.keyframe_every else {}
+            writer = RecordingWriter.create_or_open(self.db, retention=self.retention,
+                                                    interval=self.interval,
+                                                    hostname=first.host.hostname, **kwargs)
+            self.watcher = self._make_watcher()
+            self._loop(plan, first, writer)
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+            if writer is not None:
+                writer.close()
+            lock.release()
+        return self.stats
+
+    def _loop(self, plan, snap, writer) -> None:
+        prev_ticks: dict = {}
+        start = time.monotonic()
+        k = 0
+        t0 = time.monotonic()
+        while True:
+            c0 = time.process_time()
+            watched = tuple(getattr(self.watcher, "watched_pids", lambda: ())()) if self.watcher else ()
+            pids, prev_ticks = choose_processes(snap, self.nproc, prev_ticks, watched)
+            snap = _with_socket_summary(snap)
+            try:
+                self.stats.bytes += writer.append(snap, pids)
+                self.stats.samples += 1
+            except RecordingError as e:
+                self.stats.failed += 1
+                self.stats.last_error = str(e)
+                if self.progress:
+                    self.progress(f"ksight record: {e}")
+            if self.watcher is not None:
+                try:
+                    found = self.watcher.feed(snap) or []
+                    self.stats.findings += len(found)
+                except Exception as e:  # a rule's bug must not stop the recording
+                    self.stats.last_error = f"watcher: {type(e).__name__}: {e}"
+            self.stats.cpu_s += time.process_time() - c0
+            if self.progress and sys.stderr.isatty():
+                self._heartbeat(time.monotonic() - t0)
+            if self._stop:
+                return
+            k += 1
+            if self.seconds is not None and k * self.interval > self.seconds + 1e-9:
+                return
+            delay = start + k * self.interval - time.monotonic()
+            if delay < 0:  # a sample took longer than the interval: skip the ticks it overran
+                k += int(-delay // self.interval) + 1
+                delay = start + k * self.interval - time.monotonic()
+            try:
+                self._sleeping = True
+                if self._stop:
+                    return
+                time.sleep(max(0.0, delay))
+            except _Stop:
+                return
+            finally:
+                self._sleeping = False
+            c0 = time.process_time()
+            snap = self.collector.sample(plan)
+            self.stats.cpu_s += time.process_time() - c0
+
+    def _heartbeat(self, elapsed: float) -> None:
+        s = self.stats
+        per = s.cpu_s / s.samples * 1000 if s.samples else 0
+        avg = s.bytes / s.samples if s.samples else 0
+        self.progress(f"\rksight record: {s.samples} samples, {s.bytes / 1e6:.1f} MB, "
+                      f"{avg / 1024:.1f} KiB and {per:.1f} ms CPU per sample, {elapsed:.0f} s  ")
+
+
+class _Stop(BaseException):
+    pass
+
+
+def _with_socket_summary(snap):
+    """The snapshot with the socket table summarised (sources['socket_summary']) when it holds
+    one: the sample codec stores the summary, not the table."""
+    if snap.sockets is None:
+        return snap
+    try:
+        from ..sources import SYSTEM
+        if "socket_summary" not in SYSTEM:
+            return snap
+        from ..sources.socket_summary import summarise
+    except ImportError:
+        return snap
+    import dataclasses
+
+    return dataclasses.replace(snap, sources=dict(snap.sources, socket_summary=summarise(snap.sockets)))
+
+
+__all__ = ["Recorder", "StoreLock", "state_dir", "default_db", "choose_processes", "recorder_plan"]
