@@ -25,6 +25,7 @@ COMMANDS = {
     "trace": "trace",
     "lab": "lab",
     "cleanup": "cleanup",
+    "record": "record",
 }
 
 # subcommand -> its one-line help (each module's HELP; tests/test_cli_main.py checks they agree).
@@ -50,6 +51,7 @@ HELPS = {
     "trace": "trace a question (retrans, reclaim, mmap, oom, profile, ...) with tracepoints or perf",
     "lab": "reproduce a kernel performance fault on this machine (to learn it, or to test ksight)",
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
+    "record": "flight recorder: sample every S seconds into a SQLite file, for check/sar/top --db and report",
 }
 
 DESCRIPTION = """\

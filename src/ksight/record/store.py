@@ -238,6 +238,7 @@ class Recording:
         skipped (counted in `skipped`) until the next keyframe."""
         from ..store.samples import SampleDecoder
 
+        _preload()
         dec = SampleDecoder()
         broken = False
         for seq, t, key, data, why in self.frames(since, until):
@@ -279,6 +280,21 @@ class Recording:
     def times(self, since: float | None = None, until: float | None = None) -> list[float]:
         q, a = _where(since, until)
         return [r[0] for r in self.con.execute(f"SELECT t FROM frames {q} ORDER BY seq", a)]
+
+
+def _preload() -> None:
+    """Import every source module before decoding: the codec resolves annotations that name a
+    class imported only for type checkers (cgroup_memory's PsiResource) among loaded modules, so
+    a fresh reader that decodes cgroup_memory before pressure would not find it."""
+    import importlib
+
+    from ..sources import SYSTEM
+
+    for src in SYSTEM.values():
+        try:
+            importlib.import_module(f"ksight.sources.{src.module}")
+        except ImportError:
+            pass
 
 
 def _where(since, until) -> tuple[str, tuple]:
