@@ -136,7 +136,8 @@ class Recorder:
     def __init__(self, collector, db: str, *, interval: float = 1.0, retention: Retention | None = None,
                  processes: int = 50, triggers: tuple[str, ...] | None = None,
                  seconds: float | None = None, keyframe_every: int | None = None,
-                 progress: Callable[[str], None] | None = None, watcher=True):
+                 progress: Callable[[str], None] | None = None, watcher=True,
+                 on_sample: Callable[[Stats], None] | None = None):
         self.collector = collector
         self.db = db
         self.interval = interval
@@ -151,6 +152,7 @@ class Recorder:
         self._sleeping = False
         self._want_watcher = watcher
         self.watcher = None
+        self.on_sample = on_sample  # called after each sample is committed (tests, bench)
 
     # ---- signals: finish the sample being taken, then stop
     def _on_signal(self, signum, frame):
@@ -216,6 +218,8 @@ class Recorder:
             try:
                 self.stats.bytes += writer.append(snap, pids)
                 self.stats.samples += 1
+                if self.on_sample is not None:
+                    self.on_sample(self.stats)
             except RecordingError as e:
                 self.stats.failed += 1
                 self.stats.last_error = str(e)

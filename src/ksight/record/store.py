@@ -397,6 +397,10 @@ class RecordingWriter:
                     key = True
                 self._retain(t)
             self.con.execute("BEGIN IMMEDIATE")
+            if not self.meta.get("hostname") and snapshot.host.hostname:
+                self.meta["hostname"] = snapshot.host.hostname
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('hostname', ?)",
+                                 (snapshot.host.hostname,))
             if key:
                 cur = self.con.execute("INSERT INTO segments (start, end, frames, bytes) VALUES (?, ?, 0, 0)", (t, t))
                 self.segment = cur.lastrowid
