@@ -213,3 +213,37 @@ def test_parse_time_clock_is_the_last_time_it_showed():
     for bad in ("25:00", "yesterday", "03:99"):
         with pytest.raises(ValueError):
             parse_time(bad, now)
+
+
+def test_socket_summary_counts_a_listener_queue_we_made():
+    """A listener with backlog 7 and 3 connections nobody accepted: the summary says queue 3 of
+    7, owned by this process, and counts the 3 client ESTABLISHED sockets (numbers made here)."""
+    import socket
+
+    from ksight.collect.processes import scan
+    from ksight.fs import LiveRoot
+    from ksight.sources.socket_summary import read
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(7)
+    port = srv.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    try:
+        time.sleep(0.2)
+        root = LiveRoot()
+        procs, _ = scan(root, detail=("stat", "sockets"))
+        summ = read(root, procs)
+        mine = [ls for ls in summ.listeners if ls.local_port == port]
+        assert len(mine) == 1
+        assert mine[0].queue == 3 and mine[0].pid == os.getpid()
+        if summ.diag_available:
+            assert mine[0].backlog == 7
+        own = {(o.pid, o.state): o.count for o in summ.by_owner}
+        assert own.get((os.getpid(), "ESTABLISHED"), 0) >= 3  # the 3 clients' ends
+        assert own.get((os.getpid(), "LISTEN"), 0) >= 1
+        assert summ.states().get("ESTABLISHED", 0) >= 6  # both ends of each connection
+    finally:
+        for c in clients:
+            c.close()
+        srv.close()

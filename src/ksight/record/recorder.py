@@ -90,10 +90,14 @@ class Stats:
 
 
 def recorder_plan():
-    """Every area's rules' needs (diagnose.engine.plan_for), as one plan for every sample."""
+    """Every area's rules' needs (diagnose.engine.plan_for), as one plan for every sample, less
+    what a sample cannot store: the per-namespace counters (netns_counters is not a SYSTEM
+    source). The socket table is read for its summary (sources/socket_summary.py)."""
+    import dataclasses
+
     from ..diagnose.engine import plan_for
 
-    return plan_for(None)
+    return dataclasses.replace(plan_for(None), netns_counters=False)
 
 
 def _cpu_ticks(p) -> int | None:
