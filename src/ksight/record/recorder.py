@@ -89,6 +89,9 @@ class Stats:
     notes: list[str] = field(default_factory=list)
 
 
+SOCKETS_EVERY = 10  # samples between two reads of the socket table (its summary is carried between)
+
+
 def recorder_plan():
     """Every area's rules' needs (diagnose.engine.plan_for), as one plan for every sample, less
     what a sample cannot store: the per-namespace counters (netns_counters is not a SYSTEM
@@ -98,6 +101,20 @@ def recorder_plan():
     from ..diagnose.engine import plan_for
 
     return dataclasses.replace(plan_for(None), netns_counters=False)
+
+
+def recorder_plans():
+    """(every sample's plan, the plan of every SOCKETS_EVERY-th sample). The socket table is
+    stored only as its summary, which no rule reads yet, and reading it (sock_diag in every
+    namespace, every process's fds for the owners) was a third of a sample's CPU at 100
+    processes (docs/benchmarks.md, issue 13): it is read every SOCKETS_EVERY samples, and the
+    summary, which says when it was taken, is carried in the samples between."""
+    import dataclasses
+
+    full = recorder_plan()
+    light = dataclasses.replace(full, sockets=False,
+                                processes=tuple(p for p in full.processes if p != "sockets"))
+    return light, full
 
 
 def _cpu_ticks(p) -> int | None:
@@ -185,22 +202,20 @@ class Recorder:
                 return None
 
     def run(self) -> Stats:
-        from ..collect.plan import Plan
-
         d = os.path.dirname(os.path.abspath(self.db))
         os.makedirs(d, exist_ok=True)
         lock = StoreLock(self.db).acquire()
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         writer = None
         try:
-            plan = recorder_plan()
-            first = self.collector.sample(plan)
+            plan, full = recorder_plans()
+            first = self.collector.sample(full)
             kwargs = {"keyframe_every": self.keyframe_every} if self.keyframe_every else {}
             writer = RecordingWriter.create_or_open(self.db, retention=self.retention,
                                                     interval=self.interval,
                                                     hostname=first.host.hostname, **kwargs)
             self.watcher = self._make_watcher()
-            self._loop(plan, first, writer)
+            self._loop((plan, full), first, writer)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -209,7 +224,9 @@ class Recorder:
             lock.release()
         return self.stats
 
-    def _loop(self, plan, snap, writer) -> None:
+    def _loop(self, plans, snap, writer) -> None:
+        plan, full = plans
+        summary = None
         prev_ticks: dict = {}
         start = time.monotonic()
         k = 0
@@ -218,9 +235,9 @@ class Recorder:
             c0 = time.process_time()
             watched = tuple(getattr(self.watcher, "watched_pids", lambda: ())()) if self.watcher else ()
             pids, prev_ticks = choose_processes(snap, self.nproc, prev_ticks, watched)
-            snap = _with_socket_summary(snap)
+            snap, summary = _with_socket_summary(snap, summary)
             try:
-                self.stats.bytes += writer.append(snap, pids)
+                self.stats.bytes += writer.append(snap, _stored(snap, pids))
                 self.stats.samples += 1
                 if self.on_sample is not None:
                     self.on_sample(self.stats)
@@ -241,12 +258,12 @@ class Recorder:
             if self._stop:
                 return
             k += 1
-            if self.seconds is not None and k * self.interval > self.seconds + 1e-9:
-                return
             delay = start + k * self.interval - time.monotonic()
             if delay < 0:  # a sample took longer than the interval: skip the ticks it overran
                 k += int(-delay // self.interval) + 1
                 delay = start + k * self.interval - time.monotonic()
+            if self.seconds is not None and k * self.interval > self.seconds + 1e-9:
+                return
             try:
                 self._sleeping = True
                 if self._stop:
@@ -257,7 +274,7 @@ class Recorder:
             finally:
                 self._sleeping = False
             c0 = time.process_time()
-            snap = self.collector.sample(plan)
+            snap = self.collector.sample(full if k % SOCKETS_EVERY == 0 else plan)
             self.stats.cpu_s += time.process_time() - c0
 
     def _heartbeat(self, elapsed: float) -> None:
@@ -272,21 +289,41 @@ class _Stop(BaseException):
     pass
 
 
-def _with_socket_summary(snap):
-    """The snapshot with the socket table summarised (sources['socket_summary']) when it holds
-    one: the sample codec stores the summary, not the table."""
-    if snap.sockets is None:
-        return snap
-    try:
-        from ..sources import SYSTEM
-        if "socket_summary" not in SYSTEM:
-            return snap
-        from ..sources.socket_summary import summarise
-    except ImportError:
-        return snap
+def _stored(snap, pids):
+    """The processes to store: those chosen, without their socket inodes (read only in the samples
+    that read the socket table; the summary holds what they were for)."""
     import dataclasses
 
-    return dataclasses.replace(snap, sources=dict(snap.sources, socket_summary=summarise(snap.sockets)))
+    procs = snap.processes or {}
+    out = []
+    for pid in pids:
+        p = procs[pid]
+        out.append(p if p.socket_inodes is None else dataclasses.replace(p, socket_inodes=None))
+    return out
 
 
-__all__ = ["Recorder", "StoreLock", "state_dir", "default_db", "choose_processes", "recorder_plan"]
+def _with_socket_summary(snap, last):
+    """(the snapshot with sources['socket_summary'], that summary). Made from the snapshot's
+    socket table when it holds one; else the last one is carried (its taken_at says when it was
+    read), so every sample holds the source and delta frames stay small."""
+    import dataclasses
+
+    from ..sources import SYSTEM
+
+    from ..model.snapshot import Missing
+
+    if "socket_summary" not in SYSTEM:
+        return snap, None
+    if snap.sockets is not None:
+        from ..sources.socket_summary import summarise
+
+        last = dataclasses.replace(summarise(snap.sockets), taken_at=snap.taken_at)
+    # every sample says the same about the table (rules that need it cannot look on a recording)
+    why = Missing("sockets", "a recording stores the socket summary (socket_summary), not the socket table")
+    unavailable = tuple(m for m in snap.unavailable if m.source != "sockets") + (why,)
+    sources = snap.sources if last is None else dict(snap.sources, socket_summary=last)
+    return dataclasses.replace(snap, sources=sources, sockets=None, unavailable=unavailable), last
+
+
+__all__ = ["Recorder", "StoreLock", "state_dir", "default_db", "choose_processes", "recorder_plan",
+           "recorder_plans"]

@@ -52,6 +52,9 @@ class SocketSummary:
     namespaces: int = 0
     diag_available: bool = False
     owners_truncated: int = 0  # (owner, state) rows left out past MAX_OWNERS
+    # wall-clock time the socket table was read: the recorder reads it every few samples and
+    # carries the summary between (None: read with the snapshot it is in)
+    taken_at: float | None = None
 
     def states(self) -> dict[str, int]:
         """Sockets per state, every namespace together."""
