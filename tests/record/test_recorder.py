@@ -247,3 +247,44 @@ def test_socket_summary_counts_a_listener_queue_we_made():
         for c in clients:
             c.close()
         srv.close()
+
+
+def test_the_watcher_gets_each_sample_after_it_is_stored(tmp_path, monkeypatch):
+    """With record/watch.py present (branch h-watch), the recorder builds its Watcher with the
+    --trigger rules and a bundle directory beside the file, feeds it every sample once that sample
+    is committed, and closes it. A stand-in Watcher checks the order against the file itself."""
+    import types
+
+    from ksight.collect.collector import Collector
+    from ksight.record.recorder import Recorder
+
+    db = tmp_path / "w.db"
+    seen = {}
+
+    class FakeWatcher:
+        def __init__(self, triggers=None, bundle_dir=None, **kw):
+            seen.update(triggers=triggers, bundle_dir=bundle_dir, fed=[], closed=False)
+
+        def feed(self, snap):
+            with Recording.open(db) as rec:  # already committed: a reader sees it
+                seen["fed"].append((snap.taken_at, rec.range()[1]))
+            return []
+
+        def close(self):
+            seen["closed"] = True
+
+    fake = types.ModuleType("ksight.record.watch")
+    fake.Watcher = FakeWatcher
+    monkeypatch.setitem(sys.modules, "ksight.record.watch", fake)
+    import ksight.record as pkg
+
+    monkeypatch.setattr(pkg, "watch", fake, raising=False)
+    st = Recorder(Collector.open(None), str(db), interval=0.2, seconds=0.6, processes=3,
+                  triggers=("memory.leak-suspect",)).run()
+    assert seen["triggers"] == {"memory.leak-suspect"}
+    assert seen["bundle_dir"] == str(tmp_path / "w-bundles")
+    assert len(seen["fed"]) == st.samples >= 3
+    assert all(t == last for t, last in seen["fed"])
+    assert seen["closed"] and st.watcher is None
+    with Recording.open(db) as rec:
+        assert rec.meta["bundle_dir"] == str(tmp_path / "w-bundles")

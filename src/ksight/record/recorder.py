@@ -184,22 +184,33 @@ class Recorder:
     def stop(self) -> None:
         self._stop = True
 
+    def bundle_dir(self) -> str:
+        """Where the watcher's triggers write their deep-evidence bundles: beside the recording."""
+        return os.path.splitext(os.path.abspath(self.db))[0] + "-bundles"
+
     def _make_watcher(self):
+        """record/watch.Watcher (branch h-watch) when this ksight has it: every rule on each window,
+        triggers capturing bundles (only `--trigger` rules when given). A --trigger naming an
+        unknown rule is a usage error (raised); any other failure leaves the recording running
+        without it, and says why."""
         if not self._want_watcher:
             return None
         try:
             from . import watch
         except ImportError:
-            self.stats.watcher = "record/watch.py is not part of this ksight: samples are stored, no rule runs while recording"
+            self.stats.watcher = ("record/watch.py is not part of this ksight: samples are stored, "
+                                  "no rule runs while recording")
             return None
+        from ..errors import UsageError
+
         try:
-            return watch.Watcher(triggers=self.triggers, db=self.db)
-        except TypeError:
-            try:
-                return watch.Watcher()
-            except Exception as e:  # the watcher is optional: the recording goes on without it
-                self.stats.watcher = f"the watcher could not start: {e}"
-                return None
+            return watch.Watcher(triggers=set(self.triggers) if self.triggers else None,
+                                 bundle_dir=self.bundle_dir())
+        except UsageError:
+            raise
+        except Exception as e:  # the watcher is optional: the recording goes on without it
+            self.stats.watcher = f"the watcher could not start: {type(e).__name__}: {e}"
+            return None
 
     def run(self) -> Stats:
         d = os.path.dirname(os.path.abspath(self.db))
@@ -215,8 +226,16 @@ class Recorder:
                                                     interval=self.interval,
                                                     hostname=first.host.hostname, **kwargs)
             self.watcher = self._make_watcher()
+            if self.watcher is not None:
+                writer.set_meta("bundle_dir", self.bundle_dir())
             self._loop((plan, full), first, writer)
         finally:
+            close = getattr(self.watcher, "close", None)
+            if close is not None:
+                try:
+                    close()  # waits (bounded) for a capture still running
+                except Exception as e:
+                    self.stats.last_error = f"watcher: {type(e).__name__}: {e}"
             for s, h in old.items():
                 signal.signal(s, h)
             if writer is not None:

@@ -420,6 +420,11 @@ class RecordingWriter:
         self.last_bytes = len(data)
         return len(data)
 
+    def set_meta(self, key: str, value: str) -> None:
+        """Record a fact about the recording in `meta` (e.g. where trigger bundles go)."""
+        self.meta[key] = value
+        self.con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
     def _retain(self, now: float) -> None:
         """Remove whole segments, oldest first, past the time bound or while the stored bytes
         exceed the size bound (the segment being written is never removed)."""
