@@ -124,33 +124,53 @@ def _cpu_ticks(p) -> int | None:
     return (st.utime_ticks or 0) + (st.stime_ticks or 0)
 
 
-def choose_processes(snap, n: int, prev_ticks: dict, watched=()) -> tuple[list[int], dict]:
+STICKY_SAMPLES = 30  # a process chosen for its CPU stays this many samples after it last was
+
+
+def choose_processes(snap, n: int, state: dict, watched=()) -> tuple[list[int], dict]:
     """PIDs to store: the n largest by resident memory, the n that used the most CPU since the
     previous sample (from its cumulative ticks, keyed by pid and start time so a reused pid is not
-    taken for the old process), and those watched. Returns them and the ticks for next time.
+    taken for the old process), those chosen for their CPU in the last STICKY_SAMPLES samples
+    that still run (at most n more), and those watched. Returns them and the state for next time.
 
+    Sticky rows keep the stored set steady: a process that comes and goes from the busiest n
+    every second would be written in full each time it comes back (a delta frame stores the
+    differences of the rows that stay: measured 3.5 KB frames without, docs/benchmarks.md).
     The CPU ranking compares each process's cumulative utime+stime with its own previous value
-    only to rank (this is a choice of rows to keep, not a rate anyone reads: the stored counters
-    are the cumulative ones, and model/series.py computes the rates from them)."""
+    only to rank (a choice of rows to keep, not a rate anyone reads: the stored counters are the
+    cumulative ones, and model/series.py computes the rates from them)."""
     procs = snap.processes or {}
+    prev_ticks = state.get("ticks", {})
+    kept = state.get("kept", {})  # (pid, start) -> samples it stays
     ticks: dict = {}
+    keys: dict = {}
     busy = []
     for pid, p in procs.items():
         t = _cpu_ticks(p)
         if t is None:
             continue
-        key = (pid, getattr(p.stat, "starttime_ticks", None))
+        key = (pid, p.stat.starttime_ticks)
+        keys[pid] = key
         ticks[key] = t
         before = prev_ticks.get(key)
-        if before is not None and t >= before:
+        if before is not None and t > before:
             busy.append((t - before, pid))
     by_mem = sorted(((p.res_kb or 0, pid) for pid, p in procs.items() if not p.kernel_thread),
                     reverse=True)[:n]
     busy.sort(reverse=True)
     chosen = dict.fromkeys(pid for _, pid in by_mem)
-    chosen.update(dict.fromkeys(pid for d, pid in busy[:n] if d > 0))
+    new_kept = {}
+    for _, pid in busy[:n]:
+        chosen[pid] = None
+        new_kept[keys[pid]] = STICKY_SAMPLES
+    extra = sorted(((left - 1, k) for k, left in kept.items()
+                    if left > 1 and k not in new_kept and k in ticks and k[0] not in chosen),
+                   reverse=True)[:n]
+    for left, k in extra:
+        chosen[k[0]] = None
+        new_kept[k] = left
     chosen.update(dict.fromkeys(pid for pid in watched if pid in procs))
-    return sorted(chosen), ticks
+    return sorted(chosen), {"ticks": ticks, "kept": new_kept}
 
 
 class Recorder:
@@ -246,14 +266,14 @@ class Recorder:
     def _loop(self, plans, snap, writer) -> None:
         plan, full = plans
         summary = None
-        prev_ticks: dict = {}
+        chooser: dict = {}
         start = time.monotonic()
         k = 0
         t0 = time.monotonic()
         while True:
             c0 = time.process_time()
             watched = tuple(getattr(self.watcher, "watched_pids", lambda: ())()) if self.watcher else ()
-            pids, prev_ticks = choose_processes(snap, self.nproc, prev_ticks, watched)
+            pids, chooser = choose_processes(snap, self.nproc, chooser, watched)
             snap, summary = _with_socket_summary(snap, summary)
             try:
                 self.stats.bytes += writer.append(snap, _stored(snap, pids))
