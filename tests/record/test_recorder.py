@@ -42,8 +42,8 @@ def test_record_a_few_seconds_and_read_back(tmp_path):
     with Recording.open(db) as rec:
         snaps = list(rec.snapshots())
         assert rec.skipped == 0
-    # 0, 0.5, ... 2.0 s: 5 samples (one fewer if the machine is too loaded to keep up)
-    assert 4 <= len(snaps) <= 5 and out["samples"] == len(snaps)
+    # 0, 0.5, ... 2.0 s: 5 samples (fewer if the loaded machine overran a tick: it skips it)
+    assert 3 <= len(snaps) <= 5 and out["samples"] == len(snaps)
     assert all(t0 <= s.taken_at <= t1 for s in snaps)
     gaps = [b.taken_at - a.taken_at for a, b in zip(snaps, snaps[1:])]
     assert all(0.3 < g < 1.6 for g in gaps), gaps
@@ -51,8 +51,8 @@ def test_record_a_few_seconds_and_read_back(tmp_path):
     # the machine's own numbers, read here without ksight
     assert s.get("meminfo").mem_total_kb == _meminfo_total_kb()
     assert s.host.hostname == open("/proc/sys/kernel/hostname").read().strip()
-    # 5 largest by memory + up to 5 busiest by CPU
-    assert 1 <= len(s.processes) <= 10
+    # 5 largest by memory + up to 5 busiest by CPU + up to 5 recently busy (sticky)
+    assert 5 <= len(s.processes) <= 15
     sub = [m for m in s.unavailable if m.source == "processes:sample"]
     assert sub and f"holds {len(s.processes)} of" in sub[0].reason
     assert s.get("vmstat") is not None and s.get("stat") is not None
