@@ -342,3 +342,13 @@ def _make_fixture() -> None:
 
 if __name__ == "__main__":
     _make_fixture()
+
+
+def test_a_new_recording_is_readable_by_its_owner_only(tmp_path, snaps):
+    db = tmp_path / "r.db"
+    old = os.umask(0o022)
+    try:
+        write(db, [at(snaps[0], T0), at(snaps[1], T0 + 1)])
+    finally:
+        os.umask(old)
+    assert db.stat().st_mode & 0o077 == 0

@@ -347,6 +347,11 @@ class RecordingWriter:
                        hostname: str | None = None) -> "RecordingWriter":
         path = os.fspath(path)
         new = not os.path.exists(path) or os.path.getsize(path) == 0
+        if new:  # command lines and cgroup names: readable by its owner only (SQLite gives its
+            try:  # -wal and -shm files the database's mode)
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            except OSError as e:
+                raise RecordingError(f"{path}: cannot create the recording: {e.strerror}") from None
         con = _connect(path, readonly=False)
         try:
             if new:
