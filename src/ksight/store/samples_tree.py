@@ -44,7 +44,7 @@ class Keyed(tuple):
     __slots__ = ()
 
 
-MIN_RUN = 3  # shorter integer lists are left as they are
+MIN_RUN = 8  # shorter integer lists are left as they are (3 would save 0.5 % of a keyframe for 6 % more time)
 _2_63, _2_64 = 1 << 63, 1 << 64
 
 
