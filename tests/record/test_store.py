@@ -352,3 +352,24 @@ def test_a_new_recording_is_readable_by_its_owner_only(tmp_path, snaps):
     finally:
         os.umask(old)
     assert db.stat().st_mode & 0o077 == 0
+
+
+def test_keyframes_only_and_a_long_window_through_the_collector(tmp_path, snaps, monkeypatch):
+    from ksight.collect.collector import Collector, RecordingCollector
+    from ksight.collect.plan import Plan
+
+    db = tmp_path / "r.db"
+    write(db, [at(snaps[i % 2], T0 + i) for i in range(12)], keyframe_every=3)
+    with Recording.open(db) as rec:
+        assert [s.taken_at for s in rec.snapshots(keyframes_only=True)] == [T0, T0 + 3, T0 + 6, T0 + 9]
+        assert rec.count(keyframes_only=True) == 4 and rec.count(T0 + 2, keyframes_only=True) == 3
+    col = RecordingCollector(str(db), since=T0, until=T0 + 11)
+    assert [s.taken_at for s in col.window(Plan())] == [T0 + i for i in range(12)]
+    monkeypatch.setattr(RecordingCollector, "MAX_KEPT", 3)
+    col = RecordingCollector(str(db), since=T0, until=T0 + 11)
+    # 4 keyframes > 3: keyframes only, every other one
+    assert [s.taken_at for s in col.window(Plan())] == [T0, T0 + 6]
+    assert col.step_used == 6
+    col = RecordingCollector(str(db), at=T0 + 7.5)
+    assert col.one(Plan()).taken_at == T0 + 7
+    assert [s.taken_at for s in col.window(Plan(), seconds=2)] == [T0 + 6, T0 + 7]

@@ -222,13 +222,19 @@ class RecordingCollector(Collector):
     def _snaps(self, lo, hi) -> list[Snapshot]:
         out: list[Snapshot] = []
         n = self.recording.count(lo, hi)
+        keys = self.recording.count(lo, hi, keyframes_only=True)
+        # a long window: keyframes alone when they are more than MAX_KEPT (they decode alone:
+        # ~1/60 of the decoding), then every other one until the window fits
+        only_keys = keys > self.MAX_KEPT
+        if only_keys:
+            n = keys
         stride = 1
         while n / stride > self.MAX_KEPT:
             stride *= 2
-        for i, s in enumerate(self.recording.snapshots(lo, hi)):
+        for i, s in enumerate(self.recording.snapshots(lo, hi, keyframes_only=only_keys)):
             if i % stride == 0:
                 out.append(s)
-        if stride > 1 and len(out) >= 2 and out[0].taken_at and out[1].taken_at:
+        if (stride > 1 or only_keys) and len(out) >= 2 and out[0].taken_at and out[1].taken_at:
             self.step_used = out[1].taken_at - out[0].taken_at
         if not out:
             raise UsageError(f"no samples in that window: {self._describe()}")
