@@ -288,3 +288,14 @@ def test_the_watcher_gets_each_sample_after_it_is_stored(tmp_path, monkeypatch):
     assert seen["closed"] and st.watcher is None
     with Recording.open(db) as rec:
         assert rec.meta["bundle_dir"] == str(tmp_path / "w-bundles")
+
+
+def test_unwritable_place_is_a_message_not_a_traceback(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    r = ksight("record", "--db", str(f / "sub" / "r.db"), "--seconds", "0.1")
+    assert r.returncode != 0 and "cannot create" in r.stderr and "Traceback" not in r.stderr
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database" * 100)
+    r = ksight("record", "--db", str(junk), "--seconds", "0.1")
+    assert r.returncode != 0 and "not a ksight recording" in r.stderr and "Traceback" not in r.stderr

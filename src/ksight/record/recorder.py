@@ -234,7 +234,11 @@ class Recorder:
 
     def run(self) -> Stats:
         d = os.path.dirname(os.path.abspath(self.db))
-        os.makedirs(d, exist_ok=True)
+        try:
+            os.makedirs(d, mode=0o750, exist_ok=True)
+        except OSError as e:
+            raise RecordingError(f"{d}: cannot create the recording's directory: {e.strerror} "
+                                 "(give another with --db PATH)") from None
         lock = StoreLock(self.db).acquire()
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         writer = None
