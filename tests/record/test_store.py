@@ -276,7 +276,6 @@ def test_retention_by_size_bounds_the_file(tmp_path, snaps):
         if i % 50 == 0:
             sizes.append(file_size(str(db)))
     w.close()
-    total = sum(len(x) for x in [b""])  # noqa: F841 (the bound is checked on disk, below)
     assert max(sizes + [file_size(str(db))]) <= bound, sizes
     with Recording.open(db) as rec:
         n = rec.count()

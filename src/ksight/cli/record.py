@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     refuse_from(args)
     db = args.db or default_db()
     tty = sys.stderr.isatty() and not args.json
-    progress = (lambda msg: print(msg, end="", file=sys.stderr, flush=True)) if tty else None
+    progress = (lambda msg: print(f"\n{msg}", file=sys.stderr, flush=True)) if tty else None
     if args.keyframe_every is not None and args.keyframe_every < 1:
         from ..errors import UsageError
 
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     col = Collector.open(args.from_)
     rec = Recorder(col, db, interval=args.interval, retention=args.retention,
                    processes=args.processes, triggers=tuple(args.trigger) if args.trigger else None,
-                   seconds=args.seconds, keyframe_every=args.keyframe_every, progress=progress)
+                   seconds=args.seconds, keyframe_every=args.keyframe_every, progress=progress,
+                   heartbeat=_heartbeat if tty else None)
     if tty:
         print(f"ksight record: sampling every {args.interval:g} s into {db} "
               f"(keeping {args.retention.describe() if args.retention else 'everything'}); "
@@ -112,3 +113,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksight record: {st.samples} samples, {st.bytes} bytes into {db}"
               + (f", {st.failed} failed ({st.last_error})" if st.failed else ""), file=sys.stderr)
     return 1 if st.failed and not st.samples else 0
+
+
+def _heartbeat(st) -> None:
+    """One line on the terminal, rewritten after each sample."""
+    from ..render.units import duration, size
+
+    n = max(st.samples, 1)
+    print(f"\rksight record: {st.samples} samples, {size(st.bytes)}, {size(st.bytes / n)} and "
+          f"{st.cpu_s / n * 1000:.1f} ms CPU per sample, {duration(st.elapsed_s)}   ",
+          end="", file=sys.stderr, flush=True)

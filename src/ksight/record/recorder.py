@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -87,6 +86,7 @@ class Stats:
     last_error: str | None = None
     watcher: str | None = None  # why the watcher is not running, if it is not
     notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
 
 
 SOCKETS_EVERY = 10  # samples between two reads of the socket table (its summary is carried between)
@@ -178,7 +178,8 @@ class Recorder:
                  processes: int = 50, triggers: tuple[str, ...] | None = None,
                  seconds: float | None = None, keyframe_every: int | None = None,
                  progress: Callable[[str], None] | None = None, watcher=True,
-                 on_sample: Callable[[Stats], None] | None = None):
+                 on_sample: Callable[[Stats], None] | None = None,
+                 heartbeat: Callable[[Stats], None] | None = None):
         self.collector = collector
         self.db = db
         self.interval = interval
@@ -194,6 +195,7 @@ class Recorder:
         self._want_watcher = watcher
         self.watcher = None
         self.on_sample = on_sample  # called after each sample is committed (tests, bench)
+        self.heartbeat = heartbeat  # called after each sample with the stats (the CLI's line)
 
     # ---- signals: finish the sample being taken, then stop
     def _on_signal(self, signum, frame):
@@ -296,8 +298,7 @@ class Recorder:
                 except Exception as e:  # a rule's bug must not stop the recording
                     self.stats.last_error = f"watcher: {type(e).__name__}: {e}"
             self.stats.cpu_s += time.process_time() - c0
-            if self.progress and sys.stderr.isatty():
-                self._heartbeat(time.monotonic() - t0)
+            self._heartbeat(time.monotonic() - t0)
             if self._stop:
                 return
             k += 1
@@ -321,11 +322,9 @@ class Recorder:
             self.stats.cpu_s += time.process_time() - c0
 
     def _heartbeat(self, elapsed: float) -> None:
-        s = self.stats
-        per = s.cpu_s / s.samples * 1000 if s.samples else 0
-        avg = s.bytes / s.samples if s.samples else 0
-        self.progress(f"\rksight record: {s.samples} samples, {s.bytes / 1e6:.1f} MB, "
-                      f"{avg / 1024:.1f} KiB and {per:.1f} ms CPU per sample, {elapsed:.0f} s  ")
+        self.stats.elapsed_s = elapsed
+        if self.heartbeat is not None:
+            self.heartbeat(self.stats)
 
 
 class _Stop(BaseException):
