@@ -19,7 +19,7 @@ with T an ISO time (2026-01-31T03:12), a clock time today (03:12), or relative (
 
 Default file: $STATE_DIRECTORY/ksight.db under systemd, /var/lib/ksight/ksight.db as root, else
 $XDG_STATE_HOME/ksight/ksight.db. Only one recorder writes a file at a time: a second one says
-which pid holds it and exits with status 1. SIGTERM or Ctrl-C finish the sample being taken and
+which pid holds it and exits with status 3. SIGTERM or Ctrl-C finish the sample being taken and
 exit 0. A recorder killed with SIGKILL loses at most the sample it was writing.
 
 --retention bounds what is kept: an age (7d, 12h, 90min; a bare number is days) and/or a size on
