@@ -372,3 +372,34 @@ def test_keyframes_only_and_a_long_window_through_the_collector(tmp_path, snaps,
     col = RecordingCollector(str(db), at=T0 + 7.5)
     assert col.one(Plan()).taken_at == T0 + 7
     assert [s.taken_at for s in col.window(Plan(), seconds=2)] == [T0 + 6, T0 + 7]
+
+
+def test_a_file_with_tables_but_no_meta_is_not_taken_for_a_recording(tmp_path):
+    """Creation is one transaction, so a recorder killed while creating leaves an empty file or
+    a whole one; a half one made by hand is refused with a message."""
+    db = tmp_path / "half.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE frames (seq INTEGER PRIMARY KEY)")
+    con.commit()
+    con.close()
+    with pytest.raises(RecordingError, match="not a ksight recording"):
+        RecordingWriter.create_or_open(str(db))
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    RecordingWriter.create_or_open(str(empty)).close()  # an empty file is a new recording
+    with Recording.open(empty) as rec:
+        assert rec.format == FORMAT and rec.range() is None
+
+
+def test_a_sample_the_codec_refuses_is_an_error_and_the_next_is_a_keyframe(tmp_path, snaps):
+    db = tmp_path / "r.db"
+    w = RecordingWriter.create_or_open(str(db), keyframe_every=60)
+    w.append(at(snaps[0], T0), top50(snaps[0]))
+    bad = dataclasses.replace(snaps[1], taken_at=T0 + 1, sources=dict(snaps[1].sources, meminfo=object()))
+    with pytest.raises(RecordingError, match="could not encode"):
+        w.append(bad, top50(snaps[1]))
+    w.append(at(snaps[1], T0 + 2), top50(snaps[1]))
+    w.close()
+    with Recording.open(db) as rec:
+        assert [k for _, _, k, _, _ in rec.frames()] == [True, True]
+        assert [s.taken_at for s in rec.snapshots()] == [T0, T0 + 2]

@@ -373,11 +373,12 @@ class RecordingWriter:
             con.execute("PRAGMA wal_autocheckpoint = 256")  # pages: the WAL stays ~1 MB
             con.execute("PRAGMA journal_size_limit = 4194304")
             if new:
-                con.executescript(_SCHEMA)
                 from .. import __version__ as ver
 
-                with con:
+                with con:  # tables and meta in one transaction: a crash leaves none or both
                     con.execute("BEGIN")
+                    for stmt in filter(str.strip, _SCHEMA.split(";")):
+                        con.execute(stmt)
                     con.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
                         ("format", str(FORMAT)), ("created", repr(time.time())),
                         ("writer", f"ksight {ver}"), ("hostname", hostname or ""),
@@ -400,7 +401,11 @@ class RecordingWriter:
         next frame to be a keyframe (a reader must never need the frame that was lost)."""
         from ..store.samples import frame_info
 
-        data = self.encoder.encode(snapshot, processes)
+        try:
+            data = self.encoder.encode(snapshot, processes)
+        except Exception as e:  # a value the codec cannot store: this sample is lost, not the recorder
+            self.encoder.force_keyframe()
+            raise RecordingError(f"could not encode a sample: {type(e).__name__}: {e}") from None
         key = frame_info(data).keyframe
         t = snapshot.taken_at if snapshot.taken_at is not None else time.time()
         try:
