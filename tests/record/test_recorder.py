@@ -299,3 +299,14 @@ def test_unwritable_place_is_a_message_not_a_traceback(tmp_path):
     junk.write_bytes(b"not a database" * 100)
     r = ksight("record", "--db", str(junk), "--seconds", "0.1")
     assert r.returncode != 0 and "not a ksight recording" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_skip_leaves_a_source_out(tmp_path):
+    db = tmp_path / "r.db"
+    r = ksight("record", "--db", str(db), "--interval", "0.25", "--seconds", "0.5", "--skip", "vmallocinfo")
+    assert r.returncode == 0, r.stderr
+    with Recording.open(db) as rec:
+        for s in rec.snapshots():
+            assert s.get("vmallocinfo") is None and s.get("meminfo") is not None
+    r = ksight("record", "--db", str(db), "--seconds", "0.5", "--skip", "nosuch")
+    assert r.returncode == 3 and "nosuch" in r.stderr and "Traceback" not in r.stderr

@@ -31,6 +31,7 @@ examples:
   ksight record --db /tmp/k.db --seconds 600 # ten minutes, then exit
   ksight record --interval 5 --retention 7d,1GB
   ksight record --processes 100              # keep the 100 largest and 100 busiest processes
+  ksight record --skip vmallocinfo --skip process_maps   # cheaper samples, two rules fewer
   ksight check --db /var/lib/ksight/ksight.db --since 03:10 --until 03:15
   ksight top --db /var/lib/ksight/ksight.db --at -1h
   systemctl enable --now ksight-record       # contrib/ksight-record.service (README)
@@ -72,6 +73,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only these rules capture deep evidence when they fire (repeatable)")
     p.add_argument("--seconds", type=seconds_between(0.05, 10 * 365 * 86400, "--seconds"),
                    metavar="N", help="stop after N seconds (default: until SIGTERM or Ctrl-C)")
+    p.add_argument("--skip", action="append", metavar="SOURCE", default=[],
+                   help="leave this source out of every sample (repeatable), e.g. vmallocinfo or "
+                        "process_maps, the costliest: the rules that need it then say they could "
+                        "not look on the recording")
     p.add_argument("--keyframe-every", type=int, default=None, metavar="K", help=argparse.SUPPRESS)
     add_from_live_only(p, "the recorder samples the live machine")
     add_json(p)
@@ -94,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     rec = Recorder(col, db, interval=args.interval, retention=args.retention,
                    processes=args.processes, triggers=tuple(args.trigger) if args.trigger else None,
                    seconds=args.seconds, keyframe_every=args.keyframe_every, progress=progress,
-                   heartbeat=_heartbeat if tty else None)
+                   heartbeat=_heartbeat if tty else None, skip=tuple(args.skip))
     if tty:
         print(f"ksight record: sampling every {args.interval:g} s into {db} "
               f"(keeping {args.retention.describe() if args.retention else 'everything'}); "

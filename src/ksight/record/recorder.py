@@ -103,15 +103,26 @@ def recorder_plan():
     return dataclasses.replace(plan_for(None), netns_counters=False)
 
 
-def recorder_plans():
+def recorder_plans(skip: tuple[str, ...] = ()):
     """(every sample's plan, the plan of every SOCKETS_EVERY-th sample). The socket table is
     stored only as its summary, which no rule reads yet, and reading it (sock_diag in every
     namespace, every process's fds for the owners) was a third of a sample's CPU at 100
     processes (docs/benchmarks.md, issue 13): it is read every SOCKETS_EVERY samples, and the
-    summary, which says when it was taken, is carried in the samples between."""
+    summary, which says when it was taken, is carried in the samples between.
+
+    skip: system sources left out (`--skip vmallocinfo`): cheaper samples; the rules that need
+    them say on a recording that they could not look."""
     import dataclasses
 
     full = recorder_plan()
+    if skip:
+        from ..errors import UsageError
+
+        bad = [n for n in skip if n not in full.sources]
+        if bad:
+            raise UsageError(f"--skip {', '.join(bad)}: not a source the recorder reads (it reads "
+                             f"{', '.join(full.sources)})")
+        full = dataclasses.replace(full, sources=tuple(n for n in full.sources if n not in skip))
     light = dataclasses.replace(full, sockets=False,
                                 processes=tuple(p for p in full.processes if p != "sockets"))
     return light, full
@@ -179,7 +190,7 @@ class Recorder:
                  seconds: float | None = None, keyframe_every: int | None = None,
                  progress: Callable[[str], None] | None = None, watcher=True,
                  on_sample: Callable[[Stats], None] | None = None,
-                 heartbeat: Callable[[Stats], None] | None = None):
+                 heartbeat: Callable[[Stats], None] | None = None, skip: tuple[str, ...] = ()):
         self.collector = collector
         self.db = db
         self.interval = interval
@@ -196,6 +207,7 @@ class Recorder:
         self.watcher = None
         self.on_sample = on_sample  # called after each sample is committed (tests, bench)
         self.heartbeat = heartbeat  # called after each sample with the stats (the CLI's line)
+        self.skip = tuple(skip)
 
     # ---- signals: finish the sample being taken, then stop
     def _on_signal(self, signum, frame):
@@ -245,7 +257,7 @@ class Recorder:
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         writer = None
         try:
-            plan, full = recorder_plans()
+            plan, full = recorder_plans(self.skip)
             first = self.collector.sample(full)
             kwargs = {"keyframe_every": self.keyframe_every} if self.keyframe_every else {}
             writer = RecordingWriter.create_or_open(self.db, retention=self.retention,
