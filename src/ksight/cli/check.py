@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules", action="store_true", help="list the rules and their thresholds, then exit")
     p.add_argument("-v", "--verbose", action="store_true",
                    help="also show rules that could not run and why, and unavailable sources")
-    add_from(p)
+    add_from(p, db=True)
     add_json(p)
 
 

@@ -26,6 +26,7 @@ COMMANDS = {
     "cpu": "cpu",
     "profile": "profile",
     "trace": "trace",
+    "record": "record",
     "report": "report",
     "export": "export",
     "lab": "lab",
@@ -60,6 +61,7 @@ HELPS = {
     "cleanup": "remove what killed ksight runs left: tracefs instances, mounts, perf/bpftrace, lab",
     "sysctl": "audit the sysctls of an area (tcp): current value, what a busy server wants, why",
     "export": "export a recording or a capture as Parquet or CSV tables (pandas, DuckDB, Spark)",
+    "record": "flight recorder: sample every S seconds into a SQLite file, for check/sar/top --db and report",
 }
 
 DESCRIPTION = """\

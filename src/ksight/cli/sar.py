@@ -59,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sysstat-legacy", dest="sysstat_legacy", action="store_true",
                    help="sar -r kbmemused/%%memused by sysstat < 12.7.8's formula, MemTotal - "
                         "MemFree - Buffers - Cached - Slab (default: MemTotal - MemAvailable)")
-    add_from(p)
+    add_from(p, db=True)
     add_json(p)
 
 

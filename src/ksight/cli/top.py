@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--sort", choices=tuple(SORT_KEYS), default="rss",
                    help="sort by (default rss)")
     p.add_argument("-n", type=int, default=20, metavar="N", help="show N processes (default 20)")
-    add_from(p)
+    add_from(p, db=True)
     add_json(p)
 
 

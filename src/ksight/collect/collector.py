@@ -40,7 +40,10 @@ class Collector:
 
     @staticmethod
     def open(source: str | None) -> "Collector":
-        """The live machine when source is None, else the capture at `source`."""
+        """The live machine when source is None, else the capture at `source`, or the recording
+        `--db PATH` named (cli.common.RecordingSpec: a path with --at/--since/--until)."""
+        if source is not None and hasattr(source, "times"):
+            return RecordingCollector(source.path, *source.times())
         if source:
             return CaptureCollector(source)
         return Collector()
@@ -177,6 +180,92 @@ class CaptureCollector(Collector):
         return self._take(i, plan)
 
 
+class RecordingCollector(Collector):
+    """Snapshots decoded from a recording of `ksight record` (record/store.py), over a window:
+    [since, until]; with only `at`, the window that ends at `at` (a `seconds` long one for check,
+    the snapshot at `at` for one-look views); with neither, the end of the recording."""
+
+    live = False
+
+    def __init__(self, path: str | None, at: float | None = None, since: float | None = None,
+                 until: float | None = None):
+        if not path:
+            raise UsageError("--at/--since/--until read a recording: give it with --db PATH")
+        if at is not None and (since is not None or until is not None):
+            raise UsageError("--at or --since/--until: give one")
+        if since is not None and until is not None and until < since:
+            raise UsageError("--until is before --since")
+        from ..record.store import Recording
+
+        self.recording = Recording.open(path)
+        self.root = None
+        self.label = path
+        self._host = None
+        self.at, self.since, self.until = at, since, until
+        span = self.recording.range()
+        if span is None:
+            raise UsageError(f"{path}: the recording holds no samples yet")
+        self.span = span
+
+    def _describe(self) -> str:
+        from datetime import datetime
+
+        a, b = (datetime.fromtimestamp(t).isoformat(timespec="seconds") for t in self.span)
+        return f"the recording covers {a} to {b}"
+
+    def _bounds(self, seconds: float | None) -> tuple[float | None, float | None]:
+        if self.at is not None:
+            return (self.at - seconds if seconds else self.at), self.at
+        if self.since is None and self.until is None and seconds:
+            return self.span[1] - seconds, None  # the last `seconds` of the recording
+        return self.since, self.until
+
+    def _snaps(self, lo, hi) -> list[Snapshot]:
+        out: list[Snapshot] = []
+        n = self.recording.count(lo, hi)
+        keys = self.recording.count(lo, hi, keyframes_only=True)
+        # a long window: keyframes alone when they are more than MAX_KEPT (they decode alone:
+        # ~1/60 of the decoding), then every other one until the window fits
+        only_keys = keys > self.MAX_KEPT
+        if only_keys:
+            n = keys
+        stride = 1
+        while n / stride > self.MAX_KEPT:
+            stride *= 2
+        for i, s in enumerate(self.recording.snapshots(lo, hi, keyframes_only=only_keys)):
+            if i % stride == 0:
+                out.append(s)
+        if (stride > 1 or only_keys) and len(out) >= 2 and out[0].taken_at and out[1].taken_at:
+            self.step_used = out[1].taken_at - out[0].taken_at
+        if not out:
+            raise UsageError(f"no samples in that window: {self._describe()}")
+        return out
+
+    def count(self) -> int:
+        return self.recording.count(*self._bounds(None))
+
+    def sample(self, plan: Plan) -> Snapshot:
+        return self.one(plan)
+
+    def window(self, plan: Plan, *, seconds: float | None = None, step: float | None = None,
+               progress=None) -> list[Snapshot]:
+        snaps = self._snaps(*self._bounds(seconds))
+        if len(snaps) < 2 and self.at is not None and seconds:  # too sparse: one more before
+            snaps = self._snaps(self.at - 2 * seconds - 60, self.at)[-2:]
+        return snaps
+
+    def stream(self, plan: Plan, *, interval: float | None = None,
+               count: int | None = None) -> Iterator[Snapshot]:
+        yield from self._snaps(*self._bounds(None))
+
+    def one(self, plan: Plan, index: int = -1) -> Snapshot:
+        t = self.at if self.at is not None else (self.until if self.until is not None else self.span[1])
+        snap = self.recording.at(t)
+        if snap is None:
+            raise UsageError(f"no sample at or before that time: {self._describe()}")
+        return snap
+
+
 def stderr_progress(quiet: bool) -> Callable[[str], None] | None:
     """Progress lines on stderr when a person watches (a terminal, and not --json)."""
     if quiet or not sys.stderr.isatty():
@@ -184,4 +273,4 @@ def stderr_progress(quiet: bool) -> Callable[[str], None] | None:
     return lambda msg: print(msg, file=sys.stderr)
 
 
-__all__ = ["Collector", "CaptureCollector", "stderr_progress"]
+__all__ = ["Collector", "CaptureCollector", "RecordingCollector", "stderr_progress"]

@@ -87,6 +87,9 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
     Source("process_maps", "process_maps", default=False, after_processes=True,
            doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
+    Source("socket_summary", "socket_summary", default=False, after_processes=True,
+           doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
+               "stores instead of the socket table; read only when named)"),
 ]}
 
 

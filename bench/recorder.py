@@ -1,0 +1,239 @@
+"""Issue 13: what does the flight recorder cost per sample, next to sysstat's sadc and atop?
+
+For each process count (the machine's own plus helpers: `sleep` processes this script starts and
+ends by PID), each run interleaves the three recorders, one after the other, at 1 s:
+- `ksight record --interval 1 --seconds S --db TMP` (default plan: every area's sources, the 50
+  largest and 50 busiest processes, the socket summary),
+- `sadc -S ALL 1 N TMPFILE` (sysstat's data collector, every activity),
+- `atop -w TMPFILE 1 N` (raw samples, no screen; ATOPACCT="" so it does not switch on process
+  accounting).
+CPU per sample is whole-process CPU (os.wait4 rusage, user + system) of a run of N2 samples less
+a run of N1 samples, divided by N2 - N1: start-up (Python's imports, atop's first sample since
+boot) cancels out. ksight's own in-loop figure (process_time around sampling + storing, from
+`--json`) is printed beside it.
+
+Bytes on disk per sample: one longer run of each (61 samples at 1 s, at the same time; a keyframe
+and 60 delta frames for ksight): ksight's frame bytes and its file (with WAL) against sadc's file,
+both less a 1-sample run's (headers), divided by 60.
+
+    .venv/bin/python bench/recorder.py [--runs 5] [--counts 100 1000] [--n1 3] [--n2 8] [--bytes-seconds 60]
+
+Needs root (sadc and ksight read root-only files, as they would as services). Bounded: every
+child has a timeout; helpers are killed by PID in `finally`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+KSIGHT = [sys.executable, "-m", "ksight"]
+SADC = next((p for p in ("/usr/lib/sysstat/sadc", "/usr/lib64/sa/sadc", "/usr/libexec/sysstat/sadc")
+             if os.path.exists(p)), None)
+ATOP = shutil.which("atop")
+MAX_HELPERS = 2000
+
+
+def nprocs() -> int:
+    return sum(1 for n in os.listdir("/proc") if n.isdigit())
+
+
+def start_helpers(target: int) -> list[subprocess.Popen]:
+    """`sleep` processes until /proc holds about `target` processes (none if it already does)."""
+    need = min(max(0, target - nprocs()), MAX_HELPERS)
+    out = []
+    for _ in range(need):
+        out.append(subprocess.Popen(["sleep", "900"], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return out
+
+
+def stop_helpers(helpers: list[subprocess.Popen]) -> None:
+    for p in helpers:
+        try:
+            os.kill(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in helpers:
+        p.wait(timeout=10)
+
+
+def run_child(argv, *, env=None, timeout) -> tuple[float, str]:
+    """(CPU seconds of the child, its stdout)."""
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{argv[0]} did not finish in {timeout} s")
+            time.sleep(0.05)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    out = proc.stdout.read().decode()
+    err = proc.stderr.read().decode()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} exited with {proc.returncode}: {err.strip()[-300:]}")
+    return ru.ru_utime + ru.ru_stime, out
+
+
+def ksight_run(tmp: str, n: int) -> tuple[float, dict]:
+    db = os.path.join(tmp, f"k{n}.db")
+    cpu, out = run_child(KSIGHT + ["record", "--db", db, "--interval", "1", "--seconds", str(n - 1), "--json"],
+                         timeout=n + 60)
+    info = json.loads(out)
+    for s in ("", "-wal", "-shm", ".lock"):
+        if os.path.exists(db + s):
+            os.unlink(db + s)
+    if info["samples"] != n:
+        print(f"  (ksight stored {info['samples']} samples, not {n}: the machine is busy)")
+    return cpu, info
+
+
+def sadc_run(tmp: str, n: int) -> float:
+    f = os.path.join(tmp, f"sa{n}")
+    cpu, _ = run_child([SADC, "-S", "ALL", "1", str(n), f], timeout=n + 60)
+    os.unlink(f)
+    return cpu
+
+
+def atop_run(tmp: str, n: int) -> float:
+    f = os.path.join(tmp, f"atop{n}")
+    cpu, _ = run_child([ATOP, "-w", f, "1", str(n)], env=dict(os.environ, ATOPACCT=""), timeout=n + 60)
+    os.unlink(f)
+    return cpu
+
+
+def fmt(xs, scale=1000.0, unit="ms") -> str:
+    xs = [x * scale for x in xs]
+    return f"{statistics.median(xs):7.2f} {unit} (range {min(xs):.2f}-{max(xs):.2f})"
+
+
+def bench_cpu(counts, runs, n1, n2) -> dict:
+    res = {}
+    for target in counts:
+        helpers = start_helpers(target)
+        try:
+            time.sleep(1)
+            have = nprocs()
+            print(f"\n== {have} processes ({len(helpers)} helpers started), {runs} runs, "
+                  f"CPU per sample = (run of {n2} - run of {n1}) / {n2 - n1}")
+            k, kin, s, a = [], [], [], []
+            with tempfile.TemporaryDirectory(prefix=f"ksight-bench-rec-{os.getpid()}-") as tmp:
+                for r in range(runs):
+                    c1, _ = ksight_run(tmp, n1)
+                    c2, info = ksight_run(tmp, n2)
+                    k.append((c2 - c1) / (n2 - n1))
+                    kin.append(info["cpu_ms_per_sample"] / 1000)
+                    if SADC:
+                        s.append((sadc_run(tmp, n2) - sadc_run(tmp, n1)) / (n2 - n1))
+                    if ATOP:
+                        a.append((atop_run(tmp, n2) - atop_run(tmp, n1)) / (n2 - n1))
+                    print(f"  run {r + 1}: ksight {k[-1] * 1000:.2f} ms (in-loop {kin[-1] * 1000:.2f})"
+                          + (f", sadc {s[-1] * 1000:.2f} ms" if s else "")
+                          + (f", atop {a[-1] * 1000:.2f} ms" if a else ""), flush=True)
+            print(f"  ksight record   {fmt(k)}   in-loop {fmt(kin)}")
+            print(f"  sadc -S ALL     {fmt(s)}" if s else "  sadc: not installed (apt-get install sysstat)")
+            print(f"  atop -w         {fmt(a)}" if a else "  atop: not installed (apt-get install atop)")
+            res[target] = {"processes": have, "ksight": k, "ksight_in_loop": kin, "sadc": s, "atop": a}
+        finally:
+            stop_helpers(helpers)
+    return res
+
+
+def bench_bytes(counts, seconds) -> dict:
+    res = {}
+    n = seconds + 1
+    for target in counts:
+        helpers = start_helpers(target)
+        try:
+            time.sleep(1)
+            with tempfile.TemporaryDirectory(prefix=f"ksight-bench-recb-{os.getpid()}-") as tmp:
+                db = os.path.join(tmp, "k.db")
+                sa, sa1 = os.path.join(tmp, "sa"), os.path.join(tmp, "sa1")
+                run_child([SADC, "-S", "ALL", "1", "1", sa1], timeout=60)
+                kp = subprocess.Popen(KSIGHT + ["record", "--db", db, "--interval", "1",
+                                                "--seconds", str(seconds), "--json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                try:
+                    run_child([SADC, "-S", "ALL", "1", str(n), sa], timeout=n + 60)
+                    out, err = kp.communicate(timeout=n + 60)
+                finally:
+                    if kp.poll() is None:
+                        kp.kill()
+                        kp.wait()
+                info = json.loads(out)
+                from ksight.record.store import Recording
+
+                with Recording.open(db) as rec:
+                    size = rec.size()
+                    keys = [len(d) for _, _, key, d, _ in rec.frames() if key and d]
+                    deltas = [len(d) for _, _, key, d, _ in rec.frames() if not key and d]
+                sadc_per = (os.path.getsize(sa) - os.path.getsize(sa1)) / (n - 1)
+                k_per = size["payload_bytes"] / info["samples"]
+                file_per = size["file_bytes"] / info["samples"]
+                print(f"\n== bytes per sample, {nprocs()} processes, {info['samples']} samples at 1 s")
+                print(f"  ksight frames   {k_per:8.0f} B/sample (keyframes {statistics.median(keys):.0f} B, "
+                      f"delta frames median {statistics.median(deltas):.0f} B, max {max(deltas)})")
+                print(f"  ksight file     {file_per:8.0f} B/sample (SQLite file + WAL on disk / samples: "
+                      "pages, indexes; falls toward the frames' bytes on longer runs)")
+                print(f"  sadc -S ALL     {sadc_per:8.0f} B/sample (file growth per sample, header excluded)")
+                res[target] = {"ksight_frames": k_per, "ksight_file": file_per, "sadc": sadc_per,
+                               "keyframe": statistics.median(keys), "delta_median": statistics.median(deltas)}
+        finally:
+            stop_helpers(helpers)
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--counts", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--n1", type=int, default=3)
+    ap.add_argument("--n2", type=int, default=8)
+    ap.add_argument("--bytes-seconds", type=int, default=60)
+    ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--skip-bytes", action="store_true")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("run as root (the recorders read root-only files)", file=sys.stderr)
+        return 2
+    if not 1 <= a.runs <= 20 or not 2 <= a.n1 < a.n2 <= 60 or not 10 <= a.bytes_seconds <= 600:
+        print("bounds: --runs 1-20, 2 <= n1 < n2 <= 60, --bytes-seconds 10-600", file=sys.stderr)
+        return 2
+    print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} (shared with other work: "
+          "figures are medians and ranges, not a quiet-machine best)")
+    out = {}
+    if not a.skip_cpu:
+        out["cpu"] = bench_cpu(a.counts, a.runs, a.n1, a.n2)
+    if not a.skip_bytes and SADC:
+        out["bytes"] = bench_bytes(a.counts, a.bytes_seconds)
+    print("\nverdict (targets: < 5 ms CPU per sample; <= sadc -S ALL's bytes per sample):")
+    for target, r in out.get("cpu", {}).items():
+        k = statistics.median(r["ksight"]) * 1000
+        print(f"  CPU at {r['processes']} processes: ksight {k:.1f} ms: {'MET' if k < 5 else 'NOT MET'}"
+              + (f"; sadc {statistics.median(r['sadc']) * 1000:.2f} ms (x{k / max(statistics.median(r['sadc']) * 1000, 1e-9):.0f})" if r["sadc"] else "")
+              + (f"; atop {statistics.median(r['atop']) * 1000:.2f} ms" if r["atop"] else ""))
+    for target, r in out.get("bytes", {}).items():
+        ok = r["ksight_frames"] <= r["sadc"]
+        print(f"  bytes at ~{target} processes: ksight {r['ksight_frames']:.0f} B vs sadc {r['sadc']:.0f} B: "
+              f"{'MET' if ok else 'NOT MET'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
