@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--blocked", action="store_true", help="D-state tasks, wait channels, kernel stacks")
     p.add_argument("--top", type=int, default=5, metavar="N",
                    help="processes listed by system and by user time (default 5; 0: none)")
-    add_from(p)
+    add_from(p, db=True)
     add_json(p)
 
 

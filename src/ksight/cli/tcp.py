@@ -67,7 +67,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pcap", metavar="FILE", help="the retransmissions in a packet capture file")
     p.add_argument("-n", "--top", type=int, default=10, metavar="N",
                    help="rows per table (holders, destinations; default 10)")
-    add_from(p)
+    add_from(p, db=True)
     add_json(p)
 
 

@@ -44,7 +44,6 @@ import os
 import posixpath
 import resource
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ..errors import ParseError, Unavailable
 from ..fs import LiveRoot, Root, norm
@@ -52,8 +51,7 @@ from ..fs.root import DirFiles, _os_reason
 from . import mounts as _mounts
 from ._text import fast_count_int_lines, fast_space_kv, numbered_lines, to_int
 
-if TYPE_CHECKING:
-    from .pressure import PsiResource
+from .pressure import PsiResource  # a real import: the sample codec resolves this annotation
 
 UNLIMITED = 2**63 - 1
 _UNLIMITED_FLOOR = 2**62
