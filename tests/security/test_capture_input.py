@@ -621,3 +621,28 @@ def test_ksight_extra_files_in_a_capture_are_checked(tmp_path, capsys, member, t
     out, err = capsys.readouterr()
     assert "Traceback" not in out + err and status in (0, 3)
     assert "18446744073709551616" not in out.split("[unavailable]")[0]
+
+
+@pytest.mark.parametrize("text", ["12x\n", "-5\n", "99999999999999999999999\n", "0\n",
+                                  "1" * 5000 + "\n"])
+def test_a_capture_naming_bad_pids_for_process_maps_is_a_parse_error(tmp_path, text):
+    """ksight/process_maps is written by ksight, but a capture is input: a token that is not a
+    process id is an error naming the file, never a traceback or a read of a made-up PID."""
+    from ksight.errors import ParseError
+    from ksight.fs import DirRoot
+    from ksight.sources import process_maps
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "ksight").mkdir()
+    (tmp_path / "ksight" / "process_maps").write_text(text)
+    with pytest.raises(ParseError, match="ksight/process_maps"):
+        process_maps.read(DirRoot(str(tmp_path)))
+
+
+def test_dir_ids_with_impossible_numbers_are_skipped():
+    """ksight/dir_ids: an id past 64 bits (or 5,000 digits, which int() refuses) is no id."""
+    from ksight.fs.root import parse_dir_ids
+
+    text = ("123 sys/fs/cgroup/a\n" + "1" * 5000 + " sys/fs/cgroup/b\n"
+            + str(2**64) + " sys/fs/cgroup/c\n")
+    assert parse_dir_ids(text) == {"sys/fs/cgroup/a": 123}

@@ -127,7 +127,8 @@ def parse_dir_ids(text: str) -> dict[str, int]:
     out: dict[str, int] = {}
     for line in text.split("\n"):
         num, _, path = line.partition(" ")
-        if path and num.isdigit() and num.isascii():
+        # at most 20 digits: an inode number is 64-bit (and int() refuses >4,300 digits)
+        if path and num.isdigit() and num.isascii() and len(num) <= 20 and int(num) < 2**64:
             out[norm(path)] = int(num)
     return out
 

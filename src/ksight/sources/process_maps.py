@@ -171,7 +171,12 @@ def read(root, processes: dict | None = None) -> ProcessMaps:
         except Unavailable:
             chosen = None
         if chosen is not None:
-            for pid in map(int, chosen):
+            from ._text import to_int
+
+            # a capture's own file, checked like kernel text: a PID is a plain decimal number
+            for pid in (to_int(tok, CHOSEN_PATH) for tok in chosen):
+                if pid <= 0 or pid > 2**22:  # PID_MAX_LIMIT
+                    raise ParseError(CHOSEN_PATH, None, str(pid), "not a process id")
                 got = _read_one(root, pid, None)
                 if got is not None:
                     out[pid] = got
