@@ -14,4 +14,7 @@ setup(ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], opt
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # the light smaps reader: headers, Rss, Anonymous (sources/process_maps.py)
                    Extension("ksight._smapslight", ["src/ksight/_smapslight.c"], optional=True,
+                             extra_compile_args=["-O2", "-Wall", "-Wextra"]),
+                   # `ksight pmap PID`'s live fast path: smaps to pmap -x rows (views/pmap_fast.py)
+                   Extension("ksight._smapspmap", ["src/ksight/_smapspmap.c"], optional=True,
                              extra_compile_args=["-O2", "-Wall", "-Wextra"])])

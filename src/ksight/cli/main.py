@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
 from .. import __version__
+
+# argparse (and gettext, ~1.4 ms) and importlib are imported where the parser is built, not
+# here: the console script imports this module first, and `ksight pmap PID` may never build a
+# parser (entry(): its fast path)
 
 # subcommand -> module under ksight.cli. Order is the order `ksight --help` lists them in.
 COMMANDS = {
@@ -79,13 +81,24 @@ Run as root for the full picture (slabinfo, other users' processes, tracing).
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse exits with 2 on a usage error, which `ksight check` uses for "critical":
-    usage errors exit with 3 ("could not diagnose"), with one line on stderr."""
+_PARSER_CLASS = None
 
-    def error(self, message: str):
-        self.print_usage(sys.stderr)
-        self.exit(3, f"ksight: {message}\n")
+
+def _parser_class():
+    """argparse exits with 2 on a usage error, which `ksight check` uses for "critical": usage
+    errors exit with 3 ("could not diagnose"), with one line on stderr. The class is made on
+    first use (argparse is imported then)."""
+    global _PARSER_CLASS
+    if _PARSER_CLASS is None:
+        import argparse
+
+        class _Parser(argparse.ArgumentParser):
+            def error(self, message: str):
+                self.print_usage(sys.stderr)
+                self.exit(3, f"ksight: {message}\n")
+
+        _PARSER_CLASS = _Parser
+    return _PARSER_CLASS
 
 
 def chosen_command(argv: list[str]) -> str | None:
@@ -99,10 +112,14 @@ def chosen_command(argv: list[str]) -> str | None:
     return None
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: F821
     """The `ksight` parser. `only`: build that subcommand's full parser (importing its module)
     and a stub for each other one (its one-line help from HELPS, enough for `ksight --help`);
     None builds them all."""
+    import argparse
+    import importlib
+
+    _Parser = _parser_class()
     parser = _Parser(
         prog="ksight", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,10 +176,18 @@ FAST_EXIT = frozenset({"pmap"})
 
 def entry() -> None:
     """The `ksight` console script (pyproject [project.scripts]): main(), then the exit. The
-    library and the tests call main(), which always returns."""
-    import os
+    library and the tests call main(), which always returns.
 
+    `ksight pmap PID` (live, text) first tries its fast path (cli/pmap.fast), before argparse
+    and the collector are imported: it returns None for anything else (--from, --json, --help,
+    a process it cannot read), and main() then runs the command as always, errors included."""
     argv = sys.argv[1:]
+    if argv[:1] == ["pmap"]:
+        from .pmap import fast as pmap_fast
+
+        rc = pmap_fast(argv[1:])
+        if rc is not None:
+            _exit_now(rc)
     fast = chosen_command(argv) in FAST_EXIT
     if fast:
         # nothing of such a command's objects is freed before the exit: the cyclic collector
@@ -173,6 +198,13 @@ def entry() -> None:
     rc = main(argv)
     if not fast:
         sys.exit(rc)
+    _exit_now(rc)
+
+
+def _exit_now(rc: int) -> None:
+    """Flush stdout and stderr, then os._exit(rc): nothing the command built is freed."""
+    import os
+
     try:
         sys.stdout.flush()
     except BrokenPipeError:  # the reader left (`ksight pmap PID | head`): as main() treats it

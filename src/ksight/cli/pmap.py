@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .common import add_from, add_json, print_json
+# argparse and .common (json, typing) are imported where they are used: `ksight pmap PID`'s fast
+# path (fast(), from cli.main.entry) imports this module and none of them
 
 HELP = "procps pmap -x's columns for one process, from smaps, each mapping classed"
 DESCRIPTION = """\
@@ -41,13 +41,48 @@ but its mmap/munmap calls wait.
 """
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:  # noqa: F821
+    from .common import add_from, add_json
+
     p.add_argument("pid", type=int, metavar="PID", help="the process")
     add_from(p)
     add_json(p)
 
 
-def run(args: argparse.Namespace) -> int:
+def fast(argv: list[str]) -> int | None:
+    """`ksight pmap PID` on the live machine, text output, through the lean path (views/pmap_fast:
+    the C reader of smaps, no Region or Mapping objects), before argparse and the collector are
+    imported; the console script (cli.main.entry) calls it. Returns the exit status, or None for
+    anything it does not do, so that main() runs the command as always: other arguments (--from,
+    --json, --help), a PID that is not a plain positive number, a process it cannot read or
+    whose smaps is not the kernel's plain form, no C extension. The text is the ordinary path's
+    (tests/views/test_pmap_fast.py)."""
+    if len(argv) != 1 or not argv[0].isdecimal() or not argv[0].isascii():
+        return None
+    pid = int(argv[0])
+    if pid <= 0:
+        return None
+    from .main import _after_dead_runs
+
+    try:
+        _after_dead_runs("pmap")  # as main() does before every command
+        from ..views.pmap_fast import build
+
+        pm = build(pid)
+        if pm is None:
+            return None
+        from ..render.pmap_text import render_fast
+
+        render_fast(pm, sys.stdout)
+        return 0
+    except KeyboardInterrupt:
+        print("ksight: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def run(args: argparse.Namespace) -> int:  # noqa: F821
     from ..collect.collector import Collector
     from ..collect.plan import Needs, Plan
     from ..errors import UsageError
@@ -85,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
                          "machine")
     pm = pmap.build(proc)
     if args.json:
+        from .common import print_json
+
         print_json({"version": 1, "pid": pm.pid, "command": pm.command, "exe": pm.exe,
                     "columns": list(pmap.COLUMNS), "mappings": pmap.mapping_dicts(pm),
                     "total": {"kbytes": pm.total_kbytes, "rss_kb": pm.total_rss_kb,

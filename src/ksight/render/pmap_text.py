@@ -9,10 +9,12 @@ one more column before Mapping: Class, "p" (private) or "s" (shared) and the kin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from ..views.pmap import KINDS, Pmap
 from . import units
+
+# Imported where used, not here: views/pmap.py (dataclasses, ~6 ms) by render() only, and no
+# typing or collections.abc for the annotations (Pmap, FastPmap, Sequence: strings under the
+# __future__ import, ~2.5 ms): render_fast() is on `ksight pmap PID`'s fast path, which must
+# finish before procps pmap -x does
 
 ADDR_WIDTH = 16
 NUM_WIDTH = 7
@@ -40,8 +42,8 @@ def console(out) -> _Out:
     return _Out(out)
 
 
-def table(header: Sequence[str] | None, widths: Sequence[int], justify: str,
-          rows: Sequence[Sequence[str]]):
+def table(header: Sequence[str] | None, widths: Sequence[int], justify: str,  # noqa: F821
+          rows: Sequence[Sequence[str]]):  # noqa: F821
     """A borderless rich table: column i at least widths[i] wide, justified by justify[i]
     ('l' or 'r'), each column after one space (the first after none)."""
     from rich.table import Table
@@ -61,48 +63,91 @@ def class_cell(m) -> str:
     return ("s " if m.shared else "p ") + m.kind
 
 
-def render(pm: Pmap, out) -> None:
+def render(pm: Pmap, out) -> None:  # noqa: F821
     """The map table is formatted here, not through rich: rich lays out a 5,000-row table in
     ~2 s (and importing it costs ~20 ms of a run pmap -x finishes in ~35 ms); pmap -x prints it
     in 30 ms. Same rule as the rich tables: each column at least pmap's width, wider when a value
     needs it (never run together); no line ends in spaces."""
+    from ..views.pmap import KINDS
+
     maps = pm.mappings
-    totals = (str(pm.total_kbytes), str(pm.total_rss_kb), str(pm.total_dirty_kb))
+    totals = (pm.total_kbytes, pm.total_rss_kb, pm.total_dirty_kb)
     # widths from the largest value (the digits of a non-negative int grow with it; "-" for an
     # absent value is narrower than any column): one pass over the rows, not one per column
-    w = [ADDR_WIDTH, NUM_WIDTH, NUM_WIDTH, NUM_WIDTH, MODE_WIDTH, 7]
     tops = (max((m.kbytes for m in maps), default=0), max((m.rss_kb or 0 for m in maps), default=0),
             max((m.dirty_kb or 0 for m in maps), default=0))
-    for i in range(1, 4):
-        w[i] = max(w[i], len(totals[i - 1]), len(str(tops[i - 1])))
     cells = {(m.shared, m.kind) for m in maps}
-    w[5] = max(w[5], max((len(k) + 2 for _, k in cells), default=0))
+    w = widths(totals, tops, cells)
     a, k, r_, d, mo, c = w
-    lines = [f"{pm.pid}:   {pm.command}".rstrip(),
-             f"{'Address':<{a}} {'Kbytes':>{k}} {'RSS':>{r_}} {'Dirty':>{d}} {'Mode':<{mo}} "
-             f"{'Class':<{c}} Mapping"]
+    lines = head(pm.pid, pm.command, w)
     # printf-style: ~0.35 us a row where str.format took ~0.6 us (5,000 rows: 1.7 vs 2.8 ms)
     fmt = f"%0{a}x %{k}s %{r_}s %{d}s %-{mo}s %-{c}s %s"
     cls = {key: ("s " if key[0] else "p ") + key[1] for key in cells}
     lines += [(fmt % (m.start, m.kbytes, "-" if m.rss_kb is None else m.rss_kb,
                       "-" if m.dirty_kb is None else m.dirty_kb, m.mode, cls[m.shared, m.kind],
                       m.name)).rstrip() for m in maps]
-    lines.append(f"{'-' * a} {'-' * k} {'-' * r_} {'-' * d}")
-    lines.append(f"{'total kB':<{a}} {totals[0]:>{k}} {totals[1]:>{r_}} {totals[2]:>{d}}")
     kinds = pm.by_kind()
+    lines += tail(w, totals, [(k, kinds[k]) for k in KINDS if k in kinds], pm.notes)
+    out.write("\n".join(lines) + "\n")
+
+
+def render_fast(pm: FastPmap, out) -> None:  # noqa: F821
+    """render() for the fast path's view (views/pmap_fast.FastPmap): the same text, its rows
+    formatted by the view's C table with the widths chosen here, written at once."""
+    w = widths((pm.total_kbytes, pm.total_rss_kb, pm.total_dirty_kb), pm.tops, pm.cells)
+    rows = pm.rows(*w)  # ASCII bytes
+    first = "\n".join(head(pm.pid, pm.command, w)) + "\n"
+    last = "\n".join(tail(w, (pm.total_kbytes, pm.total_rss_kb, pm.total_dirty_kb),
+                          list(pm.kinds.items()), pm.notes)) + "\n"
+    buf = getattr(out, "buffer", None)
+    if buf is None or (getattr(out, "encoding", "") or "").lower().replace("-", "") not in (
+            "utf8", "ascii"):
+        out.write(first + rows.decode("ascii") + last)
+        return
+    # the rows (~70 bytes a mapping) straight to the binary layer: not decoded, joined and
+    # encoded again, each a copy of ~350 kB for 5,000 mappings (page faults included)
+    out.write(first)
+    out.flush()
+    buf.write(rows)
+    buf.flush()
+    out.write(last)
+
+
+def widths(totals, tops, cells) -> list[int]:
+    """Address, Kbytes, RSS, Dirty, Mode and Class widths: pmap's, wider for the largest value
+    or total, and for the longest class ("p " or "s " and the kind) present."""
+    w = [ADDR_WIDTH, NUM_WIDTH, NUM_WIDTH, NUM_WIDTH, MODE_WIDTH, 7]
+    for i in range(1, 4):
+        w[i] = max(w[i], len(str(totals[i - 1])), len(str(tops[i - 1])))
+    w[5] = max(w[5], max((len(k) + 2 for _, k in cells), default=0))
+    return w
+
+
+def head(pid: int, command: str, w) -> list[str]:
+    """pmap's first line and the column header."""
+    a, k, r_, d, mo, c = w
+    return [f"{pid}:   {command}".rstrip(),
+            f"{'Address':<{a}} {'Kbytes':>{k}} {'RSS':>{r_}} {'Dirty':>{d}} {'Mode':<{mo}} "
+            f"{'Class':<{c}} Mapping"]
+
+
+def tail(w, totals, kinds, notes) -> list[str]:
+    """The totals line, the memory by kind (`kinds`: (kind, sums) in views/pmap.KINDS order),
+    the notes."""
+    a, k, r_, d = w[:4]
+    t = [str(x) for x in totals]
+    lines = [f"{'-' * a} {'-' * k} {'-' * r_} {'-' * d}",
+             f"{'total kB':<{a}} {t[0]:>{k}} {t[1]:>{r_}} {t[2]:>{d}}"]
     if kinds:
         lines += ["", "by kind (Class: p private, s shared):"]
         krows = [("kind", "mappings", "size", "RSS", "dirty")]
-        for k in KINDS:
-            d = kinds.get(k)
-            if d:
-                krows.append((k, units.number(d["mappings"]), units.size_kb(d["kbytes"]),
-                              units.size_kb(d["rss_kb"]), units.size_kb(d["dirty_kb"])))
+        for kind, s in kinds:
+            krows.append((kind, units.number(s["mappings"]), units.size_kb(s["kbytes"]),
+                          units.size_kb(s["rss_kb"]), units.size_kb(s["dirty_kb"])))
         kw = [max(m, max(len(r[i]) for r in krows)) for i, m in enumerate((5, 8, 10, 10, 10))]
         lines += [" ".join([r[0].ljust(kw[0])] + [v.rjust(kw[i + 1]) for i, v in enumerate(r[1:])])
                   for r in krows]
-    lines += [f"note: {n}" for n in pm.notes]
-    out.write("\n".join(lines) + "\n")
+    return lines + [f"note: {n}" for n in notes]
 
 
 def _n(v) -> str:

@@ -220,13 +220,13 @@ def mapping_dicts(pm: Pmap) -> list[dict]:
 
 def command_of(proc) -> str:
     """pmap's first line after 'PID:': the command line, else [comm] (kernel threads)."""
+    from .pmap_fast import command_text
+
     if proc is not None and proc.cmdline:
-        text = " ".join(proc.cmdline)
-    else:
-        comm = getattr(proc, "comm", None)
-        text = f"[{comm}]" if comm else "?"
+        return command_text(proc.cmdline)
+    comm = getattr(proc, "comm", None)
     # control characters (a newline in an argument) as '?', as procps prints them
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return command_text((f"[{comm}]" if comm else "?",))
 
 
 __all__ = ["Mapping", "Pmap", "build", "mappings_of", "parse_smaps", "PARTS", "classify", "pmap_name", "mode", "COLUMNS",
