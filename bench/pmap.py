@@ -5,14 +5,19 @@
 A child python maps MAPS one-page anonymous regions with alternating protections (so the kernel
 cannot merge neighbours), touches each, and sleeps. Each round runs, interleaved, `ksight pmap
 PID` (the installed entry point, output to /dev/null), `ksight pmap PID --json`, and `pmap -x
-PID`, as commands: wall time from fork to exit, start-up included (what a person waits for);
-for scale, `python -c pass` (the interpreter's start-up) and `cat /proc/PID/smaps` (the
-kernel's share, which pmap pays too). Also measured in this process: one snapshot with the pmap
-plan plus views.pmap.build() (read + parse + the view), and the bare read of /proc/PID/smaps.
+PID`, as commands: wall time from fork to exit, start-up included (what a person waits for),
+and the user and system CPU of ksight's and pmap's runs (getrusage of the children); for scale,
+the floors: `python -c pass` (the interpreter's start-up), `python -c "import re"` (the console
+script pip writes imports re before ksight: the start-up of any `ksight` command) and `cat
+/proc/PID/smaps` (the kernel's share, which pmap pays too). Also measured in this process: the
+fast path's read and parse (ksight._smapspmap.read_table, 3 kB reads), one snapshot with the pmap
+plan plus views.pmap.build() (the ordinary path: `--json`, `--from`), and the bare read of
+/proc/PID/smaps.
 With --base SRC (the src/ folder of another checkout, its C extensions built in place, e.g. from
 `git archive COMMIT src setup.py pyproject.toml` and `setup.py build_ext --inplace`), that tree's
-`ksight pmap PID` runs in the same rounds, as its console script ran it (`sys.exit(main())`),
-so a before/after is measured interleaved on the same process.
+`ksight pmap PID` runs in the same rounds, as its console script runs it (`import re`, then
+`entry()`, or `sys.exit(main())` for a tree without entry()), so a before/after is measured
+interleaved on the same process.
 Prints median and range [min-max]. The tree is byte-compiled first (as pip installs it): with
 PYTHONDONTWRITEBYTECODE set, every run would otherwise compile ksight's modules again.
 Bounded: ROUNDS rounds; the child is killed by PID at the end, also on error.
@@ -40,10 +45,20 @@ time.sleep(600)
 """
 
 
-def wall(cmd, check=True) -> float:
+CPU: dict = {}  # name -> [(user, sys)] of each run (seconds)
+
+
+def wall(cmd, check=True, name=None, env=None) -> float:
+    import resource
+
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check)
-    return time.perf_counter() - t
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=check, env=env)
+    w = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if name:
+        CPU.setdefault(name, []).append((r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime))
+    return w
 
 
 def gone_pid() -> int:
@@ -98,8 +113,13 @@ def main() -> int:
         import gc
         import io
 
+        from ksight.collect.pmap_live import SMAPS_CHUNK
+        from ksight import _smapspmap
+
         res = {"ksight pmap": [], "ksight pmap --json": [], "pmap -x": [],
-               "python -c pass": [], "ksight pmap (no such PID)": [], "cat smaps": [],
+               "python -c pass": [], "python -c 'import re'": [],
+               "ksight pmap (no such PID)": [], "cat smaps": [],
+               "fast: read_table (read+parse)": [],
                "snapshot+build()": [], "read": [], "parse (C)": [], "parse (Python)": [],
                "view (mappings_of)": [], "render (text)": []}
         nopid = gone_pid()
@@ -107,20 +127,23 @@ def main() -> int:
             compileall.compile_dir(os.path.join(a.base, "ksight"), quiet=1)
             res["base: ksight pmap"] = []
             base_env = dict(os.environ, PYTHONPATH=a.base)
-            base_cmd = [py, "-c", "import sys; from ksight.cli.main import main; sys.exit(main())",
+            # as the console script runs it (pip's: import re, then the entry point)
+            base_cmd = [py, "-c", "import re, sys; import ksight.cli.main as m; "
+                        "sys.exit(m.entry() if hasattr(m, 'entry') else m.main())",
                         "pmap", str(pid)]
         for _ in range(a.rounds):
             if a.base:
-                t = time.perf_counter()
-                subprocess.run(base_cmd, env=base_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, check=True)
-                res["base: ksight pmap"].append(time.perf_counter() - t)
-            res["ksight pmap"].append(wall([ksight, "pmap", str(pid)]))
-            res["pmap -x"].append(wall([pmap, "-x", str(pid)]))
+                res["base: ksight pmap"].append(wall(base_cmd, env=base_env, name="base"))
+            res["ksight pmap"].append(wall([ksight, "pmap", str(pid)], name="ksight pmap"))
+            res["pmap -x"].append(wall([pmap, "-x", str(pid)], name="pmap -x"))
             res["ksight pmap --json"].append(wall([ksight, "pmap", str(pid), "--json"]))
             res["python -c pass"].append(wall([py, "-c", "pass"]))
+            res["python -c 'import re'"].append(wall([py, "-c", "import re"]))
             res["ksight pmap (no such PID)"].append(wall([ksight, "pmap", str(nopid)], check=False))
             res["cat smaps"].append(wall(["cat", f"/proc/{pid}/smaps"]))
+            t = time.perf_counter()
+            _smapspmap.read_table(f"/proc/{pid}/smaps", None, SMAPS_CHUNK)
+            res["fast: read_table (read+parse)"].append(time.perf_counter() - t)
             t = time.perf_counter()
             view.build(col.one(plan).processes[pid])
             res["snapshot+build()"].append(time.perf_counter() - t)
@@ -145,7 +168,16 @@ def main() -> int:
         print(f"process with {n} mappings, {a.rounds} interleaved rounds (median [min-max] wall); "
               f"load average {os.getloadavg()[0]:.1f}")
         for k, v in res.items():
-            print(f"  {k:26s} {fmt(v)}")
+            print(f"  {k:30s} {fmt(v)}")
+        for k, v in CPU.items():
+            u, sy = [x[0] for x in v], [x[1] for x in v]
+            print(f"  CPU {k:26s} user {statistics.median(u) * 1000:5.1f} ms, "
+                  f"sys {statistics.median(sy) * 1000:5.1f} ms (medians)")
+        kp, px = res["ksight pmap"], res["pmap -x"]
+        wins = sum(k < p for k, p in zip(kp, px))
+        print(f"  ksight pmap faster than pmap -x in {wins} of {len(kp)} rounds; medians "
+              f"{statistics.median(kp) * 1000:.1f} vs {statistics.median(px) * 1000:.1f} ms; "
+              f"load average at the end {os.getloadavg()[0]:.1f}")
         return 0
     finally:
         child.kill()
