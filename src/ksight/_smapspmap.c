@@ -308,21 +308,6 @@ static int header(Table *t, const char *p, const char *e) {
     return 0;
 }
 
-/* "Name:   N kB" or "Name:   N" from the ':' on: the value, or 0 when not that form */
-static int field_value(const char *colon, const char *e, unsigned long long *out) {
-    const char *p = colon + 1;
-    while (p < e && (*p == ' ' || *p == '\t'))
-        p++;
-    const char *d = p;
-    while (p < e && *p >= '0' && *p <= '9')
-        p++;
-    if (!dec_span(d, p, out))
-        return 0;
-    if (p == e)
-        return 1;
-    return e - p == 3 && memcmp(p, " kB", 3) == 0;
-}
-
 /* The end of the line at p (its '\n'), checking that the line is printable ASCII or tabs; *tabs
  * set when it holds a tab. NULL for any other byte, or no newline before end. Eight bytes at a
  * time while none is below 0x20 or above 0x7e (as ksight._smapsparse reads). */
@@ -359,54 +344,80 @@ static const char *line_end(const char *p, const char *end, int *tabs) {
  * consumed (up to the last newline) */
 static int lines(Table *t, const char *p, const char *end, size_t *used) {
     const char *start = p;
-    while (p < end) {
-        int tabs = 0;
-        const char *e = line_end(p, end, &tabs);
-        if (!e) {
-            /* no newline yet (the rest of a chunk), or a byte that is not plain: which one the
-             * next chunk says; the caller checks what is left at the end */
-            for (const char *q = p; q < end; q++) {
-                unsigned char c = (unsigned char)*q;
-                if (!((c >= 0x20 && c <= 0x7e) || c == '\t'))
-                    return 1;
-            }
-            break;
-        }
-        if (e > p) {
-            char c = *p;
-            if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
-                if (tabs)
-                    return 1;
-                int rc = header(t, p, e);
-                if (rc)
-                    return rc;
-            } else if (c >= 'A' && c <= 'Z') {
-                const char *colon = find(p, e, ':');
-                if (!t->have || colon == e || find(p, colon, ' ') != colon)
-                    return 1;
-                size_t nn = (size_t)(colon - p);
-                if (nn == 7 && memcmp(p, "VmFlags", 7) == 0) {
-                    if (tabs)
-                        return 1;
-                } else {
-                    unsigned long long v;
-                    if (!field_value(colon, e, &v) || v > (unsigned long long)LLONG_MAX)
-                        return 1;
-                    Row *r = &t->rows[t->n - 1];
-                    if (nn == 3 && memcmp(p, "Rss", 3) == 0)
-                        r->rss = (long long)v;
-                    else if (nn == 12 && memcmp(p, "Shared_Dirty", 12) == 0)
-                        r->sd = (long long)v;
-                    else if (nn == 13 && memcmp(p, "Private_Dirty", 13) == 0)
-                        r->pd = (long long)v;
-                }
-            } else {
-                return 1;
-            }
-        }
-        p = e + 1;
+    /* whole lines only: up to the last newline (the rest waits for the next read); every scan
+     * below stops at a newline at the latest, so none reads past `lim` */
+    const char *last = p < end ? memrchr(p, '\n', (size_t)(end - p)) : NULL;
+    if (!last) {
+        *used = 0;
+        return 0;
     }
-    *used = (size_t)(p - start);
+    const char *lim = last + 1;
+    while (p < lim) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '\n') { /* an empty line */
+            p++;
+            continue;
+        }
+        if (c >= 'A' && c <= 'Z') {
+            /* "Name: N kB", "Name: N" or "VmFlags: ...", read once: the name (printable, no
+             * space, no tab) up to its colon, spaces or tabs, 1 to 19 digits, then " kB" or
+             * nothing; ~24 of a mapping's 25 lines */
+            const char *q = p + 1;
+            for (;; q++) {
+                unsigned char d = (unsigned char)*q;
+                if (d == ':')
+                    break;
+                if (d <= ' ' || d > '~')
+                    return 1; /* a space, tab, newline or byte that is not plain */
+            }
+            if (!t->have)
+                return 1; /* a field before the first header */
+            size_t nn = (size_t)(q - p);
+            if (nn == 7 && memcmp(p, "VmFlags", 7) == 0) {
+                for (q++; *q != '\n'; q++)
+                    if ((unsigned char)*q < 0x20 || (unsigned char)*q > 0x7e)
+                        return 1;
+                p = q + 1;
+                continue;
+            }
+            for (q++; *q == ' ' || *q == '\t'; q++)
+                ;
+            const char *d0 = q;
+            unsigned long long v = 0;
+            for (; (unsigned)(*q - '0') < 10; q++)
+                v = v * 10 + (unsigned)(*q - '0');
+            size_t nd = (size_t)(q - d0);
+            if (nd < 1 || nd > 19 || (nd == 19 && v > (unsigned long long)LLONG_MAX))
+                return 1; /* 19 digits never pass 2^64: v is exact */
+            if (*q != '\n') {
+                if (q[0] != ' ' || q[1] != 'k' || q[2] != 'B' || q[3] != '\n')
+                    return 1;
+                q += 3;
+            }
+            Row *r = &t->rows[t->n - 1];
+            if (nn == 3 && p[0] == 'R' && p[1] == 's' && p[2] == 's')
+                r->rss = (long long)v;
+            else if (nn == 12 && memcmp(p, "Shared_Dirty", 12) == 0)
+                r->sd = (long long)v;
+            else if (nn == 13 && memcmp(p, "Private_Dirty", 13) == 0)
+                r->pd = (long long)v;
+            p = q + 1;
+            continue;
+        }
+        if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')) {
+            int tabs = 0;
+            const char *e = line_end(p, lim, &tabs);
+            if (!e || tabs)
+                return 1; /* a byte that is not plain, or a tab in a header */
+            int rc = header(t, p, e);
+            if (rc)
+                return rc;
+            p = e + 1;
+            continue;
+        }
+        return 1;
+    }
+    *used = (size_t)(lim - start);
     return 0;
 }
 
