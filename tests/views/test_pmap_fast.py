@@ -333,3 +333,14 @@ def test_without_the_c_extension_the_ordinary_path_runs(monkeypatch, child):
     assert cli_pmap.fast([str(child)]) is None
     assert cli_pmap.fast([str(child), "--json"]) is None
     assert cli_pmap.fast(["٣"]) is None  # a digit, not ASCII: argparse's int() decides
+
+
+@needs_c
+def test_a_full_disk_is_said_not_a_traceback(child):
+    code = "import sys; sys.argv = ['ksight'] + sys.argv[1:]; from ksight.cli.main import entry; entry()"
+    with open("/dev/full", "w") as full:
+        p = subprocess.run([sys.executable, "-c", code, "pmap", str(child)], stdout=full,
+                           stderr=subprocess.PIPE, text=True, timeout=60,
+                           env=dict(os.environ, PYTHONPATH=SRC))
+    assert p.returncode == 120 and "cannot write the output" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr

@@ -183,6 +183,11 @@ def entry() -> None:
     a process it cannot read), and main() then runs the command as always, errors included."""
     argv = sys.argv[1:]
     if argv[:1] == ["pmap"]:
+        import gc
+
+        # no cyclic collection from here on: `ksight pmap` frees nothing before its exit (below),
+        # and the collections its imports would trigger only walk the interpreter's objects
+        gc.disable()
         from .pmap import fast as pmap_fast
 
         rc = pmap_fast(argv[1:])

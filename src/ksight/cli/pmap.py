@@ -78,8 +78,11 @@ def fast(argv: list[str]) -> int | None:
     except KeyboardInterrupt:
         print("ksight: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader left (`ksight pmap PID | head`), as main() treats it
         return 0
+    except OSError as exc:  # the output cannot be written (a full disk): say so, no traceback
+        print(f"ksight: cannot write the output: {exc}", file=sys.stderr)
+        return 120
 
 
 def run(args: argparse.Namespace) -> int:  # noqa: F821
