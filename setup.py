@@ -11,10 +11,13 @@ setup(ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], opt
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # the C parser of /proc/PID/smaps (sources/proc_pid/smaps.parse_fast)
                    Extension("ksight._smapsparse", ["src/ksight/_smapsparse.c"], optional=True,
+                             depends=["src/ksight/_smapstext.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # the light smaps reader: headers, Rss, Anonymous (sources/process_maps.py)
                    Extension("ksight._smapslight", ["src/ksight/_smapslight.c"], optional=True,
+                             depends=["src/ksight/_smapstext.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # `ksight pmap PID`'s live fast path: smaps to pmap -x rows (views/pmap_fast.py)
                    Extension("ksight._smapspmap", ["src/ksight/_smapspmap.c"], optional=True,
+                             depends=["src/ksight/_smapstext.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra"])])

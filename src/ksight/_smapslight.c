@@ -19,51 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* 1-16 hex digits in [p, e) -> *out */
-static int hex_span(const char *p, const char *e, unsigned long long *out) {
-    if (e - p < 1 || e - p > 16)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        int h = hexval(*p);
-        if (h < 0)
-            return 0;
-        v = (v << 4) | (unsigned long long)h;
-    }
-    *out = v;
-    return 1;
-}
-
-/* 1-19 decimal digits in [p, e) -> *out (never past 2^64) */
-static int dec_span(const char *p, const char *e, unsigned long long *out) {
-    if (e - p < 1 || e - p > 19)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        v = v * 10 + (unsigned long long)(*p - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-/* the position of c in [p, e), or e */
-static const char *find(const char *p, const char *e, char c) {
-    const char *q = memchr(p, c, (size_t)(e - p));
-    return q ? q : e;
-}
+#include "_smapstext.h"
 
 /* "Name:   N kB" or "Name:   N" from the ':' on: the value, or 0 when not that form */
 static int field_value(const char *colon, const char *e, unsigned long long *out) {

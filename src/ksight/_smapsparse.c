@@ -17,6 +17,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <string.h>
+#include "_smapstext.h"
 
 static PyObject *str___dict__, *k_start, *k_end, *k_perms, *k_offset, *k_dev, *k_inode,
     *k_pathname, *k_fields, *k_vm_flags, *k_regions;
@@ -47,44 +48,6 @@ static int set_steal(PyObject *d, PyObject *key, PyObject *v) {
 
 static int is_hex(char c) {
     return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return c - 'A' + 10;
-}
-
-/* 1-16 hex digits from p up to (not including) e -> *out; 0 when not that */
-static int parse_hex(const char *p, const char *e, unsigned long long *out) {
-    Py_ssize_t n = e - p;
-    if (n < 1 || n > 16)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        if (!is_hex(*p))
-            return 0;
-        v = (v << 4) | (unsigned long long)hexval(*p);
-    }
-    *out = v;
-    return 1;
-}
-
-/* 1-19 decimal digits (never past 2^64) -> *out; 0 when not that */
-static int parse_dec(const char *p, const char *e, unsigned long long *out) {
-    Py_ssize_t n = e - p;
-    if (n < 1 || n > 19)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        v = v * 10 + (unsigned long long)(*p - '0');
-    }
-    *out = v;
-    return 1;
 }
 
 /* the names of the "Name: N kB" lines, cached by their position in a region (each region prints
@@ -223,7 +186,7 @@ static int header(State *st, const char *p, const char *e) {
     if (!q)
         return NOT_PLAIN;
     const char *sp = memchr(q, ' ', (size_t)(e - q));
-    if (!sp || !parse_hex(p, q, &start) || !parse_hex(q + 1, sp, &end))
+    if (!sp || !hex_span(p, q, &start) || !hex_span(q + 1, sp, &end))
         return NOT_PLAIN;
     const char *perms = sp + 1;
     if (e - perms < 5 || perms[4] != ' ')
@@ -233,7 +196,7 @@ static int header(State *st, const char *p, const char *e) {
             return NOT_PLAIN;
     const char *off = perms + 5;
     sp = memchr(off, ' ', (size_t)(e - off));
-    if (!sp || !parse_hex(off, sp, &offset))
+    if (!sp || !hex_span(off, sp, &offset))
         return NOT_PLAIN;
     const char *dev = sp + 1;
     sp = memchr(dev, ' ', (size_t)(e - dev));
@@ -252,7 +215,7 @@ static int header(State *st, const char *p, const char *e) {
     const char *ie = ino;
     while (ie < e && *ie != ' ')
         ie++;
-    if (!parse_dec(ino, ie, &inode))
+    if (!dec_span(ino, ie, &inode))
         return NOT_PLAIN;
     const char *path = ie, *pe = e;
     while (path < e && *path == ' ')
@@ -331,47 +294,6 @@ static int vmflags(State *st, const char *p, const char *e) {
     Py_DECREF(key);
     Py_XSETREF(st->flags, t);
     return 0;
-}
-
-/* The end of the line at p (its '\n': the data ends with one), checking on the way that the line
- * is printable ASCII; *tabs set when it holds a tab. NULL for any other byte. One pass, eight
- * bytes at a time while none of them is below 0x20 or above 0x7e (the word trick of
- * "Bit Twiddling Hacks", hasless/haszero): the ~4 MB of a 5,000-mapping smaps are read once,
- * not twice (memchr, then a byte loop). */
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-static const char *line_end(const char *p, const char *end, int *tabs) {
-    while (end - p >= 8) {
-        unsigned long long x;
-        memcpy(&x, p, 8);
-        /* a byte < 0x20, a byte >= 0x80, a byte == 0x7f */
-        unsigned long long y = x ^ (0x7fULL * ONES);
-        if ((((x - 0x20ULL * ONES) & ~x) | x | ((y - ONES) & ~y)) & HIGHS)
-            break;
-        p += 8;
-    }
-    for (; p < end; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (c >= 0x20 && c <= 0x7e)
-            continue;
-        if (c == '\n')
-            return p;
-        if (c != '\t')
-            return NULL;
-        *tabs = 1;
-        /* past the tab: whole words again */
-        p++;
-        while (end - p >= 8) {
-            unsigned long long x;
-            memcpy(&x, p, 8);
-            unsigned long long y = x ^ (0x7fULL * ONES);
-            if ((((x - 0x20ULL * ONES) & ~x) | x | ((y - ONES) & ~y)) & HIGHS)
-                break;
-            p += 8;
-        }
-        p--;
-    }
-    return NULL; /* no newline: cannot happen, the caller checked the last byte */
 }
 
 static PyObject *smaps_parse(PyObject *Py_UNUSED(self), PyObject *args) {
@@ -467,7 +389,7 @@ static PyObject *smaps_parse(PyObject *Py_UNUSED(self), PyObject *args) {
                         r++;
                 }
                 unsigned long long n;
-                if (r != e || v == colon + 1 || !parse_dec(v, ve, &n)) {
+                if (r != e || v == colon + 1 || !dec_span(v, ve, &n)) {
                     rc = NOT_PLAIN;
                     goto done;
                 }

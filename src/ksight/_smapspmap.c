@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <string.h>
 #include <unistd.h>
+#include "_smapstext.h"
 
 /* views/pmap.KINDS, in that order (a test checks they agree) */
 enum { K_HEAP, K_STACK, K_ANON, K_VDSO, K_SHM, K_EXE, K_LIB, K_FILE, NKINDS };
@@ -111,50 +112,6 @@ static Table *table_new(const char *exe, size_t nexe) {
 fail:
     table_free(t);
     return NULL;
-}
-
-static int hexval(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* 1-16 hex digits in [p, e) -> *out */
-static int hex_span(const char *p, const char *e, unsigned long long *out) {
-    if (e - p < 1 || e - p > 16)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        int h = hexval(*p);
-        if (h < 0)
-            return 0;
-        v = (v << 4) | (unsigned long long)h;
-    }
-    *out = v;
-    return 1;
-}
-
-/* 1-19 decimal digits in [p, e) -> *out (never past 2^64) */
-static int dec_span(const char *p, const char *e, unsigned long long *out) {
-    if (e - p < 1 || e - p > 19)
-        return 0;
-    unsigned long long v = 0;
-    for (; p < e; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        v = v * 10 + (unsigned long long)(*p - '0');
-    }
-    *out = v;
-    return 1;
-}
-
-static const char *find(const char *p, const char *e, char c) {
-    const char *q = memchr(p, c, (size_t)(e - p));
-    return q ? q : e;
 }
 
 static int starts(const char *p, size_t n, const char *s) {
@@ -308,38 +265,6 @@ static int header(Table *t, const char *p, const char *e) {
     return 0;
 }
 
-/* The end of the line at p (its '\n'), checking that the line is printable ASCII or tabs; *tabs
- * set when it holds a tab. NULL for any other byte, or no newline before end. Eight bytes at a
- * time while none is below 0x20 or above 0x7e (as ksight._smapsparse reads). */
-#define ONES 0x0101010101010101ULL
-#define HIGHS 0x8080808080808080ULL
-static const char *line_end(const char *p, const char *end, int *tabs) {
-    for (;;) {
-        while (end - p >= 8) {
-            unsigned long long x;
-            memcpy(&x, p, 8);
-            unsigned long long y = x ^ (0x7fULL * ONES);
-            if ((((x - 0x20ULL * ONES) & ~x) | x | ((y - ONES) & ~y)) & HIGHS)
-                break;
-            p += 8;
-        }
-        for (;; p++) {
-            if (p >= end)
-                return NULL;
-            unsigned char c = (unsigned char)*p;
-            if (c >= 0x20 && c <= 0x7e)
-                continue;
-            if (c == '\n')
-                return p;
-            if (c != '\t')
-                return NULL;
-            *tabs = 1;
-            p++;
-            break; /* whole words again */
-        }
-    }
-}
-
 /* the whole lines of [p, end): 0 ok, 1 not the plain form, -1 out of memory. *used: the bytes
  * consumed (up to the last newline) */
 static int lines(Table *t, const char *p, const char *end, size_t *used) {
@@ -487,6 +412,17 @@ static PyObject *summary_of(Table *t) {
     return res;
 }
 
+/* what table() and read_table() return for t after a parse that ended with rc (0, 1: not the
+ * plain form, -1: no memory): summary(t), or None when not plain or no mapping. Owns t. */
+static PyObject *result(Table *t, int rc) {
+    if (rc == 0 && t->n)
+        return summary(t);
+    table_free(t);
+    if (rc < 0)
+        return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 /* the exe argument: None or str, as bytes (utf-8, surrogateescape: readlink's decoding) */
 static int exe_arg(PyObject *exe, PyObject **keep, const char **p, Py_ssize_t *n) {
     *keep = NULL;
@@ -529,12 +465,7 @@ static PyObject *py_table(PyObject *self, PyObject *args) {
     size_t used = 0;
     int rc = (buf.len && d[buf.len - 1] != '\n') ? 1 : lines(t, d, d + buf.len, &used);
     PyBuffer_Release(&buf);
-    if (rc == 0 && t->n)
-        return summary(t); /* owns t */
-    table_free(t);
-    if (rc < 0)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return result(t, rc);
 }
 
 /* ---- reading -----------------------------------------------------------------------------
@@ -653,12 +584,7 @@ static PyObject *py_read_table(PyObject *self, PyObject *args) {
         errno = err;
         return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
     }
-    if (rc == 0 && t->n)
-        return summary(t); /* owns t */
-    table_free(t);
-    if (rc < 0)
-        return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return result(t, rc);
 }
 
 static char *put_dec(char *o, long long v) {
