@@ -107,7 +107,7 @@ def main() -> int:
         plan = Plan.of([Needs(processes=view.PARTS, pids=(pid,), window=False)])
         py = os.path.join(os.path.dirname(here), ".venv", "bin", "python")
         from ksight.render.pmap_text import render
-        from ksight.collect.processes import MAPS_CHUNK
+        from ksight.collect.processes import SMAPS_CHUNK as MAPS_CHUNK  # as the ordinary path reads smaps
         from ksight.sources.proc_pid import smaps
 
         import gc
