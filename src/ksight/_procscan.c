@@ -7,14 +7,12 @@
  * non-ASCII where it matters, a status layout that makes the Python parser take its general
  * path) returns a code for that PID, and Python redoes the PID on its own careful path.
  *
- * scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0,
- *      proc=None) -> list, one entry per pid:
+ * scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list,
+ * one entry per pid:
  *   (PidStat, PidStatm, PidStatus)   all three read and parsed
  *   (PidStat, None, PidStatus)       with_statm=False: statm not read (status holds its values)
  *   (..., (inode, ...))              with_sockets: a 4th item, the socket inodes of proc/PID/fd
  *                                    (as sources/proc_pid/fd.py socket_inodes gives them)
- *   Process                          proc=(Process, blank) given: instead of the tuple, the
- *                                    Process collect/processes.scan makes of it (build_proc)
  *   int > 0                          errno of an open/read (Python re-reads through the Root)
  *   int < 0                          PARSE (-1): not the plain form; BIG (-2): over the buffer
  * base: the root directory ("/" live). live=False (a capture tree): no symbolic link is
@@ -793,43 +791,14 @@ static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks
     return rc;
 }
 
-static PyObject *k_pid, *k_stat, *k_statm, *k_status, *k_socket_inodes, *k_comm;
-
-/* proc=(Process, blank) given to scan(): the Process of one PID, as collect/processes.scan made
- * it from a tuple (a copy of blank, then pid, stat, statm, status, socket_inodes, comm = stat's
- * comm, as its __dict__), saving that loop ~1 us per process. Tracked by the GC, as the Python
- * path's: code after the scan adds parts to it. */
-static PyObject *build_proc(PyTypeObject *cls, PyObject *blank, PyObject *pid, PyObject *st,
-                            PyObject *sm, PyObject *ss, PyObject *socks) {
-    PyObject *d = PyDict_Copy(blank);
-    if (!d)
-        return NULL;
-    PyObject *comm = PyObject_GenericGetAttr(st, k_comm);
-    if (!comm || PyDict_SetItem(d, k_pid, pid) < 0 || PyDict_SetItem(d, k_stat, st) < 0 ||
-        PyDict_SetItem(d, k_statm, sm) < 0 || PyDict_SetItem(d, k_status, ss) < 0 ||
-        (socks && PyDict_SetItem(d, k_socket_inodes, socks) < 0) ||
-        PyDict_SetItem(d, k_comm, comm) < 0) {
-        Py_XDECREF(comm);
-        Py_DECREF(d);
-        return NULL;
-    }
-    Py_DECREF(comm);
-    return new_with_dict(cls, d);
-}
-
 static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
-    PyObject *pids, *spec, *cache = Py_None, *proc = Py_None;
+    PyObject *pids, *spec, *cache = Py_None;
     int live, with_statm = 1, with_socks = 0;
     long room = 0;
-    if (!PyArg_ParseTuple(args, "sOpO!|ppOlO:scan", &base, &pids, &live, &PyTuple_Type, &spec,
-                          &with_statm, &with_socks, &cache, &room, &proc))
-        return NULL;
-    PyTypeObject *proc_cls = NULL;
-    PyObject *proc_blank = NULL;
-    if (proc != Py_None &&
-        (!PyArg_ParseTuple(proc, "O!O!:proc", &PyType_Type, &proc_cls, &PyDict_Type, &proc_blank)))
+    if (!PyArg_ParseTuple(args, "sOpO!|ppOl:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm, &with_socks, &cache, &room))
         return NULL;
     if (cache != Py_None && !PyDict_CheckExact(cache)) {
         PyErr_SetString(PyExc_TypeError, "scan: cache must be a dict or None");
@@ -995,11 +964,9 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
                     }
                     PyTuple_SET_ITEM(k, (Py_ssize_t)j, x);
                 }
-                item = !k ? NULL : proc_cls ? build_proc(proc_cls, proc_blank, pidobj, a, m, s, k)
-                                            : PyTuple_Pack(4, a, m, s, k);
+                item = k ? PyTuple_Pack(4, a, m, s, k) : NULL;
             } else {
-                item = !s ? NULL : proc_cls ? build_proc(proc_cls, proc_blank, pidobj, a, m, s, NULL)
-                                            : PyTuple_Pack(3, a, m, s);
+                item = s ? PyTuple_Pack(3, a, m, s) : NULL;
             }
             Py_XDECREF(a);
             Py_XDECREF(m);
@@ -1767,14 +1734,7 @@ PyMODINIT_FUNC PyInit__procscan(void) {
     str___dict__ = PyUnicode_InternFromString("__dict__");
     str_name = PyUnicode_InternFromString("name");
     str_text = PyUnicode_InternFromString("text");
-    k_pid = PyUnicode_InternFromString("pid");
-    k_stat = PyUnicode_InternFromString("stat");
-    k_statm = PyUnicode_InternFromString("statm");
-    k_status = PyUnicode_InternFromString("status");
-    k_socket_inodes = PyUnicode_InternFromString("socket_inodes");
-    k_comm = PyUnicode_InternFromString("comm");
-    if (!str___dict__ || !str_name || !str_text || !k_pid || !k_stat || !k_statm || !k_status ||
-        !k_socket_inodes || !k_comm)
+    if (!str___dict__ || !str_name || !str_text)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (!m)

@@ -68,32 +68,3 @@ def test_untracked_objects_equal_the_python_paths():
     assert set(p.__dict__) == set(q.__dict__)
     if 1 in c and 1 in py:
         assert c[1].stat.starttime_ticks == py[1].stat.starttime_ticks
-
-
-def test_processes_made_in_c_are_the_loops():
-    # scan(..., proc=(Process, blank)): C makes each Process as collect/processes.scan's loop made
-    # it from C's tuple (a copy of blank, then pid, stat, statm, status, socket_inodes, comm):
-    # the same keys in the same order, the same objects; codes stay codes
-    from tests.conftest import corpus_root
-
-    _need_c()
-    root = corpus_root("pcp", "unpacked", "procpid-4.14.5-root-005")
-    pids = P.list_pids(root) + [999999999]
-    blank = dict(P._BLANK, missing=(), page_size=4096)
-    for statm in (True, False):
-        tuples = P._procscan.scan(root.base, pids, False, P._c_spec(), statm)
-        made = P._procscan.scan(root.base, pids, False, P._c_spec(), statm, False, None, 0,
-                                (P.Process, blank))
-        assert sum(type(m) is P.Process for m in made) >= 3
-        for pid, t, m in zip(pids, tuples, made):
-            if type(t) is not tuple:
-                assert m == t  # an errno or a code, as before
-                continue
-            want = blank.copy()
-            want["pid"] = pid
-            want["stat"], want["statm"], want["status"] = t
-            want["comm"] = t[0].comm
-            assert type(m) is P.Process and gc.is_tracked(m)
-            assert list(m.__dict__) == list(want)
-            assert {k: (v.__dict__ if hasattr(v, "__dict__") else v) for k, v in m.__dict__.items()} \
-                == {k: (v.__dict__ if hasattr(v, "__dict__") else v) for k, v in want.items()}

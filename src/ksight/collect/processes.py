@@ -277,18 +277,21 @@ def scan(
         gc_on = gc.isenabled()
         gc.disable()
         try:
-            # C makes each Process as this loop made it from C's tuple (a copy of `blank`, then
-            # pid, stat, statm, status, socket_inodes, comm): ~1 ms less per 1,000 processes
-            got_c = _scan_c(root, pids, spec, with_statm, with_socks, listed, (Process, blank))
+            got_c = _scan_c(root, pids, spec, with_statm, with_socks, listed)
             for pid, r in zip(pids, got_c):
-                if r.__class__ is Process:  # read, parsed and made in C
-                    procs[pid] = r
-                    continue
-                # an errno or "not the plain form": this PID on the Python path
-                got = _one(root, pid, read, text_parts, other_parts, blank, part_missing)
-                if got is None:
-                    exited += 1
-                    continue
+                if r.__class__ is tuple:  # read and parsed in C
+                    got = blank.copy()
+                    got["pid"] = pid
+                    if with_socks:
+                        got["stat"], got["statm"], got["status"], got["socket_inodes"] = r
+                    else:
+                        got["stat"], got["statm"], got["status"] = r
+                    got["comm"] = r[0].comm
+                else:  # an errno or "not the plain form": this PID on the Python path
+                    got = _one(root, pid, read, text_parts, other_parts, blank, part_missing)
+                    if got is None:
+                        exited += 1
+                        continue
                 proc = _new(Process)
                 setattr_(proc, "__dict__", got)
                 procs[pid] = proc
@@ -423,14 +426,12 @@ if hasattr(os, "register_at_fork"):
 
 
 def _scan_c(root: Root, pids: list[int], spec: tuple, with_statm: bool, with_socks: bool,
-            listed: bool, proc: tuple | None = None) -> list:
-    """_procscan.scan, with the kept fds when live (and no other thread is using them). proc:
-    (Process, blank), for Process objects instead of tuples (see _procscan.c)."""
+            listed: bool) -> list:
+    """_procscan.scan, with the kept fds when live (and no other thread is using them)."""
     global _kept_pid
     lock = _kept_lock
     if not (root.live and KEEP_FDS and lock.acquire(False)):
-        return _procscan.scan(root.base, pids, root.live, spec, with_statm, with_socks, None, 0,
-                              proc)
+        return _procscan.scan(root.base, pids, root.live, spec, with_statm, with_socks)
     try:
         if _kept_pid != os.getpid():  # forked without os.register_at_fork's hook (os.fork in C)
             _kept.clear()  # not closed: the numbers may name the child's own files by now
@@ -439,7 +440,7 @@ def _scan_c(root: Root, pids: list[int], spec: tuple, with_statm: bool, with_soc
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         cap = KEEP_FDS_MAX if soft == resource.RLIM_INFINITY else min(KEEP_FDS_MAX, soft // 4)
         room = max(0, cap - kept_fds())
-        out = _procscan.scan(root.base, pids, True, spec, with_statm, with_socks, cache, room, proc)
+        out = _procscan.scan(root.base, pids, True, spec, with_statm, with_socks, cache, room)
         if listed and cache:
             # PIDs no longer listed: their processes are gone (an fd kept for one reads ESRCH)
             for pid in cache.keys() - set(pids):
