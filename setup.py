@@ -1,13 +1,16 @@
-"""Build the optional C fast path of the process scan (ksight._procscan).
+"""Build the optional C fast paths (ksight._procscan, the smaps readers) and install the `ksight`
+command (scripts/ksight).
 
-pyproject.toml holds the project metadata; this file only adds the extension module. It is
-optional: when it cannot be compiled (no C compiler or no Python headers), the install carries
-on without it and ksight uses its pure-Python process scan (see ksight/collect/processes.py).
+pyproject.toml holds the project metadata; this file adds the extension modules and the script.
+The extensions are optional: when one cannot be compiled (no C compiler or no Python headers),
+the install carries on without it and ksight uses its Python path (ksight/collect/processes.py,
+sources/proc_pid/smaps.py, `ksight pmap`'s ordinary path).
 """
 
 from setuptools import Extension, setup
 
-setup(ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], optional=True,
+setup(scripts=["scripts/ksight"],  # the `ksight` command (see pyproject.toml: not an entry point)
+      ext_modules=[Extension("ksight._procscan", ["src/ksight/_procscan.c"], optional=True,
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # the C parser of /proc/PID/smaps (sources/proc_pid/smaps.parse_fast)
                    Extension("ksight._smapsparse", ["src/ksight/_smapsparse.c"], optional=True,

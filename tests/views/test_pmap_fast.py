@@ -347,3 +347,23 @@ def test_a_full_disk_is_said_not_a_traceback(child):
                            env=dict(os.environ, PYTHONPATH=SRC))
     assert p.returncode == 120 and "cannot write the output" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_the_ksight_command_is_a_script_that_imports_only_the_entry_point():
+    # scripts/ksight (setup.py scripts=), not a [project.scripts] entry point: pip's wrapper for
+    # one imports re before ksight (~4.8 ms of every run; docs/benchmarks.md, issue-10 pmap)
+    import ast
+    from pathlib import Path
+
+    root = Path(SRC).parent
+    path = root / "scripts" / "ksight"
+    text = path.read_text()
+    assert text.startswith("#!python\n")  # made the venv's interpreter when installed
+    imports = [n for n in ast.walk(ast.parse(text)) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [(getattr(n, "module", None), [a.name for a in n.names]) for n in imports] == \
+        [("ksight.cli.main", ["entry"])]
+    assert '"scripts/ksight"' in (root / "setup.py").read_text()
+    assert "\n[project.scripts]" not in (root / "pyproject.toml").read_text()  # no second ksight
+    p = subprocess.run([sys.executable, str(path), "--version"], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, PYTHONPATH=SRC))
+    assert p.returncode == 0 and p.stdout.startswith("ksight "), p.stderr
