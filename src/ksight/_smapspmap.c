@@ -1,8 +1,9 @@
 /* ksight._smapspmap: `ksight pmap PID`'s live fast path, /proc/PID/smaps to pmap -x's rows.
  *
  * Why: procps `pmap -x` of a process with 5,000 mappings takes ~35 ms, of which the kernel's
- * printing of smaps is ~17 ms; a Python process starts in ~14 ms (the console script imports
- * re). What is left for ksight is a few ms: no Region, Mapping or dict per mapping, no 4 MB
+ * printing of smaps is ~17 ms; a Python process starts in ~10 ms (~14 ms behind pip's wrapper
+ * of an entry point, which imports re: scripts/ksight does not). What is left for ksight is a
+ * few ms: no Region, Mapping or dict per mapping, no 4 MB
  * bytes object. This reads smaps in 3 kB reads (SMAPS_CHUNK in collect/pmap_live.py), parses
  * each chunk's whole lines while they are in the cache, keeps per mapping only what pmap -x
  * prints (address, size, Rss, Shared_Dirty + Private_Dirty, perms, pmap's name) and ksight's
@@ -13,8 +14,8 @@
  * render/pmap_text.render. This accepts only the plain form the kernel prints, a subset of what
  * smaps.parse accepts: printable ASCII lines, a header "start-end perms offset dev inode [path]"
  * (first character 0-9 or a-f, single spaces between its first five fields, no tab, end >=
- * start), field lines "Name: N" / "Name: N kB" (a capital first, no space before the colon,
- * spaces or tabs after it, at most 19 digits), "VmFlags: ..." without tabs, a newline at the
+ * start), field lines "Name: N" / "Name: N kB" (a capital first, no space or tab before the
+ * colon, spaces or tabs after it, 1 to 19 digits), "VmFlags: ..." without tabs, a newline at the
  * end, no field before the first header. Anything else returns None, and `ksight pmap` takes
  * the ordinary path, which parses the text or says why it cannot. tests/views/test_pmap_fast.py
  * compares the text of both paths on the corpora, on edge cases and live.
@@ -480,7 +481,7 @@ static PyObject *py_table(PyObject *self, PyObject *args) {
 
 /* the lines of one read [d, d + n), with the cut line `carry` before it: 0, 1 (not the plain
  * form) or -1 (no memory) */
-static int slot_lines(Table *t, const char *d, size_t n, char **carry, size_t *ncarry,
+static int read_lines(Table *t, const char *d, size_t n, char **carry, size_t *ncarry,
                       size_t *capcarry) {
     if (*ncarry) { /* the line cut at the end of the last read: put it together */
         const char *nl = memchr(d, '\n', n);
@@ -570,7 +571,7 @@ static PyObject *py_read_table(PyObject *self, PyObject *args) {
         }
         if (n == 0)
             break;
-        rc = slot_lines(t, buf, (size_t)n, &carry, &ncarry, &capcarry);
+        rc = read_lines(t, buf, (size_t)n, &carry, &ncarry, &capcarry);
     }
     if (fd >= 0)
         close(fd);
