@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import select
+import selectors
 import shutil
 import subprocess
 import sys
@@ -42,7 +42,11 @@ def listener_in_netns():
         ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" -c "$1"', sys.executable, CHILD],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        ready, _, _ = select.select([p.stdout], [], [], 15)
+        # a selector, not select(): in a long pytest process the process scan's kept procfs fds
+        # (collect/processes.py KEEP_FDS_MAX) can push a new pipe's fd past select()'s 1024
+        with selectors.DefaultSelector() as sel:
+            sel.register(p.stdout, selectors.EVENT_READ)
+            ready = sel.select(15)
         line = p.stdout.readline() if ready else ""
         if not line.strip():
             p.kill()
