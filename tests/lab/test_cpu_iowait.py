@@ -333,6 +333,49 @@ def test_check_reports_high_iowait_live_and_from_a_capture(tmp_path):
 
 @needs_root
 @pytest.mark.lab
+def test_a_throttle_alone_is_iowait_with_no_busy_disk():
+    """Without the upper device: readers throttled on the device they read. The kernel counts a
+    request in /proc/diskstats only once the throttle lets it go, so iowait is high and no disk
+    is busy; the rule says so and names the I/O limit as a cause (as a container with io.max
+    shows)."""
+    from ksight.lab import available
+    from ksight.lab.blockdev import IoThrottle, LoopDev
+    from ksight.lab.cpu_scenarios import IOWAIT_READER, IowaitReaders, quietest_cpus
+    from ksight.lab.scenario import python_worker
+
+    ok, why = available(NAME)
+    if not ok:
+        unavailable(f"{NAME}: {why}")
+    sc = IowaitReaders()
+    with LoopDev(sc.size, name="iowait-flat") as dev, \
+            IoThrottle(dev.majmin, riops=sc.riops, name="iowait-flat") as th:
+        cpus = quietest_cpus()[:sc.readers()] or [-1]
+        for cpu in cpus:
+            th.spawn(python_worker(IOWAIT_READER, dev.device, sc.size, cpu, 12))
+        time.sleep(1.0)
+        name = os.path.basename(dev.device)
+        d0, t0 = disk(name), time.monotonic()
+        with Sampler() as smp:
+            doc = run_check()
+        d1, t1 = disk(name), time.monotonic()
+    # the raw signal: reads go at the throttle's pace, the device is (almost) never busy
+    assert (d1[0] - d0[0]) / (t1 - t0) <= 2.5 * sc.riops, (d0, d1)
+    assert (d1[1] - d0[1]) <= 0.1 * (t1 - t0) * 1000, (d0, d1)
+    mine = iowait_findings(doc)
+    if not mine:
+        free = smp.reachable(cpus)
+        if sum(1 for al, one in free if al >= 25 or one >= 70) < 2:
+            pytest.skip(f"the CPUs were too busy with other programs for iowait to reach the "
+                        f"rule's thresholds ((all-CPU, one CPU) free time per second {free} %)")
+        pytest.fail(f"no cpu.high-iowait with free time {free} %: {doc['findings']}")
+    f = mine[0]
+    assert not evidence(f, rf"^disk {re.escape(name)} utilisation$") or \
+        evidence(f, rf"^disk {re.escape(name)} utilisation$")[0]["value"] < 50, f["evidence"]
+    assert "No disk was busy" in f["explanation"] and "I/O limit" in f["explanation"], f
+
+
+@needs_root
+@pytest.mark.lab
 def test_no_high_iowait_at_rest():
     """Nothing of ours runs now; other programs share the machine, so a finding must be backed
     by our own readings taken every 0.5 s meanwhile (>= 10 % iowait on a CPU it names)."""
