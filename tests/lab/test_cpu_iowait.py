@@ -28,28 +28,16 @@ import time
 import pytest
 
 from tests.conftest import needs_root, unavailable
+# the CPU lab's and the block-device tests' own readers of raw kernel text
+from tests.e2e.test_cpu_lab import cpu_lines, pid_state, share
+from tests.lab.test_blockdev import _backing as backing
 
 KSIGHT = [sys.executable, "-m", "ksight"]
 IDLE, IOWAIT = 3, 4
 NAME = "cpu-iowait"
 
 
-# --- raw readings, by hand -----------------------------------------------------------------
-def cpu_lines() -> dict[str, list[int]]:
-    out = {}
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith("cpu"):
-                name, *nums = line.split()
-                out[name] = [int(x) for x in nums[:8]] + [0] * (8 - len(nums[:8]))
-    return out
-
-
-def share(a: list[int], b: list[int], col: int) -> float:
-    total = sum(b) - sum(a)
-    return 100.0 * (b[col] - a[col]) / total if total > 0 else 0.0
-
-
+# --- raw readings, by hand ----------------------------------------------------------------
 def procs_blocked() -> int:
     with open("/proc/stat") as f:
         for line in f:
@@ -66,23 +54,6 @@ def disk(name: str) -> tuple[int, int]:
             if p[2] == name:
                 return int(p[3]), int(p[12])
     raise AssertionError(f"{name} not in /proc/diskstats")
-
-
-def pid_state(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text[text.rfind(")") + 2:].split()[0]
-
-
-def backing(dev: str) -> str | None:
-    try:
-        with open(f"/sys/block/{os.path.basename(dev)}/loop/backing_file") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def throttle_lines(majmin: str) -> list[str]:
@@ -388,31 +359,16 @@ def test_a_throttle_alone_is_iowait_with_no_busy_disk():
 @pytest.mark.lab
 def test_no_high_iowait_at_rest():
     """Nothing of ours runs now; other programs share the machine, so a finding must be backed
-    by our own readings taken every 0.5 s meanwhile (>= 10 % iowait on a CPU it names)."""
+    by our own readings taken meanwhile (>= 10 % iowait in a second, on a CPU it names)."""
+    from tests.e2e.test_cpu_lab import cpu_set
+
     assert ours_left() == []
-    readings: list[dict] = []
-    stop = threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            readings.append(cpu_lines())
-            stop.wait(0.5)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
-    try:
+    with Sampler() as smp:
         doc = run_check()
-    finally:
-        stop.set()
-        t.join(5)
     assert doc["rules_run"] >= 1, doc["not_evaluated"]
     for f in iowait_findings(doc):
-        spec = (f.get("subject") or {}).get("cpu")
-        keys = ["cpu"] if spec is None else [
-            f"cpu{c}" for part in str(spec).split(",")
-            for c in range(int(part.split("-")[0]), int(part.split("-")[-1]) + 1)]
-        best = max((share(a[k], b[k], IOWAIT) for a, b in zip(readings, readings[1:])
-                    for k in keys if k in a and k in b), default=0.0)
+        cpus = cpu_set((f.get("subject") or {}).get("cpu"))
+        best = max(smp.iowait(["cpu"] if cpus is None else [f"cpu{c}" for c in cpus]), default=0.0)
         assert best >= 10.0, (f, best)
 
 

@@ -151,6 +151,18 @@ def _detach_all(backing: str, device: str | None, keep_mount: str | None = None)
     return errors
 
 
+def _finish(d: str | None, errors: list[str], eid) -> None:
+    """The end of a close(): delete the work directory, raise OSError listing what failed, or
+    else drop the run record's entry (a failed clean-up stays recorded for the next command)."""
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(d):
+            errors.append(f"{d} is still there")
+    if errors:
+        raise OSError("; ".join(errors))
+    pids.unregister(eid)
+
+
 class LoopFs:
     """An ext4 filesystem on a loop device over a sparse file; exists for the `with` block."""
 
@@ -203,12 +215,7 @@ class LoopFs:
                 errors.append(err)
             self.mounted = False
         errors += _detach_all(self.backing, self.device, self.mountpoint)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if os.path.exists(self.dir):
-            errors.append(f"{self.dir} is still there")
-        if errors:
-            raise OSError("; ".join(errors))
-        pids.unregister(self._eid)
+        _finish(self.dir, errors, self._eid)
 
     def __enter__(self) -> "LoopFs":
         return self
@@ -267,13 +274,7 @@ class LoopDev:
             return
         self._closed = True
         errors = _detach_all(self.backing, self.device) if hasattr(self, "backing") else []
-        if self.dir:
-            shutil.rmtree(self.dir, ignore_errors=True)
-            if os.path.exists(self.dir):
-                errors.append(f"{self.dir} is still there")
-        if errors:
-            raise OSError("; ".join(errors))
-        pids.unregister(self._eid)
+        _finish(self.dir, errors, self._eid)
 
     def __enter__(self) -> "LoopDev":
         return self
