@@ -200,7 +200,7 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
     import sys
 
-    from ..errors import Unavailable, UsageError
+    from ..errors import UsageError
     from ..fs import LiveRoot
     from ..trace.recipes import RECIPES, get
     from .common import refuse_from
@@ -246,55 +246,31 @@ def run(args: argparse.Namespace) -> int:
         kw["buffer_kb"] = args.buffer_kb
     print(recipe.headline(seconds), file=sys.stderr if args.json else sys.stdout, flush=True)
     stack_rec = None
-    if args.recipe == "mmap" and args.stacks:
-        from ..trace.perf import Record
-
-        flt = f"len == {args.size}" if args.size else None
-        stack_rec = Record(seconds=min(seconds or PERF_MAX_S, PERF_MAX_S), events=["syscalls:sys_enter_mmap"],
-                           filter=flt, pid=args.pid, command="ksight trace mmap --stacks")
-        stack_rec.__enter__()
     # Ctrl-C and SIGTERM end the trace early (the summary is still printed); handlers are in
-    # place before tracing starts, so a signal during set-up cannot skip the clean-up.
-    import signal
-    import threading
+    # place before tracing (and perf) start, so a signal during set-up cannot skip the clean-up.
+    from ..trace.session import interruptible
 
-    stop = threading.Event()
-    live: list = []
+    def _fallback(exc):
+        # auto: bpftrace runs but this program does not (e.g. a probe missing on this
+        # kernel): say so and trace with tracefs instead
+        nonlocal recipe, backend, why, fallback
+        if backend != "bpftrace" or args.backend == "bpftrace":
+            raise exc
+        fallback = f"bpftrace failed ({exc.reason}); used tracefs instead"
+        recipe = cls(root, **{**opts, "backend": "tracefs"})
+        backend, why = "tracefs", fallback
+        print(f"ksight: {fallback}", file=sys.stderr, flush=True)
+        return recipe.session(seconds, **kw)
 
-    def _stop(signum, frame):
-        stop.set()
-        for s in live:
-            s.stop()
+    with interruptible() as run:
+        if args.recipe == "mmap" and args.stacks:
+            from ..trace.perf import Record
 
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        try:
-            sess = recipe.session(seconds, **kw)
-            t = sess.__enter__()
-        except Unavailable as exc:
-            if backend != "bpftrace" or args.backend == "bpftrace":
-                raise
-            # auto: bpftrace runs but this program does not (e.g. a probe missing on this
-            # kernel): say so and trace with tracefs instead
-            fallback = f"bpftrace failed ({exc.reason}); used tracefs instead"
-            recipe = cls(root, **{**opts, "backend": "tracefs"})
-            backend, why = "tracefs", fallback
-            print(f"ksight: {fallback}", file=sys.stderr, flush=True)
-            sess = recipe.session(seconds, **kw)
-            t = sess.__enter__()
-        try:
-            live.append(t)
-            if not stop.is_set():
-                t.wait()
-        except BaseException:
-            sess.__exit__(*sys.exc_info())
-            raise
-        sess.__exit__(None, None, None)
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        if stack_rec is not None:
-            stack_rec.__exit__(None, None, None)
+            flt = f"len == {args.size}" if args.size else None
+            stack_rec = run.enter(Record(seconds=min(seconds or PERF_MAX_S, PERF_MAX_S),
+                                         events=["syscalls:sys_enter_mmap"], filter=flt,
+                                         pid=args.pid, command="ksight trace mmap --stacks"))
+        t = run.trace(recipe.session(seconds, **kw), fallback=_fallback)
     res = recipe.result(t)
     extra: dict = {"backend_why": why}
     if fallback:

@@ -117,10 +117,16 @@ def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list
         dirs = [os.path.join(WORK_BASE, n) for n in os.listdir(WORK_BASE) if n.startswith(tag)]
     except OSError:
         dirs = []
-    for dev, bf in blockdev.loop_devices().items():
-        if any(bf.startswith(d + "/") for d in dirs) or os.path.basename(
-                os.path.dirname(bf.removesuffix(" (deleted)"))).startswith(tag):
-            out.append(f"loop device {dev} ({bf})")
+    loops = blockdev.loop_devices()
+    ours = {dev for dev, bf in loops.items()
+            if any(bf.startswith(d + "/") for d in dirs) or os.path.basename(
+                os.path.dirname(bf.removesuffix(" (deleted)"))).startswith(tag)}
+    for _ in range(8):  # and the loop devices stacked on those (blockdev.LoopDev over=)
+        more = {dev for dev, bf in loops.items() if bf in ours and dev not in ours}
+        if not more:
+            break
+        ours |= more
+    out += [f"loop device {dev} ({loops[dev]})" for dev in sorted(ours)]
     out += [f"swap {s}" for s in _active_swaps() if any(s.startswith(d + "/") for d in dirs)]
     out += [f"work directory {d}" for d in dirs]
     from .memory_system_scenarios import leftover_segments

@@ -114,6 +114,55 @@ def _detach(dev: str) -> str | None:
     return f"losetup -d {dev}: {r.stderr.strip()}"
 
 
+def _attach(backing: str, what: str) -> str:
+    """losetup --find --show --direct-io=on BACKING -> /dev/loopN, or raise Unavailable."""
+    r = _run(["losetup", "--find", "--show", "--direct-io=on", backing])
+    dev = r.stdout.strip()
+    if r.returncode != 0 or not dev.startswith("/dev/"):
+        # a half attach (device found, dio refused) still shows up in /sys: detach it
+        for d, bf in loop_devices().items():
+            if bf == backing:
+                _detach(d)
+        raise Unavailable(what, f"losetup failed: {r.stderr.strip() or r.returncode}")
+    return dev
+
+
+def _dio(dev: str) -> bool:
+    try:
+        return _read(os.path.join(SYS_BLOCK, os.path.basename(dev), "loop", "dio")).strip() == "1"
+    except OSError:
+        return False
+
+
+def _detach_all(backing: str, device: str | None, keep_mount: str | None = None) -> list[str]:
+    """Detach `device` and any loop device attached to `backing` (an interrupted losetup may
+    have attached one we never learnt), unmounting other mounts of them first. Errors as text."""
+    errors = []
+    devs = {d for d, bf in loop_devices().items() if bf.removesuffix(" (deleted)") == backing}
+    if device:
+        devs.add(device)
+    for dev in sorted(devs):
+        for m in mounts():
+            if m.source == dev and m.mount_point != keep_mount:
+                _umount(m.mount_point)
+        err = _detach(dev)
+        if err:
+            errors.append(err)
+    return errors
+
+
+def _finish(d: str | None, errors: list[str], eid) -> None:
+    """The end of a close(): delete the work directory, raise OSError listing what failed, or
+    else drop the run record's entry (a failed clean-up stays recorded for the next command)."""
+    if d:
+        shutil.rmtree(d, ignore_errors=True)
+        if os.path.exists(d):
+            errors.append(f"{d} is still there")
+    if errors:
+        raise OSError("; ".join(errors))
+    pids.unregister(eid)
+
+
 class LoopFs:
     """An ext4 filesystem on a loop device over a sparse file; exists for the `with` block."""
 
@@ -142,20 +191,9 @@ class LoopFs:
         with open(self.backing, "wb") as f:
             f.truncate(size_bytes)  # sparse
         os.mkdir(self.mountpoint, 0o700)
-        r = _run(["losetup", "--find", "--show", "--direct-io=on", self.backing])
-        dev = r.stdout.strip()
-        if r.returncode != 0 or not dev.startswith("/dev/"):
-            # a half attach (device found, dio refused) still shows up in /sys: detach it
-            for d, bf in loop_devices().items():
-                if bf == self.backing:
-                    _detach(d)
-            raise Unavailable("loop filesystem", f"losetup failed: {r.stderr.strip() or r.returncode}")
-        self.device = dev
+        dev = self.device = _attach(self.backing, "loop filesystem")
         self.majmin = _majmin(dev)
-        try:
-            self.dio = _read(os.path.join(SYS_BLOCK, os.path.basename(dev), "loop", "dio")).strip() == "1"
-        except OSError:
-            self.dio = False
+        self.dio = _dio(dev)
         r = _run(["mkfs.ext4", "-q", "-O", "^has_journal",
                   "-E", "lazy_itable_init=0,lazy_journal_init=0", dev], timeout=120)
         if r.returncode != 0:
@@ -176,24 +214,8 @@ class LoopFs:
             if err:
                 errors.append(err)
             self.mounted = False
-        # an interrupted losetup may have attached a device we never learnt: find it by file
-        devs = {d for d, bf in loop_devices().items()
-                if bf.removesuffix(" (deleted)") == self.backing}
-        if self.device:
-            devs.add(self.device)
-        for dev in sorted(devs):
-            for m in mounts():
-                if m.source == dev and m.mount_point != self.mountpoint:
-                    _umount(m.mount_point)
-            err = _detach(dev)
-            if err:
-                errors.append(err)
-        shutil.rmtree(self.dir, ignore_errors=True)
-        if os.path.exists(self.dir):
-            errors.append(f"{self.dir} is still there")
-        if errors:
-            raise OSError("; ".join(errors))
-        pids.unregister(self._eid)
+        errors += _detach_all(self.backing, self.device, self.mountpoint)
+        _finish(self.dir, errors, self._eid)
 
     def __enter__(self) -> "LoopFs":
         return self
@@ -203,6 +225,65 @@ class LoopFs:
 
     def __repr__(self) -> str:
         return f"LoopFs({self.device} {self.majmin} on {self.mountpoint})"
+
+
+class LoopDev:
+    """A loop device with no filesystem on it, for the `with` block: over a sparse file `img`
+    in a private directory `/var/tmp/ksight-lab-<pid>-<name>-*` (reads of it are holes: no disk
+    I/O), or, with `over=` another LoopDev, over that loop device (a stacked device: each of
+    its requests is in flight, and counted busy in /proc/diskstats, until the lower device has
+    served it; a throttle on the lower device makes the upper one a slow disk). Both attached
+    with direct I/O. `close()` detaches (and deletes the directory it made).
+
+    A killed run's devices are found from the directory's name (`stale_loops`): the one over
+    the file, and the ones stacked on it, which are detached first."""
+
+    def __init__(self, size_bytes: int = 64 << 20, *, name: str = "loop",
+                 over: "LoopDev | None" = None, base: str = WORK_BASE):
+        if over is None and not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise ValueError(f"name {name!r}: use letters, digits, '_', '.', '-'")
+        if shutil.which("losetup") is None:
+            raise Unavailable("loop device", "missing tool: losetup")
+        self.dir: str | None = None
+        self._eid = None
+        self.device: str | None = None
+        self.majmin: str | None = None
+        self.dio = False
+        self._closed = False
+        try:
+            if over is None:
+                self.dir = tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-{name}-", dir=base)
+                self._eid = pids.register("lab", ident="lab:" + self.dir)
+                self.backing = os.path.join(self.dir, "img")
+                with open(self.backing, "wb") as f:
+                    f.truncate(size_bytes)  # sparse
+            else:
+                if not over.device:
+                    raise ValueError("over= a LoopDev that is attached")
+                self.backing = over.device
+            self.device = _attach(self.backing, "loop device")
+            self.majmin = _majmin(self.device)
+            self.dio = _dio(self.device)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Detach, delete. Raises OSError listing what failed."""
+        if self._closed:
+            return
+        self._closed = True
+        errors = _detach_all(self.backing, self.device) if hasattr(self, "backing") else []
+        _finish(self.dir, errors, self._eid)
+
+    def __enter__(self) -> "LoopDev":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LoopDev({self.device} {self.majmin} over {getattr(self, 'backing', None)})"
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,21 +310,36 @@ def detect_throttle() -> tuple[int, str]:
                                         "with the io and memory controllers is mounted")
 
 
-class WriteThrottle:
-    """Writes to one block device limited to `bps` bytes/s. See the module doc."""
+# v1 rule files of the limits (root group); v2 keys of io.max
+V1_FILES = {"rbps": "blkio.throttle.read_bps_device", "wbps": "blkio.throttle.write_bps_device",
+            "riops": "blkio.throttle.read_iops_device", "wiops": "blkio.throttle.write_iops_device"}
 
-    def __init__(self, majmin: str, bps: int, *, name: str = "io"):
-        if not re.fullmatch(r"\d+:\d+", majmin) or bps <= 0:
-            raise ValueError(f"bad throttle {majmin!r} {bps!r}")
-        self.majmin, self.bps = majmin, int(bps)
+
+class IoThrottle:
+    """Reads and/or writes to one block device limited (bytes/s: rbps, wbps; requests/s:
+    riops, wiops). v1: rules in the ROOT blkio group (v1 throttling is flat: a rule applies to
+    the group's own I/O only, so `spawn()` starts its processes in the root group); v2: a child
+    group with io.max, `spawn()` starts them in it. See the module doc."""
+
+    def __init__(self, majmin: str, *, rbps: int = 0, wbps: int = 0, riops: int = 0,
+                 wiops: int = 0, name: str = "io"):
+        limits = {k: v for k, v in (("rbps", rbps), ("wbps", wbps), ("riops", riops),
+                                     ("wiops", wiops)) if v}
+        if (not re.fullmatch(r"\d+:\d+", majmin) or not limits
+                or any(not isinstance(v, int) or v <= 0 for v in limits.values())):
+            raise ValueError(f"bad throttle {majmin!r} {limits!r}")
+        self.majmin, self.limits = majmin, limits
         self.version, self.mount = detect_throttle()
         self.group: str | None = None
+        self.rule_files: list[str] = []
         self._spawned: list[subprocess.Popen] = []
         self._closed = False
         try:
             if self.version == 1:
-                self.rule_file = os.path.join(self.mount, "blkio.throttle.write_bps_device")
-                _write(self.rule_file, f"{majmin} {self.bps}")
+                for k, v in limits.items():
+                    rf = os.path.join(self.mount, V1_FILES[k])
+                    self.rule_files.append(rf)
+                    _write(rf, f"{majmin} {v}")
             else:
                 sc = os.path.join(self.mount, "cgroup.subtree_control")
                 on = _read(sc).split()
@@ -253,36 +349,49 @@ class WriteThrottle:
                 self.group = os.path.join(self.mount, f"{PREFIX}{os.getpid()}-{name}")
                 self._eid = pids.register("lab", ident="lab:" + self.group)
                 os.mkdir(self.group)
-                self.rule_file = os.path.join(self.group, "io.max")
-                _write(self.rule_file, f"{majmin} wbps={self.bps}")
+                self.rule_files.append(os.path.join(self.group, "io.max"))
+                _write(self.rule_files[0],
+                       f"{majmin} " + " ".join(f"{k}={v}" for k, v in limits.items()))
         except BaseException:
             self.close()
             raise
 
+    @property
+    def rule_file(self) -> str:
+        """The (first) file holding the rule."""
+        return self.rule_files[0] if self.rule_files else os.path.join(
+            self.mount, "io.max" if self.version == 2 else V1_FILES[next(iter(self.limits))])
+
     def rules(self) -> list[str]:
-        """The lines of the rule file that name our device (empty once removed)."""
-        try:
-            text = _read(self.rule_file)
-        except OSError:
-            return []
-        return [ln for ln in text.splitlines() if ln.split()[:1] == [self.majmin]]
+        """The lines of the rule files that name our device (empty once removed)."""
+        out = []
+        for rf in self.rule_files:
+            try:
+                text = _read(rf)
+            except OSError:
+                continue
+            out += [ln for ln in text.splitlines() if ln.split()[:1] == [self.majmin]]
+        return out
 
     def spawn(self, argv, **popen_kwargs) -> subprocess.Popen:
-        """Start a writer whose writeback is throttled (v2: it joins the group before exec)."""
-        if self.version == 1:
-            p = subprocess.Popen(argv, preexec_fn=pids.die_with_parent, **popen_kwargs)
-        else:
-            procs = os.path.join(self.group, "cgroup.procs")
+        """Start a process whose I/O (and, v2, writeback) is throttled: it joins the group
+        before exec (v1: the root blkio group, which holds the rules)."""
+        procs = os.path.join(self.group if self.version == 2 else self.mount, "cgroup.procs")
+        v1 = self.version == 1
 
-            def enter():
+        def enter():
+            try:
                 fd = os.open(procs, os.O_WRONLY)
                 try:
                     os.write(fd, str(os.getpid()).encode())
                 finally:
                     os.close(fd)
-                pids.die_with_parent()
+            except OSError:
+                if not v1:  # v1: most likely in the root group already
+                    raise
+            pids.die_with_parent()
 
-            p = subprocess.Popen(argv, preexec_fn=enter, **popen_kwargs)
+        p = subprocess.Popen(argv, preexec_fn=enter, **popen_kwargs)
         self._spawned.append(p)
         return p
 
@@ -292,12 +401,17 @@ class WriteThrottle:
         self._closed = True
         kill_and_wait(self._spawned, timeout=10)
         if self.version == 1:
-            if self.rules():
-                _write(self.rule_file, f"{self.majmin} 0")  # 0 deletes the rule
+            for rf in self.rule_files:
+                try:
+                    if any(ln.split()[:1] == [self.majmin] for ln in _read(rf).splitlines()):
+                        _write(rf, f"{self.majmin} 0")  # 0 deletes the rule
+                except OSError:
+                    pass
         elif self.group and os.path.isdir(self.group):
             try:
-                _write(self.rule_file, f"{self.majmin} wbps=max")
-            except OSError:
+                _write(self.rule_files[0],
+                       f"{self.majmin} " + " ".join(f"{k}=max" for k in self.limits))
+            except (OSError, IndexError):
                 pass
             deadline = time.monotonic() + 5
             while True:
@@ -312,14 +426,25 @@ class WriteThrottle:
                     time.sleep(0.05)
         pids.unregister(getattr(self, "_eid", None))
 
-    def __enter__(self) -> "WriteThrottle":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return f"WriteThrottle(v{self.version} {self.majmin} {self.bps} B/s)"
+        lim = " ".join(f"{k}={v}" for k, v in self.limits.items())
+        return f"{type(self).__name__}(v{self.version} {self.majmin} {lim})"
+
+
+class WriteThrottle(IoThrottle):
+    """Writes to one block device limited to `bps` bytes/s (IoThrottle with wbps)."""
+
+    def __init__(self, majmin: str, bps: int, *, name: str = "io"):
+        if not isinstance(bps, int) or bps <= 0:
+            raise ValueError(f"bad throttle {majmin!r} {bps!r}")
+        self.bps = int(bps)
+        super().__init__(majmin, wbps=self.bps, name=name)
 
 
 # ------------------------------------------------------------------------------------------
@@ -333,7 +458,15 @@ def stale_loops(base: str = WORK_BASE, live=None) -> dict[str, str]:
         m = _STALE.match(os.path.basename(os.path.dirname(path)))
         if parent == base and m and live.gone(int(m.group(1)), "lab:" + os.path.dirname(path)):
             out[dev] = path
-    return out
+    # loop devices stacked on those (LoopDev over=): listed first, to be detached first
+    over: dict[str, str] = {}
+    for _ in range(8):
+        more = {d: bf for d, bf in loop_devices().items()
+                if (bf in out or bf in over) and d not in out and d not in over}
+        if not more:
+            break
+        over = {**more, **over}
+    return {**over, **out}
 
 
 def cleanup_stale(base: str = WORK_BASE, live=None) -> list[str]:
@@ -350,12 +483,13 @@ def cleanup_stale(base: str = WORK_BASE, live=None) -> list[str]:
         except OSError:
             mm = None
         if version == 1 and mm:
-            rf = os.path.join(mount, "blkio.throttle.write_bps_device")
-            try:
-                if any(ln.split()[:1] == [mm] for ln in _read(rf).splitlines()):
-                    _write(rf, f"{mm} 0")
-            except OSError:
-                pass
+            for f in V1_FILES.values():
+                rf = os.path.join(mount, f)
+                try:
+                    if any(ln.split()[:1] == [mm] for ln in _read(rf).splitlines()):
+                        _write(rf, f"{mm} 0")
+                except OSError:
+                    pass
         for m in mounts():
             if m.source == dev or (mm and m.devno == mm):
                 _umount(m.mount_point)
@@ -364,5 +498,5 @@ def cleanup_stale(base: str = WORK_BASE, live=None) -> list[str]:
     return removed
 
 
-__all__ = ["LoopFs", "WriteThrottle", "detect_throttle", "loop_devices", "mounts",
+__all__ = ["LoopFs", "LoopDev", "IoThrottle", "WriteThrottle", "detect_throttle", "loop_devices", "mounts",
            "stale_loops", "cleanup_stale", "tools_missing"]

@@ -420,5 +420,113 @@ class BlockedTasks(Scenario):
                 f"{os.cpu_count()} CPUs")
 
 
-for _sc in (SyscallLoop(), SoftirqLoopback(), BlockedTasks()):
+# ------------------------------------------------------------------------------------------
+# cpu-iowait
+IOWAIT_READER = r"""
+import mmap, os, random, sys, time
+dev, size, cpu, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+end = time.monotonic() + seconds
+if cpu >= 0:
+    try:
+        os.sched_setaffinity(0, {cpu})   # the wait is charged to the CPU the reader slept on
+    except OSError:
+        pass
+fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)                # page-aligned, as O_DIRECT wants
+blocks = size // 4096
+rnd = random.Random(os.getpid())
+while time.monotonic() < end:
+    os.preadv(fd, [buf], 4096 * rnd.randrange(blocks))   # synchronous: io_schedule until done
+"""
+
+
+def _disk(name: str):
+    """(reads completed, io_ms) of one device in /proc/diskstats (project parser)."""
+    from ..fs import LiveRoot
+    from ..sources import diskstats
+
+    d = diskstats.read(LiveRoot()).devices.get(name)
+    return (d.reads_completed or 0, d.io_ms or 0) if d is not None else (0, 0)
+
+
+class IowaitReaders(Scenario):
+    name = "cpu-iowait"
+    area = "cpu"
+    riops = 20                # reads a second the lower device serves (all readers together)
+    size = 64 << 20           # sparse: the reads are of holes, no disk I/O
+    summary = (f"one reader per CPU (two at most), each pinned to a CPU, reads 4 KiB blocks with "
+               f"O_DIRECT from a loop device stacked on a second one whose reads the block "
+               f"throttle holds to {riops}/s: the readers wait in io_schedule (D state), their "
+               f"idle CPUs count the time as iowait, and the upper device is busy all along")
+    expects = ("cpu.high-iowait",)
+    default_seconds = 10.0
+    warmup_s = 1.0
+
+    @classmethod
+    def readers(cls) -> int:
+        """One per CPU, two at most: iowait is charged only to an idle CPU whose last task
+        waits for I/O, so more readers than CPUs add nothing but waiting."""
+        return max(1, min(2, os.cpu_count() or 1))
+
+    @property
+    def bounds(self) -> str:
+        return (f"{self.readers()} reader(s), {self.riops} reads of 4 KiB a second in all, no "
+                f"disk I/O (two loop devices over a {self.size >> 20} MiB sparse file), one "
+                "throttle rule on the lower loop device only")
+
+    def available(self):
+        import shutil
+
+        ok, why = super().available()
+        if not ok:
+            return ok, why
+        if shutil.which("losetup") is None:
+            return False, "losetup is missing (install util-linux)"
+        if not os.path.exists("/dev/loop-control"):
+            return False, "no loop devices (/dev/loop-control is missing)"
+        from .blockdev import detect_throttle
+
+        try:
+            detect_throttle()
+        except Unavailable as exc:
+            return False, exc.reason
+        return True, ""
+
+    def start(self, run, stack):
+        from .blockdev import IoThrottle, LoopDev
+
+        lower = stack.enter_context(LoopDev(self.size, name=self.name))
+        upper = stack.enter_context(LoopDev(over=lower))
+        th = stack.enter_context(IoThrottle(lower.majmin, riops=self.riops, name=self.name))
+        cpus = quietest_cpus()[:self.readers()] or [-1]
+        readers = []
+        for cpu in cpus:
+            p = th.spawn(python_worker(IOWAIT_READER, upper.device, self.size, cpu, run.seconds))
+            run.procs.append(p)
+            readers.append(p.pid)
+        disk = os.path.basename(upper.device)
+        run.info.update(readers=readers, cpus=cpus, device=upper.device, disk=disk,
+                        lower=lower.device, throttle=f"v{th.version} {' '.join(th.rules())}")
+        run.info["last"] = (_cpu_times(), _disk(disk), time.monotonic())
+
+    def evidence(self, run):
+        from ..fs import LiveRoot
+        from ..sources import stat
+
+        st0, d0, t0 = run.info["last"]
+        now = (_cpu_times(), _disk(run.info["disk"]), time.monotonic())
+        run.info["last"] = now
+        st1, d1, t1 = now
+        dt = max(t1 - t0, 1e-3)
+        cpus = [c for c in run.info["cpus"] if c >= 0] or sorted(st1.cpus)
+        per_cpu = "  ".join(f"CPU{c} iowait {_share(st0.cpus[c], st1.cpus[c], 'iowait_ticks'):3.0f}%"
+                            for c in cpus if c in st0.cpus and c in st1.cpus)
+        states = "".join((_states([p]).get(p) or "-") for p in run.info["readers"])
+        blocked = stat.read(LiveRoot()).procs_blocked
+        return (f"{per_cpu}  all {_share(st0.cpu_total, st1.cpu_total, 'iowait_ticks'):3.0f}%   "
+                f"readers {states}  procs_blocked {blocked}   {run.info['disk']}: "
+                f"{(d1[0] - d0[0]) / dt:3.0f} reads/s, busy {min(100.0, (d1[1] - d0[1]) / dt / 10):3.0f}%")
+
+
+for _sc in (SyscallLoop(), SoftirqLoopback(), BlockedTasks(), IowaitReaders()):
     register(_sc)

@@ -15,6 +15,7 @@ removed; tracefs is unmounted again if this process mounted it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -256,6 +257,85 @@ class trace:  # noqa: N801  (a context manager named like a function, as the API
                 tracefs.release()
 
 
+class interruptible:  # noqa: N801  (a context manager named like a function, as `trace` is)
+    """Ctrl-C and SIGTERM end a trace early and cleanly (the caller still gets the trace, and
+    reports it): used by `ksight trace` and `ksight leak --trace`.
+
+        with interruptible() as run:
+            rec = run.enter(perf.Record(...))       # optional: Ctrl-C stops it too; exited last
+            t = run.trace(recipe.session(seconds))  # enter, wait `seconds` or Ctrl-C, exit
+        recipe.result(t)
+
+    While the block runs, SIGINT and SIGTERM set `stopped` and call stop() on what is running
+    (no KeyboardInterrupt is raised, so no clean-up is skipped); the handlers are in place
+    before anything starts, so a signal during set-up cannot skip the clean-up either. Each
+    session is left (tracing off, instance removed) before `trace()` returns, also when waiting
+    raises; what `enter()` entered is left on the way out of the block, in reverse order, and
+    the old handlers are put back last. Handlers are installed from the main thread only
+    (Python allows no other); elsewhere the block still runs, with stop() as the only early end.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self._live: list = []          # what stop() is called on at a signal
+        self._exits = contextlib.ExitStack()  # what enter() entered, to leave at the end
+        self._old: dict = {}
+
+    def _signalled(self, signum, frame) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        for s in list(self._live):
+            s.stop()
+
+    def __enter__(self) -> "interruptible":
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._signalled)
+        return self
+
+    def enter(self, cm):
+        """Enter `cm` (e.g. a perf.Record) for the rest of the block; a signal stops it too."""
+        got = self._exits.enter_context(cm)
+        if hasattr(got, "stop"):
+            self._live.append(got)
+        return got
+
+    def trace(self, session, fallback=None):
+        """Enter `session`, wait until its seconds elapse or a signal comes, leave it; returns
+        what the session yielded (a Trace, a bpftrace Run). `fallback(exc)`, when given, is
+        asked for another session if entering this one raises Unavailable (or re-raises)."""
+        import sys
+
+        try:
+            t = session.__enter__()
+        except Unavailable as exc:
+            if fallback is None:
+                raise
+            session = fallback(exc)
+            t = session.__enter__()
+        try:
+            self._live.append(t)
+            if not self.stopped.is_set():
+                t.wait()
+        except BaseException:
+            session.__exit__(*sys.exc_info())
+            raise
+        session.__exit__(None, None, None)
+        return t
+
+    def __exit__(self, et, ev, tb):
+        try:
+            return self._exits.__exit__(et, ev, tb)
+        finally:
+            for sig, h in self._old.items():
+                signal.signal(sig, h)
+            self._old = {}
+
+
 def check_events(events) -> dict[str, bool]:
     """Which of `events` exist on this kernel (needs tracefs; mounts it briefly if needed)."""
     mnt = tracefs.acquire()
@@ -265,4 +345,4 @@ def check_events(events) -> dict[str, bool]:
         tracefs.release()
 
 
-__all__ = ["trace", "Trace", "Missing", "check_events"]
+__all__ = ["trace", "Trace", "Missing", "check_events", "interruptible"]

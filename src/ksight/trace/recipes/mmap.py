@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from dataclasses import dataclass
 
@@ -291,8 +290,8 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
     `stacks_why` says why. Tracing is off and the tracefs instance
     gone when this returns, whatever happened (the session's and perf.Record's own clean-up)."""
     import dataclasses
-    import signal
-    import threading
+
+    from ..session import interruptible
 
     rec_obj = Catch(root, targets)
     if not rec_obj.events:
@@ -303,17 +302,7 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
                                   "of a recurring size or grew its heap",))
     stack_rec = None
     why = None
-    stop = threading.Event()
-    live: list = []
-
-    def _stop(signum, frame):
-        stop.set()
-        for s in live:
-            s.stop()
-
-    main = threading.current_thread() is threading.main_thread()
-    old = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)} if main else {}
-    try:
+    with interruptible() as run:
         if stacks:
             # perf for every process of one kind of call (a tracepoint filter cannot hold both
             # mmap's length and brk's address): the mmap targets, else the brk ones
@@ -323,32 +312,17 @@ def catch(root, targets, seconds: float, *, stacks: bool = True, say=None) -> Ca
                 from ..perf import Record
 
                 if mm:
-                    stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_mmap"],
-                                       filter=rec_obj.filters()["syscalls:sys_enter_mmap"],
-                                       pid=who)
+                    stack_rec = run.enter(Record(seconds=seconds, events=["syscalls:sys_enter_mmap"],
+                                                 filter=rec_obj.filters()["syscalls:sys_enter_mmap"],
+                                                 pid=who))
                 else:
-                    stack_rec = Record(seconds=seconds, events=["syscalls:sys_enter_brk"], pid=who)
-                stack_rec.__enter__()
-                live.append(stack_rec)
+                    stack_rec = run.enter(Record(seconds=seconds, events=["syscalls:sys_enter_brk"],
+                                                 pid=who))
             except Unavailable as exc:
                 stack_rec, why = None, f"no user stacks: {exc.reason}"
         if say:
             say(rec_obj.headline(seconds))
-        sess = rec_obj.session(seconds)
-        t = sess.__enter__()
-        try:
-            live.append(t)
-            if not stop.is_set():
-                t.wait()
-        except BaseException:
-            sess.__exit__(*sys.exc_info())
-            raise
-        sess.__exit__(None, None, None)
-    finally:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-        if stack_rec is not None:
-            stack_rec.__exit__(None, None, None)
+        t = run.trace(rec_obj.session(seconds))
     res = rec_obj.result(t)
     if stack_rec is not None:
         got = stacks_of(stack_rec.samples)

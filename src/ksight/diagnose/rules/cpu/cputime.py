@@ -266,7 +266,9 @@ def high_iowait(ctx: Context, r: Rule):
                Action.command("ksight cpu --blocked  # which tasks wait, in which kernel path")]
     disk_s = (f" Busy disks: {', '.join(busy)}." if busy else
               " No disk was busy (>= 50 % utilised) in that interval: the wait may be on "
-              "network storage (NFS), a device outside /proc/diskstats, or swap.")
+              "network storage (NFS), a device outside /proc/diskstats, swap, or an I/O limit "
+              "of the waiting task's cgroup (blkio throttle, io.max: a throttled request waits "
+              "before the disk counts it busy).")
     return r.finding(
         "critical" if j.critical else "warning", ev,
         f"iowait is high: {where(ctx, j)}. iowait is idle time: the CPU had nothing to run, "
