@@ -46,6 +46,7 @@ SADC = next((p for p in ("/usr/lib/sysstat/sadc", "/usr/lib64/sa/sadc", "/usr/li
              if os.path.exists(p)), None)
 ATOP = shutil.which("atop")
 MAX_HELPERS = 2000
+NO_PEERS = False  # --no-peers: sadc and atop left out
 
 
 def nprocs() -> int:
@@ -166,8 +167,10 @@ def bench_cpu(counts, runs, n1, n2, baseline: str | None = None) -> dict:
             print(f"  ksight record   {fmt(k)}   in-loop {fmt(kin)}")
             if b:
                 print(f"  baseline        {fmt(b)}   in-loop {fmt(bin_)}   ({baseline})")
-            print(f"  sadc -S ALL     {fmt(s)}" if s else "  sadc: not installed (apt-get install sysstat)")
-            print(f"  atop -w         {fmt(a)}" if a else "  atop: not installed (apt-get install atop)")
+            if s or not NO_PEERS:
+                print(f"  sadc -S ALL     {fmt(s)}" if s else "  sadc: not installed (apt-get install sysstat)")
+            if a or not NO_PEERS:
+                print(f"  atop -w         {fmt(a)}" if a else "  atop: not installed (apt-get install atop)")
             res[target] = {"processes": have, "ksight": k, "ksight_in_loop": kin, "sadc": s, "atop": a,
                            "baseline": b, "baseline_in_loop": bin_}
         finally:
@@ -245,8 +248,9 @@ def main() -> int:
             print(f"--baseline {a.baseline}: no src/ksight there", file=sys.stderr)
             return 2
         if a.no_peers:
-            global SADC, ATOP
+            global SADC, ATOP, NO_PEERS
             SADC = ATOP = None
+            NO_PEERS = True
         out["cpu"] = bench_cpu(a.counts, a.runs, a.n1, a.n2, a.baseline)
     if not a.skip_bytes and SADC:
         out["bytes"] = bench_bytes(a.counts, a.bytes_seconds)

@@ -89,9 +89,19 @@ class Stats:
     notes: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
     rankings: int = 0  # rankings of every process by its stat alone (ProcessPicker)
+    postponed: int = 0  # rankings that waited: the processes read accounted for the CPU used
 
 
-SOCKETS_EVERY = 10  # samples between two reads of the socket table (its summary is carried between)
+def _sockets_every() -> int:
+    from ..sources import SYSTEM
+
+    src = SYSTEM.get("socket_summary")
+    return max(1, src.record_every) if src is not None else 30
+
+
+# samples between two reads of the socket table (its summary is carried between): the socket
+# summary's declared cadence (sources.SYSTEM["socket_summary"].record_every, with the reason)
+SOCKETS_EVERY = _sockets_every()
 
 
 def recorder_plan():
@@ -141,6 +151,13 @@ STICKY_SAMPLES = 30  # a process chosen for its CPU stays this many samples afte
 # samples between two rankings of every process (collect.processes.rank: each one's stat); the
 # samples between read only the chosen ones' stat and status
 RANK_EVERY = 5
+# ...unless the CPU the machine spent in user and system time since the last ranking is all but
+# accounted for by the processes the samples read (less than UNSEEN_CPU of one CPU outside
+# them): then nobody else can have become one of the busiest, and the ranking waits, up to
+# RANK_AT_LEAST samples (a process outside the chosen ones that grows, but hardly runs, is
+# ranked by memory within that)
+UNSEEN_CPU = 0.05
+RANK_AT_LEAST = 30
 
 
 def _ranks_of(procs: dict) -> dict:
@@ -214,23 +231,43 @@ class ProcessPicker:
     the choice is made, and the samples read stat and status of the chosen ones only (plus the
     watched ones, read every sample). CPU is ranked on the ticks used since the previous
     ranking: the busiest over the last RANK_EVERY samples (sticky for STICKY_SAMPLES). A process
-    that starts between two rankings is stored from the next one (at most RANK_EVERY - 1
-    samples late); the first ranking is followed by another one sample later, so the busiest
-    are known from the second sample on. Measured cost in docs/benchmarks.md (issue 13)."""
+    that starts between two rankings is stored from the next one; the first ranking is
+    followed by another one sample later, so the busiest are known from the second sample on.
+    A ranking due waits while the processes read account for the machine's CPU time (less
+    than UNSEEN_CPU of one CPU outside them since the last ranking: `note`), up to
+    RANK_AT_LEAST samples. Measured cost in docs/benchmarks.md (issue 13)."""
 
-    def __init__(self, n: int, rank_every: int = RANK_EVERY):
+    def __init__(self, n: int, rank_every: int = RANK_EVERY, unseen_cpu: float = UNSEEN_CPU,
+                 rank_at_least: int = RANK_AT_LEAST):
         self.n = n
         self.rank_every = max(1, rank_every)
+        self.unseen_cpu = unseen_cpu
+        self.rank_at_least = max(self.rank_every, rank_at_least)
         self.state: dict = {}
         self.chosen: tuple[int, ...] = ()
         self.total = 0  # processes at the last ranking
         self.since: int | None = None  # samples since the last ranking (None: never ranked)
         self.rankings = 0
+        self.postponed = 0  # rankings that waited: the CPU was accounted for
+        self._last: tuple | None = None  # (time, busy ticks, {(pid, start): ticks}) of the last sample
+        self._unseen = 0.0  # ticks of CPU outside the processes read, since the last ranking
+        self._unseen_s = 0.0  # over this many seconds
+        self._clk = 100
 
     def due(self) -> bool:
         if self.since is None:
             return True
-        return self.since >= (1 if self.rankings == 1 else self.rank_every)
+        if self.rankings == 1:
+            return self.since >= 1
+        if self.since < self.rank_every:
+            return False
+        if self.since >= self.rank_at_least or self._unseen_s <= 0:
+            return True
+        if self._unseen / self._unseen_s > self.unseen_cpu * self._clk:
+            return True
+        if self.since == self.rank_every:
+            self.postponed += 1
+        return False
 
     def rank(self, ranks: dict, watched=()) -> None:
         samples = self.since or 1
@@ -239,6 +276,32 @@ class ProcessPicker:
         self.total = len(ranks)
         self.since = 0
         self.rankings += 1
+        self._unseen = self._unseen_s = 0.0
+        self._last = None  # the set read changes: the next interval is not compared
+
+    def note(self, snap) -> None:
+        """After each sample: the CPU time (user, nice, system of /proc/stat) the processes it
+        read do not account for, since the previous sample."""
+        st = snap.get("stat")
+        t = snap.monotonic if snap.monotonic is not None else snap.taken_at
+        cpu = getattr(st, "cpu_total", None)
+        if cpu is None or t is None or snap.processes is None:
+            self._last = None
+            return
+        self._clk = snap.host.clk_tck or 100
+        busy = (cpu.user_ticks or 0) + (cpu.nice_ticks or 0) + (cpu.system_ticks or 0)
+        mine = {}
+        for pid, p in snap.processes.items():
+            s = p.stat
+            if s is not None:
+                mine[(pid, s.starttime_ticks)] = (s.utime_ticks or 0) + (s.stime_ticks or 0)
+        last = self._last
+        if last is not None and t > last[0]:
+            before = last[2]
+            seen = sum(v - before[k] for k, v in mine.items() if k in before and v >= before[k])
+            self._unseen += max(0, busy - last[1] - seen)
+            self._unseen_s += t - last[0]
+        self._last = (t, busy, mine)
 
     def pids(self, watched=()) -> tuple[int, ...]:
         """The PIDs this sample reads: the chosen ones and those watched now."""
@@ -437,6 +500,7 @@ class Recorder:
         # ranking by stat alone needs the live /proc; elsewhere every sample reads every process
         can_rank = root is not None and bool(getattr(root, "live", False)) and self.rank_every > 0
         whole = True  # the first sample read every process (the full plan)
+        since_sockets = 0  # samples since the socket table was read (counted: overruns skip ticks)
         snap = cadence.fill(snap)
         start = time.monotonic()
         k = 0
@@ -486,8 +550,10 @@ class Recorder:
                 self._sleeping = False
             c0 = time.process_time()
             picker.sampled()
-            if k % SOCKETS_EVERY == 0:  # the socket table needs every process's fds
+            since_sockets += 1
+            if since_sockets >= SOCKETS_EVERY:  # the socket table needs every process's fds
                 snap, whole = self.collector.sample(cadence.plan(full)), True
+                since_sockets = 0
             elif not can_rank:
                 snap, whole = self.collector.sample(cadence.plan(plan)), True
             else:
@@ -498,6 +564,8 @@ class Recorder:
                     self.stats.rankings += 1
                 p = dataclasses.replace(cadence.plan(plan), pids=picker.pids(watched))
                 snap, whole = self.collector.sample(p), False
+            picker.note(snap)
+            self.stats.postponed = picker.postponed
             snap = cadence.fill(snap)
             self.stats.cpu_s += time.process_time() - c0
 

@@ -106,7 +106,10 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
            doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
     Source("socket_summary", "socket_summary", default=False, after_processes=True,
            doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
-               "stores instead of the socket table; read only when named)"),
+               "stores instead of the socket table; read only when named)",
+           record_every=30, record_why="made from the socket table (sock_diag in every network "
+           "namespace) and every process's fds (the owners): ~19 ms a read at 100 processes, ~85 ms "
+           "at 1,000; no rule reads it yet, and it says when it was taken (taken_at)"),
 ]}
 
 
