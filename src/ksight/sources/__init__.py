@@ -103,7 +103,11 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
            "they are ~50 files (~0.3 ms)"),
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
     Source("process_maps", "process_maps", default=False, after_processes=True,
-           doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
+           doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)",
+           record_every=10, record_why="the kernel walks the page tables of every mapping of up to "
+           "4 growing processes (measured 1-25 ms a read, with large processes growing); the rules "
+           "judge the growth itself from status every sample, and the mappings and their count "
+           "over the window, first read to last"),
     Source("socket_summary", "socket_summary", default=False, after_processes=True,
            doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
                "stores instead of the socket table; read only when named)",
