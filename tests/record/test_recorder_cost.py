@@ -291,3 +291,24 @@ def test_a_ranking_waits_while_the_chosen_account_for_the_cpu():
         busy += 30  # 30 % of a CPU nobody read
         pk2.note(_cpu_snap(float(i), busy, {1: 0}))
     assert ranked == [3, 6, 9]
+
+
+def test_the_recorder_raises_its_soft_nofile_limit_for_the_kept_fds():
+    """systemd starts services at a soft RLIMIT_NOFILE of 1,024: the kept procfs fds would be
+    capped at 256. The recorder raises the soft limit (within the hard one), never lowers it."""
+    code = (
+        "import resource\n"
+        "from ksight.record.recorder import NOFILE_WANTED, _raise_nofile\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "low = min(1024, soft)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))\n"
+        "_raise_nofile()\n"
+        "got = resource.getrlimit(resource.RLIMIT_NOFILE)[0]\n"
+        "want = NOFILE_WANTED if hard == resource.RLIM_INFINITY else min(NOFILE_WANTED, hard)\n"
+        "assert got == max(low, want), (got, low, want)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))\n"
+        "_raise_nofile()\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard  # never lowered\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
