@@ -312,3 +312,18 @@ def test_the_recorder_raises_its_soft_nofile_limit_for_the_kept_fds():
         "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_a_carried_sample_keeps_the_order_of_a_read_one():
+    """The store's delta frame writes a sample's source values whole when their names' order
+    differs from the frame before: a carried sample must list its sources as a read one does."""
+    plan = Plan(sources=("meminfo", "vmallocinfo", "sysctl", "stat", "process_maps"))
+    cad = Cadence(plan)
+    orders = []
+    for i in range(12):
+        p = cad.plan(plan)
+        later = [n for n in p.sources if n == "process_maps"]  # take() reads it after the scan
+        got = {n: i for n in p.sources if n not in later}
+        got.update({n: i for n in later})
+        orders.append(list(cad.fill(_snap(float(i), got)).sources))
+    assert all(o == orders[0] for o in orders), orders
