@@ -211,8 +211,8 @@ def test_rank_on_a_tree_uses_the_reference_parser(tmp_path):
 
 def test_recording_reads_the_chosen_and_catches_a_newcomer(tmp_path):
     """Live: the samples between rankings hold the chosen processes only (and say of how many),
-    a busy process started after the recorder is stored within RANK_EVERY samples, and a carried
-    source is in every sample with its note."""
+    a busy process started after the recorder is stored a few samples after a ranking is due,
+    and a carried source is in every sample with its note."""
     db = tmp_path / "r.db"
     marks = []
     burner = []
@@ -221,10 +221,10 @@ def test_recording_reads_the_chosen_and_catches_a_newcomer(tmp_path):
     def on_sample(st):
         marks.append(time.monotonic())
         if st.samples == 3 and not burner:
-            burner.append(subprocess.Popen([sys.executable, "-c", "while True: pass"]))
+            burner.append(subprocess.Popen(["sh", "-c", "while :; do :; done"]))
 
     try:
-        st = Recorder(_live(), str(db), interval=0.2, seconds=0.2 * (3 + RANK_EVERY + 4), processes=N,
+        st = Recorder(_live(), str(db), interval=0.2, seconds=0.2 * (3 + RANK_EVERY + 12), processes=N,
                       watcher=False, on_sample=on_sample).run()
     finally:
         for b in burner:
@@ -242,7 +242,9 @@ def test_recording_reads_the_chosen_and_catches_a_newcomer(tmp_path):
     assert any(s.missing("sysctl:carried") for s in snaps[1:])
     pid = burner[0].pid
     seen = [i for i, s in enumerate(snaps) if pid in s.processes]
-    assert seen and seen[0] <= 3 + RANK_EVERY + 1, (seen, len(snaps))
+    # due RANK_EVERY samples after the second ranking; it waits while the CPU is accounted
+    # for, until the newcomer's own CPU shows as unaccounted (a few samples on a busy machine)
+    assert seen and seen[0] <= 3 + RANK_EVERY + 10, (seen, len(snaps), st)
 
 
 def _live():
