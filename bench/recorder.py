@@ -17,6 +17,12 @@ and 60 delta frames for ksight): ksight's frame bytes and its file (with WAL) ag
 both less a 1-sample run's (headers), divided by 60.
 
     .venv/bin/python bench/recorder.py [--runs 5] [--counts 100 1000] [--n1 3] [--n2 8] [--bytes-seconds 60]
+        [--baseline DIR]
+
+--baseline DIR: also run the ksight of another checkout (DIR/src first on PYTHONPATH, its C
+extensions built in place), interleaved with this one in every run: a before/after on the same
+machine at the same moments (`git worktree add --detach DIR COMMIT`, then `python setup.py
+build_ext --inplace` there).
 
 Needs root (sadc and ksight read root-only files, as they would as services). Bounded: every
 child has a timeout; helpers are killed by PID in `finally`.
@@ -40,6 +46,7 @@ SADC = next((p for p in ("/usr/lib/sysstat/sadc", "/usr/lib64/sa/sadc", "/usr/li
              if os.path.exists(p)), None)
 ATOP = shutil.which("atop")
 MAX_HELPERS = 2000
+NO_PEERS = False  # --no-peers: sadc and atop left out
 
 
 def nprocs() -> int:
@@ -91,10 +98,14 @@ def run_child(argv, *, env=None, timeout) -> tuple[float, str]:
     return ru.ru_utime + ru.ru_stime, out
 
 
-def ksight_run(tmp: str, n: int) -> tuple[float, dict]:
+def ksight_run(tmp: str, n: int, tree: str | None = None) -> tuple[float, dict]:
     db = os.path.join(tmp, f"k{n}.db")
+    env = None
+    if tree:
+        env = dict(os.environ, PYTHONPATH=os.path.join(tree, "src") + (
+            os.pathsep + os.environ["PYTHONPATH"] if os.environ.get("PYTHONPATH") else ""))
     cpu, out = run_child(KSIGHT + ["record", "--db", db, "--interval", "1", "--seconds", str(n - 1), "--json"],
-                         timeout=n + 60)
+                         env=env, timeout=n + 60)
     info = json.loads(out)
     for s in ("", "-wal", "-shm", ".lock"):
         if os.path.exists(db + s):
@@ -123,7 +134,7 @@ def fmt(xs, scale=1000.0, unit="ms") -> str:
     return f"{statistics.median(xs):7.2f} {unit} (range {min(xs):.2f}-{max(xs):.2f})"
 
 
-def bench_cpu(counts, runs, n1, n2) -> dict:
+def bench_cpu(counts, runs, n1, n2, baseline: str | None = None) -> dict:
     res = {}
     for target in counts:
         helpers = start_helpers(target)
@@ -132,24 +143,36 @@ def bench_cpu(counts, runs, n1, n2) -> dict:
             have = nprocs()
             print(f"\n== {have} processes ({len(helpers)} helpers started), {runs} runs, "
                   f"CPU per sample = (run of {n2} - run of {n1}) / {n2 - n1}")
-            k, kin, s, a = [], [], [], []
+            k, kin, s, a, b, bin_ = [], [], [], [], [], []
             with tempfile.TemporaryDirectory(prefix=f"ksight-bench-rec-{os.getpid()}-") as tmp:
                 for r in range(runs):
                     c1, _ = ksight_run(tmp, n1)
                     c2, info = ksight_run(tmp, n2)
                     k.append((c2 - c1) / (n2 - n1))
                     kin.append(info["cpu_ms_per_sample"] / 1000)
+                    if baseline:
+                        b1, _ = ksight_run(tmp, n1, baseline)
+                        b2, binfo = ksight_run(tmp, n2, baseline)
+                        b.append((b2 - b1) / (n2 - n1))
+                        bin_.append(binfo["cpu_ms_per_sample"] / 1000)
                     if SADC:
                         s.append((sadc_run(tmp, n2) - sadc_run(tmp, n1)) / (n2 - n1))
                     if ATOP:
                         a.append((atop_run(tmp, n2) - atop_run(tmp, n1)) / (n2 - n1))
                     print(f"  run {r + 1}: ksight {k[-1] * 1000:.2f} ms (in-loop {kin[-1] * 1000:.2f})"
+                          + (f", baseline {b[-1] * 1000:.2f} ms (in-loop {bin_[-1] * 1000:.2f})" if b else "")
+                          + (f", load {os.getloadavg()[0]:.2f}")
                           + (f", sadc {s[-1] * 1000:.2f} ms" if s else "")
                           + (f", atop {a[-1] * 1000:.2f} ms" if a else ""), flush=True)
             print(f"  ksight record   {fmt(k)}   in-loop {fmt(kin)}")
-            print(f"  sadc -S ALL     {fmt(s)}" if s else "  sadc: not installed (apt-get install sysstat)")
-            print(f"  atop -w         {fmt(a)}" if a else "  atop: not installed (apt-get install atop)")
-            res[target] = {"processes": have, "ksight": k, "ksight_in_loop": kin, "sadc": s, "atop": a}
+            if b:
+                print(f"  baseline        {fmt(b)}   in-loop {fmt(bin_)}   ({baseline})")
+            if s or not NO_PEERS:
+                print(f"  sadc -S ALL     {fmt(s)}" if s else "  sadc: not installed (apt-get install sysstat)")
+            if a or not NO_PEERS:
+                print(f"  atop -w         {fmt(a)}" if a else "  atop: not installed (apt-get install atop)")
+            res[target] = {"processes": have, "ksight": k, "ksight_in_loop": kin, "sadc": s, "atop": a,
+                           "baseline": b, "baseline_in_loop": bin_}
         finally:
             stop_helpers(helpers)
     return res
@@ -208,6 +231,8 @@ def main() -> int:
     ap.add_argument("--bytes-seconds", type=int, default=60)
     ap.add_argument("--skip-cpu", action="store_true")
     ap.add_argument("--skip-bytes", action="store_true")
+    ap.add_argument("--baseline", metavar="DIR", help="another checkout's ksight, run interleaved")
+    ap.add_argument("--no-peers", action="store_true", help="leave sadc and atop out (quicker A/B)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root (the recorders read root-only files)", file=sys.stderr)
@@ -219,7 +244,14 @@ def main() -> int:
           "figures are medians and ranges, not a quiet-machine best)")
     out = {}
     if not a.skip_cpu:
-        out["cpu"] = bench_cpu(a.counts, a.runs, a.n1, a.n2)
+        if a.baseline and not os.path.isdir(os.path.join(a.baseline, "src", "ksight")):
+            print(f"--baseline {a.baseline}: no src/ksight there", file=sys.stderr)
+            return 2
+        if a.no_peers:
+            global SADC, ATOP, NO_PEERS
+            SADC = ATOP = None
+            NO_PEERS = True
+        out["cpu"] = bench_cpu(a.counts, a.runs, a.n1, a.n2, a.baseline)
     if not a.skip_bytes and SADC:
         out["bytes"] = bench_bytes(a.counts, a.bytes_seconds)
     print("\nverdict (targets: < 5 ms CPU per sample; <= sadc -S ALL's bytes per sample):")
@@ -227,7 +259,8 @@ def main() -> int:
         k = statistics.median(r["ksight"]) * 1000
         print(f"  CPU at {r['processes']} processes: ksight {k:.1f} ms: {'MET' if k < 5 else 'NOT MET'}"
               + (f"; sadc {statistics.median(r['sadc']) * 1000:.2f} ms (x{k / max(statistics.median(r['sadc']) * 1000, 1e-9):.0f})" if r["sadc"] else "")
-              + (f"; atop {statistics.median(r['atop']) * 1000:.2f} ms" if r["atop"] else ""))
+              + (f"; atop {statistics.median(r['atop']) * 1000:.2f} ms" if r["atop"] else "")
+              + (f"; baseline {statistics.median(r['baseline']) * 1000:.1f} ms" if r["baseline"] else ""))
     for target, r in out.get("bytes", {}).items():
         ok = r["ksight_frames"] <= r["sadc"]
         print(f"  bytes at ~{target} processes: ksight {r['ksight_frames']:.0f} B vs sadc {r['sadc']:.0f} B: "

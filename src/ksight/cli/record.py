@@ -35,8 +35,11 @@ examples:
   ksight check --db /var/lib/ksight/ksight.db --since 03:10 --until 03:15
   ksight top --db /var/lib/ksight/ksight.db --at -1h
   systemctl enable --now ksight-record       # contrib/ksight-record.service (README)
-overhead: one sample reads every area's sources and every process's stat and status (measured in
-docs/benchmarks.md, issue 13); ~1.5-2 KB per sample on disk at 1 s for a small machine.
+overhead: one sample reads every area's sources (a few costly ones, and settings, every 10th
+sample: vmallocinfo, slabinfo, sysctl, netclass, process_maps; carried between, and each sample
+says so), stat and status of the processes it keeps, every process's stat every 5th sample to
+choose them (later while the kept ones account for the CPU used), and the socket table every 30th
+(docs/benchmarks.md, issue 13); ~1.5-2 KB per sample on disk at 1 s for a small machine.
 """
 
 
@@ -111,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"ksight record: {st.watcher}", file=sys.stderr)
     summary = {"db": db, "samples": st.samples, "bytes": st.bytes, "failed": st.failed,
                "cpu_ms_per_sample": round(st.cpu_s / st.samples * 1000, 3) if st.samples else None,
-               "findings": st.findings, "last_error": st.last_error, "watcher": st.watcher}
+               "findings": st.findings, "last_error": st.last_error, "watcher": st.watcher,
+               "rankings": st.rankings, "rankings_postponed": st.postponed}
     if args.json:
         print_json(summary)
     elif tty:

@@ -35,6 +35,13 @@ class Source:
     # read after the process scan, and given its table (`processes=`) when there is one, so it
     # does not read again what the scan already read
     after_processes: bool = False
+    # how often the recorder (`ksight record`) reads it: every `record_every` samples, its last
+    # value carried in the samples between, each of which says so (Missing("NAME:carried", ...)).
+    # For sources that cost the kernel much and hold settings, or levels whose growth the rules
+    # judge over a window from another source read every sample; never for counters whose
+    # per-interval rates a rule reads (a carried counter would show no rate, then a burst).
+    record_every: int = 1
+    record_why: str = ""  # why reading it less often is enough (docs/benchmarks.md, issue 13)
 
     def read(self, root) -> Any:
         return self.load()(root)
@@ -56,9 +63,14 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("pressure", "pressure", doc="/proc/pressure/{cpu,memory,io}: PSI stall time"),
     Source("swaps", "swaps", doc="/proc/swaps: swap devices and use"),
     Source("diskstats", "diskstats", doc="/proc/diskstats: block device I/O counters"),
-    Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)"),
+    Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)",
+           record_every=10, record_why="the kernel prints every cache (~0.4 ms); memory.slab-leak "
+           "judges SUnreclaim (meminfo, every sample) and names the caches that grew from it"),
     Source("vmallocinfo", "vmallocinfo", doc="/proc/vmallocinfo: vmalloc use by caller (root only; "
-           "read only when named: the kernel's cost of printing it grows with tasks)", default=False),
+           "read only when named: the kernel's cost of printing it grows with tasks)", default=False,
+           record_every=10, record_why="the kernel walks every vmalloc area to print it (~3 ms at "
+           "100 processes, more with more tasks: each has a vmalloc'ed stack); memory.vmalloc-leak "
+           "judges VmallocUsed (meminfo, every sample) and names the callers that grew from it"),
     Source("blocked_tasks", "blocked_tasks", doc="/proc/PID/task/TID/{stat,wchan,stack}: threads "
            "in D state, wait channel, kernel stack (stacks: root; read only when named: it walks "
            "every thread)", default=False),
@@ -82,14 +94,26 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("sockstat6", "sockstat", reader="read6", doc="/proc/net/sockstat6: IPv6 sockets"),
     Source("softnet_stat", "softnet_stat", doc="/proc/net/softnet_stat: per-CPU packet processing"),
     Source("netdev", "netdev", doc="/proc/net/dev: per-interface counters"),
-    Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)"),
-    Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about"),
+    Source("netclass", "netclass", doc="/sys/class/net: tx_queue_len, mtu, operstate, speed, carrier (statistics/*: netclass.read_stats)",
+           record_every=10, record_why="interface settings and state (mtu, queue length, speed, "
+           "operstate), five files per interface (~0.25 ms); the traffic counters come from "
+           "netdev, every sample"),
+    Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about",
+           record_every=10, record_why="settings: they change when someone changes them, and "
+           "they are ~50 files (~0.3 ms)"),
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
     Source("process_maps", "process_maps", default=False, after_processes=True,
-           doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
+           doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)",
+           record_every=10, record_why="the kernel walks the page tables of every mapping of up to "
+           "4 growing processes (measured 1-25 ms a read, with large processes growing); the rules "
+           "judge the growth itself from status every sample, and the mappings and their count "
+           "over the window, first read to last"),
     Source("socket_summary", "socket_summary", default=False, after_processes=True,
            doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
-               "stores instead of the socket table; read only when named)"),
+               "stores instead of the socket table; read only when named)",
+           record_every=30, record_why="made from the socket table (sock_diag in every network "
+           "namespace) and every process's fds (the owners): ~19 ms a read at 100 processes, ~85 ms "
+           "at 1,000; no rule reads it yet, and it says when it was taken (taken_at)"),
 ]}
 
 
