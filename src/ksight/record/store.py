@@ -38,21 +38,32 @@ from dataclasses import dataclass
 
 from ..errors import KsightError, SampleError, UsageError
 
-FORMAT = 1  # the store's layout (tables and columns); frames carry their own (samples.VERSION)
+FORMAT = 2  # the store's layout (tables and columns); frames carry their own (samples.VERSION)
 APPLICATION_ID = 0x4B534452  # "KSDR": `file` and sqlite3 tell a ksight recording apart
 KEYFRAME_EVERY = 60  # at 1 s, a reader starts at most a minute before the time it wants
 
+# format 2 (written): frame rows keep their data only while their segment is open; a closed
+# segment's frames are one blob in `chunks` (see the module doc)
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS segments (
     id INTEGER PRIMARY KEY, start REAL NOT NULL, end REAL NOT NULL,
-    frames INTEGER NOT NULL, bytes INTEGER NOT NULL);
+    frames INTEGER NOT NULL, bytes INTEGER NOT NULL, first INTEGER, last INTEGER);
 CREATE TABLE IF NOT EXISTS frames (
     seq INTEGER PRIMARY KEY, segment INTEGER NOT NULL, t REAL NOT NULL,
-    keyframe INTEGER NOT NULL, length INTEGER NOT NULL, crc INTEGER NOT NULL, data BLOB NOT NULL);
+    keyframe INTEGER NOT NULL, length INTEGER NOT NULL, crc INTEGER NOT NULL, data BLOB,
+    off INTEGER);
 CREATE INDEX IF NOT EXISTS frames_t ON frames (t);
-CREATE INDEX IF NOT EXISTS frames_segment ON frames (segment);
+CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
+# format 1 -> 2 in place (a recorder continuing an older file): its rows keep their data
+_UPGRADE_1 = """
+ALTER TABLE segments ADD COLUMN first INTEGER;
+ALTER TABLE segments ADD COLUMN last INTEGER;
+ALTER TABLE frames ADD COLUMN off INTEGER;
+CREATE TABLE IF NOT EXISTS chunks (id INTEGER PRIMARY KEY, data BLOB NOT NULL);
+"""
+PAGE_SIZE = 1024  # a new file's: the fixed part (one page a table) and a chunk's last page small
 
 
 class RecordingError(KsightError):
@@ -157,6 +168,7 @@ class Recording:
         self.meta = meta
         self.skipped = 0
         self.errors: list[str] = []
+        self._blob: tuple[int, sqlite3.Blob] | None = None  # the chunk being read (format 2)
 
     @classmethod
     def open(cls, path: str) -> "Recording":
@@ -172,6 +184,9 @@ class Recording:
         return cls(con, path, meta)
 
     def close(self) -> None:
+        if self._blob is not None:
+            self._blob[1].close()
+            self._blob = None
         self.con.close()
 
     def __enter__(self):
@@ -219,15 +234,19 @@ class Recording:
         """(seq, t, keyframe, data or None, why not) from the keyframe before `since` on, in
         order; data is None when the row's length or CRC does not match its bytes."""
         seq = self._start_seq(since) - 1
+        chunked = self.format >= 2  # a closed segment's bytes are in `chunks`
         while True:
             rows = self.con.execute(
-                "SELECT seq, t, keyframe, length, crc, data FROM frames WHERE seq > ? "
+                "SELECT seq, t, keyframe, length, crc, data" + (", segment, off" if chunked else "")
+                + " FROM frames WHERE seq > ? "
                 + ("AND keyframe = 1 " if keyframes_only else "")
                 + ("AND t <= ? " if until is not None else "") + "ORDER BY seq LIMIT ?",
                 (seq, until, batch) if until is not None else (seq, batch)).fetchall()
             if not rows:
                 return
-            for seq, t, key, length, crc, data in rows:
+            for seq, t, key, length, crc, data, *where in rows:
+                if where and where[1] is not None:  # in its closed segment's chunk
+                    data = self._chunk_bytes(where[0], where[1], length)
                 why = None
                 if not isinstance(data, bytes):
                     why = "no frame bytes"
@@ -236,6 +255,21 @@ class Recording:
                 elif zlib.crc32(data) != crc:
                     why = "damaged row: CRC mismatch"
                 yield seq, t, bool(key), (None if why else data), why
+
+    def _chunk_bytes(self, segment: int, off: int, length: int) -> bytes | None:
+        """A frame's bytes out of its segment's chunk (format 2): read in place, not the blob."""
+        try:
+            if self._blob is None or self._blob[0] != segment:
+                if self._blob is not None:
+                    self._blob[1].close()
+                    self._blob = None
+                self._blob = (segment, self.con.blobopen("chunks", "data", segment, readonly=True))
+            blob = self._blob[1]
+            blob.seek(min(off, len(blob)))
+            return blob.read(length)  # short when the chunk is: a torn row, skipped
+        except sqlite3.Error:  # no such chunk (removed by retention meanwhile): skipped
+            self._blob = None
+            return None
 
     def snapshots(self, since: float | None = None, until: float | None = None, *,
                   keyframes_only: bool = False):
@@ -335,7 +369,8 @@ def file_size(path: str) -> int:
 # ---------------------------------------------------------------- writing
 class RecordingWriter:
     """Appends frames: one row and one commit per sample. A new segment starts at each keyframe;
-    retention runs when one starts and removes whole segments, oldest first."""
+    the segment before it is then closed: its frames' bytes move into one `chunks` blob (one
+    transaction). Retention runs when a segment starts and removes whole segments, oldest first."""
 
     def __init__(self, con: sqlite3.Connection, path: str, meta: dict[str, str], *,
                  retention: Retention | None, keyframe_every: int, level: int | None = None):
@@ -349,6 +384,7 @@ class RecordingWriter:
         self.segment: int | None = None
         self.removed_segments = 0
         self.last_bytes = 0
+        self._first = self._seq = 0  # the open segment's first seq, the last seq written
 
     @classmethod
     def create_or_open(cls, path: str, *, retention: Retention | None = None,
@@ -363,15 +399,17 @@ class RecordingWriter:
                 raise RecordingError(f"{path}: cannot create the recording: {e.strerror}") from None
         con = _connect(path, readonly=False)
         try:
-            if new:
-                con.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table
+            if new:  # before the first page is written
+                con.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+                con.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             mode = con.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode.lower() != "wal":
                 raise RecordingError(f"{path}: SQLite refused WAL mode ({mode}): is it on a network file system?")
+            page = con.execute("PRAGMA page_size").fetchone()[0]
             con.execute("PRAGMA synchronous = NORMAL")
-            con.execute("PRAGMA wal_autocheckpoint = 256")  # pages: the WAL stays ~1 MB
-            con.execute("PRAGMA journal_size_limit = 4194304")
+            con.execute(f"PRAGMA wal_autocheckpoint = {max(64, (1 << 20) // page)}")  # the WAL stays ~1 MB
+            con.execute("PRAGMA journal_size_limit = 1048576")  # and is cut back to it after a checkpoint
             if new:
                 from .. import __version__ as ver
 
@@ -385,7 +423,10 @@ class RecordingWriter:
                         ("interval", "" if interval is None else repr(interval)),
                         ("keyframe_every", str(keyframe_every))])
             meta = _check_meta(con, path)
-            if int(meta["format"]) < FORMAT:
+            if int(meta["format"]) == 1:
+                _upgrade_1(con)
+                meta["format"] = str(FORMAT)
+            elif int(meta["format"]) < FORMAT:
                 raise RecordingError(f"{path}: recording format {meta['format']} is older than "
                                      f"this ksight writes ({FORMAT}): start a new file")
         except sqlite3.DatabaseError as e:
@@ -394,7 +435,14 @@ class RecordingWriter:
         except RecordingError:
             con.close()
             raise
-        return cls(con, path, meta, retention=retention, keyframe_every=keyframe_every)
+        w = cls(con, path, meta, retention=retention, keyframe_every=keyframe_every)
+        try:
+            w._seq = con.execute("SELECT coalesce(max(seq), 0) FROM frames").fetchone()[0]
+            w._close_segments()  # a killed writer's open segment
+        except sqlite3.Error as e:
+            con.close()
+            raise RecordingError(f"{path}: cannot open the recording: {e}") from None
+        return w
 
     def append(self, snapshot, processes: Iterable | None = None) -> int:
         """Encode and store one sample; its frame's size in bytes. A failed write forces the
@@ -408,36 +456,82 @@ class RecordingWriter:
             raise RecordingError(f"could not encode a sample: {type(e).__name__}: {e}") from None
         key = frame_info(data).keyframe
         t = snapshot.taken_at if snapshot.taken_at is not None else time.time()
+        if not key and self.segment is None:  # a writer never continues another writer's segment
+            self.encoder.force_keyframe()
+            data = self.encoder.encode(snapshot, processes)
+            key = True
         try:
-            if key or self.segment is None:
-                if not key:  # a writer never continues another writer's segment
-                    self.encoder.force_keyframe()
-                    data = self.encoder.encode(snapshot, processes)
-                    key = True
-                self._retain(t)
-            self.con.execute("BEGIN IMMEDIATE")
-            if not self.meta.get("hostname") and snapshot.host.hostname:
-                self.meta["hostname"] = snapshot.host.hostname
-                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('hostname', ?)",
-                                 (snapshot.host.hostname,))
-            if key:
-                cur = self.con.execute("INSERT INTO segments (start, end, frames, bytes) VALUES (?, ?, 0, 0)", (t, t))
-                self.segment = cur.lastrowid
-            self.con.execute("INSERT INTO frames (segment, t, keyframe, length, crc, data) VALUES (?, ?, ?, ?, ?, ?)",
-                             (self.segment, t, int(key), len(data), zlib.crc32(data), data))
-            self.con.execute("UPDATE segments SET end = ?, frames = frames + 1, bytes = bytes + ? WHERE id = ?",
-                             (t, len(data), self.segment))
-            self.con.execute("COMMIT")
+            self._store(data, key, t, snapshot.host.hostname)
         except sqlite3.Error as e:
+            self.encoder.force_keyframe()
+            raise RecordingError(f"{self.path}: could not store a sample: {e}") from None
+        self.last_bytes = len(data)
+        return len(data)
+
+    def _store(self, data: bytes, key: bool, t: float, hostname: str | None = None) -> None:
+        """One frame, one transaction; a keyframe first closes the open segment and applies
+        retention (each its own transaction: killed between them, nothing committed is lost)."""
+        try:
+            if key:
+                self._close_segments()
+                self._retain(t)
+            seq = self._seq + 1
+            self.con.execute("BEGIN IMMEDIATE")
+            if not self.meta.get("hostname") and hostname:
+                self.meta["hostname"] = hostname
+                self.con.execute("INSERT OR REPLACE INTO meta VALUES ('hostname', ?)", (hostname,))
+            if key:
+                cur = self.con.execute("INSERT INTO segments (start, end, frames, bytes, first, last) "
+                                       "VALUES (?, ?, 0, 0, ?, ?)", (t, t, seq, seq))
+                segment, first = cur.lastrowid, seq
+            else:
+                segment, first = self.segment, self._first
+            self.con.execute("INSERT INTO frames (seq, segment, t, keyframe, length, crc, data) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (seq, segment, t, int(key), len(data), zlib.crc32(data), data))
+            self.con.execute("UPDATE segments SET end = ?, frames = frames + 1, bytes = bytes + ?, "
+                             "last = ? WHERE id = ?", (t, len(data), seq, segment))
+            self.con.execute("COMMIT")
+        except sqlite3.Error:
             try:
                 self.con.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            self.encoder.force_keyframe()
             self.segment = None
-            raise RecordingError(f"{self.path}: could not store a sample: {e}") from None
-        self.last_bytes = len(data)
-        return len(data)
+            raise
+        self.segment, self._first, self._seq = segment, first, seq
+
+    def _close_segments(self) -> None:
+        """Move the frames of every segment still open into one `chunks` blob each (the frames
+        concatenated in order; each row keeps its time, length and CRC, and its offset in the
+        blob). One transaction per segment: killed meanwhile, the rows keep their bytes."""
+        open_ = self.con.execute(
+            "SELECT id, first, last FROM segments WHERE first IS NOT NULL "
+            "AND id NOT IN (SELECT id FROM chunks) ORDER BY id").fetchall()
+        for seg, first, last in open_:
+            rows = self.con.execute(
+                "SELECT seq, t, keyframe, length, crc, data FROM frames "
+                "WHERE seq BETWEEN ? AND ? AND segment = ? ORDER BY seq", (first, last, seg)).fetchall()
+            parts, out, off = [], [], 0
+            for seq, t, key, length, crc, data in rows:
+                if not isinstance(data, bytes):
+                    data = b""
+                parts.append(data)
+                out.append((seq, seg, t, key, length, crc, off))
+                off += len(data)
+            self.con.execute("BEGIN IMMEDIATE")
+            try:
+                self.con.execute("INSERT INTO chunks (id, data) VALUES (?, ?)", (seg, b"".join(parts)))
+                # deleted and written again (not updated): the rows stay packed at the table's end
+                self.con.execute("DELETE FROM frames WHERE seq BETWEEN ? AND ? AND segment = ?",
+                                 (first, last, seg))
+                self.con.executemany("INSERT INTO frames (seq, segment, t, keyframe, length, crc, data, off) "
+                                     "VALUES (?, ?, ?, ?, ?, ?, X'', ?)", out)  # not NULL: format 1's column
+                self.con.execute("COMMIT")
+            except sqlite3.Error:
+                self.con.execute("ROLLBACK")
+                raise
+        self.segment = None
 
     def set_meta(self, key: str, value: str) -> None:
         """Record a fact about the recording in `meta` (e.g. where trigger bundles go)."""
@@ -455,9 +549,14 @@ class RecordingWriter:
             doomed += [i for (i,) in self.con.execute("SELECT id FROM segments WHERE end < ? ORDER BY id",
                                                       (now - r.seconds,))]
         if r.bytes is not None:
-            # the file holds the frames plus SQLite's pages, indexes and the WAL: keep the frames
-            # under 3/4 of the bound and the file (measured) under it
-            budget = max(r.bytes * 7 // 10 - (1536 << 10), r.bytes * 3 // 10)
+            # the file holds the frames plus SQLite's pages and the WAL (~1 MB): keep the frames
+            # under the bound less 1.5 MB, divided by what the file holds per frame byte today
+            # (~1.03 in format 2; ~1.2-1.4 while a format 1 file's old rows are still there)
+            page, pages, free = (self.con.execute(f"PRAGMA {p}").fetchone()[0]
+                                 for p in ("page_size", "page_count", "freelist_count"))
+            stored = self.con.execute("SELECT coalesce(sum(bytes), 0) FROM segments").fetchone()[0]
+            over = max(1.0, (pages - free) * page / stored) if stored else 1.0
+            budget = max(int((r.bytes - (1536 << 10)) * 0.95 / over), r.bytes * 3 // 10)
             segs = self.con.execute("SELECT id, bytes FROM segments ORDER BY id DESC").fetchall()
             total = 0
             for i, b in segs:
@@ -469,22 +568,49 @@ class RecordingWriter:
         self.con.execute("BEGIN IMMEDIATE")
         try:
             for i in doomed:
-                self.con.execute("DELETE FROM frames WHERE segment = ?", (i,))
+                first, last = self.con.execute("SELECT first, last FROM segments WHERE id = ?",
+                                               (i,)).fetchone()
+                if first is None:  # a format 1 segment: its rows by the segment index
+                    self.con.execute("DELETE FROM frames WHERE segment = ?", (i,))
+                else:
+                    self.con.execute("DELETE FROM frames WHERE seq BETWEEN ? AND ? AND segment = ?",
+                                     (first, last, i))
+                self.con.execute("DELETE FROM chunks WHERE id = ?", (i,))
                 self.con.execute("DELETE FROM segments WHERE id = ?", (i,))
             self.con.execute("COMMIT")
         except sqlite3.Error:
             self.con.execute("ROLLBACK")
             raise
         self.removed_segments += len(doomed)
-        self.con.execute("PRAGMA incremental_vacuum")  # give the freed pages back to the disk
+        self._give_back()
+
+    def _give_back(self) -> None:
+        # the freed pages back to the disk: each page is a step of the statement, and execute()
+        # steps once (one page); executescript() steps it to the end
+        self.con.executescript("PRAGMA incremental_vacuum;")
         self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         try:
-            self.con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._close_segments()
+            self._give_back()
         except sqlite3.Error:
             pass
         self.con.close()
+
+
+def _upgrade_1(con: sqlite3.Connection) -> None:
+    """A format 1 file continued by this writer: the columns and table format 2 adds (its rows
+    keep their bytes and stay readable as they are)."""
+    con.execute("BEGIN IMMEDIATE")
+    try:
+        for stmt in filter(str.strip, _UPGRADE_1.split(";")):
+            con.execute(stmt)
+        con.execute("UPDATE meta SET value = ? WHERE key = 'format'", (str(FORMAT),))
+        con.execute("COMMIT")
+    except sqlite3.Error:
+        con.execute("ROLLBACK")
+        raise
 
 
 __all__ = ["Recording", "RecordingWriter", "Retention", "RecordingError", "FORMAT", "file_size"]
