@@ -8,17 +8,30 @@
     w = RecordingWriter.create_or_open(path, retention=Retention.parse("7d"))
     w.append(snapshot, processes=pids)        # one frame, one row, one commit
 
-Layout (FORMAT 1; docs/storage.md, "The recording"):
-- `meta(key, value)`: `format` (this store's layout; a newer one is refused, older ones are
-  read), `created`, `writer` (ksight version), `hostname`, `interval`, `keyframe_every`.
-- `segments(id, start, end, frames, bytes)`: a piece that starts at a keyframe and holds the
-  delta frames after it. Retention removes whole segments, oldest first, so what is left always
-  starts at a keyframe.
-- `frames(seq, segment, t, keyframe, length, crc, data)`: one sample frame (store/samples.py) per
-  row: its wall-clock time, whether it is a keyframe, and the length and CRC-32 of its bytes. A
-  row whose bytes do not match its length or CRC (a torn or damaged write) is skipped on read and
-  counted (`Recording.skipped`); the delta frames after it are skipped too, until the next
-  keyframe re-syncs (a delta frame never decodes against the wrong base: samples.py).
+Layout (FORMAT 2; docs/storage.md, "The recording"). 1 KiB pages, auto_vacuum=INCREMENTAL:
+- `meta(key, value)` (WITHOUT ROWID): `format` (this store's layout; a newer one is refused,
+  older ones are read), `created`, `writer` (ksight version), `hostname`, `interval`,
+  `keyframe_every`.
+- `segments(id, start, end, frames, bytes, first, last)`: a piece that starts at a keyframe and
+  holds the delta frames after it (`first`..`last`: its frames' seq). Retention removes whole
+  segments, oldest first, so what is left always starts at a keyframe.
+- `frames(seq, segment, t, keyframe, length, crc, data, off)`: one sample frame (store/samples.py)
+  per row: its wall-clock time (indexed: `frames_t`), whether it is a keyframe, and the length
+  and CRC-32 of its bytes. While its segment is open (being written) the bytes are in `data`
+  and `off` is NULL; once the segment is closed (the next keyframe starts one, or the writer
+  closes, or the next writer opens a file a killed one left) they are at `off` in the segment's
+  chunk and `data` is empty.
+- `chunks(id, data)`: a closed segment's frames, concatenated in order: one blob instead of one
+  row per frame, so the file holds ~1.02-1.03 bytes per frame byte (one row per frame cost 12-50 %:
+  a 2-8 KB row leaves most of its last page empty). Closing is one transaction (the chunk and the
+  segment's rows rewritten); the bytes are read in place (sqlite3 blob I/O), not the whole blob.
+A frame whose bytes do not match its length or CRC (a torn or damaged write, a chunk cut short or
+missing) is skipped on read and counted (`Recording.skipped`); the delta frames after it are
+skipped too, until the next keyframe re-syncs (a delta frame never decodes against the wrong
+base: samples.py).
+Format 1 (read, and continued in place by a writer: `_upgrade_1` adds the columns and the table)
+had no `chunks`, `first`, `last` or `off`: every row kept its bytes; 4 KiB pages, an index on
+`frames(segment)`, `meta` with a rowid.
 
 Crash safety: each sample is one transaction (the frame and its segment's totals) committed in
 WAL mode: a recorder killed at any moment loses at most the sample it was writing (SQLite rolls an
@@ -168,7 +181,6 @@ class Recording:
         self.meta = meta
         self.skipped = 0
         self.errors: list[str] = []
-        self._blob: tuple[int, sqlite3.Blob] | None = None  # the chunk being read (format 2)
 
     @classmethod
     def open(cls, path: str) -> "Recording":
@@ -184,9 +196,6 @@ class Recording:
         return cls(con, path, meta)
 
     def close(self) -> None:
-        if self._blob is not None:
-            self._blob[1].close()
-            self._blob = None
         self.con.close()
 
     def __enter__(self):
@@ -234,7 +243,9 @@ class Recording:
         """(seq, t, keyframe, data or None, why not) from the keyframe before `since` on, in
         order; data is None when the row's length or CRC does not match its bytes."""
         seq = self._start_seq(since) - 1
-        chunked = self.format >= 2  # a closed segment's bytes are in `chunks`
+        # format 2 (or a format 1 file a writer has continued since it was opened): a closed
+        # segment's bytes are in `chunks`
+        chunked = any(c[1] == "off" for c in self.con.execute("PRAGMA table_info(frames)"))
         while True:
             rows = self.con.execute(
                 "SELECT seq, t, keyframe, length, crc, data" + (", segment, off" if chunked else "")
@@ -244,9 +255,9 @@ class Recording:
                 (seq, until, batch) if until is not None else (seq, batch)).fetchall()
             if not rows:
                 return
-            for seq, t, key, length, crc, data, *where in rows:
-                if where and where[1] is not None:  # in its closed segment's chunk
-                    data = self._chunk_bytes(where[0], where[1], length)
+            if chunked:
+                rows = self._chunk_bytes(rows)
+            for seq, t, key, length, crc, data in rows:
                 why = None
                 if not isinstance(data, bytes):
                     why = "no frame bytes"
@@ -256,20 +267,33 @@ class Recording:
                     why = "damaged row: CRC mismatch"
                 yield seq, t, bool(key), (None if why else data), why
 
-    def _chunk_bytes(self, segment: int, off: int, length: int) -> bytes | None:
-        """A frame's bytes out of its segment's chunk (format 2): read in place, not the blob."""
+    def _chunk_bytes(self, rows: list[tuple]) -> list[tuple]:
+        """Rows (seq, t, keyframe, length, crc, data, segment, off) of format 2 as (seq, t, keyframe,
+        length, crc, data), a closed segment's frame bytes read out of its chunk in place (blob
+        I/O: the pages it spans, not the whole blob). A chunk that is missing or short gives None
+        or short bytes: skipped as torn. The blob is closed before the rows are handed on (an open
+        one holds a read transaction: the recorder's WAL could not be checkpointed past it)."""
+        out, blob, at = [], None, None
         try:
-            if self._blob is None or self._blob[0] != segment:
-                if self._blob is not None:
-                    self._blob[1].close()
-                    self._blob = None
-                self._blob = (segment, self.con.blobopen("chunks", "data", segment, readonly=True))
-            blob = self._blob[1]
-            blob.seek(min(off, len(blob)))
-            return blob.read(length)  # short when the chunk is: a torn row, skipped
-        except sqlite3.Error:  # no such chunk (removed by retention meanwhile): skipped
-            self._blob = None
-            return None
+            for seq, t, key, length, crc, data, segment, off in rows:
+                if off is not None:
+                    data = None
+                    try:
+                        if at != segment:
+                            if blob is not None:
+                                blob.close()
+                            blob, at = None, segment
+                            blob = self.con.blobopen("chunks", "data", segment, readonly=True)
+                        if blob is not None:
+                            blob.seek(min(off, len(blob)))
+                            data = blob.read(length)
+                    except sqlite3.Error:  # no such chunk (or removed by retention meanwhile)
+                        pass
+                out.append((seq, t, key, length, crc, data))
+        finally:
+            if blob is not None:
+                blob.close()
+        return out
 
     def snapshots(self, since: float | None = None, until: float | None = None, *,
                   keyframes_only: bool = False):
