@@ -261,20 +261,22 @@ def bench_bytes_replay(src: str, copies: int) -> dict:
     host = types.SimpleNamespace(hostname="replay")
     with tempfile.TemporaryDirectory(prefix=f"ksight-bench-recr-{os.getpid()}-") as tmp:
         db = os.path.join(tmp, "k.db")
-        w = RecordingWriter.create_or_open(db, interval=1.0)
-        w.encoder = Replay()
-        peak = head = n = 0
-        try:
-            for c in range(copies):
-                for t, d in frames:
-                    w.append(types.SimpleNamespace(taken_at=t + c * span, host=host, data=d))
-                    n += 1
-                    if n == 1:
-                        head = file_size(db)
-                    if n % 20 == 0:
-                        peak = max(peak, file_size(db))
-        finally:
-            w.close()
+        peak = n = 0
+        for path, times in ((os.path.join(tmp, "k1.db"), 1), (db, copies)):  # a 1-sample file first
+            w = RecordingWriter.create_or_open(path, interval=1.0)
+            w.encoder = Replay()
+            try:
+                for c in range(times):
+                    for t, d in (frames[:1] if path != db else frames):
+                        w.append(types.SimpleNamespace(taken_at=t + c * span, host=host, data=d))
+                        if path == db:
+                            n += 1
+                            if n % 20 == 0:
+                                peak = max(peak, file_size(db))
+            finally:
+                w.close()
+            if path != db:
+                head = file_size(path)
         size = file_size(db)
         payload = sum(len(d) for _, d in frames) * copies
     r = {"samples": n, "ksight_frames": payload / n, "ksight_file": size / n,
