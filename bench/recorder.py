@@ -201,10 +201,11 @@ def bench_bytes(counts, seconds) -> dict:
                 # on disk as the recorders left them: before a reader opens them (a reader's -shm
                 # is 32 KB beside the file while it reads, and its own, not the recorder's)
                 on_disk, head_disk = file_size(db), file_size(db1)
-                with Recording.open(db) as rec:
+                with Recording.open(db) as rec:  # the frames' sizes as the codec wrote them
                     size = dict(rec.size(), file_bytes=on_disk)
-                    keys = [len(d) for _, _, key, d, _ in rec.frames() if key and d]
-                    deltas = [len(d) for _, _, key, d, _ in rec.frames() if not key and d]
+                    rows = rec.con.execute("SELECT keyframe, length FROM frames").fetchall()
+                    keys = [n for key, n in rows if key]
+                    deltas = [n for key, n in rows if not key]
                 with Recording.open(db1) as rec:
                     head = dict(rec.size(), file_bytes=head_disk)
                 samples = info["samples"]
@@ -237,6 +238,20 @@ def _print_file(r: dict, head: int) -> None:
           "recording, WAL and -shm included)")
 
 
+def _as_written(frame: bytes) -> bytes:
+    """A frame as the codec writes it: a store of format 2 hands a frame back with its payload
+    in raw zstd blocks (uncompressed); compressed again as the encoder does (samples.LEVEL)."""
+    import zstandard
+
+    from ksight.store import samples
+
+    if frame[4:5] != b"\x02" or frame[16:21] != b"\x28\xb5\x2f\xfd\xa0":
+        return frame
+    payload = zstandard.ZstdDecompressor().decompress(frame[16:])
+    return frame[:16] + zstandard.ZstdCompressor(level=samples.LEVEL, write_checksum=True,
+                                                 write_content_size=True).compress(payload)
+
+
 def bench_bytes_replay(src: str, copies: int) -> dict:
     """The frames of recording `src`, `copies` times over (times shifted), through this ksight's
     writer into a new file: its bytes per sample after close, its growth past the first sample's
@@ -246,7 +261,7 @@ def bench_bytes_replay(src: str, copies: int) -> dict:
     from ksight.record.store import Recording, RecordingWriter, file_size
 
     with Recording.open(src) as rec:
-        frames = [(t, d) for _, t, _, d, _ in rec.frames() if d]
+        frames = [(t, _as_written(d)) for _, t, _, d, _ in rec.frames() if d]
     if not frames:
         raise SystemExit(f"{src}: no frames")
     span = frames[-1][0] - frames[0][0] + 1

@@ -97,16 +97,16 @@ _MAX_PIECE = 64 << 20  # the sample codec's own bound on a payload
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def _piece(data, length: int, crc: int) -> bytes:
+def _piece(data, length: int, crc: int, dctx) -> bytes:
     """A frame row's bytes as a piece (empty body: a row that was already torn or damaged)."""
+    import zstandard
+
     body, kind = b"", 0
     if isinstance(data, bytes) and len(data) == length and zlib.crc32(data) == crc:
         body = data
         if len(data) > 20 and data[4] == 2 and data[16:20] == _ZSTD_MAGIC:  # sample layout v2
-            import zstandard
-
             try:
-                payload = zstandard.ZstdDecompressor().decompress(data[16:], max_output_size=_MAX_PIECE)
+                payload = dctx.decompress(data[16:], max_output_size=_MAX_PIECE)
             except zstandard.ZstdError:
                 payload = None
             if payload is not None and zlib.crc32(payload) == int.from_bytes(data[12:16], "big"):
@@ -118,9 +118,9 @@ def _pack_chunk(rows) -> tuple[bytes, list[int]]:
     """(chunk, each row's piece offset) for rows (data, length, crc) in order."""
     import zstandard
 
-    parts, offs, off = [], [], 0
+    parts, offs, off, dctx = [], [], 0, zstandard.ZstdDecompressor()
     for data, length, crc in rows:
-        p = _piece(data, length, crc)
+        p = _piece(data, length, crc, dctx)
         parts.append(p)
         offs.append(off)
         off += len(p)
@@ -146,10 +146,8 @@ class _ChunkStream:
     """A chunk's decompressed bytes, read as far as asked (a keyframe at offset 0 needs only the
     start of it). A damaged chunk reads as far as it decodes."""
 
-    def __init__(self, blob):
-        import zstandard
-
-        self._r = zstandard.ZstdDecompressor().stream_reader(blob, read_across_frames=False)
+    def __init__(self, blob, dctx):
+        self._r = dctx.stream_reader(blob, read_across_frames=False)
         self.buf = bytearray()
         self.broken = False
 
@@ -281,6 +279,7 @@ class Recording:
         self.skipped = 0
         self.errors: list[str] = []
         self._chain: tuple[int, int, int] | None = None  # _chunk_bytes: the delta frames' bases
+        self._dctx = None  # _chunk_bytes: a zstd decompressor
 
     @classmethod
     def open(cls, path: str) -> "Recording":
@@ -389,7 +388,11 @@ class Recording:
                             blob.close()
                         blob, at, stream = None, segment, None
                         blob = self.con.blobopen("chunks", "data", segment, readonly=True)
-                        stream = _ChunkStream(blob)
+                        if self._dctx is None:
+                            import zstandard
+
+                            self._dctx = zstandard.ZstdDecompressor()  # one: its context is reused
+                        stream = _ChunkStream(blob, self._dctx)
                     if stream is not None:
                         got = stream.piece(off)
                 except sqlite3.Error:  # no such chunk (or removed by retention meanwhile)
