@@ -689,13 +689,13 @@ class RecordingWriter:
             doomed += [i for (i,) in self.con.execute("SELECT id FROM segments WHERE end < ? ORDER BY id",
                                                       (now - r.seconds,))]
         if r.bytes is not None:
-            # the file holds the frames plus SQLite's pages and the WAL (~1 MB): keep the frames
-            # under the bound less 1.5 MB, divided by what the file holds per frame byte today
-            # (~1.03 in format 2; ~1.2-1.4 while a format 1 file's old rows are still there)
+            # the file holds the frames (a closed minute compressed), SQLite's pages and the WAL
+            # (~1 MB): keep the frames under the bound less 1.5 MB, divided by what the file holds
+            # per frame byte today (~0.5 in format 2; ~1.2 while a format 1 file's old rows are there)
             page, pages, free = (self.con.execute(f"PRAGMA {p}").fetchone()[0]
                                  for p in ("page_size", "page_count", "freelist_count"))
             stored = self.con.execute("SELECT coalesce(sum(bytes), 0) FROM segments").fetchone()[0]
-            over = max(1.0, (pages - free) * page / stored) if stored else 1.0
+            over = max(0.25, (pages - free) * page / stored) if stored else 1.0
             budget = max(int((r.bytes - (1536 << 10)) * 0.95 / over), r.bytes * 3 // 10)
             segs = self.con.execute("SELECT id, bytes FROM segments ORDER BY id DESC").fetchall()
             total = 0
