@@ -554,3 +554,19 @@ def test_frames_handed_back_from_a_chunk_are_valid_frames(tmp_path, snaps):
         assert dec.decode(data).taken_at == t
         prev = data
     assert [r[2] for r in rows] == [True, False, False, True, False, False]
+
+
+def test_chunk_frames_decode_across_batches_and_interleaved_readers(tmp_path, snaps):
+    """The base of a delta frame handed back from a chunk is carried from one batch of rows to
+    the next, per iteration: two readers interleaved on one Recording both decode everything."""
+    from ksight.store.samples import SampleDecoder
+
+    db = tmp_path / "r.db"
+    write(db, [at(snaps[i % 2], T0 + i) for i in range(9)], keyframe_every=5)
+    with Recording.open(db) as rec:
+        dec = SampleDecoder()
+        got = [dec.decode(d).taken_at for _, _, _, d, _ in rec.frames(batch=2)]
+        assert got == [T0 + i for i in range(9)]
+        a, b = rec.snapshots(), rec.snapshots(T0 + 2)
+        pairs = [(next(a).taken_at, next(b).taken_at) for _ in range(7)]
+        assert pairs == [(T0 + i, T0 + 2 + i) for i in range(7)] and rec.skipped == 0

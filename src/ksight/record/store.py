@@ -21,14 +21,15 @@ Layout (FORMAT 2; docs/storage.md, "The recording"). 1 KiB pages, auto_vacuum=IN
   and `off` is NULL; once the segment is closed (the next keyframe starts one, or the writer
   closes, or the next writer opens a file a killed one left) they are at `off` in the segment's
   chunk and `data` is empty.
-- `chunks(id, data)`: a closed segment's frames, concatenated in order: one blob instead of one
-  row per frame, so the file holds ~1.02-1.03 bytes per frame byte (one row per frame cost 12-50 %:
-  a 2-8 KB row leaves most of its last page empty). Closing is one transaction (the chunk and the
-  segment's rows rewritten); the bytes are read in place (sqlite3 blob I/O), not the whole blob.
-A frame whose bytes do not match its length or CRC (a torn or damaged write, a chunk cut short or
-missing) is skipped on read and counted (`Recording.skipped`); the delta frames after it are
-skipped too, until the next keyframe re-syncs (a delta frame never decodes against the wrong
-base: samples.py).
+- `chunks(id, data)`: a closed segment's frames in one blob, compressed across them (below,
+  "chunks"): about half the bytes of the frames as the codec wrote them, where one row per frame
+  (format 1) cost 12-50 % more than the frames (a 2-8 KB row leaves most of its last page empty).
+  Closing is one transaction (the chunk, and the segment's rows written again without their
+  bytes); a reader decompresses a chunk as a stream from SQLite's blob I/O, as far as it needs.
+A frame whose bytes do not match its length or CRC (a torn or damaged write; in a chunk, a piece
+whose CRC does not match, cut short, or missing) is skipped on read and counted
+(`Recording.skipped`); the delta frames after it are skipped too, until the next keyframe
+re-syncs (a delta frame never decodes against the wrong base: samples.py).
 Format 1 (read, and continued in place by a writer: `_upgrade_1` adds the columns and the table)
 had no `chunks`, `first`, `last` or `off`: every row kept its bytes; 4 KiB pages, an index on
 `frames(segment)`, `meta` with a rowid.
@@ -155,7 +156,8 @@ class _ChunkStream:
         while len(self.buf) < n and not self.broken:
             try:
                 more = self._r.read(max(1 << 16, n - len(self.buf)))
-            except Exception:  # zstd: a damaged chunk (its checksum, a bad block)
+            except Exception:  # zstd's error on a damaged chunk (a bad block, its checksum), or
+                # the blob's (its row changed under it)
                 self.broken = True
                 break
             if not more:
@@ -278,7 +280,6 @@ class Recording:
         self.meta = meta
         self.skipped = 0
         self.errors: list[str] = []
-        self._chain: tuple[int, int, int] | None = None  # _chunk_bytes: the delta frames' bases
         self._dctx = None  # _chunk_bytes: a zstd decompressor
 
     @classmethod
@@ -345,6 +346,7 @@ class Recording:
         # format 2 (or a format 1 file a writer has continued since it was opened): a closed
         # segment's bytes are in `chunks`
         chunked = any(c[1] == "off" for c in self.con.execute("PRAGMA table_info(frames)"))
+        chain: list = [None]  # _chunk_bytes: the last frame it handed back, for the next's base
         while True:
             rows = self.con.execute(
                 "SELECT seq, t, keyframe, length, crc, data" + (", segment, off" if chunked else "")
@@ -355,7 +357,7 @@ class Recording:
             if not rows:
                 return
             if chunked:
-                rows = self._chunk_bytes(rows)
+                rows = self._chunk_bytes(rows, chain)
             for seq, t, key, length, crc, data in rows:
                 why = None
                 if not isinstance(data, bytes):
@@ -366,16 +368,17 @@ class Recording:
                     why = "damaged row: CRC mismatch"
                 yield seq, t, bool(key), (None if why else data), why
 
-    def _chunk_bytes(self, rows: list[tuple]) -> list[tuple]:
+    def _chunk_bytes(self, rows: list[tuple], last: list) -> list[tuple]:
         """Rows (seq, t, keyframe, length, crc, data, segment, off) of format 2 as (seq, t, keyframe,
         length, crc, data): a closed segment's frames out of its chunk (decompressed as far as
         the rows need: keyframes only read the start), each handed back as a valid frame with
         its length and CRC (module comment "chunks"). A piece that is missing, damaged or beyond
         where a damaged chunk decodes gives empty bytes: skipped as torn. The blob is closed
         before the rows are handed on (an open one holds a read transaction: the recorder's WAL
-        could not be checkpointed past it)."""
+        could not be checkpointed past it). `last[0]`: (seq, CRC written, CRC handed back) of the
+        last frame handed back, kept from one batch to the next by the caller."""
         out, blob, at, stream = [], None, None, None
-        chain = self._chain  # (seq, CRC written, CRC handed back) of the last frame handed back
+        chain = last[0]
         try:
             for seq, t, key, length, crc, data, segment, off in rows:
                 if off is None:
@@ -410,7 +413,7 @@ class Recording:
                 chain = (seq, crc, new)
                 out.append((seq, t, key, len(body), new, body))
         finally:
-            self._chain = chain
+            last[0] = chain
             if blob is not None:
                 blob.close()
         return out
