@@ -570,3 +570,37 @@ def test_chunk_frames_decode_across_batches_and_interleaved_readers(tmp_path, sn
         a, b = rec.snapshots(), rec.snapshots(T0 + 2)
         pairs = [(next(a).taken_at, next(b).taken_at) for _ in range(7)]
         assert pairs == [(T0 + i, T0 + 2 + i) for i in range(7)] and rec.skipped == 0
+
+
+def test_rows_and_chunks_damaged_at_random_are_skipped_never_fatal(tmp_path, snaps):
+    """Values of the wrong type or range in the rows' chunk columns, and chunks garbled at random
+    places: reading skips (counts) frames, never raises."""
+    import random
+
+    db = tmp_path / "r.db"
+    write(db, [at(snaps[i % 2], T0 + i) for i in range(12)], keyframe_every=4)
+    good = db.read_bytes()
+    rnd = random.Random(13)
+    bad_values = [-1, 2 ** 62, "x", 1.5, b"\x00", None]
+    skipped = 0
+    for case in range(40):
+        db.write_bytes(good)
+        con = sqlite3.connect(db)
+        seq = rnd.randint(1, 12)
+        if case % 2:
+            col = rnd.choice(["off", "segment", "crc", "length"])
+            value = rnd.choice(bad_values if col == "off" else bad_values[:-1])  # the others: NOT NULL
+            con.execute(f"UPDATE frames SET {col} = ? WHERE seq = ?", (value, seq))
+        else:
+            seg = rnd.randint(1, 3)
+            chunk = bytearray(con.execute("SELECT data FROM chunks WHERE id = ?", (seg,)).fetchone()[0])
+            for _ in range(rnd.randint(1, 4)):
+                chunk[rnd.randrange(len(chunk))] = rnd.randrange(256)
+            con.execute("UPDATE chunks SET data = ? WHERE id = ?", (bytes(chunk[:rnd.randint(1, len(chunk))]), seg))
+        con.commit()
+        con.close()
+        with Recording.open(db) as rec:
+            got = list(rec.snapshots())
+            assert len(got) + rec.skipped <= 12 and rec.skipped >= 0
+            skipped += rec.skipped
+    assert skipped >= 40  # the damage was seen (a chunk garbled loses its frames from there on)

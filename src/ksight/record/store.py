@@ -396,17 +396,18 @@ class Recording:
 
                             self._dctx = zstandard.ZstdDecompressor()  # one: its context is reused
                         stream = _ChunkStream(blob, self._dctx)
-                    if stream is not None:
+                    if stream is not None and isinstance(off, int) and off >= 0:
                         got = stream.piece(off)
-                except sqlite3.Error:  # no such chunk (or removed by retention meanwhile)
-                    pass
+                except (sqlite3.Error, TypeError, ValueError, OverflowError):
+                    pass  # no such chunk (or removed by retention meanwhile), a row made by hand
                 if got is None:
                     out.append((seq, t, key, length, crc, b""))
                     continue
                 kind, body = got
                 if kind == 1:
                     head = body[:16]
-                    if not key and chain and chain[0] == seq - 1 and body[8:12] == chain[1].to_bytes(4, "big"):
+                    if (not key and chain and chain[0] == seq - 1 and len(head) == 16
+                            and int.from_bytes(head[8:12], "big") == chain[1]):
                         head = head[:8] + chain[2].to_bytes(4, "big") + head[12:]
                     body = head + _raw_zstd(body[16:])
                 new = zlib.crc32(body)
