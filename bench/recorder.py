@@ -175,9 +175,10 @@ def bench_bytes(counts, seconds) -> dict:
                 sa, sa1 = os.path.join(tmp, "sa"), os.path.join(tmp, "sa1")
                 run_child([SADC, "-S", "ALL", "1", "1", sa1], timeout=60)
                 run_child(KSIGHT + ["record", "--db", db1, "--interval", "1", "--seconds", "0.05"], timeout=60)
+                errf = open(os.path.join(tmp, "k.err"), "w+b")  # not a pipe: nobody reads it meanwhile
                 kp = subprocess.Popen(KSIGHT + ["record", "--db", db, "--interval", "1",
                                                 "--seconds", str(seconds), "--json"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdout=subprocess.PIPE, stderr=errf)
                 peak, sp = 0, None
                 try:
                     sp = subprocess.Popen([SADC, "-S", "ALL", "1", str(n), sa], stdin=subprocess.DEVNULL,
@@ -188,15 +189,17 @@ def bench_bytes(counts, seconds) -> dict:
                             raise RuntimeError("sadc or ksight record did not finish in time")
                         peak = max(peak, file_size(db))
                         time.sleep(0.5)
-                    out, err = kp.communicate(timeout=60)
+                    out, _ = kp.communicate(timeout=60)
                     if sp.returncode or kp.returncode:
+                        errf.seek(0)
                         raise RuntimeError(f"sadc exited {sp.returncode}, ksight {kp.returncode}: "
-                                           f"{err.decode()[-300:]}")
+                                           f"{errf.read().decode(errors='replace')[-300:]}")
                 finally:
                     for p in (kp, sp):
                         if p is not None and p.poll() is None:
                             p.kill()
                             p.wait()
+                    errf.close()
                 info = json.loads(out)
                 # on disk as the recorders left them: before a reader opens them (a reader's -shm
                 # is 32 KB beside the file while it reads, and its own, not the recorder's)
