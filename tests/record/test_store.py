@@ -604,3 +604,26 @@ def test_rows_and_chunks_damaged_at_random_are_skipped_never_fatal(tmp_path, sna
             assert len(got) + rec.skipped <= 12 and rec.skipped >= 0
             skipped += rec.skipped
     assert skipped >= 40  # the damage was seen (a chunk garbled loses its frames from there on)
+
+
+def test_closing_a_segment_that_fails_midway_leaves_its_rows(tmp_path, snaps, monkeypatch):
+    """Closing a segment is one transaction: failing inside it (here the chunk is refused by its
+    NOT NULL) rolls back, and the rows keep their bytes (as when a writer is killed there)."""
+    import ksight.record.store as store
+
+    db = tmp_path / "r.db"
+    write(db, [at(snaps[i % 2], T0 + i) for i in range(5)], keyframe_every=10, close=False)
+    real = store._pack_chunk
+    monkeypatch.setattr(store, "_pack_chunk", lambda rows: (None, real(rows)[1]))
+    with pytest.raises(RecordingError, match="cannot open"):
+        RecordingWriter.create_or_open(str(db))
+    con = sqlite3.connect(db)
+    assert con.execute("SELECT count(*) FROM chunks").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM frames WHERE off IS NULL").fetchone()[0] == 5
+    con.close()
+    with Recording.open(db) as rec:
+        assert [s.taken_at for s in rec.snapshots()] == [T0 + i for i in range(5)]
+    monkeypatch.setattr(store, "_pack_chunk", real)
+    RecordingWriter.create_or_open(str(db)).close()
+    with Recording.open(db) as rec:
+        assert [s.taken_at for s in rec.snapshots()] == [T0 + i for i in range(5)] and rec.skipped == 0
