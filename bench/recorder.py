@@ -12,9 +12,14 @@ a run of N1 samples, divided by N2 - N1: start-up (Python's imports, atop's firs
 boot) cancels out. ksight's own in-loop figure (process_time around sampling + storing, from
 `--json`) is printed beside it.
 
-Bytes on disk per sample: one longer run of each (61 samples at 1 s, at the same time; a keyframe
-and 60 delta frames for ksight): ksight's frame bytes and its file (with WAL) against sadc's file,
-both less a 1-sample run's (headers), divided by 60.
+Bytes on disk per sample: one longer run of each (S + 1 samples at 1 s, at the same time; at 60 s a
+keyframe and 60 delta frames for ksight): ksight's frame bytes and its file after the recorder
+exits (SQLite file, WAL and -shm on disk: `store.file_size`), per sample, both as the whole file
+divided by the samples and as the growth past a 1-sample run's file (the header, tables' first
+pages), which is how sadc's is measured; the largest the file was while recording (WAL included).
+`--bytes-replay DB --copies K` writes the frames of a recording made earlier (real frames, their
+real sizes) K times over through this ksight's writer into a new file: a long recording (10 min
+recorded, x6 = 1 h) without waiting for it; it reports the same figures.
 
     .venv/bin/python bench/recorder.py [--runs 5] [--counts 100 1000] [--n1 3] [--n2 8] [--bytes-seconds 60]
         [--baseline DIR]
@@ -23,6 +28,7 @@ both less a 1-sample run's (headers), divided by 60.
 extensions built in place), interleaved with this one in every run: a before/after on the same
 machine at the same moments (`git worktree add --detach DIR COMMIT`, then `python setup.py
 build_ext --inplace` there).
+    .venv/bin/python bench/recorder.py --skip-cpu --bytes-replay rec.db --copies 6
 
 Needs root (sadc and ksight read root-only files, as they would as services). Bounded: every
 child has a timeout; helpers are killed by PID in `finally`.
@@ -179,6 +185,8 @@ def bench_cpu(counts, runs, n1, n2, baseline: str | None = None) -> dict:
 
 
 def bench_bytes(counts, seconds) -> dict:
+    from ksight.record.store import Recording, file_size
+
     res = {}
     n = seconds + 1
     for target in counts:
@@ -186,40 +194,139 @@ def bench_bytes(counts, seconds) -> dict:
         try:
             time.sleep(1)
             with tempfile.TemporaryDirectory(prefix=f"ksight-bench-recb-{os.getpid()}-") as tmp:
-                db = os.path.join(tmp, "k.db")
+                db, db1 = os.path.join(tmp, "k.db"), os.path.join(tmp, "k1.db")
                 sa, sa1 = os.path.join(tmp, "sa"), os.path.join(tmp, "sa1")
                 run_child([SADC, "-S", "ALL", "1", "1", sa1], timeout=60)
+                run_child(KSIGHT + ["record", "--db", db1, "--interval", "1", "--seconds", "0.05"], timeout=60)
+                errf = open(os.path.join(tmp, "k.err"), "w+b")  # not a pipe: nobody reads it meanwhile
                 kp = subprocess.Popen(KSIGHT + ["record", "--db", db, "--interval", "1",
                                                 "--seconds", str(seconds), "--json"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                      stdout=subprocess.PIPE, stderr=errf)
+                peak, sp = 0, None
                 try:
-                    run_child([SADC, "-S", "ALL", "1", str(n), sa], timeout=n + 60)
-                    out, err = kp.communicate(timeout=n + 60)
+                    sp = subprocess.Popen([SADC, "-S", "ALL", "1", str(n), sa], stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                    deadline = time.monotonic() + n + 60
+                    while sp.poll() is None or kp.poll() is None:  # the file while it is written
+                        if time.monotonic() > deadline:
+                            raise RuntimeError("sadc or ksight record did not finish in time")
+                        peak = max(peak, file_size(db))
+                        time.sleep(0.5)
+                    out, _ = kp.communicate(timeout=60)
+                    if sp.returncode or kp.returncode:
+                        errf.seek(0)
+                        raise RuntimeError(f"sadc exited {sp.returncode}, ksight {kp.returncode}: "
+                                           f"{errf.read().decode(errors='replace')[-300:]}")
                 finally:
-                    if kp.poll() is None:
-                        kp.kill()
-                        kp.wait()
+                    for p in (kp, sp):
+                        if p is not None and p.poll() is None:
+                            p.kill()
+                            p.wait()
+                    errf.close()
                 info = json.loads(out)
-                from ksight.record.store import Recording
-
-                with Recording.open(db) as rec:
-                    size = rec.size()
-                    keys = [len(d) for _, _, key, d, _ in rec.frames() if key and d]
-                    deltas = [len(d) for _, _, key, d, _ in rec.frames() if not key and d]
+                # on disk as the recorders left them: before a reader opens them (a reader's -shm
+                # is 32 KB beside the file while it reads, and its own, not the recorder's)
+                on_disk, head_disk = file_size(db), file_size(db1)
+                with Recording.open(db) as rec:  # the frames' sizes as the codec wrote them
+                    size = dict(rec.size(), file_bytes=on_disk)
+                    rows = rec.con.execute("SELECT keyframe, length FROM frames").fetchall()
+                    keys = [n for key, n in rows if key]
+                    deltas = [n for key, n in rows if not key]
+                with Recording.open(db1) as rec:
+                    head = dict(rec.size(), file_bytes=head_disk)
+                samples = info["samples"]
                 sadc_per = (os.path.getsize(sa) - os.path.getsize(sa1)) / (n - 1)
-                k_per = size["payload_bytes"] / info["samples"]
-                file_per = size["file_bytes"] / info["samples"]
-                print(f"\n== bytes per sample, {nprocs()} processes, {info['samples']} samples at 1 s")
-                print(f"  ksight frames   {k_per:8.0f} B/sample (keyframes {statistics.median(keys):.0f} B, "
-                      f"delta frames median {statistics.median(deltas):.0f} B, max {max(deltas)})")
-                print(f"  ksight file     {file_per:8.0f} B/sample (SQLite file + WAL on disk / samples: "
-                      "pages, indexes; falls toward the frames' bytes on longer runs)")
-                print(f"  sadc -S ALL     {sadc_per:8.0f} B/sample (file growth per sample, header excluded)")
-                res[target] = {"ksight_frames": k_per, "ksight_file": file_per, "sadc": sadc_per,
-                               "keyframe": statistics.median(keys), "delta_median": statistics.median(deltas)}
+                r = {"samples": samples, "processes": nprocs(), "sadc": sadc_per,
+                     "ksight_frames": size["payload_bytes"] / samples,
+                     "ksight_file": size["file_bytes"] / samples,
+                     "ksight_growth": (size["file_bytes"] - head["file_bytes"]) / (samples - head["frames"]),
+                     "ksight_peak": peak / samples, "sadc_header": os.path.getsize(sa1) - sadc_per,
+                     "keyframe": statistics.median(keys), "delta_median": statistics.median(deltas)}
+                print(f"\n== bytes per sample, {r['processes']} processes, {samples} samples at 1 s "
+                      f"(load {os.getloadavg()[0]:.1f})")
+                print(f"  ksight frames   {r['ksight_frames']:8.0f} B/sample (keyframes {r['keyframe']:.0f} B, "
+                      f"delta frames median {r['delta_median']:.0f} B, max {max(deltas)})")
+                _print_file(r, head["file_bytes"])
+                print(f"  sadc -S ALL     {sadc_per:8.0f} B/sample (file growth per sample; its header "
+                      f"~{r['sadc_header']:.0f} B)")
+                res[target] = r
         finally:
             stop_helpers(helpers)
     return res
+
+
+def _print_file(r: dict, head: int) -> None:
+    print(f"  ksight file     {r['ksight_file']:8.0f} B/sample (after the recorder exits: the file / "
+          f"samples, its fixed part included)")
+    print(f"  ksight growth   {r['ksight_growth']:8.0f} B/sample (past a 1-sample file of {head} B: "
+          "sadc's method)")
+    print(f"  ksight peak     {r['ksight_peak']:8.0f} B/sample (the largest the file was while "
+          "recording, WAL and -shm included)")
+
+
+def _as_written(frame: bytes) -> bytes:
+    """A frame as the codec writes it: a store of format 2 hands a frame back with its payload
+    in raw zstd blocks (uncompressed); compressed again as the encoder does (samples.LEVEL)."""
+    import zstandard
+
+    from ksight.store import samples
+
+    if frame[4:5] != b"\x02" or frame[16:21] != b"\x28\xb5\x2f\xfd\xa0":
+        return frame
+    payload = zstandard.ZstdDecompressor().decompress(frame[16:])
+    return frame[:16] + zstandard.ZstdCompressor(level=samples.LEVEL, write_checksum=True,
+                                                 write_content_size=True).compress(payload)
+
+
+def bench_bytes_replay(src: str, copies: int) -> dict:
+    """The frames of recording `src`, `copies` times over (times shifted), through this ksight's
+    writer into a new file: its bytes per sample after close, its growth past the first sample's
+    file, and the largest it was while written (checked every 20 frames)."""
+    import types
+
+    from ksight.record.store import Recording, RecordingWriter, file_size
+
+    with Recording.open(src) as rec:
+        frames = [(t, _as_written(d)) for _, t, _, d, _ in rec.frames() if d]
+    if not frames:
+        raise SystemExit(f"{src}: no frames")
+    span = frames[-1][0] - frames[0][0] + 1
+
+    class Replay:  # stands for the encoder: the frame given is the frame stored
+        def encode(self, snap, processes):
+            return snap.data
+
+        def force_keyframe(self):
+            pass
+
+    host = types.SimpleNamespace(hostname="replay")
+    with tempfile.TemporaryDirectory(prefix=f"ksight-bench-recr-{os.getpid()}-") as tmp:
+        db = os.path.join(tmp, "k.db")
+        peak = n = 0
+        for path, times in ((os.path.join(tmp, "k1.db"), 1), (db, copies)):  # a 1-sample file first
+            w = RecordingWriter.create_or_open(path, interval=1.0)
+            w.encoder = Replay()
+            try:
+                for c in range(times):
+                    for t, d in (frames[:1] if path != db else frames):
+                        w.append(types.SimpleNamespace(taken_at=t + c * span, host=host, data=d))
+                        if path == db:
+                            n += 1
+                            if n % 20 == 0:
+                                peak = max(peak, file_size(db))
+            finally:
+                w.close()
+            if path != db:
+                head = file_size(path)
+        size = file_size(db)
+        payload = sum(len(d) for _, d in frames) * copies
+    r = {"samples": n, "ksight_frames": payload / n, "ksight_file": size / n,
+         "ksight_growth": (size - head) / (n - 1), "ksight_peak": max(peak, size) / n}
+    print(f"\n== bytes per sample, the frames of {src} ({len(frames)}) x {copies}: {n} samples")
+    print(f"  ksight frames   {r['ksight_frames']:8.0f} B/sample")
+    _print_file(r, head)
+    print(f"  file / frames   {size / payload:8.3f}")
+    return r
 
 
 def main() -> int:
@@ -233,12 +340,22 @@ def main() -> int:
     ap.add_argument("--skip-bytes", action="store_true")
     ap.add_argument("--baseline", metavar="DIR", help="another checkout's ksight, run interleaved")
     ap.add_argument("--no-peers", action="store_true", help="leave sadc and atop out (quicker A/B)")
+    ap.add_argument("--bytes-replay", metavar="DB", help="a recording whose frames are written again "
+                    "(--copies times) through this writer: bytes per sample of a long recording")
+    ap.add_argument("--copies", type=int, default=6)
     a = ap.parse_args()
+    if a.bytes_replay:
+        if not 1 <= a.copies <= 1000:
+            print("bounds: --copies 1-1000", file=sys.stderr)
+            return 2
+        bench_bytes_replay(a.bytes_replay, a.copies)
+        if a.skip_cpu and a.skip_bytes:
+            return 0
     if os.geteuid() != 0:
         print("run as root (the recorders read root-only files)", file=sys.stderr)
         return 2
-    if not 1 <= a.runs <= 20 or not 2 <= a.n1 < a.n2 <= 60 or not 10 <= a.bytes_seconds <= 600:
-        print("bounds: --runs 1-20, 2 <= n1 < n2 <= 60, --bytes-seconds 10-600", file=sys.stderr)
+    if not 1 <= a.runs <= 20 or not 2 <= a.n1 < a.n2 <= 60 or not 10 <= a.bytes_seconds <= 3600:
+        print("bounds: --runs 1-20, 2 <= n1 < n2 <= 60, --bytes-seconds 10-3600", file=sys.stderr)
         return 2
     print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f} (shared with other work: "
           "figures are medians and ranges, not a quiet-machine best)")
@@ -262,9 +379,10 @@ def main() -> int:
               + (f"; atop {statistics.median(r['atop']) * 1000:.2f} ms" if r["atop"] else "")
               + (f"; baseline {statistics.median(r['baseline']) * 1000:.1f} ms" if r["baseline"] else ""))
     for target, r in out.get("bytes", {}).items():
-        ok = r["ksight_frames"] <= r["sadc"]
-        print(f"  bytes at ~{target} processes: ksight {r['ksight_frames']:.0f} B vs sadc {r['sadc']:.0f} B: "
-              f"{'MET' if ok else 'NOT MET'}")
+        for what in ("frames", "file", "growth"):
+            k = r[f"ksight_{what}"]
+            print(f"  bytes at ~{target} processes, {r['samples']} samples: ksight {what} {k:.0f} B vs "
+                  f"sadc {r['sadc']:.0f} B: {'MET' if k <= r['sadc'] else 'NOT MET'}")
     return 0
 
 

@@ -11,8 +11,9 @@ HELP = "flight recorder: sample every S seconds into a SQLite file, for check/sa
 DESCRIPTION = """\
 Record the machine continuously: every S seconds (default 1) one sample with what every rule
 reads (the system sources, the N largest processes by memory and the N busiest by CPU, any process
-a rule is watching, socket-state summaries), stored as one compressed frame per row of a SQLite
-file (WAL mode, no server). A keyframe every 60 samples; the frames between are differences.
+a rule is watching, socket-state summaries), stored as one compressed frame per sample in a SQLite
+file (WAL mode, no server). A keyframe every 60 samples; the frames between are differences; once
+the next keyframe comes, the frames since the last one are kept as one blob.
 
 Read it back with `--db PATH` on check, sar, top (and cpu, tcp): `--at T`, `--since T --until T`
 with T an ISO time (2026-01-31T03:12), a clock time today (03:12), or relative (-10m, -2h).
