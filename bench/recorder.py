@@ -23,12 +23,12 @@ recorded, x6 = 1 h) without waiting for it; it reports the same figures.
 
     .venv/bin/python bench/recorder.py [--runs 5] [--counts 100 1000] [--n1 3] [--n2 8] [--bytes-seconds 60]
         [--baseline DIR]
+    .venv/bin/python bench/recorder.py --skip-cpu --bytes-replay rec.db --copies 6
 
 --baseline DIR: also run the ksight of another checkout (DIR/src first on PYTHONPATH, its C
 extensions built in place), interleaved with this one in every run: a before/after on the same
 machine at the same moments (`git worktree add --detach DIR COMMIT`, then `python setup.py
 build_ext --inplace` there).
-    .venv/bin/python bench/recorder.py --skip-cpu --bytes-replay rec.db --copies 6
 
 Needs root (sadc and ksight read root-only files, as they would as services). Bounded: every
 child has a timeout; helpers are killed by PID in `finally`.
