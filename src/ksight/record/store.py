@@ -238,17 +238,21 @@ class Recording:
                 yield seq, t, bool(key), (None if why else data), why
 
     def snapshots(self, since: float | None = None, until: float | None = None, *,
-                  keyframes_only: bool = False):
+                  keyframes_only: bool = False, share: bool = True):
         """Every snapshot taken in [since, until], decoded in order. Decoding starts at the
         keyframe at or before `since`; a damaged row and the delta frames that depend on it are
         skipped (counted in `skipped`) until the next keyframe.
 
         keyframes_only: only the keyframes (one a minute at 1 s and 60 a keyframe), which decode
-        alone: a day's overview for ~1/60 of the decoding (a frame costs ~3 ms to decode)."""
+        alone: a day's overview for ~1/60 of the decoding (a frame costs ~3 ms to decode).
+
+        share (default): a part of a sample that did not change since the sample before (a
+        source, the process table) is the same object in both snapshots, decoded once
+        (store/samples.SampleDecoder(share=True)); the snapshots are read-only."""
         from ..store.samples import SampleDecoder
 
         _preload()
-        dec = SampleDecoder()
+        dec = SampleDecoder(share=share)
         broken = False
         for seq, t, key, data, why in self.frames(since, until, keyframes_only=keyframes_only):
             if data is None:
