@@ -12,7 +12,7 @@ at known times (so the episodes found can be checked against them):
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
     .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
-                                     [--no-charts]
+                                     [--db PATH] [--no-charts]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
@@ -155,7 +155,8 @@ def run_once(hours: float, window: float, store: str | None,
         from ksight.record.store import Recording
 
         rec = Recording.open(store)
-        view = report_view(rec.snapshots(None, None), window_seconds=window, charts=charts)
+        view = report_view(rec.snapshots(None, None), window_seconds=window, charts=charts,
+                           span=rec.range())
         rec.close()
     else:
         view = report_view(synthetic(n, base=base), window_seconds=window, charts=charts)
@@ -169,11 +170,17 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=60.0)
     ap.add_argument("--store", action="store_true",
                     help="write a SQLite recording first and report through it (ksight.record.store)")
+    ap.add_argument("--db", metavar="PATH",
+                    help="with --store: the recording to write (kept) or, if it exists, to read "
+                         "as it is (reruns and A/B comparisons read the same file)")
     ap.add_argument("--no-charts", action="store_true",
                     help="episodes only, as the text report (`ksight report` without --json/--html)")
     a = ap.parse_args(argv)
     store = None
-    if a.store:
+    if a.store and a.db and os.path.exists(a.db):
+        store = a.db
+        print(f"reading {store}: {os.path.getsize(store) / 1e6:.1f} MB")
+    elif a.store:
         import tempfile
 
         try:
@@ -181,8 +188,11 @@ def main(argv=None) -> int:
         except ImportError:
             print("ksight.record.store is not on this branch yet: --store needs it", file=sys.stderr)
             return 2
-        d = tempfile.mkdtemp(prefix=f"ksight-bench-report-{os.getpid()}-")
-        store = os.path.join(d, "rec.db")
+        if a.db:
+            store = a.db
+        else:
+            d = tempfile.mkdtemp(prefix=f"ksight-bench-report-{os.getpid()}-")
+            store = os.path.join(d, "rec.db")
         t = time.perf_counter()
         w = RecordingWriter.create_or_open(store, interval=1.0)
         for s in synthetic(int(a.hours * 3600)):
@@ -224,7 +234,7 @@ def main(argv=None) -> int:
           f"{statistics.median(gens):.2f} s")
     print(f"target < 10 s: {'MET' if max(tooks) < 10 else 'NOT MET'} (wall, every run); "
           f"faults missed: {', '.join(missed) or 'none'}")
-    if store:
+    if store and not a.db:
         import shutil
 
         shutil.rmtree(os.path.dirname(store), ignore_errors=True)

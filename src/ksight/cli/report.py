@@ -189,9 +189,10 @@ def run(args: argparse.Namespace) -> int:
                              "use --json or the text report") from None
     snaps, label, bundle_dir, rec = _snapshots(args, areas)
     bundles = load_bundles(bundle_dir) if bundle_dir else []
+    span = rec.range(args.since, args.until) if rec is not None else None
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
-                       charts=bool(args.html or args.json), exact=args.exact)
+                       charts=bool(args.html or args.json), exact=args.exact, span=span)
     skipped = getattr(rec, "skipped", 0)
     if skipped:  # torn or undecodable rows: the store skips them; the report says so
         errs = list(getattr(rec, "errors", []))[:3]

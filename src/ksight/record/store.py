@@ -184,9 +184,12 @@ class Recording:
     def format(self) -> int:
         return int(self.meta["format"])
 
-    def range(self) -> tuple[float, float] | None:
-        """(first, last) sample times (Unix seconds), None when the recording is empty."""
-        lo, hi = self.con.execute("SELECT min(t), max(t) FROM frames").fetchone()
+    def range(self, since: float | None = None, until: float | None = None
+              ) -> tuple[float, float] | None:
+        """(first, last) sample times (Unix seconds) in [since, until] (None: no bound), None
+        when there is none."""
+        q, a = _where(since, until)
+        lo, hi = self.con.execute(f"SELECT min(t), max(t) FROM frames {q}", a).fetchone()
         return None if lo is None else (lo, hi)
 
     def count(self, since: float | None = None, until: float | None = None, *,

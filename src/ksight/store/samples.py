@@ -142,6 +142,28 @@ def _convert(t):
     return unpack
 
 
+def _shared(unpack):
+    """unpack, for a shared decoder (SampleDecoder(share=True), whose schema keeps the objects
+    of the last two frames by the id of their packed list) reusing the object decoded from the
+    very same packed list: a part that did not change since the frame before, however deep
+    (one group of /proc/net/snmp, one CPU's times), is decoded once."""
+    def unpack_shared(v, s):
+        cur = getattr(s, "objs", None)
+        if cur is None or type(v) is not list:
+            return unpack(v, s)
+        k = id(v)
+        hit = cur.get(k)
+        if hit is None:
+            hit = s.objs_before.get(k)
+        if hit is not None and hit[0] is v:
+            cur[k] = hit
+            return hit[1]
+        out = unpack(v, s)
+        cur[k] = (v, out)  # holding v: its id is not reused while the entry lives
+        return out
+    return unpack_shared
+
+
 def codec(t) -> _Codec:
     c = _CODECS.get(t)
     if c is None:
@@ -169,14 +191,14 @@ def _build(t) -> _Codec:
             return _Codec(None, _convert(t), True)
         if sub.table is not None:  # a sequence of dataclasses: one column per field
             tp, tu = sub.table
-            return _Codec(tp, lambda v, s: tuple(tu(v, s)), False)
+            return _Codec(tp, _shared(lambda v, s: tuple(tu(v, s))), False)
         p, u = sub.pack, sub.unpack
 
         def unpack_tuple(v, s):
             if not isinstance(v, list):
                 raise SampleError(f"expected a list for {t}, got {type(v).__name__}")
             return tuple(u(x, s) for x in v)
-        return _Codec(lambda v: [p(x) for x in v], unpack_tuple, False)
+        return _Codec(lambda v: [p(x) for x in v], _shared(unpack_tuple), False)
     if origin in (dict, Mapping) and len(args) == 2:
         # keys apart from values: a key list is the same run of bytes in every sample, which
         # the dictionary (or the previous sample) turns into one match
@@ -203,13 +225,21 @@ def _build(t) -> _Codec:
             if not (isinstance(v, list) and len(v) == 2):
                 raise SampleError(f"expected [keys, values] for {t}")
             ks = v[0]
-            if args[0] is str:
-                ks = _vocab_names(ks, s)
-            keys, vals = kconv(ks, s), vals_unpack(v[1], s)
+            seen = getattr(s, "key_lists", None)  # a shared decoder's: key lists met before
+            hit = seen.get(id(ks)) if seen is not None else None
+            if hit is not None and hit[0] is ks:  # the same list (a delta frame's SAME)
+                keys = hit[1]
+            else:
+                keys = kconv(_vocab_names(ks, s) if args[0] is str else ks, s)
+                if seen is not None:
+                    if len(seen) > 4096:
+                        seen.clear()
+                    seen[id(ks)] = (ks, keys)  # holding ks: its id is not reused meanwhile
+            vals = vals_unpack(v[1], s)
             if len(keys) != len(vals):
                 raise SampleError(f"{len(keys)} keys for {len(vals)} values in {t}")
             return dict(zip(keys, vals))
-        return _Codec(pack, unpack_dict, False)
+        return _Codec(pack, _shared(unpack_dict), False)
     if t is Any:
         return _Codec(None, lambda v, s: v, True)
     return _Codec(None, _convert(t), True)
@@ -399,7 +429,7 @@ def _dataclass_codec(cls: type) -> _Codec:
                 raise SampleError(f"{tag}: {e}") from None
         return out
 
-    placeholder.pack, placeholder.unpack = pack, unpack
+    placeholder.pack, placeholder.unpack = pack, _shared(unpack)
     placeholder.table = (pack_rows, unpack_rows)
     return placeholder
 
@@ -458,6 +488,9 @@ class _Schema(dict):
     """tag -> stored field names, and the vocabulary dictionary keys are numbered in (v2)."""
 
     vocab: tuple[str, ...] | None = None
+    key_lists: dict | None = None  # SampleDecoder(share=True): id(packed key list) -> (it, its keys)
+    objs: dict | None = None  # SampleDecoder(share=True): id(packed list) -> (it, its object),
+    objs_before: dict | None = None  # for this frame and the one before (_shared)
 
 
 def _vocab_names(keys, schema) -> list:
@@ -586,6 +619,10 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
         schema.vocab = sch.vocab
         if memo is not None:
             memo["schema_key"], memo["schema"] = (schema_no, embedded), schema
+            schema.key_lists = {}
+            schema.objs = {}
+    if memo is not None:  # objects of this frame and the one before are reused, no older ones
+        schema.objs_before, schema.objs = schema.objs, {}
     if not (isinstance(clock, list) and len(clock) >= 3 and all(
             c is None or isinstance(c, (int, float)) for c in clock[:3])):
         raise SampleError("the payload's clocks are missing or malformed")
