@@ -189,7 +189,10 @@ def run(args: argparse.Namespace) -> int:
                              "use --json or the text report") from None
     snaps, label, bundle_dir, rec = _snapshots(args, areas)
     bundles = load_bundles(bundle_dir) if bundle_dir else []
-    span = rec.range(args.since, args.until) if rec is not None else None
+    span = None
+    rng = getattr(rec, "range", None)  # the charts' range, known beforehand (a recording's)
+    if rng is not None and (args.html or args.json):
+        span = rng(args.since, args.until)
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
                        charts=bool(args.html or args.json), exact=args.exact, span=span)
