@@ -124,21 +124,15 @@ def _convert(t):
         except msgspec.ValidationError as e:
             raise SampleError(f"a value is not a {t}: {e}") from None
 
-    # values of plain types (a number, a name, a list of them) as MessagePack gave them, checked
-    # in C: msgspec.convert works out a generic alias's type (list[int]) again on every call
-    ok = _PLAIN.get(t)
-    if ok is not None:
+    # values of plain types (a number, a name, a list or tuple of them, or None where the type
+    # allows it) as MessagePack gave them, checked in C: msgspec.convert works out a generic
+    # alias's type (list[int]) again on every call
+    fast = _plain_check(t)
+    if fast is not None:
         def plain(v, schema):
-            return v if type(v) in ok else unpack(v, schema)
+            out = fast(v)
+            return unpack(v, schema) if out is _NO else out
         return plain
-    if typing.get_origin(t) is list and len(typing.get_args(t)) == 1:
-        ok = _PLAIN.get(typing.get_args(t)[0])
-        if ok is not None:
-            def plain_list(v, schema):
-                if type(v) is list and ok.issuperset(map(type, v)):
-                    return list(v)
-                return unpack(v, schema)
-            return plain_list
     return unpack
 
 
@@ -162,6 +156,32 @@ def _shared(unpack):
         cur[k] = (v, out)  # holding v: its id is not reused while the entry lives
         return out
     return unpack_shared
+
+
+_NO = object()  # _plain_check: not a plain value of the type
+
+
+def _plain_check(t):
+    """v -> v (a list or tuple: a new one) when it is a plain value of type t as msgspec's
+    strict convert would give it unchanged, else _NO; None when t is not such a type."""
+    ok = _PLAIN.get(t)
+    if ok is not None:
+        return lambda v: v if type(v) in ok else _NO
+    origin, args = typing.get_origin(t), typing.get_args(t)
+    if origin in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _plain_check(args[0] if args[1] is type(None) else args[1])
+        if inner is None:
+            return None
+        return lambda v: None if v is None else inner(v)
+    if origin is list and len(args) == 1:
+        ok = _PLAIN.get(args[0])
+        if ok is not None:
+            return lambda v: list(v) if type(v) is list and ok.issuperset(map(type, v)) else _NO
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        ok = _PLAIN.get(args[0])
+        if ok is not None:
+            return lambda v: tuple(v) if type(v) is list and ok.issuperset(map(type, v)) else _NO
+    return None
 
 
 def codec(t) -> _Codec:

@@ -24,6 +24,7 @@ the sources never holds one, so they cannot be confused with data. Floats are ne
 from __future__ import annotations
 
 import struct
+from itertools import accumulate
 from operator import add
 
 from msgspec.msgpack import Ext
@@ -123,6 +124,8 @@ def expand(x):
     if x and type(x[0]) is Ext:
         if x[0].code != KDIFF.code or len(x) < 2:
             raise SampleError(f"a list marked {x[0].code} where a keyframe list was expected")
+        if _INTS.issuperset(map(type, x[1:])):  # integers only (always, from the encoder): in C
+            return list(accumulate(x[1:]))
         out = [x[1]]
         acc = x[1]
         try:
@@ -134,6 +137,8 @@ def expand(x):
         if type(acc) is not int:
             raise SampleError("a difference-coded list holds a value that is not an integer")
         return out
+    if list not in set(map(type, x)):  # no list inside (most lists): the list as it is
+        return x
     return [expand(v) if type(v) is list else v for v in x]
 
 
