@@ -155,7 +155,7 @@ def run_once(hours: float, window: float, store: str | None,
         from ksight.record.store import Recording
 
         rec = Recording.open(store)
-        view = report_view(rec.snapshots(None, None), window_seconds=window, charts=charts,
+        view = report_view(rec.snapshots(None, None, lazy=True), window_seconds=window, charts=charts,
                            span=rec.range())
         rec.close()
     else:

@@ -122,3 +122,49 @@ def _reframe(tree, schema_no):
     head = samples._HEADER.pack(samples.MAGIC, samples.VERSION, samples.KEYFRAME, schema_no, 0,
                                 zlib.crc32(payload))
     return head + zstandard.ZstdCompressor().compress(payload)
+
+
+def test_lazy_sources_decode_when_read_and_equal_the_eager_ones(snaps):
+    import copy
+    import pickle
+
+    series = _series(snaps, 25)
+    enc = samples.SampleEncoder(keyframe_every=10)
+    frames = [enc.encode(s) for s in series]
+    eager, lazy = samples.SampleDecoder(), samples.SampleDecoder(lazy=True)
+    got = []
+    for f in frames:
+        e, z = eager.decode(f), lazy.decode(f)
+        assert isinstance(z.sources, samples.LazySources)
+        got.append((e, z))
+    # nothing read yet: every source still waits (the frames were decoded, not their sources)
+    e, z = got[-1]
+    assert all(type(dict.__getitem__(z.sources, k)) is samples._Lazy for k in z.sources)
+    assert z.get("vmstat") == e.get("vmstat") and z.sources["meminfo"] == e.sources["meminfo"]
+    assert type(dict.__getitem__(z.sources, "vmstat")) is not samples._Lazy  # kept once read
+    assert z.get("no-such-source") is None and z.sources.get("no-such-source", 5) == 5
+    for e, z in got:  # every way of reading the whole dict decodes what it reads
+        assert z == e and e == z and z.sources == e.sources and e.sources == z.sources
+        assert dict(z.sources) == e.sources and {**z.sources} == e.sources
+        assert dict(z.sources.items()) == e.sources and list(z.sources.values()) == list(e.sources.values())
+        assert pickle.loads(pickle.dumps(z.sources)) == e.sources
+        assert copy.deepcopy(z.sources) == e.sources and z.sources.copy() == e.sources
+    # a source read in one snapshot is decoded once for every later snapshot holding it
+    a, b = got[-2][1], got[-1][1]
+    assert a.get("slabinfo") is b.get("slabinfo")
+
+
+def test_a_malformed_source_is_an_error_when_read(snaps):
+    a = snaps[0]
+    data = samples.encode(a)
+    info, form = samples._payload_v2(data)
+    tree = expand(form)
+    names = samples._vocab_names(tree[3][0], type("S", (dict,), {
+        "vocab": samples_schema.get(info.schema).vocab})())
+    tree[3][1][names.index("meminfo")][0] = "not a number"
+    z = samples.SampleDecoder(lazy=True).decode(_reframe(tree, info.schema))
+    assert z.get("vmstat") is not None  # the others read fine
+    with pytest.raises(SampleError, match="meminfo"):
+        z.get("meminfo")
+    with pytest.raises(SampleError):
+        samples.SampleDecoder().decode(_reframe(tree, info.schema))  # eager: when decoded

@@ -49,7 +49,7 @@ def test_the_fast_path_finds_the_exact_paths_episodes(recorded):
 
     path, bench, base = recorded
     with Recording.open(path) as rec:
-        fast = report_view(rec.snapshots(), span=rec.range())
+        fast = report_view(rec.snapshots(lazy=True), span=rec.range())
     with Recording.open(path) as rec:
         exact = report_view(rec.snapshots(share=False), exact=True)
     assert _key(fast) == _key(exact)
@@ -72,7 +72,7 @@ def test_shared_decoding_and_a_known_range_draw_the_same_charts(recorded):
     path, _, _ = recorded
     lo, hi = T0 + 100, T0 + 480  # the reclaim burst and the lossy minute
     with Recording.open(path) as rec:
-        fast = report_view(rec.snapshots(lo, hi), since=lo, until=hi, span=rec.range(lo, hi),
+        fast = report_view(rec.snapshots(lo, hi, lazy=True), since=lo, until=hi, span=rec.range(lo, hi),
                            max_buckets=32)
     with Recording.open(path) as rec:
         plain = report_view(rec.snapshots(lo, hi, share=False), since=lo, until=hi,

@@ -165,7 +165,7 @@ def _snapshots(args, areas):
     from ..record.triggers import bundle_dir_for
 
     bundles = args.bundles or bundle_dir_for(path, getattr(rec, "meta", None))
-    return rec.snapshots(args.since, args.until), path, bundles, rec
+    return rec.snapshots(args.since, args.until, lazy=True), path, bundles, rec
 
 
 def run(args: argparse.Namespace) -> int:

@@ -241,7 +241,7 @@ class Recording:
                 yield seq, t, bool(key), (None if why else data), why
 
     def snapshots(self, since: float | None = None, until: float | None = None, *,
-                  keyframes_only: bool = False, share: bool = True):
+                  keyframes_only: bool = False, share: bool = True, lazy: bool = False):
         """Every snapshot taken in [since, until], decoded in order. Decoding starts at the
         keyframe at or before `since`; a damaged row and the delta frames that depend on it are
         skipped (counted in `skipped`) until the next keyframe.
@@ -251,11 +251,13 @@ class Recording:
 
         share (default): a part of a sample that did not change since the sample before (a
         source, the process table) is the same object in both snapshots, decoded once
-        (store/samples.SampleDecoder(share=True)); the snapshots are read-only."""
+        (store/samples.SampleDecoder(share=True)); the snapshots are read-only.
+        lazy: each source decoded when first read (store/samples.LazySources), for a reader
+        that reads a few sources of most samples (`ksight report`)."""
         from ..store.samples import SampleDecoder
 
         _preload()
-        dec = SampleDecoder(share=share)
+        dec = SampleDecoder(share=share, lazy=lazy)
         broken = False
         for seq, t, key, data, why in self.frames(since, until, keyframes_only=keyframes_only):
             if data is None:

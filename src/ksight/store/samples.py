@@ -438,15 +438,47 @@ def _dataclass_codec(cls: type) -> _Codec:
             raise SampleError(f"{tag}: {len(v) - 1} columns for {len(got)} fields")
         cols = [(name, unpack_column(name, v[i + 1], n, schema))
                 for i, name in enumerate(got) if name in col_unpack]
+        seen = getattr(schema, "rows", None)
+        if seen is not None:  # a shared decoder: rows equal to one of the frame before are reused
+            out = _reuse_rows(cols, n, seen)
+            if out is not None:
+                return out
+        return [make_row(cols, j) for j in range(n)]
+
+    def make_row(cols, j):
+        kw = dict(fill)
+        for name, col in cols:
+            kw[name] = col[j]
+        try:
+            return cls(**kw)
+        except (TypeError, ValueError) as e:
+            raise SampleError(f"{tag}: {e}") from None
+
+    # a column whose values are their own key (numbers, names, tuples of them: types exact, so
+    # equal values are the same values), else keyed by the identity of its objects (a nested
+    # dataclass reused from the frame before is the same object)
+    by_value = {n_ for n_, h_ in hint_of.items()
+                if _plain_check(h_) is not None or h_ in (float, float | None)}
+
+    def _reuse_rows(cols, n, seen):
+        """The rows of this table, each the object of the frame before (or of this frame) whose
+        stored values are the same (a process whose numbers did not move: most of them), None
+        when the table's values cannot be keyed (an unhashable value)."""
+        cur, before = seen
+        mine, old = cur.setdefault(tag, {}), before.get(tag, {})
+        keycols = [col if name in by_value else list(map(id, col)) for name, col in cols]
         out = []
-        for j in range(n):
-            kw = dict(fill)
-            for name, col in cols:
-                kw[name] = col[j]
-            try:
-                out.append(cls(**kw))
-            except (TypeError, ValueError) as e:
-                raise SampleError(f"{tag}: {e}") from None
+        try:
+            for j, key in enumerate(zip(*keycols)):
+                o = mine.get(key)
+                if o is None:
+                    o = old.get(key)
+                    if o is None:
+                        o = make_row(cols, j)
+                    mine[key] = o  # holding o: the ids in its key stay its fields'
+                out.append(o)
+        except TypeError:  # a list or dict among the values: not a key
+            return None
         return out
 
     placeholder.pack, placeholder.unpack = pack, _shared(unpack)
@@ -509,6 +541,8 @@ class _Schema(dict):
 
     vocab: tuple[str, ...] | None = None
     key_lists: dict | None = None  # SampleDecoder(share=True): id(packed key list) -> (it, its keys)
+    rows: tuple | None = None  # SampleDecoder(share=True): (this frame's, the frame before's)
+    #                            tag -> {row key: object} (unpack_rows)
     objs: dict | None = None  # SampleDecoder(share=True): id(packed list) -> (it, its object),
     objs_before: dict | None = None  # for this frame and the one before (_shared)
 
@@ -626,7 +660,10 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
         schema = memo["schema"]
     else:
         if memo is not None:  # another class table: nothing decoded before is reused
+            lazy = memo.get("lazy")
             memo.clear()
+            if lazy:
+                memo["lazy"] = True
         sch = samples_schema.get(schema_no)
         if embedded is not None and not isinstance(embedded, dict):
             raise SampleError("the sample's class table is malformed")
@@ -643,6 +680,7 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
             schema.objs = {}
     if memo is not None:  # objects of this frame and the one before are reused, no older ones
         schema.objs_before, schema.objs = schema.objs, {}
+        schema.rows = ({}, schema.rows[0] if schema.rows else {})
     if not (isinstance(clock, list) and len(clock) >= 3 and all(
             c is None or isinstance(c, (int, float)) for c in clock[:3])):
         raise SampleError("the payload's clocks are missing or malformed")
@@ -671,12 +709,26 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
     if not (isinstance(srcs, list) and len(srcs) == 2 and isinstance(srcs[0], list)
             and isinstance(srcs[1], list) and len(srcs[0]) == len(srcs[1])):
         raise SampleError("the payload's sources are missing or malformed")
-    sources = {}
+    lazy = memo is not None and memo.get("lazy")
+    sources = LazySources() if lazy else {}
     for name, v in zip(part("names", srcs[0], lambda k: _vocab_names(k, schema)), srcs[1]):
         if not isinstance(name, str):
             raise SampleError("a source name that is not a string")
         if name not in SYSTEM:
             continue  # written by a newer ksight: ignored
+        if lazy:  # decoded when first read (then shared as above); see LazySources
+            got = parts.get(("source", name))
+            if got is not None and _same(got[0], v):
+                if got[0] is not v:
+                    parts[("source", name)] = (v, got[1])
+                val = got[1]
+                if type(val) is _Lazy and val.done:
+                    val = val.value
+            else:
+                val = _Lazy(v, name, schema)
+                parts[("source", name)] = (v, val)
+            dict.__setitem__(sources, name, val)
+            continue
         try:
             sources[name] = part(("source", name), v,
                                  lambda x, n=name: _source_codec(n).unpack(x, schema))
@@ -692,6 +744,83 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
         processes = part("processes", procs_v, table)
     return Snapshot(taken_at=clock[0], monotonic=clock[1], uptime_s=clock[2], host=host,
                     sources=sources, processes=processes, sockets=None, unavailable=unavailable)
+
+
+class _Lazy:
+    """A source of a sample not decoded yet (SampleDecoder(lazy=True)): decoded once, on first
+    read, by whichever snapshot holding it reads it first."""
+
+    __slots__ = ("packed", "name", "schema", "value", "done")
+
+    def __init__(self, packed, name: str, schema):
+        self.packed, self.name, self.schema = packed, name, schema
+        self.value, self.done = None, False
+
+    def get(self):
+        if not self.done:
+            try:
+                self.value = _source_codec(self.name).unpack(self.packed, self.schema)
+            except SampleError as e:
+                raise SampleError(f"source {self.name}: {e}") from None
+            self.done, self.packed, self.schema = True, None, None
+        return self.value
+
+
+_ABSENT = object()
+
+
+class LazySources(dict):
+    """Snapshot.sources of a lazy decoder (SampleDecoder(lazy=True), `ksight report`): every
+    source is listed, each decoded when first read (get, [], items, values, copying or
+    comparing), so a source no rule and no chart reads is never decoded (a recording's
+    process_maps, slab caches, cgroups: most of a real sample's decoding). Reading a source
+    the frame's bytes hold malformed raises the SampleError then (the frame's checksums were
+    good: a torn or damaged row is still skipped whole when read)."""
+
+    __slots__ = ()
+
+    def _load(self, k, v):
+        if type(v) is _Lazy:
+            v = v.get()
+            dict.__setitem__(self, k, v)
+        return v
+
+    def __getitem__(self, k):
+        return self._load(k, dict.__getitem__(self, k))
+
+    def get(self, k, default=None):
+        v = dict.get(self, k, _ABSENT)
+        return default if v is _ABSENT else self._load(k, v)
+
+    def __iter__(self):  # not dict's own: dict(x) and {**x} then read through __getitem__
+        return iter(dict.keys(self))
+
+    def values(self):
+        return [self[k] for k in dict.keys(self)]
+
+    def items(self):
+        return [(k, self[k]) for k in dict.keys(self)]
+
+    def copy(self) -> dict:
+        return dict(self.items())
+
+    def __eq__(self, other):
+        if isinstance(other, dict):
+            return dict(self.items()) == (dict(other.items()) if isinstance(other, LazySources)
+                                          else other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = None
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+    def __reduce__(self):  # pickled or deep-copied as the plain dict it stands for
+        return (dict, (dict(self.items()),))
 
 
 def _same(a, b) -> bool:
@@ -884,7 +1013,7 @@ class SampleDecoder:
     is a SampleError and leaves the decoder where it was: skip frames until the next keyframe
     (`iter_decode` does that)."""
 
-    def __init__(self, *, share: bool = False):
+    def __init__(self, *, share: bool = False, lazy: bool = False):
         self._tree = None  # v2: the last frame's packed tree
         self._crc = None  # v2: CRC-32 of the last frame's bytes
         self._v1_payload: bytes | None = None
@@ -892,11 +1021,14 @@ class SampleDecoder:
         # change since the frame before is that frame's object, not decoded again (a reader of
         # a long recording: ~20x less decoding when few sources move). The objects are frozen
         # dataclasses; the dicts among them are shared too, so a caller must not change them.
-        self.share = share
-        self._memo: dict | None = {} if share else None
+        # lazy=True (implies share; layout v2): each source is decoded when first read
+        # (LazySources), for a reader that reads a few sources of most samples.
+        self.share = share or lazy
+        self.lazy = lazy
+        self._memo: dict | None = {"lazy": True} if lazy else {} if share else None
 
     def reset(self) -> None:
-        self.__init__(share=self.share)
+        self.__init__(share=self.share, lazy=self.lazy)
 
     def decode(self, data: bytes) -> Snapshot:
         info = frame_info(data)
