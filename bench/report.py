@@ -12,14 +12,16 @@ at known times (so the episodes found can be checked against them):
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
     .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
-                                     [--no-charts]
+                                     [--db PATH] [--no-charts]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
 included: the samples stream through), the episodes found, and whether the reclaim and
 system-time bursts are points of their charts' lines at the height written (`--no-charts`:
 episodes only, as the text report). `--store` writes the samples into a SQLite recording first
-(needs `ksight.record.store`, branch h-rec) and reports through it, decoding included.
+and reports through it as `ksight report --db` does (`Recording.snapshots(lazy=True)`, the
+charts' buckets sized from `Recording.range()`), decoding included; `--db PATH` keeps that
+recording, or reads it as it is when it exists (reruns and A/B comparisons read one file).
 """
 
 from __future__ import annotations
@@ -146,16 +148,19 @@ def run_once(hours: float, window: float, store: str | None,
 
     base = base_snapshot()
     n = int(hours * 3600)
-    c = time.process_time()
-    for _ in synthetic(n, base=base):
-        pass
-    gen = time.process_time() - c
+    gen = 0.0
+    if not store:  # the samples stream from the generator: its own cost, measured apart
+        c = time.process_time()
+        for _ in synthetic(n, base=base):
+            pass
+        gen = time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     if store:
         from ksight.record.store import Recording
 
         rec = Recording.open(store)
-        view = report_view(rec.snapshots(None, None), window_seconds=window, charts=charts)
+        view = report_view(rec.snapshots(None, None, lazy=True), window_seconds=window, charts=charts,
+                           span=rec.range())
         rec.close()
     else:
         view = report_view(synthetic(n, base=base), window_seconds=window, charts=charts)
@@ -169,11 +174,17 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=60.0)
     ap.add_argument("--store", action="store_true",
                     help="write a SQLite recording first and report through it (ksight.record.store)")
+    ap.add_argument("--db", metavar="PATH",
+                    help="with --store: the recording to write (kept) or, if it exists, to read "
+                         "as it is (reruns and A/B comparisons read the same file)")
     ap.add_argument("--no-charts", action="store_true",
                     help="episodes only, as the text report (`ksight report` without --json/--html)")
     a = ap.parse_args(argv)
     store = None
-    if a.store:
+    if a.store and a.db and os.path.exists(a.db):
+        store = a.db
+        print(f"reading {store}: {os.path.getsize(store) / 1e6:.1f} MB")
+    elif a.store:
         import tempfile
 
         try:
@@ -181,8 +192,11 @@ def main(argv=None) -> int:
         except ImportError:
             print("ksight.record.store is not on this branch yet: --store needs it", file=sys.stderr)
             return 2
-        d = tempfile.mkdtemp(prefix=f"ksight-bench-report-{os.getpid()}-")
-        store = os.path.join(d, "rec.db")
+        if a.db:
+            store = a.db
+        else:
+            d = tempfile.mkdtemp(prefix=f"ksight-bench-report-{os.getpid()}-")
+            store = os.path.join(d, "rec.db")
         t = time.perf_counter()
         w = RecordingWriter.create_or_open(store, interval=1.0)
         for s in synthetic(int(a.hours * 3600)):
@@ -197,8 +211,10 @@ def main(argv=None) -> int:
         gens.append(gen)
         tooks.append(took)
         cpus.append(cpu)
-        print(f"run {i + 1}: generating alone {gen:.2f} s CPU; report (generation included) "
-              f"{took:.2f} s wall, {cpu:.2f} s CPU; {len(eps)} episode(s)", flush=True)
+        what = ("report (reading the recording included)" if store else
+                f"generating alone {gen:.2f} s CPU; report (generation included)")
+        print(f"run {i + 1}: {what} {took:.2f} s wall, {cpu:.2f} s CPU; {len(eps)} episode(s); "
+              f"load {os.getloadavg()[0]:.1f}", flush=True)
     for e in eps:
         print(f"  {hms(e.start)}-{hms(e.end)} {e.severity:8s} {e.rule:32s} "
               f"{e.subject if e.subject else 'machine'}")
@@ -220,11 +236,11 @@ def main(argv=None) -> int:
     print(f"report over {a.hours:g} h at 1 s ({int(a.hours * 3600):,} samples), window "
           f"{a.window:g} s, {a.runs} runs: wall median {med:.2f} s (range {min(tooks):.2f}-"
           f"{max(tooks):.2f}), CPU median {statistics.median(cpus):.2f} s (range "
-          f"{min(cpus):.2f}-{max(cpus):.2f}); generating the samples alone: CPU median "
-          f"{statistics.median(gens):.2f} s")
+          f"{min(cpus):.2f}-{max(cpus):.2f})" + ("" if store else
+          f"; generating the samples alone: CPU median {statistics.median(gens):.2f} s"))
     print(f"target < 10 s: {'MET' if max(tooks) < 10 else 'NOT MET'} (wall, every run); "
           f"faults missed: {', '.join(missed) or 'none'}")
-    if store:
+    if store and not a.db:
         import shutil
 
         shutil.rmtree(os.path.dirname(store), ignore_errors=True)

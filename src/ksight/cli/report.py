@@ -165,7 +165,7 @@ def _snapshots(args, areas):
     from ..record.triggers import bundle_dir_for
 
     bundles = args.bundles or bundle_dir_for(path, getattr(rec, "meta", None))
-    return rec.snapshots(args.since, args.until), path, bundles, rec
+    return rec.snapshots(args.since, args.until, lazy=True), path, bundles, rec
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,9 +189,13 @@ def run(args: argparse.Namespace) -> int:
                              "use --json or the text report") from None
     snaps, label, bundle_dir, rec = _snapshots(args, areas)
     bundles = load_bundles(bundle_dir) if bundle_dir else []
+    span = None
+    rng = getattr(rec, "range", None)  # the charts' range, known beforehand (a recording's)
+    if rng is not None and (args.html or args.json):
+        span = rng(args.since, args.until)
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
-                       charts=bool(args.html or args.json), exact=args.exact)
+                       charts=bool(args.html or args.json), exact=args.exact, span=span)
     skipped = getattr(rec, "skipped", 0)
     if skipped:  # torn or undecodable rows: the store skips them; the report says so
         errs = list(getattr(rec, "errors", []))[:3]

@@ -308,9 +308,12 @@ class Recording:
     def format(self) -> int:
         return int(self.meta["format"])
 
-    def range(self) -> tuple[float, float] | None:
-        """(first, last) sample times (Unix seconds), None when the recording is empty."""
-        lo, hi = self.con.execute("SELECT min(t), max(t) FROM frames").fetchone()
+    def range(self, since: float | None = None, until: float | None = None
+              ) -> tuple[float, float] | None:
+        """(first, last) sample times (Unix seconds) in [since, until] (None: no bound), None
+        when there is none."""
+        q, a = _where(since, until)
+        lo, hi = self.con.execute(f"SELECT min(t), max(t) FROM frames {q}", a).fetchone()
         return None if lo is None else (lo, hi)
 
     def count(self, since: float | None = None, until: float | None = None, *,
@@ -420,17 +423,23 @@ class Recording:
         return out
 
     def snapshots(self, since: float | None = None, until: float | None = None, *,
-                  keyframes_only: bool = False):
+                  keyframes_only: bool = False, share: bool = True, lazy: bool = False):
         """Every snapshot taken in [since, until], decoded in order. Decoding starts at the
         keyframe at or before `since`; a damaged row and the delta frames that depend on it are
         skipped (counted in `skipped`) until the next keyframe.
 
         keyframes_only: only the keyframes (one a minute at 1 s and 60 a keyframe), which decode
-        alone: a day's overview for ~1/60 of the decoding (a frame costs ~3 ms to decode)."""
+        alone: a day's overview for ~1/60 of the decoding (a frame costs ~3 ms to decode).
+
+        share (default): a part of a sample that did not change since the sample before (a
+        source, the process table) is the same object in both snapshots, decoded once
+        (store/samples.SampleDecoder(share=True)); the snapshots are read-only.
+        lazy: each source decoded when first read (store/samples.LazySources), for a reader
+        that reads a few sources of most samples (`ksight report`)."""
         from ..store.samples import SampleDecoder
 
         _preload()
-        dec = SampleDecoder()
+        dec = SampleDecoder(share=share, lazy=lazy)
         broken = False
         for seq, t, key, data, why in self.frames(since, until, keyframes_only=keyframes_only):
             if data is None:

@@ -24,6 +24,8 @@ the sources never holds one, so they cannot be confused with data. Floats are ne
 from __future__ import annotations
 
 import struct
+from itertools import accumulate
+from operator import add
 
 from msgspec.msgpack import Ext
 
@@ -122,6 +124,8 @@ def expand(x):
     if x and type(x[0]) is Ext:
         if x[0].code != KDIFF.code or len(x) < 2:
             raise SampleError(f"a list marked {x[0].code} where a keyframe list was expected")
+        if _INTS.issuperset(map(type, x[1:])):  # integers only (always, from the encoder): in C
+            return list(accumulate(x[1:]))
         out = [x[1]]
         acc = x[1]
         try:
@@ -133,6 +137,8 @@ def expand(x):
         if type(acc) is not int:
             raise SampleError("a difference-coded list holds a value that is not an integer")
         return out
+    if list not in set(map(type, x)):  # no list inside (most lists): the list as it is
+        return x
     return [expand(v) if type(v) is list else v for v in x]
 
 
@@ -199,6 +205,10 @@ def diff(cur, prev):
     return cur
 
 
+_INTS = frozenset((int,))
+_SAME_CODE = SAME.code
+
+
 def _bad(why: str):
     raise SampleError(f"a delta frame does not fit the frame before it: {why}")
 
@@ -232,6 +242,9 @@ def patch(d, prev):
     if type(prev) is not list or len(prev) != len(d) - 1:
         _bad("a list of another length")
     if mark == NUM.code:
+        ds = d[1:]
+        if _INTS.issuperset(map(type, ds)) and _INTS.issuperset(map(type, prev)):
+            return list(map(add, prev, ds))  # integers only (the usual counters): in C
         out = []
         app = out.append
         for v, b in zip(d[1:], prev):
@@ -251,6 +264,8 @@ def patch(d, prev):
             else:
                 _bad("an item of a number list is neither a difference nor a value")
         return out
-    if mark == ELEM.code:
-        return [patch(v, b) for v, b in zip(d[1:], prev)]
+    if mark == ELEM.code:  # most items SAME or a value in full: no call for them
+        return [b if (tv := type(v)) is Ext and v.code == _SAME_CODE
+                else v if tv is not list and tv is not Ext else patch(v, b)
+                for v, b in zip(d[1:], prev)]
     _bad(f"list marker {mark}")

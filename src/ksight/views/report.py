@@ -15,7 +15,9 @@ peak inside a day is still a point of its line (nothing is averaged away).
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 from ..record.episodes import DEFAULT_WINDOW_S, clock, find_episodes
 from .report_data import ReportView
@@ -41,9 +43,35 @@ def report_view(snapshots: Iterable, *, areas: Iterable[str] | None = None,
                 since: float | None = None, until: float | None = None,
                 bundles: Iterable[dict] = (), source: str | None = None,
                 bundle_dir: str | None = None, charts: bool = True, exact: bool = False,
-                max_buckets: int = MAX_BUCKETS, top: int = TOP_PROCESSES) -> ReportView:
+                max_buckets: int = MAX_BUCKETS, top: int = TOP_PROCESSES,
+                span: tuple[float, float] | None = None) -> ReportView:
     """Episodes (and, with charts=True, the plotted series) of the samples between since and
-    until (Unix seconds; None: no bound)."""
+    until (Unix seconds; None: no bound). span: the times of the first and last sample in
+    that range when known beforehand (Recording.range(since, until)): the charts' buckets get
+    their final width from the start (same charts, less work)."""
+    with _few_collections():
+        return _report_view(snapshots, areas=areas, window_seconds=window_seconds, step=step,
+                            since=since, until=until, bundles=bundles, source=source,
+                            bundle_dir=bundle_dir, charts=charts, exact=exact,
+                            max_buckets=max_buckets, top=top, span=span)
+
+
+@contextmanager
+def _few_collections():
+    """Python's cycle collector runs every 700 allocations and, now and then, walks every live
+    object: a day of samples decoded allocates ~10^8 short-lived (acyclic) objects, so ~10 %
+    of the report went there. Fewer young collections while the report runs; the thresholds
+    are restored after it."""
+    old = gc.get_threshold()
+    gc.set_threshold(max(old[0], 20_000), *old[1:])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*old)
+
+
+def _report_view(snapshots, *, areas, window_seconds, step, since, until, bundles, source,
+                 bundle_dir, charts, exact, max_buckets, top, span) -> ReportView:
     def ranged():
         for s in snapshots:
             t = clock(s)
@@ -53,7 +81,8 @@ def report_view(snapshots: Iterable, *, areas: Iterable[str] | None = None,
                 break
             yield s
 
-    builder = ChartBuilder(top=top, max_buckets=max_buckets) if charts else None
+    builder = ChartBuilder(top=top, max_buckets=max_buckets,
+                           span=None if span is None else span[1] - span[0]) if charts else None
     wall = _WallClock()
     observe = builder.observe if builder is not None else wall.observe
     rep = find_episodes(ranged(), areas=areas, window_seconds=window_seconds, step=step,
