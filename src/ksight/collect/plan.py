@@ -11,7 +11,8 @@ not look (which source, counter, sysctl or clock was missing).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the counter tables are imported by the rules that name counters, not here

@@ -28,7 +28,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import LiveRoot, Root
