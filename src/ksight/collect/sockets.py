@@ -168,14 +168,19 @@ def namespaces(root: Root, pids: list[int]) -> tuple[dict[int, list[int]], int]:
     denied = 0
     if type(root) is LiveRoot:  # the same links without the Root's path handling (1,000s of them)
         proc = os.path.join(root.base, "proc")
+        readlink = os.readlink
+        parsed: dict[str, int | None] = {}  # link -> netns: a machine has a few distinct links
         for pid in pids:
             try:
-                ns = parse_link(os.readlink(f"{proc}/{pid}/ns/net"))
+                link = readlink(f"{proc}/{pid}/ns/net")
             except PermissionError:
                 denied += 1
                 continue
             except OSError:
                 continue
+            ns = parsed.get(link, False)
+            if ns is False:
+                ns = parsed[link] = parse_link(link)
             if ns is not None:
                 out.setdefault(ns, []).append(pid)
         return out, denied
