@@ -163,6 +163,7 @@ def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None, *,
             ctx2 = Context(series2)
             for r in again:
                 results[r.id] = _run(r, ctx2, series2)
+            report.unavailable = _unavailable(series2.snapshots)  # fds that could not be read
     for r in rules:
         out, why = results[r.id]
         if why is not None:
