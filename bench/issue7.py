@@ -1,6 +1,6 @@
 """The bench items of issue 7, each peer measured interleaved with ksight in the same run.
 
-    .venv/bin/python bench/issue7.py [--runs 5] [snapshot] [cgroups] [check] [procscan] [procsock]
+    .venv/bin/python bench/issue7.py [--runs 5] [--peer DIR] [snapshot] [cgroups] [check] [procscan] [procsock]
 
 Every part repeats RUNS runs; a run is a set of interleaved rounds (ksight, peer, ksight, ...);
 each run gives one median per tool, and the table shows the median over runs and the range
@@ -22,6 +22,9 @@ cgroups   under a parent of our own (v2: /sys/fs/cgroup/ksight-bench-PID with +m
 check     CPU of `ksight check --json --interval 1` (getrusage of the child; the 1 s window is
           sleep), with Python's bytecode cached in a temp PYTHONPYCACHEPREFIX (as after
           `pip install .`) and without (PYTHONDONTWRITEBYTECODE=1, every module compiled).
+--peer DIR  check and cgroups also run DIR/.venv/bin/ksight (another tree: a worktree of main,
+          for before/after), interleaved with this tree's in every round, bytecode cached in a
+          temp dir of its own; its figures are printed beside, the verdicts stay this tree's.
 procscan  at ~1,000 processes: `scan(LiveRoot())` (default detail: stat, status) vs psutil
           reading the same data (process_iter(pid, name, memory_info, status, num_threads,
           uids, num_ctx_switches): stat, statm, status) in this process; each tool's repeated
@@ -47,6 +50,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import http.client
+import json
 import os
 import platform
 import resource
@@ -99,6 +103,40 @@ def child_cpu(cmd, env=None, stdout=subprocess.DEVNULL) -> tuple[float, float]:
     if p.returncode not in (0, 1, 2, 3) or b"Traceback" in p.stderr:
         raise RuntimeError(f"{cmd[:3]} exited {p.returncode}: {p.stderr.decode()[-400:]}")
     return (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), w
+
+
+_ENRICHED_RULES: set | None = None
+ENRICHED = {"runs": 0, "enriched": 0}  # check runs, and those where a live enrichment ran
+
+
+def check_cpu(exe: str, env: dict) -> float:
+    """CPU of one `check --json --interval 1` child. A run where a rule with a live enrichment
+    fired (cpu.high-system: a 1 s `perf record -a`; tcp.retransmission-rate: a 1 s trace) also
+    pays for that tracing: counted in ENRICHED, printed with the figures (a busy shared machine
+    makes cpu.high-system fire; a quiet one does not)."""
+    global _ENRICHED_RULES
+    if _ENRICHED_RULES is None:
+        from ksight.diagnose.engine import load_rules
+        from ksight.diagnose.enrich import ENRICHMENTS
+
+        load_rules(None)
+        _ENRICHED_RULES = {r for e in ENRICHMENTS.values() for r in e.rules}
+    with tempfile.TemporaryFile() as out:
+        cpu = child_cpu([exe, "check", "--json", "--interval", "1"], env=env, stdout=out)[0]
+        out.seek(0)
+        try:
+            ids = {f["id"] for f in json.load(out).get("findings", [])}
+        except ValueError:
+            ids = set()
+    ENRICHED["runs"] += 1
+    ENRICHED["enriched"] += bool(ids & _ENRICHED_RULES)
+    return cpu
+
+
+def enriched_note() -> str:
+    n, e = ENRICHED["runs"], ENRICHED["enriched"]
+    ENRICHED.update(runs=0, enriched=0)
+    return f"   check runs with a live enrichment (its tracing's CPU included): {e} of {n}"
 
 
 def cpu_of(fn) -> float:
@@ -283,7 +321,7 @@ def _cgroups_variant(a, mnt, version, plan, tasks: bool) -> dict:
     parent = os.path.join(mnt, f"ksight-bench-{os.getpid()}")
     made: list[str] = []
     procs: dict[str, subprocess.Popen] = {}
-    res = {20: {"check": [], "snap": [], "skipped": []}, 500: {"check": [], "snap": [], "skipped": []}}
+    res = {n: {"check": [], "snap": [], "skipped": [], "peer": []} for n in (20, 500)}
 
     def drop(d):
         p = procs.pop(d, None)
@@ -317,7 +355,7 @@ def _cgroups_variant(a, mnt, version, plan, tasks: bool) -> dict:
         from ksight.sources import cgroup_memory
 
         for _ in range(a.runs):
-            per = {20: {"check": [], "snap": []}, 500: {"check": [], "snap": []}}
+            per = {n: {"check": [], "snap": [], "peer": []} for n in (20, 500)}
             for _ in range(a.cg_rounds):
                 for n in (20, 500):
                     ensure(n)
@@ -325,11 +363,13 @@ def _cgroups_variant(a, mnt, version, plan, tasks: bool) -> dict:
                     res[n]["skipped"].append(cm.skipped_idle if cm is not None else None)
                     per[n]["snap"].append(med([cpu_of(lambda: take(LiveRoot(), plan=plan))
                                                for _ in range(5)]))
-                    per[n]["check"].append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"],
-                                                     env=a.env_cached)[0])
+                    per[n]["check"].append(check_cpu(KSIGHT, a.env_cached))
+                    if a.peer:
+                        per[n]["peer"].append(check_cpu(a.peer, a.env_peer))
             for n in (20, 500):
-                for k in ("check", "snap"):
-                    res[n][k].append(med(per[n][k]))
+                for k in ("check", "snap", "peer"):
+                    if per[n][k]:
+                        res[n][k].append(med(per[n][k]))
     finally:
         for d in reversed(made):
             try:
@@ -358,6 +398,11 @@ def part_cgroups(a) -> list:
               f"   ratio {summary(rc, 1, '{:.2f}')}x")
         print(f"   snapshot CPU ms 20 groups {summary(res[20]['snap'], 1000, '{:.2f}')}   500 groups "
               f"{summary(res[500]['snap'], 1000, '{:.2f}')}   ratio {summary(rs, 1, '{:.2f}')}x")
+        if a.peer:
+            rp = [b / s for s, b in zip(res[20]["peer"], res[500]["peer"])]
+            print(f"   peer check CPU ms 20 groups {summary(res[20]['peer'])}   500 groups "
+                  f"{summary(res[500]['peer'])}   ratio {summary(rp, 1, '{:.2f}')}x   ({a.peer})")
+        print(enriched_note())
         out.append((f"check at 500 memory cgroups <= 1.5x check at 20 ({label})",
                     all(x <= 1.5 for x in rc), summary(rc, 1, "{:.2f}") + "x"))
     return out
@@ -368,17 +413,26 @@ def part_cgroups(a) -> list:
 def part_check(a) -> list:
     nocache = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
     nocache.pop("PYTHONPYCACHEPREFIX", None)
-    res = {"cached": [], "nocache": []}
+    res = {"cached": [], "nocache": [], "peer": []}
     for _ in range(a.runs):
-        c, n = [], []
+        c, n, p = [], [], []
         for _ in range(a.check_rounds):
-            c.append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"], env=a.env_cached)[0])
-            n.append(child_cpu([KSIGHT, "check", "--json", "--interval", "1"], env=nocache)[0])
+            c.append(check_cpu(KSIGHT, a.env_cached))
+            n.append(check_cpu(KSIGHT, nocache))
+            if a.peer:
+                p.append(check_cpu(a.peer, a.env_peer))
         res["cached"].append(med(c))
         res["nocache"].append(med(n))
-    print(f"\n`ksight check --json --interval 1` CPU ms ({a.runs} runs x {a.check_rounds})")
+        if p:
+            res["peer"].append(med(p))
+    nproc = len([x for x in os.listdir("/proc") if x.isdigit()])
+    print(f"\n`ksight check --json --interval 1` CPU ms ({a.runs} runs x {a.check_rounds}; "
+          f"{nproc} processes)")
     print(f"   bytecode cached (as installed) {summary(res['cached'])}")
     print(f"   no bytecode cache (compiled every run) {summary(res['nocache'])}")
+    if a.peer:
+        print(f"   peer, bytecode cached {summary(res['peer'])}   ({a.peer})")
+    print(enriched_note())
     return [("check --interval 1 < 80 ms CPU (bytecode cached)", all(x < 0.080 for x in res["cached"]),
              summary(res["cached"]) + " ms"),
             ("check --interval 1 < 80 ms CPU (no bytecode cache)", all(x < 0.080 for x in res["nocache"]),
@@ -509,13 +563,20 @@ def main() -> int:
     ap.add_argument("--check-rounds", type=int, default=3)
     ap.add_argument("--scan-rounds", type=int, default=7)
     ap.add_argument("--ps-rounds", type=int, default=5)
+    ap.add_argument("--peer", metavar="DIR", help="also run DIR/.venv/bin/ksight in check and "
+                    "cgroups, interleaved (before/after)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, _sigterm)
     pyc = tempfile.mkdtemp(prefix="ksight-pyc-")
     a.env_cached = dict(os.environ, PYTHONPYCACHEPREFIX=pyc)
     a.env_cached.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([KSIGHT, "check", "--json", "--interval", "0.1"], env=a.env_cached,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    # warm-up: fills the bytecode cache (as `pip install .` would); it must really run (a
+    # window shorter than the default 1 s step is refused), so its failure stops the bench
+    child_cpu([KSIGHT, "check", "--json", "--interval", "0.1", "--step", "0.1"], env=a.env_cached)
+    if a.peer:
+        a.peer = os.path.join(os.path.abspath(a.peer), ".venv", "bin", "ksight")
+        a.env_peer = dict(a.env_cached, PYTHONPYCACHEPREFIX=tempfile.mkdtemp(prefix="ksight-pyc-peer-"))
+        child_cpu([a.peer, "check", "--json", "--interval", "0.1", "--step", "0.1"], env=a.env_peer)
     with open("/proc/loadavg") as f:
         load = f.read().split()[:3]
     print(f"date {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; nproc {os.cpu_count()}; kernel "
@@ -526,6 +587,8 @@ def main() -> int:
             results += PARTS[name](a)
     finally:
         shutil.rmtree(pyc, ignore_errors=True)
+        if a.peer:
+            shutil.rmtree(a.env_peer["PYTHONPYCACHEPREFIX"], ignore_errors=True)
     with open("/proc/loadavg") as f:
         print(f"\nload at the end {' '.join(f.read().split()[:3])}")
     print("verdicts (MET only when it holds in every run)")

@@ -33,7 +33,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 STATE_DIR = "/run/ksight"
 INIT_PIDNS = 0xEFFFFFFC  # PROC_PID_INIT_INO: the initial PID namespace's inode, fixed by the kernel

@@ -458,3 +458,22 @@ def test_capture_before_sock_diag_tables_still_replays_from_proc(tmp_path):
         from_proc, _ = sockets.collect(DirRoot(str(old)))
     assert _stable(from_dumps, lb) == _stable(from_proc, lb) == _stable(live, lb)
     assert len(_stable(live, lb)) == 7
+
+
+def test_live_owners_later_then_only_the_states_asked():
+    """Sampled as live `check` does (Plan.owners_later): no owner, no process fds read; then the
+    owners of the listeners only (collect.sockets.add_owners), found in this process."""
+    from ksight.collect.plan import Needs, Plan
+    from ksight.collect.snapshot import take
+
+    plan = Plan.of([Needs(sockets=True, processes=("stat",))], owners_later=True)
+    with Loopback() as lb:
+        snap = take(LiveRoot(), plan=plan)
+        lst, cli = _mine(snap.sockets, lb)
+        assert len(lst) == 1 and len(cli) == 3
+        assert lst[0].pid is None and {c.pid for c in cli} == {None}
+        assert snap.processes[os.getpid()].socket_inodes is None
+        (again,) = sockets.add_owners(LiveRoot(), [snap], ("LISTEN",))
+        lst, cli = _mine(again.sockets, lb)
+        assert (lst[0].pid, lst[0].comm) == (os.getpid(), open("/proc/self/comm").read().strip())
+        assert {c.pid for c in cli} == {None}

@@ -93,6 +93,7 @@ class Machine:
         self.sysctls = dict(SYSCTLS)
         self.procs: dict[int, dict] = {}  # pid -> {"ns": inode, "net": {file: text}, "fds": [inodes]}
         self.snaps = []
+        self.owners_later = False  # sample as live `check` does: sockets without owners
 
     def process(self, pid: int, ns: int, comm: str = "server", inodes=(), net: dict | None = None):
         self.procs[pid] = {"ns": ns, "comm": comm, "fds": list(inodes),
@@ -125,7 +126,9 @@ class Machine:
             (d / "proc" / "self" / "ns").mkdir(exist_ok=True)
             os.symlink(f"net:[{OWN_NS}]", d / "proc" / "self" / "ns" / "net")
         self.n += 1
-        plan = plan_for(["tcp", "net"]).merge(Plan.of([Needs(sources=("sysctl",))]))
+        plan = plan_for(["tcp", "net"], owners_later=self.owners_later).merge(
+            Plan.of([Needs(sources=("sysctl",))]))
+        self.root = DirRoot(str(d))  # the last tree: where owners are looked up later
         s = take(DirRoot(str(d)), plan=plan, taken_at=1_700_000_000 + self.n)
         self.snaps.append(s)
         return s

@@ -73,10 +73,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
     col = Collector.open(args.from_)
     # live: collect nothing for rules this window is too short for; a capture is what it is
-    plan = plan_for(args.area, args.interval if col.live else None)
+    # live, sockets are sampled without their owners: the few a finding names are looked up
+    # once the rules have found something (a capture holds its owners already)
+    plan = plan_for(args.area, args.interval if col.live else None, owners_later=col.live)
     snaps = col.window(plan, seconds=args.interval, step=args.step,
                        progress=stderr_progress(args.json))
-    report = diagnose(snaps, args.area)
+    report = diagnose(snaps, args.area, owners=col.add_owners if plan.owners_later else None)
     from ..diagnose.enrich import enrich  # live-only extra evidence (a short profile, ...)
 
     enrich(report, live=col.live, progress=stderr_progress(args.json))

@@ -136,6 +136,16 @@ class Collector:
     def count(self) -> int | None:
         return None
 
+    def add_owners(self, snaps: list[Snapshot], states: tuple[str, ...]) -> list[Snapshot]:
+        """The snapshots with the owners of their sockets in `states`, looked up now, for a
+        window sampled with Plan.owners_later (collect.sockets.add_owners). A capture or a
+        recording is what it is: its snapshots come back as they are."""
+        if not self.live:
+            return list(snaps)
+        from .sockets import add_owners
+
+        return add_owners(self.root, snaps, states)
+
 
 class CaptureCollector(Collector):
     """Snapshots replayed from a capture (directory or archive), in order."""

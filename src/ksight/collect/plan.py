@@ -11,7 +11,8 @@ not look (which source, counter, sysctl or clock was missing).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the counter tables are imported by the rules that name counters, not here
@@ -81,6 +82,10 @@ class Needs:
     # /proc/PID/net/{snmp,netstat,sockstat} of one process per network namespace the socket
     # table found (collect/netns_counters.py): counters of containers' namespaces; implies sockets
     netns_counters: bool = False
+    # the states of the sockets whose owner (pid, comm) the rule names in its findings ("*":
+    # any state); () = it names none. With a plan made `owners_later`, these are all the owners
+    # that get resolved, and only once the rule has found something (see Plan.owners_later)
+    socket_owners: tuple[str, ...] = ()
 
     def __post_init__(self):
         bad = [p for p in self.processes if p not in PROCESS_PARTS]
@@ -111,9 +116,18 @@ class Plan:
     notes: tuple[str, ...] = field(default=())
     netns_counters: bool = False  # per-namespace snmp/netstat/sockstat (collect/netns_counters)
     few: tuple[Few, ...] = ()  # parts read for a chosen few after the scan
+    # Socket owners. False (capture, views, the recorder): every socket's owner at each sample,
+    # from every process's fds (15,000 readlinks at 1,000 processes). True (live `check`): no
+    # owner at sample time; once the rules have looked, the engine asks for the owners of the
+    # sockets in the `socket_owners` states of the rules that found something
+    # (collect.sockets.add_owners: one scan of the fds, stopped when all are found) and runs
+    # those rules again, so a quiet machine never pays for the fds.
+    owners_later: bool = False
+    socket_owners: tuple[str, ...] = ()  # the union of the rules' Needs.socket_owners
 
     @classmethod
-    def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = ()) -> "Plan":
+    def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = (),
+           owners_later: bool = False) -> "Plan":
         sources: dict[str, None] = {}
         parts: dict[str, None] = {}
         top = 0
@@ -125,7 +139,9 @@ class Plan:
         every_pid = False
         nsc = False
         few: dict[Few, None] = {}
+        owned: dict[str, None] = {}
         for n in needs:
+            owned.update(dict.fromkeys(n.socket_owners))
             nsc = nsc or n.netns_counters
             few.update(dict.fromkeys(n.few))
             if n.processes or n.sockets or n.netns_counters:
@@ -145,24 +161,30 @@ class Plan:
             secs = max(secs, n.min_seconds)
         sources.update(dict.fromkeys(extra_sources))
         sources.setdefault("uptime", None)  # the clock of a capture
-        if socks and "sockets" not in parts and parts:
+        later = owners_later and socks
+        if socks and "sockets" not in parts and parts and not later:
             parts["sockets"] = None  # owners of sockets come from the processes' fds
         return cls(tuple(sources), tuple(parts), top, socks,
                    None if every_pid or not pids else tuple(pids),
                    None if cg_all or not cg_files else tuple(cg_files), secs,
-                   netns_counters=nsc, few=tuple(few))
+                   netns_counters=nsc, few=tuple(few), owners_later=later,
+                   socket_owners=tuple(owned))
 
     def merge(self, other: "Plan") -> "Plan":
         files = None if self.cgroup_files is None or other.cgroup_files is None else \
             tuple(dict.fromkeys(self.cgroup_files + other.cgroup_files))
         pids = None if self.pids is None or other.pids is None else \
             tuple(dict.fromkeys(self.pids + other.pids))
+        socks = self.sockets or other.sockets
+        # owners stay for later only if no side with sockets wants them at sample time
+        later = socks and all(p.owners_later for p in (self, other) if p.sockets)
         return Plan(tuple(dict.fromkeys(self.sources + other.sources)),
                     tuple(dict.fromkeys(self.processes + other.processes)),
-                    max(self.smaps_top, other.smaps_top), self.sockets or other.sockets,
+                    max(self.smaps_top, other.smaps_top), socks,
                     pids, files, max(self.min_seconds, other.min_seconds),
                     netns_counters=self.netns_counters or other.netns_counters,
-                    few=tuple(dict.fromkeys(self.few + other.few)))
+                    few=tuple(dict.fromkeys(self.few + other.few)), owners_later=later,
+                    socket_owners=tuple(dict.fromkeys(self.socket_owners + other.socket_owners)))
 
 
 __all__ = ["Needs", "Plan", "Few", "PROCESS_PARTS", "FEW_PARTS", "FEW_BY", "CGROUP_FILES"]

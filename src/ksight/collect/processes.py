@@ -57,7 +57,8 @@ import _thread
 import gc
 import os
 import resource
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Iterable
 
 from ..errors import ParseError, Unavailable

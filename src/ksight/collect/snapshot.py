@@ -92,6 +92,7 @@ def take(
     smaps_top = 0
     pids = None
     kwargs: dict[str, dict] = {}  # source -> extra arguments of its reader
+    owners = True  # socket owners now (plan.owners_later: the engine asks for them later)
     if plan is not None:
         if getattr(plan, "cgroup_files", None) is not None:
             kwargs["cgroup_memory"] = {"files": plan.cgroup_files}  # only the files rules read
@@ -101,6 +102,7 @@ def take(
         sockets = plan.sockets
         smaps_top = plan.smaps_top
         pids = plan.pids
+        owners = not getattr(plan, "owners_later", False)
     mono = time.monotonic() if root.live else None
     wall = taken_at if taken_at is not None else (time.time() if root.live else None)
     names = list(DEFAULT) if sources is None else list(sources)
@@ -117,7 +119,8 @@ def take(
         from .processes import DEFAULT_DETAIL, scan
 
         # sockets need each process's socket inodes to name the owner of a connection
-        detail = tuple(dict.fromkeys((detail or DEFAULT_DETAIL) + (("sockets",) if sockets else ())))
+        detail = tuple(dict.fromkeys((detail or DEFAULT_DETAIL)
+                                     + (("sockets",) if sockets and owners else ())))
         procs, pmissing = scan(root, detail=detail, page_size=host.page_size, pids=pids)
         missing.extend(pmissing)
         if smaps_top and procs:
@@ -133,7 +136,7 @@ def take(
     if sockets:
         from .sockets import collect as collect_sockets
 
-        socks, smissing = collect_sockets(root, procs)
+        socks, smissing = collect_sockets(root, procs, owners=owners)
         missing.extend(smissing)
         if getattr(plan, "netns_counters", False):
             from .netns_counters import collect as collect_netns_counters

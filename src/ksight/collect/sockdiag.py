@@ -42,7 +42,8 @@ import os
 import socket
 import struct
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 from ..fs import Root, record_extra

@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Iterable
+from dataclasses import fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import LiveRoot, Root
@@ -166,14 +168,19 @@ def namespaces(root: Root, pids: list[int]) -> tuple[dict[int, list[int]], int]:
     denied = 0
     if type(root) is LiveRoot:  # the same links without the Root's path handling (1,000s of them)
         proc = os.path.join(root.base, "proc")
+        readlink = os.readlink
+        parsed: dict[str, int | None] = {}  # link -> netns: a machine has a few distinct links
         for pid in pids:
             try:
-                ns = parse_link(os.readlink(f"{proc}/{pid}/ns/net"))
+                link = readlink(f"{proc}/{pid}/ns/net")
             except PermissionError:
                 denied += 1
                 continue
             except OSError:
                 continue
+            ns = parsed.get(link, False)
+            if ns is False:
+                ns = parsed[link] = parse_link(link)
             if ns is not None:
                 out.setdefault(ns, []).append(pid)
         return out, denied
@@ -214,12 +221,60 @@ def _tables(root: Root, nsmap: dict[int, list[int]], missing: list[Missing]):
     return rows, used
 
 
+def _owners_denied(denied: int) -> Missing:
+    return Missing("sockets.owners", f"{denied} processes' fds unreadable (permission denied): "
+                                     "some sockets show no owner")
+
+
+def add_owners(root: Root, snaps: list, states: Iterable[str]) -> list:
+    """The snapshots again, their sockets in `states` ("*": any) named with their owner (pid,
+    comm): for a socket table collected without owners (Plan.owners_later). One scan of the
+    processes' fds now, for the inodes of every snapshot, stopped as soon as all are found;
+    a socket closed since (or held by no process) keeps no owner. Snapshots with nothing to
+    add are returned as they are (the same objects)."""
+    import dataclasses
+
+    states = set(states)
+    every = "*" in states
+
+    def want(k) -> bool:
+        return bool(k.inode) and k.pid is None and (every or k.state in states)
+
+    wanted = {k.inode for x in snaps if x.sockets is not None for k in x.sockets.sockets
+              if want(k)}
+    if not wanted:
+        return list(snaps)
+    owners, denied = scan_owners(root, wanted)
+    out = []
+    for x in snaps:
+        t = x.sockets
+        if t is None or not any(want(k) and k.inode in owners for k in t.sockets):
+            out.append(x)
+            continue
+        socks = []
+        for k in t.sockets:
+            o = owners.get(k.inode) if want(k) else None
+            if o is not None:
+                d = dict(k.__dict__)
+                d["pid"], d["comm"] = o
+                k = _new(Sock)
+                _setattr(k, "__dict__", d)
+            socks.append(k)
+        extra = (_owners_denied(denied),) if denied else ()
+        out.append(dataclasses.replace(x, sockets=dataclasses.replace(t, sockets=tuple(socks)),
+                                       unavailable=x.unavailable + extra))
+    return out
+
+
 _ROW_NAMES = sockdiag.ROW_FIELDS
 _new = object.__new__
 _setattr = object.__setattr__
 
 
-def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Missing]]:
+def collect(root: Root, procs: dict | None = None, *,
+            owners: bool = True) -> tuple[SocketTable, list[Missing]]:
+    """The socket table; `owners=False` leaves every pid/comm None (add_owners fills the
+    sockets a finding names, later)."""
     missing: list[Missing] = []
     if procs is not None:
         pids = sorted(procs)
@@ -253,19 +308,19 @@ def collect(root: Root, procs: dict | None = None) -> tuple[SocketTable, list[Mi
             return SocketTable((), False, "no TCP table"), [Missing("sockets", f"malformed: {e}")]
         rows = [(None, x) for x in table.sockets]
 
-    wanted = {s.inode for _, s in rows if s.inode}
-    for r in whole.values():
-        wanted.update(row["inode"] for row in r.rows if row["inode"])
-    if procs is not None:
-        owners = owners_from_procs(procs)
-    elif wanted:
-        owners, denied = scan_owners(root, wanted)
-        if denied:
-            missing.append(Missing("sockets.owners",
-                                   f"{denied} processes' fds unreadable (permission denied): "
-                                   "some sockets show no owner"))
-    else:
+    if not owners:
         owners = {}
+    elif procs is not None:
+        owners = owners_from_procs(procs)
+    else:
+        wanted = {s.inode for _, s in rows if s.inode}
+        for r in whole.values():
+            wanted.update(row["inode"] for row in r.rows if row["inode"])
+        owners = {}
+        if wanted:
+            owners, denied = scan_owners(root, wanted)
+            if denied:
+                missing.append(_owners_denied(denied))
 
     fails = []
     for ns, r in results.items():

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..collect.plan import Needs, Plan
 from ..model.series import Series
@@ -40,14 +40,17 @@ def load_rules(areas: Iterable[str] | None = None) -> list[Rule]:
     return [r for r in RULES.values() if r.area in wanted]
 
 
-def plan_for(areas: Iterable[str] | None = None, seconds: float | None = None) -> Plan:
+def plan_for(areas: Iterable[str] | None = None, seconds: float | None = None, *,
+             owners_later: bool = False) -> Plan:
     """What the collector must read for the selected areas' rules. With `seconds` (the window
     about to be sampled), rules that need a longer window are left out of the plan: they could
-    not look anyway (the engine says so), and their entity tables are the costly part."""
+    not look anyway (the engine says so), and their entity tables are the costly part.
+    `owners_later`: sockets are sampled without their owners, which `diagnose(owners=...)` asks
+    for only for the rules that found something (Plan.owners_later)."""
     rules = load_rules(areas)
     if seconds is not None:
         rules = [r for r in rules if not (r.needs.window and r.needs.min_seconds > seconds)]
-    return Plan.of(r.needs for r in rules)
+    return Plan.of((r.needs for r in rules), owners_later=owners_later)
 
 
 def longest_window_needed(areas: Iterable[str] | None = None) -> float:
@@ -104,7 +107,32 @@ def why_cannot_look(needs: Needs, series: Series) -> str | None:
     return None
 
 
-def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None) -> Report:
+def _run(r: Rule, ctx: Context, series: Series) -> tuple[list, NotEvaluated | None]:
+    """(findings, None) when the rule looked, ([], why) when it could not."""
+    reason = why_cannot_look(r.needs, series)
+    if reason:
+        return [], NotEvaluated(r.id, reason)
+    try:
+        out = r.func(ctx, r)
+    except CannotLook as c:
+        return [], NotEvaluated(r.id, c.reason)
+    except Exception as exc:  # a bug in one rule must not hide the others' findings
+        tb = traceback.extract_tb(exc.__traceback__)[-1]
+        return [], NotEvaluated(
+            r.id, f"internal error: {type(exc).__name__}: {exc} at {tb.filename}:{tb.lineno}")
+    if out is None:
+        return [], None
+    return (out if isinstance(out, list) else [out]), None
+
+
+def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None, *,
+             owners: Callable[[list[Snapshot], tuple[str, ...]], list[Snapshot]] | None = None
+             ) -> Report:
+    """`owners(snapshots, states)`: for snapshots sampled without socket owners
+    (Plan.owners_later), the same snapshots with the owners of their sockets in `states` (live:
+    collect.sockets.add_owners). Asked once, after the rules looked, for the states the rules
+    that found something name owners in (Needs.socket_owners); those rules then look again, at
+    the snapshots with owners, and their second verdict is the one reported."""
     if not snapshots:
         raise ValueError("diagnose needs at least one snapshot")
     rules = load_rules(areas)
@@ -125,25 +153,24 @@ def diagnose(snapshots: list[Snapshot], areas: Iterable[str] | None = None) -> R
     report.series_breaks = [{"after_snapshot": b.after, "kind": b.kind, "reason": b.reason}
                             for b in series.breaks]
     report.snapshots_left_out = series.dropped
+    results = {r.id: _run(r, ctx, series) for r in rules}
+    again = [r for r in rules if r.needs.socket_owners and results[r.id][0]]
+    if owners is not None and again:
+        states = tuple(dict.fromkeys(s for r in again for s in r.needs.socket_owners))
+        snaps = owners(list(series.snapshots), states)
+        if any(a is not b for a, b in zip(snaps, series.snapshots)):  # some owner was found
+            series2 = Series.of(snaps)
+            ctx2 = Context(series2)
+            for r in again:
+                results[r.id] = _run(r, ctx2, series2)
+            report.unavailable = _unavailable(series2.snapshots)  # fds that could not be read
     for r in rules:
-        reason = why_cannot_look(r.needs, series)
-        if reason:
-            report.not_evaluated.append(NotEvaluated(r.id, reason))
-            continue
-        try:
-            out = r.func(ctx, r)
-        except CannotLook as c:
-            report.not_evaluated.append(NotEvaluated(r.id, c.reason))
-            continue
-        except Exception as exc:  # a bug in one rule must not hide the others' findings
-            tb = traceback.extract_tb(exc.__traceback__)[-1]
-            report.not_evaluated.append(NotEvaluated(
-                r.id, f"internal error: {type(exc).__name__}: {exc} at {tb.filename}:{tb.lineno}"))
+        out, why = results[r.id]
+        if why is not None:
+            report.not_evaluated.append(why)
             continue
         report.rules_run += 1
-        if out is None:
-            continue
-        report.findings.extend(out if isinstance(out, list) else [out])
+        report.findings.extend(out)
     report.rules_selected = len(rules)
     report.findings.sort(key=lambda f: (-severity_rank(f.severity), f.id))
     report.counter_resets = ctx.resets()

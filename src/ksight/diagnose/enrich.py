@@ -25,7 +25,8 @@ finding's network namespace). Enrichments are registered by the rule modules (im
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 from .finding import Evidence, Finding, Report

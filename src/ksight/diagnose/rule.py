@@ -20,7 +20,7 @@ returning None means "looked and found nothing".
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Any
 
 from ..collect.plan import Needs

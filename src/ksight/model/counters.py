@@ -17,7 +17,7 @@ kernels have it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Any
 
 from . import counter_names

@@ -29,7 +29,8 @@ softirqs, interrupts, PSI, process times, disks) comes from model.series.Series.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..sources.stat import CpuTimes
 from .series import Series, make_counter

@@ -26,7 +26,7 @@ show nr_free_pages beside it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from .snapshot import Snapshot
 

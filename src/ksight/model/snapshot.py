@@ -8,7 +8,8 @@ every view can tell the user what is missing instead of showing a silent zero.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Any
 
 

@@ -19,7 +19,7 @@ What is here:
 from __future__ import annotations
 
 from collections import Counter as _Tally
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from .counters import Counter, net
 from .series import CounterSeries, Series

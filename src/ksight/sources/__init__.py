@@ -19,7 +19,7 @@ each has vmalloc'ed stacks), more than the rest of a snapshot together; no rule 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Any, Callable
 
 

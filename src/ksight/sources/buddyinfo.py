@@ -7,7 +7,7 @@ MAX_ORDER (11 on x86 for most kernels, more on some arm64/ppc64 configurations).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -43,7 +43,7 @@ import _thread
 import os
 import posixpath
 import resource
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import LiveRoot, Root, norm

@@ -14,7 +14,8 @@ the middle); rows longer than 20 fields (a future kernel) keep the fields we kno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -15,7 +15,8 @@ A label may be glued to its first count on arm64 ("IPI0:2768808080"): we split o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -14,7 +14,7 @@ the kernel has no MGLRU, which a rule may read as "classic LRU".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root

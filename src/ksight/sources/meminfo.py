@@ -7,7 +7,8 @@ e.g. MemAvailable appeared in 3.14, Shmem in 2.6.32, KReclaimable in 4.20.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Mapping
 
 from ..fs import Root

@@ -19,7 +19,7 @@ Mount.rel for the root-relative form a Root takes.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root

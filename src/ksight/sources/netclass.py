@@ -19,7 +19,8 @@ interfaces (bonding_masters) are skipped, and so is an interface removed while w
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 from ..fs import Root

@@ -7,7 +7,8 @@ no space after the colon ("eth0:874354587"), so the name is split at the colon, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

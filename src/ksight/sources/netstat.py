@@ -7,7 +7,8 @@ TCPMemoryPressures, PruneCalled, TCPRcvQDrop (names vary by kernel, hence `get` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..fs import Root
 from .snmp import parse_groups

@@ -12,7 +12,8 @@ A single-node machine with CONFIG_NUMA shows node0 only.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root

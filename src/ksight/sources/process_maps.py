@@ -18,7 +18,7 @@ names it.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 

@@ -11,7 +11,8 @@ this kernel does not print. Values are signed: Tcp MaxConn is -1 ("no limit").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -9,7 +9,8 @@ so the numbers come from the header, not from counting. BLOCK_IOPOLL was renamed
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -10,7 +10,7 @@ they are decoded here.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

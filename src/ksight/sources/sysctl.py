@@ -14,7 +14,8 @@ ParseError naming the /proc/sys path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 from ..fs import Root, sysctl_path

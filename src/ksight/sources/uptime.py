@@ -4,7 +4,7 @@ The uptime is the clock captures use to time the gap between snapshots when no m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -14,7 +14,8 @@ CAP_SYSLOG; we never use them. SIZE includes the guard page on kernels that add 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

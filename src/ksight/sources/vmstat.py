@@ -6,7 +6,8 @@ _file in 5.9), so the source keeps every name and `total(prefix)` sums the varia
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -33,7 +33,8 @@ kernel did not print them (no 'managed' before 3.8, no 'boost' before 5.0).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

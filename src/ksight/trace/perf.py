@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 # the model of the samples lives in stacks.py; these names stay importable from here

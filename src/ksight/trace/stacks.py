@@ -29,7 +29,8 @@ pointers cut short of its context frame counts by its leaf.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 

@@ -14,7 +14,8 @@ address apart when the mapping behind it changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Mapping
 
 from ...errors import ParseError

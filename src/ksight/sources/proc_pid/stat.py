@@ -9,7 +9,8 @@ exit_code (3.5). Times are in USER_HZ ticks (HostInfo.clk_tck), rss in pages.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from operator import itemgetter
 
 from ...fs import Root

@@ -7,7 +7,7 @@ data + stack). lib and dt are always 0 since Linux 2.6. Multiply by the page siz
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ...errors import ParseError
 from ...fs import Root

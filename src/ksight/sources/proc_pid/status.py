@@ -8,7 +8,8 @@ malformed (a Vm* value that is not "N kB", a Uid that is not numbers) raises Par
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import field, fields
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Mapping
 
 from ...errors import ParseError

@@ -3,7 +3,7 @@ once per diagnosis, and judging a column per interval and per CPU."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ....model import cpu as model
 

@@ -23,7 +23,7 @@ ksight/process_maps), so memory.vma-growth and the per-mapping evidence work --f
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ....errors import ParseError, Unavailable
 from ....model.mappings import diff_of, maps_per_snapshot

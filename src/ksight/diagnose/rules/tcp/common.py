@@ -11,16 +11,20 @@ from ...rule import RULES, rule
 NET_SOURCES = ("snmp", "netstat", "sockstat")
 
 
-def tcp_rule(id: str, *, netns_counters: bool = True, **kw):
+def tcp_rule(id: str, *, netns_counters: bool = True, socket_owners: tuple[str, ...] = (), **kw):
     """@rule, with the per-namespace counters (Needs.netns_counters) when asked: the rule judges
-    every namespace the socket collection found, not only ksight's own."""
+    every namespace the socket collection found, not only ksight's own. `socket_owners`: the
+    states of the sockets whose process (pid, comm) the rule names in its findings ("*": any);
+    `check` resolves those owners only after the rule found something (Plan.owners_later)."""
     base = rule(id, **kw)
 
     def deco(func):
         base(func)
-        if netns_counters:
+        if netns_counters or socket_owners:
             r = RULES[id]
-            RULES[id] = dataclasses.replace(r, needs=dataclasses.replace(r.needs, netns_counters=True))
+            RULES[id] = dataclasses.replace(r, needs=dataclasses.replace(
+                r.needs, netns_counters=netns_counters or r.needs.netns_counters,
+                socket_owners=tuple(socket_owners)))
         return func
 
     return deco

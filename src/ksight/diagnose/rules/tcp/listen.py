@@ -16,6 +16,7 @@ def _fill(lst: m.Listener) -> float:
 
 @tcp_rule("tcp.listen-overflow", title="A listener's accept queue overflows",
           needs=("netstat",), counters=(m.LISTEN_OVERFLOWS, m.LISTEN_DROPS), sockets=True,
+          socket_owners=("LISTEN",),
           uses=("sysctl",),
           thresholds={
               "warn_overflows": Threshold(1, "ListenOverflows over the window, in one namespace",
@@ -109,6 +110,7 @@ def listen_overflow(ctx: Context, r: Rule):
 
 @tcp_rule("tcp.syn-flood", title="SYN queue full: SYN cookies sent or SYNs dropped",
           needs=("netstat",), counters=(m.COOKIES_SENT,), uses=("sysctl",), sockets=True,
+          socket_owners=("LISTEN",),
           thresholds={
               "warn_per_s": Threshold(10, "SYN cookies sent or SYNs dropped per second, in an "
                                       "interval",

@@ -10,7 +10,7 @@ from .common import ns_subject, socket_table, tcp_rule
 
 @tcp_rule("tcp.memory-pressure", title="TCP memory near or above the tcp_mem pressure threshold",
           needs=("sockstat",), sysctls=("net.ipv4.tcp_mem",), uses=("netstat",),
-          counters=(m.MEMORY_PRESSURES,), netns_counters=False,
+          counters=(m.MEMORY_PRESSURES,), netns_counters=False, socket_owners=("*",),
           thresholds={
               "warn_share_of_pressure": Threshold(0.9, "of tcp_mem[1] (pressure), at the peak",
                                                   "at tcp_mem[1] the kernel shrinks every "
@@ -72,6 +72,7 @@ def memory_pressure(ctx: Context, r: Rule):
 
 @tcp_rule("tcp.buffer-config", title="TCP buffer settings cap throughput",
           sysctls=("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"), sockets=True, window=False,
+          socket_owners=("ESTABLISHED",),
           uses=("sysctl",),
           thresholds={
               "sndbuf_limited_share": Threshold(0.5, "of the flow's busy time (tcp_info)",

@@ -17,7 +17,7 @@ def _key(s) -> tuple:
 
 
 @tcp_rule("tcp.close-wait-leak", title="A process leaks sockets in CLOSE_WAIT",
-          sockets=True, netns_counters=False, window=False,
+          sockets=True, netns_counters=False, window=False, socket_owners=("CLOSE_WAIT",),
           thresholds={
               "warn_sockets": Threshold(16, "CLOSE_WAIT sockets held by one process",
                                         "the peer closed and the process never called close(); "
@@ -199,7 +199,7 @@ def time_wait_pressure(ctx: Context, r: Rule):
 
 
 @tcp_rule("tcp.fin-wait2", title="Many sockets wait in FIN_WAIT2 for peers that do not close",
-          sockets=True, window=False, uses=("sysctl",),
+          sockets=True, window=False, uses=("sysctl",), socket_owners=("FIN_WAIT2",),
           thresholds={
               "warn_sockets": Threshold(1000, "FIN_WAIT2 sockets in one namespace",
                                         "peers that never close their side keep these for "
