@@ -73,10 +73,10 @@ from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
 from . import samples_tree
-from .samples_tree import Keyed, compact_tree, diff, expand, patch
+from .samples_tree import PRODUCT, SUM, Derived, Keyed, compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
-VERSION = 2  # the layout written (docs/storage.md); 1 is still read (samples_v1.py)
+VERSION = 3  # the layout written (docs/storage.md); 2 and 1 are still read (1: samples_v1.py)
 KEYFRAME, DELTA = 0, 1
 LEVEL = 6  # delta frames: 6 % smaller than level 3 for ~20 us (docs/benchmarks.md)
 KEYFRAME_LEVEL = 6  # keyframes: level 9 saves 0.6 % of the bytes for 5 % more encode time (docs/benchmarks.md)
@@ -99,6 +99,19 @@ class _Codec:
         self.native = native
         self.table = table  # dataclasses only: (pack_rows, unpack_rows) for a column table
 
+
+# Columns a keyframe writes as what the kernel's arithmetic does not predict (layout v3,
+# samples_tree.Derived): (target, SUM or PRODUCT, refs...) by stored field name. SLUB: objects =
+# slabs x objects per slab, every slab active, objects mostly in use; no swap: memsw usage =
+# usage. Only exact
+# integers are predicted (a None or float column leaves its recipe unused): never lossy. Not the
+# process table's (VmRSS from its parts, tgid from pid, peaks from current values: measured
+# 0-7 bytes either way on 50 processes; its columns are left as they are, see _key_form).
+DERIVED: dict[str, tuple] = {
+    "SlabCache": (("num_objs", PRODUCT, "num_slabs", "objperslab"), ("active_objs", SUM, "num_objs"),
+                  ("active_slabs", SUM, "num_slabs")),
+    "MemCgroup": (("memsw_usage_bytes", SUM, "current_bytes"),),
+}
 
 _CODECS: dict[Any, _Codec] = {}
 _TAGS: dict[type, str] = {}  # dataclass -> its name in samples' schema tables
@@ -276,10 +289,16 @@ def _dataclass_codec(cls: type) -> _Codec:
             return (mask, sub.table[0](present))
         return [sub.pack(x) for x in col]
 
+    recipe = _recipe(tag, names)
+
     def pack_rows(objs):
         rows = list(map(getter, objs))
         if not rows:
             return [0]
+        if recipe:
+            out = Derived([len(rows)] + [pack_column(i, c) for i, c in enumerate(zip(*rows))])
+            out.recipe = recipe
+            return out
         return [len(rows)] + [pack_column(i, c) for i, c in enumerate(zip(*rows))]
 
     strcols = {i for i, f in enumerate(stored)
@@ -350,6 +369,18 @@ def _dataclass_codec(cls: type) -> _Codec:
 
 
 _SCHEMA: dict[str, list[str]] = {}  # tag -> field names, for every dataclass a codec was built for
+
+
+def _recipe(tag: str, names: tuple) -> tuple:
+    """DERIVED[tag] as table positions (a column table's first column is 1); recipes naming a
+    field this class does not store are left out."""
+    out = []
+    for target, op, *refs in DERIVED.get(tag, ()):
+        if all(n in names for n in (target, *refs)):
+            out.append((names.index(target) + 1, op, *(names.index(r) + 1 for r in refs)))
+    for i, (_t, _op, *refs) in enumerate(out):  # the decoder restores in order
+        assert not set(refs) & {t for t, *_ in out[i + 1:]}, f"{tag}: a ref restored after its use"
+    return tuple(out)
 
 
 def _source_type(name: str):
@@ -582,22 +613,50 @@ def _snapshot(p: dict) -> Snapshot:
 
 
 # ---------------------------------------------------------------- frames
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    c = _COMPRESSORS.get(level)
+def _zdict(schema_no: int) -> zstandard.ZstdCompressionDict | None:
+    """The zstd dictionary of a schema (from 3 on; samples_schema.dictionary), or None."""
+    d = _ZDICTS.get(schema_no, False)
+    if d is False:
+        from . import samples_schema
+
+        raw = samples_schema.dictionary(schema_no)
+        d = _ZDICTS[schema_no] = None if raw is None else zstandard.ZstdCompressionDict(
+            raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return d
+
+
+def _compressor(level: int, schema_no: int | None = None) -> zstandard.ZstdCompressor:
+    """A compressor at `level`, with schema_no's dictionary (layout v3) or none (None)."""
+    c = _COMPRESSORS.get((level, schema_no))
     if c is None:
-        c = _COMPRESSORS[level] = zstandard.ZstdCompressor(
-            level=level, write_checksum=True, write_content_size=True, write_dict_id=False)
+        d = None if schema_no is None else _zdict(schema_no)
+        if d is not None:
+            d.precompute_compress(level=level)  # once: each frame then starts from its tables
+        c = _COMPRESSORS[(level, schema_no)] = zstandard.ZstdCompressor(
+            level=level, dict_data=d, write_checksum=True, write_content_size=True, write_dict_id=False)
     return c
 
 
-_COMPRESSORS: dict[int, zstandard.ZstdCompressor] = {}
-_DECOMPRESSOR = None
+def _decompressor(version: int, schema_no: int) -> zstandard.ZstdDecompressor:
+    """v2: no dictionary; v3: the frame's schema's (a schema without one: none)."""
+    d = _zdict(schema_no) if version >= 3 else None
+    key = id(d)
+    c = _DECOMPRESSORS.get(key)
+    if c is None:
+        c = _DECOMPRESSORS[key] = zstandard.ZstdDecompressor(dict_data=d) if d is not None \
+            else zstandard.ZstdDecompressor()
+    return c
+
+
+_COMPRESSORS: dict[tuple, zstandard.ZstdCompressor] = {}
+_DECOMPRESSORS: dict[int, zstandard.ZstdDecompressor] = {}
+_ZDICTS: dict[int, Any] = {}
 
 
 def _frame(form, kind: int, base_crc: int, level: int) -> bytes:
     payload = _enc.encode(form)
     return _HEADER.pack(MAGIC, VERSION, kind, _SCHEMA_NO, base_crc, zlib.crc32(payload)) + \
-        _compressor(level).compress(payload)
+        _compressor(level, _SCHEMA_NO).compress(payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -606,7 +665,7 @@ class FrameInfo:
 
     version: int
     keyframe: bool
-    schema: int  # v2: the registered schema number; v1: the built-in dictionary number
+    schema: int  # v2, v3: the registered schema number; v1: the built-in dictionary number
     base_crc: int  # a delta: CRC-32 of the frame it applies to (v2: of that frame's bytes)
 
 
@@ -628,12 +687,11 @@ def frame_info(data: bytes) -> FrameInfo:
 
 
 def _payload_v2(data: bytes) -> tuple[FrameInfo, Any]:
-    global _DECOMPRESSOR
+    """The packed-tree form of a v2 or v3 frame (v3: decompressed with its schema's dictionary)."""
     info = frame_info(data)
-    if _DECOMPRESSOR is None:
-        _DECOMPRESSOR = zstandard.ZstdDecompressor()
+    dec = _decompressor(info.version, info.schema)
     try:
-        payload = _DECOMPRESSOR.decompress(data[_HEADER.size:], max_output_size=64 << 20)
+        payload = dec.decompress(data[_HEADER.size:], max_output_size=64 << 20)
     except zstandard.ZstdError as e:
         raise SampleError(f"truncated or corrupt sample: zstd: {e}") from None
     if zlib.crc32(payload) != _HEADER.unpack_from(data)[5]:
@@ -663,6 +721,31 @@ def _key_form(tree: list) -> list:
     form = list(tree)
     form[3] = compact_tree(tree[3])
     return form
+
+
+def key_payload(snapshot: Snapshot, vocab, processes: Iterable | None = None, *, parts: bool = False):
+    """The uncompressed keyframe payload of `snapshot` (`processes` as in encode()) with names
+    numbered in `vocab` (a schema's vocabulary, perhaps not registered yet); parts=True: the
+    payload of each source and of the process table apart, {name: bytes} ("processes" for the
+    table). samples_schema builds a schema's zstd dictionary from these."""
+    _prepare()
+    saved = dict(_VMAP)
+    _VMAP.clear()
+    _VMAP.update((n, i) for i, n in enumerate(vocab))
+    _KEYCACHE.clear()
+    try:
+        tree, _ = _tree(snapshot, processes, None)
+        form = _key_form(tree)
+        if not parts:
+            return _enc.encode(form)
+        out = {n: _enc.encode(v) for n, v in zip(snapshot.sources, form[3][1])}
+        if form[4] is not None:
+            out["processes"] = _enc.encode(form[4])
+        return out
+    finally:
+        _VMAP.clear()
+        _VMAP.update(saved)
+        _KEYCACHE.clear()
 
 
 # ---------------------------------------------------------------- API

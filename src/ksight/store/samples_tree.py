@@ -24,6 +24,7 @@ the sources never holds one, so they cannot be confused with data. Floats are ne
 from __future__ import annotations
 
 import struct
+from operator import mul, sub
 
 from msgspec.msgpack import Ext
 
@@ -35,6 +36,10 @@ NUM = Ext(3, b"")  # delta, first item of a list: int -> prev + int, None -> Non
 KDIFF = Ext(4, b"")  # keyframe, first item of a list: first value, then neighbour differences
 KEYED = Ext(5, b"")  # delta, [KEYED, keys diff, [rows, column diffs...]]: a keyed table whose keys
 #                      changed, each column compared with the previous frame's rows of the same key
+KDER = Ext(6, b"")  # keyframe (v3), [KDER, recipes, rows, column...]: a column table whose derivable
+#                     columns are written as what their recipe does not predict (Derived)
+KFLT = Ext(7, b"")  # keyframe (v3), [KFLT, mask, item...]: bit i of mask set: item i is a float
+#                     with at most two decimals (PSI averages, load averages), written as round(f * 100)
 
 
 class Keyed(tuple):
@@ -44,15 +49,29 @@ class Keyed(tuple):
     __slots__ = ()
 
 
+class Derived(list):
+    """A column table [rows, column...] (store/samples.py) of a class whose columns are partly
+    predicted by others (samples.DERIVED: slab objects from slabs times objects per slab).
+    recipe: ((target, op, ref, ...), ...), positions in the table (the first column is 1), op SUM (the refs' sum) or PRODUCT (of two refs). The decoder restores targets in
+    recipe order, so a ref may be an earlier recipe's target, never a later one's."""
+
+    __slots__ = ("recipe",)
+
+
+SUM, PRODUCT = 0, 1
+
+
 MIN_RUN = 8  # shorter integer lists are left as they are (3 would save 0.5 % of a keyframe for 6 % more time)
-_2_63, _2_64 = 1 << 63, 1 << 64
+_2_63, _2_64, _2_53 = 1 << 63, 1 << 64, 1 << 53
 
 
-_SEQ = (list, tuple, Keyed)  # the packer makes tuples (attrgetter rows) and lists; MessagePack arrays all
+_SEQ = (list, tuple, Keyed, Derived)  # the packer makes tuples (attrgetter rows) and lists; MessagePack arrays all
 
 
 def compact(x):
     """The keyframe form of a packed tree (a new tree where something changed; x is not changed)."""
+    if type(x) is Derived:
+        return _compact_derived(x)
     n = len(x)
     if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:
         done = _MEMO.get(id(x))  # one list met again (a key list shared by 500 cgroups' stats)
@@ -62,8 +81,54 @@ def compact(x):
         return out[1]
     types = set(map(type, x))  # in C: a list with no list inside is left as it is
     if types.isdisjoint(_SEQ):
-        return x
+        return _cents(x) if float in types else x
     return [compact(v) if type(v) in _SEQ and v else v for v in x]
+
+
+def _cents(x):
+    """A list holding floats: those with at most two decimals (PSI and load averages: 12.45, 0.0)
+    as round(f * 100), marked [KFLT, mask, ...] (9 bytes each become 1 to 3); else x."""
+    mask = 0
+    out = list(x)
+    for i, v in enumerate(x[:63]):
+        if type(v) is float:
+            try:
+                c = round(v * 100)
+            except (ValueError, OverflowError):  # nan, inf
+                continue
+            if c / 100 == v and -_2_53 < c < _2_53 and (c or str(v)[0] != "-"):  # -0.0 stays
+                out[i] = c
+                mask |= 1 << i
+    return [KFLT, mask, *out] if mask else x
+
+
+def _compact_derived(x: Derived):
+    """[KDER, recipes applied, rows, column...]: each recipe's target column as its residual
+    (value minus prediction: zeros where the kernel's arithmetic holds), the rest compacted."""
+    cols = list(x)
+    n = x[0]
+    done = []
+    for rec in x.recipe:
+        t, op, *refs = rec
+        try:
+            if op == SUM:
+                pred = list(map(sum, zip(*(x[j] for j in refs)))) if len(refs) > 1 else x[refs[0]]
+            else:
+                pred = map(mul, x[refs[0]], x[refs[1]])
+            r = list(map(sub, x[t], pred))  # in C; a None among them: TypeError
+        except (TypeError, IndexError):
+            continue
+        if len(r) != n:
+            continue
+        try:
+            _I64(n).pack(*r)  # in C: integers only (a float would not add back exactly), 64 bits
+        except (struct.error, OverflowError):
+            continue
+        cols[t] = r
+        done.append(rec)
+    if not done:
+        return [compact(v) if type(v) in _SEQ and v else v for v in x]
+    return [KDER, done, n, *[compact(v) if type(v) in _SEQ and v else v for v in cols[1:]]]
 
 
 _MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree call
@@ -99,7 +164,7 @@ def _compact_ints(x, n: int):
         return x
     types = set(map(type, x))  # (None among them) a list with no list inside is left as it is
     if types.isdisjoint(_SEQ):
-        return x
+        return _cents(x) if float in types else x
     return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
 
@@ -120,8 +185,13 @@ def expand(x):
             raise SampleError(f"a delta marker (ext {x.code}) in a keyframe")
         return x
     if x and type(x[0]) is Ext:
-        if x[0].code != KDIFF.code or len(x) < 2:
-            raise SampleError(f"a list marked {x[0].code} where a keyframe list was expected")
+        code = x[0].code
+        if code == KFLT.code:
+            return _expand_cents(x)
+        if code == KDER.code:
+            return _expand_derived(x)
+        if code != KDIFF.code or len(x) < 2:
+            raise SampleError(f"a list marked {code} where a keyframe list was expected")
         out = [x[1]]
         acc = x[1]
         try:
@@ -134,6 +204,44 @@ def expand(x):
             raise SampleError("a difference-coded list holds a value that is not an integer")
         return out
     return [expand(v) if type(v) is list else v for v in x]
+
+
+def _expand_cents(x):
+    if len(x) < 2 or type(x[1]) is not int or x[1] < 0 or x[1] >> (len(x) - 2):
+        raise SampleError("a float list whose mask does not fit it")
+    mask = x[1]
+    out = [expand(v) if type(v) is list else v for v in x[2:]]
+    i = 0
+    while mask:
+        if mask & 1:
+            if type(out[i]) is not int:
+                raise SampleError("a float list item marked as hundredths that is not an integer")
+            out[i] = out[i] / 100
+        mask >>= 1
+        i += 1
+    return out
+
+
+def _expand_derived(x):
+    if not (len(x) >= 3 and type(x[1]) is list and type(x[2]) is int and x[2] >= 0):
+        raise SampleError("a derived table that is not [marker, recipes, rows, columns...]")
+    n = x[2]
+    out = [n, *[expand(v) if type(v) is list else v for v in x[3:]]]
+    for rec in x[1]:
+        if not (type(rec) is list and len(rec) >= 3 and all(type(j) is int for j in rec)
+                and rec[1] in (SUM, PRODUCT) and all(0 < j < len(out) for j in (rec[0], *rec[2:]))
+                and (rec[1] == SUM or len(rec) == 4)):
+            raise SampleError("a derived table's recipe is malformed")
+        t, op, *refs = rec
+        cols = [out[j] for j in (t, *refs)]
+        if not all(type(c) is list and len(c) == n and all(type(v) is int for v in c) for c in cols):
+            raise SampleError("a derived table's column is not a list of integers, one per row")
+        if op == SUM:
+            pred = [sum(v) for v in zip(*cols[1:])]
+        else:
+            pred = [a * b for a, b in zip(cols[1], cols[2])]
+        out[t] = [a + b for a, b in zip(cols[0], pred)]
+    return out
 
 
 def _num(cur: list, prev: list):
