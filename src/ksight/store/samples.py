@@ -73,7 +73,7 @@ from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
 from . import samples_tree
-from .samples_tree import PRODUCT, SUM, Derived, Keyed, compact_tree, diff, expand, patch
+from .samples_tree import PRODUCT, SHR, SUM, Derived, Keyed, compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
 VERSION = 3  # the layout written (docs/storage.md); 2 and 1 are still read (1: samples_v1.py)
@@ -101,16 +101,20 @@ class _Codec:
 
 
 # Columns a keyframe writes as what the kernel's arithmetic does not predict (layout v3,
-# samples_tree.Derived): (target, SUM or PRODUCT, refs...) by stored field name. SLUB: objects =
-# slabs x objects per slab, every slab active, objects mostly in use; no swap: memsw usage =
-# usage. Only exact
-# integers are predicted (a None or float column leaves its recipe unused): never lossy. Not the
-# process table's (VmRSS from its parts, tgid from pid, peaks from current values: measured
-# 0-7 bytes either way on 50 processes; its columns are left as they are, see _key_form).
+# samples_tree.Derived): (target, op, k, refs...) by stored field name ("stat.rss_pages": a field
+# of the dataclass in field stat), op SUM (the refs' sum), PRODUCT (of two), SHL/SHR (one shifted
+# by k bits). SLUB: objects = slabs x objects per slab, every slab active, objects mostly in use;
+# no swap: memsw usage = usage; a process's stat and status repeat each other (VmSize = vsize >>
+# 10, VmRSS = rss pages << 2 with 4 KB pages, its pid, threads, parent). Only exact integers are
+# predicted (a None or float column leaves its recipe unused): never lossy, and a prediction
+# that misses costs the residual only.
 DERIVED: dict[str, tuple] = {
-    "SlabCache": (("num_objs", PRODUCT, "num_slabs", "objperslab"), ("active_objs", SUM, "num_objs"),
-                  ("active_slabs", SUM, "num_slabs")),
-    "MemCgroup": (("memsw_usage_bytes", SUM, "current_bytes"),),
+    "SlabCache": (("num_objs", PRODUCT, 0, "num_slabs", "objperslab"), ("active_objs", SUM, 0, "num_objs"),
+                  ("active_slabs", SUM, 0, "num_slabs")),
+    "MemCgroup": (("memsw_usage_bytes", SUM, 0, "current_bytes"),),
+    "Process": (("status.vm_size_kb", SHR, 10, "stat.vsize_bytes"), ("stat.rss_pages", SHR, 2, "status.vm_rss_kb"),
+                ("status.threads", SUM, 0, "stat.num_threads"), ("status.ppid", SUM, 0, "stat.ppid"),
+                ("stat.pid", SUM, 0, "pid"), ("status.pid", SUM, 0, "pid"), ("status.tgid", SUM, 0, "pid")),
 }
 
 _CODECS: dict[Any, _Codec] = {}
@@ -289,7 +293,7 @@ def _dataclass_codec(cls: type) -> _Codec:
             return (mask, sub.table[0](present))
         return [sub.pack(x) for x in col]
 
-    recipe = _recipe(tag, names)
+    recipe = _recipe(tag, names, hints)
 
     def pack_rows(objs):
         rows = list(map(getter, objs))
@@ -371,15 +375,29 @@ def _dataclass_codec(cls: type) -> _Codec:
 _SCHEMA: dict[str, list[str]] = {}  # tag -> field names, for every dataclass a codec was built for
 
 
-def _recipe(tag: str, names: tuple) -> tuple:
-    """DERIVED[tag] as table positions (a column table's first column is 1); recipes naming a
-    field this class does not store are left out."""
+def _recipe(tag: str, names: tuple, hints: dict) -> tuple:
+    """DERIVED[tag] as paths into the class's column table (its first column is 1; a field of an
+    optional dataclass field: (column, 1, its column)); recipes naming a field this ksight does not
+    store are left out."""
+    def path(dotted: str):
+        head, _, rest = dotted.partition(".")
+        if head not in names:
+            return None
+        if not rest:
+            return (names.index(head) + 1,)
+        inner = [a for a in typing.get_args(hints[head]) if dataclasses.is_dataclass(a)]
+        if not inner:
+            return None
+        sub = tuple(f.name for f in dataclasses.fields(inner[0]) if f.metadata.get("json", True))
+        return (names.index(head) + 1, 1, sub.index(rest) + 1) if rest in sub else None
+
     out = []
-    for target, op, *refs in DERIVED.get(tag, ()):
-        if all(n in names for n in (target, *refs)):
-            out.append((names.index(target) + 1, op, *(names.index(r) + 1 for r in refs)))
-    for i, (_t, _op, *refs) in enumerate(out):  # the decoder restores in order
-        assert not set(refs) & {t for t, *_ in out[i + 1:]}, f"{tag}: a ref restored after its use"
+    for target, op, k, *refs in DERIVED.get(tag, ()):
+        ps = [path(n) for n in (target, *refs)]
+        if None not in ps:
+            out.append((ps[0], op, k, *ps[1:]))
+    for i, (_t, _op, _k, *refs) in enumerate(out):  # the decoder restores in order
+        assert not set(refs) & {r[0] for r in out[i + 1:]}, f"{tag}: a ref restored after its use"
     return tuple(out)
 
 
@@ -720,6 +738,7 @@ def _key_form(tree: list) -> list:
     sixth of the encode time."""
     form = list(tree)
     form[3] = compact_tree(tree[3])
+    form[4] = samples_tree.derive(tree[4])  # stat and status repeating each other (DERIVED)
     return form
 
 
