@@ -301,9 +301,9 @@ def _expand_derived(x):
                                           or (rec[1] in (SHL, SHR) and len(rec) == 4))):
             raise SampleError("a derived table's recipe is malformed")
         t, op, k, *refs = rec
-        if not t or t[0] == 0:
-            raise SampleError("a derived table's recipe targets its row count")
         cols = [_path(out, j) for j in (t, *refs)]
+        if t[0] == 0:
+            raise SampleError("a derived table's recipe targets its row count")
         if not all(type(c) is list and len(c) == n and all(type(v) is int or v is None for v in c)
                    for c in cols):
             raise SampleError("a derived table's column is not a list of integers, one per row")
