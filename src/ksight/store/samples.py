@@ -435,6 +435,7 @@ def _vocab_keys(d) -> list:
         if len(_KEYCACHE) > 4096:
             _KEYCACHE.clear()
             samples_tree.NEAR.clear()
+            samples_tree._KEPT.clear()
         g = _VMAP.get
         out = _KEYCACHE[t] = [g(k, k) for k in t]
         samples_tree.NEAR.add(id(out))
@@ -648,8 +649,12 @@ def _compressor(level: int, schema_no: int | None = None) -> zstandard.ZstdCompr
     """A compressor at `level`, with schema_no's dictionary (layout v3) or none (None)."""
     c = _COMPRESSORS.get((level, schema_no))
     if c is None:
-        d = None if schema_no is None else _zdict(schema_no)
-        if d is not None:
+        d = None
+        if schema_no is not None and _zdict(schema_no) is not None:
+            # a dictionary object of its own per level: precomputing one for another level frees
+            # the tables a compressor made before points to (python-zstandard)
+            d = zstandard.ZstdCompressionDict(_zdict(schema_no).as_bytes(),
+                                              dict_type=zstandard.DICT_TYPE_RAWCONTENT)
             d.precompute_compress(level=level)  # once: each frame then starts from its tables
         c = _COMPRESSORS[(level, schema_no)] = zstandard.ZstdCompressor(
             level=level, dict_data=d, write_checksum=True, write_content_size=True, write_dict_id=False)
@@ -753,6 +758,7 @@ def key_payload(snapshot: Snapshot, vocab, processes: Iterable | None = None, *,
     _VMAP.clear()
     _VMAP.update((n, i) for i, n in enumerate(vocab))
     _KEYCACHE.clear()
+    samples_tree._KEPT.clear()
     try:
         tree, _ = _tree(snapshot, processes, None)
         form = _key_form(tree)
@@ -766,6 +772,7 @@ def key_payload(snapshot: Snapshot, vocab, processes: Iterable | None = None, *,
         _VMAP.clear()
         _VMAP.update(saved)
         _KEYCACHE.clear()
+        samples_tree._KEPT.clear()
 
 
 # ---------------------------------------------------------------- API

@@ -118,18 +118,24 @@ _SEQ = (list, tuple, Keyed, Derived)  # the packer makes tuples (attrgetter rows
 
 def compact(x):
     """The keyframe form of a packed tree (a new tree where something changed; x is not changed)."""
-    if type(x) is Derived:
-        return _compact_derived(x)
     n = len(x)
-    if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:
+    if n >= MIN_RUN and type(x[0]) is int and type(x[-1]) is int:  # (a Derived table ends with a column)
         done = _MEMO.get(id(x))  # one list met again (a key list shared by 500 cgroups' stats)
         if done is not None and done[0] is x:
             return done[1]
+        if id(x) in NEAR:  # a key list: the same object every sample, its form kept across calls
+            done = _KEPT.get(id(x))
+            if done is not None and done[0] is x:
+                return done[1]
+            out = _KEPT[id(x)] = (x, _compact_ints(x, n))
+            return out[1]
         out = _MEMO[id(x)] = (x, _compact_ints(x, n))
         return out[1]
     types = set(map(type, x))  # in C: a list with no list inside is left as it is
     if types.isdisjoint(_SEQ):
         return _cents(x) if float in types else x
+    if type(x) is Derived:
+        return _compact_derived(x)
     return [compact(v) if type(v) in _SEQ and v else v for v in x]
 
 
@@ -194,6 +200,9 @@ _MEMO: dict[int, tuple] = {}  # id -> (list, its form), for one compact_tree cal
 # vocabulary numbers of a key list (kernels print names in about the order the vocabulary was
 # made in). samples.py keeps it; a stale id only costs bytes, never correctness.
 NEAR: set[int] = set()
+# the keyframe form of each NEAR list (samples.py's key lists are built once and never changed:
+# the same object in every sample), kept across keyframes; cleared with NEAR
+_KEPT: dict[int, tuple] = {}
 
 
 def compact_tree(x):
@@ -280,6 +289,10 @@ def _expand_cents(x):
     return out
 
 
+NoneType = type(None)
+_INT_OR_NONE = frozenset({int, NoneType})
+
+
 def _path(out, p):
     if not (type(p) is list and p and all(type(i) is int and i >= 0 for i in p)):
         raise SampleError("a derived table's recipe names a column malformed")
@@ -304,11 +317,15 @@ def _expand_derived(x):
         cols = [_path(out, j) for j in (t, *refs)]
         if t[0] == 0:
             raise SampleError("a derived table's recipe targets its row count")
-        if not all(type(c) is list and len(c) == n and all(type(v) is int or v is None for v in c)
-                   for c in cols):
-            raise SampleError("a derived table's column is not a list of integers, one per row")
+        kinds = set()
+        for c in cols:
+            if type(c) is not list or len(c) != n:
+                raise SampleError("a derived table's column is not one value per row")
+            kinds.update(map(type, c))  # in C
+        if not kinds <= _INT_OR_NONE:
+            raise SampleError("a derived table's column holds a value that is not an integer")
         try:
-            if None in cols[0] or any(None in c for c in cols[1:]):
+            if NoneType in kinds:
                 col = _residual_rows(op, k, cols[0], cols[1:], 1)
             else:
                 col = list(map(add, cols[0], _predict(op, k, cols[1:])))
