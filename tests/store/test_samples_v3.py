@@ -94,7 +94,7 @@ def test_schema_3_and_its_dictionary_are_frozen(monkeypatch):
     assert s3.sha256 == samples_schema.digest(s3.classes, s3.vocab) == \
         "8829e2f3d346edf37b6cc8e0dd2748972cae8d3bf5a2a933a36928d30d33f19d"
     assert s3.dict_sha256 == hashlib.sha256(samples_schema.dictionary(3)).hexdigest() == \
-        "07bde611a3118372bcb57701266cfaababfd383885bd0178e9bdbff3afb43b28"
+        "3ab6f93103babc3875376ae0ac4d4937136927236013d23ecdce338fbaf2fedf"
     raw = samples_schema.dictionary(3)
     assert 10_000 < len(raw) < 64_000
     # its last part is the capture's keyframe payload (names as schema 3's numbers)
@@ -159,9 +159,11 @@ def _table(cols, recipe):
     # nested: column 2 of the [mask, table] in column 3 from column 1 of the one in column 2
     ([[7, 8], [True, [2, [4096, 8192]]], [True, [2, [4, 8], [1, 2]]]],
      (((3, 1, 1), SHR, 10, (2, 1, 1)), ((3, 1, 2), SUM, 0, (1,))), 2),
-    # a kernel thread: None stays None; a None where a value is predicted: the recipe is not used
+    # a kernel thread: None stays None, and a None ref predicts 0 (its rss pages from its VmRSS)
     ([[1, 2, 3], [10, None, 30], [40, None, 120]], (((3,), SHL, 2, (2,)),), 1),
-    ([[1, 2, 3], [10, None, 30], [40, 5, 120]], (((3,), SHL, 2, (2,)),), 0),
+    ([[1, 2, 3], [10, None, 30], [40, 5, 120]], (((3,), SHL, 2, (2,)),), 1),
+    ([[1, 2, 3], [10, None, 30], [None, 5, 120]], (((3,), SHL, 2, (2,)),), 1),
+    ([[1, 2, 3], ["a", "b", "c"], [1, 5, 120]], (((3,), SHL, 2, (2,)),), 0),
     # floats and values past 64 bits are never predicted
     ([[1.5, 2.0], [1.5, 2.0]], (((2,), SUM, 0, (1,)),), 0),
     ([[2 ** 63, 1], [-2 ** 63, 1]], (((2,), SUM, 0, (1,)),), 0),
@@ -187,7 +189,7 @@ def test_derived_columns_invert_exactly(cols, recipe, applied):
     [KDER, [[[1], SUM, 0, [5]]], 1, [1]], [KDER, [[[1], 9, 0, [1]]], 1, [1]],
     [KDER, [[[1], SHL, 99, [1]]], 1, [1]], [KDER, [[[1], PRODUCT, 0, [1]]], 1, [1]],
     [KDER, [[[1], SUM, 0, [2]]], 2, [1, 2], [1]], [KDER, [[[1], SUM, 0, [2]]], 1, ["a"], [1]],
-    [KDER, [[[1], SUM, 0, [2]]], 1, [1], [None]], [KDER, [[[1, 1, 1], SUM, 0, [2]]], 1, [1], [1]],
+    [KDER, [[[1], SUM, 0, [2]]], 1, [1], [1.5]], [KDER, [[[1, 1, 1], SUM, 0, [2]]], 1, [1], [1]],
     [KDER, [[[-1], SUM, 0, [2]]], 1, [1], [1]], [KDER, [[[1], SUM, 0, "2"]], 1, [1], [1]],
     [KFLT], [KFLT, -1, 1], [KFLT, 4, 1], [KFLT, 1, 1.5], [KFLT, "a", 1], [KFLT, 1, None],
     [KDIFF, 1, "a"], [KDER, [[1, SUM, 0, [1]]], 1, [1]], [KDER, [[[1], SUM, 0, 1]], 1, [1]],

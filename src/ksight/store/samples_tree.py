@@ -24,7 +24,7 @@ the sources never holds one, so they cannot be confused with data. Floats are ne
 from __future__ import annotations
 
 import struct
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import add, lshift, mul, rshift, sub
 
 from msgspec.msgpack import Ext
@@ -78,27 +78,12 @@ def _with(x, path, v):
     return y
 
 
-def _one(op: int, k: int, vals: list) -> int:
-    if op == SUM:
-        return sum(vals)
-    if op == PRODUCT:
-        return vals[0] * vals[1]
-    return vals[0] << k if op == SHL else vals[0] >> k
-
-
 def _residual_rows(op: int, k: int, target, refs: list, sign: int) -> list:
-    """Row by row, for columns with None: None stays None (a kernel thread has no VmSize); a
-    value whose refs hold a None is a TypeError (the recipe is not used)."""
-    out = []
-    for i, a in enumerate(target):
-        if a is None:
-            out.append(None)
-            continue
-        vals = [c[i] for c in refs]
-        if None in vals:
-            raise TypeError("a ref is None where the target is not")
-        out.append(a + sign * _one(op, k, vals))
-    return out
+    """For columns with None: a None stays None (a kernel thread has no VmSize) and a None ref
+    predicts as 0 (its rss pages, 0, from its VmRSS, None)."""
+    pred = _predict(op, k, [[0 if v is None else v for v in c] for c in refs])
+    vals = map(add if sign > 0 else sub, [0 if v is None else v for v in target], pred)
+    return [None if a is None else v for a, v in zip(target, vals)]
 
 
 def _predict(op: int, k: int, refs: list):
@@ -176,7 +161,7 @@ def _compact_derived(x: Derived, deep: bool = True):
                 r = _residual_rows(op, k, tc, rc, -1)
                 _I64(n - r.count(None)).pack(*[v for v in r if v is not None])
         except (TypeError, IndexError, struct.error, OverflowError):
-            continue  # a float, a None where a value is predicted, a column this table lacks
+            continue  # a float, a string, a column this table lacks: the recipe is not used
         out = _with(out, t, r)
         done.append([list(t), op, k, *map(list, refs)])
     walk = compact if deep else (lambda v: v)
@@ -259,15 +244,11 @@ def expand(x):
             return _expand_derived(x)
         if code != KDIFF.code or len(x) < 2:
             raise SampleError(f"a list marked {code} where a keyframe list was expected")
-        out = [x[1]]
-        acc = x[1]
         try:
-            for d in x[2:]:
-                acc += d
-                out.append(acc)
+            out = list(accumulate(x[1:]))  # in C: first, first + d1, ...
         except TypeError:
             raise SampleError("a difference-coded list holds a value that is not an integer") from None
-        if type(acc) is not int:
+        if type(out[-1]) is not int:
             raise SampleError("a difference-coded list holds a value that is not an integer")
         return out
     return [expand(v) if type(v) is list else v for v in x]
@@ -307,7 +288,11 @@ def _expand_derived(x):
     if not (len(x) >= 3 and type(x[1]) is list and type(x[2]) is int and x[2] >= 0):
         raise SampleError("a derived table that is not [marker, recipes, rows, columns...]")
     n = x[2]
-    out = [n, *[expand(v) if type(v) is list else v for v in x[3:]]]
+    out = [n]
+    for v in x[3:]:  # a column of plain values (most) is taken as it is: no copy (in C)
+        if type(v) is list and v and (type(v[0]) is Ext or list in set(map(type, v))):
+            v = expand(v)
+        out.append(v)
     for rec in x[1]:
         if not (type(rec) is list and len(rec) >= 4 and type(rec[1]) is int and type(rec[2]) is int
                 and 0 <= rec[2] < 64 and (rec[1] == SUM or (rec[1] == PRODUCT and len(rec) == 5)
@@ -317,23 +302,21 @@ def _expand_derived(x):
         cols = [_path(out, j) for j in (t, *refs)]
         if t[0] == 0:
             raise SampleError("a derived table's recipe targets its row count")
-        kinds = set()
         for c in cols:
             if type(c) is not list or len(c) != n:
                 raise SampleError("a derived table's column is not one value per row")
-            kinds.update(map(type, c))  # in C
-        if not kinds <= _INT_OR_NONE:
-            raise SampleError("a derived table's column holds a value that is not an integer")
         try:
-            if NoneType in kinds:
+            try:
+                col = list(map(add, cols[0], _predict(op, k, cols[1:])))  # in C
+            except TypeError:  # a None among them (a kernel thread's VmSize)
                 col = _residual_rows(op, k, cols[0], cols[1:], 1)
-            else:
-                col = list(map(add, cols[0], _predict(op, k, cols[1:])))
+            if not set(map(type, col)) <= _INT_OR_NONE:  # a float would not be exact
+                raise SampleError("a derived table's column holds a value that is not an integer")
             parent = _at(out, t[:-1])
             parent[t[-1]] = col
         except (TypeError, IndexError):
             raise SampleError("a derived table's recipe names a column it does not have, or "
-                              "predicts a value from a None") from None
+                              "one that is not integers") from None
     return out
 
 
