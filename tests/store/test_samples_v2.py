@@ -162,12 +162,7 @@ def _same(back, snap, procs=None):
 
 
 def _corpus_roots() -> list[str]:
-    roots = []
-    for d, dirs, _files in os.walk(CORPORA):  # never follows links (procfs has proc/N/root -> /)
-        if os.path.basename(d) == "proc":
-            roots.append(os.path.dirname(d))
-            dirs[:] = []
-    return sorted(set(roots))
+    return samples_schema._corpus_roots(str(CORPORA))  # never follows links (procfs: proc/N/root -> /)
 
 
 def test_round_trip_on_every_corpus_machine_and_deltas_between_them():
