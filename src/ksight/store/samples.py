@@ -10,14 +10,17 @@
 
 A recorder stores one frame per row (`frame_info(data).keyframe` says where a reader may start).
 
-Layout v2 (written; docs/storage.md has the why). A 16-byte header, then one zstd frame with no
-dictionary:
+Layout v3 (written; docs/storage.md has the why). A 16-byte header, then one zstd frame
+compressed with the zstd dictionary of the schema the header names (samples_schema.dictionary;
+schemas 1 and 2 have none: v2 frames, and v3 frames naming them, are compressed without):
 
     offset size
     0      4    magic b"KSMP"
-    4      1    layout version (VERSION = 2; 1 is still read: samples_v1.py; newer is refused)
+    4      1    layout version (VERSION = 3; 2 and 1 are still read: v2 is v3 with no dictionary
+                and no KDER/KFLT forms, v1 samples_v1.py; newer is refused)
     5      1    kind: 0 keyframe (decodes alone), 1 delta frame (decodes given the frame before)
-    6      2    schema number (big-endian; samples_schema.py: class table and name vocabulary)
+    6      2    schema number (big-endian; samples_schema.py: class table, name vocabulary and,
+                from 3, the zstd dictionary)
     8      4    delta frame: CRC-32 of the frame it applies to (its bytes); keyframe: 0
     12     4    CRC-32 of the uncompressed payload
     16     ..   zstd frame (content size and zstd checksum included)
@@ -26,8 +29,9 @@ The payload is MessagePack (msgspec) of the *packed tree* [clocks, HostInfo, una
 [source names, source values], process table, the classes whose fields differ from the
 schema's or None], transformed by
 samples_tree.py: a keyframe writes sorted or clustered integer lists as differences between
-neighbours, a delta frame writes what changed since the frame before (numbers as differences,
-the rest as SAME markers). Packing, by type:
+neighbours, columns the kernel's arithmetic predicts (DERIVED: slab objects, VmSize...) as
+residuals and two-decimal floats as hundredths; a delta frame writes what changed since the
+frame before (numbers as differences, the rest as SAME markers). Packing, by type:
 - a dataclass is the list of its stored values in its schema's field order (names are not
   written: the schema number implies them); fields declared metadata={"json": False}
   (PidStatus.text) are not stored;
@@ -738,10 +742,10 @@ def _decode_v1(data: bytes, base: bytes | None) -> tuple[Snapshot, bytes]:
 
 
 def _key_form(tree: list) -> list:
-    """A keyframe's form: the sources compacted (samples_tree.compact). The process table is
-    left as it is: differences between neighbouring processes' values do not compress better
-    (measured: 1,853 bytes either way on the capture's 50 processes), and skipping it saves a
-    sixth of the encode time."""
+    """A keyframe's form: the sources compacted (samples_tree.compact). The process table gets
+    its derived columns only (DERIVED): differences between neighbouring processes' values do
+    not compress better (measured: 1,853 bytes either way on the capture's 50 processes; -35 to
+    +20 bytes in v3), and skipping them saves a sixth of the encode time."""
     form = list(tree)
     form[3] = compact_tree(tree[3])
     form[4] = samples_tree.derive(tree[4])  # stat and status repeating each other (DERIVED)

@@ -1,4 +1,4 @@
-"""Sample layout v2: how a packed sample tree is made small before zstd (store/samples.py).
+"""Sample layouts v2 and v3: how a packed sample tree is made small before zstd (store/samples.py).
 
 A *packed tree* is what store/samples.py makes of a Snapshot: nested lists of ints, floats,
 strings, bools and None (a dataclass is the list of its values, a sequence of dataclasses a
@@ -7,7 +7,10 @@ column table, a dict [keys, values]). Two transforms work on it, both type-blind
 - keyframes (`compact_tree` / `expand`): an integer list that is sorted, clustered (one counter
   across CPUs) or named in NEAR (dictionary key numbers, in about the vocabulary's order) is
   written as its first value and the differences between neighbours: [KDIFF, first, d1, d2,
-  ...]. Small differences are one-byte MessagePack integers.
+  ...]. Small differences are one-byte MessagePack integers. v3 adds: a column table marked
+  Derived by the packer written with its predicted columns as residuals [KDER, recipes, rows,
+  column...] (the recipes travel in the frame: the decoder stays type-blind), and a list's
+  floats with at most two decimals as hundredths [KFLT, mask, ...].
 - delta frames (`diff` / `patch`): the tree is compared with the previous frame's tree. A part
   that did not change is one SAME marker (constants: slab object sizes, mounts, sysctls, host
   names, cmdlines, the dictionary key lists); a list of scalars of the same length is written as
