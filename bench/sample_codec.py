@@ -1,6 +1,7 @@
-"""Flight-recorder sample size and speed (store/samples.py, layout v2), against `sadc -S ALL`.
+"""Flight-recorder sample size and speed (store/samples.py, layout v3), against `sadc -S ALL`.
 
     .venv/bin/python bench/sample_codec.py [--runs 5] [--snapshots 6] [--reps 40] [--json FILE]
+                                           [--cgroups N]
 
 Run by hand, as root (slabinfo is root-only). Each run, interleaved on this live machine:
 1. ksight: --snapshots live snapshots 1 s apart (every default system source plus the process
@@ -8,7 +9,9 @@ Run by hand, as root (slabinfo is root-only). Each run, interleaved on this live
    bytes (SampleEncoder, each frame against the one 1 s before), encode and decode time of both
    (median of --reps), bytes per sample with a keyframe every 60 frames. Snapshot-taking is not
    counted. Also without cgroup_memory: this machine is shared, and other benchmarks create
-   hundreds of memory cgroups for a while (the cgroup count is printed per run).
+   hundreds of memory cgroups for a while (the cgroup count is printed per run). --cgroups N
+   makes N more, empty, under a parent of its own in the memory controller's hierarchy for the
+   runs (root only; removed at the end, also on error), to see how keyframes scale with them.
 2. sysstat: `sadc -S ALL 1 2 A` and `sadc -S ALL 1 3 B`: bytes per sample = size(B) - size(A)
    (the file header and the first record cancel out).
 3. synthetic 8-, 64- and 256-CPU samples made from the first live pair: the per-CPU sources
@@ -18,7 +21,9 @@ Run by hand, as root (slabinfo is root-only). Each run, interleaved on this live
    frame advances every per-CPU counter by a per-CPU amount, as one second would.
 Medians and ranges over the runs are printed at the end. Targets (issue 7): a keyframe <= what
 `sadc -S ALL` writes per sample (3,992 bytes on this machine kind), encode < 1 ms (median).
-No dictionary is used by layout v2; nothing here is trained.
+Layout v3 compresses with the zstd dictionary of its schema (samples_schema3_dict.py: the
+corpora's per-source payloads and the checked-in 6.18 capture's keyframe, nothing of the machine
+measured here); nothing here is trained.
 """
 
 from __future__ import annotations
@@ -191,14 +196,65 @@ def sadc_estimate(sadc_here: int, ncpu: int, irqs: int, here_cpus: int, here_irq
             + 4 * ((ncpu + 1) * irqs - (here_cpus + 1) * here_irqs))
 
 
+def _memory_root() -> str | None:
+    """Where empty memory cgroups can be made: the v1 memory hierarchy, or the v2 root."""
+    for d in ("/sys/fs/cgroup/memory", "/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if os.path.exists(os.path.join(d, "memory.usage_in_bytes")) or (
+                os.path.exists(os.path.join(d, "cgroup.subtree_control"))
+                and "memory" in Path(d, "cgroup.subtree_control").read_text()):
+            return d
+    return None
+
+
+class ExtraCgroups:
+    """n empty memory cgroups under a parent of this process's own, removed on exit."""
+
+    def __init__(self, n: int):
+        self.n, self.made = n, []
+
+    def __enter__(self):
+        if not self.n:
+            return self
+        root = _memory_root()
+        if root is None or os.geteuid() != 0:
+            raise SystemExit("--cgroups: needs root and a memory cgroup hierarchy")
+        parent = os.path.join(root, f"ksight-bench-{os.getpid()}")
+        os.mkdir(parent)
+        self.made.append(parent)
+        try:
+            if os.path.exists(os.path.join(parent, "cgroup.subtree_control")) and not os.path.exists(
+                    os.path.join(parent, "memory.usage_in_bytes")):
+                Path(parent, "cgroup.subtree_control").write_text("+memory")
+            for i in range(self.n):
+                os.mkdir(os.path.join(parent, f"g{i}"))
+                self.made.append(os.path.join(parent, f"g{i}"))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for d in reversed(self.made):  # empty groups: rmdir removes them
+            try:
+                os.rmdir(d)
+            except OSError as e:
+                print(f"could not remove {d}: {e}")
+        self.made = []
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--snapshots", type=int, default=6, help="live snapshots per run, 1 s apart")
     ap.add_argument("--reps", type=int, default=40, help="timing repetitions per measure")
     ap.add_argument("--json", help="write every run's figures here")
+    ap.add_argument("--cgroups", type=int, default=0, help="make N more empty memory cgroups for the runs")
     a = ap.parse_args()
+    with ExtraCgroups(a.cgroups):
+        _main(a)
 
+
+def _main(a) -> None:
     root = LiveRoot()
     runs = []
     for run in range(a.runs):
@@ -243,13 +299,17 @@ def main() -> None:
         return f"  {label:38s} median {fmt.format(med(xs))}  range {fmt.format(min(xs))}..{fmt.format(max(xs))}"
 
     print(f"\n{a.runs} runs, medians of each run, then median and range over the runs "
-          f"(schema {samples._SCHEMA_NO}{', class table embedded' if samples._EMBED else ''}):")
+          f"(layout {samples.VERSION}, schema {samples._SCHEMA_NO}"
+          f"{', class table embedded' if samples._EMBED else ''}):")
     for sub in ("full", "no_cgroups"):
         print(f" {sub}:")
         for key in ("keyframe_bytes", "keyframe_bytes_max", "delta_bytes", "delta_bytes_max",
                     "per_sample_every_60", "keyframe_encode_us", "delta_encode_us",
                     "keyframe_decode_us", "delta_decode_us"):
             print(line(key, key, sub))
+    held = sum(r["full"]["keyframe_bytes_max"] <= TARGET_BYTES for r in runs)
+    print(f"  keyframes <= {TARGET_BYTES} bytes (every keyframe of the run): {held} of {len(runs)} runs; "
+          f"without cgroup_memory: {sum(r['no_cgroups']['keyframe_bytes_max'] <= TARGET_BYTES for r in runs)}")
     sadc = [r["sadc_bytes"] for r in runs if r["sadc_bytes"] is not None]
     if sadc:
         print(f"  sadc -S ALL bytes/sample               median {med(sadc):.0f}  range {min(sadc)}..{max(sadc)}")

@@ -202,7 +202,8 @@ def test_garbled_samples_are_sample_errors():
 def test_a_newer_format_version_is_refused_clearly():
     data = bytearray(SAMPLE.read_bytes())
     data[4] = samples.VERSION + 1
-    with pytest.raises(SampleError, match=r"version 3 is newer than this ksight reads \(<= 2\)"):
+    with pytest.raises(SampleError, match=rf"version {samples.VERSION + 1} is newer than this ksight "
+                                           rf"reads \(<= {samples.VERSION}\)"):
         samples.decode(bytes(data))
     data[4] = 1  # a v1 keyframe naming a dictionary this ksight never had
     data[6:8] = (99).to_bytes(2, "big")
@@ -256,8 +257,8 @@ def test_builtin_dictionary_2_is_frozen_and_v2_writes_no_dictionary():
     s = samples.decode(SAMPLE.read_bytes())
     assert int.from_bytes(SAMPLE.read_bytes()[6:8], "big") == 1  # the v1 sample: dictionary 1
     data = samples.encode(s)
-    assert data[4] == 2  # layout v2: bytes 6-7 name the schema, and zstd has no dictionary
-    assert zstandard.get_frame_parameters(data[16:]).dict_id == 0
+    assert data[4] == 3  # layout v3: bytes 6-7 name the schema, whose zstd dictionary it uses
+    assert zstandard.get_frame_parameters(data[16:]).dict_id == 0  # named by the schema, not by zstd
     assert samples.decode(data) == s
 
 

@@ -98,6 +98,13 @@ _MAX_PIECE = 64 << 20  # the sample codec's own bound on a payload
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+def _frame_decompressor(data: bytes):
+    """The zstd decompressor of a layout-v3 frame (its schema's dictionary)."""
+    from ..store.samples import _decompressor
+
+    return _decompressor(data[4], int.from_bytes(data[6:8], "big"))
+
+
 def _piece(data, length: int, crc: int, dctx) -> bytes:
     """A frame row's bytes as a piece (empty body: a row that was already torn or damaged)."""
     import zstandard
@@ -105,10 +112,13 @@ def _piece(data, length: int, crc: int, dctx) -> bytes:
     body, kind = b"", 0
     if isinstance(data, bytes) and len(data) == length and zlib.crc32(data) == crc:
         body = data
-        if len(data) > 20 and data[4] == 2 and data[16:20] == _ZSTD_MAGIC:  # sample layout v2
+        if len(data) > 20 and data[4] in (2, 3) and data[16:20] == _ZSTD_MAGIC:  # layouts v2, v3
             try:
-                payload = dctx.decompress(data[16:], max_output_size=_MAX_PIECE)
-            except zstandard.ZstdError:
+                # v3 frames are compressed with their schema's dictionary: the payload is kept
+                # uncompressed in the chunk, which compresses a minute of payloads together
+                d = dctx if data[4] == 2 else _frame_decompressor(data)
+                payload = d.decompress(data[16:], max_output_size=_MAX_PIECE)
+            except (zstandard.ZstdError, KsightError):
                 payload = None
             if payload is not None and zlib.crc32(payload) == int.from_bytes(data[12:16], "big"):
                 body, kind = data[:16] + payload, 1

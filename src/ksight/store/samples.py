@@ -10,14 +10,17 @@
 
 A recorder stores one frame per row (`frame_info(data).keyframe` says where a reader may start).
 
-Layout v2 (written; docs/storage.md has the why). A 16-byte header, then one zstd frame with no
-dictionary:
+Layout v3 (written; docs/storage.md has the why). A 16-byte header, then one zstd frame
+compressed with the zstd dictionary of the schema the header names (samples_schema.dictionary;
+schemas 1 and 2 have none: v2 frames, and v3 frames naming them, are compressed without):
 
     offset size
     0      4    magic b"KSMP"
-    4      1    layout version (VERSION = 2; 1 is still read: samples_v1.py; newer is refused)
+    4      1    layout version (VERSION = 3; 2 and 1 are still read: v2 is v3 with no dictionary
+                and no KDER/KFLT forms, v1 samples_v1.py; newer is refused)
     5      1    kind: 0 keyframe (decodes alone), 1 delta frame (decodes given the frame before)
-    6      2    schema number (big-endian; samples_schema.py: class table and name vocabulary)
+    6      2    schema number (big-endian; samples_schema.py: class table, name vocabulary and,
+                from 3, the zstd dictionary)
     8      4    delta frame: CRC-32 of the frame it applies to (its bytes); keyframe: 0
     12     4    CRC-32 of the uncompressed payload
     16     ..   zstd frame (content size and zstd checksum included)
@@ -26,8 +29,9 @@ The payload is MessagePack (msgspec) of the *packed tree* [clocks, HostInfo, una
 [source names, source values], process table, the classes whose fields differ from the
 schema's or None], transformed by
 samples_tree.py: a keyframe writes sorted or clustered integer lists as differences between
-neighbours, a delta frame writes what changed since the frame before (numbers as differences,
-the rest as SAME markers). Packing, by type:
+neighbours, columns the kernel's arithmetic predicts (DERIVED: slab objects, VmSize...) as
+residuals and two-decimal floats as hundredths; a delta frame writes what changed since the
+frame before (numbers as differences, the rest as SAME markers). Packing, by type:
 - a dataclass is the list of its stored values in its schema's field order (names are not
   written: the schema number implies them); fields declared metadata={"json": False}
   (PidStatus.text) are not stored;
@@ -73,10 +77,10 @@ from ..errors import SampleError
 from ..model.snapshot import HostInfo, Missing, Snapshot
 from ..sources import SYSTEM
 from . import samples_tree
-from .samples_tree import Keyed, compact_tree, diff, expand, patch
+from .samples_tree import PRODUCT, SHR, SUM, Derived, Keyed, compact_tree, diff, expand, patch
 
 MAGIC = b"KSMP"
-VERSION = 2  # the layout written (docs/storage.md); 1 is still read (samples_v1.py)
+VERSION = 3  # the layout written (docs/storage.md); 2 and 1 are still read (1: samples_v1.py)
 KEYFRAME, DELTA = 0, 1
 LEVEL = 6  # delta frames: 6 % smaller than level 3 for ~20 us (docs/benchmarks.md)
 KEYFRAME_LEVEL = 6  # keyframes: level 9 saves 0.6 % of the bytes for 5 % more encode time (docs/benchmarks.md)
@@ -99,6 +103,24 @@ class _Codec:
         self.native = native
         self.table = table  # dataclasses only: (pack_rows, unpack_rows) for a column table
 
+
+# Columns a keyframe writes as what the kernel's arithmetic does not predict (layout v3,
+# samples_tree.Derived): (target, op, k, refs...) by stored field name ("stat.rss_pages": a field
+# of the dataclass in field stat), op SUM (the refs' sum), PRODUCT (of two), SHL/SHR (one shifted
+# by k bits). SLUB: objects = slabs x objects per slab, every slab active, objects mostly in use;
+# no swap: memsw usage = usage; a process's stat and status repeat each other (VmSize = vsize >>
+# 10, VmRSS = rss pages << 2 with 4 KB pages; VmPeak near VmSize). Only exact integers are
+# predicted (a float column leaves its recipe unused; a None stays None, and a None ref predicts
+# 0: a kernel thread has no VmRSS): never lossy, and a prediction that misses costs the residual
+# only. A process's pid, tgid, PPid and Threads from stat: 16-27 bytes of a keyframe for ~25 us
+# of encode and decode, not taken.
+DERIVED: dict[str, tuple] = {
+    "SlabCache": (("num_objs", PRODUCT, 0, "num_slabs", "objperslab"), ("active_objs", SUM, 0, "num_objs"),
+                  ("active_slabs", SUM, 0, "num_slabs")),
+    "MemCgroup": (("memsw_usage_bytes", SUM, 0, "current_bytes"),),
+    "Process": (("status.vm_size_kb", SHR, 10, "stat.vsize_bytes"), ("stat.rss_pages", SHR, 2, "status.vm_rss_kb"),
+                ("status.vm_peak_kb", SUM, 0, "status.vm_size_kb")),
+}
 
 _CODECS: dict[Any, _Codec] = {}
 _TAGS: dict[type, str] = {}  # dataclass -> its name in samples' schema tables
@@ -381,10 +403,16 @@ def _dataclass_codec(cls: type) -> _Codec:
             return (mask, sub.table[0](present))
         return [sub.pack(x) for x in col]
 
+    recipe = _recipe(tag, names, hints)
+
     def pack_rows(objs):
         rows = list(map(getter, objs))
         if not rows:
             return [0]
+        if recipe:
+            out = Derived([len(rows)] + [pack_column(i, c) for i, c in enumerate(zip(*rows))])
+            out.recipe = recipe
+            return out
         return [len(rows)] + [pack_column(i, c) for i, c in enumerate(zip(*rows))]
 
     strcols = {i for i, f in enumerate(stored)
@@ -497,6 +525,32 @@ _PLAIN = {t: frozenset(ts) for t, ts in (
 _SCHEMA: dict[str, list[str]] = {}  # tag -> field names, for every dataclass a codec was built for
 
 
+def _recipe(tag: str, names: tuple, hints: dict) -> tuple:
+    """DERIVED[tag] as paths into the class's column table (its first column is 1; a field of an
+    optional dataclass field: (column, 1, its column)); recipes naming a field this ksight does not
+    store are left out."""
+    def path(dotted: str):
+        head, _, rest = dotted.partition(".")
+        if head not in names:
+            return None
+        if not rest:
+            return (names.index(head) + 1,)
+        inner = [a for a in typing.get_args(hints[head]) if dataclasses.is_dataclass(a)]
+        if not inner:
+            return None
+        sub = tuple(f.name for f in dataclasses.fields(inner[0]) if f.metadata.get("json", True))
+        return (names.index(head) + 1, 1, sub.index(rest) + 1) if rest in sub else None
+
+    out = []
+    for target, op, k, *refs in DERIVED.get(tag, ()):
+        ps = [path(n) for n in (target, *refs)]
+        if None not in ps:
+            out.append((ps[0], op, k, *ps[1:]))
+    for i, (_t, _op, _k, *refs) in enumerate(out):  # the decoder restores in order
+        assert not set(refs) & {r[0] for r in out[i + 1:]}, f"{tag}: a ref restored after its use"
+    return tuple(out)
+
+
 def _source_type(name: str):
     src = SYSTEM[name]
     t = typing.get_type_hints(src.load()).get("return")
@@ -530,6 +584,7 @@ def _vocab_keys(d) -> list:
         if len(_KEYCACHE) > 4096:
             _KEYCACHE.clear()
             samples_tree.NEAR.clear()
+            samples_tree._KEPT.clear()
         g = _VMAP.get
         out = _KEYCACHE[t] = [g(k, k) for k in t]
         samples_tree.NEAR.add(id(out))
@@ -871,22 +926,54 @@ def _snapshot(p: dict) -> Snapshot:
 
 
 # ---------------------------------------------------------------- frames
-def _compressor(level: int) -> zstandard.ZstdCompressor:
-    c = _COMPRESSORS.get(level)
+def _zdict(schema_no: int) -> zstandard.ZstdCompressionDict | None:
+    """The zstd dictionary of a schema (from 3 on; samples_schema.dictionary), or None."""
+    d = _ZDICTS.get(schema_no, False)
+    if d is False:
+        from . import samples_schema
+
+        raw = samples_schema.dictionary(schema_no)
+        d = _ZDICTS[schema_no] = None if raw is None else zstandard.ZstdCompressionDict(
+            raw, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+    return d
+
+
+def _compressor(level: int, schema_no: int | None = None) -> zstandard.ZstdCompressor:
+    """A compressor at `level`, with schema_no's dictionary (layout v3) or none (None)."""
+    c = _COMPRESSORS.get((level, schema_no))
     if c is None:
-        c = _COMPRESSORS[level] = zstandard.ZstdCompressor(
-            level=level, write_checksum=True, write_content_size=True, write_dict_id=False)
+        d = None
+        if schema_no is not None and _zdict(schema_no) is not None:
+            # a dictionary object of its own per level: precomputing one for another level frees
+            # the tables a compressor made before points to (python-zstandard)
+            d = zstandard.ZstdCompressionDict(_zdict(schema_no).as_bytes(),
+                                              dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+            d.precompute_compress(level=level)  # once: each frame then starts from its tables
+        c = _COMPRESSORS[(level, schema_no)] = zstandard.ZstdCompressor(
+            level=level, dict_data=d, write_checksum=True, write_content_size=True, write_dict_id=False)
     return c
 
 
-_COMPRESSORS: dict[int, zstandard.ZstdCompressor] = {}
-_DECOMPRESSOR = None
+def _decompressor(version: int, schema_no: int) -> zstandard.ZstdDecompressor:
+    """v2: no dictionary; v3: the frame's schema's (a schema without one: none)."""
+    d = _zdict(schema_no) if version >= 3 else None
+    key = id(d)
+    c = _DECOMPRESSORS.get(key)
+    if c is None:
+        c = _DECOMPRESSORS[key] = zstandard.ZstdDecompressor(dict_data=d) if d is not None \
+            else zstandard.ZstdDecompressor()
+    return c
+
+
+_COMPRESSORS: dict[tuple, zstandard.ZstdCompressor] = {}
+_DECOMPRESSORS: dict[int, zstandard.ZstdDecompressor] = {}
+_ZDICTS: dict[int, Any] = {}
 
 
 def _frame(form, kind: int, base_crc: int, level: int) -> bytes:
     payload = _enc.encode(form)
     return _HEADER.pack(MAGIC, VERSION, kind, _SCHEMA_NO, base_crc, zlib.crc32(payload)) + \
-        _compressor(level).compress(payload)
+        _compressor(level, _SCHEMA_NO).compress(payload)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -895,7 +982,7 @@ class FrameInfo:
 
     version: int
     keyframe: bool
-    schema: int  # v2: the registered schema number; v1: the built-in dictionary number
+    schema: int  # v2, v3: the registered schema number; v1: the built-in dictionary number
     base_crc: int  # a delta: CRC-32 of the frame it applies to (v2: of that frame's bytes)
 
 
@@ -917,12 +1004,11 @@ def frame_info(data: bytes) -> FrameInfo:
 
 
 def _payload_v2(data: bytes) -> tuple[FrameInfo, Any]:
-    global _DECOMPRESSOR
+    """The packed-tree form of a v2 or v3 frame (v3: decompressed with its schema's dictionary)."""
     info = frame_info(data)
-    if _DECOMPRESSOR is None:
-        _DECOMPRESSOR = zstandard.ZstdDecompressor()
+    dec = _decompressor(info.version, info.schema)
     try:
-        payload = _DECOMPRESSOR.decompress(data[_HEADER.size:], max_output_size=64 << 20)
+        payload = dec.decompress(data[_HEADER.size:], max_output_size=64 << 20)
     except zstandard.ZstdError as e:
         raise SampleError(f"truncated or corrupt sample: zstd: {e}") from None
     if zlib.crc32(payload) != _HEADER.unpack_from(data)[5]:
@@ -945,13 +1031,41 @@ def _decode_v1(data: bytes, base: bytes | None) -> tuple[Snapshot, bytes]:
 
 
 def _key_form(tree: list) -> list:
-    """A keyframe's form: the sources compacted (samples_tree.compact). The process table is
-    left as it is: differences between neighbouring processes' values do not compress better
-    (measured: 1,853 bytes either way on the capture's 50 processes), and skipping it saves a
-    sixth of the encode time."""
+    """A keyframe's form: the sources compacted (samples_tree.compact). The process table gets
+    its derived columns only (DERIVED): differences between neighbouring processes' values do
+    not compress better (measured: 1,853 bytes either way on the capture's 50 processes; -35 to
+    +20 bytes in v3), and skipping them saves a sixth of the encode time."""
     form = list(tree)
     form[3] = compact_tree(tree[3])
+    form[4] = samples_tree.derive(tree[4])  # stat and status repeating each other (DERIVED)
     return form
+
+
+def key_payload(snapshot: Snapshot, vocab, processes: Iterable | None = None, *, parts: bool = False):
+    """The uncompressed keyframe payload of `snapshot` (`processes` as in encode()) with names
+    numbered in `vocab` (a schema's vocabulary, perhaps not registered yet); parts=True: the
+    payload of each source and of the process table apart, {name: bytes} ("processes" for the
+    table). samples_schema builds a schema's zstd dictionary from these."""
+    _prepare()
+    saved = dict(_VMAP)
+    _VMAP.clear()
+    _VMAP.update((n, i) for i, n in enumerate(vocab))
+    _KEYCACHE.clear()
+    samples_tree._KEPT.clear()
+    try:
+        tree, _ = _tree(snapshot, processes, None)
+        form = _key_form(tree)
+        if not parts:
+            return _enc.encode(form)
+        out = {n: _enc.encode(v) for n, v in zip(snapshot.sources, form[3][1])}
+        if form[4] is not None:
+            out["processes"] = _enc.encode(form[4])
+        return out
+    finally:
+        _VMAP.clear()
+        _VMAP.update(saved)
+        _KEYCACHE.clear()
+        samples_tree._KEPT.clear()
 
 
 # ---------------------------------------------------------------- API

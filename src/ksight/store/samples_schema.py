@@ -15,7 +15,18 @@ dataclasses differ from the latest registered schema (a field was added and not 
 yet), samples still work: each frame carries its class table (a few KB before zstd), and the
 test says to register the new schema:
 
-    .venv/bin/python -m ksight.store.samples_schema > src/ksight/store/samples_schemaN.py
+    .venv/bin/python -m ksight.store.samples_schema \
+        --dictionary src/ksight/store/samples_schemaN_dict.py > src/ksight/store/samples_schemaN.py
+
+A schema from 3 on also has a zstd dictionary (layout v3 frames are compressed with their
+schema's; `dictionary(N)`), frozen with it: its SHA-256 is in samples_schemaN.py, its bytes in
+samples_schemaN_dict.py (loaded only when a frame needs it). It is raw content, not trained
+statistics (`build_dictionary`): keyframe payloads (this schema's packed tree, store/samples.py)
+of each source as the machines in ../shared/corpora print it (kernels 2.6.32 to 5.x), then of
+the project's 6.18 capture (snapshot 0000, its 50 largest processes) last, where zstd's matches
+are cheapest. A keyframe then pays only for what differs from those: names, the constants of a
+6.18 kernel (slab object sizes, sysctls, topology), typical processes.
+docs/storage.md says why and what it gives on this machine kind and on others.
 
 How the vocabulary was made (machine-independent: names, no values; `build_vocab`): the dictionary
 keys of snapshots of the kernel-text corpora in ../shared/corpora (PCP archives of kernels 2.6.32
@@ -33,7 +44,7 @@ from dataclasses import dataclass
 
 from ..errors import SampleError
 
-NUMBERS = (1, 2)  # every registered schema; samples are written with the last
+NUMBERS = (1, 2, 3)  # every registered schema; samples are written with the last
 LATEST = NUMBERS[-1]
 
 
@@ -43,6 +54,7 @@ class Schema:
     classes: dict  # tag -> tuple of stored field names
     vocab: tuple[str, ...]
     sha256: str
+    dict_sha256: str | None = None  # from schema 3: the zstd dictionary's (dictionary())
 
 
 _LOADED: dict[int, Schema] = {}
@@ -64,8 +76,31 @@ def get(number: int) -> Schema:
         classes = {k: list(v) for k, v in mod.CLASSES.items()}
         if digest(classes, mod.VOCAB) != mod.SHA256:
             raise SampleError(f"sample schema {number} is damaged (SHA-256 mismatch)")
-        s = _LOADED[number] = Schema(number, classes, tuple(mod.VOCAB), mod.SHA256)
+        s = _LOADED[number] = Schema(number, classes, tuple(mod.VOCAB), mod.SHA256,
+                                     getattr(mod, "DICTIONARY_SHA256", None))
     return s
+
+
+_DICTS: dict[int, bytes | None] = {}
+
+
+def dictionary(number: int) -> bytes | None:
+    """The raw zstd dictionary of schema `number` (None: it has none), SHA-256 checked."""
+    if number in _DICTS:
+        return _DICTS[number]
+    want = get(number).dict_sha256
+    raw = None
+    if want is not None:
+        import base64
+
+        import zstandard
+
+        mod = importlib.import_module(f"ksight.store.samples_schema{number}_dict")
+        raw = zstandard.ZstdDecompressor().decompress(base64.b85decode("".join(mod.DATA)))
+        if hashlib.sha256(raw).hexdigest() != want:
+            raise SampleError(f"the dictionary of sample schema {number} is damaged (SHA-256 mismatch)")
+    _DICTS[number] = raw
+    return raw
 
 
 # ---------------------------------------------------------------- making the next schema
@@ -95,8 +130,6 @@ def _keys_of(obj, out: dict) -> None:
 
 def build_vocab(corpora: str, capture: str) -> list[str]:
     """The vocabulary, made from kernel text (see the module doc). Names only: no values."""
-    import os
-
     from ..collect.snapshot import take
     from ..fs import DirRoot
     from ..model import counter_names
@@ -108,12 +141,7 @@ def build_vocab(corpora: str, capture: str) -> list[str]:
     for s in open_capture(capture).snapshots():
         _keys_of(s.sources, out)
         break
-    roots = []
-    for d, dirs, _files in os.walk(corpora):  # never follows links (procfs has proc/N/root -> /)
-        if os.path.basename(d) == "proc":
-            roots.append(os.path.dirname(d))
-            dirs[:] = []
-    for r in sorted(set(roots)):
+    for r in _corpus_roots(corpora):
         try:
             _keys_of(take(DirRoot(r)).sources, out)
         except Exception:  # noqa: BLE001 - a corpus a parser refuses adds no names
@@ -131,6 +159,66 @@ def build_vocab(corpora: str, capture: str) -> list[str]:
     return [k for k in out if k.isprintable() and len(k) < 200 and (k == "/" or not k.startswith("/"))]
 
 
+def _corpus_roots(corpora: str) -> list[str]:
+    import os
+
+    roots = []
+    for d, dirs, _files in os.walk(corpora):  # never follows links (procfs has proc/N/root -> /)
+        if os.path.basename(d) == "proc":
+            roots.append(os.path.dirname(d))
+            dirs[:] = []
+    return sorted(set(roots))
+
+
+def build_dictionary(corpora: str, capture: str, vocab) -> bytes:
+    """A schema's zstd dictionary (raw content, see the module doc; names numbered in `vocab`):
+    for each source and for the process table, the smallest keyframe payload of it among the
+    corpus machines (their names, structure and kernels' constants), then the capture's first
+    snapshot's whole keyframe payload, last. 430 KB of every corpus payload whole gave 2.5 %
+    larger keyframes on the benchmark VM than these 27 KB (zstd's offsets grow with the
+    dictionary), 20 KB of the capture alone 0.4 % larger."""
+    from ..collect.snapshot import take
+    from ..fs import DirRoot
+    from . import samples
+    from .capture import open_capture
+
+    def top(s):  # what a recorder stores: the largest processes by resident memory
+        return None if s.processes is None else sorted(
+            s.processes.values(), key=lambda p: (-(p.res_kb or 0), p.pid))[:TOP]
+
+    pieces: dict[str, set] = {}
+    for r in _corpus_roots(corpora):
+        try:
+            snap = take(DirRoot(r), processes=True)
+        except Exception:  # noqa: BLE001 - a corpus a parser refuses adds nothing
+            continue
+        for name, blob in samples.key_payload(snap, vocab, top(snap), parts=True).items():
+            pieces.setdefault(name, set()).add(blob)
+    out = [min(sorted(blobs), key=len) for _name, blobs in sorted(pieces.items())]
+    for s in open_capture(capture).snapshots(processes=True):
+        out.append(samples.key_payload(s, vocab, top(s)))  # last: zstd's matches are cheapest there
+        break
+    return b"".join(out)
+
+
+TOP = 50  # processes per snapshot in a dictionary (a recorder's default)
+
+
+def write_dictionary(path: str, number: int, raw: bytes) -> None:
+    import base64
+
+    import zstandard
+
+    text = base64.b85encode(zstandard.ZstdCompressor(level=19).compress(raw)).decode()
+    with open(path, "w") as f:
+        f.write(f'"""The zstd dictionary of sample schema {number} (store/samples_schema.py: '
+                f'frozen, never edit).\n\nRaw content ({len(raw):,} bytes; SHA-256 in '
+                f'samples_schema{number}.py), zstd level 19, base85.\n"""\n\nDATA = (\n')
+        for i in range(0, len(text), 96):
+            f.write(f'    "{text[i:i + 96]}"\n')
+        f.write(")\n")
+
+
 def main() -> None:
     """Print the next schema module: this ksight's class table, the latest vocabulary plus the
     names it lacks (appended: a number never changes meaning)."""
@@ -144,6 +232,8 @@ def main() -> None:
     ap.add_argument("--corpora", default=str(here.parents[4] / "shared" / "corpora"))
     ap.add_argument("--capture", default=str(here.parents[3] / "tests/fixtures/captures/vm-6.18.tar.zst"))
     ap.add_argument("--number", type=int, default=LATEST + 1)
+    ap.add_argument("--dictionary", metavar="PATH",
+                    help="also make the schema's zstd dictionary and write its module here")
     a = ap.parse_args()
     classes = {k: list(v) for k, v in samples._build_classes().items()}
     vocab = list(get(LATEST).vocab) if a.number > 1 else []
@@ -152,6 +242,10 @@ def main() -> None:
     print(f'"""Sample schema {a.number} (store/samples_schema.py): frozen, never edit; add {a.number + 1}."""')
     print()
     print(f'SHA256 = "{digest(classes, vocab)}"')
+    if a.dictionary:
+        raw = build_dictionary(a.corpora, a.capture, vocab)
+        write_dictionary(a.dictionary, a.number, raw)
+        print(f'DICTIONARY_SHA256 = "{hashlib.sha256(raw).hexdigest()}"  # samples_schema{a.number}_dict.py')
     print("CLASSES = {")
     for k in sorted(classes):
         print(f"    {k!r}: {tuple(classes[k])!r},")
