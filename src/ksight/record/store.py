@@ -726,6 +726,18 @@ class RecordingWriter:
                 total += b
                 if total > budget and i not in doomed:
                     doomed.append(i)
+            # the estimate lags when frames compress differently from the ones measured (a new
+            # sample layout, a machine that changed): the file on disk decides as well; past 90 %
+            # of the bound, the oldest segments go until the estimated excess is covered
+            excess = file_size(self.path) - r.bytes * 9 // 10
+            if excess > 0:
+                freed = sum(b for i, b in segs if i in doomed) * over
+                for i, b in reversed(segs[1:]):  # oldest first; never the segment being written
+                    if freed >= excess:
+                        break
+                    if i not in doomed:
+                        doomed.append(i)
+                        freed += b * over
         if not doomed:
             return
         self.con.execute("BEGIN IMMEDIATE")
