@@ -28,7 +28,8 @@ class Source:
     """A system source: its name and how to read and parse it."""
 
     name: str
-    module: str  # under ksight.sources
+    module: str  # under ksight.sources, or a full name "ksight.collect.x" (a source composed of
+    # others that needs a collector: socket_summary)
     reader: str = "read"
     doc: str = ""
     default: bool = True  # False: read only when named (see the module doc)
@@ -40,7 +41,8 @@ class Source:
         return self.load()(root)
 
     def load(self) -> Callable:
-        mod = importlib.import_module(f"ksight.sources.{self.module}")
+        mod = importlib.import_module(self.module if self.module.startswith("ksight.")
+                                      else f"ksight.sources.{self.module}")
         return getattr(mod, self.reader)
 
 
@@ -87,7 +89,7 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
     Source("process_maps", "process_maps", default=False, after_processes=True,
            doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)"),
-    Source("socket_summary", "socket_summary", default=False, after_processes=True,
+    Source("socket_summary", "ksight.collect.socket_summary", default=False, after_processes=True,
            doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
                "stores instead of the socket table; read only when named)"),
 ]}
