@@ -124,7 +124,12 @@ def _ns_row(c) -> NsTcpCounters:
     if c.netstat is not None:
         ext = c.netstat.groups.get("TcpExt") or {}
         ns = Netstat({"TcpExt": {k: ext[k] for k in NS_COUNTERS if k in ext}})
-    return NsTcpCounters(c.netns, c.pid, ns, c.sockstat)
+    st = c.sockstat
+    if st is not None:  # the TCP line (tw, orphan, inuse, mem) only
+        from ..sources.sockstat import Sockstat
+
+        st = Sockstat(st.sockets_used, {"TCP": dict(st.groups.get("TCP") or {})})
+    return NsTcpCounters(c.netns, c.pid, ns, st)
 
 
 def close_wait_keys(table) -> frozenset:

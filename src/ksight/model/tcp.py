@@ -78,6 +78,12 @@ def _ns_table(snap):
     return t
 
 
+def ns_table(snap):
+    """The per-namespace counters of a snapshot (collect/netns_counters.NetnsCounters, or on a
+    recording the ones its socket summary holds, in the same shape); None without them."""
+    return _ns_table(snap)
+
+
 def scopes(series: Series) -> list[int | None]:
     """The namespaces to judge counters in: every namespace the last snapshot has counters for
     (ksight's own first), or [None] (ksight's own namespace through the system sources) when

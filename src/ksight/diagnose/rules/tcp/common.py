@@ -40,7 +40,7 @@ def ns_file(path: str, netns: int | None, series) -> str:
     """The file a per-namespace counter came from: /proc/PID/net/... for another namespace."""
     if netns is None or m.is_own(series, netns):
         return path
-    t = series.last.get("netns_counters")
+    t = m.ns_table(series.last)
     c = t.get(netns) if t is not None else None
     if c is not None and c.pid is not None:
         return path.replace("/proc/", f"/proc/{c.pid}/", 1)
