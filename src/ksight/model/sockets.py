@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from ..sources.socket_summary import (MAX_DESTINATIONS, MAX_OWNERS, Destination, Listener,
                                       NsTcpCounters, OwnerCount, SocketSummary, StateCount)
-from .tcp import state_of
+from .tcp import per_destination, state_of
 
 VERSION = 3  # SocketSummary.version written by summarise
 # the TcpExt counters of other namespaces a summary keeps (model/tcp.py's socket rules' counters)
@@ -83,21 +83,8 @@ def summarise(table, port_range=None, previous: frozenset | None = None,
          for s in socks if s.state == "LISTEN"),
         key=lambda x: (x.netns or 0, x.local_port, x.family, x.local_addr)))
     lo, hi = (port_range[0], port_range[1]) if port_range and len(port_range) >= 2 else (None, None)
-    per: _Tally = _Tally()
-    tw: _Tally = _Tally()
-    used = 0
-    for s in socks:
-        if s.state == "LISTEN" or not s.remote_port:
-            continue
-        if lo is not None and not lo <= s.local_port <= hi:
-            continue
-        used += 1
-        k = (s.netns, s.remote_addr, s.remote_port)
-        per[k] += 1
-        if s.state == "TIME_WAIT":
-            tw[k] += 1
-    dests = tuple(Destination(ns, a, p, n, tw[(ns, a, p)])
-                  for (ns, a, p), n in per.most_common(MAX_DESTINATIONS))
+    used, per = per_destination(socks, lo, hi, MAX_DESTINATIONS)
+    dests = tuple(Destination(*d) for d in per)
     counters, own = (), None
     if ns_counters is not None:
         own = ns_counters.own

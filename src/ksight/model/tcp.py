@@ -418,29 +418,22 @@ class NsTcp:
 def ns_tcp(series: Series, netns: int | None, table=None) -> NsTcp:
     """table: the socket table the SYN_RECV and TIME_WAIT sockets are counted in; None: the last
     snapshot's socket summary when it holds one (a recording), else not counted."""
-    from .sockets import state_count
-
     st = ns_source(series.last, "sockstat", netns)
     if table is None:
-        return NsTcp(
-            netns, is_own(series, netns),
-            moved(series, LISTEN_OVERFLOWS, netns), moved(series, LISTEN_DROPS, netns),
-            moved(series, COOKIES_SENT, netns), moved(series, COOKIES_RECV, netns),
-            moved(series, COOKIES_FAILED, netns), moved(series, REQQ_FULL_DROP, netns),
-            moved(series, REQQ_FULL_COOKIES, netns), moved(series, TW_OVERFLOW, netns),
-            state_count(series.last, "SYN_RECV", netns), state_count(series.last, "TIME_WAIT", netns),
-            st.get("TCP", "orphan") if st is not None else None)
-    socks = table.sockets
-    mine = [s for s in socks if netns is None or s.netns == netns]
+        from .sockets import state_count
+
+        syn, tw = state_count(series.last, "SYN_RECV", netns), state_count(series.last, "TIME_WAIT", netns)
+    else:
+        mine = [s for s in table.sockets if netns is None or s.netns == netns]
+        syn = sum(1 for s in mine if state_of(s) == "SYN_RECV")
+        tw = sum(1 for s in mine if s.state == "TIME_WAIT")
     return NsTcp(
         netns, is_own(series, netns),
         moved(series, LISTEN_OVERFLOWS, netns), moved(series, LISTEN_DROPS, netns),
         moved(series, COOKIES_SENT, netns), moved(series, COOKIES_RECV, netns),
         moved(series, COOKIES_FAILED, netns), moved(series, REQQ_FULL_DROP, netns),
         moved(series, REQQ_FULL_COOKIES, netns), moved(series, TW_OVERFLOW, netns),
-        sum(1 for s in mine if state_of(s) == "SYN_RECV") if table is not None else None,
-        sum(1 for s in mine if s.state == "TIME_WAIT") if table is not None else None,
-        st.get("TCP", "orphan") if st is not None else None)
+        syn, tw, st.get("TCP", "orphan") if st is not None else None)
 
 
 # ---- TCP memory --------------------------------------------------------------------------------
@@ -514,10 +507,18 @@ def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralP
         sc = snap.get("sysctl")
         rng = sc.ints("net.ipv4.ip_local_port_range") if sc is not None else None
     lo, hi = (rng[0], rng[1]) if rng and len(rng) >= 2 else (None, None)
+    used, dests = per_destination(table.sockets, lo, hi, top, netns)
+    return EphemeralPorts(lo, hi, None if lo is None else hi - lo + 1, used,
+                          tuple(Destination(*d) for d in dests))
+
+
+def per_destination(socks, lo: int | None, hi: int | None, top: int, netns: int | None = None):
+    """(connections with a local port in lo..hi (every port when lo is None), the `top`
+    destinations holding most: (netns, remote addr, remote port, ports, of them TIME_WAIT))."""
     per: _Tally = _Tally()
     tw: _Tally = _Tally()
     used = 0
-    for s in table.sockets:
+    for s in socks:
         if s.state == "LISTEN" or not s.remote_port or netns is not None and s.netns != netns:
             continue
         if lo is not None and not lo <= s.local_port <= hi:
@@ -527,8 +528,7 @@ def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralP
         per[k] += 1
         if s.state == "TIME_WAIT":
             tw[k] += 1
-    dests = tuple(Destination(ns, a, p, n, tw[(ns, a, p)]) for (ns, a, p), n in per.most_common(top))
-    return EphemeralPorts(lo, hi, None if lo is None else hi - lo + 1, used, dests)
+    return used, [(ns, a, p, n, tw[(ns, a, p)]) for (ns, a, p), n in per.most_common(top)]
 
 
 # ---- NIC transmit drops ------------------------------------------------------------------------
