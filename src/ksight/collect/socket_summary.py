@@ -10,7 +10,7 @@ from ..sources.socket_summary import SocketSummary
 
 def read(root, processes: dict | None = None) -> SocketSummary:
     """Collect the socket table now (owners from `processes` when given) and summarise it, with
-    the local port range of ksight's namespace."""
+    the local port range of ksight's namespace and the other namespaces' counters."""
     from ..model.sockets import summarise
     from .sockets import collect
 
@@ -23,4 +23,7 @@ def read(root, processes: dict | None = None) -> SocketSummary:
         rng = sc.ints("net.ipv4.ip_local_port_range")
     except KsightError:  # the range is optional: destinations are then counted over every port
         rng = None
-    return summarise(table, port_range=rng)
+    from .netns_counters import collect as collect_netns_counters
+
+    nsc, _nmissing = collect_netns_counters(root, table)  # as the recorder keeps them
+    return summarise(table, port_range=rng, ns_counters=nsc)
