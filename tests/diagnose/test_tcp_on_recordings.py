@@ -224,3 +224,18 @@ def test_buffer_config_says_what_a_recording_lacks(tmp_path):
     looked = {"tcp.listen-overflow", "tcp.syn-flood", "tcp.close-wait-leak",
               "tcp.time-wait-pressure", "tcp.fin-wait2"}
     assert not looked & {n.rule for n in rec.not_evaluated}
+
+
+def test_a_window_with_one_read_of_another_namespace_says_why(tmp_path):
+    """The container's counters are read every few samples: a window holding one read (carried
+    into it) cannot tell whether its listener overflowed, and says so, naming the namespace."""
+    m = Machine(tmp_path)
+    cont = _container_listener(m, 0)
+    m.snap()
+    cont["netstat"] = add(cont["netstat"], "TcpExt", "ListenOverflows", 15)
+    m.snap()
+    rep = diagnose(recorded([m.snaps[0], light(m.snaps[1])]), ["tcp"])
+    ne = {n.rule: n.reason for n in rep.not_evaluated}
+    assert not found(rep, "tcp.listen-overflow")
+    assert f"net:[{CONTAINER_NS}]'s counters" in ne["tcp.listen-overflow"]
+    assert "holds one read" in ne["tcp.listen-overflow"] and "tcp.syn-flood" in ne

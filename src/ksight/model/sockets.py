@@ -172,21 +172,6 @@ def read_series(series):
     return got
 
 
-def fresh(snap) -> bool:
-    """The snapshot's summary was read with it (not carried from an earlier sample)."""
-    sm = snap.get("socket_summary")
-    return sm is not None and (sm.taken_at is None or snap.taken_at is None
-                               or abs(sm.taken_at - snap.taken_at) < 1e-3)
-
-
-def missing_fields(sm: SocketSummary, what: str) -> str | None:
-    """Why an older recording's summary cannot say `what` (None: it can)."""
-    if sm.version >= VERSION:
-        return None
-    return (f"this recording's socket summary (version {sm.version}, before {VERSION}) does not "
-            f"hold {what}")
-
-
 @dataclass(frozen=True)
 class ListenerRead:
     """One listener as one read of the table saw it."""
@@ -418,7 +403,7 @@ def summary_ns_table(snap):
                      for c in sm.counters}, sm.own_netns)
 
 
-__all__ = ["summarise", "close_wait_keys", "reads", "fresh", "from_summary", "listener_reads",
+__all__ = ["summarise", "close_wait_keys", "reads", "read_series", "from_summary", "listener_reads",
            "state_count", "close_wait_holders", "close_wait_count", "fin_wait2", "destinations",
            "summary_ns_table", "CloseWaitHolder", "FinWait2", "ListenerRead", "NS_COUNTERS",
            "VERSION", "MAX_OWNERS"]

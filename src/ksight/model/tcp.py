@@ -206,6 +206,22 @@ def ns_counter(series: Series, c: Counter, netns: int | None = None) -> CounterS
                                   lambda s: c.read(ns_source(s, c.source, netns)))
 
 
+def untold(series: Series, netns: int | None) -> str | None:
+    """Why the counters of namespace `netns` cannot be judged over this window, or None: on a
+    recording they are read with the socket table every few samples, and a window holding a
+    single read tells no delta."""
+    if netns is None or is_own(series, netns) or not getattr(_ns_table(series.last),
+                                                             "from_summary", False):
+        return None
+    from .sockets import read_series
+
+    if read_series(series) is not None:
+        return None
+    return (f"net:[{netns}]'s counters: a recording reads them with the socket table, every few "
+            f"samples, and this window ({series.seconds:.3g} s) holds one read; widen it (--interval "
+            "or --since) to hold two")
+
+
 def since_boot(series: Series, c: Counter, netns: int | None = None) -> int | None:
     return c.read(ns_source(series.last, c.source, netns))
 
@@ -638,4 +654,4 @@ __all__ = ["Retransmission", "RetransKind", "Census", "Holder", "Listener", "NsT
            "TcpMemory", "EphemeralPorts", "Destination", "NicTx", "Softnet", "SoftnetCpu",
            "retransmission", "census", "listeners", "ns_tcp", "tcp_memory", "ephemeral_ports",
            "nic_tx", "softnet", "scopes", "ns_counter", "ns_source", "state_of", "netns_label",
-           "pct", "moved", "BREAKDOWN", "STATES"]
+           "pct", "moved", "untold", "BREAKDOWN", "STATES"]

@@ -34,10 +34,13 @@ def listen_overflow(ctx: Context, r: Rule):
     backlog, net.core.somaxconn)) during the window; else the fullest. somaxconn and
     tcp_abort_on_overflow are the namespace's own (read inside it), not ksight's."""
     s = ctx.series
-    out = []
+    out, untold = [], []
     src = socket_facts(ctx)
     all_listeners = m.listeners(s)
     for ns in m.scopes(s):
+        if m.untold(s, ns):
+            untold.append(m.untold(s, ns))
+            continue
         somax_x = m.ns_sysctl(s.last, "net.core.somaxconn", ns)
         abort_x = m.ns_sysctl(s.last, "net.ipv4.tcp_abort_on_overflow", ns)
         somax, abort = somax_x.value, abort_x.value
@@ -113,6 +116,8 @@ def listen_overflow(ctx: Context, r: Rule):
                     "instead (a fast error rather than a slow retry); it hides nothing and fixes "
                     "nothing: leave it 0 unless clients must fail fast.")
             out.append(r.finding(sev, ev, expl, acts, subject=subject))
+    if not out and untold:
+        raise ctx.cannot_look("; ".join(untold))
     return out or None
 
 
@@ -131,9 +136,12 @@ def syn_flood(ctx: Context, r: Rule):
     request), TCPReqQFullDrop (full and no cookies: the SYN was dropped), TCPReqQFullDoCookies,
     per network namespace; SYN_RECV sockets against net.ipv4.tcp_max_syn_backlog."""
     s = ctx.series
-    out = []
+    out, untold = [], []
     src = socket_facts(ctx)
     for ns in m.scopes(s):
+        if m.untold(s, ns):
+            untold.append(m.untold(s, ns))
+            continue
         maxsyn_x = m.ns_sysctl(s.last, "net.ipv4.tcp_max_syn_backlog", ns)
         cookies_x = m.ns_sysctl(s.last, "net.ipv4.tcp_syncookies", ns)
         maxsyn, cookies = maxsyn_x.value, cookies_x.value
@@ -198,6 +206,8 @@ def syn_flood(ctx: Context, r: Rule):
             "the listener's queues hold.",
             acts, subject=(ns_subject(ns, socket=lst.socket, pid=lst.pid, comm=lst.comm)
                            if lst is not None else ns_subject(ns))))
+    if not out and untold:
+        raise ctx.cannot_look("; ".join(untold))
     return out or None
 
 
