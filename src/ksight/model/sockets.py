@@ -40,10 +40,21 @@ def peers_text(socks) -> str:
     return ", ".join(f"{p} ({c})" for p, c in _Tally(x.remote_addr for x in socks).most_common(3))
 
 
-def syn_requests(listener_addr: str, port: int, netns, socks) -> int:
-    """SYN_RECV requests to a listener: its local port, at its address or a wildcard one."""
-    return sum(1 for k in socks if k.local_port == port and (netns is None or k.netns == netns)
-               and (listener_addr in _ANY or listener_addr == k.local_addr))
+class SynIndex:
+    """SYN_RECV request sockets of a table, by namespace, port and local address: how many belong
+    to a listener (its port, at its address or, for a wildcard listener, any)."""
+
+    def __init__(self, socks):
+        self._n = _Tally((k.netns, k.local_port, k.local_addr) for k in socks
+                         if state_of(k) == "SYN_RECV")
+        self._port = _Tally()
+        for (ns, port, _a), n in self._n.items():
+            self._port[(ns, port)] += n
+
+    def requests(self, addr: str, port: int, netns) -> int:
+        if addr in _ANY:
+            return self._port[(netns, port)]
+        return self._n[(netns, port, addr)]
 
 
 # ---- the summary -------------------------------------------------------------------------------
@@ -75,11 +86,11 @@ def summarise(table, port_range=None, previous: frozenset | None = None,
         held = None if previous is None else sum(1 for x in mine if cw_key(x) in previous)
         rows.append(OwnerCount(pid, comm, st, n, ns, held, idle[-1] if idle else None,
                                idle[len(idle) // 2] if idle else None, peers_text(mine) or None))
-    syn = [k for k in socks if state_of(k) == "SYN_RECV"]
+    syn = SynIndex(socks)
     listeners = tuple(sorted(
         (Listener(s.netns, s.family, s.local_addr, s.local_port, s.pid, s.comm,
                   s.accept_queue if s.accept_queue is not None else s.rx_queue, s.backlog,
-                  syn_requests(s.local_addr, s.local_port, s.netns, syn))
+                  syn.requests(s.local_addr, s.local_port, s.netns))
          for s in socks if s.state == "LISTEN"),
         key=lambda x: (x.netns or 0, x.local_port, x.family, x.local_addr)))
     lo, hi = (port_range[0], port_range[1]) if port_range and len(port_range) >= 2 else (None, None)
@@ -185,24 +196,23 @@ class ListenerRead:
     comm: str | None
     queue: int | None
     backlog: int | None
-    syn_recv: int | None  # SYN_RECV requests to it (None: not known)
+    syn_recv: int | None  # SYN_RECV requests to it (None: not known, or not the last read)
 
 
 def listener_reads(series) -> list[list[ListenerRead]]:
     """Each read of the table in the window (a snapshot's table, or a distinct summary), its
     listeners."""
     if not from_summary(series):
+        tables = [snap.sockets for snap in series.snapshots if snap.sockets is not None]
         out = []
-        for snap in series.snapshots:
-            if snap.sockets is None:
-                continue
-            socks = snap.sockets.sockets
-            syn = [k for k in socks if state_of(k) == "SYN_RECV"]
+        for i, table in enumerate(tables):
+            syn = SynIndex(table.sockets) if i == len(tables) - 1 else None  # now: the last read
             out.append([ListenerRead(s.netns, s.family, s.local_addr, s.local_port, s.inode, s.pid,
                                      s.comm, s.accept_queue if s.accept_queue is not None
                                      else s.rx_queue, s.backlog,
-                                     syn_requests(s.local_addr, s.local_port, s.netns, syn))
-                        for s in socks if s.state == "LISTEN"])
+                                     syn.requests(s.local_addr, s.local_port, s.netns)
+                                     if syn is not None else None)
+                        for s in table.listeners()])
         return out
     return [[ListenerRead(x.netns, x.family, x.local_addr, x.local_port, None, x.pid, x.comm,
                           x.queue, x.backlog, x.syn_recv) for x in sm.listeners]

@@ -214,7 +214,7 @@ def syn_flood(ctx: Context, r: Rule):
 def _syn_listener(series, ns):
     """(the listener of namespace `ns` with the most SYN_RECV request sockets, their number):
     a request belongs to the listener on its local port, at its address or a wildcard one
-    (model/sockets.syn_requests). (None, 0) when no listener has any."""
+    in its namespace (model/sockets.SynIndex). (None, 0) when no listener has any."""
     best, most = None, 0
     for lst in m.listeners(series):
         if ns is not None and lst.netns != ns:
