@@ -280,12 +280,13 @@ def close_wait_holders(series) -> list[CloseWaitHolder]:
     by_owner: dict = {}
     for sock in last.values():
         by_owner.setdefault((sock.pid, sock.netns), []).append(sock)
+    tallies = [_Tally((k.pid, k.netns) for k in d.values()) for d in per_snap]
     out = []
     for (pid, ns), socks in sorted(by_owner.items(), key=lambda kv: -len(kv[1])):
         idle = sorted(x.last_data_recv_ms for x in socks if x.last_data_recv_ms is not None)
         out.append(CloseWaitHolder(
             pid, socks[0].comm, ns, len(socks), sum(1 for x in socks if cw_key(x) in persistent),
-            tuple(sum(1 for k in d.values() if k.pid == pid and k.netns == ns) for d in per_snap),
+            tuple(t[(pid, ns)] for t in tallies),
             len(snaps), idle[-1] if idle else None, idle[len(idle) // 2] if idle else None,
             peers_text(socks), f"held through the whole window ({len(snaps)} snapshots)"))
     return out
@@ -296,12 +297,18 @@ def _cw_from_summaries(series) -> list[CloseWaitHolder]:
     if not rd:
         return []
     last = rd[-1][1]
+    tallies = []
+    for _i, sm in rd:
+        t: _Tally = _Tally()
+        for x in sm.by_owner:
+            if x.state == "CLOSE_WAIT":
+                t[(x.pid, x.netns)] += x.count
+        tallies.append(t)
     out = []
     for o in last.by_owner:
         if o.state != "CLOSE_WAIT":
             continue
-        counts = tuple(sum(x.count for x in sm.by_owner if x.state == "CLOSE_WAIT"
-                           and x.pid == o.pid and x.netns == o.netns) for _i, sm in rd)
+        counts = tuple(t[(o.pid, o.netns)] for t in tallies)
         if o.held is not None:
             held = min((o.held,) + counts)
             note = ("already there at the previous read of the socket table (the recorder reads "
