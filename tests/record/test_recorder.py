@@ -222,7 +222,7 @@ def test_socket_summary_counts_a_listener_queue_we_made():
 
     from ksight.collect.processes import scan
     from ksight.fs import LiveRoot
-    from ksight.sources.socket_summary import read
+    from ksight.collect.socket_summary import read
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))

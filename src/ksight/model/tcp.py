@@ -69,7 +69,19 @@ def netns_label(netns: int | None) -> str | None:
 # ---- counters per network namespace ------------------------------------------------------------
 
 def _ns_table(snap):
-    return snap.get("netns_counters")
+    t = snap.get("netns_counters")
+    if t is None and snap.sockets is None and snap.get("socket_summary") is not None:
+        # a recording: the other namespaces' counters its socket summary holds
+        from .sockets import summary_ns_table
+
+        return summary_ns_table(snap)
+    return t
+
+
+def ns_table(snap):
+    """The per-namespace counters of a snapshot (collect/netns_counters.NetnsCounters, or on a
+    recording the ones its socket summary holds, in the same shape); None without them."""
+    return _ns_table(snap)
 
 
 def scopes(series: Series) -> list[int | None]:
@@ -180,8 +192,34 @@ def ns_counter(series: Series, c: Counter, netns: int | None = None) -> CounterS
     """Counter `c` of one namespace across the series (the system counter for None or our own)."""
     if netns is None or is_own(series, netns) and _ns_table(series.last).get(netns) is None:
         return series.counter(c)
+    if getattr(_ns_table(series.last), "from_summary", False):
+        # a recording reads the other namespaces' counters with the socket table, every few
+        # samples, and carries them between: rates between the samples that read them
+        from .sockets import read_series
+
+        rs = read_series(series)
+        if rs is None:  # one read in the window: no delta can be told (not "0")
+            return series.derived_counter(f"{c.name}@net:[{netns}]", lambda s: None)
+        return rs.derived_counter(f"{c.name}@net:[{netns}]",
+                                  lambda s: c.read(ns_source(s, c.source, netns)))
     return series.derived_counter(f"{c.name}@net:[{netns}]",
                                   lambda s: c.read(ns_source(s, c.source, netns)))
+
+
+def untold(series: Series, netns: int | None) -> str | None:
+    """Why the counters of namespace `netns` cannot be judged over this window, or None: on a
+    recording they are read with the socket table every few samples, and a window holding a
+    single read tells no delta."""
+    if netns is None or is_own(series, netns) or not getattr(_ns_table(series.last),
+                                                             "from_summary", False):
+        return None
+    from .sockets import read_series
+
+    if read_series(series) is not None:
+        return None
+    return (f"net:[{netns}]'s counters: a recording reads them with the socket table, every few "
+            f"samples, and this window ({series.seconds:.3g} s) holds one read; widen it (--interval "
+            "or --since) to hold two")
 
 
 def since_boot(series: Series, c: Counter, netns: int | None = None) -> int | None:
@@ -309,6 +347,8 @@ class Listener:
     backlog: int | None  # the accept queue's maximum (sock_diag wqueue): min(listen(), somaxconn)
     peak_accept_queue: int | None  # the most seen in any snapshot of the window
     full_snapshots: int  # snapshots where the queue was above its backlog (full)
+    syn_recv: int | None = None  # SYN_RECV requests to it now (None: not known)
+    reads: int = 1  # reads of the socket table in the window (a recording reads it every few samples)
 
     @property
     def socket(self) -> str:
@@ -316,32 +356,29 @@ class Listener:
 
 
 def listeners(series: Series) -> list[Listener]:
-    """Every LISTEN socket of the last snapshot, with its accept queue's peak over the window."""
-    last = series.last.sockets
-    if last is None:
+    """Every LISTEN socket of the last read of the socket table, with its accept queue's peak over
+    the window: the snapshots' tables, or on a recording the socket summaries they hold
+    (model/sockets.py)."""
+    from .sockets import listener_reads
+
+    per_read = listener_reads(series)
+    if not per_read:
         return []
     peaks: dict = {}
-    for snap in series.snapshots:
-        if snap.sockets is None:
-            continue
-        for s in snap.sockets.sockets:
-            if s.state != "LISTEN":
-                continue
-            k = (s.netns, s.family, s.local_addr, s.local_port, s.inode)
-            q = s.accept_queue if s.accept_queue is not None else s.rx_queue
+    for listening in per_read:
+        for x in listening:
+            k = (x.netns, x.family, x.addr, x.port, x.inode)
             p, full = peaks.get(k, (None, 0))
-            if q is not None and (p is None or q > p):
-                p = q
-            if q is not None and s.backlog is not None and q > s.backlog:
+            if x.queue is not None and (p is None or x.queue > p):
+                p = x.queue
+            if x.queue is not None and x.backlog is not None and x.queue > x.backlog:
                 full += 1
             peaks[k] = (p, full)
     out = []
-    for s in last.listeners():
-        k = (s.netns, s.family, s.local_addr, s.local_port, s.inode)
-        p, full = peaks.get(k, (None, 0))
-        q = s.accept_queue if s.accept_queue is not None else s.rx_queue
-        out.append(Listener(s.family, s.local_addr, s.local_port, s.netns, s.pid, s.comm, q,
-                            s.backlog, p, full))
+    for x in per_read[-1]:
+        p, full = peaks.get((x.netns, x.family, x.addr, x.port, x.inode), (None, 0))
+        out.append(Listener(x.family, x.addr, x.port, x.netns, x.pid, x.comm, x.queue, x.backlog,
+                            p, full, x.syn_recv, len(per_read)))
     out.sort(key=lambda x: (-(x.peak_accept_queue or 0), x.netns or 0, x.port))
     return out
 
@@ -395,18 +432,24 @@ class NsTcp:
 
 
 def ns_tcp(series: Series, netns: int | None, table=None) -> NsTcp:
-    socks = table.sockets if table is not None else ()
-    mine = [s for s in socks if netns is None or s.netns == netns]
+    """table: the socket table the SYN_RECV and TIME_WAIT sockets are counted in; None: the last
+    snapshot's socket summary when it holds one (a recording), else not counted."""
     st = ns_source(series.last, "sockstat", netns)
+    if table is None:
+        from .sockets import state_count
+
+        syn, tw = state_count(series.last, "SYN_RECV", netns), state_count(series.last, "TIME_WAIT", netns)
+    else:
+        mine = [s for s in table.sockets if netns is None or s.netns == netns]
+        syn = sum(1 for s in mine if state_of(s) == "SYN_RECV")
+        tw = sum(1 for s in mine if s.state == "TIME_WAIT")
     return NsTcp(
         netns, is_own(series, netns),
         moved(series, LISTEN_OVERFLOWS, netns), moved(series, LISTEN_DROPS, netns),
         moved(series, COOKIES_SENT, netns), moved(series, COOKIES_RECV, netns),
         moved(series, COOKIES_FAILED, netns), moved(series, REQQ_FULL_DROP, netns),
         moved(series, REQQ_FULL_COOKIES, netns), moved(series, TW_OVERFLOW, netns),
-        sum(1 for s in mine if state_of(s) == "SYN_RECV") if table is not None else None,
-        sum(1 for s in mine if s.state == "TIME_WAIT") if table is not None else None,
-        st.get("TCP", "orphan") if st is not None else None)
+        syn, tw, st.get("TCP", "orphan") if st is not None else None)
 
 
 # ---- TCP memory --------------------------------------------------------------------------------
@@ -465,17 +508,33 @@ def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralP
     that namespace, against that namespace's own range (ns_sysctl)."""
     table = snap.sockets
     if table is None:
-        return None
+        from .sockets import destinations
+
+        got = destinations(snap, netns)  # a recording: what its socket summary counted
+        if got is None:
+            return None
+        lo, hi, used, dests = got
+        return EphemeralPorts(lo, hi, None if lo is None else hi - lo + 1, used or 0,
+                              tuple(Destination(d.netns, d.remote_addr, d.remote_port,
+                                                d.ports_in_use, d.time_wait) for d in dests[:top]))
     if netns is not None:
         rng = ns_sysctl(snap, "net.ipv4.ip_local_port_range", netns).ints
     else:
         sc = snap.get("sysctl")
         rng = sc.ints("net.ipv4.ip_local_port_range") if sc is not None else None
     lo, hi = (rng[0], rng[1]) if rng and len(rng) >= 2 else (None, None)
+    used, dests = per_destination(table.sockets, lo, hi, top, netns)
+    return EphemeralPorts(lo, hi, None if lo is None else hi - lo + 1, used,
+                          tuple(Destination(*d) for d in dests))
+
+
+def per_destination(socks, lo: int | None, hi: int | None, top: int, netns: int | None = None):
+    """(connections with a local port in lo..hi (every port when lo is None), the `top`
+    destinations holding most: (netns, remote addr, remote port, ports, of them TIME_WAIT))."""
     per: _Tally = _Tally()
     tw: _Tally = _Tally()
     used = 0
-    for s in table.sockets:
+    for s in socks:
         if s.state == "LISTEN" or not s.remote_port or netns is not None and s.netns != netns:
             continue
         if lo is not None and not lo <= s.local_port <= hi:
@@ -485,8 +544,7 @@ def ephemeral_ports(snap, top: int = 10, netns: int | None = None) -> EphemeralP
         per[k] += 1
         if s.state == "TIME_WAIT":
             tw[k] += 1
-    dests = tuple(Destination(ns, a, p, n, tw[(ns, a, p)]) for (ns, a, p), n in per.most_common(top))
-    return EphemeralPorts(lo, hi, None if lo is None else hi - lo + 1, used, dests)
+    return used, [(ns, a, p, n, tw[(ns, a, p)]) for (ns, a, p), n in per.most_common(top)]
 
 
 # ---- NIC transmit drops ------------------------------------------------------------------------
@@ -596,4 +654,4 @@ __all__ = ["Retransmission", "RetransKind", "Census", "Holder", "Listener", "NsT
            "TcpMemory", "EphemeralPorts", "Destination", "NicTx", "Softnet", "SoftnetCpu",
            "retransmission", "census", "listeners", "ns_tcp", "tcp_memory", "ephemeral_ports",
            "nic_tx", "softnet", "scopes", "ns_counter", "ns_source", "state_of", "netns_label",
-           "pct", "moved", "BREAKDOWN", "STATES"]
+           "pct", "moved", "untold", "BREAKDOWN", "STATES"]

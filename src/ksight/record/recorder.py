@@ -137,7 +137,9 @@ def recorder_plans(skip: tuple[str, ...] = ()):
         full = dataclasses.replace(full, sources=tuple(n for n in full.sources if n not in skip))
     light = dataclasses.replace(full, sockets=False,
                                 processes=tuple(p for p in full.processes if p != "sockets"))
-    return light, full
+    # with the table, the other namespaces' listen/SYN/TIME_WAIT counters, kept in the socket
+    # summary (model/sockets.py): a rule judges a container's listener on a recording too
+    return light, dataclasses.replace(full, netns_counters=True)
 
 
 def _cpu_ticks(p) -> int | None:
@@ -634,9 +636,12 @@ def _cut(snap, pids, total: int):
 
 
 def _with_socket_summary(snap, last):
-    """(the snapshot with sources['socket_summary'], that summary). Made from the snapshot's
-    socket table when it holds one; else the last one is carried (its taken_at says when it was
-    read), so every sample holds the source and delta frames stay small."""
+    """(the snapshot with sources['socket_summary'], what to pass next time). Made from the
+    snapshot's socket table when it holds one (model/sockets.summarise: with the CLOSE_WAIT
+    sockets already there at the previous read, ksight's namespace's local port range, and the
+    other namespaces' counters when the snapshot read them); else the last one is carried (its
+    taken_at says when it was read), so every sample holds the source and delta frames stay
+    small. `last` is what the previous call returned (None at first)."""
     import dataclasses
 
     from ..sources import SYSTEM
@@ -645,15 +650,26 @@ def _with_socket_summary(snap, last):
 
     if "socket_summary" not in SYSTEM:
         return snap, None
+    summary, keys = last if last is not None else (None, None)
     if snap.sockets is not None:
-        from ..sources.socket_summary import summarise
+        from ..model.sockets import close_wait_keys, summarise
 
-        last = dataclasses.replace(summarise(snap.sockets), taken_at=snap.taken_at)
+        sc = snap.get("sysctl")
+        rng = sc.ints("net.ipv4.ip_local_port_range") if sc is not None else None
+        summary = dataclasses.replace(
+            summarise(snap.sockets, port_range=rng, previous=keys,
+                      ns_counters=snap.get("netns_counters")), taken_at=snap.taken_at)
+        keys = close_wait_keys(snap.sockets)
     # every sample says the same about the table (rules that need it cannot look on a recording)
     why = Missing("sockets", "a recording stores the socket summary (socket_summary), not the socket table")
-    unavailable = tuple(m for m in snap.unavailable if m.source != "sockets") + (why,)
-    sources = snap.sources if last is None else dict(snap.sources, socket_summary=last)
-    return dataclasses.replace(snap, sources=sources, sockets=None, unavailable=unavailable), last
+    unavailable = tuple(m for m in snap.unavailable if m.source != "sockets"
+                        and not m.source.startswith("netns_counters")) + (why,)
+    # the other namespaces' counters are in the summary (netns_counters is not a stored source)
+    sources = {k: v for k, v in snap.sources.items() if k != "netns_counters"}
+    if summary is not None:
+        sources["socket_summary"] = summary
+    return (dataclasses.replace(snap, sources=sources, sockets=None, unavailable=unavailable),
+            (summary, keys))
 
 
 __all__ = ["Recorder", "StoreLock", "state_dir", "default_db", "choose_processes", "recorder_plan",

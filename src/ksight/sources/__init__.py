@@ -28,7 +28,8 @@ class Source:
     """A system source: its name and how to read and parse it."""
 
     name: str
-    module: str  # under ksight.sources
+    module: str  # under ksight.sources, or a full name "ksight.collect.x" (a source composed of
+    # others that needs a collector: socket_summary)
     reader: str = "read"
     doc: str = ""
     default: bool = True  # False: read only when named (see the module doc)
@@ -47,7 +48,8 @@ class Source:
         return self.load()(root)
 
     def load(self) -> Callable:
-        mod = importlib.import_module(f"ksight.sources.{self.module}")
+        mod = importlib.import_module(self.module if self.module.startswith("ksight.")
+                                      else f"ksight.sources.{self.module}")
         return getattr(mod, self.reader)
 
 
@@ -108,12 +110,12 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
            "4 growing processes (measured 1-25 ms a read, with large processes growing); the rules "
            "judge the growth itself from status every sample, and the mappings and their count "
            "over the window, first read to last"),
-    Source("socket_summary", "socket_summary", default=False, after_processes=True,
+    Source("socket_summary", "ksight.collect.socket_summary", default=False, after_processes=True,
            doc="TCP sockets per state, netns and owner, listeners' queues (what `ksight record` "
                "stores instead of the socket table; read only when named)",
            record_every=30, record_why="made from the socket table (sock_diag in every network "
            "namespace) and every process's fds (the owners): ~19 ms a read at 100 processes, ~85 ms "
-           "at 1,000; no rule reads it yet, and it says when it was taken (taken_at)"),
+           "at 1,000; the tcp rules judge from it on a recording, and it says when it was taken (taken_at)"),
 ]}
 
 

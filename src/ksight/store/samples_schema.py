@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 from ..errors import SampleError
 
-NUMBERS = (1, 2, 3)  # every registered schema; samples are written with the last
+NUMBERS = (1, 2, 3, 4)  # every registered schema; samples are written with the last
 LATEST = NUMBERS[-1]
 
 

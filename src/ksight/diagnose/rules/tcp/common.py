@@ -44,7 +44,7 @@ def ns_file(path: str, netns: int | None, series) -> str:
     """The file a per-namespace counter came from: /proc/PID/net/... for another namespace."""
     if netns is None or m.is_own(series, netns):
         return path
-    t = series.last.get("netns_counters")
+    t = m.ns_table(series.last)
     c = t.get(netns) if t is not None else None
     if c is not None and c.pid is not None:
         return path.replace("/proc/", f"/proc/{c.pid}/", 1)
@@ -73,9 +73,29 @@ def toward(current: int | None, target: int, up: bool = True) -> int:
     return max(current, target) if up else min(current, target)
 
 
-def socket_table(ctx):
-    """The last snapshot's socket table, or CannotLook when it could not be read at all."""
+def socket_table(ctx, needs: str | None = None):
+    """The last snapshot's socket table, or CannotLook when it could not be read at all. On a
+    recording (a socket summary, no table) the reason says what the rule needs of each socket
+    that the summary does not keep (`needs`)."""
     miss = ctx.last.missing("sockets")
+    if ctx.last.sockets is None and ctx.last.get("socket_summary") is not None:
+        raise ctx.cannot_look("a recording keeps the socket summary (sockets per state, owner and "
+                              "namespace; listeners' queues), not the socket table"
+                              + (f": this rule needs {needs}" if needs else ""))
     if ctx.last.sockets is None or miss is not None:
         raise ctx.cannot_look(f"sockets: {miss.reason if miss else 'not collected'}")
     return ctx.last.sockets
+
+
+def socket_facts(ctx, strict: bool = False) -> str:
+    """What the socket facts come from, for evidence: "sock_diag" (the table), or "socket_summary"
+    on a recording (model/sockets.py); CannotLook when neither was read (strict: also when the
+    table was read with something missing, socket_table)."""
+    if ctx.last.sockets is not None:
+        if strict:
+            socket_table(ctx)
+        return "sock_diag"
+    if ctx.last.get("socket_summary") is not None:
+        return "socket_summary"
+    socket_table(ctx)
+    return "sock_diag"

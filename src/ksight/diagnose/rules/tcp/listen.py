@@ -5,7 +5,8 @@ from __future__ import annotations
 from ....model import tcp as m
 from ...finding import Action
 from ...rule import Context, Rule, Threshold
-from .common import ns_file, ns_subject, ns_sysctl_ev, ns_why, tcp_rule, toward, where
+from .common import (ns_file, ns_subject, ns_sysctl_ev, ns_why, socket_facts, tcp_rule, toward,
+                     where)
 
 
 def _fill(lst: m.Listener) -> float:
@@ -34,9 +35,13 @@ def listen_overflow(ctx: Context, r: Rule):
     backlog, net.core.somaxconn)) during the window; else the fullest. somaxconn and
     tcp_abort_on_overflow are the namespace's own (read inside it), not ksight's."""
     s = ctx.series
-    out = []
+    out, untold = [], []
+    src = socket_facts(ctx)
     all_listeners = m.listeners(s)
     for ns in m.scopes(s):
+        if m.untold(s, ns):
+            untold.append(m.untold(s, ns))
+            continue
         somax_x = m.ns_sysctl(s.last, "net.core.somaxconn", ns)
         abort_x = m.ns_sysctl(s.last, "net.ipv4.tcp_abort_on_overflow", ns)
         somax, abort = somax_x.value, abort_x.value
@@ -56,16 +61,23 @@ def listen_overflow(ctx: Context, r: Rule):
         if not targets:
             targets = [None]
         for lst in targets:
+            note = ctx.peak_note(peak, ov.mean_rate)
+            if src == "socket_summary" and not own:
+                note += ("; a recording reads this namespace's counters with the socket table, "
+                         "every few samples: counted between those reads")
             ev = [ctx.ev("ListenOverflows", int(ov.total), "over the window", netstat,
-                         threshold=r.t("warn_overflows"), note=ctx.peak_note(peak, ov.mean_rate)),
+                         threshold=r.t("warn_overflows"), note=note),
                   ctx.ev("ListenDrops", None if dr.total is None else int(dr.total),
                          "over the window", netstat,
                          note="drops at listeners, overflows included")]
             subject = ns_subject(ns)
             if lst is not None:
+                seen = ("the most seen in the window" if src == "sock_diag" else
+                        f"the most seen in the {lst.reads} read(s) of the socket table in the "
+                        "window")
                 ev.append(ctx.ev("accept queue", lst.peak_accept_queue, "connections",
-                                 "sock_diag", threshold=lst.backlog,
-                                 note=(f"the most seen in the window (now {lst.accept_queue}); "
+                                 src, threshold=lst.backlog,
+                                 note=(f"{seen} (now {lst.accept_queue}); "
                                        f"backlog {lst.backlog} = min(listen() backlog, somaxconn)"
                                        if lst.backlog is not None else "backlog not known "
                                        "(sock_diag unavailable)")))
@@ -105,6 +117,8 @@ def listen_overflow(ctx: Context, r: Rule):
                     "instead (a fast error rather than a slow retry); it hides nothing and fixes "
                     "nothing: leave it 0 unless clients must fail fast.")
             out.append(r.finding(sev, ev, expl, acts, subject=subject))
+    if not out and untold:
+        raise ctx.cannot_look("; ".join(untold))
     return out or None
 
 
@@ -124,8 +138,12 @@ def syn_flood(ctx: Context, r: Rule):
     request), TCPReqQFullDrop (full and no cookies: the SYN was dropped), TCPReqQFullDoCookies,
     per network namespace; SYN_RECV sockets against net.ipv4.tcp_max_syn_backlog."""
     s = ctx.series
-    out = []
+    out, untold = [], []
+    src = socket_facts(ctx)
     for ns in m.scopes(s):
+        if m.untold(s, ns):
+            untold.append(m.untold(s, ns))
+            continue
         maxsyn_x = m.ns_sysctl(s.last, "net.ipv4.tcp_max_syn_backlog", ns)
         cookies_x = m.ns_sysctl(s.last, "net.ipv4.tcp_syncookies", ns)
         maxsyn, cookies = maxsyn_x.value, cookies_x.value
@@ -145,11 +163,11 @@ def syn_flood(ctx: Context, r: Rule):
               ctx.ev("SyncookiesRecv", nt.cookies_recv.window, "over the window", netstat,
                      note="valid cookies came back: real clients completed the handshake"),
               ctx.ev("SyncookiesFailed", nt.cookies_failed.window, "over the window", netstat),
-              ctx.ev("SYN_RECV sockets", nt.syn_recv, "now", "sock_diag", threshold=maxsyn,
+              ctx.ev("SYN_RECV sockets", nt.syn_recv, "now", src, threshold=maxsyn,
                      note=(f"against tcp_max_syn_backlog ({maxsyn_x.note(ns)})"
                            if maxsyn_x.note(ns) else None))]
         if lst is not None:
-            ev.append(ctx.ev(f"SYN queue of {lst.socket}", queued, "requests", "sock_diag",
+            ev.append(ctx.ev(f"SYN queue of {lst.socket}", queued, "requests", src,
                              threshold=lst.backlog,
                              note=("half-open requests to this listener; the kernel calls its "
                                    "SYN queue full past its backlog (min(listen() backlog, "
@@ -190,26 +208,19 @@ def syn_flood(ctx: Context, r: Rule):
             "the listener's queues hold.",
             acts, subject=(ns_subject(ns, socket=lst.socket, pid=lst.pid, comm=lst.comm)
                            if lst is not None else ns_subject(ns))))
+    if not out and untold:
+        raise ctx.cannot_look("; ".join(untold))
     return out or None
-
-
-_ANY = ("0.0.0.0", "::", "*", "")
 
 
 def _syn_listener(series, ns):
     """(the listener of namespace `ns` with the most SYN_RECV request sockets, their number):
-    a request belongs to the listener on its local port, at its address or a wildcard one.
-    (None, 0) when no listener has any."""
-    table = series.last.sockets
-    if table is None:
-        return None, 0
-    syn = [k for k in table.sockets if m.state_of(k) == "SYN_RECV" and (ns is None or k.netns == ns)]
+    a request belongs to the listener on its local port, at its address or a wildcard one
+    in its namespace (model/sockets.SynIndex). (None, 0) when no listener has any."""
     best, most = None, 0
     for lst in m.listeners(series):
         if ns is not None and lst.netns != ns:
             continue
-        n = sum(1 for k in syn if k.local_port == lst.port
-                and (lst.addr in _ANY or lst.addr == k.local_addr))
-        if n > most:
-            best, most = lst, n
+        if (lst.syn_recv or 0) > most:
+            best, most = lst, lst.syn_recv
     return best, most

@@ -109,7 +109,8 @@ def buffer_config(ctx: Context, r: Rule):
     wmax_core, rmax_core = ctx.sysctl("net.core.wmem_max"), ctx.sysctl("net.core.rmem_max")
     if not wmem or not rmem or len(wmem) < 3 or len(rmem) < 3:
         raise ctx.cannot_look("tcp_wmem/tcp_rmem do not hold three values")
-    table = socket_table(ctx)
+    table = socket_table(ctx, "each socket's tcp_info (busy, send-buffer- and receive-window-"
+                              "limited times) over the window")
     # per socket over the window: busy and send-buffer-limited usec (model/series deltas)
     s = ctx.series
     busy_w = s.entity_counters("sockets", lambda k: k.busy_time_us, "busy_time_us")

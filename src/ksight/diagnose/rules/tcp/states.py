@@ -3,17 +3,12 @@ buckets), FIN_WAIT2 (peers that never close)."""
 
 from __future__ import annotations
 
-from collections import Counter as Tally
-
+from ....model import sockets as ms
 from ....model import tcp as m
 from ...finding import Action, Subject
 from ...rule import Context, Rule, Threshold
-from .common import ns_file, ns_subject, ns_sysctl_ev, ns_why, socket_table, tcp_rule, toward, where
-
-
-def _key(s) -> tuple:
-    return ("cookie", s.cookie) if s.cookie else (s.netns, s.inode, s.local_addr, s.local_port,
-                                                   s.remote_addr, s.remote_port)
+from .common import (ns_file, ns_subject, ns_sysctl_ev, ns_why, socket_facts, tcp_rule, toward,
+                     where)
 
 
 @tcp_rule("tcp.close-wait-leak", title="A process leaks sockets in CLOSE_WAIT",
@@ -35,45 +30,33 @@ def close_wait_leak(ctx: Context, r: Rule):
     Evidence: the count, its growth over the window, the peers. CLOSE_WAIT never times out:
     only close() (or the process exiting) ends it."""
     s = ctx.series
-    socket_table(ctx)
-    snaps = [x for x in s.snapshots if x.sockets is not None]
-    per_snap = []
-    for x in snaps:
-        per_snap.append({_key(k): k for k in x.sockets.sockets if k.state == "CLOSE_WAIT"})
-    last = per_snap[-1]
-    persistent = set(last)
-    for d in per_snap[:-1]:
-        persistent &= set(d)
-    by_owner: dict = {}
-    for k, sock in last.items():
-        by_owner.setdefault((sock.pid, sock.netns), []).append(sock)
-    out = []
-    for (pid, ns), socks in sorted(by_owner.items(), key=lambda kv: -len(kv[1])):
-        n = len(socks)
-        held = sum(1 for x in socks if _key(x) in persistent)
-        if n < r.t("warn_sockets") or held < r.t("min_persistent_share") * n:
+    src = socket_facts(ctx, strict=True)
+    out, unsure = [], []
+    for h in ms.close_wait_holders(s):
+        pid, ns, n, comm = h.pid, h.netns, h.count, h.comm
+        if n < r.t("warn_sockets"):
             continue
-        counts = [sum(1 for k in d.values() if k.pid == pid and k.netns == ns) for d in per_snap]
-        trend = s.gauge("close_wait", lambda x, pid=pid, ns=ns: None if x.sockets is None else sum(
-            1 for k in x.sockets.sockets if k.state == "CLOSE_WAIT" and k.pid == pid
-            and k.netns == ns)).trend()
-        comm = socks[0].comm
-        peers = Tally(x.remote_addr for x in socks).most_common(3)  # clients: one port each
-        ev = [ctx.ev("CLOSE_WAIT sockets", n, "sockets", "sock_diag",
-                     threshold=r.t("warn_sockets"),
-                     note=f"{held} held through the whole window ({len(snaps)} snapshots)"),
-              ctx.ev("growth", None if len(counts) < 2 else counts[-1] - counts[0], "sockets",
-                     "sock_diag", note=(f"{trend.slope_per_s:+.2f}/s" if trend else None)),
-              ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
-        idle = sorted(x.last_data_recv_ms for x in socks
-                      if getattr(x, "last_data_recv_ms", None) is not None)
-        if idle:
-            ev.append(ctx.ev("age", idle[-1] / 1000, "s", "sock_diag",
+        if h.held is None:
+            unsure.append(f"{comm or '?'}[{pid}] holds {n} CLOSE_WAIT sockets, but whether they "
+                          f"stay cannot be told: {h.held_note}")
+            continue
+        held = h.held
+        if held < r.t("min_persistent_share") * n:
+            continue
+        trend = s.gauge("close_wait", lambda x, pid=pid, ns=ns: ms.close_wait_count(x, pid, ns)).trend()
+        ev = [ctx.ev("CLOSE_WAIT sockets", n, "sockets", src,
+                     threshold=r.t("warn_sockets"), note=f"{held} {h.held_note}"),
+              ctx.ev("growth", None if len(h.counts) < 2 else h.counts[-1] - h.counts[0],
+                     "sockets", src, note=(f"{trend.slope_per_s:+.2f}/s" if trend else None)),
+              ctx.ev("peers", h.peers, "", src,
+                     note=None if h.peers is not None else "not kept by this recording")]
+        if h.oldest_ms is not None:
+            ev.append(ctx.ev("age", h.oldest_ms / 1000, "s", src,
                              note=(f"the oldest: no data from its peer for that long (tcp_info "
-                                   f"last_data_recv); median {idle[len(idle) // 2] / 1000:.1f} s")))
+                                   f"last_data_recv); median {(h.median_ms or 0) / 1000:.1f} s")))
         else:
             ev.append(ctx.ev("age", round(s.seconds, 3) if held and s.seconds else None,
-                             "s at least", "sock_diag", note="the window they were seen through"))
+                             "s at least", src, note="the window they were seen through"))
         who = f"{comm or '?'}[{pid}]" if pid is not None else "an unknown process"
         acts = [Action.code(f"{who}: call close() when read() returns 0 (the peer closed); check "
                             "error paths that return without closing, and connection pools that "
@@ -94,6 +77,8 @@ def close_wait_leak(ctx: Context, r: Rule):
             f"through the window): the application never calls close() on them. Each holds a "
             f"file descriptor and its buffers until the process closes it or exits.",
             acts, subject=subj))
+    if not out and unsure:
+        raise ctx.cannot_look("; ".join(unsure))
     return out or None
 
 
@@ -115,6 +100,7 @@ def time_wait_pressure(ctx: Context, r: Rule):
     destination (address and port) against the size of the range: a client opening short
     connections to one server runs out of ports there first."""
     s = ctx.series
+    src = socket_facts(ctx)
     out = []
     for ns in m.scopes(s):
         # the namespace's own limits (read inside it), and its ports against its own range
@@ -144,7 +130,7 @@ def time_wait_pressure(ctx: Context, r: Rule):
                      note="TIME_WAIT sockets destroyed early: the table was full")]
         if worst is not None:
             ev.append(ctx.ev(f"ports to {worst.remote_addr}:{worst.remote_port}",
-                             worst.ports_in_use, "local ports", "sock_diag",
+                             worst.ports_in_use, "local ports", src,
                              threshold=eph.size,
                              note=(f"{worst.time_wait} in TIME_WAIT; ip_local_port_range "
                                    f"{eph.low}-{eph.high} ({eph.size} ports"
@@ -211,20 +197,19 @@ def fin_wait2(ctx: Context, r: Rule):
     ones (closed by the application) are freed after net.ipv4.tcp_fin_timeout; sockets only
     shut down for writing stay as long as the application holds them."""
     s = ctx.series
-    per: dict = {}
-    for k in socket_table(ctx).sockets:
-        if k.state == "FIN_WAIT2":
-            per.setdefault(k.netns, []).append(k)
+    src = socket_facts(ctx, strict=True)
     out = []
-    for ns, socks in sorted(per.items(), key=lambda kv: -len(kv[1])):
-        if len(socks) < r.t("warn_sockets"):
+    for fw in ms.fin_wait2(s.last):
+        ns, count, owned = fw.netns, fw.count, fw.owned
+        if count < r.t("warn_sockets"):
             continue
-        owned = sum(1 for k in socks if k.pid is not None)
-        peers = Tally(k.remote_addr for k in socks).most_common(3)
-        ev = [ctx.ev("FIN_WAIT2 sockets", len(socks), "sockets", "sock_diag",
+        ev = [ctx.ev("FIN_WAIT2 sockets", count, "sockets", src,
                      threshold=r.t("warn_sockets"),
-                     note=f"{owned} still held by a process, {len(socks) - owned} orphaned"),
-              ctx.ev("peers", ", ".join(f"{p} ({c})" for p, c in peers), "", "sock_diag")]
+                     note=(f"{owned} still held by a process, {count - owned} orphaned"
+                           if owned is not None else "how many a process still holds is not "
+                           "kept by this recording")),
+              ctx.ev("peers", fw.peers, "", src,
+                     note=None if fw.peers is not None else "not kept by a recording")]
         acts = []
         fin_x = m.ns_sysctl(s.last, "net.ipv4.tcp_fin_timeout", ns)  # the namespace's own
         fin = fin_x.value
@@ -239,7 +224,7 @@ def fin_wait2(ctx: Context, r: Rule):
         acts.append(Action.code("close() sockets after shutdown(SHUT_WR) once the peer is done, "
                                 "and find why the peers never close their side"))
         out.append(r.finding("warning", ev,
-                             f"{len(socks)} TCP sockets {where(ns, False)} closed their side and "
+                             f"{count} TCP sockets {where(ns, False)} closed their side and "
                              "wait for the peer's FIN that does not come.",
                              acts, subject=ns_subject(ns)))
     return out or None
