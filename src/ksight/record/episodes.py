@@ -128,7 +128,6 @@ class _Judge:
 
     def __init__(self, rules: list[Rule]):
         self.rules = rules
-        self.window_rules = {r.id for r in rules if r.needs.window}
         self.looked: dict[str, int] = {}
         self.not_looked: dict[str, list] = {}  # rule -> [count, first reason]
 
@@ -138,11 +137,13 @@ class _Judge:
         ctx = Context(series)
         out: list[Finding] = []
         for r in rules:
-            one = series if r.needs.window else None
-            reason = why_cannot_look(r.needs, one or Series(snaps[-1:]))
+            # as `ksight check` judges a window (diagnose/engine.py): every rule sees the whole
+            # window; one that needs no window needs its sources in the last sample only, and
+            # may still read the window (close-wait-leak: the sockets kept from read to read)
+            reason = why_cannot_look(r.needs, series)
             if reason is None:
                 try:
-                    got = r.func(ctx if one else Context(Series(snaps[-1:])), r)
+                    got = r.func(ctx, r)
                 except CannotLook as c:
                     reason = c.reason
                 except Exception as exc:  # one rule's bug must not hide the others
@@ -244,8 +245,7 @@ def judge_window(judge: "_Judge", w: list[Snapshot], selected: list[Rule], *, ex
     """The findings of one window, and whether it was judged at full resolution.
 
     Coarse first: every rule on one sample in `coarse_every` (each rule counted as looked or
-    not there); then at full resolution only the rules that fired (those judged on the last
-    sample alone keep their coarse finding: it is the same) and those whose declared counters
+    not there); then at full resolution only the rules that fired and those whose declared counters
     burst in the window (`rates`: per-interval rates of the block holding the window, which
     starts at interval `lo`; None: computed on the window)."""
     every = max(1, min(coarse_every, (len(w) - 1) // MIN_COARSE_INTERVALS))
@@ -255,10 +255,7 @@ def judge_window(judge: "_Judge", w: list[Snapshot], selected: list[Rule], *, ex
     wthin = _thin(w, every)
     todo = set()
     for f in judge.run(wthin, selected):
-        if f.id not in judge.window_rules:  # judged on the last sample: same at any resolution
-            out.append(f)
-        else:
-            todo.add(f.id)
+        todo.add(f.id)  # every rule sees the window, so a finding is judged again at full resolution
     if counters:
         if rates is None:
             rates, lo = block_rates(w, Series(w), counters), 0
