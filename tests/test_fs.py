@@ -358,3 +358,19 @@ def test_read_dir_files_c_codes():
             _procscan.read_dir_files("/proc/self", [bad], 10)
     with pytest.raises(TypeError):
         _procscan.read_dir_files("/proc/self", [b"comm"], 10)
+
+
+def test_permission_denied_says_whether_root_would_help(monkeypatch):
+    """Root refused (a process of another user namespace, an LSM) must not be told to run as
+    root; anyone else is."""
+    import errno as _errno
+
+    from ksight.fs import root as fsroot
+
+    exc = PermissionError(_errno.EACCES, "Permission denied")
+    monkeypatch.setattr(fsroot.os, "geteuid", lambda: 1000)
+    assert fsroot._os_reason("proc/1/smaps", exc, lambda pid: True) == \
+        "permission denied (run as root for this source)"
+    monkeypatch.setattr(fsroot.os, "geteuid", lambda: 0)
+    why = fsroot._os_reason("proc/1/smaps", exc, lambda pid: True)
+    assert "even to root" in why and "run as root" not in why

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:  # noqa: F821
                 raise UsageError(f"no process {args.pid}: it exited while being read")
             raise UsageError(f"cannot read proc/{args.pid}/smaps: {why}"
                              + (" (another user's process: run as root or as its owner)"
-                                if "permission" in why else ""))
+                                if "permission" in why and "even to root" not in why else ""))
         if why.startswith("malformed"):
             raise UsageError(f"the capture's proc/{args.pid}/smaps cannot be used: {why}")
         raise UsageError(f"the capture holds no proc/{args.pid}/smaps ({why}): record it with "

@@ -237,6 +237,8 @@ class Root(ABC):
 def _os_reason(path: str, exc: OSError, exists_pid) -> str:
     """Turn an OSError into the short reason we show people."""
     if isinstance(exc, PermissionError) or exc.errno in (errno.EACCES, errno.EPERM):
+        if os.geteuid() == 0:  # root refused: a process outside our user namespace, an LSM, ptrace rules
+            return "permission denied, even to root (a process of another user namespace, or a security module)"
         return "permission denied (run as root for this source)"
     m = _PID_PATH.match(path)
     if exc.errno == errno.ESRCH or (m and exc.errno == errno.ENOENT and not exists_pid(m.group(1))):
