@@ -644,3 +644,16 @@ def test_chunks_keep_the_payloads_of_every_written_layout_uncompressed(snaps):
     damaged = frame[:6] + b"\xff\xff" + frame[8:]  # a schema this ksight lacks: kept as written
     piece = store._piece(damaged, len(damaged), zlib.crc32(damaged), zstandard.ZstdDecompressor())
     assert store._PIECE.unpack_from(piece)[0] == 0
+
+
+def test_a_chunk_offset_past_any_real_chunk_is_a_missing_frame_not_a_huge_read():
+    """A crafted or damaged row's offset into a zstd bomb (a few KB that decompress to GBs) must
+    not make the reader decompress and hold it all: past the chunk bound the frame is missing."""
+    from ksight.record import store
+
+    bomb = zstandard.ZstdCompressor(level=1).compress(bytes(store._MAX_CHUNK + (1 << 20)))
+    stream = store._ChunkStream(io.BytesIO(bomb), zstandard.ZstdDecompressor())
+    assert stream.piece(store._MAX_CHUNK + 1000) is None
+    assert len(stream.buf) == 0  # nothing was decompressed for it
+    assert stream.piece(0) is None  # zeros: no piece with its CRC there
+    assert len(stream.buf) <= 1 << 17

@@ -95,6 +95,9 @@ PAGE_SIZE = 1024  # a new file's: the fixed part (one page a table) and a chunk'
 CHUNK_LEVEL = 6  # 50 % of the frames' bytes in ~8 ms a minute (level 3: 58 %, 3 ms; 9: 49 %, 15 ms)
 _PIECE = struct.Struct("<BII")
 _MAX_PIECE = 64 << 20  # the sample codec's own bound on a payload
+# a chunk's decompressed bytes a reader will hold: a minute of payloads is a few MB; a row's
+# offset past this (a damaged or crafted file, a zstd bomb) is a missing frame, never a read of GBs
+_MAX_CHUNK = 256 << 20
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -163,6 +166,8 @@ class _ChunkStream:
         self.broken = False
 
     def have(self, n: int) -> bool:
+        if n > _MAX_CHUNK:
+            return False
         while len(self.buf) < n and not self.broken:
             try:
                 more = self._r.read(max(1 << 16, n - len(self.buf)))
@@ -184,8 +189,6 @@ class _ChunkStream:
             return None
         body = bytes(self.buf[off + _PIECE.size:off + _PIECE.size + n])
         return (kind, body) if n and zlib.crc32(body) == crc else None
-
-
 
 
 class RecordingError(KsightError):
