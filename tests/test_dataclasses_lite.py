@@ -136,3 +136,77 @@ def test_other_options_go_to_the_standard_decorator():
         a: int
 
     assert C(1) < C(2)
+
+
+def test_init_as_the_standard_one_writes_it():
+    """__init__ is compiled at the first instance, and behaves as the standard decorator's:
+    positional and keyword-only parameters, defaults, factories (a new object each time),
+    init=False fields, __post_init__, a field named self."""
+    body = {"__annotations__": {"self": "int", "a": "list", "b": "int", "c": "list", "d": "int",
+                                "e": "int"},
+            "a": field(default_factory=list), "b": 3, "c": field(default_factory=list, init=False),
+            "d": field(default=9, init=False), "e": field(default=1, kw_only=True)}
+
+    def post(obj):
+        object.__setattr__(obj, "seen", (obj.self, obj.b))
+
+    body["__post_init__"] = post
+    for kw in ({}, {"frozen": True}):
+        std, mine = _pair(body, **kw)
+        stub = mine.__init__  # not compiled yet: compiled at the first instance
+        for cls in (std, mine):
+            x, y = cls(1), cls(2, [5], 4, e=7)
+            assert (x.self, x.a, x.b, x.c, x.d, x.e, x.seen) == (1, [], 3, [], 9, 1, (1, 3))
+            assert (y.self, y.a, y.b, y.e, y.seen) == (2, [5], 4, 7, (2, 4))
+            assert x.a is not cls(1).a and x.c is not cls(1).c  # a fresh list per instance
+            with pytest.raises(TypeError):
+                cls(1, [], 2, 3)  # e is keyword-only
+            with pytest.raises(TypeError):
+                cls()  # self has no default
+            with pytest.raises(TypeError):
+                cls(1, d=2)  # d is not an __init__ parameter
+        compiled = mine.__init__
+        assert compiled is not stub and compiled.__qualname__ == "C.__init__"
+        assert mine(1).seen == (1, 3) and mine.__init__ is compiled  # compiled once, then kept
+
+
+def test_definition_errors_stay_at_definition():
+    with pytest.raises(TypeError, match="non-default argument 'b' follows default argument"):
+        @lite(frozen=True)
+        class Bad:
+            a: int = 0
+            b: int
+    with pytest.raises(ValueError, match="mutable default"):
+        @lite
+        class Mutable:
+            a: list = []
+
+
+def test_a_plain_subclass_made_first_and_frozen_assignment():
+    @lite(frozen=True)
+    class A:
+        a: int
+        b: int = 2
+
+    class Sub(A):  # not a dataclass: A's __init__, and its instances may set new attributes
+        pass
+
+    s = Sub(1)
+    s.extra = 5
+    assert (s.a, s.b, s.extra) == (1, 2, 5) and A(1) == A(1, 2)
+    with pytest.raises(FrozenInstanceError):
+        s.a = 3
+    with pytest.raises(FrozenInstanceError):
+        A(1).extra = 1  # A itself takes no attribute at all, as the standard one
+
+
+def test_initvar_goes_to_the_standard_decorator():
+    @lite(frozen=True)
+    class C:
+        a: int
+        scale: dataclasses.InitVar[int] = 1
+
+        def __post_init__(self, scale):
+            object.__setattr__(self, "a", self.a * scale)
+
+    assert C(2, 3).a == 6 and [f.name for f in dataclasses.fields(C)] == ["a"]

@@ -29,7 +29,8 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 from ..pids import kill_and_wait

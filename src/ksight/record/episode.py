@@ -9,7 +9,7 @@ finds episodes (record/episodes.py), the report views and renderers, and the JSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..diagnose.finding import Finding, Subject
 

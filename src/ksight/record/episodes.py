@@ -39,7 +39,8 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..diagnose.engine import load_rules, why_cannot_look
 from ..diagnose.finding import Finding, NotEvaluated, Subject, severity_rank

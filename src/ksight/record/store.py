@@ -49,7 +49,7 @@ import struct
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import KsightError, SampleError, UsageError
 

@@ -29,7 +29,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..diagnose.finding import Finding, Subject
 from ..errors import Unavailable

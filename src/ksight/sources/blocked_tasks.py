@@ -9,7 +9,7 @@ still listed with their wait channel and `stack_reason` says why stacks are miss
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError, Unavailable
 

@@ -16,7 +16,7 @@ console: a large OOM report (one line per task) printed there stalls the machine
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

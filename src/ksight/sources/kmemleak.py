@@ -19,7 +19,7 @@ memory and CPU on every allocation: a test-machine tool. Not read unless named (
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import ParseError
 from ..fs import Root

@@ -19,7 +19,7 @@ collects the table itself (collect/socket_summary.py).
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from .netstat import Netstat
 from .sockstat import Sockstat

@@ -16,7 +16,7 @@ and blocked tasks. Data only; text in render/cpu_text.py.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..sources.blocked_tasks import BlockedTask, parse_stack  # noqa: F401 (re-exported)
 from ..model import cpu as model

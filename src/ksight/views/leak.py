@@ -34,7 +34,8 @@ Views return data; the text is render/leak_text.py.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..model import mappings as mappings_model
 from ..model.series import GaugeSeries, Series

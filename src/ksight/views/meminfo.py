@@ -37,7 +37,7 @@ at that instant, and the skew of reading per-CPU counters: a few MB per CPU is n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..model.snapshot import Missing, Snapshot
 

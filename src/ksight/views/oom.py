@@ -28,7 +28,7 @@ On a serial console (115200 baud ~ 11.5 KB/s) with console_loglevel >= 7 the tas
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..diagnose.finding import Action
 from ..model.snapshot import Missing, Snapshot

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import math
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..diagnose.finding import Action
 from ..model.dirty import DirtyLimits, dirty_limits, totalreserve_pages  # noqa: F401

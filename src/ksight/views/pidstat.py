@@ -27,7 +27,7 @@ Views return data: text lives in render/pidstat_text.py.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..model.series import Series
 from ..model.snapshot import Snapshot

@@ -31,7 +31,7 @@ Views return data: text lives in render/pmap_text.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..errors import Unavailable
 

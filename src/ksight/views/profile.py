@@ -18,7 +18,7 @@ softirq that ran on an idle CPU is work (see trace/stacks.py, `context`).
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..trace.perf import Need, Sampling, read_requirements, requirements, sample
 from ..trace.stacks import (DEFAULT_FREQ, Func, HotStack, ProcSamples, Profile, build, context,

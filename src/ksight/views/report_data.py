@@ -17,7 +17,7 @@ whole window either way.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import TYPE_CHECKING
 
 from ..diagnose.finding import Finding, NotEvaluated

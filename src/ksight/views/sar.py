@@ -50,7 +50,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..model.series import CounterSeries, Series, find_break
 from ..model.snapshot import Missing, Snapshot

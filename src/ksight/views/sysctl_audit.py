@@ -15,7 +15,7 @@ Values are what the kernel printed; nothing here changes anything.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import Callable
 
 OK, REVIEW, ABSENT, UNREADABLE = "ok", "review", "absent", "unreadable"

@@ -6,7 +6,8 @@ counters); this module picks and assembles it for the command. Text is render/tc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..collect.plan import Needs
 from ..model import tcp as m

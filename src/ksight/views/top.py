@@ -15,7 +15,7 @@ Sorted by one of SORT_KEYS, largest first; ties by PID. Views return data (rende
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..model.snapshot import Snapshot
 

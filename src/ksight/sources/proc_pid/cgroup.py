@@ -11,7 +11,7 @@ None when neither exists.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ...fs import Root
 from .._text import bad, require_complete, to_int

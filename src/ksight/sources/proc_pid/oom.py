@@ -4,7 +4,7 @@ process (0..1000 in points of memory share, plus the adjustment) and the adjustm
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ...fs import Root
 from .._text import require_complete, to_int

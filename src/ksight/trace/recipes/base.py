@@ -9,7 +9,8 @@ place that writes tracefs control files. Each recipe returns a frozen dataclass 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ...errors import ParseError, Unavailable
 from ...fs import Root

@@ -6,7 +6,8 @@ The constraint (memcg, cpuset, global) is not in the tracepoint; the kernel log 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ..kmsg import Follower, oom_kill
 from .base import Recipe, RecipeResult

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from .base import BpftraceBackend, Lineage, Recipe, RecipeResult, log2_bucket, memory_hierarchy
 

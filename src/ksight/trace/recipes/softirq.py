@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 
 from ...sources.softirqs import vector_name
 from .base import BpftraceBackend, Recipe, RecipeResult
