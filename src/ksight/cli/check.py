@@ -10,6 +10,10 @@ from .common import add_from, add_json, seconds_between
 # check looks for a while; a day or more is the recorder's job (and nonsense as one window)
 MAX_WINDOW_S = 86400.0
 DEFAULT_WINDOW_S = 3.0
+# the console script runs check with the cyclic garbage collector off (cli/main.py FAST_EXIT):
+# a window of more snapshots than this, or any capture or recording, turns it back on, so what a long window makes and drops
+# (check keeps at most Collector.MAX_KEPT snapshots) is collected as usual
+GC_OFF_SNAPSHOTS = 30
 
 HELP = "diagnose this machine (or a capture): findings with evidence and actions"
 DESCRIPTION = """\
@@ -72,6 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.step > args.interval:
         raise UsageError(f"--step {args.step:g} is longer than the window (--interval {args.interval:g})")
     col = Collector.open(args.from_)
+    if not col.live or args.interval / args.step > GC_OFF_SNAPSHOTS:
+        import gc  # a capture or a recording may hold any number of snapshots
+
+        gc.enable()
     # live: collect nothing for rules this window is too short for; a capture is what it is
     # live, sockets are sampled without their owners: the few a finding names are looked up
     # once the rules have found something (a capture holds its owners already)
