@@ -108,3 +108,69 @@ def test_a_source_built_on_the_process_table_does_not_read_it_again():
     Counting.statm = 0
     take(Counting(), plan=Plan.of([Needs(sources=("process_maps",))]))  # no table: statm it is
     assert Counting.statm > 0
+
+
+# ---- conditional reads (Needs.uses_when) ----------------------------------------------------
+VMALLOCINFO = ("0xffffc90000000000-0xffffc90000005000   20480 irq_init_percpu_irqstack+0xb0/0x100 "
+               "pages=4 vmalloc N0=4\n"
+               "0xffffc90000005000-0xffffc90000007000    8192 acpi_os_map_iomem+0x1a9/0x1e0 "
+               "phys=0x000000007ffdf000 ioremap\n")
+
+
+def _tree(tmp_path, meminfo_corpus: str):
+    from ksight.fs import DirRoot
+    from tests.conftest import corpus
+
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "meminfo").write_text(corpus(meminfo_corpus, "proc", "meminfo").read_text())
+    (proc / "vmallocinfo").write_text(VMALLOCINFO)
+    return DirRoot(str(tmp_path))
+
+
+def _unexplained_plan(window_s: float):
+    from ksight.diagnose.engine import load_rules
+
+    rule = [r for r in load_rules(["memory"]) if r.id == "memory.unexplained"][0]
+    return rule, Plan.of([rule.needs])
+
+
+@pytest.mark.parametrize("corpus_dir,read", [
+    ("pcp/unpacked/meminfo-root-007", False),  # VmallocUsed 79940 kB, VmallocChunk 0: 5.3+ pages
+    ("pcp/unpacked/meminfo-root-001", True),   # VmallocUsed 0 (4.4-5.2): vmallocinfo counts them
+    ("node_exporter", True),                   # VmallocChunk printed: address space (before 4.4)
+])
+def test_vmallocinfo_is_read_only_where_meminfo_does_not_count_vmalloc_pages(tmp_path, corpus_dir, read):
+    rule, plan = _unexplained_plan(1.0)
+    assert "vmallocinfo" not in plan.sources and [w.source for w in plan.when] == ["vmallocinfo"]
+    snap = take(_tree(tmp_path, corpus_dir), plan=plan)
+    assert ("vmallocinfo" in snap.sources) is read
+    why = [m.reason for m in snap.unavailable if m.source == "vmallocinfo"]
+    assert why == ([] if read else ["not read: /proc/meminfo's VmallocUsed counts the vmalloc "
+                                    "pages (5.3+)"])
+    if read:
+        assert snap.sources["vmallocinfo"].vmalloc_pages == 4
+
+
+def test_a_source_some_rule_needs_is_read_every_time():
+    rule, plan = _unexplained_plan(1.0)
+    both = Plan.of([rule.needs, Needs(sources=("vmallocinfo",))])
+    assert "vmallocinfo" in both.sources and both.when == ()
+    assert plan.merge(Plan.of([Needs(sources=("vmallocinfo",))])).when == ()
+    # check's own plans: a 1 s window has no vmalloc-leak rule (2 s at least), a 5 s one has
+    assert [w.source for w in plan_for(["memory"], 1.0).when] == ["vmallocinfo"]
+    assert "vmallocinfo" in plan_for(["memory"], 5.0).sources and plan_for(["memory"], 5.0).when == ()
+
+
+def test_two_conditions_on_one_source_read_it_when_either_holds(tmp_path):
+    from ksight.collect.plan import When
+
+    never = When("vmallocinfo", ("meminfo",), lambda got: False, "never")
+    always = When("vmallocinfo", ("loadavg",), lambda got: True, "always")
+    p = Plan.of([Needs(uses_when=(never,)), Needs(uses_when=(always,))])
+    (w,) = p.when
+    assert set(w.after) == {"meminfo", "loadavg"} and w.why == "never; always"
+    root = _tree(tmp_path, "pcp/unpacked/meminfo-root-007")
+    (tmp_path / "proc" / "loadavg").write_text("0.10 0.20 0.30 1/100 42\n")
+    assert "vmallocinfo" in take(root, plan=p).sources
+    assert "vmallocinfo" not in take(root, plan=Plan.of([Needs(uses_when=(never,))])).sources

@@ -10,7 +10,7 @@ not look (which source, counter, sysctl or clock was missing).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import field
 from ksight._dataclasses import dataclass  # dataclasses.dataclass, cheaper to define
 from typing import TYPE_CHECKING
@@ -63,6 +63,21 @@ class Few:
             raise ValueError("a Few of fewer than 0 processes")
 
 
+@dataclass(frozen=True, eq=False)
+class When:
+    """An optional source worth reading only when the sources read before it say so: the
+    collector reads `after` first, then `source` if wanted(those sources, by name) is true, and
+    otherwise records it as not read, with `why`. Example: memory.unexplained counts vmalloc
+    pages from /proc/vmallocinfo (~3 ms of kernel time at 3,000 areas) only on kernels whose
+    VmallocUsed does not count them (before 5.3), which meminfo tells. A rule that cannot judge
+    without the source names it in `sources` instead; then it is read every time."""
+
+    source: str
+    after: tuple[str, ...]
+    wanted: Callable[[dict], bool]
+    why: str  # said when it is not read: what the sources read before showed
+
+
 @dataclass(frozen=True)
 class Needs:
     """What one rule or view cannot look without (merged into a Plan)."""
@@ -86,6 +101,7 @@ class Needs:
     # any state); () = it names none. With a plan made `owners_later`, these are all the owners
     # that get resolved, and only once the rule has found something (see Plan.owners_later)
     socket_owners: tuple[str, ...] = ()
+    uses_when: tuple[When, ...] = ()  # optional sources read only when earlier ones say so
 
     def __post_init__(self):
         bad = [p for p in self.processes if p not in PROCESS_PARTS]
@@ -96,7 +112,9 @@ class Needs:
             raise ValueError(f"unknown memory cgroup files {bad}; known: {', '.join(CGROUP_FILES)}")
 
     def all_sources(self) -> tuple[str, ...]:
+        """The sources read every time (a When's source is not: Plan.when)."""
         out = list(self.sources) + list(self.uses) + [c.source for c in self.counters]
+        out += [a for w in self.uses_when for a in w.after]
         if self.sysctls:
             out.append("sysctl")
         return tuple(dict.fromkeys(out))
@@ -124,6 +142,9 @@ class Plan:
     # those rules again, so a quiet machine never pays for the fds.
     owners_later: bool = False
     socket_owners: tuple[str, ...] = ()  # the union of the rules' Needs.socket_owners
+    # sources read only when the sources read before say so (Needs.uses_when); never one that
+    # `sources` reads anyway
+    when: tuple[When, ...] = ()
 
     @classmethod
     def of(cls, needs: Iterable[Needs], *, extra_sources: Iterable[str] = (),
@@ -140,7 +161,9 @@ class Plan:
         nsc = False
         few: dict[Few, None] = {}
         owned: dict[str, None] = {}
+        whens: list[When] = []
         for n in needs:
+            whens.extend(n.uses_when)
             owned.update(dict.fromkeys(n.socket_owners))
             nsc = nsc or n.netns_counters
             few.update(dict.fromkeys(n.few))
@@ -168,7 +191,7 @@ class Plan:
                    None if every_pid or not pids else tuple(pids),
                    None if cg_all or not cg_files else tuple(cg_files), secs,
                    netns_counters=nsc, few=tuple(few), owners_later=later,
-                   socket_owners=tuple(owned))
+                   socket_owners=tuple(owned), when=_whens(whens, sources))
 
     def merge(self, other: "Plan") -> "Plan":
         files = None if self.cgroup_files is None or other.cgroup_files is None else \
@@ -184,7 +207,27 @@ class Plan:
                     pids, files, max(self.min_seconds, other.min_seconds),
                     netns_counters=self.netns_counters or other.netns_counters,
                     few=tuple(dict.fromkeys(self.few + other.few)), owners_later=later,
-                    socket_owners=tuple(dict.fromkeys(self.socket_owners + other.socket_owners)))
+                    socket_owners=tuple(dict.fromkeys(self.socket_owners + other.socket_owners)),
+                    when=_whens(self.when + other.when, self.sources + other.sources))
 
 
-__all__ = ["Needs", "Plan", "Few", "PROCESS_PARTS", "FEW_PARTS", "FEW_BY", "CGROUP_FILES"]
+def _whens(whens, sources) -> tuple[When, ...]:
+    """The conditional reads left once the plain ones are known: one per source (the first
+    rule's condition; another rule wanting it under its own condition reads it too: any true
+    condition reads it), none for a source read anyway."""
+    by: dict[str, list[When]] = {}
+    for w in whens:
+        if w.source not in sources:
+            by.setdefault(w.source, []).append(w)
+    out = []
+    for name, ws in by.items():
+        if len(ws) == 1:
+            out.append(ws[0])
+        else:
+            after = tuple(dict.fromkeys(a for w in ws for a in w.after))
+            out.append(When(name, after, lambda got, ws=tuple(ws): any(w.wanted(got) for w in ws),
+                            "; ".join(dict.fromkeys(w.why for w in ws))))
+    return tuple(out)
+
+
+__all__ = ["Needs", "Plan", "Few", "When", "PROCESS_PARTS", "FEW_PARTS", "FEW_BY", "CGROUP_FILES"]

@@ -113,6 +113,11 @@ def take(
     for name in names:
         if name not in later:
             _read_source(root, name, kwargs.get(name), got, missing, prior)
+    for w in getattr(plan, "when", ()):  # read only when the sources just read say so
+        if all(a in got for a in w.after) and w.wanted(got):
+            _read_source(root, w.source, kwargs.get(w.source), got, missing, prior)
+        else:
+            missing.append(Missing(w.source, f"not read: {w.why}"))
     host = host or host_info(root, host_hint)
     procs = None
     if processes:

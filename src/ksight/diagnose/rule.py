@@ -85,16 +85,17 @@ def rule(id: str, *, title: str, needs: tuple[str, ...] = (), uses: tuple[str, .
          counters: tuple[Counter, ...] = (), sysctls: tuple[str, ...] = (),
          processes: tuple[str, ...] = (), smaps_top: int = 0, sockets: bool = False,
          cgroup_files: tuple[str, ...] = (), window: bool = True, min_seconds: float = 0.0,
-         thresholds: dict[str, Threshold] | None = None):
+         thresholds: dict[str, Threshold] | None = None, uses_when: tuple = ()):
     """Register a rule function under a stable id ('area.name') with its typed needs."""
     area = id.split(".", 1)[0]
-    bad = [s for s in tuple(needs) + tuple(uses) if s not in SYSTEM]
+    bad = [s for s in tuple(needs) + tuple(uses) + tuple(w.source for w in uses_when)
+           if s not in SYSTEM]
     if bad:
         raise ValueError(f"rule {id}: unknown source(s) {bad}")
     spec = Needs(sources=tuple(needs), uses=tuple(uses), counters=tuple(counters),
                  sysctls=tuple(sysctls), processes=tuple(processes), smaps_top=smaps_top,
                  sockets=sockets, cgroup_files=tuple(cgroup_files), window=window,
-                 min_seconds=min_seconds)
+                 min_seconds=min_seconds, uses_when=tuple(uses_when))
 
     def deco(func):
         if id in RULES:

@@ -24,6 +24,7 @@ Kernel facts these rules rest on (torvalds/linux, fs/proc/meminfo.c and mm/):
 
 from __future__ import annotations
 
+from ....collect.plan import When
 from ....model.counters import cg, vm
 from ....render.units import size, size_kb
 from ...finding import Action, Subject
@@ -516,6 +517,17 @@ _REQUIRED = ("mem_total_kb", "mem_free_kb", "buffers_kb", "cached_kb", "anon_pag
              "page_tables_kb")
 
 
+def vmalloc_used_counts_pages(mi) -> bool:
+    """VmallocUsed is the pages vmalloc holds (5.3+), not 0 (4.4-5.2) nor address space (before
+    4.4, when VmallocChunk was printed too): see the module doc."""
+    return bool(mi.vmalloc_used_kb and not mi.vmalloc_chunk_kb)
+
+
+def _vmallocinfo_wanted(got: dict) -> bool:
+    mi = got.get("meminfo")
+    return mi is None or not vmalloc_used_counts_pages(mi)
+
+
 def partition(mi, vmalloc_pages_kb: float | None = None) -> tuple[float, dict[str, float], list[str]]:
     """(unexplained kB, the explained parts in kB, notes) of one meminfo. See memory.unexplained."""
     f = mi.fields
@@ -538,7 +550,7 @@ def partition(mi, vmalloc_pages_kb: float | None = None) -> tuple[float, dict[st
         parts["Hugetlb"] = mi.hugetlb_kb
     elif mi.huge_pages_total and mi.hugepage_size_kb:
         parts["HugePages_Total x Hugepagesize"] = mi.huge_pages_total * mi.hugepage_size_kb
-    if mi.vmalloc_used_kb and not mi.vmalloc_chunk_kb:
+    if vmalloc_used_counts_pages(mi):
         parts["VmallocUsed"] = mi.vmalloc_used_kb  # 5.3+: pages
     elif vmalloc_pages_kb is not None:
         parts["vmallocinfo pages"] = vmalloc_pages_kb
@@ -549,7 +561,11 @@ def partition(mi, vmalloc_pages_kb: float | None = None) -> tuple[float, dict[st
 
 
 @rule("memory.unexplained", title="Memory that no counter accounts for (a driver leak?)",
-      needs=("meminfo",), uses=("zoneinfo", "vmallocinfo"), window=True,
+      needs=("meminfo",), uses=("zoneinfo",), window=True,
+      # vmalloc pages come from meminfo's VmallocUsed since 5.3; before, from vmallocinfo, which
+      # costs the kernel a walk of every area: read only where VmallocUsed does not count pages
+      uses_when=(When("vmallocinfo", ("meminfo",), _vmallocinfo_wanted,
+                      "/proc/meminfo's VmallocUsed counts the vmalloc pages (5.3+)"),),
       thresholds={
           "warn_share": Threshold(
               0.10, "of MemTotal, in every snapshot of the window",
