@@ -61,11 +61,42 @@ def test_pmap_imports_only_what_it_uses(tmp_path):
     assert sorted(mods & set(NOT_PMAP)) == []
 
 
+# nor by check: shutil (argparse's help formatter asks it the terminal width; it imports lzma,
+# bz2, zlib), socket.py (its IntEnums; the C _socket does)
+NOT_CHECK = NEVER_LIVE + ("shutil", "lzma", "bz2", "socket")
+
+
 def test_check_imports_no_capture_reader_live(tmp_path):
     rc, mods = modules_of(tmp_path, "check", "--json", "--interval", "1", "--step", "1")
     assert rc in (0, 1, 2, 3)  # a verdict (3: incomplete on a VM missing sources)
-    assert {"ksight.diagnose.engine", "ksight.model.counters"} <= mods
-    assert sorted(mods & set(NEVER_LIVE)) == []
+    assert {"ksight.diagnose.engine", "ksight.model.counters", "ksight.collect.sockdiag",
+            "_socket"} <= mods
+    assert sorted(mods & set(NOT_CHECK)) == []
+
+
+@pytest.mark.parametrize("columns", ["100", "57", "", "x"])
+def test_help_is_as_wide_as_argparse_makes_it(columns):
+    """The help formatter that does not import shutil wraps as argparse's own: $COLUMNS, else
+    the terminal, else 80 (here stdout is a pipe), less 2."""
+    import argparse
+
+    from ksight.cli.main import _formatter_class, build_parser
+
+    env = dict(os.environ, COLUMNS=columns)
+    old = os.environ.copy()
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        for only in ("check", "trace", ""):
+            p = build_parser(only)
+            ours = p.format_help()
+            p.formatter_class = argparse.RawDescriptionHelpFormatter
+            assert ours == p.format_help()
+        assert _formatter_class(argparse.HelpFormatter)("x")._width == \
+            argparse.HelpFormatter("x")._width
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
 
 
 def test_process_annotations_resolve_without_the_lazy_parsers_loaded():

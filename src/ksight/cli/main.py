@@ -82,6 +82,43 @@ Run as root for the full picture (slabinfo, other users' processes, tracing).
 
 
 _PARSER_CLASS = None
+_FORMATTERS: dict = {}
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns, without importing shutil (which imports zlib, bz2
+    and lzma: ~2 ms of every run, as argparse makes a help formatter for each argument it is
+    given): $COLUMNS, else the terminal of stdout, else 80."""
+    import os
+
+    try:
+        cols = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        cols = 0
+    if cols <= 0:
+        try:
+            cols = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            cols = 0
+    return cols or 80
+
+
+def _formatter_class(base=None):
+    """argparse's help formatter `base` (default RawDescriptionHelpFormatter), as wide as
+    argparse would make it (the columns, less 2), the width found by _columns()."""
+    import argparse
+
+    base = base or argparse.RawDescriptionHelpFormatter
+    cls = _FORMATTERS.get(base)
+    if cls is None:
+        class _Formatter(base):
+            def __init__(self, prog, indent_increment=2, max_help_position=24, width=None):
+                super().__init__(prog, indent_increment, max_help_position,
+                                 _columns() - 2 if width is None else width)
+
+        _Formatter.__name__ = _Formatter.__qualname__ = f"Sized{base.__name__}"
+        cls = _FORMATTERS[base] = _Formatter
+    return cls
 
 
 def _parser_class():
@@ -93,6 +130,12 @@ def _parser_class():
         import argparse
 
         class _Parser(argparse.ArgumentParser):
+            def __init__(self, *args, **kw):
+                base = kw.get("formatter_class", argparse.HelpFormatter)
+                if base in (argparse.HelpFormatter, argparse.RawDescriptionHelpFormatter):
+                    kw["formatter_class"] = _formatter_class(base)  # the same, without shutil
+                super().__init__(*args, **kw)
+
             def error(self, message: str):
                 self.print_usage(sys.stderr)
                 self.exit(3, f"ksight: {message}\n")
@@ -120,9 +163,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: F
     import importlib
 
     _Parser = _parser_class()
-    parser = _Parser(
-        prog="ksight", description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="ksight", description=DESCRIPTION, epilog=EPILOG,
+                     formatter_class=_formatter_class())
     parser.add_argument("--version", action="version", version=f"ksight {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, modname in COMMANDS.items():
@@ -137,7 +179,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:  # noqa: F
             raise
         p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            epilog=getattr(mod, "EPILOG", None),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=_formatter_class())
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser
