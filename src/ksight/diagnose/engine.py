@@ -10,7 +10,6 @@ is diagnosed and the report says where it was cut and why.
 from __future__ import annotations
 
 import importlib
-import traceback
 from collections.abc import Callable, Iterable
 
 from ..collect.plan import Needs, Plan
@@ -118,6 +117,8 @@ def _run(r: Rule, ctx: Context, series: Series) -> tuple[list, NotEvaluated | No
     except CannotLook as c:
         return [], NotEvaluated(r.id, c.reason)
     except Exception as exc:  # a bug in one rule must not hide the others' findings
+        import traceback  # a rule that crashed: rare (~0.9 ms of every check otherwise)
+
         tb = traceback.extract_tb(exc.__traceback__)[-1]
         return [], NotEvaluated(
             r.id, f"internal error: {type(exc).__name__}: {exc} at {tb.filename}:{tb.lineno}")
