@@ -210,3 +210,31 @@ def test_initvar_goes_to_the_standard_decorator():
             object.__setattr__(self, "a", self.a * scale)
 
     assert C(2, 3).a == 6 and [f.name for f in dataclasses.fields(C)] == ["a"]
+
+
+@pytest.mark.parametrize("frozen", [True, False])
+def test_classes_of_one_shape_share_compiled_code_not_names_or_defaults(frozen):
+    import ksight._dataclasses as impl
+
+    made = []
+    for names, dflt in ((("x", "y", "z"), 1), (("alpha", "beta", "gamma"), "b"),
+                        (("p", "q", "r"), None)):
+        ns = {"__module__": __name__, "__qualname__": "S", "__annotations__": dict.fromkeys(names, "int"),
+              names[1]: dflt, names[2]: field(default_factory=list, kw_only=True)}
+        made.append(lite(frozen=frozen)(type("S", (), ns)))
+    before = len(impl._TEMPLATES)
+    objs = [cls(10) for cls in made]
+    assert len(impl._TEMPLATES) <= before + 1  # one shape: compiled once at most
+    (a, b, c) = objs
+    assert (a.x, a.y, a.z) == (10, 1, []) and (b.alpha, b.beta, b.gamma) == (10, "b", [])
+    assert (c.p, c.q, c.r) == (10, None, []) and a.z is not made[0](1).z
+    assert made[1](1, "B", gamma=[3]).gamma == [3]
+    with pytest.raises(TypeError):
+        made[0](1, 2, 3)  # the factory field is keyword-only, in every class of the shape
+    if frozen:
+        with pytest.raises(FrozenInstanceError):
+            b.alpha = 3
+    assert not hasattr(a, "alpha") and not hasattr(b, "x")  # each class its own names
+    assert [c.__init__.__code__.co_varnames[:3] for c in made] == [
+        ("self", "x", "y"), ("self", "alpha", "beta"), ("self", "p", "q")]
+    assert made[0].__init__.__qualname__ == "S.__init__" and made[0].__init__.__module__ == __name__

@@ -164,8 +164,77 @@ def _init_source(cls, fields, frozen: bool) -> tuple[str, dict]:
     return text, glob
 
 
+class _Placeholder:
+    """A field seen through its shape only: its name is its position (_ks0_, _ks1_, ...)."""
+
+    __slots__ = ("name", "init", "kw_only", "default", "default_factory")
+
+    def __init__(self, i: int, f):
+        self.name = f"_ks{i}_"
+        self.init, self.kw_only = f.init, f.kw_only
+        self.default, self.default_factory = f.default, f.default_factory
+
+
+# shape of a class's __init__ -> its code, with the fields named by position; a class of that
+# shape gets the code with its own names (code.replace: no compile). ksight's ~120 dataclasses
+# have a few dozen shapes: most are n plain fields, frozen.
+_TEMPLATES: dict[tuple, object] = {}
+
+
+def _shape(fields, frozen: bool, post_init: bool) -> tuple:
+    missing = dataclasses.MISSING
+    # a default is the function's, not its code's: fields with and without one share a shape
+    return (frozen, post_init) + tuple(
+        (f.init, f.kw_only, f.default_factory is not missing) for f in fields)
+
+
 def _compile_init(cls, fields, frozen: bool):
+    """cls.__init__: the standard decorator's text, compiled once per shape of class."""
+    import types
+
+    names = [f.name for f in fields]
+    if "self" in names or any(n.startswith("_ks") for n in names):
+        return _compile_text(cls, fields, frozen)  # the placeholders would clash: compile it
+    post_init = hasattr(cls, "__post_init__")
+    key = _shape(fields, frozen, post_init)
+    code = _TEMPLATES.get(key)
+    if code is None:
+        holders = [_Placeholder(i, f) for i, f in enumerate(fields)]
+        code = _TEMPLATES[key] = _compile_text(cls, holders, frozen).__code__
+    real = {f"_ks{i}_": n for i, n in enumerate(names)}
+    code = code.replace(
+        co_varnames=tuple(real.get(v, v) for v in code.co_varnames),
+        co_names=tuple(real.get(v, v) for v in code.co_names),
+        co_consts=tuple(real.get(c, c) if type(c) is str else c for c in code.co_consts),
+        co_qualname=f"{cls.__qualname__}.__init__")
+    missing = dataclasses.MISSING
+    glob = {"__ks_factory__": _FACTORY, "__ks_set__": object.__setattr__,
+            "__name__": cls.__module__}
+    defaults, kwdefaults = [], {}
+    for i, f in enumerate(fields):
+        if f.default_factory is not missing:
+            glob[f"__ks_dflt__ks{i}___"] = f.default_factory
+        if not f.init:
+            continue
+        if f.default_factory is not missing:
+            d = _FACTORY
+        elif f.default is not missing:
+            d = f.default
+        else:
+            continue
+        if f.kw_only:
+            kwdefaults[f.name] = d
+        else:
+            defaults.append(d)
+    fn = types.FunctionType(code, glob, "__init__", tuple(defaults) or None)
+    fn.__kwdefaults__ = kwdefaults or None
+    fn.__qualname__ = f"{cls.__qualname__}.__init__"
+    return fn
+
+
+def _compile_text(cls, fields, frozen: bool):
     text, glob = _init_source(cls, fields, frozen)
+    glob["__name__"] = cls.__module__
     ns: dict = {}
     exec(text, glob, ns)  # noqa: S102 - our own text, from field names the class declares
     fn = ns["__init__"]
