@@ -293,7 +293,8 @@ def _limit_hits(ctx: Context, groups_last) -> dict:
         if cs.total:
             out.setdefault(key, []).append(("memory.failcnt", cs))
     tables = s.entities("cgroups")
-    for ev_key in ("max", "high"):
+    v2 = any(g.version == 2 for g in groups_last.values())  # v1 has no memory.events
+    for ev_key in ("max", "high") if v2 else ():
         local = s.entity_counters("cgroups", lambda g, k=ev_key: (g.events_local or {}).get(k),
                                   f"memory.events.local {ev_key}", moved_only=True)
         hier = s.entity_counters("cgroups", lambda g, k=ev_key: (g.events or {}).get(k),
