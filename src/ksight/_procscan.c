@@ -1650,6 +1650,33 @@ done:
  * any other form, or a larger value gives None, and the caller decodes the text and takes the
  * Python path (fast_space_kv, then the line parser): for the accepted form both give the same
  * dict (a repeated name: the last value, as dict(zip()) keeps). */
+/* The key strings of space_kv, kept from call to call: every memory cgroup's memory.stat prints
+ * the same ~40 names, and a walk of 500 groups made 20,000 new strings (and hashed each) per
+ * sample. A slot holds one str, chosen by a hash of the bytes and compared in full, so a key is
+ * the same text whichever slot it comes from; a slot that holds another name is replaced. At most
+ * KV_SLOTS strings stay alive, each one reference. */
+#define KV_SLOTS 256
+static PyObject *kv_keys[KV_SLOTS];
+
+static PyObject *kv_key(const char *p, Py_ssize_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t j = 0; j < len; j++)
+        h = (h ^ (unsigned char)p[j]) * 16777619u;
+    PyObject **slot = &kv_keys[(h ^ (uint32_t)len) & (KV_SLOTS - 1)];
+    PyObject *k = *slot;
+    /* every byte is ASCII (checked by the caller): a compact ASCII str, one byte a character */
+    if (k && PyUnicode_GET_LENGTH(k) == len && memcmp(PyUnicode_1BYTE_DATA(k), p, (size_t)len) == 0) {
+        Py_INCREF(k);
+        return k;
+    }
+    k = PyUnicode_FromStringAndSize(p, len);
+    if (!k)
+        return NULL;
+    Py_INCREF(k);
+    Py_XSETREF(*slot, k); /* the slot's reference; the caller's is the other */
+    return k;
+}
+
 static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
     (void)self;
     char *s;
@@ -1658,10 +1685,13 @@ static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
         return NULL;
     if (n == 0)
         Py_RETURN_NONE;
-    for (Py_ssize_t i = 0; i < n; i++)
+    Py_ssize_t lines = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] >= 0x80)
             Py_RETURN_NONE;
-    PyObject *d = PyDict_New();
+        lines += s[i] == '\n';
+    }
+    PyObject *d = _PyDict_NewPresized(lines);
     if (!d)
         return NULL;
     Py_ssize_t i = 0;
@@ -1684,7 +1714,7 @@ static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
         if (i == v0 || i - v0 > 20 || i >= n || s[i] != '\n')
             goto plain_no;
         i++;
-        PyObject *key = PyUnicode_FromStringAndSize(s + k0, k1 - k0);
+        PyObject *key = kv_key(s + k0, k1 - k0);
         PyObject *val = key ? PyLong_FromUnsignedLongLong(v) : NULL;
         if (!val || PyDict_SetItem(d, key, val) < 0) {
             Py_XDECREF(key);
