@@ -17,8 +17,10 @@ cgroups   under a parent of our own (v2: /sys/fs/cgroup/ksight-bench-PID with +m
           /sys/fs/cgroup/memory/ksight-bench-PID): 20 child groups, then 500, alternating in
           each run (480 created/removed between rounds). Per state: CPU of
           `ksight check --json --interval 1` (subprocess, getrusage of the child) and of one
-          in-process snapshot with check's plan (`take(root, plan=plan_for(None))`). Every group
-          is removed at the end, also on error or Ctrl-C.
+          in-process snapshot with the plan that check makes for that 1 s window
+          (`take(root, plan=plan_for(None, 1.0, owners_later=True))`; before 2026-12-01 07:00
+          the plan of every rule, `plan_for(None)`, whose process parts check never reads at
+          1 s). Every group is removed at the end, also on error or Ctrl-C.
 check     CPU of `ksight check --json --interval 1` (getrusage of the child; the 1 s window is
           sleep), with Python's bytecode cached in a temp PYTHONPYCACHEPREFIX (as after
           `pip install .`) and without (PYTHONDONTWRITEBYTECODE=1, every module compiled).
@@ -383,7 +385,7 @@ def part_cgroups(a) -> list:
     from ksight.diagnose.engine import plan_for
 
     mnt, version = _cgroup_parent()
-    plan = plan_for(None)
+    plan = plan_for(None, 1.0, owners_later=True)  # what `check --interval 1` samples
     others = len([1 for _dp, dn, _fn in os.walk(mnt) for _ in dn])
     print(f"\nmemory cgroups v{version} at {mnt}; groups outside ours: ~{others}; "
           f"check's plan reads {plan.cgroup_files}")

@@ -7,10 +7,12 @@
  * non-ASCII where it matters, a status layout that makes the Python parser take its general
  * path) returns a code for that PID, and Python redoes the PID on its own careful path.
  *
- * scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list,
- * one entry per pid:
+ * scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0,
+ *      with_status=True) -> list, one entry per pid:
  *   (PidStat, PidStatm, PidStatus)   all three read and parsed
  *   (PidStat, None, PidStatus)       with_statm=False: statm not read (status holds its values)
+ *   (PidStat, ..., None)             with_status=False: status not read (a kept status fd is
+ *                                    left as it is, unread)
  *   (..., (inode, ...))              with_sockets: a 4th item, the socket inodes of proc/PID/fd
  *                                    (as sources/proc_pid/fd.py socket_inodes gives them)
  *   int > 0                          errno of an open/read (Python re-reads through the Root)
@@ -712,8 +714,8 @@ static size_t with_suffix(char *o, const char *s, size_t n, const char *suffix) 
 
 /* Read and parse one PID (no GIL). 0 or a code. kept: the PID's kept fds of stat and status
  * (-1: none), updated: what to keep now; *room: how many more fds may be kept. */
-static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks, pid_work *w,
-                  const Py_ssize_t *pick, int npick, int required, const typed_t *typed,
+static int do_pid(int procfd, long pid, int live, int with_statm, int with_status, int with_socks,
+                  pid_work *w, const Py_ssize_t *pick, int npick, int required, const typed_t *typed,
                   int ntyped, const int *by_len, int kept[2], long *room) {
     char name[48];
     int dirfd = procfd, rc;
@@ -756,7 +758,7 @@ static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks
     }
     if (!rc && with_statm)
         rc = read_file(dirfd, f_statm, live, w->statm, sizeof w->statm, &w->statm_n, NULL);
-    if (!rc) {
+    if (!rc && with_status) {
         int got_status = kept[1] >= 0 && read_kept(&kept[1], w->status, sizeof w->status,
                                                    &w->status_n, mark_status, mark_status_n, 0);
         if (!got_status) {
@@ -786,7 +788,7 @@ static int do_pid(int procfd, long pid, int live, int with_statm, int with_socks
     rc = parse_stat(w->stat, w->stat_n, pick, npick, required, &w->st);
     if (!rc && with_statm)
         rc = parse_statm(w->statm, w->statm_n, w->sm);
-    if (!rc)
+    if (!rc && with_status)
         rc = parse_status(w->status, w->status_n, typed, ntyped, by_len, &w->ss);
     return rc;
 }
@@ -795,10 +797,10 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
     (void)self;
     const char *base;
     PyObject *pids, *spec, *cache = Py_None;
-    int live, with_statm = 1, with_socks = 0;
+    int live, with_statm = 1, with_socks = 0, with_status = 1;
     long room = 0;
-    if (!PyArg_ParseTuple(args, "sOpO!|ppOl:scan", &base, &pids, &live, &PyTuple_Type, &spec,
-                          &with_statm, &with_socks, &cache, &room))
+    if (!PyArg_ParseTuple(args, "sOpO!|ppOlp:scan", &base, &pids, &live, &PyTuple_Type, &spec,
+                          &with_statm, &with_socks, &cache, &room, &with_status))
         return NULL;
     if (cache != Py_None && !PyDict_CheckExact(cache)) {
         PyErr_SetString(PyExc_TypeError, "scan: cache must be a dict or None");
@@ -919,8 +921,8 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
                 }
             }
             Py_BEGIN_ALLOW_THREADS
-            rc = do_pid(procfd, pid, live, with_statm, with_socks, w, pick, (int)npick, required,
-                        typed, (int)ntyped, by_len, kept, &room);
+            rc = do_pid(procfd, pid, live, with_statm, with_status, with_socks, w, pick, (int)npick,
+                        required, typed, (int)ntyped, by_len, kept, &room);
             Py_END_ALLOW_THREADS
             if (cache != Py_None && live && (kept[0] != was[0] || kept[1] != was[1])) {
                 int r2;
@@ -951,8 +953,9 @@ static PyObject *procscan_scan(PyObject *self, PyObject *args) {
         } else {
             PyObject *a = build_stat(&b, &w->st, (int)npick);
             PyObject *m = !a ? NULL : with_statm ? build_statm(&b, w->sm) : (Py_INCREF(Py_None), Py_None);
-            PyObject *s = m ? build_status(&b, typed, (int)ntyped, w->status, w->status_n, &w->ss)
-                            : NULL;
+            PyObject *s = !m ? NULL : with_status ? build_status(&b, typed, (int)ntyped, w->status,
+                                                                 w->status_n, &w->ss)
+                                                  : (Py_INCREF(Py_None), Py_None);
             PyObject *k = NULL;
             if (s && with_socks) {
                 k = PyTuple_New((Py_ssize_t)w->nsocks);
@@ -1647,6 +1650,33 @@ done:
  * any other form, or a larger value gives None, and the caller decodes the text and takes the
  * Python path (fast_space_kv, then the line parser): for the accepted form both give the same
  * dict (a repeated name: the last value, as dict(zip()) keeps). */
+/* The key strings of space_kv, kept from call to call: every memory cgroup's memory.stat prints
+ * the same ~40 names, and a walk of 500 groups made 20,000 new strings (and hashed each) per
+ * sample. A slot holds one str, chosen by a hash of the bytes and compared in full, so a key is
+ * the same text whichever slot it comes from; a slot that holds another name is replaced. At most
+ * KV_SLOTS strings stay alive, each one reference. */
+#define KV_SLOTS 256
+static PyObject *kv_keys[KV_SLOTS];
+
+static PyObject *kv_key(const char *p, Py_ssize_t len) {
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t j = 0; j < len; j++)
+        h = (h ^ (unsigned char)p[j]) * 16777619u;
+    PyObject **slot = &kv_keys[(h ^ (uint32_t)len) & (KV_SLOTS - 1)];
+    PyObject *k = *slot;
+    /* every byte is ASCII (checked by the caller): a compact ASCII str, one byte a character */
+    if (k && PyUnicode_GET_LENGTH(k) == len && memcmp(PyUnicode_1BYTE_DATA(k), p, (size_t)len) == 0) {
+        Py_INCREF(k);
+        return k;
+    }
+    k = PyUnicode_FromStringAndSize(p, len);
+    if (!k)
+        return NULL;
+    Py_INCREF(k);
+    Py_XSETREF(*slot, k); /* the slot's reference; the caller's is the other */
+    return k;
+}
+
 static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
     (void)self;
     char *s;
@@ -1655,10 +1685,13 @@ static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
         return NULL;
     if (n == 0)
         Py_RETURN_NONE;
-    for (Py_ssize_t i = 0; i < n; i++)
+    Py_ssize_t lines = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
         if ((unsigned char)s[i] >= 0x80)
             Py_RETURN_NONE;
-    PyObject *d = PyDict_New();
+        lines += s[i] == '\n';
+    }
+    PyObject *d = _PyDict_NewPresized(lines);
     if (!d)
         return NULL;
     Py_ssize_t i = 0;
@@ -1681,7 +1714,7 @@ static PyObject *procscan_space_kv(PyObject *self, PyObject *arg) {
         if (i == v0 || i - v0 > 20 || i >= n || s[i] != '\n')
             goto plain_no;
         i++;
-        PyObject *key = PyUnicode_FromStringAndSize(s + k0, k1 - k0);
+        PyObject *key = kv_key(s + k0, k1 - k0);
         PyObject *val = key ? PyLong_FromUnsignedLongLong(v) : NULL;
         if (!val || PyDict_SetItem(d, key, val) < 0) {
             Py_XDECREF(key);
@@ -1842,8 +1875,9 @@ fail:
 
 static PyMethodDef methods[] = {
     {"scan", procscan_scan, METH_VARARGS,
-     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0) -> list:\n"
-     "per PID (PidStat, PidStatm or None, PidStatus[, socket inodes]), or an int\n"
+     "scan(base, pids, live, spec, with_statm=True, with_sockets=False, cache=None, room=0,\n"
+     "     with_status=True) -> list:\n"
+     "per PID (PidStat, PidStatm or None, PidStatus or None[, socket inodes]), or an int\n"
      "code (errno > 0, -1 not the plain form, -2 over the buffer) for Python's careful path."},
     {"vmalloc_tails", procscan_vmalloc_tails, METH_O,
      "vmalloc_tails(text) -> {tail: (count, total_size)} as vmallocinfo.parse's fast path groups\n"

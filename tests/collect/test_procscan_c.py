@@ -92,12 +92,16 @@ def _assert_same(py, c):
 PCP_TREES = sorted(os.path.basename(p) for p in glob.glob(str(CORPORA / "pcp" / "unpacked" / "procpid-*-root-*")))
 
 
-@pytest.mark.parametrize("detail", [P.DEFAULT_DETAIL, WITH_STATM])
+@pytest.mark.parametrize("detail", [P.DEFAULT_DETAIL, WITH_STATM, ("stat",)])
 @pytest.mark.parametrize("tree", ["procfs"] + PCP_TREES)
 def test_corpus_trees_same_both_ways(tree, detail):
     root = corpus_root("procfs") if tree == "procfs" else corpus_root("pcp", "unpacked", tree)
     py, c, calls = _both(root, page_size=4096, detail=detail)
     assert all(a[4] == ("statm" in detail) for a in calls)  # statm read only when asked
+    # status read only when asked (the optional 9th argument; absent means True)
+    assert all((a[8] if len(a) > 8 else True) == ("status" in detail) for a in calls)
+    if "status" not in detail:
+        assert all(p.status is None for p in c[0].values())
     assert calls and py[0]
     _assert_same(py, c)
     codes = _raw(root, py[0])
@@ -284,8 +288,10 @@ def test_c_path_only_for_plain_roots_and_default_detail(tmp_path, monkeypatch):
     assert scan(rec) == expected and "proc/4242/status" in rec.files  # recorded through the Root
     assert scan(SubRoot(DirRoot(str(tmp_path.parent)), tmp_path.name)) == expected
     assert scan(root, detail=("stat", "statm", "status", "cmdline"))[0][4242].stat == expected[0][4242].stat
-    assert scan(root, detail=("stat",))[0][4242].statm is None
+    assert scan(root, detail=("stat", "cmdline"))[0][4242].statm is None
     assert scan(root, c_path=False) == expected
+    with pytest.raises(AssertionError, match="C path taken"):
+        scan(root, detail=("stat",))  # stat alone (check's CPU rules) too
     with pytest.raises(AssertionError, match="C path taken"):
         scan(root, detail=("status", "stat", "statm"))  # the C parts in any order
     with pytest.raises(AssertionError, match="C path taken"):
@@ -515,6 +521,29 @@ def test_kept_fds_read_again_same_as_python(children):
     for a, b in kept.values():
         with pytest.raises(OSError):
             os.readlink(f"/proc/self/fd/{a}")
+
+
+def test_stat_alone_keeps_stat_open_and_a_later_scan_adds_status(children):
+    P.close_kept()
+    pids = [p.pid for p in children]
+    only = scan(LiveRoot(), pids=pids, detail=("stat",))
+    kept = _kept_here()
+    assert set(kept) == set(pids)
+    assert all(b == -1 for _a, b in kept.values())  # status never opened
+    assert all(p.status is None and p.stat is not None for p in only[0].values())
+    full = scan(LiveRoot(), pids=pids)  # stat from the kept fd, status opened and kept now
+    both = _kept_here()
+    assert {pid: a for pid, (a, _b) in both.items()} == {pid: a for pid, (a, _b) in kept.items()}
+    for pid, (_a, b) in both.items():
+        assert os.readlink(f"/proc/self/fd/{b}") == f"/proc/{pid}/status"
+    py = scan(LiveRoot(), pids=pids, c_path=False)
+    py_stat = scan(LiveRoot(), pids=pids, detail=("stat",), c_path=False)
+    for pid in pids:
+        a, b, c, d = (_dump(x[0][pid]) for x in (only, full, py, py_stat))
+        for x in (a, b, c, d):
+            x["stat"][1].pop("processor")
+        assert b == c and a == d, pid
+    P.close_kept()
 
 
 def test_kept_fd_of_exited_process_reads_esrch_even_when_the_pid_is_reused():

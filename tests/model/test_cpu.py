@@ -186,3 +186,32 @@ def test_two_real_readings_of_this_machine_by_hand():
             assert ours.get(k) == pytest.approx(v), (name, k, ours, hand)
         checked += 1
     assert checked >= 1
+
+
+def test_top_processes_by_hand_sleepers_left_out():
+    """% of one CPU per process in the interval (ticks / clk_tck / seconds), as pidstat; the
+    processes whose times did not move rank nowhere; a reused PID is another process."""
+    from types import SimpleNamespace as NS
+
+    from ksight.model import HostInfo, Snapshot
+    from ksight.model.cpu import top_processes
+    from ksight.model.series import Series
+
+    def proc(pid, start, ut, st, state="S", comm=None):
+        return NS(pid=pid, comm=comm or f"p{pid}", stat=NS(starttime_ticks=start, utime_ticks=ut,
+                                                          stime_ticks=st, state=state))
+
+    def snap(up, procs):
+        return Snapshot(taken_at=None, monotonic=None, uptime_s=up,
+                        host=HostInfo(hostname="h", clk_tck=100), sources={},
+                        processes={p.pid: p for p in procs})
+
+    sleepers = [proc(100 + k, 5, 7, 3) for k in range(200)]
+    a = snap(10.0, [proc(1, 1, 100, 50), proc(2, 2, 0, 0), proc(3, 3, 10, 10), proc(4, 4, 500, 0)]
+             + sleepers)
+    b = snap(12.0, [proc(1, 1, 300, 50), proc(2, 2, 0, 40, "R"), proc(3, 3, 10, 10),
+                    proc(4, 9, 520, 0)] + sleepers)  # pid 4 reused: not a 10% user
+    by_u, by_s = top_processes(Series([a, b]), 0)
+    # pid 1: 200 ticks in 2 s at 100 Hz = 100% user, 0% system; pid 2: 40 ticks = 20% system
+    assert [(r.pid, r.usr_pct, r.sys_pct) for r in by_u] == [(1, 100.0, 0.0)]
+    assert [(r.pid, r.usr_pct, r.sys_pct, r.state) for r in by_s] == [(2, 0.0, 20.0, "R")]

@@ -153,6 +153,24 @@ def test_make_counter_edges():
     assert cs.deltas == (None, 4) and cs.rates == (None, 2.0)
 
 
+def test_moved_only_keeps_the_entities_whose_counter_moved():
+    # 1: never moves; 2: moves; 3: seen once; 4: a reset (goes back); 5: None then equal values
+    procs = [{1: _P(1, 10, 5), 2: _P(2, 20, 5), 4: _P(4, 40, 9), 5: _P(5, 50, None)},
+             {1: _P(1, 10, 5), 2: _P(2, 20, 5), 3: _P(3, 30, 1), 4: _P(4, 40, 2), 5: _P(5, 50, 7)},
+             {1: _P(1, 10, 5), 2: _P(2, 20, 8), 4: _P(4, 40, 3), 5: _P(5, 50, 7)}]
+    s = Series([snap(10.0 + i, {}, procs=p) for i, p in enumerate(procs)])
+    every = s.entity_counters("processes", lambda p: p.rss)
+    moved = s.entity_counters("processes", lambda p: p.rss, moved_only=True)
+    assert set(every) == {(1, 10), (2, 20), (4, 40), (5, 50)}
+    assert set(moved) == {(2, 20), (4, 40)}
+    for k in moved:
+        assert moved[k] == every[k]  # the same series, only fewer of them
+    assert moved[(4, 40)].resets == (0,)
+    # what is left out has no delta but 0 and no reset
+    for k in set(every) - set(moved):
+        assert not every[k].total and not every[k].resets
+
+
 def test_misspelt_counters_fail_when_named():
     with pytest.raises(UnknownCounter):
         vm("pswpn")

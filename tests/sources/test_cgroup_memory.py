@@ -584,3 +584,44 @@ def test_idle_v1_not_hierarchical_reads_each(tmp_path):
     (tmp_path / "sys/fs/cgroup/memory/p/memory.use_hierarchy").write_text("0\n")
     c = cgm.read(root, files=("stat",))
     assert sorted(c.groups) == ["/", "/p", "/p/kid"] and c.skipped_idle == 0
+
+
+def test_v1_limit_from_memory_stat_when_unlimited(tmp_path):
+    """v1: memory.stat's hierarchical_memory_limit is the lowest limit of the group and its
+    ancestors; when it is unlimited the group's own limit_in_bytes prints that same number, so a
+    plan's walk does not open the file. Below a limit, or without the line, the file is read."""
+    unl = 9223372036854771712
+    lim = 64 << 20
+    root = _v1_tree(tmp_path, {"/": (5 << 20, None, "1\n"), "/a": (4096, None, "2\n"),
+                               "/lim": (4096, None, "3\n"), "/lim/kid": (4096, None, "4\n"),
+                               "/old": (4096, None, "5\n")})
+    base = tmp_path / "sys/fs/cgroup/memory"
+    own = {"/": unl, "/a": unl, "/lim": lim, "/lim/kid": unl, "/old": unl}
+    hier = {"/": unl, "/a": unl, "/lim": lim, "/lim/kid": lim, "/old": None}
+    for cg, v in own.items():
+        d = base / cg.strip("/") if cg != "/" else base
+        (d / "memory.limit_in_bytes").write_text(f"{v}\n")
+        (d / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 1\n")
+        h = f"hierarchical_memory_limit {hier[cg]}\nhierarchical_memsw_limit {unl}\n" \
+            if hier[cg] is not None else ""
+        (d / "memory.stat").write_text(f"cache 0\nrss 4096\n{h}total_cache 0\n")
+    from ksight.fs import RecordingRoot
+
+    for files in (("stat", "max", "oom"), ("stat", "failcnt:limited", "oom", "idle"),
+                  ("stat", "max", "usage:limited", "failcnt:limited", "idle")):
+        rec = RecordingRoot(root)
+        c = cgm.read(rec, files=files)
+        assert {cg: g.max_bytes for cg, g in c.groups.items()} == {
+            cg: (cgm.UNLIMITED if v == unl else v) for cg, v in own.items()}, files
+        opened = sorted(p[len("sys/fs/cgroup/memory"):].rsplit("/", 1)[0] or "/"
+                        for p in rec.files if p.endswith("/memory.limit_in_bytes"))
+        assert opened == ["/lim", "/lim/kid", "/old"], files  # a limit here or above; no line
+        # the :limited files go where the group has a limit of its own, as before
+        if "failcnt:limited" in files:
+            assert {cg for cg, g in c.groups.items() if g.failcnt is not None} == {"/lim"}
+        assert all(g.oom_kill == (1 if "oom" in files else None) for g in c.groups.values())
+    # every file of every group (a capture): the file is read as it is
+    rec = RecordingRoot(root)
+    c = cgm.read(rec)
+    assert sum(p.endswith("/memory.limit_in_bytes") for p in rec.files) == len(own)
+    assert c.groups["/a"].max_bytes == cgm.UNLIMITED and c.groups["/lim"].max_bytes == lim

@@ -225,3 +225,23 @@ def test_c_space_kv_equals_fast_space_kv():
 
     with pytest.raises(ParseError):
         cgm._kv_bytes(b"a b c\n", "x")
+
+
+def test_c_space_kv_keys_kept_between_calls_stay_right():
+    """space_kv keeps its key strings between calls (one per slot, chosen by a hash and compared
+    in full): the same names give the same str objects; many more names than slots, names that
+    share a slot, and names that differ in length or one byte still give exactly their text."""
+    from ksight import _procscan
+
+    a = _procscan.space_kv(b"cache 1\nrss 2\ntotal_cache 3\n")
+    b = _procscan.space_kv(b"total_cache 30\nrss 20\ncache 10\n")
+    assert a == {"cache": 1, "rss": 2, "total_cache": 3}
+    assert b == {"total_cache": 30, "rss": 20, "cache": 10}
+    assert all(any(k is j for j in b) for k in a)  # the same strings, reused
+    for round_ in range(3):
+        names = [f"k{i}" for i in range(2000)] + ["k", "k1" * 30, "k01", "K1", "k1x"]
+        text = "".join(f"{n} {i + round_}\n" for i, n in enumerate(names)).encode()
+        got = _procscan.space_kv(text)
+        assert list(got.items()) == [(n, i + round_) for i, n in enumerate(names)]
+        one = _procscan.space_kv(b"k1 5\n")  # after the slot may have been taken by another
+        assert one == {"k1": 5} and type(next(iter(one))) is str

@@ -272,13 +272,14 @@ def scan(
         spec = _C_SPEC or _c_spec()
         with_statm = "statm" in detail
         with_socks = "sockets" in detail
+        with_status = "status" in detail  # check's CPU rules read stat alone
         # no cyclic GC while thousands of objects are made (none can form a cycle); the C objects
         # of plain values are untracked, so later full collections do not visit them either.
         # (Measured: within noise of a scan with the GC on, ~1% at 1,000 processes.)
         gc_on = gc.isenabled()
         gc.disable()
         try:
-            got_c = _scan_c(root, pids, spec, with_statm, with_socks, listed)
+            got_c = _scan_c(root, pids, spec, with_statm, with_socks, listed, with_status)
             for pid, r in zip(pids, got_c):
                 if r.__class__ is tuple:  # read and parsed in C
                     got = blank.copy()
@@ -367,15 +368,15 @@ class _Careful(Exception):
 
 
 def _use_c(root: Root, detail: tuple[str, ...], c_path: bool) -> bool:
-    """The C path: asked for, built, the default parts (with or without statm), and a root whose
-    reads are plain file reads below a directory (not a RecordingRoot, which must record the
-    text it hands out, nor an archive or a SubRoot)."""
+    """The C path: asked for, built, the default parts (with or without statm) or stat alone
+    (check's CPU rules), and a root whose reads are plain file reads below a directory (not a
+    RecordingRoot, which must record the text it hands out, nor an archive or a SubRoot)."""
     return (c_path and _procscan is not None and type(root) in (LiveRoot, DirRoot)
             and set(detail) in _C_SETS)
 
 
 _C_SETS = ({"stat", "status"}, {"stat", "statm", "status"}, {"stat", "status", "sockets"},
-           {"stat", "statm", "status", "sockets"})
+           {"stat", "statm", "status", "sockets"}, {"stat"}, {"stat", "sockets"})
 
 # Kept procfs fds (live C path): stat and status of each process stay open between scans and are
 # read again with pread at offset 0, which saves the kernel's path walk, open and close (~7 ms
@@ -427,12 +428,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _scan_c(root: Root, pids: list[int], spec: tuple, with_statm: bool, with_socks: bool,
-            listed: bool) -> list:
+            listed: bool, with_status: bool = True) -> list:
     """_procscan.scan, with the kept fds when live (and no other thread is using them)."""
     global _kept_pid
     lock = _kept_lock
     if not (root.live and KEEP_FDS and lock.acquire(False)):
-        return _procscan.scan(root.base, pids, root.live, spec, with_statm, with_socks)
+        return _procscan.scan(root.base, pids, root.live, spec, with_statm, with_socks, None, 0,
+                              with_status)
     try:
         if _kept_pid != os.getpid():  # forked without os.register_at_fork's hook (os.fork in C)
             _kept.clear()  # not closed: the numbers may name the child's own files by now
@@ -441,7 +443,8 @@ def _scan_c(root: Root, pids: list[int], spec: tuple, with_statm: bool, with_soc
         soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         cap = KEEP_FDS_MAX if soft == resource.RLIM_INFINITY else min(KEEP_FDS_MAX, soft // 4)
         room = max(0, cap - kept_fds())
-        out = _procscan.scan(root.base, pids, True, spec, with_statm, with_socks, cache, room)
+        out = _procscan.scan(root.base, pids, True, spec, with_statm, with_socks, cache, room,
+                             with_status)
         if listed and cache:
             # PIDs no longer listed: their processes are gone (an fd kept for one reads ESRCH)
             for pid in cache.keys() - set(pids):

@@ -356,13 +356,15 @@ def top_processes(ser: Series, i: int, n: int = 5) -> tuple[tuple[ProcCpu, ...],
     if not secs:
         return (), ()
     hz = b.host.clk_tck or 100
-    ut = sub.entity_counters("processes", _utime, "utime")
-    st = sub.entity_counters("processes", _stime, "stime")
+    # only processes whose times moved can rank (both lists keep those above 0%): a series for
+    # each of the hundreds that slept through the interval is work for nothing
+    ut = sub.entity_counters("processes", _utime, "utime", moved_only=True)
+    st = sub.entity_counters("processes", _stime, "stime", moved_only=True)
     after = sub.entities("processes")[1]
     rows = []
-    for key, cs in ut.items():
-        du = cs.deltas[0]
-        ds = st[key].deltas[0] if key in st else None
+    for key in dict.fromkeys([*ut, *st]):
+        du = ut[key].deltas[0] if key in ut else 0
+        ds = st[key].deltas[0] if key in st else 0
         if du is None and ds is None:
             continue
         p = after.get(key)

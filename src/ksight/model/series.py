@@ -404,9 +404,12 @@ class Series:
         return got
 
     def entity_counters(self, kind: str, fn: Callable[[Any], float | None] | CgroupCounter,
-                        name: str | None = None) -> dict[Any, CounterSeries]:
+                        name: str | None = None, *, moved_only: bool = False) -> dict[Any, CounterSeries]:
         """key -> CounterSeries of fn(entity) for every entity seen in at least two snapshots.
-        Snapshots where the entity is absent give None (no delta across its absence)."""
+        Snapshots where the entity is absent give None (no delta across its absence).
+        moved_only: only the entities whose known values are not all equal (the others' series
+        have no delta other than 0 and no reset: a rule that looks for movement skips them
+        without a series each; hundreds of idle cgroups or processes otherwise cost one each)."""
         read = fn.read if isinstance(fn, CgroupCounter) else fn
         label = name or getattr(fn, "name", None) or getattr(fn, "__name__", "value")
         per = self.entities(kind)
@@ -426,6 +429,10 @@ class Series:
                     vals.append(None if e is None else read(e))
                 except (AttributeError, KeyError, TypeError):
                     vals.append(None)
+            if moved_only:
+                known = [v for v in vals if v is not None]
+                if not known or known.count(known[0]) == len(known):
+                    continue
             out[k] = make_counter(label, tuple(vals), self.seconds_per_interval, extra)
         return out
 

@@ -458,6 +458,31 @@ def _count_below(root: Root, d: str, depth: int, max_depth: int) -> int:
 
 
 _V1_USAGE = "memory.usage_in_bytes"
+_V1_LIMIT = "memory.limit_in_bytes"
+_V1_HIER_LIMIT = b"\nhierarchical_memory_limit "
+
+
+def _v1_limit_from_stat(texts) -> bytes | None:
+    """What the group's memory.limit_in_bytes prints, when its memory.stat says it: v1
+    memory.stat's hierarchical_memory_limit is the lowest memory.max of the group and its
+    ancestors, times the page size (mm/memcontrol-v1.c memcg1_stat_format: min over mi = memcg,
+    parent, ...), and limit_in_bytes is the group's own memory.max times the page size
+    (mem_cgroup_read_u64 RES_LIMIT). When the lowest is unlimited (>= 2**62 here, as
+    parse_limit), the group's own is that same PAGE_COUNTER_MAX, so limit_in_bytes prints the
+    same number. Else (a limit here or above, no such line, a stat not read): None, and the
+    file is read."""
+    st = texts.get("memory.stat")
+    if type(st) is not bytes:
+        return None
+    i = st.find(_V1_HIER_LIMIT)
+    if i < 0:
+        return None
+    i += len(_V1_HIER_LIMIT)
+    j = st.find(b"\n", i)
+    v = st[i:j] if j >= 0 else b""
+    if not v.isdigit() or len(v) > 20 or int(v) < _UNLIMITED_FLOOR:
+        return None
+    return v + b"\n"
 _V1_MEMSW = "memory.memsw.usage_in_bytes"
 _V1_HIER = "memory.use_hierarchy"
 
@@ -489,6 +514,13 @@ def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_gr
     want = _wanted(files)
     spec = _spec(version, want)
     spec_names = tuple(dict.fromkeys(n for _f, n, _p in spec))
+    # v1: a group's own limit from its memory.stat when that says "unlimited" (see
+    # _v1_limit_from_stat): one file fewer per group; only for a plan's restricted reads (a
+    # capture, files=None, reads every file as it is)
+    lim_from_stat = (version == 1 and want is not None and "memory.stat" in spec_names
+                     and _V1_LIMIT in spec_names)
+    if lim_from_stat:
+        spec_names = tuple(n for n in spec_names if n != _V1_LIMIT)
     cond = _cond_spec(version, want, spec)
     cond_names = tuple(dict.fromkeys(n for _f, n, _p in cond))
     skip_idle = want is not None and "idle" not in want
@@ -566,6 +598,12 @@ def _walk(root: Root, version: int, mount: _mounts.Mount, max_depth: int, max_gr
             continue
         if skip_idle:
             _complete(read_many, d, texts, spec_names)  # a group found idle whose subtree was not
+        if lim_from_stat and _V1_LIMIT not in texts:
+            v = _v1_limit_from_stat(texts)
+            if v is not None:
+                texts[_V1_LIMIT] = v
+            else:
+                _complete(read_many, d, texts, (_V1_LIMIT,))
         lim = bool(cond_names) and _limited(texts, version, prefix)
         if lim:
             _complete(read_many, d, texts, cond_names)

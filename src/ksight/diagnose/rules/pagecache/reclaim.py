@@ -285,27 +285,43 @@ def _limit_hits(ctx: Context, groups_last) -> dict:
     from ....sources.cgroup_memory import UNLIMITED
 
     s = ctx.series
-    failcnt = s.entity_counters("cgroups", lambda g: g.failcnt, "memory.failcnt")
+    # a hit is a counter that moved: series only for the groups whose counter moved (a host
+    # with hundreds of groups would build five series per group on every check otherwise)
+    failcnt = s.entity_counters("cgroups", lambda g: g.failcnt, "memory.failcnt", moved_only=True)
     out: dict = {}
     for key, cs in failcnt.items():
         if cs.total:
             out.setdefault(key, []).append(("memory.failcnt", cs))
-    for ev_key in ("max", "high"):
+    tables = s.entities("cgroups")
+    v2 = any(g.version == 2 for g in groups_last.values())  # v1 has no memory.events
+    for ev_key in ("max", "high") if v2 else ():
         local = s.entity_counters("cgroups", lambda g, k=ev_key: (g.events_local or {}).get(k),
-                                  f"memory.events.local {ev_key}")
+                                  f"memory.events.local {ev_key}", moved_only=True)
         hier = s.entity_counters("cgroups", lambda g, k=ev_key: (g.events or {}).get(k),
-                                 f"memory.events {ev_key}")
+                                 f"memory.events {ev_key}", moved_only=True)
         for key, g in groups_last.items():
             if g.version != 2:
                 continue
-            if key in local and local[key].present:
+            if key in local:
                 if local[key].total:
                     out.setdefault(key, []).append((f"memory.events.local {ev_key}", local[key]))
                 continue
+            if _has_local(tables, key, ev_key):
+                continue  # memory.events.local says this group's own limit was not hit
             own = g.max_bytes if ev_key == "max" else g.high_bytes
             if own is not None and own < UNLIMITED and key in hier and hier[key].total:
                 out.setdefault(key, []).append((f"memory.events {ev_key}", hier[key]))
     return out
+
+
+def _has_local(tables, key, ev_key: str) -> bool:
+    """Whether the group has memory.events.local `ev_key` in a snapshot, and is in two or more
+    (what a series of it would call present)."""
+    seen = [t.get(key) for t in tables]
+    if sum(e is not None for e in seen) < 2:
+        return False
+    return any(e is not None and e.events_local and e.events_local.get(ev_key) is not None
+               for e in seen)
 
 
 def _cgroup_reclaim(ctx: Context, r: Rule) -> list:
