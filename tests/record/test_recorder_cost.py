@@ -329,3 +329,27 @@ def test_a_carried_sample_keeps_the_order_of_a_read_one():
         got.update({n: i for n in later})
         orders.append(list(cad.fill(_snap(float(i), got)).sources))
     assert all(o == orders[0] for o in orders), orders
+
+
+def test_loop_runs_with_startup_frozen_and_unfreezes_after(tmp_path):
+    """The loop runs with start-up's objects in the GC's permanent generation (full collections
+    visit only what samples made since), and the recorder leaves the GC as it found it."""
+    import gc
+
+    frozen = []
+    before = gc.get_freeze_count()
+    assert before == 0  # pytest has frozen nothing
+    st = Recorder(_live(), str(tmp_path / "g.db"), interval=0.1, seconds=0.2, processes=3,
+                  watcher=False, on_sample=lambda st: frozen.append(gc.get_freeze_count())).run()
+    assert st.samples >= 2 and frozen and all(n > 1000 for n in frozen)
+    assert gc.get_freeze_count() == 0
+    # something else froze first: the recorder neither freezes more nor undoes theirs
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        frozen.clear()
+        Recorder(_live(), str(tmp_path / "h.db"), interval=0.1, seconds=0.1, processes=3,
+                 watcher=False, on_sample=lambda st: frozen.append(gc.get_freeze_count())).run()
+        assert frozen and all(n == mine for n in frozen) and gc.get_freeze_count() == mine
+    finally:
+        gc.unfreeze()
