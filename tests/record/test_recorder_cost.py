@@ -37,7 +37,8 @@ def _snap(t, sources, unavailable=()):
 
 def test_registry_declares_a_cadence_only_with_a_reason():
     slow = {n: s for n, s in SYSTEM.items() if s.record_every > 1}
-    assert {"vmallocinfo", "slabinfo", "sysctl", "netclass"} <= set(slow)
+    assert {"vmallocinfo", "slabinfo", "sysctl", "netclass", "numa", "swaps", "sysvipc_shm",
+            "lru_gen"} <= set(slow)
     for n, s in slow.items():
         assert s.record_why, f"{n}: a cadence without a reason"
     # counters whose per-interval rates rules read are read every sample
