@@ -337,13 +337,22 @@ def test_loop_runs_with_startup_frozen_and_unfreezes_after(tmp_path):
     visit only what samples made since), and the recorder leaves the GC as it found it."""
     import gc
 
-    frozen = []
+    from ksight.record.recorder import GC_YOUNG
+
+    frozen, young = [], []
     before = gc.get_freeze_count()
     assert before == 0  # pytest has frozen nothing
+    was = gc.get_threshold()
+
+    def seen(st):
+        frozen.append(gc.get_freeze_count())
+        young.append(gc.get_threshold()[0])
+
     st = Recorder(_live(), str(tmp_path / "g.db"), interval=0.1, seconds=0.2, processes=3,
-                  watcher=False, on_sample=lambda st: frozen.append(gc.get_freeze_count())).run()
+                  watcher=False, on_sample=seen).run()
     assert st.samples >= 2 and frozen and all(n > 1000 for n in frozen)
-    assert gc.get_freeze_count() == 0
+    assert all(y == max(was[0], GC_YOUNG) for y in young) and GC_YOUNG > 700
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == was
     # something else froze first: the recorder neither freezes more nor undoes theirs
     gc.freeze()
     try:

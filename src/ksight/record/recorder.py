@@ -488,12 +488,11 @@ class Recorder:
             self.watcher = self._make_watcher()
             if self.watcher is not None:
                 writer.set_meta("bundle_dir", self.bundle_dir())
-            frozen = _freeze_startup()
+            gc_was = _gc_for_loop()
             try:
                 self._loop((plan, full), first, writer)
             finally:
-                if frozen:
-                    gc.unfreeze()
+                _gc_restore(gc_was)
         finally:
             close = getattr(self.watcher, "close", None)
             if close is not None:
@@ -612,19 +611,34 @@ def _raise_nofile() -> None:
         pass  # a container may refuse: the kept fds are then fewer, nothing else changes
 
 
-def _freeze_startup() -> bool:
-    """Move every object alive after start-up (modules, the rules, codecs, the first sample's
-    plan) to the collector's permanent generation (gc.freeze): the cyclic GC's full collections
-    in the loop then visit only what the samples made since, not the whole program each time
-    (measured in the loop at ~1,000 processes: a full collection of ~17 ms every ~25 samples,
-    ~0.7 ms a sample, docs/benchmarks.md, issue 13). Nothing frozen is freed meanwhile (it is
-    start-up state kept for the recorder's life anyway); the loop's own garbage is collected as
-    before. Not when something else froze first (theirs is not undone). True: unfreeze after."""
+GC_YOUNG = 20_000  # the loop's threshold of the GC's youngest generation (Python's default: 700)
+
+
+def _gc_for_loop() -> tuple | None:
+    """The cyclic GC set for the sampling loop; what to restore after (None: left as it was).
+    - Every object alive after start-up (modules, the rules, codecs, the first sample's plan)
+      moves to the collector's permanent generation (gc.freeze): a full collection in the loop
+      then visits only what the samples made since, not the whole program each time (measured
+      in the loop at ~1,000 processes: one of ~17-23 ms every ~25 samples, ~0.7 ms a sample).
+      Nothing frozen is freed meanwhile: it is start-up state kept for the recorder's life.
+    - The youngest generation is collected after GC_YOUNG allocations instead of 700: a sample
+      makes thousands of objects that reference counting frees when the sample is stored and
+      judged (no cycles among them), and at 700 the GC walked the young ones about twice a
+      sample (docs/benchmarks.md, issue 13). Cyclic garbage is still collected, later.
+    Not when the GC is off or something else froze first (theirs is not undone)."""
     if not gc.isenabled() or gc.get_freeze_count():
-        return False
+        return None
+    was = gc.get_threshold()
     gc.collect()
     gc.freeze()
-    return True
+    gc.set_threshold(max(was[0], GC_YOUNG), *was[1:])
+    return was
+
+
+def _gc_restore(was: tuple | None) -> None:
+    if was is not None:
+        gc.set_threshold(*was)
+        gc.unfreeze()
 
 
 class _Stop(BaseException):
