@@ -37,7 +37,8 @@ def _snap(t, sources, unavailable=()):
 
 def test_registry_declares_a_cadence_only_with_a_reason():
     slow = {n: s for n, s in SYSTEM.items() if s.record_every > 1}
-    assert {"vmallocinfo", "slabinfo", "sysctl", "netclass"} <= set(slow)
+    assert {"vmallocinfo", "slabinfo", "sysctl", "netclass", "numa", "swaps", "sysvipc_shm",
+            "lru_gen"} <= set(slow)
     for n, s in slow.items():
         assert s.record_why, f"{n}: a cadence without a reason"
     # counters whose per-interval rates rules read are read every sample
@@ -329,3 +330,36 @@ def test_a_carried_sample_keeps_the_order_of_a_read_one():
         got.update({n: i for n in later})
         orders.append(list(cad.fill(_snap(float(i), got)).sources))
     assert all(o == orders[0] for o in orders), orders
+
+
+def test_loop_runs_with_startup_frozen_and_unfreezes_after(tmp_path):
+    """The loop runs with start-up's objects in the GC's permanent generation (full collections
+    visit only what samples made since), and the recorder leaves the GC as it found it."""
+    import gc
+
+    from ksight.record.recorder import GC_YOUNG
+
+    frozen, young = [], []
+    before = gc.get_freeze_count()
+    assert before == 0  # pytest has frozen nothing
+    was = gc.get_threshold()
+
+    def seen(st):
+        frozen.append(gc.get_freeze_count())
+        young.append(gc.get_threshold()[0])
+
+    st = Recorder(_live(), str(tmp_path / "g.db"), interval=0.1, seconds=0.2, processes=3,
+                  watcher=False, on_sample=seen).run()
+    assert st.samples >= 2 and frozen and all(n > 1000 for n in frozen)
+    assert all(y == max(was[0], GC_YOUNG) for y in young) and GC_YOUNG > 700
+    assert gc.get_freeze_count() == 0 and gc.get_threshold() == was
+    # something else froze first: the recorder neither freezes more nor undoes theirs
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        frozen.clear()
+        Recorder(_live(), str(tmp_path / "h.db"), interval=0.1, seconds=0.1, processes=3,
+                 watcher=False, on_sample=lambda st: frozen.append(gc.get_freeze_count())).run()
+        assert frozen and all(n == mine for n in frozen) and gc.get_freeze_count() == mine
+    finally:
+        gc.unfreeze()

@@ -63,7 +63,9 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("zoneinfo", "zoneinfo", doc="/proc/zoneinfo: per-zone free pages and watermarks"),
     Source("buddyinfo", "buddyinfo", doc="/proc/buddyinfo: free blocks per order per zone"),
     Source("pressure", "pressure", doc="/proc/pressure/{cpu,memory,io}: PSI stall time"),
-    Source("swaps", "swaps", doc="/proc/swaps: swap devices and use"),
+    Source("swaps", "swaps", doc="/proc/swaps: swap devices and use",
+           record_every=10, record_why="the swap devices and their size: pagecache.swap-io names the "
+           "device kind from it; swap use over time is meminfo's SwapTotal - SwapFree, every sample"),
     Source("diskstats", "diskstats", doc="/proc/diskstats: block device I/O counters"),
     Source("slabinfo", "slabinfo", doc="/proc/slabinfo: kernel slab caches (root only)",
            record_every=10, record_why="the kernel prints every cache (~0.4 ms); memory.slab-leak "
@@ -76,7 +78,9 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("blocked_tasks", "blocked_tasks", doc="/proc/PID/task/TID/{stat,wchan,stack}: threads "
            "in D state, wait channel, kernel stack (stacks: root; read only when named: it walks "
            "every thread)", default=False),
-    Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments"),
+    Source("sysvipc_shm", "sysvipc_shm", doc="/proc/sysvipc/shm: SysV shared memory segments",
+           record_every=10, record_why="segments live for minutes to forever; memory.shmem-growth judges "
+           "the orphans kept over the window (Shmem, meminfo, every sample, shows the growth)"),
     Source("tmpfs", "tmpfs", doc="tmpfs/devtmpfs/ramfs mounts and their use (statfs live; "
            "ksight/tmpfs.json in captures)"),
     Source("consoles", "consoles", doc="/proc/consoles: the consoles printk writes to (serial?)"),
@@ -85,7 +89,10 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
            default=False),
     Source("kmemleak", "kmemleak", doc="/sys/kernel/debug/kmemleak: unreferenced kernel objects "
            "(debugfs, CONFIG_DEBUG_KMEMLEAK; read only when named)", default=False),
-    Source("numa", "numa", doc="/sys/devices/system/node: per-node meminfo and numastat"),
+    Source("numa", "numa", doc="/sys/devices/system/node: per-node meminfo and numastat",
+           record_every=10, record_why="four files per node (~0.2 ms a read); the rules read its node "
+           "count (pagecache.numa-zone-reclaim); the machine's memory counters are meminfo and vmstat, every "
+           "sample"),
     Source("cpu_topology", "cpu_topology", doc="/sys/devices/system/cpu: topology and caches"),
     Source("cgroup_memory", "cgroup_memory", doc="memory cgroups (v2 and v1): limits, usage, events"),
     Source("softirqs", "softirqs", doc="/proc/softirqs: softirq counts per CPU"),
@@ -103,7 +110,8 @@ SYSTEM: dict[str, Source] = {s.name: s for s in [
     Source("sysctl", "sysctl", doc="/proc/sys: the sysctls ksight reasons about",
            record_every=10, record_why="settings: they change when someone changes them, and "
            "they are ~50 files (~0.3 ms)"),
-    Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)"),
+    Source("lru_gen", "lru_gen", doc="/sys/kernel/mm/lru_gen/enabled: multi-generational LRU on (6.1+)",
+           record_every=10, record_why="a setting: it changes when someone changes it"),
     Source("process_maps", "process_maps", default=False, after_processes=True,
            doc="/proc/PID/smaps: mappings of the processes that grow (read only when a rule names it)",
            record_every=10, record_why="the kernel walks the page tables of every mapping of up to "
