@@ -195,7 +195,8 @@ def run(args: argparse.Namespace) -> int:
         span = rng(args.since, args.until)
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
-                       charts=bool(args.html or args.json), exact=args.exact, span=span)
+                       charts=bool(args.html or args.json), exact=args.exact, span=span,
+                       recording=rec)
     skipped = getattr(rec, "skipped", 0)
     if skipped:  # torn or undecodable rows: the store skips them; the report says so
         errs = list(getattr(rec, "errors", []))[:3]
