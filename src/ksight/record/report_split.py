@@ -107,6 +107,18 @@ def _half(rec, *, first: bool, cut: float, t0: float, span: tuple[float, float],
     return part, builder, bool(seen_break), rec.skipped, list(rec.errors)
 
 
+def _warm(rec, since, until, areas) -> None:
+    """Load the rules and build the decoder's codecs of the sources a report reads (the first
+    sample's), so that the forked child inherits them instead of building them again."""
+    from .episodes import load_rules
+
+    load_rules(areas)
+    for s in rec.snapshots(since, until, lazy=True):
+        for name in s.sources:
+            s.get(name)
+        break
+
+
 def report_view_split(rec, *, since=None, until=None, areas=None,
                       window_seconds: float = DEFAULT_WINDOW_S, step: float | None = None,
                       bundles=(), source=None, bundle_dir=None, charts: bool = True,
@@ -140,6 +152,7 @@ def _split(rec, kw, cut, t0, *, bundles, since, until, source, bundle_dir):
     from ..views.report import _assemble
     from .store import Recording
 
+    _warm(rec, since, until, kw["areas"])  # what both processes need, done once before the fork
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: the second half, handed back pickled; never returns
