@@ -151,3 +151,29 @@ def test_charts_of_two_parts_added_are_the_charts_of_one(recorded, cut):
         a, b = one.result(), first.result()
         assert b.charts == a.charts, mb
         assert (b.start, b.end, b.snapshots, b.notes) == (a.start, a.end, a.snapshots, a.notes)
+
+
+def test_a_reboot_in_the_range_is_judged_in_one_process(tmp_path, short_ranges):
+    """Windows restart at a reboot (aligned on the new boot's first sample): the halves could
+    not be added exactly, so the range is judged in one pass (and says nothing of two)."""
+    import dataclasses
+
+    from ksight.record.store import Recording, RecordingWriter
+    from ksight.views.report import report_view
+
+    bench = _bench()
+    path = str(tmp_path / "reboot.db")
+    w = RecordingWriter.create_or_open(path, interval=1.0)
+    for i, s in enumerate(bench.synthetic(1500, faults=FAULTS, t0=T0)):
+        if i >= 1000:  # rebooted: uptime starts again
+            s = dataclasses.replace(s, uptime_s=30.0 + i - 1000)
+        w.append(s)
+    w.close()
+    with Recording.open(path) as rec:
+        one = report_view(rec.snapshots(lazy=True), recording=rec, jobs=1, charts=False)
+    with Recording.open(path) as rec:
+        two = report_view(rec.snapshots(lazy=True), recording=rec, jobs=2, charts=False)
+        assert rec.skipped == 0
+    assert one.episode_report.breaks and two.episode_report.breaks
+    assert not any("two processes" in n for n in two.notes)
+    _same(one, two)
