@@ -12,7 +12,7 @@ at known times (so the episodes found can be checked against them):
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
     .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
-                                     [--db PATH] [--no-charts]
+                                     [--db PATH] [--no-charts] [--jobs N]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
@@ -22,6 +22,9 @@ episodes only, as the text report). `--store` writes the samples into a SQLite r
 and reports through it as `ksight report --db` does (`Recording.snapshots(lazy=True)`, the
 charts' buckets sized from `Recording.range()`), decoding included; `--db PATH` keeps that
 recording, or reads it as it is when it exists (reruns and A/B comparisons read one file).
+Through a recording a day is judged in two processes when the machine has two CPUs, as
+`ksight report` does (record/report_split.py; `--jobs 1`: one): the CPU printed is both
+processes'. A file written before today's recorder is still read as it is (format 1, layout v2).
 """
 
 from __future__ import annotations
