@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 
 from ..model.series import find_break
 from .episodes import COARSE_WINDOWS, DEFAULT_WINDOW_S, clock, finish, judge_part
@@ -177,10 +178,13 @@ def _split(rec, kw, cut, t0, *, bundles, since, until, source, bundle_dir):
         with os.fdopen(r, "rb") as f:
             r = -1
             data = f.read()
+    except BaseException:  # this half failed or was interrupted: the child's half is not wanted
+        os.kill(pid, signal.SIGKILL)
+        raise
     finally:
         if r != -1:
             os.close(r)
-        os.waitpid(pid, 0)
+        os.waitpid(pid, 0)  # the child is always reaped
     try:
         status, theirs = pickle.loads(data)
     except Exception:  # noqa: BLE001  (a child that died: judge in one pass)
