@@ -20,6 +20,9 @@ setup(scripts=["scripts/ksight"],  # the `ksight` command (see pyproject.toml: n
                    Extension("ksight._smapslight", ["src/ksight/_smapslight.c"], optional=True,
                              depends=["src/ksight/_smapstext.h"],
                              extra_compile_args=["-O2", "-Wall", "-Wextra"]),
+                   # the usual cases of a delta frame's tree patch (store/samples_tree.patch)
+                   Extension("ksight._treepatch", ["src/ksight/_treepatch.c"], optional=True,
+                             extra_compile_args=["-O2", "-Wall", "-Wextra"]),
                    # `ksight pmap PID`'s live fast path: smaps to pmap -x rows (views/pmap_fast.py)
                    Extension("ksight._smapspmap", ["src/ksight/_smapspmap.c"], optional=True,
                              depends=["src/ksight/_smapstext.h"],

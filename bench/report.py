@@ -12,7 +12,7 @@ at known times (so the episodes found can be checked against them):
   sys       2 minutes of 80 % system time on every CPU from 20:00:00
 
     .venv/bin/python bench/report.py [--hours 24] [--runs 5] [--window 60] [--store]
-                                     [--db PATH] [--no-charts]
+                                     [--db PATH] [--no-charts] [--jobs N]
 
 It prints, per run, the time to generate the samples alone, the time of `views.report.report_view`
 (the episodes and the charts of views/report_series.ChartBuilder in one pass; generation
@@ -22,6 +22,9 @@ episodes only, as the text report). `--store` writes the samples into a SQLite r
 and reports through it as `ksight report --db` does (`Recording.snapshots(lazy=True)`, the
 charts' buckets sized from `Recording.range()`), decoding included; `--db PATH` keeps that
 recording, or reads it as it is when it exists (reruns and A/B comparisons read one file).
+Through a recording a day is judged in two processes when the machine has two CPUs, as
+`ksight report` does (record/report_split.py; `--jobs 1`: one): the CPU printed is both
+processes'. A file written before today's recorder is still read as it is (format 1, layout v2).
 """
 
 from __future__ import annotations
@@ -142,7 +145,7 @@ def hms(t: float) -> str:
 
 
 def run_once(hours: float, window: float, store: str | None,
-             charts: bool = True) -> tuple[float, float, float, object]:
+             charts: bool = True, jobs: int | None = None) -> tuple[float, float, float, object]:
     """(CPU s of generating alone, wall s and CPU s of the report, the report's view)."""
     from ksight.views.report import report_view
 
@@ -154,17 +157,25 @@ def run_once(hours: float, window: float, store: str | None,
         for _ in synthetic(n, base=base):
             pass
         gen = time.process_time() - c
-    t, c = time.perf_counter(), time.process_time()
+    t, c, ch = time.perf_counter(), time.process_time(), _children_cpu()
     if store:
         from ksight.record.store import Recording
 
         rec = Recording.open(store)
         view = report_view(rec.snapshots(None, None, lazy=True), window_seconds=window, charts=charts,
-                           span=rec.range())
+                           span=rec.range(), recording=rec, jobs=jobs)
         rec.close()
     else:
         view = report_view(synthetic(n, base=base), window_seconds=window, charts=charts)
-    return gen, time.perf_counter() - t, time.process_time() - c, view
+    # CPU: this process's and the child's that judges the second half (record/report_split.py)
+    return (gen, time.perf_counter() - t, time.process_time() - c + _children_cpu() - ch, view)
+
+
+def _children_cpu() -> float:
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
 
 
 def main(argv=None) -> int:
@@ -177,6 +188,9 @@ def main(argv=None) -> int:
     ap.add_argument("--db", metavar="PATH",
                     help="with --store: the recording to write (kept) or, if it exists, to read "
                          "as it is (reruns and A/B comparisons read the same file)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="with --store: processes to judge the day in (default: two when the "
+                         "machine has two CPUs, as `ksight report`; 1: one process)")
     ap.add_argument("--no-charts", action="store_true",
                     help="episodes only, as the text report (`ksight report` without --json/--html)")
     a = ap.parse_args(argv)
@@ -206,7 +220,7 @@ def main(argv=None) -> int:
     gens, tooks, cpus = [], [], []
     for i in range(a.runs):
         gen, took, cpu, view = run_once(a.hours, a.window, store,
-                                        charts=not a.no_charts)
+                                        charts=not a.no_charts, jobs=a.jobs)
         eps = view.episodes
         gens.append(gen)
         tooks.append(took)

@@ -24,6 +24,10 @@ or it is taken for an option).
 that could not look): the fields are in docs/report-json.md. The charts of a long range keep,
 per time bucket, each line's lowest and highest sample, so a one-second peak is never lost.
 
+Overhead: a range of a recording longer than 2 hours is judged in two processes when the
+machine has a second CPU (each half decoded and judged apart, then added: the same episodes
+and charts; a day at 1 s takes ~15-20 s of CPU in all). KSIGHT_REPORT_JOBS=1: one process.
+
 Exit status: 0 every rule looked and no episode at warning or above, 1 warning, 2 critical,
 3 could not diagnose (a rule could not look and nothing worse was found: -v says which).
 """
@@ -195,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         span = rng(args.since, args.until)
     view = report_view(snaps, areas=areas, window_seconds=args.window, since=args.since,
                        until=args.until, bundles=bundles, source=label, bundle_dir=bundle_dir,
-                       charts=bool(args.html or args.json), exact=args.exact, span=span)
+                       charts=bool(args.html or args.json), exact=args.exact, span=span,
+                       recording=rec)
     skipped = getattr(rec, "skipped", 0)
     if skipped:  # torn or undecodable rows: the store skips them; the report says so
         errs = list(getattr(rec, "errors", []))[:3]

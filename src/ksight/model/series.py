@@ -312,9 +312,20 @@ class Series:
         self.dropped = dropped  # snapshots of the input left out (before the last break)
         self.seconds_per_interval: tuple[float | None, ...] = tuple(
             interval_seconds(a, b) for a, b in zip(self.snapshots, self.snapshots[1:]))
-        self._cpu_resets = tuple(i for i, (a, b) in enumerate(zip(self.snapshots, self.snapshots[1:]))
-                                 if _cpu_set(a) and _cpu_set(b) and _cpu_set(a) != _cpu_set(b))
         self._cache: dict = {}
+
+    @property
+    def _cpu_resets(self) -> tuple[int, ...]:
+        """Intervals across which the set of CPUs changed (hotplug): per-CPU deltas are reset
+        there. Computed when first asked (a series whose per-CPU counters nobody reads does
+        not read /proc/stat for it), comparing the CPU dicts' keys (no set built)."""
+        got = self._cache.get("cpu_resets")
+        if got is None:
+            cpus = [_cpu_dict(s) for s in self.snapshots]
+            got = self._cache["cpu_resets"] = tuple(
+                i for i, (a, b) in enumerate(zip(cpus, cpus[1:]))
+                if a and b and a is not b and a.keys() != b.keys())
+        return got
 
     @classmethod
     def of(cls, snapshots: Sequence[Snapshot]) -> "Series":
@@ -459,6 +470,11 @@ class Series:
 def _cpu_set(s: Snapshot) -> frozenset | None:
     st = s.get("stat")
     return frozenset(st.cpus) if st is not None and st.cpus else None
+
+
+def _cpu_dict(s: Snapshot) -> dict | None:
+    st = s.get("stat")
+    return st.cpus if st is not None and st.cpus else None
 
 
 def make_counter(name: str, values: Sequence[float | None], seconds: Sequence[float | None],

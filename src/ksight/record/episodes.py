@@ -278,6 +278,85 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
     sample), for views that plot the same range without reading it twice. `bundles`: dicts
     with rule, subject (a Subject or None), at (time) and path, as the watcher writes them: an
     episode gets the path of a bundle captured for its rule and subject during it."""
+    part = judge_part(snapshots, areas=areas, window_seconds=window_seconds, step=step,
+                      rules=rules, exact=exact, coarse_windows=coarse_windows,
+                      coarse_every=coarse_every, observe=observe)
+    return finish(part, bundles)
+
+
+@dataclass
+class Part:
+    """What judging a stretch of samples found, before the episodes are merged (find_episodes
+    judges one stretch; record/report_split.py judges two halves of a range in two processes
+    and adds their Parts). `stopped`: the stretch ended at its `stop` (see judge_part)."""
+
+    rep: EpisodeReport
+    hits: list
+    looked: dict
+    not_looked: dict
+    rule_ids: list
+    exact: bool
+    coarse_every: int
+    origin: float | None = None  # the time the windows are aligned on (the first sample's)
+    stopped: bool = False
+
+    def add(self, other: "Part") -> "Part":
+        """This stretch followed by `other` (judged with the same rules and windows)."""
+        a, b = self.rep, other.rep
+        rep = replace(a, episodes=[], samples=a.samples + b.samples,
+                      windows=a.windows + b.windows, windows_fine=a.windows_fine + b.windows_fine,
+                      breaks=a.breaks + b.breaks, notes=[],
+                      start=a.start if a.start is not None else b.start,
+                      end=b.end if b.end is not None else a.end,
+                      host=a.host or b.host, kernel=b.kernel or a.kernel,
+                      not_evaluated=[], partial=[], rules_run=0)
+        looked = dict(self.looked)
+        for k, n in other.looked.items():
+            looked[k] = looked.get(k, 0) + n
+        nl = {k: list(v) for k, v in self.not_looked.items()}
+        for k, (n, why) in other.not_looked.items():
+            if k in nl:
+                nl[k][0] += n
+            else:
+                nl[k] = [n, why]
+        return Part(rep, self.hits + other.hits, looked, nl, self.rule_ids, self.exact,
+                    self.coarse_every, self.origin, other.stopped)
+
+
+def finish(part: Part, bundles: Iterable[dict] = ()) -> EpisodeReport:
+    """The episodes and the rules' looked / not looked of a judged Part."""
+    rep, exact, coarse_every = part.rep, part.exact, part.coarse_every
+    rep.episodes = merge(part.hits, bundles)
+    for rid in part.rule_ids:
+        n_ok = part.looked.get(rid, 0)
+        miss = part.not_looked.get(rid)
+        if n_ok == 0:
+            reason = miss[1] if miss else "no window to judge (fewer than two samples)"
+            rep.not_evaluated.append(NotEvaluated(rid, reason))
+        elif miss:
+            rep.partial.append(Partial(rid, miss[0], miss[0] + n_ok, miss[1]))
+        if n_ok:
+            rep.rules_run += 1
+    if not exact and rep.windows:
+        rep.notes.append(
+            f"judged in windows of {rep.window_seconds:g} s every {rep.step:g} s; rules screened "
+            f"on one sample in {coarse_every} (and their declared counters at full resolution), "
+            f"then {rep.windows_fine} of {rep.windows} windows judged again at full resolution")
+    return rep
+
+
+def judge_part(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None = None,
+               window_seconds: float = DEFAULT_WINDOW_S, step: float | None = None,
+               rules: Iterable[str] | None = None, exact: bool = False,
+               coarse_windows: int = COARSE_WINDOWS, coarse_every: int = COARSE_EVERY,
+               observe=None, origin: float | None = None, stop: float | None = None) -> Part:
+    """find_episodes' judging of one stretch, episodes not merged yet. For a stretch that is
+    part of a longer range (record/report_split.py): `origin`, the time the range's windows
+    are aligned on (its first sample's: the first sample here must then start a block of
+    the range, i.e. sit at origin + k * step * coarse_windows); `stop`, a block start where
+    this stretch ends: the blocks before it are judged (reading on as far as their windows
+    need), the samples at or after it are neither counted nor judged, and the Part says
+    `stopped`."""
     if window_seconds <= 0:
         raise ValueError("window_seconds must be > 0")
     step = window_seconds if step is None else step
@@ -288,6 +367,7 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
         want = set(rules)
         selected = [r for r in selected if r.id in want]
     rep = EpisodeReport(window_seconds=window_seconds, step=step, rules_selected=len(selected))
+    stopped = False
     judge = _Judge(selected)
     counters = {} if exact else _declared(selected)
     hits: list[tuple[int, float, float, Finding]] = []  # (window index, start, end, finding)
@@ -334,13 +414,14 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
         t = clock(s)
         if t is None:
             continue
-        rep.samples += 1
-        if rep.start is None:
-            rep.start = t
-            rep.host = {"hostname": s.host.hostname, "page_size": s.host.page_size,
-                        "cpus": s.host.cpus}
-        rep.end = t
-        rep.kernel = s.host.kernel
+        if stop is None or t < stop - 1e-6:
+            rep.samples += 1
+            if rep.start is None:
+                rep.start = t
+                rep.host = {"hostname": s.host.hostname, "page_size": s.host.page_size,
+                            "cpus": s.host.cpus}
+            rep.end = t
+            rep.kernel = s.host.kernel
         if prev is not None:
             br = find_break(prev, s)
             if br is not None:
@@ -353,6 +434,12 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
         prev = s
         if seg_start is None:
             seg_start = block_start = t
+            if origin is None:
+                origin = t
+            elif not rep.breaks:  # a later part of a range: its blocks as the range's
+                k = int((t - origin + 1e-6) // block_span)
+                seg_start = block_start = origin + k * block_span
+                base_index = k * max(1, coarse_windows)
         block.append(s)
         if t >= block_start + block_span + window_seconds - step:
             # the block's last window is complete: judge it, keep what the next block's
@@ -365,25 +452,13 @@ def find_episodes(snapshots: Iterable[Snapshot], *, areas: Iterable[str] | None 
                 skip = int((clock(block[0]) - block_start) // block_span)
                 block_start += skip * block_span
                 base_index += skip * max(1, coarse_windows)
-    judge_block(block, base_index, block_start if block_start is not None else 0.0)
-
-    rep.episodes = merge(hits, bundles)
-    for r in selected:
-        n_ok = judge.looked.get(r.id, 0)
-        miss = judge.not_looked.get(r.id)
-        if n_ok == 0:
-            reason = miss[1] if miss else "no window to judge (fewer than two samples)"
-            rep.not_evaluated.append(NotEvaluated(r.id, reason))
-        elif miss:
-            rep.partial.append(Partial(r.id, miss[0], miss[0] + n_ok, miss[1]))
-        if n_ok:
-            rep.rules_run += 1
-    if not exact and rep.windows:
-        rep.notes.append(
-            f"judged in windows of {window_seconds:g} s every {step:g} s; rules screened on one "
-            f"sample in {coarse_every} (and their declared counters at full resolution), then "
-            f"{rep.windows_fine} of {rep.windows} windows judged again at full resolution")
-    return rep
+            if stop is not None and block_start >= stop - 1e-6:
+                stopped = True
+                break
+    if not stopped:
+        judge_block(block, base_index, block_start if block_start is not None else 0.0)
+    return Part(rep, hits, judge.looked, judge.not_looked, [r.id for r in selected], exact,
+                coarse_every, origin, stopped)
 
 
 def merge(hits: list[tuple[int, float, float, Finding]],
@@ -432,5 +507,5 @@ def _with_bundle(e: Episode, bundles: list[dict]) -> Episode:
     return e
 
 
-__all__ = ["find_episodes", "merge", "EpisodeReport", "Partial", "clock", "subject_key",
+__all__ = ["find_episodes", "judge_part", "finish", "Part", "merge", "EpisodeReport", "Partial", "clock", "subject_key",
            "DEFAULT_WINDOW_S"]

@@ -765,25 +765,17 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
             and isinstance(srcs[1], list) and len(srcs[0]) == len(srcs[1])):
         raise SampleError("the payload's sources are missing or malformed")
     lazy = memo is not None and memo.get("lazy")
-    sources = LazySources() if lazy else {}
-    for name, v in zip(part("names", srcs[0], lambda k: _vocab_names(k, schema)), srcs[1]):
+    names = part("names", srcs[0], lambda k: _vocab_names(k, schema))
+    if lazy:  # each decoded when first read (then shared as above); see LazySources
+        sources = _lazy_sources(names, srcs[1], schema, parts, memo)
+        names = ()  # done
+    else:
+        sources = {}
+    for name, v in zip(names, srcs[1]):
         if not isinstance(name, str):
             raise SampleError("a source name that is not a string")
         if name not in SYSTEM:
             continue  # written by a newer ksight: ignored
-        if lazy:  # decoded when first read (then shared as above); see LazySources
-            got = parts.get(("source", name))
-            if got is not None and _same(got[0], v):
-                if got[0] is not v:
-                    parts[("source", name)] = (v, got[1])
-                val = got[1]
-                if type(val) is _Lazy and val.done:
-                    val = val.value
-            else:
-                val = _Lazy(v, name, schema)
-                parts[("source", name)] = (v, val)
-            dict.__setitem__(sources, name, val)
-            continue
         try:
             sources[name] = part(("source", name), v,
                                  lambda x, n=name: _source_codec(n).unpack(x, schema))
@@ -799,6 +791,45 @@ def _snapshot_v2(tree, schema_no: int, memo: dict | None = None) -> Snapshot:
         processes = part("processes", procs_v, table)
     return Snapshot(taken_at=clock[0], monotonic=clock[1], uptime_s=clock[2], host=host,
                     sources=sources, processes=processes, sockets=None, unavailable=unavailable)
+
+
+def _lazy_sources(names: list, vals: list, schema, parts: dict, memo: dict) -> "LazySources":
+    """The LazySources of a frame (SampleDecoder(lazy=True)): a source whose packed value is the
+    very object the frame before had (a delta frame's SAME) is that frame's entry without a
+    look-up (most sources of most frames); any other goes through `parts` as before (an equal
+    copy in a keyframe is shared, a changed one is a new _Lazy)."""
+    row = memo.get("lazy_row")  # [names, their indices kept, kept names, values, entries]
+    if row is None or row[0] is not names:
+        for name in names:
+            if not isinstance(name, str):
+                raise SampleError("a source name that is not a string")
+        keep = [i for i, n in enumerate(names) if n in SYSTEM]  # others: a newer ksight's
+        row = memo["lazy_row"] = [names, keep, [names[i] for i in keep], None, None]
+    keep, knames, pv, pe = row[1], row[2], row[3], row[4]
+    kv = vals if len(keep) == len(vals) else [vals[i] for i in keep]
+    entries = []
+    app = entries.append
+    for j, v in enumerate(kv):
+        if pv is not None and pv[j] is v:
+            e = pe[j]
+            if type(e) is _Lazy and e.done:
+                e = pe[j] = e.value
+            app(e)
+            continue
+        name = knames[j]
+        got = parts.get(("source", name))
+        if got is not None and _same(got[0], v):
+            if got[0] is not v:
+                parts[("source", name)] = (v, got[1])
+            val = got[1]
+            if type(val) is _Lazy and val.done:
+                val = val.value
+        else:
+            val = _Lazy(v, name, schema)
+            parts[("source", name)] = (v, val)
+        app(val)
+    row[3], row[4] = kv, entries
+    return LazySources(zip(knames, entries))
 
 
 class _Lazy:
@@ -843,9 +874,13 @@ class LazySources(dict):
     def __getitem__(self, k):
         return self._load(k, dict.__getitem__(self, k))
 
-    def get(self, k, default=None):
+    def get(self, k, default=None):  # _load inlined: Snapshot.get calls this ~25 times a sample
         v = dict.get(self, k, _ABSENT)
-        return default if v is _ABSENT else self._load(k, v)
+        if type(v) is _Lazy:
+            v = v.get()
+            dict.__setitem__(self, k, v)
+            return v
+        return default if v is _ABSENT else v
 
     def __iter__(self):  # not dict's own: dict(x) and {**x} then read through __getitem__
         return iter(dict.keys(self))

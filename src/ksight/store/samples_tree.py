@@ -396,8 +396,10 @@ def _bad(why: str):
     raise SampleError(f"a delta frame does not fit the frame before it: {why}")
 
 
-def patch(d, prev):
-    """The packed tree of delta-frame form `d` given the previous frame's tree (diff's inverse)."""
+def _patch_py(d, prev):
+    """The packed tree of delta-frame form `d` given the previous frame's tree (diff's inverse).
+    `patch` is this, or ksight._treepatch's C version of its usual cases (which hands the rest
+    here); the recursion below goes through `patch`."""
     td = type(d)
     if td is Ext:
         if d.code != SAME.code:
@@ -452,3 +454,13 @@ def patch(d, prev):
                 else v if tv is not list and tv is not Ext else patch(v, b)
                 for v, b in zip(d[1:], prev)]
     _bad(f"list marker {mark}")
+
+
+patch = _patch_py
+try:  # the optional C fast path of patch's usual cases (setup.py; tests/store/test_treepatch_c.py)
+    from .. import _treepatch
+except ImportError:  # not built: Python only
+    _treepatch = None
+else:
+    _treepatch.setup(Ext, _patch_py, SAME.code, ELEM.code, NUM.code)
+    patch = _treepatch.patch

@@ -76,10 +76,14 @@ RECLAIM = (("kswapd scanned", PGSCAN_KSWAPD), ("direct scanned", PGSCAN_DIRECT),
 class _Grid:
     """Time buckets shared by every series of one report: width BUCKET0_S * 2**shift."""
 
-    def __init__(self, max_buckets: int = MAX_BUCKETS, span: float | None = None):
+    def __init__(self, max_buckets: int = MAX_BUCKETS, span: float | None = None,
+                 t0: float | None = None, continued: bool = False):
         self.max_buckets = max_buckets
-        self.t0: float | None = None
+        self.t0: float | None = t0
         self.shift = 0
+        # continued: these charts are the later part of a longer range (record/report_split.py),
+        # so a line's first event may be a gap (its readings before are in the other part)
+        self.continued = continued
         if span is not None and span > 0:
             # the width the doubling would end at for this span, from the start: every bucket
             # is then filled once instead of merged up through ~9 widths (the same points:
@@ -164,7 +168,7 @@ class _Rows:
 
     def gap(self, t: float) -> None:
         """No reading at t: a break in the line (only after a first reading)."""
-        if not self.b:
+        if not self.b and not self.grid.continued:
             return
         i = self.grid.index(t)
         self._sync()
@@ -177,6 +181,20 @@ class _Rows:
     @property
     def empty(self) -> bool:
         return all(b[0] is None for b in self.b.values())
+
+    def take(self, o: "_Rows") -> None:
+        """Add the rows of `o` (the same series over a later part of the range, same grid)."""
+        self._sync()
+        o._sync()
+        for j in sorted(o.b):
+            ob, b = o.b[j], self.b.get(j)
+            was = self.merged  # a bucket with readings on both sides is a merged bucket
+            self._merge(j, ob)
+            self.merged = was or (b is not None and b[0] is not None and ob[0] is not None)
+        for k, v in enumerate(o.peak):
+            if v is not None and (self.peak[k] is None or v > self.peak[k]):
+                self.peak[k], self.peak_at[k] = v, o.peak_at[k]
+        self.merged = self.merged or o.merged
 
     def points(self) -> tuple[tuple[float, ...], list[tuple[float | None, ...]]]:
         """(times, rows) in time order; a gap is a row of None."""
@@ -232,21 +250,37 @@ class _Line:
             return
         old, self.b = self.b, {}
         for i in sorted(old):
-            o = old[i]
-            j = i >> d
-            b = self.b.get(j)
-            if b is None:
-                self.b[j] = o
-                continue
-            self.merged = True
-            if o[0] is not None:
-                if b[0] is None or o[1] < b[1]:
-                    b[0], b[1] = o[0], o[1]
-                if b[2] is None or o[3] > b[3]:
-                    b[2], b[3] = o[2], o[3]
-            if o[4] is not None:
-                b[4] = o[4] if b[4] is None else max(b[4], o[4])
+            if self._merge(i >> d, old[i]):
+                self.merged = True
         self.shift = self.grid.shift
+
+    def _merge(self, j: int, o: list) -> bool:
+        """Bucket j takes o's lowest, highest and gap; False when j was empty."""
+        b = self.b.get(j)
+        if b is None:
+            self.b[j] = o
+            return False
+        if o[0] is not None:
+            if b[0] is None or o[1] < b[1]:
+                b[0], b[1] = o[0], o[1]
+            if b[2] is None or o[3] > b[3]:
+                b[2], b[3] = o[2], o[3]
+        if o[4] is not None:
+            b[4] = o[4] if b[4] is None else max(b[4], o[4])
+        return True
+
+    def take(self, o: "_Line") -> None:
+        """Add the readings of `o` (the same line over a later part of the range, same grid)."""
+        self._sync()
+        o._sync()
+        for j in sorted(o.b):
+            ob, b = o.b[j], self.b.get(j)
+            both = b is not None and b[0] is not None and ob[0] is not None
+            self._merge(j, list(ob))
+            self.merged = self.merged or both
+        if o.peak is not None and (self.peak is None or o.peak > self.peak):
+            self.peak, self.peak_at = o.peak, o.peak_at
+        self.merged = self.merged or o.merged
 
     def add(self, t: float, v: float | None, i: int | None = None) -> None:
         if v is None:
@@ -271,7 +305,7 @@ class _Line:
                 b[2], b[3] = t, v
 
     def gap(self, t: float, i: int | None = None) -> None:
-        if not self.b:
+        if not self.b and not self.grid.continued:
             return
         if i is None:
             i = self.grid.index(t)
@@ -370,9 +404,10 @@ class ChartSet:
 
 
 class _Builder:
-    def __init__(self, top: int, max_buckets: int, span: float | None = None):
+    def __init__(self, top: int, max_buckets: int, span: float | None = None,
+                 t0: float | None = None, continued: bool = False):
         self.top = top
-        self.grid = _Grid(max_buckets, span)
+        self.grid = _Grid(max_buckets, span, t0, continued)
         g = self.grid
         self.memory = _Rows(g, len(MEMORY_PARTS))
         self.cpu = _Rows(g, len(CPU_PARTS))
@@ -395,6 +430,9 @@ class _Builder:
         self._pc_shift = 0
         self._pc_table = None
         self._pc_bucket = self._pc_marked = -1
+        # continued (a later part of a range): the first snapshot fed is the last one of the
+        # part before, drawn there; here it starts the first intervals and seeds the processes
+        self._carried = self._seed = continued
 
     def clock(self, s: Snapshot) -> float | None:
         if self.wall is None:
@@ -492,6 +530,8 @@ class _Builder:
         grid = self.grid
         for i, s in enumerate(seg):
             if skip_first and i == 0:
+                if self._seed:
+                    self._seed_processes(s, t[0])
                 continue
             procs = s.processes or {}
             ti = t[i]
@@ -539,6 +579,55 @@ class _Builder:
                     continue
                 c[2].add(ti, v, bi)
                 c[0], c[3], c[4] = p, v, bi
+
+    def _seed_processes(self, s: Snapshot, ti: float) -> None:
+        """The process cache as it stands after `s` was drawn (by the part before this one), its
+        readings not added again: the next snapshots then add and skip what they would have."""
+        self._seed = False
+        grid, cache = self.grid, self._pc
+        procs = s.processes or {}
+        bi = grid.index(ti)
+        self._pc_shift = grid.shift
+        self._pc_table, self._pc_bucket = procs, bi
+        for pid, p in procs.items():
+            st = p.stat
+            key = (pid, st.starttime_ticks if st is not None else None)
+            kb = p.res_kb
+            r = self.procs.get(key)
+            if r is None:
+                r = self.procs[key] = _Line(grid)
+                self.names[key] = p.comm or "?"
+            cache[pid] = [p, key, r, None if kb is None else kb * 1024.0, bi]
+
+    def take(self, o: "_Builder") -> None:
+        """Add the charts of `o`, the part of the range after this one (built with the same t0
+        and span, `continued`, its first snapshot this part's last)."""
+        shift = max(self.grid.shift, o.grid.shift)
+        self.grid.shift = o.grid.shift = shift
+        for a, b in zip([self.memory, self.cpu, self.retrans, *self.reclaim, *self.paging],
+                        [o.memory, o.cpu, o.retrans, *o.reclaim, *o.paging]):
+            a.take(b)
+        for key, line in o.procs.items():
+            mine = self.procs.get(key)
+            if mine is None:
+                line._sync()
+                line.grid, line.shift = self.grid, line.shift
+                self.procs[key] = line
+            else:
+                mine.take(line)
+        self.names.update(o.names)
+        self.n += o.n
+        self.skipped += o.skipped
+        self.breaks += o.breaks
+        if o.start is not None:
+            self.start = o.start if self.start is None else min(self.start, o.start)
+            self.end = o.end if self.end is None else max(self.end, o.end)
+        self.host = o.host or self.host
+        self.kernel = o.kernel or self.kernel
+        self.page_size = o.page_size or self.page_size
+        self.missing.update(o.missing)
+        if self.wall is None:
+            self.wall = o.wall
 
     def _why(self, *sources: str) -> str:
         for s in sources:
@@ -633,8 +722,21 @@ class ChartBuilder:
     cheaper); a span too short only costs the doublings it would have saved."""
 
     def __init__(self, *, top: int = 5, max_buckets: int = MAX_BUCKETS,
-                 span: float | None = None):
-        self._b = _Builder(top, max_buckets, span)
+                 span: float | None = None, t0: float | None = None, continued: bool = False):
+        # t0 (the time of the range's first snapshot) and continued: the charts of a part of a
+        # range, added to the part before with take() (record/report_split.py)
+        self._b = _Builder(top, max_buckets, span, t0, continued)
+
+    def finish(self) -> None:
+        """Draw what is fed so far (before take(), or before handing the builder on)."""
+        self._b.finish()
+        self._b._chunk = []
+        self._b._pc.clear()
+        self._b._pc_table = None
+
+    def take(self, later: "ChartBuilder") -> None:
+        """Add the charts of the part of the range after this one (both finished)."""
+        self._b.take(later._b)
 
     def feed(self, snapshots: Iterable[Snapshot]) -> None:
         self._b.feed(snapshots)
