@@ -104,7 +104,8 @@ def run_in(pid: int | None, work: Callable[[], T]) -> T:
 
 
 def socket_in(pid: int | None, family: int, type_: int, proto: int = 0) -> socket.socket:
-    """A socket created in the network namespace of process `pid` (None: our own).
+    """A socket created in the network namespace of process `pid` (None: our own): the C
+    module's _socket.socket, which is no context manager (close it in a finally).
 
     Raises Unavailable with a reason for people (process exited, permission denied)."""
     return run_in(pid, lambda: socket.socket(family, type_, proto))
