@@ -319,3 +319,30 @@ def test_sysctl_guard_killed_with_sigkill_is_recovered(tmp_path):
     finally:
         g.restore()
     assert not (tmp_path / "lock.json").exists()
+
+
+def test_leftovers_judge_a_restore_against_the_next_lab_runs_journal(tmp_path, monkeypatch):
+    """The next lab run takes the sysctl lock as soon as this one restores and may change the
+    same sysctl at once: this run's restore is judged against the value that run found (its
+    journal), not against its change. With no live owner, the journal and the value count."""
+    import json
+    import subprocess
+
+    from ksight import lab
+    from ksight.lab import sysctl
+
+    journal = tmp_path / "journal.json"
+    monkeypatch.setattr(sysctl, "JOURNAL_PATH", str(journal))
+    monkeypatch.setattr(sysctl, "read_sysctl", lambda name: "5")  # the next run's change
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        journal.write_text(json.dumps({"pid": other.pid, "saved": [["vm.dirty_ratio", "20"]]}))
+        assert not [x for x in lab.leftovers(saved_sysctls={"vm.dirty_ratio": "20"}) if "sysctl" in x]
+        assert [x for x in lab.leftovers(saved_sysctls={"vm.dirty_ratio": "30"}) if "sysctl" in x] \
+            == ["sysctl vm.dirty_ratio = 20 (was 30)"]  # we did not put ours back
+    finally:
+        other.kill()
+        other.wait()
+    left = [x for x in lab.leftovers(saved_sysctls={"vm.dirty_ratio": "20"}) if "sysctl" in x]
+    assert left == [f"sysctl journal {journal} (sysctls not yet restored)",
+                    "sysctl vm.dirty_ratio = 5 (was 20)"]

@@ -132,16 +132,45 @@ def leftovers(pid: int | None = None, saved_sysctls: dict | None = None) -> list
     from .memory_system_scenarios import leftover_segments
 
     out += leftover_segments(pid)
-    if os.path.exists(sysctl.JOURNAL_PATH):
+    # Another lab run that waited for our sysctl lock takes it as soon as we restore and may
+    # already have changed the same sysctls: its journal then holds what it found, which is what
+    # we put back. Judge our restore against that, not against its changes.
+    other = _other_live_journal(pid)
+    if os.path.exists(sysctl.JOURNAL_PATH) and other is None:
         out.append(f"sysctl journal {sysctl.JOURNAL_PATH} (sysctls not yet restored)")
     for name, old in (saved_sysctls or {}).items():
         try:
-            now = sysctl.read_sysctl(name)
+            now = other[name] if other is not None and name in other else sysctl.read_sysctl(name)
         except OSError:
             continue
         if now != old and not (name in sysctl._PAIRS and old.strip() == "0"):
             out.append(f"sysctl {name} = {now} (was {old})")
     return out
+
+
+def _other_live_journal(pid: int) -> dict | None:
+    """The values another live lab run found before it changed sysctls (its journal), or None
+    when the journal is absent, unreadable, ours, or its owner is gone."""
+    import json
+
+    from . import sysctl
+
+    try:
+        with open(sysctl.JOURNAL_PATH) as f:
+            doc = json.load(f)
+        owner = int(doc.get("pid"))
+        saved = {str(n): str(v) for n, v in doc.get("saved", [])}
+    except (OSError, ValueError, TypeError):
+        return None
+    if owner == pid:
+        return None
+    try:
+        os.kill(owner, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return saved
 
 
 def _load() -> None:
